@@ -1,0 +1,37 @@
+# hvbackup — the two commands a newcomer needs:
+#   make demo   runs the main job on the embedded default and says where to look
+#   make test   installs what the tests need, then runs ruff, mypy and pytest
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck pytest services venv clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+services:
+	@bash scripts/test-services.sh
+
+lint: venv
+	$(BIN)/ruff check orchestrator tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv services
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+demo: venv
+	@bash scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) demo-state .pytest_cache .mypy_cache .ruff_cache

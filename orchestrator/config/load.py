@@ -1,0 +1,369 @@
+"""Load a configuration file: YAML -> positions -> typed models -> cross-checks.
+
+Every problem is collected and raised at once as a :class:`ConfigError`, each located as
+``FILE:LINE: key.path: what is wrong``. Secret values are never echoed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import UnionType
+from typing import Any
+
+import pydantic
+from pydantic import ValidationError
+
+from orchestrator.config import checks
+from orchestrator.config.models import AnyJob, Client, Config, JobBase
+from orchestrator.config.yamlread import PathKey, Positions, format_path, read_yaml
+from orchestrator.errors import ConfigError, ConfigProblem, UsageError
+
+CONFIG_ENV = "HVBACKUP_CONFIG"
+
+# Keys that would hold a secret in clear. Compared case-insensitively.
+SECRET_KEYS = frozenset(
+    {"password", "passphrase", "passwd", "pwd", "secret", "token", "api_key", "apikey",
+     "client_secret", "private_key"}
+)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    client_name: str
+    job_name: str
+    client: Client
+    job: AnyJob
+
+    @property
+    def label(self) -> str:
+        return f"{self.client_name}/{self.job_name}"
+
+
+@dataclass
+class LoadedConfig:
+    """A valid configuration and where it came from."""
+
+    config: Config
+    path: Path
+    positions: Positions
+    warnings: list[ConfigProblem] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: str) -> Path:
+        """A path from the file, relative paths taken from the config file's folder."""
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def state_dir(self) -> Path:
+        if self.config.state_dir:
+            return self.resolve(self.config.state_dir)
+        return default_state_dir()
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL; a relative SQLite path is taken from the config file's folder."""
+        url = self.config.database
+        if not url:
+            return f"sqlite:///{self.state_dir / 'hvbackup.db'}"
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+            rest = url[len(prefix):]
+            if rest and rest != ":memory:" and not Path(rest).is_absolute():
+                return prefix + str(self.resolve(rest))
+        return url
+
+    def jobs(self) -> Iterator[JobRef]:
+        for client_name, client in self.config.clients.items():
+            for job_name, job in client.jobs.items():
+                yield JobRef(client_name, job_name, client, job)
+
+    def job(self, label: str) -> JobRef:
+        """Find ``CLIENT/JOB``; raises :class:`UsageError` with suggestions."""
+        client_name, _, job_name = label.partition("/")
+        client = self.config.clients.get(client_name)
+        if client is None:
+            raise UsageError(f"no client {client_name!r} in {self.path}"
+                             + _suggest(client_name, self.config.clients))
+        job = client.jobs.get(job_name)
+        if job is None:
+            raise UsageError(f"no job {job_name!r} in client {client_name!r} of {self.path}"
+                             + _suggest(job_name, client.jobs))
+        return JobRef(client_name, job_name, client, job)
+
+    def copies_of(self, client: Client, job: JobBase) -> list[str]:
+        return list(job.copies or client.copies or [])
+
+    def language_of(self, client: Client) -> str:
+        return client.language or self.config.msp.language
+
+
+def default_state_dir() -> Path:
+    """The platform's place for service state when the config does not say."""
+    if os.name == "nt":
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "hvbackup"
+    if os.geteuid() == 0:
+        return Path("/var/lib/hvbackup")
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "hvbackup"
+
+
+def config_path_from(arg: str | None) -> Path:
+    """The config file named by ``-c`` or by ``HVBACKUP_CONFIG``; raises UsageError if none."""
+    value = arg or os.environ.get(CONFIG_ENV)
+    if not value:
+        raise UsageError(f"no configuration file: pass -c FILE or set {CONFIG_ENV}")
+    return Path(value)
+
+
+def load_config(path: Path | str) -> LoadedConfig:
+    """Read and validate ``path``. Raises :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(shown, 0, "", "file not found")]) from None
+    except IsADirectoryError:
+        raise ConfigError([ConfigProblem(shown, 0, "", "is a folder, not a file")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [ConfigProblem(shown, 0, "", f"not UTF-8 text (byte {exc.start}); save it as UTF-8")]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(shown, 0, "", f"cannot be read: {exc.strerror}")]) from None
+    return load_config_text(text, shown, base=path)
+
+
+def load_config_text(text: str, filename: str, base: Path | None = None) -> LoadedConfig:
+    doc = read_yaml(text, filename)
+    if doc.data is None and doc.problems:
+        raise ConfigError(doc.problems)
+    positions = doc.positions
+    data = doc.data
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [ConfigProblem(filename, positions.line_of(()), "",
+                           "the file must be a mapping of keys (version:, msp:, baies:, ...)")]
+        )
+    problems: list[ConfigProblem] = list(doc.problems)
+    data = _strip_secrets(data, (), positions, filename, problems)
+    problems.extend(checks.check_references(data, positions, filename))
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_translate(exc, data, positions, filename))
+    if problems:
+        raise ConfigError(_dedupe(problems))
+    assert config is not None
+    loaded = LoadedConfig(config, (base or Path(filename)).resolve(), positions)
+    loaded.warnings = checks.warnings(loaded, filename)
+    return loaded
+
+
+def _dedupe(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    return list(dict.fromkeys(problems))
+
+
+def _suggest(word: str, choices: typing.Iterable[str]) -> str:
+    names = list(choices)
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f" (known: {', '.join(names)})" if names else ""
+
+
+def _strip_secrets(
+    node: Any, path: PathKey, positions: Positions, filename: str, problems: list[ConfigProblem]
+) -> Any:
+    """Report and remove keys that hold a secret in clear; the value is never shown."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            child = (*path, str(key))
+            if str(key).lower() in SECRET_KEYS:
+                problems.append(
+                    ConfigProblem(
+                        filename, positions.line_of(child, key=True), format_path(child),
+                        "a secret must not be written in the configuration: put it in an "
+                        "environment variable and write 'password_env: VARIABLE_NAME', or in a "
+                        "file only the service can read and write 'password_file: /path'",
+                    )
+                )
+                continue
+            out[key] = _strip_secrets(value, child, positions, filename, problems)
+        return out
+    if isinstance(node, list):
+        return [
+            _strip_secrets(v, (*path, i), positions, filename, problems)
+            for i, v in enumerate(node)
+        ]
+    return node
+
+
+# -- pydantic errors -> located problems -----------------------------------------------------
+
+def _translate(
+    exc: ValidationError, data: Any, positions: Positions, filename: str
+) -> list[ConfigProblem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        path = _data_path(err["loc"], data)
+        kind = err["type"]
+        if kind == "union_tag_invalid":
+            path = (*path, "type")
+        # A missing key is shown at its parent's key; anything else at its own key's line.
+        line = positions.line_of(path[:-1] if kind == "missing" else path, key=True)
+        problems.append(
+            ConfigProblem(filename, line, format_path(path), _message(err, path, data))
+        )
+    return problems
+
+
+def _data_path(loc: tuple[int | str, ...], data: Any) -> PathKey:
+    """Map a pydantic location to a path in the data, dropping union tags and validator names."""
+    path: list[str | int] = []
+    current = data
+    for elem in loc:
+        if isinstance(current, dict) and elem in current:
+            path.append(elem)
+            current = current[elem]
+        elif isinstance(current, list) and isinstance(elem, int) and 0 <= elem < len(current):
+            path.append(elem)
+            current = current[elem]
+        elif isinstance(current, dict) and elem == current.get("type"):
+            continue  # discriminated union tag
+        elif isinstance(elem, str) and ("[" in elem or elem in {"str", "int", "none"}):
+            continue  # validator or union member name
+        else:
+            path.append(elem)  # a missing key: keep it so the message names it
+            current = None
+    return tuple(path)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _message(err: Any, path: PathKey, data: Any) -> str:
+    kind: str = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        known = _known_keys(path[:-1], data)
+        hint = ""
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        if close:
+            hint = f"; did you mean {close[0]!r}?"
+        elif known:
+            hint = f" (allowed here: {', '.join(sorted(known))})"
+        return f"unknown key {key!r}{hint}"
+    if kind == "missing":
+        return f"missing required key {path[-1]!r}" if path else "missing required key"
+    if kind == "union_tag_invalid":
+        return (f"unknown type {ctx.get('tag')!r}: expected one of "
+                f"{ctx.get('expected_tags')}")
+    if kind == "union_tag_not_found":
+        return f"missing key 'type' (one of the known types must be named)"
+    if kind in {"value_error", "assertion_error"}:
+        msg = str(err["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+        return msg
+    if kind == "literal_error":
+        return f"{_shown(value)} is not allowed: expected {ctx.get('expected')}"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
+    bounds = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
+              "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
+    if kind in bounds:
+        key, words = bounds[kind]
+        return f"must be {words} {ctx.get(key)} (got {_shown(value)})"
+    type_names = {
+        "int_type": "a whole number", "float_type": "a number", "string_type": "text",
+        "bool_type": "true or false", "list_type": "a list", "dict_type": "a mapping of keys",
+        "model_type": "a mapping of keys", "int_from_float": "a whole number",
+    }
+    if kind in type_names:
+        return f"expected {type_names[kind]}, got {_describe_type(value)} ({_shown(value)})"
+    return f"{err['msg']} (got {_shown(value)})"
+
+
+def _describe_type(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {
+        str: "text", int: "a whole number", float: "a number", bool: "true/false",
+        list: "a list", dict: "a mapping",
+    }.get(type(value), type(value).__name__)
+
+
+def _known_keys(path: PathKey, data: Any) -> list[str]:
+    """The keys a model accepts at ``path`` (for "did you mean"), following data for unions."""
+    annotation: Any = Config
+    current = data
+    for elem in path:
+        annotation = _child_annotation(annotation, elem, current)
+        if annotation is None:
+            return []
+        if isinstance(current, dict):
+            current = current.get(elem)
+        elif isinstance(current, list) and isinstance(elem, int) and elem < len(current):
+            current = current[elem]
+        else:
+            current = None
+    model = _pick_model(annotation, current)
+    if model is None:
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _pick_model(annotation: Any, value: Any) -> type[pydantic.BaseModel] | None:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        models = [a for a in typing.get_args(annotation)
+                  if isinstance(a, type) and issubclass(a, pydantic.BaseModel)]
+        tag = value.get("type") if isinstance(value, dict) else None
+        for m in models:
+            field_ = m.model_fields.get("type")
+            if field_ is not None and tag in typing.get_args(field_.annotation):
+                return m
+        return models[0] if len(models) == 1 else None
+    return None
+
+
+def _child_annotation(annotation: Any, elem: str | int, value: Any) -> Any:
+    """The annotation of ``elem`` inside a value of type ``annotation`` (``value`` is that value)."""
+    annotation = _unwrap(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return typing.get_args(annotation)[1]
+    if origin is list:
+        return typing.get_args(annotation)[0]
+    model = _pick_model(annotation, value)
+    if model is None or not isinstance(elem, str):
+        return None
+    for name, f in model.model_fields.items():
+        if elem in (name, f.alias):
+            return f.annotation
+    return None

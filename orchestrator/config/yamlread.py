@@ -1,0 +1,146 @@
+"""Reading YAML while remembering where every value came from.
+
+PyYAML silently keeps the last of two duplicate keys and forgets line numbers once the data is
+built. We compose the node tree first to record the line of every key and value (by key path)
+and to refuse duplicates, then build plain Python data with the safe loader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import ConfigProblem
+
+PathKey = tuple[str | int, ...]
+
+try:  # the C loader is several times faster; fall back when PyYAML was built without libyaml
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,misc]
+except AttributeError:  # pragma: no cover - depends on the PyYAML build
+    _Loader = yaml.SafeLoader
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass
+class Positions:
+    """Line numbers (1-based) of values and keys, by key path."""
+
+    values: dict[PathKey, int] = field(default_factory=dict)
+    keys: dict[PathKey, int] = field(default_factory=dict)
+
+    def line_of(self, path: PathKey, *, key: bool = False) -> int:
+        """The line of ``path`` (of its key when ``key``), else of its nearest known ancestor."""
+        probe = path
+        while probe:
+            if key and probe in self.keys:
+                return self.keys[probe]
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return self.values.get((), 1)
+
+
+@dataclass
+class YamlDocument:
+    data: Any
+    positions: Positions
+    problems: list[ConfigProblem]
+
+
+def format_path(path: PathKey) -> str:
+    """``('clients', 'acme', 'jobs', 'erp', 'vms', 0)`` -> ``clients.acme.jobs.erp.vms[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def read_yaml(text: str, filename: str) -> YamlDocument:
+    """Parse ``text``; syntax errors and duplicate keys come back as problems, never raised."""
+    positions = Positions()
+    problems: list[ConfigProblem] = []
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        column = f", column {mark.column + 1}" if mark else ""
+        what = exc.problem or exc.context or "cannot be read"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        problems.append(
+            ConfigProblem(filename, line, "", f"YAML syntax error{column}: {what}{context}")
+        )
+        return YamlDocument(None, positions, problems)
+    except yaml.YAMLError as exc:
+        problems.append(ConfigProblem(filename, 0, "", f"YAML syntax error: {exc}"))
+        return YamlDocument(None, positions, problems)
+    if node is None:
+        problems.append(ConfigProblem(filename, 1, "", "the file is empty"))
+        return YamlDocument(None, positions, problems)
+    _walk(node, (), positions, problems, filename)
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - the loader is a SafeLoader
+    except yaml.YAMLError as exc:  # a value the safe constructor refuses (bad timestamp, tag)
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        problems.append(ConfigProblem(filename, line, "", f"YAML value cannot be read: {exc}"))
+        return YamlDocument(None, positions, problems)
+    return YamlDocument(data, positions, problems)
+
+
+def _walk(
+    node: yaml.Node,
+    path: PathKey,
+    positions: Positions,
+    problems: list[ConfigProblem],
+    filename: str,
+    *,
+    merged: bool = False,
+) -> None:
+    if not merged or path not in positions.values:
+        positions.values[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in sources:
+                    _walk(source, path, positions, problems, filename, merged=True)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                problems.append(
+                    ConfigProblem(
+                        filename, key_node.start_mark.line + 1, format_path(path),
+                        "a key must be a plain word, not a list or a mapping",
+                    )
+                )
+                continue
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            child = (*path, key)
+            if key in seen and not merged:
+                problems.append(
+                    ConfigProblem(
+                        filename, line, format_path(child),
+                        f"duplicate key (first written on line {seen[key]}); YAML would keep "
+                        "only the last one silently, so remove or rename one of them",
+                    )
+                )
+                # Go on with the last one, as the data will: its problems are reported too.
+                positions.keys.pop(child, None)
+                for known in [p for p in positions.values if p[: len(child)] == child]:
+                    del positions.values[known]
+            seen[key] = line
+            if merged and child in positions.keys:
+                continue  # an explicit key of the mapping wins over a merged one
+            positions.keys[child] = line
+            _walk(value_node, child, positions, problems, filename, merged=merged)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), positions, problems, filename, merged=merged)

@@ -1,0 +1,180 @@
+"""One error tree for the whole orchestrator.
+
+Every error carries three things a caller needs:
+
+* ``message`` — the sentence a technician reads (which host, which file, what to check);
+* ``permanent`` — ``True`` when retrying cannot help (bad credentials, a full baie, a broken
+  config); retry wrappers stop at permanent errors;
+* ``exit_code`` — what the ``hvbackup`` CLI exits with.
+
+and a stable ``code`` (``HVB-...``) that reports, the dashboard and the runbooks refer to.
+
+Library exceptions (pypsrp, paramiko, smbprotocol, SQLAlchemy, smtplib) are translated into
+this tree at the adapter that talks to the library and never travel past it::
+
+    HvbError                      exit 1   generic failure
+    ├── UsageError                exit 2   bad command line
+    ├── ConfigError               exit 2   invalid YAML configuration (lists every problem)
+    ├── HostError                 exit 3   a Windows host or its scripts
+    │   ├── HostUnreachable                retryable
+    │   ├── HostAuthError                  permanent
+    │   ├── HostTimeout                    retryable
+    │   ├── ScriptFailed                   the script ran and reported an error code
+    │   └── ScriptOutputInvalid            permanent: the script broke its contract
+    ├── StoreError                exit 4   the backup repository
+    │   ├── RepositoryCorrupt              permanent
+    │   └── KeyMismatch                    permanent: wrong key file or passphrase
+    ├── BaieError                 exit 5   where repository files live
+    │   ├── BaieUnreachable                retryable
+    │   ├── BaieAuthError                  permanent (credentials, unknown host key)
+    │   └── BaieFull                       permanent
+    ├── HistoryError              exit 6   the history database
+    │   └── SchemaOutOfDate                permanent: run `hvbackup db upgrade`
+    └── MailError                 exit 7   sending e-mail
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class HvbError(Exception):
+    """Base of every error the orchestrator raises on purpose."""
+
+    code = "HVB-ERROR"
+    exit_code = 1
+    permanent = True
+
+    def __init__(self, message: str, *, permanent: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if permanent is not None:
+            self.permanent = permanent
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(HvbError):
+    """The command line is wrong (missing argument, unknown client, ...)."""
+
+    code = "HVB-USAGE"
+    exit_code = 2
+
+
+@dataclass(frozen=True, order=True)
+class ConfigProblem:
+    """One thing wrong in a configuration file, located as precisely as possible."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(HvbError):
+    """The configuration is invalid; ``problems`` lists every problem found, in file order."""
+
+    code = "HVB-CONFIG"
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[ConfigProblem]) -> None:
+        self.problems = sorted(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the configuration:"
+        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+
+
+class HostError(HvbError):
+    code = "HVB-HOST"
+    exit_code = 3
+
+
+class HostUnreachable(HostError):
+    code = "HVB-HOST-UNREACHABLE"
+    permanent = False
+
+
+class HostAuthError(HostError):
+    code = "HVB-HOST-AUTH"
+
+
+class HostTimeout(HostError):
+    code = "HVB-HOST-TIMEOUT"
+    permanent = False
+
+
+class ScriptFailed(HostError):
+    """A host script ran and returned ``{"ok": false, "error": {...}}``."""
+
+    code = "HVB-SCRIPT-FAILED"
+
+    def __init__(self, message: str, *, script_code: str, permanent: bool = True) -> None:
+        super().__init__(message, permanent=permanent)
+        self.script_code = script_code
+
+
+class ScriptOutputInvalid(HostError):
+    code = "HVB-SCRIPT-OUTPUT"
+
+
+class StoreError(HvbError):
+    code = "HVB-STORE"
+    exit_code = 4
+
+
+class RepositoryCorrupt(StoreError):
+    code = "HVB-STORE-CORRUPT"
+
+
+class KeyMismatch(StoreError):
+    code = "HVB-KEY"
+
+
+class BaieError(HvbError):
+    code = "HVB-BAIE"
+    exit_code = 5
+
+
+class BaieUnreachable(BaieError):
+    code = "HVB-BAIE-UNREACHABLE"
+    permanent = False
+
+
+class BaieAuthError(BaieError):
+    code = "HVB-BAIE-AUTH"
+
+
+class BaieFull(BaieError):
+    code = "HVB-BAIE-FULL"
+
+
+class HistoryError(HvbError):
+    code = "HVB-HISTORY"
+    exit_code = 6
+
+
+class SchemaOutOfDate(HistoryError):
+    code = "HVB-HISTORY-SCHEMA"
+
+
+class MailError(HvbError):
+    code = "HVB-MAIL"
+    exit_code = 7
+    permanent = False
+
+
+def all_error_classes() -> list[type[HvbError]]:
+    """Every class of the tree, the base included (used by docs and runbook checks)."""
+    found: list[type[HvbError]] = []
+    pending: list[type[HvbError]] = [HvbError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return sorted(found, key=lambda c: c.code)

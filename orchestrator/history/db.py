@@ -1,0 +1,154 @@
+"""The one door to the history database (SQLite by default, PostgreSQL for several workers).
+
+SQLAlchemy and Alembic exceptions are translated into :class:`HistoryError` here. URLs are
+shown with their password hidden.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.errors import HistoryError, SchemaOutOfDate
+
+log = logging.getLogger(__name__)
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may appear in messages and logs: password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url``; creates the folder of a SQLite file. Raises HistoryError."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise HistoryError(
+            f"database URL {shown_url(url)!r} is not valid (e.g. sqlite:///var/hvbackup.db or "
+            "postgresql+psycopg://user@host/db)"
+        ) from None
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HistoryError(
+                    f"cannot create the folder of the history database {parsed.database}: "
+                    f"{exc.strerror}"
+                ) from None
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise HistoryError(f"cannot use database {shown_url(url)}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL lets the dashboard read while the scheduler writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@contextmanager
+def _alembic_config(engine: Engine) -> Iterator[tuple[Any, Any]]:
+    from alembic.config import Config as AlembicConfig
+
+    with resources.as_file(resources.files("orchestrator.history") / "migrations") as where:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(where))
+        try:
+            with engine.begin() as connection:
+                cfg.attributes["connection"] = connection
+                yield cfg, connection
+        except HistoryError:
+            raise
+        except SQLAlchemyError as exc:
+            raise HistoryError(
+                f"history database {shown_url(str(engine.url))}: {_reason(exc)}",
+                permanent=False,
+            ) from None
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to the newest revision. Idempotent; safe to run concurrently on
+    PostgreSQL (an advisory lock serialises it). Returns (revision before, revision after)."""
+    from alembic import command
+
+    before = current_revision(engine)
+    with _alembic_config(engine) as (cfg, _connection):
+        command.upgrade(cfg, "head")
+    after = current_revision(engine)
+    assert after is not None
+    if before != after:
+        log.info("history database upgraded from %s to %s", before or "empty", after)
+    return before, after
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    with resources.as_file(resources.files("orchestrator.history") / "migrations") as where:
+        script = ScriptDirectory(str(where))
+        head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at, ``None`` when it has no schema yet."""
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            rev: str | None = MigrationContext.configure(connection).get_current_revision()
+            return rev
+    except SQLAlchemyError as exc:
+        raise HistoryError(
+            f"cannot open the history database {shown_url(str(engine.url))}: {_reason(exc)}",
+            permanent=False,
+        ) from None
+
+
+def require_current(engine: Engine) -> None:
+    """Raise :class:`SchemaOutOfDate` unless the schema is at the newest revision."""
+    current = current_revision(engine)
+    if current != head_revision():
+        state = "has no schema yet" if current is None else f"is at revision {current}"
+        raise SchemaOutOfDate(
+            f"the history database {shown_url(str(engine.url))} {state}: run "
+            "'hvbackup db upgrade -c FILE' first"
+        )
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,1 @@
+"""PowerShell scripts run on Windows hosts, shipped as package data (see README.md)."""

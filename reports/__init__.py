@@ -1,0 +1,1 @@
+"""E-mail templates shipped as package data (see README.md)."""
