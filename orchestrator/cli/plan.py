@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from datetime import timedelta
 from typing import Any
 
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         runs = list(runs_between(job.schedule, tz, now, end))
         total_runs += len(runs)
         listed = ", ".join(local_str(r, tz) for r in runs) or "none in this period"
-        ui.print(f"  {len(runs)} run(s): {listed}")
+        ui.print(textwrap.fill(f"{len(runs)} run(s): {listed}", width=96,
+                               initial_indent="  ", subsequent_indent="    "))
         policy = job.retention.policy()
         forecast = forecast_retention(job.schedule, policy, tz, end)
         ui.print(f"  retention {policy.describe()}: {forecast.points} restore points, the "

@@ -39,7 +39,9 @@ def _choices(word: str, names: list[str]) -> str:
     return f" (defined: {', '.join(names)})" if names else " (none defined)"
 
 
-def check_references(data: dict[str, Any], positions: Positions, filename: str) -> list[ConfigProblem]:
+def check_references(
+    data: dict[str, Any], positions: Positions, filename: str
+) -> list[ConfigProblem]:
     """Problems of names and references: bad names, unknown hosts and baies, missing keys."""
     problems: list[ConfigProblem] = []
 
@@ -66,7 +68,8 @@ def check_references(data: dict[str, Any], positions: Positions, filename: str) 
         client_copies = _names_list(client.get("copies"))
         for i, copy in enumerate(client_copies):
             if copy not in baies:
-                add((*cpath, "copies", i), f"copy {copy!r} names no baie" + _choices(copy, baie_names))
+                add((*cpath, "copies", i),
+                    f"copy {copy!r} names no baie" + _choices(copy, baie_names))
 
         for host_name, host_raw in hosts.items():
             hpath = (*cpath, "hosts", host_name)

@@ -60,7 +60,7 @@ class LoadedConfig:
     def resolve(self, value: str) -> Path:
         """A path from the file, relative paths taken from the config file's folder."""
         p = Path(os.path.expanduser(value))
-        return p if p.is_absolute() else (self.base_dir / p)
+        return Path(os.path.normpath(p if p.is_absolute() else self.base_dir / p))
 
     @property
     def state_dir(self) -> Path:
@@ -139,7 +139,8 @@ def load_config(path: Path | str) -> LoadedConfig:
             [ConfigProblem(shown, 0, "", f"not UTF-8 text (byte {exc.start}); save it as UTF-8")]
         ) from None
     except OSError as exc:
-        raise ConfigError([ConfigProblem(shown, 0, "", f"cannot be read: {exc.strerror}")]) from None
+        problem = ConfigProblem(shown, 0, "", f"cannot be read: {exc.strerror}")
+        raise ConfigError([problem]) from None
     return load_config_text(text, shown, base=path)
 
 
@@ -234,10 +235,10 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> PathKey:
     path: list[str | int] = []
     current = data
     for elem in loc:
-        if isinstance(current, dict) and elem in current:
-            path.append(elem)
-            current = current[elem]
-        elif isinstance(current, list) and isinstance(elem, int) and 0 <= elem < len(current):
+        in_dict = isinstance(current, dict) and elem in current
+        in_list = (isinstance(current, list) and isinstance(elem, int)
+                   and 0 <= elem < len(current))
+        if in_dict or in_list:
             path.append(elem)
             current = current[elem]
         elif isinstance(current, dict) and elem == current.get("type"):
@@ -275,7 +276,7 @@ def _message(err: Any, path: PathKey, data: Any) -> str:
         return (f"unknown type {ctx.get('tag')!r}: expected one of "
                 f"{ctx.get('expected_tags')}")
     if kind == "union_tag_not_found":
-        return f"missing key 'type' (one of the known types must be named)"
+        return "missing key 'type' (one of the known types must be named)"
     if kind in {"value_error", "assertion_error"}:
         msg = str(err["msg"])
         for prefix in ("Value error, ", "Assertion failed, "):
@@ -353,7 +354,7 @@ def _pick_model(annotation: Any, value: Any) -> type[pydantic.BaseModel] | None:
 
 
 def _child_annotation(annotation: Any, elem: str | int, value: Any) -> Any:
-    """The annotation of ``elem`` inside a value of type ``annotation`` (``value`` is that value)."""
+    """The annotation of ``elem`` inside ``value``, a value of type ``annotation``."""
     annotation = _unwrap(annotation)
     origin = typing.get_origin(annotation)
     if origin is dict:

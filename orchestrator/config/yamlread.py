@@ -17,7 +17,7 @@ from orchestrator.errors import ConfigProblem
 PathKey = tuple[str | int, ...]
 
 try:  # the C loader is several times faster; fall back when PyYAML was built without libyaml
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,misc]
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _Loader = yaml.SafeLoader
 
@@ -85,7 +85,7 @@ def read_yaml(text: str, filename: str) -> YamlDocument:
         return YamlDocument(None, positions, problems)
     _walk(node, (), positions, problems, filename)
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - the loader is a SafeLoader
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:  # a value the safe constructor refuses (bad timestamp, tag)
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 0
@@ -109,7 +109,8 @@ def _walk(
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                is_list = isinstance(value_node, yaml.SequenceNode)
+                sources = value_node.value if is_list else [value_node]
                 for source in sources:
                     _walk(source, path, positions, problems, filename, merged=True)
                 continue

@@ -51,7 +51,7 @@ def sync_config(session: Session, loaded: LoadedConfig, now: datetime, actor: st
     cfg = loaded.config
     clients = {row.key: row for row in session.scalars(select(ClientRow))}
     for key, client in cfg.clients.items():
-        values = {
+        values: dict[str, object] = {
             "name": client.name,
             "language": loaded.language_of(client),
             "quota_bytes": int(client.quota_gb * 1_000_000_000) if client.quota_gb is not None
@@ -75,7 +75,7 @@ def sync_config(session: Session, loaded: LoadedConfig, now: datetime, actor: st
 
     jobs = {(row.client.key, row.key): row for row in session.scalars(select(JobRow))}
     for ref in loaded.jobs():
-        values = {
+        job_values: dict[str, object] = {
             "type": ref.job.type,
             "host": ref.job.host,
             "schedule": ref.job.schedule.describe(),
@@ -87,10 +87,10 @@ def sync_config(session: Session, loaded: LoadedConfig, now: datetime, actor: st
         jrow = jobs.get((ref.client_name, ref.job_name))
         if jrow is None:
             jrow = JobRow(client_id=clients[ref.client_name].id, key=ref.job_name,
-                          created_at=now, updated_at=now, **values)
+                          created_at=now, updated_at=now, **job_values)
             session.add(jrow)
             result.jobs_added.append(ref.label)
-        elif _apply(jrow, values, now):
+        elif _apply(jrow, job_values, now):
             result.updated += 1
     configured = {(r.client_name, r.job_name) for r in loaded.jobs()}
     for (client_key, job_key), jrow in jobs.items():

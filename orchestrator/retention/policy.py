@@ -89,26 +89,28 @@ def apply_policy(
             raise ValueError(f"snapshot {snap.id} has a naive time")
     reasons: dict[str, list[str]] = {s.id: [] for s in ordered}
 
-    newest_complete = next((s for s in ordered if s.complete), None)
-    if newest_complete is not None:
-        reasons[newest_complete.id].append("newest restore point")
+    # A snapshot dated after `now` is kept, and takes no place from the rules below.
     for snap in ordered:
         if snap.time > now:
             reasons[snap.id].append("dated in the future")
+    past = [s for s in ordered if s.time <= now]
+    newest_complete = next((s for s in past if s.complete), None)
+    if newest_complete is not None:
+        reasons[newest_complete.id].append("newest restore point")
     if policy.keep_days:
         cutoff = now - timedelta(days=policy.keep_days)
-        for snap in ordered:
-            if cutoff < snap.time <= now:
+        for snap in past:
+            if snap.time > cutoff:
                 reasons[snap.id].append(f"within {policy.keep_days} days")
     if policy.keep_last:
-        for snap in ordered[: policy.keep_last]:
+        for snap in past[: policy.keep_last]:
             reasons[snap.id].append(f"last {policy.keep_last}")
 
     def bucketed(count: int | None, label: str, bucket: Callable[[datetime], str]) -> None:
         if not count:
             return
         seen: set[str] = set()
-        for snap in ordered:
+        for snap in past:
             if len(seen) >= count:
                 break
             key = bucket(snap.time.astimezone(tz))

@@ -97,7 +97,9 @@ def local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, at).replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
-def runs_between(schedule: Schedule, tz: ZoneInfo, start: datetime, end: datetime) -> Iterator[datetime]:
+def runs_between(
+    schedule: Schedule, tz: ZoneInfo, start: datetime, end: datetime
+) -> Iterator[datetime]:
     """Scheduled instants (UTC) with ``start < t <= end``, in order."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("runs_between needs timezone-aware datetimes")

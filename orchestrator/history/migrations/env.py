@@ -13,7 +13,7 @@ from orchestrator.history.models import Base, UTCDateTime
 _PG_LOCK_KEY = 0x6876_6261_636B  # "hvback"
 
 
-def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> Any:
     # Migrations must not import the models (they change; migrations are frozen history).
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
