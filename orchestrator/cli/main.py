@@ -57,6 +57,9 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
     except KeyboardInterrupt:
         ui.error("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stderr.close()
+        return 0
     except Exception:  # a bug: say so plainly, with the traceback to report it
         ui.error("internal error, please report it with the traceback below")
         traceback.print_exc(file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 from datetime import timedelta
 from typing import Any
 
@@ -48,9 +47,9 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
             continue
         runs = list(runs_between(job.schedule, tz, now, end))
         total_runs += len(runs)
-        listed = ", ".join(local_str(r, tz) for r in runs) or "none in this period"
-        ui.print(textwrap.fill(f"{len(runs)} run(s): {listed}", width=96,
-                               initial_indent="  ", subsequent_indent="    "))
+        ui.print(f"  {len(runs)} run(s):" + ("" if runs else " none in this period"))
+        for start in range(0, len(runs), 4):
+            ui.print("    " + ", ".join(local_str(r, tz) for r in runs[start:start + 4]))
         policy = job.retention.policy()
         forecast = forecast_retention(job.schedule, policy, tz, end)
         ui.print(f"  retention {policy.describe()}: {forecast.points} restore points, the "

@@ -47,7 +47,7 @@ def test_plan_lists_runs_and_restore_points(cli) -> None:
     text = result.out
     assert "times in Europe/Paris" in text
     block = text.split("acme/erp:")[1].split("\n\n")[0]
-    assert "7 run(s): Mon 23/11/2026 22:00, Tue 24/11/2026 22:00" in block
+    assert "7 run(s):\n    Mon 23/11/2026 22:00, Tue 24/11/2026 22:00" in block
     assert "retention 30 days rolling: 30 restore points" in block
     partages = text.split("acme/partages:")[1].split("\n\n")[0]
     assert "5 run(s)" in partages  # weekdays only
