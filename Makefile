@@ -20,7 +20,7 @@ services:
 	@bash scripts/test-services.sh
 
 lint: venv
-	$(BIN)/ruff check orchestrator tests bench
+	$(BIN)/ruff check .
 
 typecheck: venv
 	$(BIN)/mypy
