@@ -1,0 +1,116 @@
+<#
+.SYNOPSIS
+    Native SQL Server backups of one instance's databases into a staging folder, each verified.
+
+.DESCRIPTION
+    For each database: BACKUP DATABASE ... WITH COPY_ONLY, CHECKSUM (plus COMPRESSION on the
+    editions that can write compressed backups: Standard, Enterprise, Developer), into
+    <StagingPath>\<RunId>\<database>.bak, then RESTORE VERIFYONLY ... WITH CHECKSUM.
+    COPY_ONLY leaves the client's own backup chain (differentials, log backups) untouched.
+    Database and file names are passed as SQL parameters, never pasted into the statement.
+
+    -Database all means every database but tempdb that is ONLINE; -ExcludeDatabase removes some.
+    One database failing does not stop the others: each has its own result. The script fails
+    as a whole only when the instance cannot be reached.
+
+    Writes exactly one JSON object. -DryRun lists the databases and changes nothing.
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory)][string]$Instance,
+    [string[]]$Database = @('all'),
+    [string[]]$ExcludeDatabase = @(),
+    [Parameter(Mandatory)][string]$StagingPath,
+    [Parameter(Mandatory)][ValidatePattern('^[A-Za-z0-9-]+$')][string]$RunId,
+    [switch]$TrustServerCertificate,
+    [int]$CommandTimeoutSeconds = 3600,
+    [int]$ConnectTimeoutSeconds = 30,
+    [switch]$DryRun
+)
+
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+function Invoke-Sql($Connection, [string]$Text, [hashtable]$Parameters = @{}) {
+    $command = $Connection.CreateCommand()
+    $command.CommandText = $Text
+    $command.CommandTimeout = $CommandTimeoutSeconds
+    foreach ($key in $Parameters.Keys) { [void]$command.Parameters.AddWithValue($key, $Parameters[$key]) }
+    $table = New-Object System.Data.DataTable
+    $reader = $command.ExecuteReader()
+    try { $table.Load($reader) } finally { $reader.Close() }
+    return , $table
+}
+
+function Get-SafeFileName([string]$Name) {
+    $invalid = [System.IO.Path]::GetInvalidFileNameChars()
+    return -join ($Name.ToCharArray() | ForEach-Object { if ($invalid -contains $_) { '_' } else { $_ } })
+}
+
+$builder = New-Object System.Data.SqlClient.SqlConnectionStringBuilder
+$builder['Data Source'] = $Instance
+$builder['Integrated Security'] = $true
+$builder['Connect Timeout'] = $ConnectTimeoutSeconds
+$builder['Application Name'] = 'hvbackup'
+if ($TrustServerCertificate) { $builder['TrustServerCertificate'] = $true }
+$connection = New-Object System.Data.SqlClient.SqlConnection $builder.ConnectionString
+
+try {
+    try { $connection.Open() } catch { throw [pscustomobject]@{ Code = 'SQL_CONNECT_FAILED'; Message = "Cannot connect to SQL Server instance '$Instance': $($_.Exception.InnerException.Message)$($_.Exception.Message)" } }
+    $server = (Invoke-Sql $connection "SELECT CAST(SERVERPROPERTY('EngineEdition') AS int) AS engine_edition, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition").Rows[0]
+    $compress = [int]$server.engine_edition -in 2, 3
+    $online = Invoke-Sql $connection @'
+SELECT d.name, CAST(SUM(CAST(f.size AS bigint)) * 8192 AS bigint) AS size_bytes
+FROM sys.databases d JOIN sys.master_files f ON f.database_id = d.database_id
+WHERE d.name <> 'tempdb' AND d.state_desc = 'ONLINE'
+GROUP BY d.name
+'@
+    $sizes = @{}
+    foreach ($row in $online.Rows) { $sizes[$row.name] = [int64]$row.size_bytes }
+    $wanted = if ($Database -contains 'all') { @($sizes.Keys | Sort-Object) } else { @($Database) }
+    $wanted = @($wanted | Where-Object { $ExcludeDatabase -notcontains $_ })
+    $target = Join-Path $StagingPath $RunId
+
+    if ($DryRun) {
+        $result = [ordered]@{ ok = $true; dry_run = $true; instance = $Instance; compression = $compress; staging = $target; planned = @($wanted | ForEach-Object { "BACKUP DATABASE [$_] WITH COPY_ONLY, CHECKSUM$(if ($compress) { ', COMPRESSION' }) then RESTORE VERIFYONLY" }) }
+    } else {
+        New-Item -ItemType Directory -Force -Path $target | Out-Null
+        $databases = foreach ($name in $wanted) {
+            $entry = [ordered]@{ name = $name; file = $null; size_bytes = 0; compressed = $compress; verified = $false; duration_s = 0; error = $null }
+            $started = Get-Date
+            try {
+                if (-not $sizes.ContainsKey($name)) { throw [pscustomobject]@{ Code = 'DB_NOT_FOUND'; Message = "Database '$name' does not exist or is not online on $Instance." } }
+                $free = (Get-CimInstance -ClassName Win32_Volume -Filter "DriveLetter = '$([System.IO.Path]::GetPathRoot($target).TrimEnd('\'))'").FreeSpace
+                if ($free -and $free -lt $sizes[$name]) { throw [pscustomobject]@{ Code = 'STAGING_FULL'; Message = "The staging volume of $target has $free bytes free; '$name' may need up to $($sizes[$name])." } }
+                $file = Join-Path $target ((Get-SafeFileName $name) + '.bak')
+                $options = if ($compress) { 'COPY_ONLY, CHECKSUM, COMPRESSION, INIT, FORMAT' } else { 'COPY_ONLY, CHECKSUM, INIT, FORMAT' }
+                try {
+                    Invoke-Sql $connection "BACKUP DATABASE @db TO DISK = @file WITH $options" @{ '@db' = $name; '@file' = $file } | Out-Null
+                } catch { throw [pscustomobject]@{ Code = 'SQL_BACKUP_FAILED'; Message = "BACKUP DATABASE [$name] failed: $($_.Exception.Message)" } }
+                try {
+                    Invoke-Sql $connection 'RESTORE VERIFYONLY FROM DISK = @file WITH CHECKSUM' @{ '@file' = $file } | Out-Null
+                } catch { throw [pscustomobject]@{ Code = 'SQL_VERIFY_FAILED'; Message = "RESTORE VERIFYONLY of [$name] failed: the backup file is not usable: $($_.Exception.Message)" } }
+                $entry.file = $file
+                $entry.size_bytes = [int64](Get-Item -LiteralPath $file).Length
+                $entry.verified = $true
+            } catch {
+                $detail = $_.TargetObject
+                $entry.error = [ordered]@{
+                    code    = if ($detail.Code) { $detail.Code } else { 'SQL_BACKUP_FAILED' }
+                    message = if ($detail.Message) { $detail.Message } else { $_.Exception.Message }
+                }
+            }
+            $entry.duration_s = [math]::Round(((Get-Date) - $started).TotalSeconds, 1)
+            $entry
+        }
+        $result = [ordered]@{ ok = $true; instance = $Instance; edition = "$($server.edition)"; compression = $compress; staging = $target; databases = @($databases) }
+    }
+} catch {
+    $detail = $_.TargetObject
+    $code = if ($detail.Code) { $detail.Code } else { 'SQL_BACKUP_FAILED' }
+    $message = if ($detail.Message) { $detail.Message } else { $_.Exception.Message }
+    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = $code; message = $message } }
+} finally {
+    $connection.Dispose()
+}
+$result | ConvertTo-Json -Compress -Depth 8

@@ -1,0 +1,179 @@
+<#
+.SYNOPSIS
+    Takes the backup checkpoint of one VM and reports the frozen disk files to read.
+
+.DESCRIPTION
+    What it does to the host:
+      1. switches the VM to ProductionOnly checkpoints for the duration of the call (the VM's
+         own setting is put back in every case), so that a guest VSS failure is an error and
+         never a silent crash-consistent checkpoint;
+      2. creates a checkpoint named "<Prefix>-<RunId>" (running it again with the same RunId
+         returns the existing checkpoint: idempotent);
+      3. only if -AllowCrashConsistent was given and guest VSS failed: takes a standard
+         checkpoint instead and reports consistency "crash";
+      4. with -Mode export: exports the checkpoint to <StagingPath>\<RunId> (Export-VMSnapshot).
+    While the checkpoint exists the VM writes to new .avhdx files and the files listed in
+    "disks[].chain" do not change: they are what the backup reads. The checkpoint is removed by
+    Remove-HvbCheckpoint.ps1, which the orchestrator calls in every case.
+
+    Writes exactly one JSON object. -DryRun reports what would be done and changes nothing.
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory)][string]$VMName,
+    [Parameter(Mandatory)][ValidatePattern('^[A-Za-z0-9-]+$')][string]$RunId,
+    [string]$Prefix = 'hvbackup',
+    [switch]$AllowCrashConsistent,
+    [ValidateSet('checkpoint', 'export')][string]$Mode = 'checkpoint',
+    [string]$StagingPath,
+    [int]$TimeoutSeconds = 1800,
+    [switch]$DryRun
+)
+
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+function Fail([string]$Code, [string]$Message) {
+    throw [pscustomobject]@{ Code = $Code; Message = $Message }
+}
+
+function Wait-HvbJob($Job, [string]$What) {
+    # Waits on the job object, never on localized status text.
+    $finished = Wait-Job -Job $Job -Timeout $TimeoutSeconds
+    if (-not $finished) {
+        Stop-Job -Job $Job
+        Remove-Job -Job $Job -Force
+        Fail 'TIMEOUT' "$What did not finish within $TimeoutSeconds s."
+    }
+    try { return Receive-Job -Job $Job -Wait -ErrorAction Stop } finally { Remove-Job -Job $Job -Force }
+}
+
+function Get-DiskChain([string]$Path) {
+    $chain = @()
+    $current = $Path
+    while ($current) {
+        $chain += $current
+        $current = (Get-VHD -Path $current).ParentPath
+        if ($chain.Count -gt 64) { Fail 'DISK_CHAIN_LOOP' "The parent chain of $Path does not end." }
+    }
+    return , $chain
+}
+
+function Get-VmConfiguration($Vm) {
+    # What Restore-HvbVm.ps1 needs to recreate the VM from its restored disks.
+    [ordered]@{
+        name                 = $Vm.Name
+        id                   = "$($Vm.Id)"
+        generation           = [int]$Vm.Generation
+        version              = "$($Vm.Version)"
+        cpu_count            = [int]$Vm.ProcessorCount
+        memory_startup_bytes = [int64]$Vm.MemoryStartup
+        dynamic_memory       = [bool]$Vm.DynamicMemoryEnabled
+        memory_minimum_bytes = [int64]$Vm.MemoryMinimum
+        memory_maximum_bytes = [int64]$Vm.MemoryMaximum
+        secure_boot          = if ($Vm.Generation -eq 2) { "$((Get-VMFirmware -VM $Vm).SecureBoot)" } else { 'Off' }
+        network_adapters     = @(Get-VMNetworkAdapter -VM $Vm | ForEach-Object {
+                [ordered]@{ name = $_.Name; switch = "$($_.SwitchName)"; mac = "$($_.MacAddress)"; vlan_id = [int]((Get-VMNetworkAdapterVlan -VMNetworkAdapter $_).AccessVlanId) }
+            })
+    }
+}
+
+function Get-FrozenDisks($Checkpoint) {
+    foreach ($drive in @(Get-VMHardDiskDrive -VMSnapshot $Checkpoint)) {
+        if (-not $drive.Path) { continue }
+        [ordered]@{
+            controller_type     = "$($drive.ControllerType)"
+            controller_number   = [int]$drive.ControllerNumber
+            controller_location = [int]$drive.ControllerLocation
+            path                = $drive.Path
+            chain               = Get-DiskChain $drive.Path
+            size_bytes          = [int64](Get-VHD -Path $drive.Path).Size
+        }
+    }
+}
+
+$vm = $null
+$originalType = $null
+try {
+    $found = @(Get-VM -Name $VMName -ErrorAction SilentlyContinue)
+    if ($found.Count -eq 0) { Fail 'VM_NOT_FOUND' "No VM named '$VMName' on $env:COMPUTERNAME." }
+    if ($found.Count -gt 1) { Fail 'VM_AMBIGUOUS' "$($found.Count) VMs are named '$VMName' on $env:COMPUTERNAME; rename one." }
+    $vm = $found[0]
+    $name = "$Prefix-$RunId"
+    if ($Mode -eq 'export' -and -not $StagingPath) { Fail 'BAD_PARAMETER' '-Mode export needs -StagingPath.' }
+
+    $existing = Get-VMSnapshot -VM $vm -Name $name -ErrorAction SilentlyContinue | Select-Object -First 1
+    if ($DryRun) {
+        $result = [ordered]@{
+            ok = $true; dry_run = $true; vm = $vm.Name; checkpoint_name = $name
+            planned = @(
+                "set CheckpointType ProductionOnly (now $($vm.CheckpointType)), then put it back",
+                $(if ($existing) { "reuse existing checkpoint '$name'" } else { "create checkpoint '$name'" }),
+                $(if ($AllowCrashConsistent) { 'if guest VSS fails: standard checkpoint, reported crash-consistent' } else { 'if guest VSS fails: stop with GUEST_VSS_FAILED' }),
+                $(if ($Mode -eq 'export') { "export the checkpoint to $StagingPath\$RunId" } else { 'report the frozen disk chain' })
+            )
+        }
+    } else {
+        $consistency = 'application'
+        $vssError = $null
+        if ($existing) {
+            $checkpoint = $existing
+            $consistency = if ($existing.Notes -like '*crash-consistent*') { 'crash' } else { 'application' }
+        } else {
+            $originalType = "$($vm.CheckpointType)"
+            Set-VM -VM $vm -CheckpointType ProductionOnly
+            try {
+                Wait-HvbJob (Checkpoint-VM -VM $vm -SnapshotName $name -AsJob) "The production checkpoint of $VMName" | Out-Null
+            } catch {
+                $vssError = if ($_.TargetObject.Message) { $_.TargetObject.Message } else { $_.Exception.Message }
+                if ($_.TargetObject.Code -eq 'TIMEOUT' -or -not $AllowCrashConsistent) {
+                    Fail 'GUEST_VSS_FAILED' "The application-consistent checkpoint of $VMName failed (guest VSS): $vssError"
+                }
+                Set-VM -VM $vm -CheckpointType Standard
+                Wait-HvbJob (Checkpoint-VM -VM $vm -SnapshotName $name -AsJob) "The standard checkpoint of $VMName" | Out-Null
+                $consistency = 'crash'
+            }
+            $checkpoint = Get-VMSnapshot -VM $vm -Name $name | Select-Object -First 1
+            if ($consistency -eq 'crash') {
+                Set-VMSnapshot -VMSnapshot $checkpoint -Notes "hvbackup run $RunId, crash-consistent: $vssError"
+            }
+        }
+        $result = [ordered]@{
+            ok              = $true
+            vm              = $vm.Name
+            vm_id           = "$($vm.Id)"
+            checkpoint_id   = "$($checkpoint.Id)"
+            checkpoint_name = $name
+            consistency     = $consistency
+            vss_error       = $vssError
+            reused          = [bool]$existing
+            disks           = @(Get-FrozenDisks $checkpoint)
+            configuration   = Get-VmConfiguration $vm
+            export_path     = $null
+            files           = @()
+        }
+        if ($Mode -eq 'export') {
+            $target = Join-Path $StagingPath $RunId
+            $needed = ($result.disks | ForEach-Object { (Get-VHD -Path $_.path).FileSize } | Measure-Object -Sum).Sum
+            $drive = Get-CimInstance -ClassName Win32_Volume -Filter "DriveLetter = '$([System.IO.Path]::GetPathRoot($StagingPath).TrimEnd('\'))'"
+            if ($drive -and $drive.FreeSpace -lt $needed) {
+                Fail 'STAGING_FULL' "Staging volume of $StagingPath has $([int64]$drive.FreeSpace) bytes free; the export needs about $needed."
+            }
+            New-Item -ItemType Directory -Force -Path $target | Out-Null
+            Wait-HvbJob (Export-VMSnapshot -VMSnapshot $checkpoint -Path $target -AsJob) "The export of $VMName" | Out-Null
+            $result.export_path = $target
+            $result.files = @(Get-ChildItem -Path $target -Recurse -File | ForEach-Object { [ordered]@{ path = $_.FullName; size_bytes = [int64]$_.Length } })
+        }
+    }
+} catch {
+    $detail = $_.TargetObject
+    $code = if ($detail.Code) { $detail.Code } else { 'CHECKPOINT_FAILED' }
+    $message = if ($detail.Message) { $detail.Message } else { $_.Exception.Message }
+    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = $code; message = $message } }
+} finally {
+    if ($vm -and $originalType) {
+        # Put the technician's setting back whatever happened.
+        try { Set-VM -VM $vm -CheckpointType $originalType } catch { Write-Warning "Could not restore CheckpointType $originalType on ${VMName}: $($_.Exception.Message)" }
+    }
+}
+$result | ConvertTo-Json -Compress -Depth 8
