@@ -14,6 +14,7 @@ this tree at the adapter that talks to the library and never travel past it::
 
     HvbError                      exit 1   generic failure
     ├── UsageError                exit 2   bad command line
+    ├── SecretMissing             exit 2   a *_env variable unset, a *_file unreadable
     ├── ConfigError               exit 2   invalid YAML configuration (lists every problem)
     ├── HostError                 exit 3   a Windows host or its scripts
     │   ├── HostUnreachable                retryable
@@ -54,6 +55,13 @@ class HvbError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class SecretMissing(HvbError):
+    """A secret named by ``*_env`` / ``*_file`` cannot be read (the secret is never shown)."""
+
+    code = "HVB-SECRET"
+    exit_code = 2
 
 
 class UsageError(HvbError):

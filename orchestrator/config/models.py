@@ -9,6 +9,7 @@ Cross-references (a job's host, copies naming baies, ...) are checked in
 from __future__ import annotations
 
 import re
+from datetime import date
 from email.utils import parseaddr
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -199,6 +200,16 @@ class WinrmSettings(SecretRef):
         return self
 
 
+class SimulatedFault(Model):
+    """A failure the simulated host produces, on given dates (MSP timezone) or always."""
+
+    kind: Literal["guest-vss-failure", "merge-stuck", "leftover-checkpoint", "unreachable",
+                  "staging-full", "verifyonly-failure", "slow"]
+    target: str | None = None
+    on: list[date] = Field(default_factory=list)
+    delay_s: float = Field(default=2.0, ge=0, le=3600)
+
+
 class SimulatedSettings(Model):
     """Settings of a simulated host (demo and tests); the simulator reads them."""
 
@@ -206,6 +217,8 @@ class SimulatedSettings(Model):
     seed: int = 1
     vm_disk_mb: int = Field(default=256, ge=1, le=65536)
     daily_change_percent: float = Field(default=2.0, ge=0, le=100)
+    share_files: int = Field(default=200, ge=1, le=100000)
+    faults: list[SimulatedFault] = Field(default_factory=list)
 
 
 class Host(Model):
@@ -213,7 +226,7 @@ class Host(Model):
     transport: Literal["winrm", "simulated", "local"] = "winrm"
     winrm: WinrmSettings | None = None
     simulated: SimulatedSettings | None = None
-    staging_dir: str | None = None
+    staging_dir: str = "D:\\hvbackup-staging"
 
 
 class Retention(Model):

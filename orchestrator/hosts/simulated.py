@@ -1,0 +1,595 @@
+"""``SimulatedHost``: every script of powershell/ implemented in Python over a local folder.
+
+It drives the demo and the tests, since no Windows machine exists here. Each script is a
+method named after it whose keyword-only parameters are the script's ``param()`` names (a
+contract test checks both lists are equal); its result goes through JSON and the same schema
+check as a real host's (:func:`orchestrator.hosts.scripts.interpret_result`).
+
+Faults are injected from the host's ``simulated.faults`` settings, optionally on given dates:
+guest VSS failure, a checkpoint that will not merge, a leftover checkpoint from a crashed run,
+the host unreachable, the staging disk full, RESTORE VERIFYONLY failing, a slow host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import HostTimeout, HostUnreachable
+from orchestrator.hosts import scripts
+from orchestrator.hosts.simworld import SimWorld, WorldSpec
+
+log = logging.getLogger(__name__)
+
+FAULT_KINDS = ("guest-vss-failure", "merge-stuck", "leftover-checkpoint", "unreachable",
+               "staging-full", "verifyonly-failure", "slow")
+DEFAULT_STAGING = "D:\\hvbackup-staging"
+SQL_DATA = "D:\\SQL\\Restored"
+_BAK_MAGIC = b"HVBSIMBAK1\n"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    target: str | None = None  # a VM or database name; None = every one
+    on: tuple[date, ...] = ()  # dates in the MSP timezone; empty = every day
+    delay_s: float = 2.0
+
+    def applies(self, today: date, target: str | None = None) -> bool:
+        if self.on and today not in self.on:
+            return False
+        return self.target is None or target is None or self.target.lower() == target.lower()
+
+
+class _ScriptError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SimulatedHost:
+    """A simulated Hyper-V host (see module docstring)."""
+
+    def __init__(
+        self,
+        label: str,
+        root: Path,
+        spec: WorldSpec,
+        now: Callable[[], datetime],
+        today: Callable[[], date],
+        faults: tuple[Fault, ...] = (),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.label = label
+        self.root = root
+        self.spec = spec
+        self._now = now
+        self._today = today
+        self.faults = faults
+        self._sleep = sleep
+        self._world: SimWorld | None = None
+
+    @property
+    def world(self) -> SimWorld:
+        """The host's files and state, brought up to today (days pass between runs)."""
+        if self._world is None:
+            self._world = SimWorld(self.root, self.spec, self._today())
+        else:
+            self._world.advance_to(self._today())
+        return self._world
+
+    def local_path(self, windows_path: str) -> Path:
+        return self.world.local_path(windows_path)
+
+    def close(self) -> None:
+        if self._world is not None:
+            self._world.save()
+
+    def _fault(self, kind: str, target: str | None = None) -> Fault | None:
+        today = self._today()
+        return next((f for f in self.faults if f.kind == kind and f.applies(today, target)), None)
+
+    # -- the HostSession door -------------------------------------------------------------
+
+    def run(self, script: str, /, *, timeout_s: float | None = None,
+            **params: Any) -> dict[str, Any]:
+        sent = scripts.check_call(script, params)
+        where = f"host {self.label} (simulated)"
+        if self._fault("unreachable"):
+            raise HostUnreachable(f"{where}: cannot connect (simulated: host unreachable). Check "
+                                  "that the host is up and that WinRM listens on port 5986.")
+        slow = self._fault("slow")
+        if slow:
+            if timeout_s is not None and slow.delay_s > timeout_s:
+                self._sleep(timeout_s)
+                raise HostTimeout(f"{where}: {script}.ps1 did not finish within {timeout_s:g} s; "
+                                  "it was stopped.")
+            self._sleep(slow.delay_s)
+        method = getattr(self, "script_" + script.replace("-", "_"))
+        try:
+            result = method(**sent)
+            self.world.save()
+        except _ScriptError as exc:
+            result = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+        return scripts.interpret_result(script, where, json.dumps(result))
+
+    # -- inventory ------------------------------------------------------------------------
+
+    def script_Get_HvbInventory(
+        self, *, Prefix: str = "hvbackup", RecoveryOlderThanHours: int = 24,
+        SkipSql: bool = False, SqlConnectTimeoutSeconds: int = 15,
+        TrustServerCertificate: bool = False,
+    ) -> dict[str, Any]:
+        world = self.world
+        self._inject_leftovers()
+        now = self._now()
+        vms, leftovers = [], []
+        for name, vm in sorted(world.state["vms"].items()):
+            vss_broken = self._fault("guest-vss-failure", name) is not None
+            checkpoints = []
+            for cp in vm["checkpoints"]:
+                mine = cp["name"].startswith(Prefix + "-")
+                checkpoints.append({"id": cp["id"], "name": cp["name"], "type": cp["type"],
+                                    "created_utc": cp["created_utc"], "is_hvbackup": mine})
+                old = datetime.fromisoformat(cp["created_utc"].replace("Z", "+00:00")) < (
+                    now - timedelta(hours=RecoveryOlderThanHours))
+                if mine or (cp["type"] == "Recovery" and old):
+                    leftovers.append({"vm": name, "id": cp["id"], "name": cp["name"],
+                                      "type": cp["type"], "created_utc": cp["created_utc"]})
+            vms.append({
+                "id": vm["id"], "name": name, "state": vm["state"], "generation": vm["generation"],
+                "version": "10.0", "cpu_count": vm["cpu_count"], "memory_bytes": vm["memory_bytes"],
+                "checkpoint_type": vm["checkpoint_type"], "config_path": vm["config_path"],
+                "disks": [self._disk_info(d["path"], i) for i, d in enumerate(vm["disks"])],
+                "checkpoints": checkpoints,
+                "vss": {"present": True, "enabled": True, "healthy": not vss_broken,
+                        "status": "Error" if vss_broken else "Ok"},
+            })
+        sql = [] if SkipSql else [self._sql_instance(instance, entry)
+                                  for instance, entry in sorted(world.state["sql"].items())]
+        shadows = [{"id": sid, "volume": s["volume"], "created_utc": s["created_utc"]}
+                   for sid, s in world.state["shadow_copies"].items()
+                   if sid in world.state["shadow_record"]]
+        return {
+            "ok": True,
+            "host": {"name": self.label.split("/")[-1].upper(),
+                     "os_version": "Microsoft Windows Server 2022 Standard 10.0.20348 (simulated)",
+                     "hyperv_version": "10.0.20348.1", "time_utc": _utc(now)},
+            "vms": vms, "sql": sql, "volumes": self._volumes(),
+            "leftovers": {"checkpoints": leftovers, "shadow_copies": shadows},
+        }
+
+    def _disk_info(self, path: str, index: int) -> dict[str, Any]:
+        local = self.local_path(path)
+        stat = local.stat()
+        return {"controller": f"SCSI 0:{index}", "path": path, "chain": [path],
+                "size_bytes": stat.st_size, "file_size_bytes": stat.st_blocks * 512,
+                "format": "VHDX"}
+
+    def _sql_instance(self, instance: str, entry: dict[str, Any]) -> dict[str, Any]:
+        dbs = [{"name": db, "recovery_model": info["recovery_model"], "state": "ONLINE",
+                "size_bytes": self.local_path(info["path"]).stat().st_size}
+               for db, info in sorted(entry["databases"].items())]
+        return {"instance": instance, "version": entry["version"], "edition": entry["edition"],
+                "engine_edition": entry["engine_edition"],
+                "supports_compression": entry["engine_edition"] in (2, 3), "databases": dbs}
+
+    def _volumes(self) -> list[dict[str, Any]]:
+        out = []
+        for drive, size in (("C:", 200 * 10**9), ("D:", 2000 * 10**9)):
+            folder = self.root / "volumes" / drive[0]
+            used = sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file()) \
+                if folder.exists() else 0
+            free = 0 if drive == "D:" and self._fault("staging-full") else size // 2 - used
+            out.append({"drive": drive, "label": "Data" if drive == "D:" else "System",
+                        "size_bytes": size, "free_bytes": max(0, free)})
+        return out
+
+    def _inject_leftovers(self) -> None:
+        """The 'leftover-checkpoint' fault: a checkpoint as left by a run killed yesterday
+        (once per day the fault applies, as a crash happens once)."""
+        day = self._today().isoformat()
+        injected = self.world.state.setdefault("leftovers_injected", [])
+        for name in self.world.state["vms"]:
+            if self._fault("leftover-checkpoint", name) and f"{name}:{day}" not in injected:
+                injected.append(f"{name}:{day}")
+                self._make_checkpoint(name, "hvbackup-crashed-" + day.replace("-", ""),
+                                      "Recovery", self._now() - timedelta(days=1), "")
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _vm(self, name: str) -> dict[str, Any]:
+        matches = [k for k in self.world.state["vms"] if k.lower() == name.lower()]
+        if not matches:
+            raise _ScriptError("VM_NOT_FOUND", f"No VM named '{name}' on {self.label}.")
+        vm: dict[str, Any] = self.world.state["vms"][matches[0]]
+        return vm
+
+    def _make_checkpoint(self, vm_name: str, name: str, kind: str, when: datetime,
+                         notes: str) -> dict[str, Any]:
+        vm = self._vm(vm_name)
+        avhdx = []
+        for disk in vm["disks"]:
+            base = disk["path"].rsplit(".", 1)[0]
+            path = f"{base}_{uuid.uuid4().hex[:8].upper()}.avhdx"
+            self.local_path(path).write_bytes(b"")  # the VM now writes here
+            avhdx.append(path)
+        cp = {"id": str(uuid.uuid4()), "name": name, "type": kind, "created_utc": _utc(when),
+              "avhdx": avhdx, "notes": notes, "merge_pending": False}
+        vm["checkpoints"].append(cp)
+        return cp
+
+    def _frozen_disks(self, vm: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"controller_type": "SCSI", "controller_number": 0, "controller_location": i,
+                 "path": d["path"], "chain": [d["path"]], "size_bytes": d["size_bytes"]}
+                for i, d in enumerate(vm["disks"])]
+
+    def script_New_HvbCheckpoint(
+        self, *, VMName: str, RunId: str, Prefix: str = "hvbackup",
+        AllowCrashConsistent: bool = False, Mode: str = "checkpoint",
+        StagingPath: str | None = None, TimeoutSeconds: int = 1800, DryRun: bool = False,
+    ) -> dict[str, Any]:
+        vm = self._vm(VMName)
+        name = f"{Prefix}-{RunId}"
+        if Mode == "export" and not StagingPath:
+            raise _ScriptError("BAD_PARAMETER", "-Mode export needs -StagingPath.")
+        existing = next((cp for cp in vm["checkpoints"] if cp["name"] == name), None)
+        if DryRun:
+            return {"ok": True, "dry_run": True, "vm": VMName, "checkpoint_name": name,
+                    "planned": [f"set CheckpointType ProductionOnly (now "
+                                f"{vm['checkpoint_type']}), then put it back",
+                                f"{'reuse existing' if existing else 'create'} checkpoint "
+                                f"'{name}'"]}
+        vss_error = None
+        if existing:
+            cp = existing
+            consistency = "crash" if "crash-consistent" in cp["notes"] else "application"
+        else:
+            consistency = "application"
+            if self._fault("guest-vss-failure", VMName):
+                vss_error = ("The guest's Volume Shadow Copy service failed to create the "
+                             "application-consistent checkpoint (simulated).")
+                if not AllowCrashConsistent:
+                    raise _ScriptError("GUEST_VSS_FAILED", f"The application-consistent checkpoint "
+                                       f"of {VMName} failed (guest VSS): {vss_error}")
+                consistency = "crash"
+            notes = f"hvbackup run {RunId}, crash-consistent: {vss_error}" if vss_error else ""
+            cp = self._make_checkpoint(VMName, name, "Standard", self._now(), notes)
+        result: dict[str, Any] = {
+            "ok": True, "vm": VMName, "vm_id": vm["id"], "checkpoint_id": cp["id"],
+            "checkpoint_name": name, "consistency": consistency, "vss_error": vss_error,
+            "reused": existing is not None, "disks": self._frozen_disks(vm),
+            "configuration": {
+                "name": VMName, "id": vm["id"], "generation": vm["generation"], "version": "10.0",
+                "cpu_count": vm["cpu_count"], "memory_startup_bytes": vm["memory_bytes"],
+                "dynamic_memory": False, "memory_minimum_bytes": vm["memory_bytes"],
+                "memory_maximum_bytes": vm["memory_bytes"], "secure_boot": "On",
+                "network_adapters": vm["network_adapters"],
+            },
+            "export_path": None, "files": [],
+        }
+        if Mode == "export":
+            assert StagingPath is not None
+            if self._fault("staging-full"):
+                raise _ScriptError("STAGING_FULL", f"Staging volume of {StagingPath} is full.")
+            target = f"{StagingPath}\\{RunId}"
+            files = []
+            for disk in vm["disks"]:
+                rel = disk["path"].rsplit("\\", 1)[-1]
+                dest = f"{target}\\Virtual Hard Disks\\{rel}"
+                self.local_path(dest).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.local_path(disk["path"]), self.local_path(dest))
+                files.append({"path": dest, "size_bytes": disk["size_bytes"]})
+            config = f"{target}\\Virtual Machines\\{vm['id'].upper()}.vmcx"
+            self.local_path(config).parent.mkdir(parents=True, exist_ok=True)
+            self.local_path(config).write_text(json.dumps(result["configuration"]))
+            files.append({"path": config, "size_bytes": self.local_path(config).stat().st_size})
+            result["export_path"], result["files"] = target, files
+        return result
+
+    def script_Remove_HvbCheckpoint(
+        self, *, VMName: str, CheckpointName: str, TimeoutSeconds: int = 3600,
+        PollSeconds: int = 5, DryRun: bool = False,
+    ) -> dict[str, Any]:
+        vm = self._vm(VMName)
+        cp = next((c for c in vm["checkpoints"] if c["name"] == CheckpointName), None)
+        if cp is None:
+            return {"ok": True, "vm": VMName, "checkpoint_name": CheckpointName, "removed": False,
+                    "already_absent": True, "merged": True, "merge_seconds": 0,
+                    "remaining_files": []}
+        if DryRun:
+            return {"ok": True, "dry_run": True, "vm": VMName, "checkpoint_name": CheckpointName,
+                    "planned": [f"remove checkpoint '{CheckpointName}' and wait for the merge"]}
+        merged = self._remove_checkpoint(VMName, vm, cp)
+        return {"ok": True, "vm": VMName, "checkpoint_name": CheckpointName, "removed": True,
+                "already_absent": False, "merged": merged,
+                "merge_seconds": 3 if merged else TimeoutSeconds,
+                "remaining_files": [] if merged else list(cp["avhdx"])}
+
+    def _remove_checkpoint(self, vm_name: str, vm: dict[str, Any], cp: dict[str, Any]) -> bool:
+        """Remove ``cp``; with the 'merge-stuck' fault its .avhdx stays and the merge is
+        pending (the checkpoint remains listed, as a stuck merge shows on a real host)."""
+        if self._fault("merge-stuck", vm_name):
+            cp["merge_pending"] = True
+            return False
+        for path in cp["avhdx"]:
+            self.local_path(path).unlink(missing_ok=True)
+        vm["checkpoints"].remove(cp)
+        return True
+
+    def script_Clear_HvbLeftovers(
+        self, *, Prefix: str = "hvbackup", VMName: list[str] | None = None, KeepRunId: str = "",
+        RecoveryOlderThanHours: int = 24, ShadowId: list[str] | None = None,
+        LinkRoot: str = "C:\\ProgramData\\hvbackup\\shadow", TimeoutSeconds: int = 3600,
+        DryRun: bool = False,
+    ) -> dict[str, Any]:
+        self._inject_leftovers()
+        world = self.world
+        names = [self._vm_key(n) for n in VMName] if VMName else sorted(world.state["vms"])
+        cutoff = self._now() - timedelta(hours=RecoveryOlderThanHours)
+        keep = f"{Prefix}-{KeepRunId}" if KeepRunId else ""
+        checkpoints = []
+        for name in [n for n in names if n]:
+            vm = world.state["vms"][name]
+            for cp in list(vm["checkpoints"]):
+                created = datetime.fromisoformat(cp["created_utc"].replace("Z", "+00:00"))
+                if not ((cp["name"].startswith(Prefix + "-") and cp["name"] != keep)
+                        or (cp["type"] == "Recovery" and created < cutoff)):
+                    continue
+                entry = {"vm": name, "id": cp["id"], "name": cp["name"], "type": cp["type"],
+                         "removed": False, "merged": False, "error": None}
+                if not DryRun:
+                    merged = self._remove_checkpoint(name, vm, cp)
+                    entry["removed"], entry["merged"] = True, merged
+                checkpoints.append(entry)
+        shadows = []
+        for sid in sorted(set((ShadowId or []) + world.state["shadow_record"])):
+            present = sid in world.state["shadow_copies"]
+            entry = {"id": sid, "removed": False, "error": None}
+            if DryRun:
+                entry["present"] = present
+            else:
+                if present:
+                    self._drop_shadow(sid)
+                entry["removed"] = present
+                if sid in world.state["shadow_record"]:
+                    world.state["shadow_record"].remove(sid)
+            shadows.append(entry)
+        return {"ok": True, "dry_run": DryRun, "checkpoints": checkpoints, "shadow_copies": shadows}
+
+    def _vm_key(self, name: str) -> str | None:
+        return next((k for k in self.world.state["vms"] if k.lower() == name.lower()), None)
+
+    # -- SQL Server -----------------------------------------------------------------------
+
+    def script_Invoke_HvbSqlBackup(
+        self, *, Instance: str, StagingPath: str, RunId: str, Database: list[str] | None = None,
+        ExcludeDatabase: list[str] | None = None, TrustServerCertificate: bool = False,
+        CommandTimeoutSeconds: int = 3600, ConnectTimeoutSeconds: int = 30, DryRun: bool = False,
+    ) -> dict[str, Any]:
+        entry = self.world.state["sql"].get(Instance)
+        if entry is None:
+            raise _ScriptError("SQL_CONNECT_FAILED", f"Cannot connect to SQL Server instance "
+                               f"'{Instance}': a network-related or instance-specific error "
+                               "occurred (simulated: no such instance).")
+        databases = Database or ["all"]
+        compress = entry["engine_edition"] in (2, 3)
+        wanted = sorted(entry["databases"]) if "all" in databases else list(databases)
+        wanted = [d for d in wanted if d not in (ExcludeDatabase or [])]
+        target = f"{StagingPath}\\{RunId}"
+        if DryRun:
+            return {"ok": True, "dry_run": True, "instance": Instance, "compression": compress,
+                    "staging": target,
+                    "planned": [f"BACKUP DATABASE [{d}] WITH COPY_ONLY, CHECKSUM then RESTORE "
+                                "VERIFYONLY" for d in wanted]}
+        results = []
+        for name in wanted:
+            item: dict[str, Any] = {"name": name, "file": None, "size_bytes": 0,
+                                    "compressed": compress, "verified": False, "duration_s": 0.4,
+                                    "error": None}
+            info = entry["databases"].get(name)
+            if info is None:
+                item["error"] = {"code": "DB_NOT_FOUND", "message": f"Database '{name}' does not "
+                                 f"exist or is not online on {Instance}."}
+            elif self._fault("staging-full", name):
+                item["error"] = {"code": "STAGING_FULL", "message": f"The staging volume of "
+                                 f"{target} has 0 bytes free; '{name}' needs more."}
+            else:
+                file = f"{target}\\{name}.bak"
+                self._write_bak(info["path"], file, name)
+                if self._fault("verifyonly-failure", name):
+                    self._damage(file)
+                if self._verify_bak(file):
+                    item.update(file=file, verified=True,
+                                size_bytes=self.local_path(file).stat().st_size)
+                else:
+                    item["error"] = {"code": "SQL_VERIFY_FAILED", "message": f"RESTORE VERIFYONLY "
+                                     f"of [{name}] failed: the backup file is not usable: "
+                                     "checksum mismatch (simulated)."}
+            results.append(item)
+        return {"ok": True, "instance": Instance, "edition": entry["edition"],
+                "compression": compress, "staging": target, "databases": results}
+
+    def _write_bak(self, mdf: str, bak: str, name: str) -> None:
+        data = self.local_path(mdf).read_bytes()
+        header = json.dumps({"database": name, "sha256": hashlib.sha256(data).hexdigest(),
+                             "taken_utc": _utc(self._now())}).encode() + b"\n"
+        dest = self.local_path(bak)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(_BAK_MAGIC + header + data)
+
+    def _verify_bak(self, bak: str) -> bool:
+        raw = self.local_path(bak).read_bytes()
+        if not raw.startswith(_BAK_MAGIC):
+            return False
+        header, _, data = raw[len(_BAK_MAGIC):].partition(b"\n")
+        return bool(json.loads(header)["sha256"] == hashlib.sha256(data).hexdigest())
+
+    def _damage(self, bak: str) -> None:
+        path = self.local_path(bak)
+        raw = bytearray(path.read_bytes())
+        raw[-100] ^= 0xFF
+        path.write_bytes(bytes(raw))
+
+    def script_Remove_HvbStaging(self, *, StagingPath: str, RunId: str,
+                                 DryRun: bool = False) -> dict[str, Any]:
+        target = f"{StagingPath.rstrip(chr(92))}\\{RunId}"
+        local = self.local_path(target)
+        present = local.exists()
+        size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) if present else 0
+        if present and not DryRun:
+            shutil.rmtree(local)
+        return {"ok": True, "dry_run": DryRun, "path": target, "removed": present and not DryRun,
+                "bytes_freed": 0 if DryRun else size}
+
+    def script_Restore_HvbSqlDatabase(
+        self, *, Instance: str, BackupFile: str, DatabaseName: str, TargetName: str | None = None,
+        DataPath: str | None = None, LogPath: str | None = None, Replace: bool = False,
+        TrustServerCertificate: bool = False, CommandTimeoutSeconds: int = 3600,
+        DryRun: bool = False,
+    ) -> dict[str, Any]:
+        entry = self.world.state["sql"].get(Instance)
+        if entry is None:
+            raise _ScriptError("SQL_CONNECT_FAILED", f"Cannot connect to '{Instance}'.")
+        if not self.local_path(BackupFile).exists():
+            raise _ScriptError("PATH_NOT_FOUND", f"Backup file {BackupFile} does not exist.")
+        target = TargetName or f"{DatabaseName}_restore_{self._now():%Y%m%d%H%M}"
+        if target in entry["databases"] and not Replace:
+            raise _ScriptError("TARGET_EXISTS", f"Database '{target}' already exists on "
+                               f"{Instance}; pick another -TargetName, or add -Replace.")
+        if not self._verify_bak(BackupFile):
+            raise _ScriptError("SQL_RESTORE_FAILED", f"RESTORE DATABASE [{target}] failed: the "
+                               "backup set is damaged (checksum).")
+        data_file = f"{DataPath or SQL_DATA}\\{target}_1.mdf"
+        moves = [{"logical": DatabaseName, "to": data_file},
+                 {"logical": f"{DatabaseName}_log", "to": f"{LogPath or SQL_DATA}\\{target}_2.ldf"}]
+        if DryRun:
+            return {"ok": True, "dry_run": True, "database": target, "moves": moves,
+                    "planned": ["RESTORE DATABASE @target FROM DISK = @file WITH CHECKSUM, "
+                                "RECOVERY, MOVE ..."]}
+        raw = self.local_path(BackupFile).read_bytes()
+        data = raw[len(_BAK_MAGIC):].partition(b"\n")[2]
+        local = self.local_path(data_file)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
+        entry["databases"][target] = {"path": data_file, "recovery_model": "FULL"}
+        return {"ok": True, "database": target, "instance": Instance, "moves": moves}
+
+    # -- shadow copies --------------------------------------------------------------------
+
+    def script_New_HvbShadowCopy(
+        self, *, Path: list[str], RunId: str,
+        LinkRoot: str = "C:\\ProgramData\\hvbackup\\shadow", DryRun: bool = False,
+    ) -> dict[str, Any]:
+        paths = list(Path)
+        for p in paths:
+            if not self.local_path(p).is_dir():
+                raise _ScriptError("PATH_NOT_FOUND", f"The folder {p} does not exist on "
+                                   f"{self.label}.")
+        volumes = sorted({p[:3].upper() for p in paths})
+        if DryRun:
+            return {"ok": True, "dry_run": True,
+                    "planned": [f"shadow copy of {v} exposed under {LinkRoot}\\{RunId}-{v[0]}"
+                                for v in volumes]}
+        world = self.world
+        shadows = []
+        for volume in volumes:
+            sid = "{" + str(uuid.uuid4()).upper() + "}"
+            world.state["shadow_record"].append(sid)  # recorded before anything can fail
+            link = f"{LinkRoot}\\{RunId}-{volume[0]}"
+            # The frozen view: a copy of the folders asked for, at the link's place.
+            for p in paths:
+                if p[:3].upper() == volume:
+                    dest = self.local_path(link + "\\" + p[3:])
+                    if dest.exists():
+                        shutil.rmtree(dest)
+                    shutil.copytree(self.local_path(p), dest)
+            n = len(world.state["shadow_copies"]) + 1
+            world.state["shadow_copies"][sid] = {
+                "volume": volume, "created_utc": _utc(self._now()), "link": link,
+                "device_object": f"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{n}"}
+            shadows.append({"id": sid, "volume": volume, "link": link,
+                            "device_object": world.state["shadow_copies"][sid]["device_object"]})
+        exposed = [{"path": p, "exposed": next(s["link"] for s in shadows
+                                               if s["volume"] == p[:3].upper()) + "\\" + p[3:]}
+                   for p in paths]
+        return {"ok": True, "shadows": shadows, "paths": exposed}
+
+    def _drop_shadow(self, sid: str) -> None:
+        shadow = self.world.state["shadow_copies"].pop(sid)
+        local = self.local_path(shadow["link"])
+        if local.exists():
+            shutil.rmtree(local)
+
+    def script_Remove_HvbShadowCopy(
+        self, *, ShadowId: list[str], LinkPath: list[str] | None = None, DryRun: bool = False,
+    ) -> dict[str, Any]:
+        world = self.world
+        links = []
+        for link in LinkPath or []:
+            present = self.local_path(link).exists()
+            if present and not DryRun:
+                shutil.rmtree(self.local_path(link))
+            links.append({"path": link, "removed": present and not DryRun})
+        shadows = []
+        for sid in ShadowId:
+            present = sid in world.state["shadow_copies"]
+            if present and not DryRun:
+                self._drop_shadow(sid)
+            if not DryRun and sid in world.state["shadow_record"]:
+                world.state["shadow_record"].remove(sid)
+            shadows.append({"id": sid, "removed": present and not DryRun,
+                            "already_absent": not present})
+        return {"ok": True, "dry_run": DryRun, "links": links, "shadow_copies": shadows}
+
+    # -- restore of a VM ------------------------------------------------------------------
+
+    def script_Restore_HvbVm(
+        self, *, RestorePath: str, NewName: str, Mode: str = "recreate",
+        ConfigurationJson: str | None = None, DiskJson: str | None = None,
+        SwitchName: str | None = None, DryRun: bool = False,
+    ) -> dict[str, Any]:
+        if not self.local_path(RestorePath).exists():
+            raise _ScriptError("PATH_NOT_FOUND", f"{RestorePath} does not exist.")
+        if self._vm_key(NewName):
+            raise _ScriptError("VM_EXISTS", f"A VM named '{NewName}' already exists on "
+                               f"{self.label}; choose another name.")
+        if Mode == "recreate" and not (ConfigurationJson and DiskJson):
+            raise _ScriptError("BAD_PARAMETER", "-Mode recreate needs -ConfigurationJson and "
+                               "-DiskJson.")
+        disks = json.loads(DiskJson) if DiskJson else []
+        for disk in disks:
+            for file in disk["chain"]:
+                if not self.local_path(file).exists():
+                    raise _ScriptError("PATH_NOT_FOUND", f"Restored disk file {file} is missing.")
+        if DryRun:
+            return {"ok": True, "dry_run": True, "planned": [f"create VM '{NewName}'",
+                                                             f"attach {len(disks)} disk(s)"]}
+        config = json.loads(ConfigurationJson) if ConfigurationJson else {
+            "generation": 2, "cpu_count": 2, "memory_bytes": 4 * 1024**3, "network_adapters": []}
+        new_id = str(uuid.uuid4())
+        self.world.state["vms"][NewName] = {
+            "id": new_id, "generation": config["generation"], "cpu_count": config["cpu_count"],
+            "memory_bytes": config.get("memory_startup_bytes", 4 * 1024**3), "state": "Off",
+            "checkpoint_type": "Production", "config_path": RestorePath,
+            "disks": [{"path": d["chain"][0],
+                       "size_bytes": self.local_path(d["chain"][0]).stat().st_size}
+                      for d in disks],
+            "checkpoints": [], "network_adapters": config.get("network_adapters", []),
+        }
+        return {"ok": True, "vm": NewName, "vm_id": new_id, "mode": Mode, "state": "Off"}
+

@@ -1,0 +1,218 @@
+"""The world of a simulated Hyper-V host: its files, and how they change from day to day.
+
+A simulated host lives in one folder. Windows paths map to it drive by drive
+(``D:\\Hyper-V\\ERP01.vhdx`` is ``<folder>/volumes/D/Hyper-V/ERP01.vhdx``), so that scripts
+report Windows paths exactly as a real host does, and the orchestrator reads them through
+:meth:`SimWorld.local_path`, the way it reads a real host's files over SMB.
+
+Everything is deterministic: the content of each day depends only on the seed, the object and
+the date, so tests can recompute what the host held on any day. State is kept in
+``state.json`` so that successive runs see one continuous host.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+BLOCK = 64 * 1024
+HYPERV_ROOT = "D:\\Hyper-V"
+SQL_ROOT = "D:\\SQL"
+DEFAULT_DATABASES = ("COMPTA", "PAIE")
+_WORDS = (b"facture client commande livraison stock article remise total TVA echeance "
+          b"reglement fournisseur devis avoir compte journal ecriture lettrage ")
+
+
+@dataclass
+class WorldSpec:
+    """What the simulated host holds, derived from the jobs that name it."""
+
+    vms: list[str] = field(default_factory=list)
+    sql: dict[str, list[str]] = field(default_factory=dict)  # instance -> databases ([] = defaults)
+    shares: list[str] = field(default_factory=list)
+    seed: int = 1
+    vm_disk_mb: int = 256
+    daily_change_percent: float = 2.0
+    share_files: int = 200
+
+
+def _rng(*parts: object) -> random.Random:
+    return random.Random(":".join(str(p) for p in parts))
+
+
+def _compressible(rng: random.Random, size: int) -> bytes:
+    start = rng.randrange(len(_WORDS))
+    text = (_WORDS[start:] + _WORDS[:start]) * (size // len(_WORDS) + 1)
+    head = rng.randbytes(16)
+    return (head + text)[:size]
+
+
+def _block(rng: random.Random, kind: float) -> bytes | None:
+    """A 64 KiB block: ~35 % empty (left as a hole), ~35 % text-like, ~30 % random."""
+    if kind < 0.35:
+        return None
+    if kind < 0.70:
+        return _compressible(rng, BLOCK)
+    return rng.randbytes(BLOCK)
+
+
+class SimWorld:
+    """Files and state of one simulated host (see module docstring)."""
+
+    def __init__(self, root: Path, spec: WorldSpec, today: date) -> None:
+        self.root = root
+        self.spec = spec
+        self.state_file = root / "state.json"
+        if self.state_file.exists():
+            self.state: dict[str, Any] = json.loads(self.state_file.read_text())
+        else:
+            self.state = {"version": 1, "seed": spec.seed, "day": today.isoformat(), "vms": {},
+                          "sql": {}, "shares": {}, "shadow_copies": {}, "shadow_record": []}
+        self._ensure_objects()
+        self.advance_to(today)
+        self.save()
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def local_path(self, windows_path: str) -> Path:
+        """Where a Windows path of this host lives on the local disk."""
+        win = PureWindowsPath(windows_path)
+        drive = win.drive.rstrip(":").upper()
+        if not drive or len(drive) != 1:
+            raise ValueError(f"not a drive path: {windows_path}")
+        return self.root.joinpath("volumes", drive, *win.parts[1:])
+
+    def save(self) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
+        tmp.replace(self.state_file)
+
+    # -- creation -------------------------------------------------------------------------
+
+    def _ensure_objects(self) -> None:
+        seed = self.state["seed"]
+        for vm in self.spec.vms:
+            if vm in self.state["vms"]:
+                continue
+            vm_dir = f"{HYPERV_ROOT}\\{vm}"
+            disk = f"{vm_dir}\\Virtual Hard Disks\\{vm}.vhdx"
+            size = self.spec.vm_disk_mb * 1024 * 1024
+            self._write_image(self.local_path(disk), size, _rng(seed, vm, "initial"))
+            rng = _rng(seed, vm, "identity")
+            self.state["vms"][vm] = {
+                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "generation": 2, "cpu_count": 2 + rng.randrange(3),
+                "memory_bytes": (4 + 4 * rng.randrange(3)) * 1024**3, "state": "Running",
+                "checkpoint_type": "Production", "config_path": vm_dir,
+                "disks": [{"path": disk, "size_bytes": size}], "checkpoints": [],
+                "network_adapters": [{"name": "Network Adapter", "switch": "LAN",
+                                      "mac": "00155D" + rng.randbytes(3).hex().upper(),
+                                      "vlan_id": 0}],
+            }
+        for instance, names in self.spec.sql.items():
+            entry = self.state["sql"].setdefault(instance, {
+                "edition": "Standard Edition (64-bit)", "engine_edition": 2,
+                "version": "16.0.4135.4", "databases": {},
+            })
+            for db in names or list(DEFAULT_DATABASES):
+                if db in entry["databases"]:
+                    continue
+                path = f"{SQL_ROOT}\\{_safe(instance)}\\{db}.mdf"
+                rng = _rng(seed, instance, db, "initial")
+                data = b"".join(_compressible(rng, BLOCK) if rng.random() < 0.8
+                                else rng.randbytes(BLOCK) for _ in range(16 + rng.randrange(16)))
+                local = self.local_path(path)
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(data)
+                entry["databases"][db] = {"path": path, "recovery_model": "FULL"}
+        for share in self.spec.shares:
+            if share in self.state["shares"]:
+                continue
+            folder = self.local_path(share)
+            folder.mkdir(parents=True, exist_ok=True)
+            rng = _rng(seed, share, "initial")
+            for i in range(self.spec.share_files):
+                self._write_share_file(folder, f"dossier{i % 7}/document-{i:05d}.txt", rng)
+            self.state["shares"][share] = {"next_file": self.spec.share_files}
+
+    @staticmethod
+    def _write_image(path: Path, size: int, rng: random.Random) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            f.truncate(size)  # sparse: empty blocks stay holes
+            for index in range(size // BLOCK):
+                data = _block(rng, rng.random())
+                if data is not None:
+                    f.seek(index * BLOCK)
+                    f.write(data)
+
+    @staticmethod
+    def _write_share_file(folder: Path, name: str, rng: random.Random) -> None:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = int(rng.paretovariate(1.2) * 2000) % 2_000_000
+        path.write_bytes(_compressible(rng, size) if rng.random() < 0.7 else rng.randbytes(size))
+
+    # -- days -----------------------------------------------------------------------------
+
+    @property
+    def day(self) -> date:
+        return date.fromisoformat(self.state["day"])
+
+    def advance_to(self, today: date) -> None:
+        """Apply one day of changes for every day from the last one seen up to ``today``."""
+        current = self.day
+        while current < today:
+            current += timedelta(days=1)
+            self._one_day(current)
+            self.state["day"] = current.isoformat()
+
+    def _one_day(self, day: date) -> None:
+        seed = self.state["seed"]
+        for name, vm in self.state["vms"].items():
+            if vm["state"] != "Running":
+                continue  # a VM that is off does not write
+            for disk in vm["disks"]:
+                path = self.local_path(disk["path"])
+                blocks = disk["size_bytes"] // BLOCK
+                rng = _rng(seed, name, disk["path"], day)
+                changed = max(1, round(blocks * self.spec.daily_change_percent / 100))
+                with path.open("r+b") as f:
+                    for index in rng.sample(range(blocks), min(changed, blocks)):
+                        data = _block(rng, 0.35 + rng.random() * 0.65)
+                        assert data is not None
+                        f.seek(index * BLOCK)
+                        f.write(data)
+        for instance, entry in self.state["sql"].items():
+            for db, info in entry["databases"].items():
+                path = self.local_path(info["path"])
+                rng = _rng(seed, instance, db, day)
+                content = bytearray(path.read_bytes())
+                for _ in range(4):  # pages rewritten
+                    at = rng.randrange(max(1, len(content) - 8192))
+                    content[at:at + 8192] = rng.randbytes(8192)
+                content += _compressible(rng, 4096 + rng.randrange(16384))  # growth
+                path.write_bytes(bytes(content))
+        for share, info in self.state["shares"].items():
+            folder = self.local_path(share)
+            rng = _rng(seed, share, day)
+            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            for victim in rng.sample(files, len(files) // 200):
+                victim.unlink()
+            for changed in rng.sample(files, len(files) // 50):
+                if changed.exists():
+                    with changed.open("ab") as f:
+                        f.write(_compressible(rng, 500 + rng.randrange(5000)))
+            for _ in range(max(1, len(files) // 100)):
+                n = info["next_file"]
+                info["next_file"] = n + 1
+                self._write_share_file(folder, f"dossier{n % 7}/document-{n:05d}.txt", rng)
+
+
+def _safe(instance: str) -> str:
+    return instance.replace("\\", "_")
