@@ -21,7 +21,8 @@ this tree at the adapter that talks to the library and never travel past it::
     │   ├── HostAuthError                  permanent
     │   ├── HostTimeout                    retryable
     │   ├── ScriptFailed                   the script ran and reported an error code
-    │   └── ScriptOutputInvalid            permanent: the script broke its contract
+    │   ├── ScriptOutputInvalid            permanent: the script broke its contract
+    │   └── SourceError                    reading exposed files (local path, SMB)
     ├── StoreError                exit 4   the backup repository
     │   ├── RepositoryCorrupt              permanent
     │   └── KeyMismatch                    permanent: wrong key file or passphrase
@@ -129,6 +130,12 @@ class ScriptFailed(HostError):
 
 class ScriptOutputInvalid(HostError):
     code = "HVB-SCRIPT-OUTPUT"
+
+
+class SourceError(HostError):
+    """Reading a file the capture exposes (locally or over SMB) failed."""
+
+    code = "HVB-SOURCE"
 
 
 class StoreError(HvbError):

@@ -17,6 +17,9 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# Samba: the SMB source tests start their own smbd on a loopback port (not a system service).
+if ! command -v smbd >/dev/null || ! command -v smbpasswd >/dev/null; then apt_install samba; fi
+
 # PostgreSQL on 127.0.0.1:5432 with trust auth (the history tests run on it too).
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 if ! command -v pg_isready >/dev/null; then apt_install postgresql; fi

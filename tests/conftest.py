@@ -29,7 +29,7 @@ PG_ADMIN_URL = os.environ.get(
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
-        if name.startswith(("HVBACKUP_", "HVB_", "ACME_")) and name != "HVB_TEST_POSTGRES_URL":
+        if name.startswith(("HVBACKUP_", "HVB_", "ACME_")) and not name.startswith("HVB_TEST_"):
             monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     home.mkdir()

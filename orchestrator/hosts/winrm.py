@@ -171,7 +171,8 @@ def _open_pool(host: WinrmHost) -> Any:
         auth=host.auth,
         username=host.username,
         password=host._password,
-        cert_validation=host.cert_validation,  # True, False or a CA file (requests' verify)
+        # True, False or a CA file: pypsrp hands it to requests as `verify`.
+        cert_validation=host.cert_validation,  # type: ignore[arg-type]
         operation_timeout=host.operation_timeout_s,
         read_timeout=host.read_timeout_s,
         connection_timeout=host.read_timeout_s,

@@ -1,0 +1,121 @@
+"""Sources: where the mover reads the files a capture exposes.
+
+A capture reports paths as the host sees them (``D:\\Hyper-V\\ERP01.vhdx``, a shadow-copy
+link, a staging folder). A :class:`Source` reads them from the orchestrator: on this machine
+(:class:`LocalSource`, with a path mapping for the simulated host, or UNC paths when the
+orchestrator runs on Windows) or over SMB (:class:`orchestrator.mover.smb.SmbSource`).
+Reading is streaming: files are opened and read in blocks, never loaded whole.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import BinaryIO, Protocol
+
+from orchestrator.errors import SourceError
+
+READ_BLOCK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str  # as the host names it
+    size: int
+    mtime: float
+    is_dir: bool = False
+
+
+class Source(Protocol):
+    label: str
+
+    def open(self, path: str) -> BinaryIO:
+        """Open a file for reading (binary, seekable); raises SourceError."""
+        ...
+
+    def stat(self, path: str) -> FileInfo: ...
+
+    def walk(self, root: str) -> Iterator[FileInfo]:
+        """Every file under ``root`` (depth first, sorted), directories not listed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def read_blocks(source: Source, path: str, block: int = READ_BLOCK) -> Iterator[bytes]:
+    """The content of ``path`` in blocks of ``block`` bytes (the last may be shorter)."""
+    with source.open(path) as f:
+        while True:
+            data = f.read(block)
+            if not data:
+                return
+            yield data
+
+
+def join(root: str, *parts: str) -> str:
+    """Join host path parts with the separator the root uses (Windows or POSIX)."""
+    if "\\" in root or (len(root) >= 2 and root[1] == ":"):
+        return str(PureWindowsPath(root, *parts))
+    return os.path.join(root, *parts)
+
+
+class LocalSource:
+    """Files on this machine. ``mapper`` turns a host path into a local one (the simulated
+    host's drive folders); without it, paths are used as they are (POSIX paths, or UNC paths
+    on a Windows orchestrator)."""
+
+    def __init__(self, label: str, mapper: Callable[[str], Path] | None = None) -> None:
+        self.label = label
+        self._map = mapper or Path
+
+    def _local(self, path: str) -> Path:
+        return self._map(path)
+
+    def open(self, path: str) -> BinaryIO:
+        try:
+            return self._local(path).open("rb")
+        except FileNotFoundError:
+            raise SourceError(f"{self.label}: {path} does not exist") from None
+        except PermissionError:
+            raise SourceError(f"{self.label}: {path} cannot be read: permission denied") from None
+        except IsADirectoryError:
+            raise SourceError(f"{self.label}: {path} is a folder, not a file") from None
+        except OSError as exc:
+            raise SourceError(f"{self.label}: {path} cannot be opened: {exc.strerror}",
+                              permanent=False) from None
+
+    def stat(self, path: str) -> FileInfo:
+        try:
+            st = self._local(path).stat()
+        except FileNotFoundError:
+            raise SourceError(f"{self.label}: {path} does not exist") from None
+        except OSError as exc:
+            raise SourceError(f"{self.label}: {path}: {exc.strerror}", permanent=False) from None
+        return FileInfo(path, st.st_size, st.st_mtime, stat_module.S_ISDIR(st.st_mode))
+
+    def walk(self, root: str) -> Iterator[FileInfo]:
+        base = self._local(root)
+        if not base.is_dir():
+            raise SourceError(f"{self.label}: {root} is not a folder")
+
+        def visit(folder: Path, host_folder: str) -> Iterator[FileInfo]:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as exc:
+                raise SourceError(f"{self.label}: cannot list {host_folder}: {exc.strerror}",
+                                  permanent=False) from None
+            for entry in entries:
+                host_path = join(host_folder, entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    yield from visit(Path(entry.path), host_path)
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    yield FileInfo(host_path, st.st_size, st.st_mtime)
+
+        yield from visit(base, root)
+
+    def close(self) -> None:
+        pass
