@@ -1,0 +1,30 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+    # SQL Server is not mocked through cmdlets but through .NET: these tests need a local
+    # SQL Server Express (or Developer) instance, named by HVB_PESTER_SQL_INSTANCE.
+    $script:instance = $env:HVB_PESTER_SQL_INSTANCE
+    $script:staging = Join-Path ([System.IO.Path]::GetTempPath()) 'hvbackup-pester'
+}
+
+Describe 'Invoke-HvbSqlBackup' -Skip:(-not $env:HVB_PESTER_SQL_INSTANCE) {
+    It 'backs up master with COPY_ONLY and CHECKSUM and verifies it' {
+        $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('master'); StagingPath = $script:staging; RunId = 'pester1'; TrustServerCertificate = $true }
+        $r.ok | Should -BeTrue
+        $r.databases[0].verified | Should -BeTrue
+        Test-Path $r.databases[0].file | Should -BeTrue
+    }
+
+    It 'reports an unknown database without failing the others' {
+        $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('master', 'nope'); StagingPath = $script:staging; RunId = 'pester2'; TrustServerCertificate = $true }
+        ($r.databases | Where-Object name -EQ 'nope').error.code | Should -Be 'DB_NOT_FOUND'
+        ($r.databases | Where-Object name -EQ 'master').verified | Should -BeTrue
+    }
+}
+
+Describe 'Invoke-HvbSqlBackup without SQL Server' {
+    It 'says SQL_CONNECT_FAILED for an instance that does not answer' {
+        $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = 'tcp:127.0.0.1,1'; StagingPath = $env:TEMP; RunId = 'r1'; ConnectTimeoutSeconds = 2 }
+        $r.ok | Should -BeFalse
+        $r.error.code | Should -Be 'SQL_CONNECT_FAILED'
+    }
+}

@@ -1,0 +1,23 @@
+BeforeAll { . (Join-Path $PSScriptRoot 'TestHelpers.ps1') }
+
+Describe 'Remove-HvbStaging' {
+    BeforeEach {
+        $script:root = Join-Path ([System.IO.Path]::GetTempPath()) ('hvb-staging-' + [guid]::NewGuid())
+        New-Item -ItemType Directory -Path (Join-Path $script:root 'r1') -Force | Out-Null
+        Set-Content -Path (Join-Path $script:root 'r1\COMPTA.bak') -Value ('x' * 1000)
+        New-Item -ItemType Directory -Path (Join-Path $script:root 'other-run') -Force | Out-Null
+    }
+    AfterEach { Remove-Item -Recurse -Force $script:root }
+
+    It "removes the run's folder only" {
+        $r = Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:root; RunId = 'r1' }
+        $r.removed | Should -BeTrue
+        $r.bytes_freed | Should -BeGreaterThan 999
+        Test-Path (Join-Path $script:root 'other-run') | Should -BeTrue
+    }
+
+    It 'is idempotent' {
+        Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:root; RunId = 'r1' } | Out-Null
+        (Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:root; RunId = 'r1' }).removed | Should -BeFalse
+    }
+}
