@@ -46,11 +46,11 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         return 0
     client_name, _, host_name = args.host.partition("/")
     client = loaded.config.clients[client_name]
-    backed_up: dict[str, list[str]] = {}
+    backed_up: dict[str, tuple[str, list[str]]] = {}  # lower-case VM name -> (name, jobs)
     for job_name, job in client.jobs.items():
         if job.host == host_name and isinstance(job, HypervVmJob):
             for vm in job.vms:
-                backed_up.setdefault(vm.lower(), []).append(f"{client_name}/{job_name}")
+                backed_up.setdefault(vm.lower(), (vm, []))[1].append(f"{client_name}/{job_name}")
     info = inventory["host"]
     ui.print(f"{args.host}: {info['name']}, {info['os_version']}, Hyper-V {info['hyperv_version']}")
     ui.print()
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     for vm in inventory["vms"]:
         size = sum(d["size_bytes"] for d in vm["disks"])
         verdict = _vm_verdict(vm)
-        jobs = ", ".join(backed_up.pop(vm["name"].lower(), [])) or "-"
+        jobs = ", ".join(backed_up.pop(vm["name"].lower(), ("", []))[1]) or "-"
         rows.append([vm["name"], vm["state"], str(vm["generation"]), str(len(vm["disks"])),
                      _size(size), str(len(vm["checkpoints"])), vm["vss"]["status"], verdict, jobs])
     if rows:
@@ -66,8 +66,9 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
                  rows)
     else:
         ui.print("no VMs")
-    for missing, jobs in backed_up.items():
-        ui.print(f"NOT FOUND: VM {missing!r} named by {', '.join(jobs)} is not on this host")
+    for missing, naming_jobs in backed_up.values():
+        ui.print(f"NOT FOUND: VM {missing!r} named by {', '.join(naming_jobs)} is not on this "
+                 "host")
     sql_jobs = {j.instance.lower() for j in client.jobs.values()
                 if isinstance(j, SqlServerJob) and j.host == host_name}
     for instance in inventory["sql"]:

@@ -8,6 +8,7 @@ become :class:`~orchestrator.errors.SourceError` here, with what to check.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Iterator
 from pathlib import PureWindowsPath
@@ -17,6 +18,9 @@ from orchestrator.errors import SourceError
 from orchestrator.mover.source import FileInfo
 
 log = logging.getLogger(__name__)
+
+_DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY
+_REPARSE_POINT = 0x400  # FILE_ATTRIBUTE_REPARSE_POINT
 
 
 class SmbSource:
@@ -55,6 +59,10 @@ class SmbSource:
         rest = "\\".join(win.parts[1:])
         return f"\\\\{self.server}\\{win.drive[0]}$\\{rest}"
 
+    def _conn(self) -> dict[str, Any]:
+        # smbclient finds the session by server and port: every call names both.
+        return {"port": self.port, "username": self._username, "password": self._password}
+
     def _session(self) -> Any:
         import smbclient
 
@@ -80,7 +88,9 @@ class SmbSource:
             return SourceError(f"{where}: the account {self._username} was refused while "
                                f"{doing}; check its password and its rights on the share")
         if isinstance(exc, SMBOSError):
-            if "STATUS_ACCESS_DENIED" in text:
+            if exc.errno == errno.ENOENT:
+                return SourceError(f"{where}: not found while {doing}")
+            if exc.errno == errno.EACCES or "STATUS_ACCESS_DENIED" in text:
                 return SourceError(f"{where}: access denied while {doing}; the account needs "
                                    "read rights (administrative shares need an administrator)")
             if "NOT_FOUND" in text or "BAD_NETWORK_NAME" in text:
@@ -98,7 +108,7 @@ class SmbSource:
         unc = self.unc(path)
         try:
             handle: BinaryIO = client.open_file(unc, mode="rb", share_access="rw",
-                                                buffering=1024 * 1024)
+                                                buffering=1024 * 1024, **self._conn())
             return handle
         except Exception as exc:
             raise self._translate(exc, f"opening {unc}") from None
@@ -107,7 +117,7 @@ class SmbSource:
         client = self._session()
         unc = self.unc(path)
         try:
-            st = client.stat(unc)
+            st = client.stat(unc, **self._conn())
         except Exception as exc:
             raise self._translate(exc, f"reading the attributes of {unc}") from None
         import stat as stat_module
@@ -120,16 +130,19 @@ class SmbSource:
         def visit(host_folder: str) -> Iterator[FileInfo]:
             unc = self.unc(host_folder)
             try:
-                entries = sorted(client.scandir(unc), key=lambda e: e.name)
+                entries = sorted(client.scandir(unc, **self._conn()), key=lambda e: e.name)
             except Exception as exc:
                 raise self._translate(exc, f"listing {unc}") from None
             for entry in entries:
                 host_path = str(PureWindowsPath(host_folder, entry.name))
-                if entry.is_dir():
+                # The listing already carries size and attributes: no request per file.
+                info = entry.smb_info
+                if info.file_attributes & _REPARSE_POINT:
+                    continue  # links and junctions: never followed (loops, other volumes)
+                if info.file_attributes & _DIRECTORY:
                     yield from visit(host_path)
-                elif entry.is_file():
-                    st = entry.stat()
-                    yield FileInfo(host_path, st.st_size, st.st_mtime)
+                else:
+                    yield FileInfo(host_path, info.end_of_file, info.last_write_time.timestamp())
 
         yield from visit(root)
 

@@ -162,7 +162,7 @@ def test_leftover_checkpoint_from_a_crash_is_swept_not_the_current_run(
 
 def test_host_unreachable(tmp_path: Path, clock: FrozenClock) -> None:
     host = make_host(tmp_path, clock, Fault("unreachable"))
-    with pytest.raises(HostUnreachable, match="acme/hv01.*cannot connect") as info:
+    with pytest.raises(HostUnreachable, match=r"acme/hv01.*cannot connect") as info:
         host.run("Get-HvbInventory")
     assert info.value.permanent is False and info.value.exit_code == 3
 
@@ -257,7 +257,7 @@ def test_export_mode_and_staging_full(tmp_path: Path, clock: FrozenClock) -> Non
     assert cp["export_path"] == "D:\\hvbackup-staging\\r1"
     assert any(f["path"].endswith(".vmcx") for f in cp["files"])
     full = make_host(tmp_path / "full", clock, Fault("staging-full"))
-    with pytest.raises(ScriptFailed, match="STAGING_FULL.*free space on the staging volume"):
+    with pytest.raises(ScriptFailed, match=r"STAGING_FULL.*free space on the staging volume"):
         full.run("New-HvbCheckpoint", VMName="ERP01", RunId="r1", Mode="export",
                  StagingPath="D:\\hvbackup-staging")
 

@@ -125,7 +125,7 @@ def test_script_error_result_becomes_script_failed() -> None:
 
 def test_terminating_error_is_reported_with_the_error_stream() -> None:
     ps = FakePowerShell([], had_errors=True, errors=["The term 'Get-VM' is not recognized"])
-    with pytest.raises(ScriptOutputInvalid, match="PowerShell error .*Get-VM' is not recognized"):
+    with pytest.raises(ScriptOutputInvalid, match=r"PowerShell error .*Get-VM' is not recognized"):
         make_host(ps).run("Get-HvbInventory")
 
 

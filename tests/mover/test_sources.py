@@ -1,0 +1,139 @@
+"""Sources read what a capture exposes: locally, and over SMB from a real Samba server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import SourceError
+from orchestrator.mover.smb import SmbSource
+from orchestrator.mover.source import LocalSource, read_blocks
+from tests.servers import SambaServer, samba
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    files = {
+        "a.txt": b"hello",
+        "sub/b.bin": os.urandom(300_000),
+        "sub/deeper/c.txt": b"c" * 10,
+        "z-empty.dat": b"",
+    }
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def test_local_source_walks_reads_and_stats(tmp_path: Path) -> None:
+    files = _tree(tmp_path)
+    source = LocalSource("local")
+    walked = list(source.walk(str(tmp_path)))
+    assert [f.path for f in walked] == [str(tmp_path / r) for r in sorted(files)]
+    assert [f.size for f in walked] == [len(files[r]) for r in sorted(files)]
+    assert b"".join(read_blocks(source, str(tmp_path / "sub/b.bin"), 65536)) == files["sub/b.bin"]
+    assert source.stat(str(tmp_path / "sub")).is_dir
+
+
+def test_local_source_with_a_host_path_mapping(tmp_path: Path) -> None:
+    (tmp_path / "D" / "Partages").mkdir(parents=True)
+    (tmp_path / "D" / "Partages" / "x.txt").write_bytes(b"x")
+    source = LocalSource("sim", mapper=lambda p: tmp_path / p[0] / p[3:].replace("\\", "/"))
+    assert [f.path for f in source.walk("D:\\Partages")] == ["D:\\Partages\\x.txt"]
+
+
+def test_local_source_errors_name_the_file(tmp_path: Path) -> None:
+    source = LocalSource("acme/nas")
+    with pytest.raises(SourceError, match=r"acme/nas: .*nope.bin does not exist"):
+        source.open(str(tmp_path / "nope.bin"))
+    with pytest.raises(SourceError, match="is not a folder"):
+        list(source.walk(str(tmp_path / "nope")))
+
+
+@pytest.fixture(scope="module")
+def smb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer]:
+    with samba(tmp_path_factory.mktemp("samba")) as server:
+        yield server
+
+
+def _smb(server: SambaServer, password: str | None = None) -> SmbSource:
+    return SmbSource("acme/hv01", "127.0.0.1", username=server.user,
+                     password=password or server.password, port=server.port)
+
+
+def test_smb_source_walks_and_reads_a_real_share(smb_server: SambaServer) -> None:
+    files = _tree(smb_server.folder / "walk")
+    source = _smb(smb_server)
+    try:
+        root = f"\\\\127.0.0.1\\{smb_server.share}\\walk"
+        walked = list(source.walk(root))
+        assert [f.path for f in walked] == [root + "\\" + r.replace("/", "\\")
+                                            for r in sorted(files)]
+        assert [f.size for f in walked] == [len(files[r]) for r in sorted(files)]
+        data = b"".join(read_blocks(source, root + "\\sub\\b.bin", 65536))
+        assert data == files["sub/b.bin"]
+        assert source.stat(root + "\\sub").is_dir
+    finally:
+        source.close()
+
+
+def test_smb_source_streams_a_large_file(smb_server: SambaServer) -> None:
+    big = smb_server.folder / "disk.vhdx"
+    expected = hashlib.sha256()
+    with big.open("wb") as f:
+        for _ in range(24):  # 96 MiB, mixed content
+            block = os.urandom(2 * 1024 * 1024) + bytes(2 * 1024 * 1024)
+            f.write(block)
+            expected.update(block)
+    source = _smb(smb_server)
+    try:
+        got = hashlib.sha256()
+        largest = 0
+        for block in read_blocks(source, f"\\\\127.0.0.1\\{smb_server.share}\\disk.vhdx"):
+            largest = max(largest, len(block))
+            got.update(block)
+        assert got.hexdigest() == expected.hexdigest()
+        assert largest <= 4 * 1024 * 1024  # read in blocks, never whole
+    finally:
+        source.close()
+        big.unlink()
+
+
+def test_smb_wrong_password_is_a_clear_error(smb_server: SambaServer) -> None:
+    source = _smb(smb_server, password="wrong-password")
+    with pytest.raises(SourceError, match="the account hvbsmbtest was refused") as info:
+        source.open(f"\\\\127.0.0.1\\{smb_server.share}\\a.txt")
+    assert "wrong-password" not in str(info.value)
+
+
+def test_smb_missing_file_and_share(smb_server: SambaServer) -> None:
+    source = _smb(smb_server)
+    try:
+        with pytest.raises(SourceError, match="not found"):
+            source.open(f"\\\\127.0.0.1\\{smb_server.share}\\nope.bin")
+        with pytest.raises(SourceError, match="not found"):
+            source.open("\\\\127.0.0.1\\noshare\\x")
+    finally:
+        source.close()
+
+
+def test_smb_unreachable_server() -> None:
+    from tests.servers import free_port
+
+    source = SmbSource("acme/hv01", "127.0.0.1", username="u", password="p", port=free_port(),
+                       connection_timeout_s=3)
+    with pytest.raises(SourceError, match="cannot reach the file server") as info:
+        source.open("\\\\127.0.0.1\\data\\x")
+    assert info.value.permanent is False
+
+
+def test_drive_paths_map_to_the_administrative_share() -> None:
+    source = SmbSource("acme/hv01", "hv01.acme.local", username="u", password="p")
+    assert source.unc("D:\\Hyper-V\\ERP01.vhdx") == "\\\\hv01.acme.local\\D$\\Hyper-V\\ERP01.vhdx"
+    assert source.unc("\\\\nas\\share\\x") == "\\\\nas\\share\\x"
+    with pytest.raises(SourceError, match="neither a UNC path nor a drive path"):
+        source.unc("relative\\path")
