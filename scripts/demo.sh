@@ -12,6 +12,9 @@ echo
 echo "== History database"
 $HVB db upgrade -c "$CONFIG"
 echo
+echo "== What is on the simulated hosts"
+$HVB inventory -c "$CONFIG" acme/hv01
+echo
 echo "== What will run"
 $HVB plan -c "$CONFIG" --days 7
 echo
@@ -19,5 +22,6 @@ cat <<TXT
 == Where to look
   configuration   $CONFIG
   history         demo-state/hvbackup.db (SQLite; clients, jobs and, soon, every run)
+  simulated hosts demo-state/simulated/<client>/<host>/ (their disks, databases and shares)
   the CLI         $HVB --help
 TXT
