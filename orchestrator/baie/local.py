@@ -1,0 +1,95 @@
+"""``LocalTarget``: a baie that is a folder on this machine (a mounted array, a USB disk)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from orchestrator.baie.target import TMP_MARK, Entry, check_name, is_temporary
+from orchestrator.errors import BaieError, BaieFull, BaieUnreachable
+
+
+class LocalTarget:
+    def __init__(self, label: str, root: Path) -> None:
+        self.label = label
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"LocalTarget({self.label!r}, {str(self.root)!r})"
+
+    def _path(self, name: str) -> Path:
+        return self.root / check_name(name)
+
+    def _error(self, exc: OSError, doing: str) -> BaieError:
+        where = f"baie {self.label} ({self.root})"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return BaieFull(f"{where} is full while {doing}: free space on it or extend it; "
+                            "nothing stored was damaged")
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return BaieError(f"{where}: permission denied while {doing} ({exc.strerror})")
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and not self.root.exists():
+            return BaieUnreachable(f"{where} is not there (unmounted?) while {doing}")
+        return BaieError(f"{where}: {exc.strerror} while {doing}", permanent=False)
+
+    def put(self, name: str, data: bytes) -> None:
+        final = self._path(name)
+        tmp = final.with_name(f"{final.name}{TMP_MARK}{secrets.token_hex(4)}")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._error(exc, f"writing {name}") from None
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        try:
+            with self._path(name).open("rb") as f:
+                f.seek(offset)
+                return f.read() if length is None else f.read(length)
+        except FileNotFoundError:
+            if not self.root.exists():
+                raise BaieUnreachable(f"baie {self.label} ({self.root}) is not there "
+                                      "(unmounted?)") from None
+            raise BaieError(f"baie {self.label}: {name} is missing") from None
+        except OSError as exc:
+            raise self._error(exc, f"reading {name}") from None
+
+    def stat(self, name: str) -> int | None:
+        try:
+            return self._path(name).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error(exc, f"looking at {name}") from None
+
+    def list(self, prefix: str) -> Iterator[Entry]:
+        base = self.root / prefix if prefix else self.root
+        if not self.root.exists():
+            raise BaieUnreachable(f"baie {self.label} ({self.root}) is not there (unmounted?)")
+        if not base.exists():
+            return
+        try:
+            for dirpath, _dirs, files in os.walk(base):
+                for filename in sorted(files):
+                    full = Path(dirpath) / filename
+                    name = full.relative_to(self.root).as_posix()
+                    if not is_temporary(name):
+                        yield Entry(name, full.stat().st_size)
+        except OSError as exc:
+            raise self._error(exc, f"listing {prefix}") from None
+
+    def delete(self, name: str) -> None:
+        try:
+            self._path(name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._error(exc, f"deleting {name}") from None
+
+    def close(self) -> None:
+        pass

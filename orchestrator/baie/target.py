@@ -1,0 +1,62 @@
+"""The ``Target`` protocol: what the store needs from a place that keeps files.
+
+Names are relative POSIX paths (``data/ab/abcdef...``). Every file is written once, whole,
+under a temporary name then renamed, so a reader never sees half a file, and is never
+modified afterwards. Implementations translate their library's exceptions into
+:class:`~orchestrator.errors.BaieError` kinds: unreachable (retryable), authentication or
+unknown host key (permanent), full (permanent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    size: int
+
+
+class Target(Protocol):
+    label: str
+
+    def put(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name`` atomically (temporary name, then rename).
+        Overwriting an existing name with the same content is allowed (idempotent)."""
+        ...
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        """``length`` bytes from ``offset`` (to the end when None); BaieError if missing."""
+        ...
+
+    def stat(self, name: str) -> int | None:
+        """The size of ``name``, or None when it does not exist."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[Entry]:
+        """Every file under the folder ``prefix`` (recursive), temporary files excluded."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove ``name``; removing a missing file is not an error (idempotent)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+TMP_MARK = ".hvbtmp-"
+
+
+def is_temporary(name: str) -> bool:
+    return TMP_MARK in name.rsplit("/", 1)[-1]
+
+
+def check_name(name: str) -> str:
+    """Refuse names that could escape the repository folder."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid repository file name {name!r}")
+    return name

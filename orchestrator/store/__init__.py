@@ -1,0 +1,1 @@
+"""The backup repository: chunks, packs, index, snapshots, keys, restore and verify."""

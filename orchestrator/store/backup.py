@@ -1,0 +1,266 @@
+"""One backup into a repository: files -> chunks -> packs -> index -> snapshot.
+
+The pipeline: the calling thread reads and chunks each file and computes each chunk's keyed
+id (BLAKE3); a chunk already in the repository costs only that hash. New chunks are compressed
+and encrypted by a pool of threads (zstd and AES-GCM release the GIL), gathered into packs of
+about ``pack_size`` bytes, each sealed with its own random key, and uploaded by a second pool
+while reading goes on. Every few packs an index file is written (a checkpoint: an interrupted
+first upload resumes there, and packs uploaded after the last checkpoint are adopted by the next
+run). The snapshot is written last: it is the commit point.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import blake3
+
+from orchestrator.mover.source import Source
+from orchestrator.store import format as fmt
+from orchestrator.store.chunker import DEFAULT_IMAGE_CHUNK, chunks_for, is_image
+from orchestrator.store.keys import seal
+from orchestrator.store.repository import Repository, SnapshotInfo
+
+log = logging.getLogger(__name__)
+
+PACK_SIZE = 32 * 1024 * 1024
+INDEX_EVERY_PACKS = 8
+INDEX_EVERY_S = 300.0
+
+
+@dataclass
+class BackupStats:
+    files: int = 0
+    bytes_read: int = 0
+    bytes_new: int = 0  # plaintext bytes of chunks the repository did not have
+    bytes_stored: int = 0  # bytes of the packs written (what crossed to the baie)
+    chunks: int = 0
+    chunks_new: int = 0
+    packs: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass
+class _OpenPack:
+    generation: int
+    key: bytes
+    data: bytearray = field(default_factory=bytearray)
+    entries: list[fmt.PackEntry] = field(default_factory=list)
+
+
+class Backup:
+    """Collects files into one snapshot. Use :meth:`add_path` then :meth:`commit`; on any
+    error the snapshot is simply not written (packs already sent are reused next time)."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        compression_level: int = 3,
+        image_chunk: int = DEFAULT_IMAGE_CHUNK,
+        pack_size: int = PACK_SIZE,
+        workers: int | None = None,
+        upload_workers: int = 2,
+        progress: Callable[[BackupStats], None] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.repo = repo
+        self.level = compression_level
+        self.image_chunk = image_chunk
+        self.pack_size = pack_size
+        self.workers = workers or os.cpu_count() or 2
+        self.stats = BackupStats()
+        self._progress = progress
+        self._now = now
+        self._id_key = repo.writer.chunk_id_key
+        self._seed = repo.cdc_seed
+        self._encryptors = ThreadPoolExecutor(self.workers, thread_name_prefix="encrypt")
+        self._uploaders = ThreadPoolExecutor(upload_workers, thread_name_prefix="upload")
+        self._max_uploads = upload_workers + 1
+        self._in_flight: deque[tuple[bytes, int, int, Future[tuple[bytes, int]]]] = deque()
+        self._uploads: deque[tuple[Future[None], bytes, int, list[fmt.PackEntry]]] = deque()
+        self._pending: set[bytes] = set()
+        self._generation = 0
+        self._gen_bytes = 0
+        self._gen_keys: dict[int, bytes] = {0: os.urandom(32)}
+        self._open: _OpenPack | None = None
+        self._unindexed: list[tuple[bytes, int, list[fmt.PackEntry]]] = []
+        self._last_index = time.monotonic()
+        self._ids = bytearray()
+        self._files: list[dict[str, Any]] = []
+        self._zero_ids: dict[int, bytes] = {}
+        self._last_progress = 0.0
+
+    # -- reading --------------------------------------------------------------------------
+
+    def add_path(self, source: Source, path: str) -> None:
+        """A file, or every file under a folder."""
+        info = source.stat(path)
+        if info.is_dir:
+            for entry in source.walk(path):
+                self.add_file(source, entry.path, entry.size, entry.mtime)
+        else:
+            self.add_file(source, path, info.size, info.mtime)
+
+    def add_file(self, source: Source, path: str, size: int, mtime: float) -> None:
+        first = len(self._ids) // fmt.ID_SIZE
+        read = 0
+        with source.open(path) as stream:
+            for chunk in chunks_for(path, stream, self.image_chunk, self._seed):
+                self._add_chunk(chunk)
+                read += len(chunk)
+        self._files.append({"path": path, "type": "file", "size": read, "mtime": mtime,
+                            "first": first, "count": len(self._ids) // fmt.ID_SIZE - first,
+                            "chunking": "fixed" if is_image(path) else "cdc"})
+        self.stats.files += 1
+        if read != size:
+            log.info("%s changed size while read (%d -> %d bytes)", path, size, read)
+
+    def _chunk_id(self, chunk: bytes) -> bytes:
+        n = len(chunk)
+        zero = self._zero_ids.get(n)
+        if zero is None:
+            zero = self._zero_ids[n] = blake3.blake3(bytes(n), key=self._id_key).digest()
+        if chunk[:1] == b"\0" and chunk == bytes(n):  # sparse areas of disk images
+            return zero
+        return blake3.blake3(chunk, key=self._id_key).digest()
+
+    def _add_chunk(self, chunk: bytes) -> None:
+        chunk_id = self._chunk_id(chunk)
+        self._ids += chunk_id
+        self.stats.chunks += 1
+        self.stats.bytes_read += len(chunk)
+        if chunk_id not in self._pending and not self.repo.cache.has(chunk_id):
+            self._pending.add(chunk_id)
+            self.stats.chunks_new += 1
+            self.stats.bytes_new += len(chunk)
+            if self._gen_bytes >= self.pack_size:
+                self._generation += 1
+                self._gen_keys[self._generation] = os.urandom(32)
+                self._gen_bytes = 0
+            self._gen_bytes += len(chunk)
+            future = self._encryptors.submit(fmt.encrypt_blob, self._gen_keys[self._generation],
+                                             chunk_id, chunk, self.level)
+            self._in_flight.append((chunk_id, len(chunk), self._generation, future))
+            while len(self._in_flight) > self.workers * 3:
+                self._place_oldest()
+        self._report()
+
+    # -- packs ----------------------------------------------------------------------------
+
+    def _place_oldest(self) -> None:
+        chunk_id, raw_length, generation, future = self._in_flight.popleft()
+        blob, flags = future.result()
+        if self._open is None or self._open.generation != generation:
+            if self._open is not None:
+                self._finish_pack()
+            self._open = _OpenPack(generation, self._gen_keys[generation])
+        pack = self._open
+        pack.entries.append(fmt.PackEntry(chunk_id, len(pack.data), len(blob), raw_length, flags))
+        pack.data += blob
+
+    def _finish_pack(self) -> None:
+        pack = self._open
+        self._open = None
+        if pack is None or not pack.entries:
+            return
+        del self._gen_keys[pack.generation]
+        sealed = seal(pack.key, self.repo.recipients)
+        pack.data += fmt.pack_trailer(pack.entries, sealed, self.repo.writer.index_key)
+        data = bytes(pack.data)
+        pack_id = fmt.sha256(data)
+        while len(self._uploads) >= self._max_uploads:
+            self._reap_upload()
+        future = self._uploaders.submit(self.repo.target.put, fmt.pack_name(pack_id), data)
+        self._uploads.append((future, pack_id, len(data), pack.entries))
+
+    def _reap_upload(self) -> None:
+        future, pack_id, size, entries = self._uploads.popleft()
+        future.result()  # a failed upload stops the backup here, with the baie's error
+        self.repo.cache.add_pack(pack_id, size, entries)
+        self._pending.difference_update(e.chunk_id for e in entries)
+        self._unindexed.append((pack_id, size, entries))
+        self.stats.packs += 1
+        self.stats.bytes_stored += size
+        if (len(self._unindexed) >= INDEX_EVERY_PACKS
+                or time.monotonic() - self._last_index > INDEX_EVERY_S):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        if self._unindexed:
+            self.repo.write_index(self._unindexed)
+            self._unindexed = []
+        self._last_index = time.monotonic()
+
+    def _report(self, force: bool = False) -> None:
+        if self._progress and (force or time.monotonic() - self._last_progress > 0.5):
+            self._last_progress = time.monotonic()
+            self._progress(self.stats)
+
+    # -- the end --------------------------------------------------------------------------
+
+    def commit(self, meta: dict[str, Any]) -> SnapshotInfo:
+        """Flush everything and write the snapshot (the commit point); returns it."""
+        try:
+            while self._in_flight:
+                self._place_oldest()
+            self._finish_pack()
+            while self._uploads:
+                self._reap_upload()
+            self._checkpoint()
+            full_meta = {
+                "version": 1, "time": self._now().isoformat(), "hostname": socket.gethostname(),
+                **meta, "files": self.stats.files, "bytes": self.stats.bytes_read,
+                "chunks": self.stats.chunks, "bytes_new": self.stats.bytes_new,
+                "bytes_stored": self.stats.bytes_stored, "image_chunk": self.image_chunk,
+            }
+            header = fmt.SnapshotHeader(full_meta, bytes(self._ids))
+            tree_key = os.urandom(32)
+            data = fmt.encode_snapshot(header, {"files": self._files}, seal(tree_key,
+                                       self.repo.recipients), tree_key,
+                                       self.repo.writer.index_key)
+            name = f"snapshots/{fmt.sha256(data).hex()}"
+            self.repo.target.put(name, data)
+            self.stats.bytes_stored += len(data)
+            self._report(force=True)
+            return SnapshotInfo(name, full_meta)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the worker threads (after commit, or to abandon the backup)."""
+        self._encryptors.shutdown(wait=True, cancel_futures=True)
+        self._uploaders.shutdown(wait=True, cancel_futures=True)
+
+
+def backup_paths(repo: Repository, source: Source, paths: Iterable[str], meta: dict[str, Any],
+                 **options: Any) -> tuple[SnapshotInfo, BackupStats]:
+    """Back up ``paths`` (files or folders) read through ``source`` into one snapshot, under
+    a shared lock. Returns the snapshot and the figures."""
+    from orchestrator.store.locks import Lock
+
+    with Lock(repo.target, "shared", f"backup {meta.get('job', '')}".strip()).acquire():
+        repo.sync_index()
+        run = Backup(repo, **options)
+        try:
+            for path in paths:
+                run.add_path(source, path)
+        except BaseException:
+            run.close()
+            raise
+        info = run.commit(meta)
+    log.info("snapshot %s: %s", info.id[:12], asdict(run.stats))
+    return info, run.stats

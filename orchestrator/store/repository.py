@@ -1,0 +1,228 @@
+"""A client's repository on one baie: its config, its index, its snapshots.
+
+Layout (docs/repository-format.md)::
+
+    config                 repository id, version, the writer key sealed to the client
+    data/<xx>/<sha256>     packs, named by the SHA-256 of their bytes
+    index/<sha256>         index files (which chunk is where)
+    snapshots/<sha256>     snapshots, the commit point of a backup
+    locks/<random>         leases
+
+Every file is written once and never changed. Writing a backup needs the writer key (kept by
+the orchestrator) and the recipients' public keys; reading data back needs a recipient's
+private key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.baie.target import Target
+from orchestrator.errors import BaieError, KeyMismatch, RepositoryCorrupt, StoreError
+from orchestrator.store import format as fmt
+from orchestrator.store.index import IndexCache
+from orchestrator.store.keys import PrivateKey, PublicKey, WriterKeys, seal, unseal
+
+log = logging.getLogger(__name__)
+
+REPO_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str  # snapshots/<hex>
+    meta: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromisoformat(self.meta["time"])
+
+
+def load_or_create_writer_secret(path: Path, create: bool) -> bytes:
+    """The orchestrator's writer secret for one client (a 0600 file in its state folder)."""
+    if path.exists():
+        return base64.b64decode(path.read_text().strip())
+    if not create:
+        raise StoreError(
+            f"the writer key {path} is missing while the repository exists: restore it from "
+            "the orchestrator's self-backup, or with the client's key: "
+            "'hvbackup keys writer-restore -c FILE CLIENT --key-file F'")
+    secret = os.urandom(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(secret).decode() + "\n")
+    return secret
+
+
+class Repository:
+    def __init__(self, target: Target, writer: WriterKeys, recipients: list[PublicKey],
+                 config: dict[str, Any], cache: IndexCache) -> None:
+        self.target = target
+        self.writer = writer
+        self.recipients = recipients
+        self.config = config
+        self.cache = cache
+
+    @property
+    def id(self) -> str:
+        return str(self.config["id"])
+
+    @property
+    def cdc_seed(self) -> int:
+        return int.from_bytes(self.writer.chunk_id_key[:4], "big") & 0x7FFFFFFF
+
+    def close(self) -> None:
+        self.cache.close()
+
+    # -- opening --------------------------------------------------------------------------
+
+    @staticmethod
+    def read_config(target: Target) -> dict[str, Any] | None:
+        if target.stat("config") is None:
+            return None
+        try:
+            config: dict[str, Any] = json.loads(target.get("config"))
+            if config.get("hvbackup_repository") != REPO_VERSION:
+                raise ValueError("unsupported version")
+        except ValueError as exc:
+            raise RepositoryCorrupt(f"{target.label}: the repository config is unreadable "
+                                    f"({exc})") from None
+        return config
+
+    @classmethod
+    def open_for_writing(cls, target: Target, writer_secret: bytes,
+                         recipients: list[PublicKey], cache_root: Path,
+                         now: Callable[[], datetime] = lambda: datetime.now(UTC)
+                         ) -> Repository:
+        """Open (creating it on first use) with the orchestrator's writer key."""
+        config = cls.read_config(target)
+        if config is None:
+            config = {
+                "hvbackup_repository": REPO_VERSION, "id": secrets.token_hex(16),
+                "created": now().isoformat(),
+                "writer_sealed": base64.b64encode(seal(writer_secret, recipients)).decode(),
+                "recipients": [r.fingerprint.hex() for r in recipients],
+            }
+            target.put("config", json.dumps(config, indent=1).encode())
+        cache = IndexCache(cache_root / config["id"] / "index.sqlite")
+        return cls(target, WriterKeys(writer_secret), recipients, config, cache)
+
+    @classmethod
+    def open_with_key(cls, target: Target, key: PrivateKey, cache_root: Path) -> Repository:
+        """Open for reading with a client (or escrow) private key."""
+        config = cls.read_config(target)
+        if config is None:
+            raise StoreError(f"{target.label}: no repository here")
+        writer = unseal(base64.b64decode(config["writer_sealed"]), key)
+        cache = IndexCache(cache_root / config["id"] / "index.sqlite")
+        return cls(target, WriterKeys(writer), [key.public], config, cache)
+
+    # -- index ----------------------------------------------------------------------------
+
+    def sync_index(self) -> int:
+        """Load index files the cache has not seen; adopt packs no index names (left by a
+        backup that crashed after uploading them). Returns the number of packs adopted."""
+        known = self.cache.known_index_files()
+        names = [e.name for e in self.target.list("index")]
+        for name in names:
+            if name in known:
+                continue
+            for pack_id, size, entries in fmt.decode_index(self.target.get(name),
+                                                           self.writer.index_key, name):
+                self.cache.add_pack(pack_id, size, entries)
+            self.cache.mark_index_files([name])
+        gone = known - set(names)
+        if gone:  # a prune rewrote the index: start again from the files that remain
+            log.info("index files were removed from %s: rebuilding the cache", self.target.label)
+            self.cache.remove_packs(list(self.cache.packs()))
+            self.cache.forget_index_files(known)
+            return self.sync_index()
+        return len(self.adopt_orphans())
+
+    def adopt_orphans(self) -> list[tuple[bytes, int, list[fmt.PackEntry]]]:
+        indexed = self.cache.packs()
+        adopted = []
+        for entry in self.target.list("data"):
+            pack_id = bytes.fromhex(entry.name.rsplit("/", 1)[-1])
+            if pack_id in indexed:
+                continue
+            try:
+                entries, _sealed = self.read_pack_header(pack_id, entry.size)
+            except (RepositoryCorrupt, BaieError) as exc:
+                log.warning("%s: unreadable pack %s left aside: %s", self.target.label,
+                            entry.name, exc)
+                continue
+            self.cache.add_pack(pack_id, entry.size, entries)
+            adopted.append((pack_id, entry.size, entries))
+        if adopted:
+            self.write_index(adopted)
+            log.info("%s: %d pack(s) from an interrupted backup adopted", self.target.label,
+                     len(adopted))
+        return adopted
+
+    def read_pack_header(self, pack_id: bytes, size: int) -> tuple[list[fmt.PackEntry], bytes]:
+        name = fmt.pack_name(pack_id)
+        tail = self.target.get(name, max(0, size - 16), 16)
+        length = fmt.trailer_length(tail, name)
+        trailer = self.target.get(name, size - length, length)
+        return fmt.parse_trailer(trailer, self.writer.index_key, name)
+
+    def write_index(self, packs: list[tuple[bytes, int, list[fmt.PackEntry]]]) -> str:
+        blob = fmt.encode_index(packs, self.writer.index_key)
+        name = f"index/{fmt.sha256(blob).hex()}"
+        self.target.put(name, blob)
+        self.cache.mark_index_files([name])
+        return name
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Every snapshot, oldest first (headers only: no key needed beyond the writer's)."""
+        out = []
+        for entry in self.target.list("snapshots"):
+            data = self.target.get(entry.name)
+            if fmt.sha256(data).hex() != entry.name.rsplit("/", 1)[-1]:
+                raise RepositoryCorrupt(f"{self.target.label}: {entry.name} is damaged "
+                                        "(its content does not match its name)")
+            header = fmt.decode_snapshot_header(data, self.writer.index_key, entry.name)
+            out.append(SnapshotInfo(entry.name, header.meta))
+        return sorted(out, key=lambda s: (s.meta["time"], s.name))
+
+    def find_snapshot(self, ref: str, *, job: str | None = None) -> SnapshotInfo:
+        """``latest`` or a (prefix of a) snapshot id, optionally among one job's snapshots."""
+        snaps = [s for s in self.snapshots() if job is None or s.meta.get("job") == job]
+        if not snaps:
+            raise StoreError(f"{self.target.label}: no snapshot" + (f" for {job}" if job else ""))
+        if ref == "latest":
+            return snaps[-1]
+        found = [s for s in snaps if s.id.startswith(ref)]
+        if len(found) != 1:
+            raise StoreError(f"{self.target.label}: {'no' if not found else 'several'} "
+                             f"snapshot(s) match {ref!r}")
+        return found[0]
+
+    def snapshot_header(self, info: SnapshotInfo) -> fmt.SnapshotHeader:
+        return fmt.decode_snapshot_header(self.target.get(info.name), self.writer.index_key,
+                                          info.name)
+
+    def snapshot_tree(self, info: SnapshotInfo, key: PrivateKey) -> dict[str, Any]:
+        data = self.target.get(info.name)
+        try:
+            tree_key = unseal(fmt.snapshot_sealed_key(data, info.name), key)
+        except KeyMismatch as exc:
+            raise KeyMismatch(f"{self.target.label}: snapshot {info.id[:12]}: {exc}") from None
+        return fmt.decode_snapshot_tree(data, tree_key, info.name)

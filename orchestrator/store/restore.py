@@ -1,0 +1,170 @@
+"""Restoring files from a snapshot, with the client's (or escrow) private key.
+
+Every chunk read back is decrypted (AES-GCM authenticates it) and its keyed id recomputed: a
+restored file is exactly what was backed up, or the restore stops naming the damaged chunk,
+pack and file. Files are written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import blake3
+
+from orchestrator.errors import RepositoryCorrupt, StoreError
+from orchestrator.store import format as fmt
+from orchestrator.store.keys import PrivateKey, unseal
+from orchestrator.store.repository import Repository, SnapshotInfo
+
+MAX_RANGE = 16 * 1024 * 1024
+
+
+@dataclass
+class RestoreStats:
+    files: int = 0
+    bytes: int = 0
+
+
+def local_relative(path: str) -> Path:
+    """A host path (``D:\\Partages\\a.txt``, ``/srv/x``) as a relative path under the target."""
+    if "\\" in path or (len(path) > 1 and path[1] == ":"):
+        win = PureWindowsPath(path)
+        parts = [p for p in win.parts if p not in (win.anchor, "")]
+        drive = win.drive.rstrip(":").replace("\\", "_").strip("_")
+        return Path(drive or "unc", *parts)
+    return Path(*[p for p in PurePosixPath(path).parts if p not in ("/", "..")])
+
+
+class Restorer:
+    def __init__(self, repo: Repository, key: PrivateKey, workers: int | None = None) -> None:
+        self.repo = repo
+        self.key = key
+        self.workers = workers or os.cpu_count() or 2
+        self._pack_keys: dict[bytes, bytes] = {}
+        self._id_key = repo.writer.chunk_id_key
+
+    def _pack_key(self, pack_id: bytes, size: int) -> bytes:
+        key = self._pack_keys.get(pack_id)
+        if key is None:
+            _entries, sealed = self.repo.read_pack_header(pack_id, size)
+            key = self._pack_keys[pack_id] = unseal(sealed, self.key)
+        return key
+
+    def _locate(self, ids: list[bytes], where: str) -> list[tuple[bytes, fmt.PackEntry]]:
+        found = []
+        for chunk_id in ids:
+            hit = self.repo.cache.lookup(chunk_id)
+            if hit is None:
+                raise RepositoryCorrupt(f"{where}: chunk {chunk_id.hex()[:16]} is in no pack "
+                                        "(the repository lost data; run hvbackup verify)")
+            found.append(hit)
+        return found
+
+    def _ranges(self, located: list[tuple[bytes, fmt.PackEntry]]
+                ) -> Iterator[tuple[bytes, int, int, list[fmt.PackEntry]]]:
+        """Consecutive chunks lying next to each other in a pack are read in one request."""
+        i = 0
+        while i < len(located):
+            pack_id, first = located[i]
+            entries = [first]
+            end = first.offset + first.length
+            j = i + 1
+            while j < len(located):
+                next_pack, entry = located[j]
+                if next_pack != pack_id or entry.offset != end or end - first.offset > MAX_RANGE:
+                    break
+                entries.append(entry)
+                end += entry.length
+                j += 1
+            yield pack_id, first.offset, end - first.offset, entries
+            i = j
+
+    def _fetch(self, pack_id: bytes, offset: int, length: int, entries: list[fmt.PackEntry],
+               sizes: dict[bytes, int], where: str) -> list[bytes]:
+        data = self.repo.target.get(fmt.pack_name(pack_id), offset, length)
+        if len(data) != length:
+            raise RepositoryCorrupt(f"{where}: pack {pack_id.hex()[:16]} is truncated")
+        key = self._pack_key(pack_id, sizes[pack_id])
+        view = memoryview(data)
+        out = []
+        for entry in entries:
+            at = entry.offset - offset
+            plain = fmt.decrypt_blob(key, entry, view[at:at + entry.length],
+                                     f"pack {pack_id.hex()[:16]} ({where})")
+            if blake3.blake3(plain, key=self._id_key).digest() != entry.chunk_id:
+                raise RepositoryCorrupt(f"{where}: chunk {entry.chunk_id.hex()[:16]} in pack "
+                                        f"{pack_id.hex()[:16]} does not match its id")
+            out.append(plain)
+        return out
+
+    def restore(self, info: SnapshotInfo, to: Path, *, only: str | None = None,
+                progress: Callable[[RestoreStats], None] | None = None) -> RestoreStats:
+        """Restore the snapshot's files (or those under ``only``) below ``to``."""
+        header = self.repo.snapshot_header(info)
+        tree = self.repo.snapshot_tree(info, self.key)
+        ids = header.chunk_ids
+        files: list[dict[str, Any]] = tree["files"]
+        if only:
+            prefix = only.replace("/", "\\") if "\\" in files[0]["path"] else only
+            files = [f for f in files if f["path"] == prefix
+                     or f["path"].startswith(prefix.rstrip("\\/") + ("\\" if "\\" in prefix
+                                                                     else "/"))]
+            if not files:
+                raise StoreError(f"snapshot {info.id[:12]} holds nothing under {only!r}")
+        sizes = self.repo.cache.packs()
+        stats = RestoreStats()
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
+            for f in files:
+                target = to / local_relative(f["path"])
+                chunk_ids = [ids[i * fmt.ID_SIZE:(i + 1) * fmt.ID_SIZE]
+                             for i in range(f["first"], f["first"] + f["count"])]
+                self._restore_file(pool, f["path"], chunk_ids, target, sizes, stats, progress)
+                os.utime(target, (f["mtime"], f["mtime"]))
+                stats.files += 1
+        return stats
+
+    def _restore_file(self, pool: ThreadPoolExecutor, path: str, chunk_ids: list[bytes],
+                      target: Path, sizes: dict[bytes, int], stats: RestoreStats,
+                      progress: Callable[[RestoreStats], None] | None) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".hvb-partial")
+        located = self._locate(chunk_ids, path)
+        # (future, repeat): repeat=True writes the last chunk of that future's range again
+        # (runs of one chunk, such as the empty areas of a disk image, are read once).
+        pending: list[tuple[Future[list[bytes]], bool]] = []
+        previous: tuple[bytes, Future[list[bytes]]] | None = None
+        try:
+            with tmp.open("wb") as out:
+                for pack_id, offset, length, entries in self._ranges(located):
+                    if previous and len(entries) == 1 and entries[0].chunk_id == previous[0]:
+                        pending.append((previous[1], True))
+                    else:
+                        future = pool.submit(self._fetch, pack_id, offset, length, entries,
+                                             sizes, path)
+                        pending.append((future, False))
+                        previous = (entries[-1].chunk_id, future)
+                    while len(pending) > self.workers * 4:
+                        self._write(out, *pending.pop(0), stats, progress)
+                for future, repeat in pending:
+                    self._write(out, future, repeat, stats, progress)
+            os.replace(tmp, target)
+        except BaseException:
+            for future, _repeat in pending:
+                future.cancel()
+            tmp.unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _write(out: Any, future: Future[list[bytes]], repeat: bool, stats: RestoreStats,
+               progress: Callable[[RestoreStats], None] | None) -> None:
+        blocks = future.result()
+        for block in blocks[-1:] if repeat else blocks:
+            out.write(block)
+            stats.bytes += len(block)
+        if progress:
+            progress(stats)
