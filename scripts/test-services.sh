@@ -20,6 +20,10 @@ apt_install() {
 # Samba: the SMB source tests start their own smbd on a loopback port (not a system service).
 if ! command -v smbd >/dev/null || ! command -v smbpasswd >/dev/null; then apt_install samba; fi
 
+# OpenSSH's sshd: the SFTP baie tests start their own on a loopback port.
+if [ ! -x /usr/sbin/sshd ]; then apt_install openssh-server; fi
+if ! command -v ssh-keygen >/dev/null; then apt_install openssh-client; fi
+
 # PostgreSQL on 127.0.0.1:5432 with trust auth (the history tests run on it too).
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 if ! command -v pg_isready >/dev/null; then apt_install postgresql; fi

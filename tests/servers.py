@@ -116,3 +116,63 @@ def samba(root: Path) -> Iterator[SambaServer]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@dataclass
+class SshServer:
+    port: int
+    user: str
+    key_file: Path
+    known_hosts: Path
+    root: Path  # a folder the tests may use as the baie
+
+
+@contextmanager
+def sshd(workdir: Path) -> Iterator[SshServer]:
+    """OpenSSH's sshd on 127.0.0.1, key authentication for the current user, internal-sftp."""
+    sshd_bin = "/usr/sbin/sshd"
+    if not os.path.exists(sshd_bin):
+        pytest.fail("OpenSSH server is not installed: run `make services` (make test does it)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(workdir / name)], check=True)
+    (workdir / "authorized_keys").write_text((workdir / "client_key.pub").read_text())
+    port = free_port()
+    host_pub = (workdir / "host_key.pub").read_text().split()
+    known = workdir / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    user = pwd.getpwuid(os.getuid()).pw_name
+    config = workdir / "sshd_config"
+    config.write_text(f"""
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {workdir / 'host_key'}
+PidFile {workdir / 'sshd.pid'}
+AuthorizedKeysFile {workdir / 'authorized_keys'}
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+Subsystem sftp internal-sftp
+LogLevel ERROR
+""")
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+    log = workdir / "sshd.log"
+    log.touch()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    root = workdir / "baie"
+    root.mkdir()
+    try:
+        wait_for_port(port, proc, "sshd", log)
+        yield SshServer(port, user, workdir / "client_key", known, root)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -76,7 +76,8 @@ class LocalTarget:
         if not base.exists():
             return
         try:
-            for dirpath, _dirs, files in os.walk(base):
+            for dirpath, dirs, files in os.walk(base):
+                dirs.sort()  # names in order, as every Target lists them
                 for filename in sorted(files):
                     full = Path(dirpath) / filename
                     name = full.relative_to(self.root).as_posix()

@@ -1,0 +1,145 @@
+"""One conformance suite for every Target: a local folder and a real OpenSSH sshd over SFTP.
+Whatever the store does with a baie must behave the same on both."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.baie.local import LocalTarget
+from orchestrator.baie.sftp import SftpTarget
+from orchestrator.baie.target import Target
+from orchestrator.errors import BaieAuthError, BaieError, BaieUnreachable
+from tests.servers import SshServer, free_port, sshd
+
+
+@pytest.fixture(scope="module")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    with sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+def sftp_target(server: SshServer, root: Path, **kwargs: object) -> SftpTarget:
+    options: dict[str, object] = {"user": server.user, "key_file": server.key_file,
+                                  "known_hosts": server.known_hosts, "root": str(root),
+                                  "port": server.port, **kwargs}
+    return SftpTarget("paris-1", "127.0.0.1", **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["local", "sftp"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    if request.param == "local":
+        made: Target = LocalTarget("paris-2", tmp_path / "baie")
+    else:
+        server: SshServer = request.getfixturevalue("ssh_server")
+        made = sftp_target(server, server.root / tmp_path.name)
+    yield made
+    made.close()
+
+
+def test_put_get_stat_round_trip(target: Target) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    target.put("data/ab/abcdef", data)
+    assert target.stat("data/ab/abcdef") == len(data)
+    assert target.get("data/ab/abcdef") == data
+    assert target.get("data/ab/abcdef", 1000, 5000) == data[1000:6000]
+    assert target.get("data/ab/abcdef", len(data) - 10) == data[-10:]
+
+
+def test_missing_files(target: Target) -> None:
+    assert target.stat("snapshots/none") is None
+    with pytest.raises(BaieError):
+        target.get("snapshots/none")
+    target.delete("snapshots/none")  # idempotent
+
+
+def test_list_is_recursive_sorted_and_hides_temporary_files(target: Target) -> None:
+    for name in ("data/01/b", "data/00/a", "index/x", "data/ff/c"):
+        target.put(name, name.encode())
+    assert [(e.name, e.size) for e in target.list("data")] == [
+        ("data/00/a", 9), ("data/01/b", 9), ("data/ff/c", 9)]
+    assert [e.name for e in target.list("nothing-here")] == []
+
+
+def test_overwrite_is_atomic_and_delete_removes(target: Target) -> None:
+    target.put("config", b"one")
+    target.put("config", b"two")
+    assert target.get("config") == b"two"
+    target.delete("config")
+    assert target.stat("config") is None
+
+
+def test_parallel_puts(target: Target) -> None:
+    blobs = {f"data/{i:02x}/{i}": os.urandom(200_000) for i in range(12)}
+    threads = [threading.Thread(target=target.put, args=item) for item in blobs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, data in blobs.items():
+        assert target.get(name) == data
+
+
+def test_names_cannot_escape_the_repository(target: Target) -> None:
+    for bad in ("../x", "/etc/passwd", "data/../../x", ""):
+        with pytest.raises(ValueError):
+            target.put(bad, b"x")
+
+
+# -- SFTP specifics: trust and failures -----------------------------------------------------
+
+def test_unknown_host_key_is_refused(ssh_server: SshServer, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    target = sftp_target(ssh_server, tmp_path, known_hosts=empty)
+    with pytest.raises(BaieAuthError, match=r"not in .*known_hosts.*ssh-keyscan") as info:
+        target.put("config", b"secret data")
+    assert info.value.permanent
+    assert not (tmp_path / "config").exists()
+
+
+def test_changed_host_key_is_refused(ssh_server: SshServer, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {other}")  # noqa: S605 - test helper
+    pub = (tmp_path / "other.pub").read_text().split()
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"[127.0.0.1]:{ssh_server.port} {pub[0]} {pub[1]}\n")
+    with pytest.raises(BaieAuthError, match="host key CHANGED"):
+        sftp_target(ssh_server, tmp_path, known_hosts=forged).stat("config")
+
+
+def test_wrong_key_is_refused(ssh_server: SshServer, tmp_path: Path) -> None:
+    stranger = tmp_path / "stranger"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {stranger}")  # noqa: S605 - test helper
+    with pytest.raises(BaieAuthError, match="was refused for user"):
+        sftp_target(ssh_server, tmp_path, key_file=stranger).stat("config")
+
+
+def test_unreachable_baie_is_retryable(tmp_path: Path, ssh_server: SshServer) -> None:
+    target = sftp_target(ssh_server, tmp_path, port=free_port(), timeout_s=3)
+    with pytest.raises(BaieUnreachable, match="cannot connect") as info:
+        target.stat("config")
+    assert info.value.permanent is False
+
+
+def test_writes_are_pipelined_with_large_requests(ssh_server: SshServer, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import paramiko
+
+    sizes: list[int] = []
+    original = paramiko.SFTPFile._write
+
+    def spy(self: paramiko.SFTPFile, data: bytes) -> int:
+        assert self.pipelined, "unpipelined writes wait one round trip per request"
+        sent = int(original(self, data))  # bytes sent in this one SFTP request
+        sizes.append(sent)
+        return sent
+
+    monkeypatch.setattr(paramiko.SFTPFile, "_write", spy)
+    target = sftp_target(ssh_server, ssh_server.root / "pipelined")
+    target.put("data/00/big", os.urandom(2 * 1024 * 1024))
+    assert max(sizes) == 255 * 1024
