@@ -4,6 +4,7 @@ Whatever the store does with a baie must behave the same on both."""
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_unknown_host_key_is_refused(ssh_server: SshServer, tmp_path: Path) -> N
 
 def test_changed_host_key_is_refused(ssh_server: SshServer, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {other}")  # noqa: S605 - test helper
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     pub = (tmp_path / "other.pub").read_text().split()
     forged = tmp_path / "known_hosts"
     forged.write_text(f"[127.0.0.1]:{ssh_server.port} {pub[0]} {pub[1]}\n")
@@ -114,7 +115,7 @@ def test_changed_host_key_is_refused(ssh_server: SshServer, tmp_path: Path) -> N
 
 def test_wrong_key_is_refused(ssh_server: SshServer, tmp_path: Path) -> None:
     stranger = tmp_path / "stranger"
-    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {stranger}")  # noqa: S605 - test helper
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
     with pytest.raises(BaieAuthError, match="was refused for user"):
         sftp_target(ssh_server, tmp_path, key_file=stranger).stat("config")
 
