@@ -245,3 +245,8 @@ class WriterKeys:
     @functools.cached_property
     def index_key(self) -> bytes:
         return self._derive(b"index")
+
+    @functools.cached_property
+    def check(self) -> str:
+        """A value that tells, without revealing it, whether two writer keys are the same."""
+        return self._derive(b"check")[:16].hex()

@@ -110,16 +110,22 @@ class Repository:
                          ) -> Repository:
         """Open (creating it on first use) with the orchestrator's writer key."""
         config = cls.read_config(target)
+        writer = WriterKeys(writer_secret)
         if config is None:
             config = {
                 "hvbackup_repository": REPO_VERSION, "id": secrets.token_hex(16),
                 "created": now().isoformat(),
                 "writer_sealed": base64.b64encode(seal(writer_secret, recipients)).decode(),
+                "writer_check": writer.check,
                 "recipients": [r.fingerprint.hex() for r in recipients],
             }
             target.put("config", json.dumps(config, indent=1).encode())
+        elif config.get("writer_check") != writer.check:
+            raise StoreError(f"{target.label}: this repository was created with another writer "
+                             "key than the orchestrator's; restore the right one with "
+                             "'hvbackup keys writer-restore'")
         cache = IndexCache(cache_root / config["id"] / "index.sqlite")
-        return cls(target, WriterKeys(writer_secret), recipients, config, cache)
+        return cls(target, writer, recipients, config, cache)
 
     @classmethod
     def open_with_key(cls, target: Target, key: PrivateKey, cache_root: Path) -> Repository:

@@ -1,0 +1,77 @@
+"""``hvbackup verify``: is everything there, intact, and (with the key) readable?"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from orchestrator.cli.common import add_config_argument, load_from_args
+from orchestrator.cli.interactive import Progress, human_bytes
+from orchestrator.cli.keys import open_key
+from orchestrator.cli.ui import Ui
+from orchestrator.clock import Clock
+from orchestrator.errors import RepositoryCorrupt, UsageError
+from orchestrator.store.open import default_baie, open_for_reading, open_for_writing
+from orchestrator.store.verify import VerifyReport, verify
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "verify", help="check a client's repository",
+        description="Check that every pack the index names is on the baie with the right size "
+                    "and that every snapshot's chunks are indexed; read back a subset of packs "
+                    "and check their content (without any key: the SHA-256 of each pack; with "
+                    "--key-file: every chunk decrypted). Exit status 4 if anything is wrong.",
+    )
+    add_config_argument(parser)
+    parser.add_argument("client", metavar="CLIENT")
+    parser.add_argument("--read-data-subset", default="0%", metavar="N%",
+                        help="share of packs to read back whole (e.g. 5%%, 100%%)")
+    parser.add_argument("--key-file", metavar="F")
+    parser.add_argument("--baie", metavar="NAME")
+    parser.set_defaults(handler=run)
+
+
+def _subset(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UsageError(f"--read-data-subset: {text!r} is not a percentage") from None
+    if not 0 <= value <= 1:
+        raise UsageError("--read-data-subset must be between 0% and 100%")
+    return value
+
+
+def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
+    loaded = load_from_args(args)
+    if args.client not in loaded.config.clients:
+        raise UsageError(f"no client {args.client!r} in {loaded.path}")
+    subset = _subset(args.read_data_subset)
+    baie = default_baie(loaded, args.client, args.baie)
+    progress = Progress()
+
+    def show(report: VerifyReport) -> None:
+        progress.show(report.bytes_read, f"{report.packs_read} pack(s) read")
+
+    with tempfile.TemporaryDirectory(prefix="hvb-verify-") as cache:
+        key = open_key(args.key_file) if args.key_file else None
+        repo = (open_for_reading(loaded, args.client, baie, key, Path(cache)) if key
+                else open_for_writing(loaded, args.client, baie))
+        try:
+            report = verify(repo, subset=subset, key=key, progress=show)
+        finally:
+            progress.done()
+            repo.close()
+    ui.print(f"{args.client} on {baie}: {report.snapshots} snapshot(s), {report.packs} pack(s); "
+             f"{report.packs_read} read back ({human_bytes(report.bytes_read)})"
+             + (f", {report.chunks_checked} chunk(s) decrypted and checked" if key else ""))
+    if report.ok:
+        ui.print("no problem found")
+        return 0
+    ui.print(f"{len(report.problems)} PROBLEM(S):")
+    for problem in report.problems:
+        ui.print(str(problem))
+    raise RepositoryCorrupt(f"verify found {len(report.problems)} problem(s) in the repository "
+                            f"of {args.client} on {baie} (listed above)")
