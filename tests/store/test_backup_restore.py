@@ -38,7 +38,7 @@ def test_image_chunks_are_fixed_and_compressed_where_it_helps(tmp_path: Path) ->
     src = tmp_path / "disk.vhdx"
     make_image(src, 16)
     store = Store(tmp_path)
-    info, stats = store.backup([src])
+    _info, stats = store.backup([src])
     assert stats.chunks == 32  # 16 MiB in 512 KiB chunks
     assert stats.bytes_stored < stats.bytes_read * 0.75  # empty and text blocks shrink
 

@@ -68,7 +68,7 @@ def test_backup_killed_mid_upload_resumes_without_resending(tmp_path: Path) -> N
     assert 0 < sent_before < 64 * 1024 * 1024
     assert not (tmp_path / "baie" / "snapshots").exists()  # no snapshot from a killed run
     # A lease left by the killed process would block prune, not a backup (shared).
-    info, stats = store.backup([src], pack_size=8 * 1024 * 1024)
+    _info, stats = store.backup([src], pack_size=8 * 1024 * 1024)
     assert stats.chunks_new < stats.chunks  # what was uploaded is reused...
     assert stats.bytes_stored <= 64 * 1024 * 1024 - sent_before + 2 * 1024 * 1024  # ...not resent
     repo = store.reader_repo()
