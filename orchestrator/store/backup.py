@@ -227,7 +227,7 @@ class Backup:
                 "chunks": self.stats.chunks, "bytes_new": self.stats.bytes_new,
                 "bytes_stored": self.stats.bytes_stored, "image_chunk": self.image_chunk,
             }
-            header = fmt.SnapshotHeader(full_meta, bytes(self._ids))
+            header = fmt.SnapshotHeader(full_meta, self._ids)  # encrypted in place, no copy
             tree_key = os.urandom(32)
             data = fmt.encode_snapshot(header, {"files": self._files}, seal(tree_key,
                                        self.repo.recipients), tree_key,

@@ -13,8 +13,12 @@ Index file (``index/<sha256>``): nonce || AES-256-GCM(index key, zstd(packs and 
 
 Snapshot file (``snapshots/<sha256>``)::
 
-    "HVBSNAP1", u32 length, header: nonce || AES-GCM(index key, zstd(u32 json length || json
-        || chunk ids)), u32 length, sealed tree key, tree: nonce || AES-GCM(tree key, zstd(json))
+    "HVBSNAP1"
+    u32 length, meta: nonce || AES-GCM(index key, zstd(json))          figures, job, time
+    u32 count, then count x (u32 length, nonce || AES-GCM(index key,    the chunk ids, in
+        up to 2^20 chunk ids))                                          segments
+    u32 length, sealed tree key
+    tree: nonce || AES-GCM(tree key, zstd(json))                        file names and ranges
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def sha256(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _seal_aead(key: bytes, plain: bytes, aad: bytes) -> bytes:
+def _seal_aead(key: bytes, plain: bytes | memoryview, aad: bytes) -> bytes:
     nonce = os.urandom(NONCE)
     return nonce + AESGCM(key).encrypt(nonce, plain, aad)
 
@@ -170,61 +174,96 @@ def decode_index(blob: bytes, index_key: bytes, where: str
 
 # -- snapshots ------------------------------------------------------------------------------
 
+ID_SEGMENT = 1 << 20  # chunk ids per encrypted segment (32 MiB): bounded memory for 2 TB VMs
+
+
 @dataclass
 class SnapshotHeader:
     """What the orchestrator may read of a snapshot (no file names, no data)."""
 
     meta: dict[str, Any]
-    chunk_ids: bytes  # 32 bytes per chunk, in file order
+    chunk_ids: bytes | bytearray  # 32 bytes per chunk, in file order
 
     def ids(self) -> Iterator[bytes]:
         for i in range(0, len(self.chunk_ids), ID_SIZE):
-            yield self.chunk_ids[i:i + ID_SIZE]
+            yield bytes(self.chunk_ids[i:i + ID_SIZE])
+
+
+def _u32(n: int) -> bytes:
+    return struct.pack(">I", n)
 
 
 def encode_snapshot(header: SnapshotHeader, tree: dict[str, Any], sealed_tree_key: bytes,
                     tree_key: bytes, index_key: bytes) -> bytes:
-    meta = json.dumps(header.meta, sort_keys=True).encode()
-    head_plain = struct.pack(">I", len(meta)) + meta + header.chunk_ids
-    head = _seal_aead(index_key, zstandard.ZstdCompressor(level=3).compress(head_plain),
-                      b"hvb-snap-header")
+    """The snapshot file. The chunk-id table is encrypted in segments, never copied whole."""
+    meta = zstandard.ZstdCompressor(level=3).compress(
+        json.dumps(header.meta, sort_keys=True).encode())
+    meta_ct = _seal_aead(index_key, meta, b"hvb-snap-meta")
+    ids = memoryview(header.chunk_ids)
+    step = ID_SEGMENT * ID_SIZE
+    segments = [_seal_aead(index_key, ids[i:i + step], b"hvb-snap-ids" + _u32(n))
+                for n, i in enumerate(range(0, len(ids), step))]
     tree_plain = zstandard.ZstdCompressor(level=3).compress(
         json.dumps(tree, separators=(",", ":")).encode())
-    tree_ct = _seal_aead(tree_key, tree_plain, b"hvb-snap-tree" + sha256(head))
-    return (SNAP_MAGIC + struct.pack(">I", len(head)) + head
-            + struct.pack(">I", len(sealed_tree_key)) + sealed_tree_key + tree_ct)
+    tree_ct = _seal_aead(tree_key, tree_plain, b"hvb-snap-tree" + sha256(meta_ct))
+    parts = [SNAP_MAGIC, _u32(len(meta_ct)), meta_ct, _u32(len(segments))]
+    for segment in segments:
+        parts += [_u32(len(segment)), segment]
+    parts += [_u32(len(sealed_tree_key)), sealed_tree_key, tree_ct]
+    return b"".join(parts)
 
 
-def _split_snapshot(data: bytes, where: str) -> tuple[bytes, bytes, bytes]:
+@dataclass
+class _SnapshotParts:
+    meta_ct: bytes
+    segments: list[bytes]
+    sealed: bytes
+    tree_ct: bytes
+
+
+def _split_snapshot(data: bytes, where: str) -> _SnapshotParts:
     if data[:8] != SNAP_MAGIC:
         raise RepositoryCorrupt(f"{where} is not a snapshot file")
     try:
-        (head_len,) = struct.unpack_from(">I", data, 8)
-        head = data[12:12 + head_len]
-        (sealed_len,) = struct.unpack_from(">I", data, 12 + head_len)
-        sealed = data[16 + head_len:16 + head_len + sealed_len]
-        tree = data[16 + head_len + sealed_len:]
+        pos = 8
+
+        def take() -> bytes:
+            nonlocal pos
+            (length,) = struct.unpack_from(">I", data, pos)
+            piece = data[pos + 4:pos + 4 + length]
+            if len(piece) != length:
+                raise struct.error("short")
+            pos += 4 + length
+            return piece
+
+        meta_ct = take()
+        (count,) = struct.unpack_from(">I", data, pos)
+        pos += 4
+        segments = [take() for _ in range(count)]
+        sealed = take()
+        tree_ct = data[pos:]
     except struct.error:
         raise RepositoryCorrupt(f"{where} is truncated") from None
-    return head, sealed, tree
+    return _SnapshotParts(meta_ct, segments, sealed, tree_ct)
 
 
 def decode_snapshot_header(data: bytes, index_key: bytes, where: str) -> SnapshotHeader:
-    head, _sealed, _tree = _split_snapshot(data, where)
-    plain = zstandard.ZstdDecompressor().decompress(
-        _open_aead(index_key, head, b"hvb-snap-header", where), max_output_size=2**34)
-    (meta_len,) = struct.unpack_from(">I", plain, 0)
-    meta = json.loads(plain[4:4 + meta_len])
-    return SnapshotHeader(meta, bytes(plain[4 + meta_len:]))
+    parts = _split_snapshot(data, where)
+    meta = json.loads(zstandard.ZstdDecompressor().decompress(
+        _open_aead(index_key, parts.meta_ct, b"hvb-snap-meta", where), max_output_size=2**26))
+    ids = b"".join(_open_aead(index_key, seg, b"hvb-snap-ids" + _u32(n), where)
+                   for n, seg in enumerate(parts.segments))
+    return SnapshotHeader(meta, ids)
 
 
 def snapshot_sealed_key(data: bytes, where: str) -> bytes:
-    return _split_snapshot(data, where)[1]
+    return _split_snapshot(data, where).sealed
 
 
 def decode_snapshot_tree(data: bytes, tree_key: bytes, where: str) -> dict[str, Any]:
-    head, _sealed, tree = _split_snapshot(data, where)
-    plain = _open_aead(tree_key, tree, b"hvb-snap-tree" + sha256(head), f"file list of {where}")
+    parts = _split_snapshot(data, where)
+    plain = _open_aead(tree_key, parts.tree_ct, b"hvb-snap-tree" + sha256(parts.meta_ct),
+                       f"file list of {where}")
     decoded: dict[str, Any] = json.loads(zstandard.ZstdDecompressor().decompress(
         plain, max_output_size=2**32))
     return decoded

@@ -121,7 +121,7 @@ class Restorer:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
             for f in files:
                 target = to / local_relative(f["path"])
-                chunk_ids = [ids[i * fmt.ID_SIZE:(i + 1) * fmt.ID_SIZE]
+                chunk_ids = [bytes(ids[i * fmt.ID_SIZE:(i + 1) * fmt.ID_SIZE])
                              for i in range(f["first"], f["first"] + f["count"])]
                 self._restore_file(pool, f["path"], chunk_ids, target, sizes, stats, progress)
                 os.utime(target, (f["mtime"], f["mtime"]))

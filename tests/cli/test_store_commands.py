@@ -48,7 +48,7 @@ def setup(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch):  # type: ignore
 
 
 def test_keys_init_writes_both_keys_and_prints_the_paper_key(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    config, _src, _info, out = setup
+    _config, _src, _info, out = setup
     assert (tmp_path / "keys" / "acme.pub").read_text().startswith("hvbackup-public-key-v1 ")
     assert oct((tmp_path / "acme.key").stat().st_mode & 0o777) == "0o600"
     assert "PAPER KEY" in out
