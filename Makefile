@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest services venv clean
+.PHONY: demo test lint typecheck pytest services venv clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint typecheck pytest
 
 demo: venv
 	@bash scripts/demo.sh
+
+bench: venv services
+	@command -v restic >/dev/null && command -v borg >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic borgbackup)
+	$(BIN)/python bench/store_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-state .pytest_cache .mypy_cache .ruff_cache

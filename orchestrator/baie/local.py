@@ -34,7 +34,7 @@ class LocalTarget:
             return BaieUnreachable(f"{where} is not there (unmounted?) while {doing}")
         return BaieError(f"{where}: {exc.strerror} while {doing}", permanent=False)
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray) -> None:
         final = self._path(name)
         tmp = final.with_name(f"{final.name}{TMP_MARK}{secrets.token_hex(4)}")
         try:

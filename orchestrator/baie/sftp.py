@@ -206,7 +206,7 @@ class SftpTarget:
                 sftp.stat(folder)  # made meanwhile by a parallel upload: fine
         self._dirs.add(folder)
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray) -> None:
         final = self._full(name)
         tmp = f"{final}{TMP_MARK}{secrets.token_hex(4)}"
 

@@ -23,7 +23,7 @@ class Entry:
 class Target(Protocol):
     label: str
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray) -> None:
         """Store ``data`` under ``name`` atomically (temporary name, then rename).
         Overwriting an existing name with the same content is allowed (idempotent)."""
         ...

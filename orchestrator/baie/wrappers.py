@@ -48,7 +48,7 @@ class RetryTarget:
                 delay = min(delay * 2, self.max_delay_s)
         raise AssertionError("unreachable")
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray) -> None:
         self._retry(f"writing {name}", lambda: self.inner.put(name, data))
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -107,7 +107,7 @@ class LimitTarget:
         self.bucket = bucket or TokenBucket(rate, burst)
         self.slice_bytes = slice_bytes
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray) -> None:
         # Pay for the bytes before they go; the whole file is then written at once.
         for start in range(0, len(data), self.slice_bytes):
             self.bucket.take(min(self.slice_bytes, len(data) - start))
@@ -140,9 +140,9 @@ class DryRunTarget:
         self.deleted: set[str] = set()
         self._lock = threading.Lock()
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray) -> None:
         with self._lock:
-            self.written[name] = b"" if name.startswith("data/") else data
+            self.written[name] = b"" if name.startswith("data/") else bytes(data)
             self.deleted.discard(name)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -76,7 +76,8 @@ class LocalSource:
 
     def open(self, path: str) -> BinaryIO:
         try:
-            return self._local(path).open("rb")
+            # Unbuffered: each read goes straight from the kernel into the chunk's bytes.
+            return self._local(path).open("rb", buffering=0)
         except FileNotFoundError:
             raise SourceError(f"{self.label}: {path} does not exist") from None
         except PermissionError:

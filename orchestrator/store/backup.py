@@ -91,7 +91,7 @@ class Backup:
         self._uploaders = ThreadPoolExecutor(upload_workers, thread_name_prefix="upload")
         self._max_uploads = upload_workers + 1
         self._in_flight: deque[tuple[bytes, int, int, Future[tuple[bytes, int]]]] = deque()
-        self._uploads: deque[tuple[Future[None], bytes, int, list[fmt.PackEntry]]] = deque()
+        self._uploads: deque[tuple[Future[tuple[bytes, int]], list[fmt.PackEntry]]] = deque()
         self._pending: set[bytes] = set()
         self._generation = 0
         self._gen_bytes = 0
@@ -178,18 +178,23 @@ class Backup:
         if pack is None or not pack.entries:
             return
         del self._gen_keys[pack.generation]
-        sealed = seal(pack.key, self.repo.recipients)
-        pack.data += fmt.pack_trailer(pack.entries, sealed, self.repo.writer.index_key)
-        data = bytes(pack.data)
-        pack_id = fmt.sha256(data)
         while len(self._uploads) >= self._max_uploads:
             self._reap_upload()
-        future = self._uploaders.submit(self.repo.target.put, fmt.pack_name(pack_id), data)
-        self._uploads.append((future, pack_id, len(data), pack.entries))
+        future = self._uploaders.submit(self._seal_and_upload, pack)
+        self._uploads.append((future, pack.entries))
+
+    def _seal_and_upload(self, pack: _OpenPack) -> tuple[bytes, int]:
+        """In an uploader thread: trailer, name (SHA-256 of the bytes), upload."""
+        sealed = seal(pack.key, self.repo.recipients)
+        pack.data += fmt.pack_trailer(pack.entries, sealed, self.repo.writer.index_key)
+        pack_id = fmt.sha256(pack.data)
+        self.repo.target.put(fmt.pack_name(pack_id), pack.data)
+        return pack_id, len(pack.data)
 
     def _reap_upload(self) -> None:
-        future, pack_id, size, entries = self._uploads.popleft()
-        future.result()  # a failed upload stops the backup here, with the baie's error
+        future, entries = self._uploads.popleft()
+        # A failed upload stops the backup here, with the baie's error.
+        pack_id, size = future.result()
         self.repo.cache.add_pack(pack_id, size, entries)
         self._pending.difference_update(e.chunk_id for e in entries)
         self._unindexed.append((pack_id, size, entries))

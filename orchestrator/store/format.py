@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +65,7 @@ def pack_name(pack_id: bytes) -> str:
     return f"data/{hexid[:2]}/{hexid}"
 
 
-def sha256(data: bytes | memoryview) -> bytes:
+def sha256(data: bytes | bytearray | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
@@ -83,12 +84,38 @@ def _open_aead(key: bytes, blob: bytes | memoryview, aad: bytes, what: str) -> b
 
 # -- blobs ----------------------------------------------------------------------------------
 
+_local = threading.local()
+_PROBE = 4 * 1024
+_PROBES = 8
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """One compressor per thread and level: building one costs more than a small chunk."""
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]
+
+
+def looks_incompressible(plain: bytes | memoryview) -> bool:
+    """Already compressed or encrypted data (random-looking): samples spread over the chunk
+    (disk chunks mix blocks of every kind) all fail to shrink at the fastest level."""
+    if len(plain) < _PROBES * _PROBE * 4:
+        return False
+    step = len(plain) // _PROBES
+    fast = _compressor(1)
+    return all(len(fast.compress(plain[i * step:i * step + _PROBE])) > _PROBE * 0.97
+               for i in range(_PROBES))
+
+
 def encrypt_blob(pack_key: bytes, chunk_id: bytes, plain: bytes | memoryview,
                  level: int) -> tuple[bytes, int]:
     """Compress (when it helps) and encrypt one chunk; returns (blob, flags)."""
     flags, payload = FLAG_RAW, plain
-    if level > 0:
-        packed = zstandard.ZstdCompressor(level=level).compress(plain)
+    if level > 0 and not looks_incompressible(plain):
+        packed = _compressor(level).compress(plain)
         if len(packed) < len(plain) - len(plain) // 32:  # keep raw unless it shrinks ~3 %
             flags, payload = FLAG_ZSTD, packed
     nonce = os.urandom(NONCE)

@@ -1,0 +1,343 @@
+"""hvbackup's repository against restic and borg, on the same data, in the same run.
+
+    make bench                       (installs restic and borgbackup from Debian when missing)
+    .venv/bin/python bench/store_bench.py [--image-gib 2] [--files 20000] [--dir /tmp/hvb-bench]
+
+Data: a disk image (empty, text-like and random 64 KiB blocks), then the same image with 2 %
+of its blocks changed; a tree of small files, then 1 % of them changed. Each tool backs them
+up into a local repository and into one reached over SSH on loopback (restic: SFTP; borg: its
+own protocol over SSH; hvbackup: SFTP), then restores the image. Each tool runs in its own
+process: peak memory is that process's maximum resident size. Prints figures and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.servers import sshd  # noqa: E402  (the same real sshd the tests start)
+
+MB = 1_000_000
+PASSWORD = "bench-passphrase"
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_mb: float
+    output: str = ""
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})}, cwd=cwd)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} failed: {err[-2000:]}")
+    return Run(seconds, usage.ru_maxrss / 1024, out)
+
+
+def tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def make_image(path: Path, gib: float, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    text = (b"facture client commande livraison stock article remise total TVA echeance "
+            * 4000)
+    blocks = int(gib * 1024**3) // 65536
+    with path.open("wb") as f:
+        f.truncate(blocks * 65536)
+        for index in range(blocks):
+            kind = rng.random()
+            if kind < 0.30:
+                continue  # empty (sparse)
+            f.seek(index * 65536)
+            if kind < 0.65:
+                start = rng.randrange(2000)
+                f.write(rng.randbytes(16) + text[start:start + 65520])
+            else:
+                f.write(rng.randbytes(65536))  # seeded: every tool gets the same bytes
+
+
+def change_image(path: Path, fraction: float, seed: int = 2) -> None:
+    """Rewrite ``fraction`` of the image's 64 KiB blocks, at random places."""
+    rng = random.Random(seed)
+    blocks = path.stat().st_size // 65536
+    with path.open("r+b") as f:
+        for index in rng.sample(range(blocks), int(blocks * fraction)):
+            f.seek(index * 65536)
+            f.write(rng.randbytes(65536))
+
+
+def make_tree(root: Path, files: int, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    text = b"compte rendu de reunion, dossier client, facture " * 2000
+    for i in range(files):
+        path = root / f"dossier{i % 50:02d}" / f"document-{i:05d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = rng.randrange(500, 40_000)
+        path.write_bytes(text[:size // 2] + rng.randbytes(size - size // 2))
+
+
+def change_tree(root: Path, fraction: float, seed: int = 4) -> None:
+    rng = random.Random(seed)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    for path in rng.sample(files, int(len(files) * fraction)):
+        with path.open("ab") as f:
+            f.write(rng.randbytes(2000))
+
+
+@dataclass
+class Tool:
+    name: str
+    results: dict[str, float] = field(default_factory=dict)
+
+
+class Hvbackup:
+    name = "hvbackup"
+
+    def __init__(self, work: Path, baie: str) -> None:
+        self.state = work / "state"
+        self.baie = baie
+        self.repo_dir = Path(baie.split(":", 1)[1]) if baie.startswith("local:") \
+            else Path(baie.rsplit(":", 1)[1])
+
+    def _worker(self, *args: str) -> Run:
+        return run([sys.executable, str(REPO / "bench" / "hvb_worker.py"), *args,
+                    "--state", str(self.state), "--baie", self.baie])
+
+    def init(self) -> None:
+        pass
+
+    def backup(self, src: Path, tag: str) -> Run:
+        return self._worker("backup", "--src", str(src))
+
+    def restore(self, to: Path) -> Run:
+        return self._worker("restore", "--to", str(to))
+
+
+class Restic:
+    name = "restic"
+
+    def __init__(self, work: Path, repo: str, sftp_command: str | None, repo_dir: Path) -> None:
+        self.repo = repo
+        self.repo_dir = repo_dir
+        self.env = {"RESTIC_PASSWORD": PASSWORD, "RESTIC_CACHE_DIR": str(work / "cache")}
+        self.extra = ["-o", f"sftp.command={sftp_command}"] if sftp_command else []
+
+    def init(self) -> None:
+        run(["restic", "-r", self.repo, *self.extra, "init"], self.env)
+
+    def backup(self, src: Path, tag: str) -> Run:
+        return run(["restic", "-r", self.repo, *self.extra, "backup", "--quiet", str(src)],
+                   self.env)
+
+    def restore(self, to: Path) -> Run:
+        return run(["restic", "-r", self.repo, *self.extra, "restore", "latest", "--target",
+                    str(to)], self.env)
+
+
+class Borg:
+    name = "borg"
+
+    def __init__(self, work: Path, repo: str, rsh: str | None, repo_dir: Path) -> None:
+        self.repo = repo
+        self.repo_dir = repo_dir
+        self.env = {"BORG_PASSPHRASE": PASSWORD, "BORG_BASE_DIR": str(work / "base"),
+                    "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}
+        if rsh:
+            self.env["BORG_RSH"] = rsh
+
+    def init(self) -> None:
+        run(["borg", "init", "-e", "repokey", self.repo], self.env)
+
+    def backup(self, src: Path, tag: str) -> Run:
+        return run(["borg", "create", "--compression", "zstd,3", f"{self.repo}::{tag}",
+                    str(src)], self.env)
+
+    def restore(self, to: Path) -> Run:
+        to.mkdir(parents=True, exist_ok=True)
+        name = run(["borg", "list", "--last", "1", "--short", self.repo], self.env).output.strip()
+        return run(["borg", "extract", f"{self.repo}::{name}"], self.env, cwd=to)
+
+
+def scenario(tool: object, image: Path, tree: Path, work: Path, image_bytes: int,
+             change_fraction: float) -> dict[str, float]:
+    results: dict[str, float] = {}
+    tool.init()  # type: ignore[attr-defined]
+    repo_dir: Path = tool.repo_dir  # type: ignore[attr-defined]
+    first = tool.backup(image, "image-1")  # type: ignore[attr-defined]
+    size_1 = tree_size(repo_dir)
+    results["first MB/s"] = image_bytes / MB / first.seconds
+    results["first peak MB"] = first.peak_mb
+    change_image(image, change_fraction)
+    second = tool.backup(image, "image-2")  # type: ignore[attr-defined]
+    results["second s"] = second.seconds
+    results["second added MB"] = (tree_size(repo_dir) - size_1) / MB
+    results["second peak MB"] = second.peak_mb
+    restore = tool.restore(work / "restored")  # type: ignore[attr-defined]
+    results["restore MB/s"] = image_bytes / MB / restore.seconds
+    results["restore peak MB"] = restore.peak_mb
+    shutil.rmtree(work / "restored", ignore_errors=True)
+    size_2 = tree_size(repo_dir)
+    files_first = tool.backup(tree, "tree-1")  # type: ignore[attr-defined]
+    size_3 = tree_size(repo_dir)
+    change_tree(tree, 0.01)
+    files_second = tool.backup(tree, "tree-2")  # type: ignore[attr-defined]
+    results["tree first s"] = files_first.seconds
+    results["tree first MB"] = (size_3 - size_2) / MB
+    results["tree second s"] = files_second.seconds
+    results["tree second added MB"] = (tree_size(repo_dir) - size_3) / MB
+    return results
+
+
+def sftp_upload(work: Path, server: object, size_mb: int) -> dict[str, float]:
+    blob = work / "upload.bin"
+    with blob.open("wb") as f:  # written in pieces: this process stays small (see run())
+        for _ in range(size_mb):
+            f.write(os.urandom(MB))
+    port, key, known = server.port, server.key_file, server.known_hosts  # type: ignore[attr-defined]
+    batch = work / "sftp.batch"
+    remote = server.root / "openssh-upload.bin"  # type: ignore[attr-defined]
+    batch.write_text(f"put {blob} {remote}\n")
+    openssh = run(["sftp", "-q", "-b", str(batch), "-P", str(port), "-i", str(key),
+                   "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
+                   f"{os.environ.get('USER', 'root')}@127.0.0.1"])
+    ours = run([sys.executable, str(REPO / "bench" / "hvb_worker.py"), "put", "--file",
+                str(blob), "--baie",
+                f"sftp:{port}:{key}:{known}:{server.root / 'hvb-upload'}"])  # type: ignore[attr-defined]
+    ours_seconds = json.loads(ours.output)["seconds"]
+    return {"openssh sftp MB/s": size_mb / openssh.seconds,
+            "hvbackup sftp MB/s": size_mb / ours_seconds}
+
+
+def memory_growth(work: Path, sizes_gib: list[int]) -> list[tuple[int, float]]:
+    """Peak memory of a backup of sparse images of growing size (chunks of 512 KiB)."""
+    points = []
+    for gib in sizes_gib:
+        image = work / f"sparse-{gib}.vhdx"
+        with image.open("wb") as f:
+            f.truncate(gib * 1024**3)
+        state = work / f"mem-state-{gib}"
+        result = run([sys.executable, str(REPO / "bench" / "hvb_worker.py"), "backup",
+                      "--state", str(state), "--baie", f"local:{work / f'mem-baie-{gib}'}",
+                      "--src", str(image)])
+        points.append((gib * 1024**3 // (512 * 1024), result.peak_mb))
+        image.unlink()
+    return points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image-gib", type=float, default=2.0)
+    parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--change", type=float, default=0.02)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/hvb-bench"))
+    parser.add_argument("--memory-gib", default="8,32,128",
+                        help="sizes of the sparse images for the memory curve")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    for tool in ("restic", "borg", "sftp"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing: run `make bench`, which installs it")
+    shutil.rmtree(args.dir, ignore_errors=True)
+    args.dir.mkdir(parents=True)
+    data = args.dir / "data"
+    data.mkdir()
+    image_bytes = int(args.image_gib * 1024**3)
+    print(f"data: {args.image_gib:g} GiB image, {args.files} small files; 2 cores, "
+          f"{os.cpu_count()} CPU(s) seen", flush=True)
+    all_results: dict[str, dict[str, float]] = {}
+    with sshd(args.dir / "sshd") as server:
+        user = os.environ.get("USER", "root")
+        ssh = (f"ssh -p {server.port} -i {server.key_file} -o UserKnownHostsFile="
+               f"{server.known_hosts} -o StrictHostKeyChecking=yes")
+        for where in ("local", "sftp"):
+            for name in ("hvbackup", "restic", "borg"):
+                work = args.dir / f"{name}-{where}"
+                work.mkdir()
+                image, tree = data / "ERP01.vhdx", data / "Partages"
+                shutil.rmtree(tree, ignore_errors=True)
+                make_image(image, args.image_gib)
+                make_tree(tree, args.files)
+                repo_dir = (work / "repo") if where == "local" else server.root / f"{name}-repo"
+                tool: object
+                if name == "hvbackup":
+                    baie = f"local:{repo_dir}" if where == "local" else \
+                        f"sftp:{server.port}:{server.key_file}:{server.known_hosts}:{repo_dir}"
+                    tool = Hvbackup(work, baie)
+                elif name == "restic":
+                    repo = (str(repo_dir) if where == "local"
+                            else f"sftp:{user}@127.0.0.1:{repo_dir}")
+                    tool = Restic(work, repo, f"{ssh} {user}@127.0.0.1 -s sftp"
+                                  if where == "sftp" else None, repo_dir)
+                else:
+                    repo = str(repo_dir) if where == "local" else \
+                        f"ssh://{user}@127.0.0.1:{server.port}{repo_dir}"
+                    tool = Borg(work, repo, ssh if where == "sftp" else None, repo_dir)
+                print(f"  {name} ({where})...", flush=True)
+                all_results[f"{name} {where}"] = scenario(tool, image, tree, work, image_bytes,
+                                                          args.change)
+        print("  raw SFTP upload...", flush=True)
+        upload = sftp_upload(args.dir, server, 512)
+    print("  memory against the number of chunks...", flush=True)
+    curve = memory_growth(args.dir, [int(x) for x in args.memory_gib.split(",")])
+    report(all_results, upload, curve, args)
+
+
+def report(results: dict[str, dict[str, float]], upload: dict[str, float],
+           curve: list[tuple[int, float]], args: argparse.Namespace) -> None:
+    columns = list(next(iter(results.values())))
+    print()
+    print(f"{'':16}" + "".join(f"{c:>17}" for c in columns))
+    for name, values in results.items():
+        print(f"{name:16}" + "".join(f"{values[c]:>17.1f}" for c in columns))
+    print()
+    for where in ("local", "sftp"):
+        ours, restic, borg = (results[f"{t} {where}"] for t in ("hvbackup", "restic", "borg"))
+        print(f"ratios, {where} baie (hvbackup / restic, hvbackup / borg):")
+        print(f"  first backup throughput  {ours['first MB/s'] / restic['first MB/s']:.2f}x"
+              f"  {ours['first MB/s'] / borg['first MB/s']:.2f}x   (goal locally: >= 2x restic)")
+        print(f"  second backup speed      {restic['second s'] / ours['second s']:.2f}x"
+              f"  {borg['second s'] / ours['second s']:.2f}x   (goal: >= 1.5x faster)")
+        added = ours["second added MB"]
+        print(f"  bytes added by the 2nd   {added / max(restic['second added MB'], 0.001):.2f}"
+              f"   {added / max(borg['second added MB'], 0.001):.2f}"
+              "    (goal: <= 0.60 of restic)")
+        print(f"  restore throughput       {ours['restore MB/s'] / restic['restore MB/s']:.2f}x"
+              f"  {ours['restore MB/s'] / borg['restore MB/s']:.2f}x   (goal: >= 1x)")
+        print(f"  peak memory, first       {ours['first peak MB']:.0f} MB (goal: < 512 MB)")
+    ratio = upload["hvbackup sftp MB/s"] / upload["openssh sftp MB/s"]
+    print(f"raw SFTP upload on loopback: hvbackup {upload['hvbackup sftp MB/s']:.0f} MB/s, "
+          f"OpenSSH sftp {upload['openssh sftp MB/s']:.0f} MB/s: {ratio:.2f} (goal >= 0.80)")
+    (c1, m1), (c2, m2) = curve[0], curve[-1]
+    slope = (m2 - m1) / (c2 - c1) if c2 != c1 else 0.0
+    projected = m2 + slope * (4_194_304 - c2)
+    print("memory against chunks (sparse images): "
+          + ", ".join(f"{c} chunks: {m:.0f} MB" for c, m in curve))
+    print(f"  {slope * 1e6:.0f} bytes per chunk -> a 2 TB image (4,194,304 chunks of 512 KiB): "
+          f"about {projected:.0f} MB (goal < 512 MB)")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "upload": upload,
+                                         "memory_curve": curve,
+                                         "projected_2tb_mb": projected}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
