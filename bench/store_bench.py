@@ -40,6 +40,7 @@ class Run:
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
+    os.sync()  # every tool starts with nothing left to write back from the previous step
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, **(env or {})}, cwd=cwd)

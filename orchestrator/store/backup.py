@@ -101,7 +101,8 @@ class Backup:
         self._last_index = time.monotonic()
         self._ids = bytearray()
         self._files: list[dict[str, Any]] = []
-        self._zero_ids: dict[int, bytes] = {}
+        self._zero_chunk = bytes(image_chunk)
+        self._zero_id = blake3.blake3(self._zero_chunk, key=self._id_key).digest()
         self._last_progress = 0.0
 
     # -- reading --------------------------------------------------------------------------
@@ -131,11 +132,8 @@ class Backup:
 
     def _chunk_id(self, chunk: bytes) -> bytes:
         n = len(chunk)
-        zero = self._zero_ids.get(n)
-        if zero is None:
-            zero = self._zero_ids[n] = blake3.blake3(bytes(n), key=self._id_key).digest()
-        if chunk[:1] == b"\0" and chunk == bytes(n):  # sparse areas of disk images
-            return zero
+        if n == self.image_chunk and chunk[:1] == b"\0" and chunk == self._zero_chunk:
+            return self._zero_id  # the empty areas of disk images: no hashing at all
         return blake3.blake3(chunk, key=self._id_key).digest()
 
     def _add_chunk(self, chunk: bytes) -> None:

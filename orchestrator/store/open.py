@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.baie import open_target
+from orchestrator.baie.open import open_target
 from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import StoreError, UsageError
 from orchestrator.store.keys import PrivateKey, PublicKey, read_public_key
