@@ -37,6 +37,14 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path
     pytest.fail(f"{what} did not listen on {port} within {timeout} s: {log.read_text()[-2000:]}")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @dataclass
 class SambaServer:
     port: int
@@ -111,11 +119,7 @@ def samba(root: Path) -> Iterator[SambaServer]:
         wait_for_port(port, proc, "smbd", log)
         yield SambaServer(port, "data", folder, SMB_USER, password)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 @dataclass
@@ -171,8 +175,4 @@ LogLevel ERROR
         wait_for_port(port, proc, "sshd", log)
         yield SshServer(port, user, workdir / "client_key", known, root)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
