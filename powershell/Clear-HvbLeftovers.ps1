@@ -10,6 +10,8 @@
         never finished; younger ones may belong to a backup running right now and are left);
       - shadow copies whose IDs hvbackup recorded (given by -ShadowId, and those listed in
         %ProgramData%\hvbackup\shadow-copies.txt), with their links.
+    -SkipCheckpoints / -SkipShadowCopies leave one kind alone (a files job must not remove the
+    checkpoint of a VM job running at the same time on the host, nor the reverse).
     It never touches a checkpoint or shadow copy it cannot attribute to hvbackup. Checkpoints
     are removed with Remove-VMSnapshot, which merges their disks (never deleting .avhdx files).
 
@@ -24,6 +26,8 @@ param(
     [string[]]$ShadowId = @(),
     [string]$LinkRoot = (Join-Path $env:ProgramData 'hvbackup\shadow'),
     [int]$TimeoutSeconds = 3600,
+    [switch]$SkipCheckpoints,
+    [switch]$SkipShadowCopies,
     [switch]$DryRun
 )
 
@@ -32,7 +36,7 @@ $ProgressPreference = 'SilentlyContinue'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
 
 try {
-    $vms = if ($VMName.Count) { @($VMName | ForEach-Object { Get-VM -Name $_ -ErrorAction SilentlyContinue }) } else { @(Get-VM) }
+    $vms = if ($SkipCheckpoints) { @() } elseif ($VMName.Count) { @($VMName | ForEach-Object { Get-VM -Name $_ -ErrorAction SilentlyContinue }) } else { @(Get-VM) }
     $cutoff = (Get-Date).AddHours(-$RecoveryOlderThanHours)
     $keepName = if ($KeepRunId) { "$Prefix-$KeepRunId" } else { '' }
     $checkpoints = foreach ($vm in $vms) {
@@ -63,7 +67,7 @@ try {
     }
 
     $recorded = if (Test-Path $RecordFile) { @(Get-Content $RecordFile | Where-Object { $_ }) } else { @() }
-    $ids = @($ShadowId + $recorded | Sort-Object -Unique)
+    $ids = if ($SkipShadowCopies) { @() } else { @($ShadowId + $recorded | Sort-Object -Unique) }
     $shadows = foreach ($id in $ids) {
         $entry = [ordered]@{ id = $id; removed = $false; error = $null }
         $shadow = Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$id'"

@@ -335,11 +335,12 @@ class SimulatedHost:
         self, *, Prefix: str = "hvbackup", VMName: list[str] | None = None, KeepRunId: str = "",
         RecoveryOlderThanHours: int = 24, ShadowId: list[str] | None = None,
         LinkRoot: str = "C:\\ProgramData\\hvbackup\\shadow", TimeoutSeconds: int = 3600,
-        DryRun: bool = False,
+        SkipCheckpoints: bool = False, SkipShadowCopies: bool = False, DryRun: bool = False,
     ) -> dict[str, Any]:
         self._inject_leftovers()
         world = self.world
-        names = [self._vm_key(n) for n in VMName] if VMName else sorted(world.state["vms"])
+        names = [] if SkipCheckpoints else (
+            [self._vm_key(n) for n in VMName] if VMName else sorted(world.state["vms"]))
         cutoff = self._now() - timedelta(hours=RecoveryOlderThanHours)
         keep = f"{Prefix}-{KeepRunId}" if KeepRunId else ""
         checkpoints = []
@@ -357,7 +358,9 @@ class SimulatedHost:
                     entry["removed"], entry["merged"] = True, merged
                 checkpoints.append(entry)
         shadows = []
-        for sid in sorted(set((ShadowId or []) + world.state["shadow_record"])):
+        recorded = [] if SkipShadowCopies else world.state["shadow_record"]
+        ids = [] if SkipShadowCopies else sorted(set((ShadowId or []) + recorded))
+        for sid in ids:
             present = sid in world.state["shadow_copies"]
             entry = {"id": sid, "removed": False, "error": None}
             if DryRun:

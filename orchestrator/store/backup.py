@@ -107,23 +107,30 @@ class Backup:
 
     # -- reading --------------------------------------------------------------------------
 
-    def add_path(self, source: Source, path: str) -> None:
-        """A file, or every file under a folder."""
+    def add_path(self, source: Source, path: str, *, shown_as: str | None = None,
+                 skip: Callable[[str], bool] | None = None) -> None:
+        """A file, or every file under a folder. ``shown_as`` is the name recorded in place of
+        ``path`` (a folder read through a shadow-copy link keeps its real name); ``skip``
+        leaves out files whose recorded name it accepts (exclusion patterns)."""
         info = source.stat(path)
-        if info.is_dir:
-            for entry in source.walk(path):
-                self.add_file(source, entry.path, entry.size, entry.mtime)
-        else:
-            self.add_file(source, path, info.size, info.mtime)
+        if not info.is_dir:
+            self.add_file(source, path, info.size, info.mtime, shown_as=shown_as)
+            return
+        for entry in source.walk(path):
+            shown = (shown_as + entry.path[len(path):]) if shown_as else entry.path
+            if skip is None or not skip(shown):
+                self.add_file(source, entry.path, entry.size, entry.mtime, shown_as=shown)
 
-    def add_file(self, source: Source, path: str, size: int, mtime: float) -> None:
+    def add_file(self, source: Source, path: str, size: int, mtime: float, *,
+                 shown_as: str | None = None) -> None:
         first = len(self._ids) // fmt.ID_SIZE
         read = 0
         with source.open(path) as stream:
             for chunk in chunks_for(path, stream, self.image_chunk, self._seed):
                 self._add_chunk(chunk)
                 read += len(chunk)
-        self._files.append({"path": path, "type": "file", "size": read, "mtime": mtime,
+        name = shown_as or path
+        self._files.append({"path": name, "type": "file", "size": read, "mtime": mtime,
                             "first": first, "count": len(self._ids) // fmt.ID_SIZE - first,
                             "chunking": "fixed" if is_image(path) else "cdc"})
         self.stats.files += 1

@@ -1,0 +1,28 @@
+"""Folders: a shadow copy on Windows hosts (files open in applications are read as they were
+at one instant), read through its links, then removed; on a local host, read in place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from orchestrator.capture import Exposed
+from orchestrator.history.recorder import RunRecorder
+from orchestrator.hosts.session import HostSession
+
+
+@contextmanager
+def shadow_copy(host: HostSession, recorder: RunRecorder, paths: list[str], run_uid: str,
+                use_vss: bool) -> Iterator[list[Exposed]]:
+    if not use_vss:
+        yield [Exposed(p, p, p) for p in paths]
+        return
+    with recorder.step("shadow copy", ", ".join(paths)) as figures:
+        made = host.run("New-HvbShadowCopy", Path=paths, RunId=run_uid)
+        figures.details = {"shadows": [s["id"] for s in made["shadows"]]}
+    try:
+        yield [Exposed(p["exposed"], p["path"], p["path"]) for p in made["paths"]]
+    finally:
+        with recorder.step("remove shadow copy", ", ".join(paths)):
+            host.run("Remove-HvbShadowCopy", ShadowId=[s["id"] for s in made["shadows"]],
+                     LinkPath=[s["link"] for s in made["shadows"]])

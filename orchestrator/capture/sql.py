@@ -1,0 +1,48 @@
+"""SQL Server: native COPY_ONLY backups verified on the host -> .bak files read -> staging
+deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from orchestrator.capture import Exposed
+from orchestrator.config.models import SqlServerJob
+from orchestrator.history.recorder import RunRecorder
+from orchestrator.hosts.session import HostSession
+
+
+@dataclass
+class SqlCapture:
+    exposed: list[Exposed]
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (database, code, msg)
+
+
+@contextmanager
+def native_backups(host: HostSession, recorder: RunRecorder, job: SqlServerJob, run_uid: str,
+                   staging: str) -> Iterator[SqlCapture]:
+    try:
+        with recorder.step("sql backup", job.instance) as figures:
+            result = host.run(
+                "Invoke-HvbSqlBackup", Instance=job.instance, Database=list(job.databases),
+                ExcludeDatabase=list(job.exclude_databases), StagingPath=staging, RunId=run_uid,
+                TrustServerCertificate=job.trust_server_certificate,
+                CommandTimeoutSeconds=job.command_timeout_s,
+                timeout_s=job.command_timeout_s * max(1, len(job.databases)) + 600,
+            )
+            figures.details = {"databases": [{k: d[k] for k in ("name", "size_bytes",
+                                                                "verified", "compressed")}
+                                             for d in result["databases"]]}
+        capture = SqlCapture([])
+        for db in result["databases"]:
+            if db["error"]:
+                capture.failures.append((db["name"], db["error"]["code"], db["error"]["message"]))
+                recorder.event("ERROR", f"{db['name']}: {db['error']['message']}")
+            else:
+                shown = f"{job.instance}\\{db['name']}.bak"
+                capture.exposed.append(Exposed(db["file"], shown, db["name"]))
+        yield capture
+    finally:
+        with recorder.step("remove staging", job.instance):
+            host.run("Remove-HvbStaging", StagingPath=staging, RunId=run_uid)

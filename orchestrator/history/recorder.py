@@ -1,0 +1,120 @@
+"""Recording one run in the history as it happens: the run, its steps, its log lines.
+
+Each step and each log line is committed at once, so a run killed at any moment leaves in the
+history everything it did until then (and stays 'running' until the next start closes it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.errors import HvbError
+from orchestrator.history.models import (
+    ClientRow,
+    JobRow,
+    RunEventRow,
+    RunRow,
+    RunState,
+    RunStepRow,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepFigures:
+    bytes_read: int | None = None
+    bytes_new: int | None = None
+    bytes_sent: int | None = None
+    files: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class RunRecorder:
+    def __init__(self, sessions: sessionmaker[Session], now: Callable[[], datetime]) -> None:
+        self._sessions = sessions
+        self._now = now
+        self.run_id: int | None = None
+        self._seq = 0
+
+    def start(self, client: str, job: str, uid: str, scheduled_for: datetime,
+              window: timedelta, trigger: str) -> int:
+        """Claim the run (unique per job and scheduled time) and mark it running."""
+        with self._sessions() as session, session.begin():
+            job_row = session.scalars(
+                select(JobRow).join(ClientRow).where(ClientRow.key == client, JobRow.key == job)
+            ).one_or_none()
+            if job_row is None:
+                raise HvbError(f"job {client}/{job} is not in the history database: run "
+                               "'hvbackup db upgrade -c FILE' after changing the configuration")
+            now = self._now()
+            row = RunRow(uid=uid, job_id=job_row.id, trigger=trigger, scheduled_for=scheduled_for,
+                         window_ends_at=scheduled_for + window, state=RunState.RUNNING.value,
+                         claimed_by=f"{socket.gethostname()}:{os.getpid()}", started_at=now,
+                         heartbeat_at=now)
+            session.add(row)
+            session.flush()
+            self.run_id = row.id
+        return row.id
+
+    def event(self, level: str, message: str, step_id: int | None = None) -> None:
+        log.log(logging.getLevelNamesMapping().get(level, logging.INFO), "%s", message)
+        with self._sessions() as session, session.begin():
+            session.add(RunEventRow(run_id=self.run_id, step_id=step_id, at=self._now(),
+                                    level=level, message=message))
+
+    @contextmanager
+    def step(self, name: str, obj: str | None = None) -> Iterator[StepFigures]:
+        """Record a step; an HvbError inside marks it failed (and goes on up)."""
+        self._seq += 1
+        with self._sessions() as session, session.begin():
+            row = RunStepRow(run_id=self.run_id, seq=self._seq, name=name, object=obj,
+                             status="running", started_at=self._now())
+            session.add(row)
+            session.flush()
+            step_id = row.id
+        figures = StepFigures()
+        status, code, message = "ok", None, None
+        try:
+            yield figures
+        except HvbError as exc:
+            status, code, message = "failed", exc.code, exc.message
+            raise
+        except Exception as exc:
+            status, code, message = "failed", "HVB-INTERNAL", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            with self._sessions() as session, session.begin():
+                row = session.get_one(RunStepRow, step_id)
+                row.status = figures.details.pop("status", status)
+                row.finished_at = self._now()
+                row.bytes_read, row.bytes_new = figures.bytes_read, figures.bytes_new
+                row.bytes_sent, row.files = figures.bytes_sent, figures.files
+                row.error_code, row.error_message = code, message
+                row.details = figures.details
+            if message:
+                self.event("ERROR", f"{name}{f' {obj}' if obj else ''}: {message}", step_id)
+
+    def finish(self, status: str, *, consistency: str | None, figures: StepFigures,
+               error_code: str | None, error_message: str | None) -> None:
+        with self._sessions() as session, session.begin():
+            row = session.get_one(RunRow, self.run_id)
+            now = self._now()
+            row.state = RunState.FINISHED.value
+            row.status = status
+            row.finished_at = now
+            row.duration_s = (now - row.started_at).total_seconds() if row.started_at else None
+            row.consistency = consistency
+            row.bytes_read, row.bytes_new = figures.bytes_read, figures.bytes_new
+            row.bytes_sent, row.files = figures.bytes_sent, figures.files
+            row.error_code, row.error_message = error_code, error_message

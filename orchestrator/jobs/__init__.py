@@ -1,0 +1,1 @@
+"""Runs: one job end to end, and the copies between baies."""

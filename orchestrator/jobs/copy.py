@@ -1,0 +1,28 @@
+"""The second copy: repository files are immutable and named by content, so copying is by
+name — whatever the second baie lacks is copied, packs first and snapshots last (the same
+commit order as a backup), and nothing is ever overwritten or deleted there."""
+
+from __future__ import annotations
+
+from orchestrator.baie.target import Target
+
+ORDER = ("config", "data", "index", "snapshots")
+
+
+def copy_repository(source: Target, destination: Target) -> int:
+    """Copy what ``destination`` lacks; returns the bytes copied. Idempotent."""
+    copied = 0
+    for prefix in ORDER:
+        if prefix == "config":
+            if destination.stat("config") is None and source.stat("config") is not None:
+                data = source.get("config")
+                destination.put("config", data)
+                copied += len(data)
+            continue
+        present = {e.name for e in destination.list(prefix)}
+        for entry in source.list(prefix):
+            if entry.name not in present:
+                data = source.get(entry.name)
+                destination.put(entry.name, data)
+                copied += len(data)
+    return copied
