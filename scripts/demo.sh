@@ -1,27 +1,43 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: simulated Hyper-V hosts, SQLite, local baies.
-# Everything it writes goes under demo-state/ at the top of the repository.
+# The main job on the embedded default: simulated Hyper-V hosts, SQLite, two local baies.
+# Five simulated nights for two clients; one fault on the 18th, another on the 19th.
+# Everything it writes goes under demo-state/ at the top of the repository (made anew).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HVB=.venv/bin/hvbackup
 CONFIG=config/demo.yaml
+export HVBACKUP_PASSPHRASE="demo: not a real passphrase"
 
+rm -rf demo-state
 echo "== Checking $CONFIG"
-$HVB validate -c "$CONFIG"
+$HVB validate -c "$CONFIG" -q && echo "valid"
+echo
+echo "== Keys (the clients' and the MSP escrow's; passphrase: \$HVBACKUP_PASSPHRASE)"
+$HVB keys init -c "$CONFIG" --escrow --key-file demo-state/keys/msp-escrow.key >/dev/null
+$HVB keys init -c "$CONFIG" acme --key-file demo-state/keys/acme.key >/dev/null
+$HVB keys init -c "$CONFIG" durand --key-file demo-state/keys/durand.key >/dev/null
+ls demo-state/keys
 echo
 echo "== History database"
 $HVB db upgrade -c "$CONFIG"
 echo
-echo "== What is on the simulated hosts"
+echo "== Five nights, 16 to 20 November 2026"
+$HVB nights -c "$CONFIG" --start 2026-11-16 --nights 5
+echo
+echo "== What is on a simulated host now"
 $HVB inventory -c "$CONFIG" acme/hv01
 echo
-echo "== What will run"
-$HVB plan -c "$CONFIG" --days 7
+echo "== Restore points of acme/erp, and a check of the repository with the client's key"
+$HVB snapshots -c "$CONFIG" acme/erp
+$HVB verify -c "$CONFIG" acme --read-data-subset 20% --key-file demo-state/keys/acme.key
 echo
 cat <<TXT
 == Where to look
   configuration   $CONFIG
-  history         demo-state/hvbackup.db (SQLite; clients, jobs and, soon, every run)
+  history         demo-state/hvbackup.db (SQLite: runs, steps, log lines, restore points)
+  baies           demo-state/baie-site-a/<client>/ and demo-state/baie-site-b/<client>/
+  keys            demo-state/keys/ (private keys: passphrase "\$HVBACKUP_PASSPHRASE" above)
   simulated hosts demo-state/simulated/<client>/<host>/ (their disks, databases and shares)
-  the CLI         $HVB --help
+  a restore       HVBACKUP_PASSPHRASE="$HVBACKUP_PASSPHRASE" $HVB restore -c $CONFIG acme/partages \\
+                    --to /tmp/restored --key-file demo-state/keys/acme.key
 TXT

@@ -14,7 +14,18 @@ import traceback
 from collections.abc import Sequence
 
 from orchestrator import __version__
-from orchestrator.cli import db, inventory, keys, plan, restore, snapshots, validate, verify
+from orchestrator.cli import (
+    backup,
+    db,
+    inventory,
+    keys,
+    nights,
+    plan,
+    restore,
+    snapshots,
+    validate,
+    verify,
+)
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import HvbError
@@ -22,7 +33,7 @@ from orchestrator.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 
-COMMANDS = (validate, plan, inventory, keys, snapshots, restore, verify, db)
+COMMANDS = (validate, plan, inventory, backup, nights, keys, snapshots, restore, verify, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

@@ -206,7 +206,7 @@ class SimulatedFault(Model):
     kind: Literal["guest-vss-failure", "merge-stuck", "leftover-checkpoint", "unreachable",
                   "staging-full", "verifyonly-failure", "slow"]
     target: str | None = None
-    on: list[date] = Field(default_factory=list)
+    dates: list[date] = Field(default_factory=list)
     delay_s: float = Field(default=2.0, ge=0, le=3600)
 
 

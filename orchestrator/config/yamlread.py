@@ -124,6 +124,12 @@ def _walk(
                 continue
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
+            if key_node.tag != "tag:yaml.org,2002:str":
+                kind = key_node.tag.rsplit(":", 1)[-1]
+                problems.append(ConfigProblem(
+                    filename, line, format_path((*path, key)),
+                    f"YAML reads the key {key!r} as a {kind}, not as a name (yes/no/on/off are "
+                    f"booleans); write it in quotes: '{key}'"))
             child = (*path, key)
             if key in seen and not merged:
                 problems.append(

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import HvbError
@@ -29,6 +30,11 @@ from orchestrator.history.models import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class RunAlreadyClaimed(HvbError):
+    code = "HVB-RUN-CLAIMED"
+    permanent = False
 
 
 @dataclass
@@ -49,7 +55,16 @@ class RunRecorder:
 
     def start(self, client: str, job: str, uid: str, scheduled_for: datetime,
               window: timedelta, trigger: str) -> int:
-        """Claim the run (unique per job and scheduled time) and mark it running."""
+        """Claim the run (unique per job and scheduled time) and mark it running. Raises
+        :class:`RunAlreadyClaimed` when that run exists already (another scheduler, a rerun)."""
+        try:
+            return self._start(client, job, uid, scheduled_for, window, trigger)
+        except IntegrityError:
+            raise RunAlreadyClaimed(f"the {scheduled_for:%Y-%m-%d %H:%M} UTC run of {client}/{job} "
+                                    "is already in the history") from None
+
+    def _start(self, client: str, job: str, uid: str, scheduled_for: datetime,
+               window: timedelta, trigger: str) -> int:
         with self._sessions() as session, session.begin():
             job_row = session.scalars(
                 select(JobRow).join(ClientRow).where(ClientRow.key == client, JobRow.key == job)
@@ -68,7 +83,8 @@ class RunRecorder:
         return row.id
 
     def event(self, level: str, message: str, step_id: int | None = None) -> None:
-        log.log(logging.getLevelNamesMapping().get(level, logging.INFO), "%s", message)
+        # Recorded in the history and reported: the log only repeats it at INFO (-v).
+        log.info("%s: %s", level, message)
         with self._sessions() as session, session.begin():
             session.add(RunEventRow(run_id=self.run_id, step_id=step_id, at=self._now(),
                                     level=level, message=message))

@@ -51,7 +51,7 @@ def open_host(loaded: LoadedConfig, label: str, clock: Clock) -> HostSession:
             spec.vm_disk_mb = settings.vm_disk_mb
             spec.daily_change_percent = settings.daily_change_percent
             spec.share_files = settings.share_files
-            faults = tuple(Fault(f.kind, f.target, tuple(f.on), f.delay_s)
+            faults = tuple(Fault(f.kind, f.target, tuple(f.dates), f.delay_s)
                            for f in settings.faults)
         root = (loaded.resolve(settings.data_dir) if settings and settings.data_dir
                 else loaded.state_dir / "simulated" / client_name / host_name)

@@ -74,7 +74,8 @@ def new_run_uid(when: datetime) -> str:
 
 def run_job(ctx: RunContext, ref: JobRef, *, scheduled_for: datetime | None = None,
             trigger: str = "manual") -> RunResult:
-    """Run ``ref`` now; record everything; return the outcome (never raises HvbError)."""
+    """Run ``ref``; record everything; return the outcome. Raises only
+    :class:`~orchestrator.history.recorder.RunAlreadyClaimed` (nothing was done then)."""
     now = ctx.clock.now()
     scheduled = scheduled_for or now
     uid = new_run_uid(scheduled)
@@ -154,7 +155,8 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
             with Lock(repo.target, "shared", f"backup {ref.label} run {uid}").acquire():
                 repo.sync_index()
                 backup = Backup(repo, compression_level=job.compression_level,
-                                image_chunk=getattr(job, "image_chunk_kib", 512) * 1024)
+                                image_chunk=getattr(job, "image_chunk_kib", 512) * 1024,
+                                now=ctx.clock.now)
                 try:
                     _capture_all(ctx, ref, uid, recorder, result, host, source, backup,
                                  host_cfg.staging_dir, deadline)

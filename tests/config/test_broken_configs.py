@@ -218,3 +218,13 @@ def test_base_config_is_valid(cli, tmp_path: Path) -> None:
     result = cli("validate", "-c", str(write_config(tmp_path, BASE)))
     assert result.code == 0, result.err
     assert "valid — 1 clients, 1 hosts, 3 jobs, 2 baies" in result.out
+
+
+def test_keys_that_yaml_reads_as_booleans_are_explained(cli, tmp_path: Path) -> None:
+    text = mutate("    quota_gb: 500", "    quota_gb: 500\n    on: true")
+    path = write_config(tmp_path, text)
+    result = cli("validate", "-c", str(path))
+    assert result.code == 2
+    line = line_of(text, "on: true")
+    assert (f"{path}:{line}: clients.acme.on: YAML reads the key 'on' as a bool, not as a name"
+            in result.err)

@@ -1,0 +1,69 @@
+"""``hvbackup backup``: run one job now, with its figures and what to check."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from typing import Any
+
+from orchestrator.cli.common import add_config_argument, load_from_args
+from orchestrator.cli.db import actor
+from orchestrator.cli.interactive import human_bytes
+from orchestrator.cli.ui import Ui
+from orchestrator.clock import Clock
+from orchestrator.config.load import LoadedConfig
+from orchestrator.history.db import open_engine, require_current, session_factory
+from orchestrator.history.models import RunStatus
+from orchestrator.history.sync import sync_config
+from orchestrator.jobs.run import RunContext, RunResult, run_job
+
+EXIT_ECHEC = 1
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "backup", help="run one job now",
+        description="Run CLIENT/JOB now: capture on the host, store in the first copy's baie, "
+                    "copy to the others, record everything in the history. Exit status 0 for "
+                    "REUSSIE or AVERTISSEMENT, 1 for ECHEC.",
+    )
+    add_config_argument(parser)
+    parser.add_argument("job", metavar="CLIENT/JOB")
+    parser.set_defaults(handler=run)
+
+
+def context(loaded: LoadedConfig, clock: Clock) -> RunContext:
+    """The history database, current, with the configuration's clients and jobs in it."""
+    engine = open_engine(loaded.database_url)
+    require_current(engine)
+    sessions = session_factory(engine)
+    with sessions() as session, session.begin():
+        sync_config(session, loaded, clock.now(), actor())
+    return RunContext(loaded, clock, sessions)
+
+
+def describe(result: RunResult) -> list[str]:
+    figures = result.figures
+    lines = [f"{result.status}: run {result.uid}"
+             + (f", snapshot {result.snapshot[:12]}" if result.snapshot else "")]
+    if figures.bytes_read is not None:
+        lines.append(f"  read {human_bytes(figures.bytes_read)} in {figures.files} file(s), new "
+                     f"{human_bytes(figures.bytes_new or 0)}, sent "
+                     f"{human_bytes(figures.bytes_sent or 0)}, consistency "
+                     f"{result.consistency or '-'}")
+    lines += [f"  warning: {w}" for w in result.warnings]
+    lines += [f"  failed: {obj}: {message}" for obj, _code, message in result.failures]
+    if result.error_message and not result.failures:
+        lines.append(f"  error {result.error_code}: {result.error_message}")
+    return lines
+
+
+def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
+    loaded = load_from_args(args)
+    ref = loaded.job(args.job)
+    ctx = context(loaded, clock)
+    ui.print(f"{ref.label}: {ref.job.type} on {ref.job.host} ({socket.gethostname()})")
+    result = run_job(ctx, ref, trigger="manual")
+    for line in describe(result):
+        ui.print(line)
+    return EXIT_ECHEC if result.status == RunStatus.ECHEC.value else 0

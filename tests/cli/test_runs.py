@@ -1,0 +1,48 @@
+"""`hvbackup backup` and `hvbackup nights` as a technician runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.jobs.test_run import Setup
+
+
+def test_backup_command_reports_and_exits_by_status(cli, tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    ok = cli("backup", "-c", str(s.config), "acme/partages")
+    assert ok.code == 0, ok.err
+    assert "REUSSIE: run " in ok.out and "snapshot " in ok.out
+    assert "consistency application" in ok.out
+
+
+def test_backup_command_echec_exits_1_with_what_to_check(cli, tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: unreachable}")
+    result = cli("backup", "-c", str(s.config), "acme/erp")
+    assert result.code == 1
+    assert "ECHEC: run " in result.out
+    assert "error HVB-HOST-UNREACHABLE: host acme/hv01 (simulated): cannot connect" in result.out
+
+
+def test_backup_needs_the_schema(cli, tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    (tmp_path / "state" / "hvbackup.db").unlink()
+    result = cli("backup", "-c", str(s.config), "acme/erp")
+    assert result.code == 6
+    assert "run 'hvbackup db upgrade -c FILE' first" in result.err
+
+
+def test_nights_runs_every_scheduled_job(cli, tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: guest-vss-failure, target: ERP01, dates: [2026-11-17]}",
+              consistency="application-or-crash")
+    result = cli("nights", "-c", str(s.config), "--start", "2026-11-16", "--nights", "2")
+    assert result.code == 0, result.err
+    rows = [line.split() for line in result.out.splitlines() if "/11/2026" in line
+            and "acme/" in line and len(line.split()) > 5]
+    statuses = {(r[1], r[3]): r[4] for r in rows}
+    assert statuses == {
+        ("16/11/2026", "acme/partages"): "REUSSIE", ("16/11/2026", "acme/erp"): "REUSSIE",
+        ("16/11/2026", "acme/compta"): "REUSSIE", ("17/11/2026", "acme/partages"): "REUSSIE",
+        ("17/11/2026", "acme/erp"): "AVERTISSEMENT", ("17/11/2026", "acme/compta"): "REUSSIE"}
+    again = cli("nights", "-c", str(s.config), "--start", "2026-11-16", "--nights", "1")
+    assert "skipped: the 2026-11-16 20:00 UTC run of acme/partages is already in the history" \
+        in again.out

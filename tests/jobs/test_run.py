@@ -1,0 +1,232 @@
+"""One run end to end on a simulated host: statuses for the right reasons, everything in the
+history, restore points that restore what the host had, nothing left behind on the host."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from orchestrator.clock import FrozenClock
+from orchestrator.config import load_config
+from orchestrator.history.db import open_engine, session_factory, upgrade
+from orchestrator.history.models import RunEventRow, RunRow, RunStepRow, SnapshotRow
+from orchestrator.history.recorder import RunAlreadyClaimed
+from orchestrator.history.sync import sync_config
+from orchestrator.hosts import open_host
+from orchestrator.jobs.run import RunContext, run_job
+from orchestrator.store.keys import generate_private_key, write_key_file
+from orchestrator.store.open import open_for_reading
+from orchestrator.store.restore import Restorer, local_relative
+from tests.conftest import write_config
+
+CONFIG = """\
+version: 1
+state_dir: {root}/state
+msp:
+  name: MSP
+  hotline: [hotline@msp.example]
+baies:
+  site-a: {{type: local, path: {root}/baie-a}}
+  site-b: {{type: local, path: {root}/baie-b}}
+clients:
+  acme:
+    name: ACME
+    contacts: [it@acme.example]
+    encryption: {{public_key_file: {root}/acme.pub}}
+    copies: [site-a, site-b]
+    hosts:
+      hv01:
+        address: hv01
+        transport: simulated
+        simulated: {{seed: 4, vm_disk_mb: 4, share_files: 30, faults: [{faults}]}}
+    jobs:
+      erp:
+        type: hyperv-vm
+        host: hv01
+        vms: [ERP01, DC01]
+        consistency: {consistency}
+        schedule: "daily 22:00"
+        retries: 1
+      compta:
+        type: sql-server
+        host: hv01
+        instance: 'SQL01\\COMPTA'
+        databases: [all]
+        schedule: "daily 23:00"
+      partages:
+        type: files
+        host: hv01
+        paths: ['D:\\Partages']
+        exclude: ['*-00001.txt']
+        schedule: "daily 21:00"
+"""
+
+
+class Setup:
+    def __init__(self, root: Path, faults: str = "", consistency: str = "application") -> None:
+        self.root = root
+        self.key = generate_private_key()
+        write_key_file(root / "acme.key", self.key, "passphrase of acme", "acme")
+        (root / "acme.pub").write_text(self.key.public.text() + "\n")
+        self.config = write_config(root, CONFIG.format(root=root, faults=faults,
+                                                       consistency=consistency))
+        self.loaded = load_config(self.config)
+        self.clock = FrozenClock(datetime(2026, 11, 23, 21, 0, tzinfo=UTC))
+        engine = open_engine(self.loaded.database_url)
+        upgrade(engine)
+        self.sessions = session_factory(engine)
+        with self.sessions() as session, session.begin():
+            sync_config(session, self.loaded, self.clock.now(), "test")
+        self.sleeps: list[float] = []
+        self.ctx = RunContext(self.loaded, self.clock, self.sessions, sleep=self.sleeps.append)
+
+    def run(self, job: str) -> Any:
+        return run_job(self.ctx, self.loaded.job(f"acme/{job}"), trigger="schedule")
+
+    def host(self) -> Any:
+        return open_host(self.loaded, "acme/hv01", self.clock)
+
+    def steps(self, uid: str) -> list[tuple[str, str | None, str]]:
+        with self.sessions() as session:
+            run = session.scalars(select(RunRow).where(RunRow.uid == uid)).one()
+            return [(s.name, s.object, s.status) for s in session.scalars(
+                select(RunStepRow).where(RunStepRow.run_id == run.id).order_by(RunStepRow.seq))]
+
+    def restore(self, job: str, to: Path, baie: str = "site-a") -> None:
+        repo = open_for_reading(self.loaded, "acme", baie, self.key, self.root / f"rc-{baie}")
+        repo.sync_index()
+        Restorer(repo, self.key).restore(repo.find_snapshot("latest", job=job), to)
+        repo.close()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_vm_job_succeeds_and_restores_the_frozen_disks(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    result = s.run("erp")
+    assert result.status == "REUSSIE", result
+    assert result.consistency == "application"
+    assert [name for name, _obj, _st in s.steps(result.uid)] == [
+        "sweep leftovers", "checkpoint", "read", "remove checkpoint", "checkpoint", "read",
+        "remove checkpoint", "commit snapshot", "copy"]
+    host = s.host()
+    disk = "D:\\Hyper-V\\ERP01\\Virtual Hard Disks\\ERP01.vhdx"
+    original = sha(host.local_path(disk))
+    assert host.run("Get-HvbInventory")["leftovers"]["checkpoints"] == []
+    out = tmp_path / "out"
+    s.restore("erp", out)
+    assert sha(out / local_relative(disk)) == original
+    with s.sessions() as session:
+        run = session.scalars(select(RunRow)).one()
+        assert run.state == "finished" and run.bytes_read == 8 * 1024 * 1024
+        assert {r.baie for r in session.scalars(select(SnapshotRow))} == {"site-a", "site-b"}
+
+
+def test_both_baies_hold_the_same_files(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.run("partages")
+    a = {p.relative_to(tmp_path / "baie-a"): sha(p) for p in (tmp_path / "baie-a").rglob("*")
+         if p.is_file() and "locks" not in p.parts}
+    b = {p.relative_to(tmp_path / "baie-b"): sha(p) for p in (tmp_path / "baie-b").rglob("*")
+         if p.is_file()}
+    assert a == b and len(a) >= 4
+    s.restore("partages", tmp_path / "from-b", baie="site-b")
+
+
+def test_files_job_reads_a_shadow_copy_and_records_real_names(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    result = s.run("partages")
+    assert result.status == "REUSSIE", result
+    out = tmp_path / "out"
+    s.restore("partages", out)
+    restored = out / "D" / "Partages"
+    live = s.host().local_path("D:\\Partages")
+    names = {p.relative_to(restored) for p in restored.rglob("*") if p.is_file()}
+    expected = {p.relative_to(live) for p in live.rglob("*") if p.is_file()
+                and not p.name.endswith("-00001.txt")}
+    assert names == expected  # under D:\Partages, not the shadow-copy link; exclusions out
+    assert s.host().run("Get-HvbInventory")["leftovers"]["shadow_copies"] == []
+
+
+def test_sql_job_keeps_the_native_dumps(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    result = s.run("compta")
+    assert result.status == "REUSSIE", result
+    out = tmp_path / "out"
+    s.restore("compta", out)
+    baks = sorted(p.name for p in out.rglob("*.bak"))
+    assert baks == ["COMPTA.bak", "PAIE.bak"]
+    staging = s.host().local_path("D:\\hvbackup-staging")
+    assert not any(staging.rglob("*.bak")), "staging emptied after the run"
+
+
+def test_one_failed_database_is_an_echec_naming_it(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: verifyonly-failure, target: PAIE}")
+    result = s.run("compta")
+    assert result.status == "ECHEC"
+    assert result.error_code == "SQL_VERIFY_FAILED"
+    assert result.error_message.startswith("PAIE: RESTORE VERIFYONLY of [PAIE] failed")
+    out = tmp_path / "out"
+    s.restore("compta", out)  # the other database still has its restore point
+    assert sorted(p.name for p in out.rglob("*.bak")) == ["COMPTA.bak"]
+
+
+def test_guest_vss_failure_without_fallback_is_an_echec_after_retries(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: guest-vss-failure, target: ERP01}")
+    result = s.run("erp")
+    assert result.status == "ECHEC"
+    assert result.error_code == "GUEST_VSS_FAILED"
+    assert [f[0] for f in result.failures] == ["ERP01"]
+    assert s.sleeps == [60.0]  # retries: 1
+    assert s.host().run("Get-HvbInventory")["leftovers"]["checkpoints"] == []
+    with s.sessions() as session:
+        messages = [e.message for e in session.scalars(select(RunEventRow))]
+    assert any("retry 1/1" in m for m in messages)
+
+
+def test_guest_vss_failure_with_fallback_is_a_warning(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: guest-vss-failure, target: ERP01}",
+              consistency="application-or-crash")
+    result = s.run("erp")
+    assert result.status == "AVERTISSEMENT"
+    assert result.consistency == "crash"
+    assert "ERP01: crash-consistent backup" in result.warnings[0]
+
+
+def test_checkpoint_that_will_not_merge_then_next_night(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: merge-stuck, target: DC01, dates: [2026-11-23]}")
+    first = s.run("erp")
+    assert first.status == "AVERTISSEMENT"
+    assert "DC01: checkpoint hvbackup-" in first.warnings[0] and "not merged" in first.warnings[0]
+    s.clock.advance(timedelta(days=1))
+    second = s.run("erp")
+    assert second.status == "REUSSIE", second
+    assert s.host().run("Get-HvbInventory")["leftovers"]["checkpoints"] == []
+
+
+def test_host_unreachable_is_an_echec_with_the_reason(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: unreachable}")
+    result = s.run("erp")
+    assert result.status == "ECHEC"
+    assert result.error_code == "HVB-HOST-UNREACHABLE"
+    assert "cannot connect" in result.error_message
+    with s.sessions() as session:
+        run = session.scalars(select(RunRow)).one()
+        assert (run.state, run.status, run.error_code) == ("finished", "ECHEC",
+                                                           "HVB-HOST-UNREACHABLE")
+
+
+def test_a_run_is_claimed_once(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    when = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)
+    ref = s.loaded.job("acme/partages")
+    run_job(s.ctx, ref, scheduled_for=when)
+    with pytest.raises(RunAlreadyClaimed):
+        run_job(s.ctx, ref, scheduled_for=when)
