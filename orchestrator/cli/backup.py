@@ -14,6 +14,7 @@ from orchestrator.clock import Clock
 from orchestrator.config.load import LoadedConfig
 from orchestrator.history.db import open_engine, require_current, session_factory
 from orchestrator.history.models import RunStatus
+from orchestrator.history.recorder import close_interrupted
 from orchestrator.history.sync import sync_config
 from orchestrator.jobs.run import RunContext, RunResult, run_job
 
@@ -39,6 +40,7 @@ def context(loaded: LoadedConfig, clock: Clock) -> RunContext:
     sessions = session_factory(engine)
     with sessions() as session, session.begin():
         sync_config(session, loaded, clock.now(), actor())
+    close_interrupted(sessions, clock.now())
     return RunContext(loaded, clock, sessions)
 
 

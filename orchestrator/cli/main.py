@@ -21,6 +21,7 @@ from orchestrator.cli import (
     keys,
     nights,
     plan,
+    prune,
     restore,
     snapshots,
     validate,
@@ -33,7 +34,8 @@ from orchestrator.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 
-COMMANDS = (validate, plan, inventory, backup, nights, keys, snapshots, restore, verify, db)
+COMMANDS = (validate, plan, inventory, backup, nights, keys, snapshots, restore, verify, prune,
+            db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

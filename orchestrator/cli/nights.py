@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator.cli.backup import context
 from orchestrator.cli.common import add_config_argument, load_from_args
 from orchestrator.cli.interactive import human_bytes
+from orchestrator.cli.prune import prune_client
 from orchestrator.cli.timefmt import local_str
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock, SimulatedClock
@@ -60,7 +61,13 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
             due += [(t, ref) for t in runs_between(ref.job.schedule, tz, start, end)]
     due.sort(key=lambda item: (item[0], item[1].label))
     rows = []
+    prune_at = local_instant(first + timedelta(days=1), time(9, 0), tz)
     for when, ref in due:
+        while when > prune_at:  # each morning, as the daemon does: free what retention let go
+            sim.set(prune_at)
+            for client in loaded.config.clients:
+                prune_client(loaded, client, ctx, prune_at, dry_run=False)
+            prune_at += timedelta(days=1)
         sim.set(when)
         try:
             result = run_job(ctx, ref, scheduled_for=when, trigger="schedule")

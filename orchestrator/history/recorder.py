@@ -134,3 +134,41 @@ class RunRecorder:
             row.bytes_read, row.bytes_new = figures.bytes_read, figures.bytes_new
             row.bytes_sent, row.files = figures.bytes_sent, figures.files
             row.error_code, row.error_message = error_code, error_message
+
+
+def close_interrupted(sessions: sessionmaker[Session], now: datetime,
+                      pid_alive: Callable[[int], bool] | None = None) -> list[str]:
+    """Close as ECHEC the runs left 'running' by an orchestrator that stopped: on this machine
+    when their process is gone, elsewhere when their window ended an hour ago. Returns their
+    uids. Run at every start."""
+    here = socket.gethostname()
+    alive = pid_alive or _pid_alive
+    closed = []
+    with sessions() as session, session.begin():
+        for run in session.scalars(select(RunRow).where(RunRow.state == RunState.RUNNING.value)):
+            host, _, pid = (run.claimed_by or "").rpartition(":")
+            mine_and_dead = host == here and pid.isdigit() and not alive(int(pid))
+            long_gone = run.window_ends_at is not None and \
+                run.window_ends_at + timedelta(hours=1) < now
+            if not (mine_and_dead or long_gone):
+                continue
+            run.state = RunState.FINISHED.value
+            run.status = "ECHEC"
+            run.finished_at = now
+            run.error_code = "HVB-RUN-INTERRUPTED"
+            run.error_message = (f"the run was interrupted (orchestrator process {run.claimed_by} "
+                                 "stopped during it); the next run cleans what it left on the host")
+            session.add(RunEventRow(run_id=run.id, at=now, level="ERROR",
+                                    message=run.error_message))
+            closed.append(run.uid)
+    return closed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -37,6 +37,7 @@ from orchestrator.history.recorder import RunRecorder, StepFigures
 from orchestrator.hosts import open_host
 from orchestrator.hosts.session import HostSession
 from orchestrator.jobs.copy import copy_repository
+from orchestrator.jobs.retention import apply_retention
 from orchestrator.jobs.sources import source_for
 from orchestrator.mover.source import Source
 from orchestrator.store.backup import Backup
@@ -187,6 +188,13 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 _catalog(ctx, ref, uid, other, info.id, info.meta)
             except HvbError as exc:
                 result.warnings.append(f"second copy on {other} failed: {exc.message}")
+        try:
+            with recorder.step("retention", ref.job.retention.policy().describe()) as figures:
+                decisions = apply_retention(loaded, ref, ctx.sessions, ctx.clock.now())
+                figures.details = {"kept": sum(d.keep for d in decisions),
+                                   "forgotten": sum(not d.keep for d in decisions)}
+        except HvbError as exc:
+            result.warnings.append(f"retention could not be applied: {exc.message}")
     finally:
         host.close()
 

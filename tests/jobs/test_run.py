@@ -115,7 +115,7 @@ def test_vm_job_succeeds_and_restores_the_frozen_disks(tmp_path: Path) -> None:
     assert result.consistency == "application"
     assert [name for name, _obj, _st in s.steps(result.uid)] == [
         "sweep leftovers", "checkpoint", "read", "remove checkpoint", "checkpoint", "read",
-        "remove checkpoint", "commit snapshot", "copy"]
+        "remove checkpoint", "commit snapshot", "copy", "retention"]
     host = s.host()
     disk = "D:\\Hyper-V\\ERP01\\Virtual Hard Disks\\ERP01.vhdx"
     original = sha(host.local_path(disk))

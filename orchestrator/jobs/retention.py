@@ -1,0 +1,44 @@
+"""Applying a job's retention after a run: restore points outside the policy are forgotten on
+every copy, each with its reason in the history. The newest restore point is never forgotten."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.config.load import JobRef, LoadedConfig
+from orchestrator.history.models import SnapshotRow
+from orchestrator.retention.policy import Decision, SnapshotRef, apply_policy
+from orchestrator.store.open import open_for_writing
+from orchestrator.store.prune import forget
+
+
+def apply_retention(loaded: LoadedConfig, ref: JobRef, sessions: sessionmaker[Session],
+                    now: datetime, *, dry_run: bool = False) -> list[Decision]:
+    """Forget what the policy lets go, on every copy; returns every decision (kept ones too)."""
+    copies = loaded.copies_of(ref.client, ref.job)
+    decisions: list[Decision] = []
+    forgotten: dict[str, str] = {}
+    for index, baie in enumerate(copies):
+        repo = open_for_writing(loaded, ref.client_name, baie)
+        try:
+            mine = [s for s in repo.snapshots() if s.meta.get("job") == ref.job_name]
+            if index == 0:
+                decisions = apply_policy([SnapshotRef(s.id, s.time) for s in mine],
+                                         ref.job.retention.policy(), now,
+                                         loaded.config.msp.timezone)
+                forgotten = {d.snapshot.id: "; ".join(d.reasons) for d in decisions
+                             if not d.keep}
+            forget(repo, [s for s in mine if s.id in forgotten], dry_run=dry_run)
+        finally:
+            repo.close()
+    if forgotten and not dry_run:
+        with sessions() as session, session.begin():
+            for row in session.scalars(select(SnapshotRow).where(
+                    SnapshotRow.snapshot_id.in_(list(forgotten)),
+                    SnapshotRow.forgotten_at.is_(None))):
+                row.forgotten_at = now
+                row.forget_reason = forgotten[row.snapshot_id]
+    return decisions
