@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from orchestrator import __version__
 from orchestrator.cli import (
     backup,
+    daemon,
     db,
     inventory,
     keys,
@@ -34,8 +35,8 @@ from orchestrator.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 
-COMMANDS = (validate, plan, inventory, backup, nights, keys, snapshots, restore, verify, prune,
-            db)
+COMMANDS = (validate, plan, inventory, backup, daemon, nights, keys, snapshots, restore, verify,
+            prune, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

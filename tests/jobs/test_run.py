@@ -68,7 +68,8 @@ clients:
 
 
 class Setup:
-    def __init__(self, root: Path, faults: str = "", consistency: str = "application") -> None:
+    def __init__(self, root: Path, faults: str = "", consistency: str = "application",
+                 start: datetime = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)) -> None:
         self.root = root
         self.key = generate_private_key()
         write_key_file(root / "acme.key", self.key, "passphrase of acme", "acme")
@@ -76,7 +77,7 @@ class Setup:
         self.config = write_config(root, CONFIG.format(root=root, faults=faults,
                                                        consistency=consistency))
         self.loaded = load_config(self.config)
-        self.clock = FrozenClock(datetime(2026, 11, 23, 21, 0, tzinfo=UTC))
+        self.clock = FrozenClock(start)
         engine = open_engine(self.loaded.database_url)
         upgrade(engine)
         self.sessions = session_factory(engine)

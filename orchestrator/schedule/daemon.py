@@ -1,0 +1,165 @@
+"""The scheduler daemon (``hvbackup run``): the history database is the truth.
+
+Every tick (30 s, driven by the ``schedule`` library) it looks at each job's scheduled
+instants over the last 36 hours:
+* a run not yet in the history whose window is still open is claimed (atomically: the database
+  refuses a second claim, so two daemons started by mistake never run a job twice) and started,
+  late if the orchestrator was down;
+* one whose window has passed without a run is recorded NON EXECUTEE, with the reason;
+* at most ``max_workers`` runs at once, and one run at a time per host.
+SIGTERM: no new run is started, running ones finish, then the daemon exits. Runs left
+'running' by a crash are closed as ECHEC at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import schedule
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.config.load import JobRef
+from orchestrator.history.models import ClientRow, JobRow, RunEventRow, RunRow, RunState
+from orchestrator.history.recorder import RunAlreadyClaimed, close_interrupted
+from orchestrator.jobs.run import RunContext, RunResult, new_run_uid, run_job
+from orchestrator.schedule.spec import runs_between
+
+log = logging.getLogger(__name__)
+
+LOOKBACK = timedelta(hours=36)
+
+
+@dataclass(frozen=True)
+class Due:
+    ref: JobRef
+    scheduled_for: datetime
+
+    @property
+    def window_end(self) -> datetime:
+        return self.scheduled_for + timedelta(hours=self.ref.job.window_hours)
+
+
+def due_runs(refs: list[JobRef], tz: ZoneInfo, since: datetime, now: datetime) -> list[Due]:
+    """Scheduled instants in ``(since, now]`` of every enabled job, oldest first (pure)."""
+    out = []
+    for ref in refs:
+        if ref.job.enabled:
+            out += [Due(ref, t) for t in runs_between(ref.job.schedule, tz, since, now)]
+    return sorted(out, key=lambda d: (d.scheduled_for, d.ref.label))
+
+
+class Daemon:
+    def __init__(self, ctx: RunContext, max_workers: int = 2,
+                 on_result: Callable[[Due, RunResult], None] | None = None) -> None:
+        self.ctx = ctx
+        self.max_workers = max_workers
+        self.on_result = on_result
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="run")
+        self._running: dict[str, Future[None]] = {}  # host label -> run
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    # -- one tick ---------------------------------------------------------------------------
+
+    def tick(self) -> list[Due]:
+        """Start what is due, record what was missed; returns the runs started."""
+        now = self.ctx.clock.now()
+        loaded = self.ctx.loaded
+        started = []
+        with self._lock:
+            self._running = {h: f for h, f in self._running.items() if not f.done()}
+        created = self._created()
+        for due in due_runs(list(loaded.jobs()), loaded.config.msp.timezone, now - LOOKBACK,
+                            now):
+            if self.stopping.is_set():
+                break
+            if due.scheduled_for < created.get((due.ref.client_name, due.ref.job_name), now):
+                continue  # scheduled before the job existed: nothing was expected
+            if self._exists(due):
+                continue
+            if now > due.window_end:
+                self._not_run(due, now)
+                continue
+            host = f"{due.ref.client_name}/{due.ref.job.host}"
+            with self._lock:
+                if host in self._running or len(self._running) >= self.max_workers:
+                    continue  # its turn comes at a later tick, inside its window
+                self._running[host] = self._pool.submit(self._run, due)
+            started.append(due)
+        return started
+
+    def _created(self) -> dict[tuple[str, str], datetime]:
+        with self.ctx.sessions() as session:
+            rows = session.execute(select(ClientRow.key, JobRow.key, JobRow.created_at)
+                                   .join(ClientRow)).all()
+        return {(client, job): created for client, job, created in rows}
+
+    def _exists(self, due: Due) -> bool:
+        with self.ctx.sessions() as session:
+            return session.scalars(select(RunRow.id).join(JobRow).join(ClientRow).where(
+                ClientRow.key == due.ref.client_name, JobRow.key == due.ref.job_name,
+                RunRow.scheduled_for == due.scheduled_for)).first() is not None
+
+    def _not_run(self, due: Due, now: datetime) -> None:
+        message = (f"NON EXECUTEE: the run scheduled at {due.scheduled_for:%Y-%m-%d %H:%M} UTC "
+                   f"did not start before the end of its window ({due.window_end:%H:%M} UTC): "
+                   "the orchestrator was stopped or busy, or the job waited for its host")
+        try:
+            with self.ctx.sessions() as session, session.begin():
+                job = session.scalars(select(JobRow).join(ClientRow).where(
+                    ClientRow.key == due.ref.client_name,
+                    JobRow.key == due.ref.job_name)).one()
+                run = RunRow(uid=new_run_uid(due.scheduled_for), job_id=job.id,
+                             trigger="schedule", scheduled_for=due.scheduled_for,
+                             window_ends_at=due.window_end, state=RunState.FINISHED.value,
+                             status="NON EXECUTEE", finished_at=now,
+                             error_code="HVB-RUN-MISSED", error_message=message)
+                session.add(run)
+                session.flush()
+                session.add(RunEventRow(run_id=run.id, at=now, level="ERROR", message=message))
+            log.warning("%s: %s", due.ref.label, message)
+        except IntegrityError:
+            pass  # another daemon recorded it first
+
+    def _run(self, due: Due) -> None:
+        try:
+            result = run_job(self.ctx, due.ref, scheduled_for=due.scheduled_for,
+                             trigger="schedule")
+        except RunAlreadyClaimed:
+            return
+        log.info("%s: %s", due.ref.label, result.status)
+        if self.on_result:
+            self.on_result(due, result)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def wait_idle(self) -> None:
+        with self._lock:
+            running = list(self._running.values())
+        for future in running:
+            future.result()
+
+    def serve(self, interval_s: int = 30) -> None:
+        closed = close_interrupted(self.ctx.sessions, self.ctx.clock.now())
+        for uid in closed:
+            log.warning("run %s was interrupted and is now closed as ECHEC", uid)
+        runner = schedule.Scheduler()
+        runner.every(interval_s).seconds.do(self.tick)
+        self.tick()
+        while not self.stopping.is_set():
+            runner.run_pending()
+            self.stopping.wait(1.0)
+        log.info("stopping: waiting for the runs in progress")
+        self.wait_idle()
+        self._pool.shutdown(wait=True)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
