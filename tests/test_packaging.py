@@ -42,6 +42,7 @@ def test_wheel_contains_data_and_works_outside_the_checkout(tmp_path: Path) -> N
         "orchestrator/history/migrations/env.py",
         "orchestrator/history/migrations/script.py.mako",
         "orchestrator/history/migrations/versions/0001_initial_schema.py",
+        "orchestrator/history/migrations/versions/0002_baie_usage_for_quotas.py",
     ):
         assert required in names, f"{required} missing from {wheel.name}"
     for ps1 in (REPO / "powershell").rglob("*.ps1"):

@@ -23,6 +23,7 @@ from orchestrator.cli import (
     nights,
     plan,
     prune,
+    quota,
     restore,
     snapshots,
     validate,
@@ -36,7 +37,7 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, inventory, backup, daemon, nights, keys, snapshots, restore, verify,
-            prune, db)
+            prune, quota, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

@@ -234,6 +234,19 @@ class SnapshotRow(Base):
     forget_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class BaieUsageRow(Base):
+    """Bytes a client's repository takes on a baie, measured after each run (quotas)."""
+
+    __tablename__ = "baie_usage"
+    __table_args__ = (Index(None, "client_id", "baie", "measured_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    baie: Mapped[str] = mapped_column(String(64))
+    measured_at: Mapped[datetime]
+    bytes_stored: Mapped[int] = mapped_column(BigInteger)
+
+
 class AlertRow(Base):
     """Something the hotline (and sometimes the client) must be told about."""
 

@@ -37,6 +37,7 @@ from orchestrator.history.recorder import RunRecorder, StepFigures
 from orchestrator.hosts import open_host
 from orchestrator.hosts.session import HostSession
 from orchestrator.jobs.copy import copy_repository
+from orchestrator.jobs.quota import check_before_run, measure_and_judge
 from orchestrator.jobs.retention import apply_retention
 from orchestrator.jobs.sources import source_for
 from orchestrator.mover.source import Source
@@ -141,6 +142,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
     copies = loaded.copies_of(ref.client, job)
     host_label = f"{ref.client_name}/{job.host}"
     host_cfg = ref.client.hosts[job.host]
+    check_before_run(ctx.sessions, loaded, ref.client_name, ctx.clock.now())
     host = ctx.host_factory(loaded, host_label, ctx.clock)
     try:
         source = source_for(loaded, ref.client_name, job.host, host)
@@ -195,6 +197,14 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                                    "forgotten": sum(not d.keep for d in decisions)}
         except HvbError as exc:
             result.warnings.append(f"retention could not be applied: {exc.message}")
+        try:
+            state = measure_and_judge(ctx.sessions, loaded, ref.client_name, copies,
+                                      ctx.clock.now())
+            if state.status in ("over", "warning"):
+                recorder.event("WARNING", f"{ref.client_name} is over its subscribed volume "
+                               f"({state.percent:.0f} %)")
+        except HvbError as exc:
+            recorder.event("WARNING", f"the volume used could not be measured: {exc.message}")
     finally:
         host.close()
 

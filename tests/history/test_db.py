@@ -34,7 +34,7 @@ from orchestrator.history.models import (
 )
 
 TABLES = {"clients", "jobs", "runs", "run_steps", "run_events", "snapshots", "alerts", "emails",
-          "acknowledgements", "users", "audit_log", "alembic_version"}
+          "acknowledgements", "users", "audit_log", "baie_usage", "alembic_version"}
 
 
 def test_upgrade_creates_schema_then_is_a_no_op(db_url: str) -> None:
@@ -153,3 +153,21 @@ def test_unreachable_database_hides_password() -> None:
 def test_invalid_url_is_a_clear_error() -> None:
     with pytest.raises(HistoryError, match=r"database URL .* is not valid"):
         open_engine("not a url")
+
+
+def test_upgrade_from_the_first_revision_keeps_the_data(db_url: str) -> None:
+    from alembic import command
+
+    from orchestrator.history.db import _alembic_config
+
+    engine = open_engine(db_url)
+    with _alembic_config(engine) as (cfg, _conn):
+        command.upgrade(cfg, "0001")
+    assert current_revision(engine) == "0001"
+    with session_factory(engine)() as session, session.begin():
+        _job(session)
+    assert upgrade(engine) == ("0001", head_revision())
+    with session_factory(engine)() as session:
+        assert [j.key for j in session.scalars(select(JobRow))] == ["erp"]
+    assert "baie_usage" in inspect(engine).get_table_names()
+    engine.dispose()
