@@ -32,7 +32,7 @@ def test_over_is_noted_ten_percent_over_warns_then_blocks_after_thirty_days() ->
     assert (warned.status, warned.warned_since) == ("warning", day(1))
     still = [(day(0), 105 * GB), (day(1), 111 * GB), (day(20), 104 * GB)]
     assert evaluate(still, 100 * GB, day(30)).status == "warning"
-    assert evaluate(still + [(day(31), 104 * GB)], 100 * GB, day(31)).status == "blocked"
+    assert evaluate([*still, (day(31), 104 * GB)], 100 * GB, day(31)).status == "blocked"
 
 
 def test_going_back_under_resets_the_grace() -> None:
