@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from orchestrator import __version__
 from orchestrator.cli import (
     backup,
+    client,
     daemon,
     db,
     inventory,
@@ -37,7 +38,7 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, inventory, backup, daemon, nights, keys, snapshots, restore, verify,
-            prune, quota, db)
+            prune, quota, client, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

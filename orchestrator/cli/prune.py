@@ -13,7 +13,7 @@ from orchestrator.clock import Clock
 from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import UsageError
 from orchestrator.jobs.retention import apply_retention
-from orchestrator.store.open import open_for_writing
+from orchestrator.store.open import NoRepository, open_for_writing
 from orchestrator.store.prune import PruneReport, prune
 
 
@@ -42,7 +42,10 @@ def prune_client(loaded: LoadedConfig, client: str, ctx: Any, now: Any, *,
         baies += [b for b in loaded.copies_of(ref.client, ref.job) if b not in baies]
     reports = {}
     for baie in baies:
-        repo = open_for_writing(loaded, client, baie)
+        try:
+            repo = open_for_writing(loaded, client, baie, create=False)
+        except NoRepository:
+            continue
         try:
             reports[baie] = prune(repo, dry_run=dry_run)
         finally:

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     with tempfile.TemporaryDirectory(prefix="hvb-verify-") as cache:
         key = open_key(args.key_file) if args.key_file else None
         repo = (open_for_reading(loaded, args.client, baie, key, Path(cache)) if key
-                else open_for_writing(loaded, args.client, baie))
+                else open_for_writing(loaded, args.client, baie, create=False))
         try:
             report = verify(repo, subset=subset, key=key, progress=show)
         finally:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.config.load import JobRef, LoadedConfig
 from orchestrator.history.models import SnapshotRow
 from orchestrator.retention.policy import Decision, SnapshotRef, apply_policy
-from orchestrator.store.open import open_for_writing
+from orchestrator.store.open import NoRepository, open_for_writing
 from orchestrator.store.prune import forget
 
 
@@ -22,7 +22,10 @@ def apply_retention(loaded: LoadedConfig, ref: JobRef, sessions: sessionmaker[Se
     decisions: list[Decision] = []
     forgotten: dict[str, str] = {}
     for index, baie in enumerate(copies):
-        repo = open_for_writing(loaded, ref.client_name, baie)
+        try:
+            repo = open_for_writing(loaded, ref.client_name, baie, create=False)
+        except NoRepository:
+            continue
         try:
             mine = [s for s in repo.snapshots() if s.meta.get("job") == ref.job_name]
             if index == 0:

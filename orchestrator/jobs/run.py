@@ -37,6 +37,7 @@ from orchestrator.history.recorder import RunRecorder, StepFigures
 from orchestrator.hosts import open_host
 from orchestrator.hosts.session import HostSession
 from orchestrator.jobs.copy import copy_repository
+from orchestrator.jobs.offboard import offboarded
 from orchestrator.jobs.quota import check_before_run, measure_and_judge
 from orchestrator.jobs.retention import apply_retention
 from orchestrator.jobs.sources import source_for
@@ -142,6 +143,11 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
     copies = loaded.copies_of(ref.client, job)
     host_label = f"{ref.client_name}/{job.host}"
     host_cfg = ref.client.hosts[job.host]
+    ended = offboarded(ctx.sessions, ref.client_name,
+                       ctx.clock.now().astimezone(loaded.config.msp.timezone).date())
+    if ended:
+        raise HvbError(f"the contract of {ref.client_name} ended on {ended:%d/%m/%Y}: its "
+                       "backups have stopped")
     check_before_run(ctx.sessions, loaded, ref.client_name, ctx.clock.now())
     host = ctx.host_factory(loaded, host_label, ctx.clock)
     try:

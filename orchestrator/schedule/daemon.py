@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import schedule
@@ -26,14 +26,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.config.load import JobRef
+from orchestrator.errors import HvbError
 from orchestrator.history.models import ClientRow, JobRow, RunEventRow, RunRow, RunState
 from orchestrator.history.recorder import RunAlreadyClaimed, close_interrupted
+from orchestrator.jobs.offboard import destroy_due, offboarded
 from orchestrator.jobs.run import RunContext, RunResult, new_run_uid, run_job
 from orchestrator.schedule.spec import runs_between
 
 log = logging.getLogger(__name__)
 
 LOOKBACK = timedelta(hours=36)
+MAINTENANCE_HOUR = 11
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Daemon:
         self._running: dict[str, Future[None]] = {}  # host label -> run
         self._lock = threading.Lock()
         self.stopping = threading.Event()
+        self._maintained: date | None = None
 
     # -- one tick ---------------------------------------------------------------------------
 
@@ -76,12 +80,16 @@ class Daemon:
         with self._lock:
             self._running = {h: f for h, f in self._running.items() if not f.done()}
         created = self._created()
+        today = now.astimezone(loaded.config.msp.timezone).date()
+        ended = {c for c in loaded.config.clients if offboarded(self.ctx.sessions, c, today)}
         for due in due_runs(list(loaded.jobs()), loaded.config.msp.timezone, now - LOOKBACK,
                             now):
             if self.stopping.is_set():
                 break
             if due.scheduled_for < created.get((due.ref.client_name, due.ref.job_name), now):
                 continue  # scheduled before the job existed: nothing was expected
+            if due.ref.client_name in ended:
+                continue  # contract ended: nothing expected either
             if self._exists(due):
                 continue
             if now > due.window_end:
@@ -93,7 +101,38 @@ class Daemon:
                     continue  # its turn comes at a later tick, inside its window
                 self._running[host] = self._pool.submit(self._run, due)
             started.append(due)
+        self._maintenance(now)
         return started
+
+    def _maintenance(self, now: datetime) -> None:
+        """Once a day after 11:00 (MSP time): prune every client, destroy what is due."""
+        local = now.astimezone(self.ctx.loaded.config.msp.timezone)
+        if local.hour < MAINTENANCE_HOUR or self._maintained == local.date():
+            return
+        with self._lock:
+            if "maintenance" in self._running:
+                return
+            self._maintained = local.date()
+            self._running["maintenance"] = self._pool.submit(self._maintain, now)
+
+    def _maintain(self, now: datetime) -> None:
+        from orchestrator.cli.prune import prune_client  # the same code as `hvbackup prune`
+
+        loaded = self.ctx.loaded
+        today = now.astimezone(loaded.config.msp.timezone).date()
+        for client in loaded.config.clients:
+            if offboarded(self.ctx.sessions, client, today):
+                continue  # nothing more is written for an ended contract
+            try:
+                prune_client(loaded, client, self.ctx, now, dry_run=False)
+            except HvbError as exc:
+                log.warning("prune of %s failed: %s", client, exc)
+        try:
+            for item in destroy_due(loaded, self.ctx.sessions, now, "scheduler"):
+                log.warning("contract ended 30 days ago: destroyed %s on %s (%d files)",
+                            item.client, item.baie, item.files)
+        except HvbError as exc:
+            log.warning("destroying ended contracts failed: %s", exc)
 
     def _created(self) -> dict[tuple[str, str], datetime]:
         with self.ctx.sessions() as session:

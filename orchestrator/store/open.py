@@ -11,6 +11,10 @@ from orchestrator.store.keys import PrivateKey, PublicKey, read_public_key
 from orchestrator.store.repository import Repository, load_or_create_writer_secret
 
 
+class NoRepository(StoreError):
+    code = "HVB-STORE-NONE"
+
+
 def writer_key_path(loaded: LoadedConfig, client: str) -> Path:
     return loaded.state_dir / "keys" / f"{client}.writer"
 
@@ -46,9 +50,14 @@ def default_baie(loaded: LoadedConfig, client: str, baie: str | None) -> str:
 
 
 def open_for_writing(loaded: LoadedConfig, client: str, baie: str, *,
-                     dry_run: bool = False) -> Repository:
+                     dry_run: bool = False, create: bool = True) -> Repository:
+    """Open with the writer key; ``create``: make the repository if the baie has none
+    (backups), else raise NoRepository (retention, prune, listings)."""
     target = open_target(loaded, baie, client, dry_run=dry_run)
     exists = Repository.read_config(target) is not None
+    if not exists and not create:
+        target.close()
+        raise NoRepository(f"{client} has no repository on baie {baie} (no backup yet)")
     try:
         secret = load_or_create_writer_secret(writer_key_path(loaded, client), create=not exists)
     except StoreError:
