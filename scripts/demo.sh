@@ -9,6 +9,7 @@ CONFIG=config/demo.yaml
 export HVBACKUP_PASSPHRASE="demo: not a real passphrase"
 
 rm -rf demo-state
+mkdir -p demo-state/baie-site-a demo-state/baie-site-b  # the two arrays, "mounted"
 echo "== Checking $CONFIG"
 $HVB validate -c "$CONFIG" -q && echo "valid"
 echo

@@ -13,9 +13,19 @@ from orchestrator.errors import BaieError, BaieFull, BaieUnreachable
 
 
 class LocalTarget:
-    def __init__(self, label: str, root: Path) -> None:
+    """``mount``: the configured baie folder, which must exist (an unmounted array must never
+    be replaced silently by a folder on the orchestrator's own disk); below it, the client's
+    folders are created as needed."""
+
+    def __init__(self, label: str, root: Path, mount: Path | None = None) -> None:
         self.label = label
         self.root = root
+        self.mount = mount
+
+    def _check_mounted(self) -> None:
+        if self.mount is not None and not self.mount.is_dir():
+            raise BaieUnreachable(f"baie {self.label}: {self.mount} is not there (array "
+                                  "unmounted or disconnected?); nothing was written")
 
     def __repr__(self) -> str:
         return f"LocalTarget({self.label!r}, {str(self.root)!r})"
@@ -35,6 +45,7 @@ class LocalTarget:
         return BaieError(f"{where}: {exc.strerror} while {doing}", permanent=False)
 
     def put(self, name: str, data: bytes | bytearray) -> None:
+        self._check_mounted()
         final = self._path(name)
         tmp = final.with_name(f"{final.name}{TMP_MARK}{secrets.token_hex(4)}")
         try:
@@ -49,6 +60,7 @@ class LocalTarget:
             raise self._error(exc, f"writing {name}") from None
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        self._check_mounted()
         try:
             with self._path(name).open("rb") as f:
                 f.seek(offset)
@@ -62,6 +74,7 @@ class LocalTarget:
             raise self._error(exc, f"reading {name}") from None
 
     def stat(self, name: str) -> int | None:
+        self._check_mounted()
         try:
             return self._path(name).stat().st_size
         except FileNotFoundError:
@@ -70,6 +83,7 @@ class LocalTarget:
             raise self._error(exc, f"looking at {name}") from None
 
     def list(self, prefix: str) -> Iterator[Entry]:
+        self._check_mounted()
         base = self.root / prefix if prefix else self.root
         if not self.root.exists():
             raise BaieUnreachable(f"baie {self.label} ({self.root}) is not there (unmounted?)")

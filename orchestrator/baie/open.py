@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from orchestrator.baie.local import LocalTarget
 from orchestrator.baie.sftp import SftpTarget
 from orchestrator.baie.target import Target
@@ -11,7 +14,7 @@ from orchestrator.errors import UsageError
 
 
 def open_target(loaded: LoadedConfig, baie: str, client: str, *, dry_run: bool = False,
-                retry: bool = True) -> Target:
+                retry: bool = True, sleep: Callable[[float], None] = time.sleep) -> Target:
     """The Target for ``client``'s repository on ``baie``, wrapped as configured:
     retry(limit(adapter)), and dry-run when asked."""
     settings = loaded.config.baies.get(baie)
@@ -20,7 +23,8 @@ def open_target(loaded: LoadedConfig, baie: str, client: str, *, dry_run: bool =
                          f"(baies: {', '.join(loaded.config.baies)})")
     target: Target
     if settings.type == "local":
-        target = LocalTarget(baie, loaded.resolve(settings.path) / client)
+        mount = loaded.resolve(settings.path)
+        target = LocalTarget(baie, mount / client, mount=mount)
     else:
         target = SftpTarget(
             baie, settings.host, user=settings.user, key_file=loaded.resolve(settings.key_file),
@@ -32,7 +36,7 @@ def open_target(loaded: LoadedConfig, baie: str, client: str, *, dry_run: bool =
         target = LimitTarget(target, settings.bandwidth.sustained_mbps,
                              settings.bandwidth.burst_mbps)
     if retry:
-        target = RetryTarget(target)
+        target = RetryTarget(target, sleep=sleep)
     if dry_run:
         target = DryRunTarget(target)
     return target

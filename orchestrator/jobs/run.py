@@ -159,7 +159,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
         elif isinstance(job, FilesJob) and host_cfg.transport != "local":
             with recorder.step("sweep leftovers", host_label):
                 host.run("Clear-HvbLeftovers", KeepRunId=uid, SkipCheckpoints=True)
-        repo = open_for_writing(loaded, ref.client_name, copies[0])
+        repo = open_for_writing(loaded, ref.client_name, copies[0], sleep=ctx.sleep)
         try:
             with Lock(repo.target, "shared", f"backup {ref.label} run {uid}").acquire():
                 repo.sync_index()
@@ -190,8 +190,8 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
         for other in copies[1:]:
             try:
                 with recorder.step("copy", other) as figures:
-                    copied = copy_repository(repo.target, open_target(loaded, other,
-                                                                       ref.client_name))
+                    copied = copy_repository(repo.target, open_target(
+                        loaded, other, ref.client_name, sleep=ctx.sleep))
                     figures.bytes_sent = copied
                 _catalog(ctx, ref, uid, other, info.id, info.meta)
             except HvbError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.baie.open import open_target
@@ -50,10 +52,11 @@ def default_baie(loaded: LoadedConfig, client: str, baie: str | None) -> str:
 
 
 def open_for_writing(loaded: LoadedConfig, client: str, baie: str, *,
-                     dry_run: bool = False, create: bool = True) -> Repository:
+                     dry_run: bool = False, create: bool = True,
+                     sleep: Callable[[float], None] = time.sleep) -> Repository:
     """Open with the writer key; ``create``: make the repository if the baie has none
     (backups), else raise NoRepository (retention, prune, listings)."""
-    target = open_target(loaded, baie, client, dry_run=dry_run)
+    target = open_target(loaded, baie, client, dry_run=dry_run, sleep=sleep)
     exists = Repository.read_config(target) is not None
     if not exists and not create:
         target.close()

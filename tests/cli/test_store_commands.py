@@ -31,6 +31,8 @@ def setup(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch):  # type: ignore
     type: local
     path: {tmp_path / 'baie-b'}""").replace("path: /srv/baie-a", f"path: {tmp_path / 'baie-a'}")
     config = write_config(tmp_path, text)
+    (tmp_path / "baie-a").mkdir()
+    (tmp_path / "baie-b").mkdir()
     monkeypatch.setenv("HVBACKUP_PASSPHRASE", PASS)
     assert cli("keys", "init", "-c", str(config), "--escrow", "--key-file",
                str(tmp_path / "escrow.key")).code == 0

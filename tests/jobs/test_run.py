@@ -71,6 +71,8 @@ class Setup:
     def __init__(self, root: Path, faults: str = "", consistency: str = "application",
                  start: datetime = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)) -> None:
         self.root = root
+        for baie in ("baie-a", "baie-b"):  # the arrays are mounted
+            (root / baie).mkdir(exist_ok=True)
         self.key = generate_private_key()
         write_key_file(root / "acme.key", self.key, "passphrase of acme", "acme")
         (root / "acme.pub").write_text(self.key.public.text() + "\n")
@@ -231,3 +233,16 @@ def test_a_run_is_claimed_once(tmp_path: Path) -> None:
     run_job(s.ctx, ref, scheduled_for=when)
     with pytest.raises(RunAlreadyClaimed):
         run_job(s.ctx, ref, scheduled_for=when)
+
+
+def test_unmounted_baie_retries_then_fails_with_the_reason(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    (tmp_path / "baie-a").rmdir()  # the array is not mounted
+    result = s.run("partages")
+    assert result.status == "ECHEC"
+    assert result.error_code == "HVB-BAIE-UNREACHABLE"
+    assert "is not there (array unmounted or disconnected?)" in (result.error_message or "")
+    assert "(after 5 attempts)" in (result.error_message or "")
+    assert s.sleeps == [2.0, 4.0, 8.0, 16.0]
+    assert not (tmp_path / "baie-a").exists()  # nothing written on the orchestrator's disk
+    assert s.host().run("Get-HvbInventory")["leftovers"]["shadow_copies"] == []
