@@ -26,3 +26,11 @@ def copy_repository(source: Target, destination: Target) -> int:
                 destination.put(entry.name, data)
                 copied += len(data)
     return copied
+
+
+def parity(source: Target, destination: Target) -> list[str]:
+    """Snapshots the source has and the destination lacks (empty when both hold the same
+    restore points). Snapshot files are named by content: equal names, equal snapshots."""
+    there = {e.name for e in destination.list("snapshots")}
+    return sorted(e.name.rsplit("/", 1)[-1] for e in source.list("snapshots")
+                  if e.name not in there)

@@ -36,7 +36,7 @@ from orchestrator.history.models import RunStatus, SnapshotRow
 from orchestrator.history.recorder import RunRecorder, StepFigures
 from orchestrator.hosts import open_host
 from orchestrator.hosts.session import HostSession
-from orchestrator.jobs.copy import copy_repository
+from orchestrator.jobs.copy import copy_repository, parity
 from orchestrator.jobs.offboard import offboarded
 from orchestrator.jobs.quota import check_before_run, measure_and_judge
 from orchestrator.jobs.retention import apply_retention
@@ -190,9 +190,16 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
         for other in copies[1:]:
             try:
                 with recorder.step("copy", other) as figures:
-                    copied = copy_repository(repo.target, open_target(
-                        loaded, other, ref.client_name, sleep=ctx.sleep))
-                    figures.bytes_sent = copied
+                    second = open_target(loaded, other, ref.client_name, sleep=ctx.sleep)
+                    try:
+                        figures.bytes_sent = copy_repository(repo.target, second)
+                        missing = parity(repo.target, second)
+                    finally:
+                        second.close()
+                    figures.details = {"parity": not missing, "missing": missing[:20]}
+                if missing:
+                    result.warnings.append(f"copy {other} lacks {len(missing)} restore point(s) "
+                                           "of the first copy")
                 _catalog(ctx, ref, uid, other, info.id, info.meta)
             except HvbError as exc:
                 result.warnings.append(f"second copy on {other} failed: {exc.message}")

@@ -246,3 +246,23 @@ def test_unmounted_baie_retries_then_fails_with_the_reason(tmp_path: Path) -> No
     assert s.sleeps == [2.0, 4.0, 8.0, 16.0]
     assert not (tmp_path / "baie-a").exists()  # nothing written on the orchestrator's disk
     assert s.host().run("Get-HvbInventory")["leftovers"]["shadow_copies"] == []
+
+
+def test_second_copy_unreachable_is_a_warning_naming_the_baie(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.run("partages")
+    (tmp_path / "baie-b").rename(tmp_path / "baie-b-unplugged")
+    s.clock.advance(timedelta(minutes=5))
+    result = s.run("partages")
+    assert result.status == "AVERTISSEMENT"
+    assert result.warnings[0].startswith("second copy on site-b failed: baie site-b:")
+    (tmp_path / "baie-b-unplugged").rename(tmp_path / "baie-b")
+    from orchestrator.baie.open import open_target
+    from orchestrator.jobs.copy import parity
+
+    first = open_target(s.loaded, "site-a", "acme")
+    second = open_target(s.loaded, "site-b", "acme")
+    assert len(parity(first, second)) == 1  # the restore point of the second run
+    s.clock.advance(timedelta(minutes=5))
+    assert s.run("partages").status == "REUSSIE"  # the next run catches up
+    assert parity(first, second) == []
