@@ -3,6 +3,8 @@ every copy, each with its reason in the history. The newest restore point is nev
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
@@ -16,14 +18,15 @@ from orchestrator.store.prune import forget
 
 
 def apply_retention(loaded: LoadedConfig, ref: JobRef, sessions: sessionmaker[Session],
-                    now: datetime, *, dry_run: bool = False) -> list[Decision]:
+                    now: datetime, *, dry_run: bool = False,
+                    sleep: Callable[[float], None] = time.sleep) -> list[Decision]:
     """Forget what the policy lets go, on every copy; returns every decision (kept ones too)."""
     copies = loaded.copies_of(ref.client, ref.job)
     decisions: list[Decision] = []
     forgotten: dict[str, str] = {}
     for index, baie in enumerate(copies):
         try:
-            repo = open_for_writing(loaded, ref.client_name, baie, create=False)
+            repo = open_for_writing(loaded, ref.client_name, baie, create=False, sleep=sleep)
         except NoRepository:
             continue
         try:

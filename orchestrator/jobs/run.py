@@ -205,7 +205,8 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 result.warnings.append(f"second copy on {other} failed: {exc.message}")
         try:
             with recorder.step("retention", ref.job.retention.policy().describe()) as figures:
-                decisions = apply_retention(loaded, ref, ctx.sessions, ctx.clock.now())
+                decisions = apply_retention(loaded, ref, ctx.sessions, ctx.clock.now(),
+                                            sleep=ctx.sleep)
                 figures.details = {"kept": sum(d.keep for d in decisions),
                                    "forgotten": sum(not d.keep for d in decisions)}
         except HvbError as exc:
