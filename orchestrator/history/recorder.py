@@ -140,13 +140,15 @@ def close_interrupted(sessions: sessionmaker[Session], now: datetime,
                       pid_alive: Callable[[int], bool] | None = None) -> list[str]:
     """Close as ECHEC the runs left 'running' by an orchestrator that stopped: on this machine
     when their process is gone, elsewhere when their window ended an hour ago. Returns their
-    uids. Run at every start."""
+    uids. Run at every start, and by the scheduler's watchdog at every tick."""
     here = socket.gethostname()
     alive = pid_alive or _pid_alive
     closed = []
     with sessions() as session, session.begin():
         for run in session.scalars(select(RunRow).where(RunRow.state == RunState.RUNNING.value)):
             host, _, pid = (run.claimed_by or "").rpartition(":")
+            if host == here and pid == str(os.getpid()):
+                continue  # this very process runs it: it will close it itself
             mine_and_dead = host == here and pid.isdigit() and not alive(int(pid))
             long_gone = run.window_ends_at is not None and \
                 run.window_ends_at + timedelta(hours=1) < now

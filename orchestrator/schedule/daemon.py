@@ -79,6 +79,9 @@ class Daemon:
         started = []
         with self._lock:
             self._running = {h: f for h, f in self._running.items() if not f.done()}
+        for uid in close_interrupted(self.ctx.sessions, now):  # the watchdog
+            log.warning("run %s never finished (its process is gone or its window passed long "
+                        "ago): closed as ECHEC", uid)
         created = self._created()
         today = now.astimezone(loaded.config.msp.timezone).date()
         ended = {c for c in loaded.config.clients if offboarded(self.ctx.sessions, c, today)}

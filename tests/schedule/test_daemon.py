@@ -96,3 +96,20 @@ def test_nothing_is_expected_before_a_job_exists(tmp_path: Path) -> None:
     s.clock.set(datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
     Daemon(s.ctx).tick()
     assert statuses(s) == {}
+
+
+def test_watchdog_closes_a_run_that_never_finished(tmp_path: Path) -> None:
+    from orchestrator.history.models import RunState
+
+    s = Setup(tmp_path, start=datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+    with s.sessions() as session, session.begin():
+        job = session.scalars(select(JobRow).where(JobRow.key == "erp")).one()
+        session.add(RunRow(uid="lost", job_id=job.id, scheduled_for=datetime(
+            2026, 11, 23, 21, 0, tzinfo=UTC), window_ends_at=datetime(2026, 11, 24, 5, 0,
+                                                                       tzinfo=UTC),
+            state=RunState.RUNNING.value, claimed_by="other-host:4242"))
+    s.clock.set(datetime(2026, 11, 24, 6, 30, tzinfo=UTC))
+    Daemon(s.ctx).tick()
+    with s.sessions() as session:
+        run = session.scalars(select(RunRow).where(RunRow.uid == "lost")).one()
+    assert (run.status, run.error_code) == ("ECHEC", "HVB-RUN-INTERRUPTED")
