@@ -191,7 +191,7 @@ class Backup:
     def _seal_and_upload(self, pack: _OpenPack) -> tuple[bytes, int]:
         """In an uploader thread: trailer, name (SHA-256 of the bytes), upload."""
         sealed = seal(pack.key, self.repo.recipients)
-        pack.data += fmt.pack_trailer(pack.entries, sealed, self.repo.writer.index_key)
+        pack.data += fmt.pack_trailer(pack.entries, [sealed], self.repo.writer.index_key)
         pack_id = fmt.sha256(pack.data)
         self.repo.target.put(fmt.pack_name(pack_id), pack.data)
         return pack_id, len(pack.data)

@@ -46,7 +46,8 @@ ID_SIZE = 32
 NONCE = 12
 TAG = 16
 BLOB_OVERHEAD = NONCE + 1 + TAG
-_ENTRY = struct.Struct(">32sQIIB")  # chunk id, offset, blob length, plain length, flags
+# chunk id, offset, blob length, plain length, flags, which of the pack's sealed keys
+_ENTRY = struct.Struct(">32sQIIBH")
 _TRAILER = struct.Struct(">II8s")
 _PACK_REC = struct.Struct(">32sQI")  # pack id, pack size, entry count
 
@@ -58,6 +59,11 @@ class PackEntry:
     length: int  # bytes of the blob in the pack
     raw_length: int  # bytes of plaintext
     flags: int
+    key_index: int = 0  # packs rewritten by prune hold several sealed keys
+
+
+def _pack_entry(e: PackEntry) -> bytes:
+    return _ENTRY.pack(e.chunk_id, e.offset, e.length, e.raw_length, e.flags, e.key_index)
 
 
 def pack_name(pack_id: bytes) -> str:
@@ -142,11 +148,14 @@ def decrypt_blob(pack_key: bytes, entry: PackEntry, blob: bytes | memoryview, wh
 
 # -- packs ----------------------------------------------------------------------------------
 
-def pack_trailer(entries: list[PackEntry], sealed_key: bytes, index_key: bytes) -> bytes:
-    body = b"".join(_ENTRY.pack(e.chunk_id, e.offset, e.length, e.raw_length, e.flags)
-                    for e in entries)
-    header = _seal_aead(index_key, body, b"hvb-pack-header" + sealed_key)
-    return sealed_key + header + _TRAILER.pack(len(sealed_key), len(header), PACK_MAGIC)
+def pack_trailer(entries: list[PackEntry], sealed_keys: list[bytes], index_key: bytes) -> bytes:
+    """Sealed keys (one per pack written by a backup; several after prune rewrote a pack),
+    then the encrypted entries, then lengths and magic."""
+    section = struct.pack(">H", len(sealed_keys)) + b"".join(
+        struct.pack(">I", len(k)) + k for k in sealed_keys)
+    body = b"".join(_pack_entry(e) for e in entries)
+    header = _seal_aead(index_key, body, b"hvb-pack-header" + sha256(section))
+    return section + header + _TRAILER.pack(len(section), len(header), PACK_MAGIC)
 
 
 def trailer_length(tail: bytes, where: str) -> int:
@@ -159,16 +168,29 @@ def trailer_length(tail: bytes, where: str) -> int:
     return int(sealed_len + header_len + _TRAILER.size)
 
 
-def parse_trailer(trailer: bytes, index_key: bytes, where: str) -> tuple[list[PackEntry], bytes]:
-    """(entries, sealed pack key) from a pack's trailer (as sized by :func:`trailer_length`)."""
-    sealed_len, header_len, _magic = _TRAILER.unpack(trailer[-_TRAILER.size:])
-    sealed = trailer[:sealed_len]
-    header = trailer[sealed_len:sealed_len + header_len]
-    body = _open_aead(index_key, header, b"hvb-pack-header" + sealed, f"header of {where}")
+def parse_trailer(trailer: bytes, index_key: bytes, where: str
+                  ) -> tuple[list[PackEntry], list[bytes]]:
+    """(entries, sealed keys) from a pack's trailer (as sized by :func:`trailer_length`)."""
+    section_len, header_len, _magic = _TRAILER.unpack(trailer[-_TRAILER.size:])
+    section = trailer[:section_len]
+    header = trailer[section_len:section_len + header_len]
+    body = _open_aead(index_key, header, b"hvb-pack-header" + sha256(section),
+                      f"header of {where}")
     if len(body) % _ENTRY.size:
         raise RepositoryCorrupt(f"header of {where} has a bad length")
     entries = [PackEntry(*_ENTRY.unpack_from(body, i)) for i in range(0, len(body), _ENTRY.size)]
-    return entries, sealed
+    try:
+        (count,) = struct.unpack_from(">H", section, 0)
+        keys, pos = [], 2
+        for _ in range(count):
+            (length,) = struct.unpack_from(">I", section, pos)
+            keys.append(bytes(section[pos + 4:pos + 4 + length]))
+            pos += 4 + length
+    except struct.error:
+        raise RepositoryCorrupt(f"the sealed keys of {where} are truncated") from None
+    if any(e.key_index >= len(keys) for e in entries):
+        raise RepositoryCorrupt(f"{where} names a key it does not hold")
+    return entries, keys
 
 
 # -- index files ----------------------------------------------------------------------------
@@ -178,7 +200,7 @@ def encode_index(packs: Iterable[tuple[bytes, int, list[PackEntry]]], index_key:
     for pack_id, size, entries in packs:
         out += _PACK_REC.pack(pack_id, size, len(entries))
         for e in entries:
-            out += _ENTRY.pack(e.chunk_id, e.offset, e.length, e.raw_length, e.flags)
+            out += _pack_entry(e)
     plain = zstandard.ZstdCompressor(level=3).compress(bytes(out))
     return _seal_aead(index_key, plain, b"hvb-index")
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from orchestrator.store.format import PackEntry
 
+CACHE_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     id BLOB PRIMARY KEY, pack BLOB NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
-    raw_length INTEGER NOT NULL, flags INTEGER NOT NULL
+    raw_length INTEGER NOT NULL, flags INTEGER NOT NULL, key_index INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS packs (id BLOB PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS index_files (name TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -35,6 +36,11 @@ class IndexCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache, whatever the size
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != CACHE_VERSION:
+            # A cache of another layout: it is only a cache, start it again.
+            self._db.executescript("DROP TABLE IF EXISTS chunks; DROP TABLE IF EXISTS packs; "
+                                   "DROP TABLE IF EXISTS index_files;")
+            self._db.execute(f"PRAGMA user_version = {CACHE_VERSION}")
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()  # one connection, used by the uploader threads too
 
@@ -49,18 +55,18 @@ class IndexCache:
     def lookup(self, chunk_id: bytes) -> tuple[bytes, PackEntry] | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT pack, offset, length, raw_length, flags FROM chunks WHERE id = ?",
-                (chunk_id,)).fetchone()
+                "SELECT pack, offset, length, raw_length, flags, key_index FROM chunks "
+                "WHERE id = ?", (chunk_id,)).fetchone()
         if row is None:
             return None
-        return bytes(row[0]), PackEntry(chunk_id, row[1], row[2], row[3], row[4])
+        return bytes(row[0]), PackEntry(chunk_id, row[1], row[2], row[3], row[4], row[5])
 
     def add_pack(self, pack_id: bytes, size: int, entries: Iterable[PackEntry]) -> None:
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO packs VALUES (?, ?)", (pack_id, size))
             self._db.executemany(
-                "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
-                ((e.chunk_id, pack_id, e.offset, e.length, e.raw_length, e.flags)
+                "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((e.chunk_id, pack_id, e.offset, e.length, e.raw_length, e.flags, e.key_index)
                  for e in entries))
 
     def remove_packs(self, pack_ids: Iterable[bytes]) -> None:
@@ -75,9 +81,10 @@ class IndexCache:
 
     def pack_entries(self, pack_id: bytes) -> list[PackEntry]:
         with self._lock:
-            rows = self._db.execute("SELECT id, offset, length, raw_length, flags FROM chunks "
-                                    "WHERE pack = ? ORDER BY offset", (pack_id,)).fetchall()
-        return [PackEntry(bytes(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+            rows = self._db.execute("SELECT id, offset, length, raw_length, flags, key_index "
+                                    "FROM chunks WHERE pack = ? ORDER BY offset",
+                                    (pack_id,)).fetchall()
+        return [PackEntry(bytes(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def known_index_files(self) -> set[str]:
         with self._lock:

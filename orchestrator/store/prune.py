@@ -6,8 +6,9 @@
   exclusive: it waits for running backups to finish (their lease), re-reads everything under
   the exclusive lease, writes the new index first, then removes the old index files, then the
   packs. A crash at any point leaves a correct repository (at worst some garbage left).
-  Packs that are only partly used stay as they are: rewriting them would need their keys, which
-  the orchestrator does not have by design (see docs/repository-format.md).
+  Packs mostly wasted (at least ``REPACK_WASTE`` of their bytes unreferenced) are rewritten:
+  their live blobs are copied as they are, still encrypted, into new packs that carry the
+  sealed keys of the packs they came from. The orchestrator never needs (nor has) those keys.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from orchestrator.store.repository import Repository, SnapshotInfo
 
 log = logging.getLogger(__name__)
 
+REPACK_WASTE = 0.5
+
 
 @dataclass
 class PruneReport:
     snapshots: int = 0
     packs_kept: int = 0
     packs_deleted: list[str] = field(default_factory=list)
+    packs_repacked: int = 0
     bytes_freed: int = 0
     index_files_replaced: int = 0
     dry_run: bool = False
@@ -55,17 +59,31 @@ def prune(repo: Repository, *, dry_run: bool = False,
         packs = repo.cache.packs()
         keep: list[tuple[bytes, int, list[fmt.PackEntry]]] = []
         drop: list[tuple[bytes, int]] = []
+        rewrite: list[tuple[bytes, int, list[fmt.PackEntry]]] = []
         for pack_id, size in sorted(packs.items()):
             entries = repo.cache.pack_entries(pack_id)
-            if any(e.chunk_id in referenced for e in entries):
-                keep.append((pack_id, size, entries))
-            else:
+            live = [e for e in entries if e.chunk_id in referenced]
+            if not live:
                 drop.append((pack_id, size))
+            elif sum(e.length for e in live) < size * (1 - REPACK_WASTE):
+                rewrite.append((pack_id, size, live))
+            else:
+                keep.append((pack_id, size, entries))
         report.packs_kept = len(keep)
-        report.packs_deleted = [fmt.pack_name(p) for p, _ in drop]
-        report.bytes_freed = sum(size for _, size in drop)
-        if dry_run or not drop:
+        report.packs_repacked = len(rewrite)
+        report.packs_deleted = [fmt.pack_name(p) for p, _ in drop + [(p, s) for p, s, _ in
+                                                                    rewrite]]
+        report.bytes_freed = sum(size for _, size in drop) + sum(
+            size - sum(e.length for e in live) for _, size, live in rewrite)
+        if dry_run or not (drop or rewrite):
             return report
+        made, rewritten = _repack(repo, rewrite)
+        keep += made
+        for pack_id, size, _live in rewrite:
+            if pack_id in rewritten:
+                drop.append((pack_id, size))
+            else:  # damaged: kept as it is, for verify to report and a person to decide
+                keep.append((pack_id, size, repo.cache.pack_entries(pack_id)))
         old_index = [e.name for e in repo.target.list("index")]
         new_index = repo.write_index(keep) if keep else None
         for name in old_index:
@@ -79,3 +97,48 @@ def prune(repo: Repository, *, dry_run: bool = False,
     log.info("%s: pruned %d pack(s), %d bytes freed", repo.target.label,
              len(report.packs_deleted), report.bytes_freed)
     return report
+
+
+def _repack(repo: Repository, rewrite: list[tuple[bytes, int, list[fmt.PackEntry]]],
+            target_size: int = 32 * 1024 * 1024
+            ) -> tuple[list[tuple[bytes, int, list[fmt.PackEntry]]], set[bytes]]:
+    """Copy the live blobs of ``rewrite`` into new packs, uploaded; returns the new packs and
+    the ids of the packs whose blobs were all copied (a damaged pack is left alone)."""
+    made: list[tuple[bytes, int, list[fmt.PackEntry]]] = []
+    rewritten: set[bytes] = set()
+    data = bytearray()
+    entries: list[fmt.PackEntry] = []
+    keys: list[bytes] = []
+
+    def flush() -> None:
+        nonlocal data, entries, keys
+        if not entries:
+            return
+        data += fmt.pack_trailer(entries, keys, repo.writer.index_key)
+        pack_id = fmt.sha256(data)
+        repo.target.put(fmt.pack_name(pack_id), data)
+        repo.cache.add_pack(pack_id, len(data), entries)
+        made.append((pack_id, len(data), entries))
+        data, entries, keys = bytearray(), [], []
+
+    for pack_id, _size, live in rewrite:
+        blob = repo.target.get(fmt.pack_name(pack_id))
+        if fmt.sha256(blob) != pack_id:
+            log.warning("%s: pack %s is damaged; left as it is", repo.target.label,
+                        pack_id.hex()[:16])
+            continue
+        length = fmt.trailer_length(blob[-16:], fmt.pack_name(pack_id))
+        _entries, sealed = fmt.parse_trailer(blob[-length:], repo.writer.index_key,
+                                             fmt.pack_name(pack_id))
+        for entry in live:
+            key = sealed[entry.key_index]
+            if key not in keys:
+                keys.append(key)
+            entries.append(fmt.PackEntry(entry.chunk_id, len(data), entry.length,
+                                         entry.raw_length, entry.flags, keys.index(key)))
+            data += blob[entry.offset:entry.offset + entry.length]
+            if len(data) >= target_size:
+                flush()
+        rewritten.add(pack_id)
+    flush()
+    return made, rewritten

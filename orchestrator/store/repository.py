@@ -180,7 +180,8 @@ class Repository:
                      len(adopted))
         return adopted
 
-    def read_pack_header(self, pack_id: bytes, size: int) -> tuple[list[fmt.PackEntry], bytes]:
+    def read_pack_header(self, pack_id: bytes, size: int
+                         ) -> tuple[list[fmt.PackEntry], list[bytes]]:
         name = fmt.pack_name(pack_id)
         tail = self.target.get(name, max(0, size - 16), 16)
         length = fmt.trailer_length(tail, name)

@@ -45,15 +45,15 @@ class Restorer:
         self.repo = repo
         self.key = key
         self.workers = workers or os.cpu_count() or 2
-        self._pack_keys: dict[bytes, bytes] = {}
+        self._pack_keys: dict[bytes, list[bytes]] = {}
         self._id_key = repo.writer.chunk_id_key
 
-    def _pack_key(self, pack_id: bytes, size: int) -> bytes:
-        key = self._pack_keys.get(pack_id)
-        if key is None:
+    def _pack_keys_of(self, pack_id: bytes, size: int) -> list[bytes]:
+        keys = self._pack_keys.get(pack_id)
+        if keys is None:
             _entries, sealed = self.repo.read_pack_header(pack_id, size)
-            key = self._pack_keys[pack_id] = unseal(sealed, self.key)
-        return key
+            keys = self._pack_keys[pack_id] = [unseal(s, self.key) for s in sealed]
+        return keys
 
     def _locate(self, ids: list[bytes], where: str) -> list[tuple[bytes, fmt.PackEntry]]:
         found = []
@@ -89,12 +89,12 @@ class Restorer:
         data = self.repo.target.get(fmt.pack_name(pack_id), offset, length)
         if len(data) != length:
             raise RepositoryCorrupt(f"{where}: pack {pack_id.hex()[:16]} is truncated")
-        key = self._pack_key(pack_id, sizes[pack_id])
+        keys = self._pack_keys_of(pack_id, sizes[pack_id])
         view = memoryview(data)
         out = []
         for entry in entries:
             at = entry.offset - offset
-            plain = fmt.decrypt_blob(key, entry, view[at:at + entry.length],
+            plain = fmt.decrypt_blob(keys[entry.key_index], entry, view[at:at + entry.length],
                                      f"pack {pack_id.hex()[:16]} ({where})")
             if blake3.blake3(plain, key=self._id_key).digest() != entry.chunk_id:
                 raise RepositoryCorrupt(f"{where}: chunk {entry.chunk_id.hex()[:16]} in pack "

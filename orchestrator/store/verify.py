@@ -122,14 +122,15 @@ def _read_pack(repo: Repository, pack_id: bytes, size: int, key: PrivateKey | No
     try:
         length = fmt.trailer_length(data[-16:], name)
         _entries, sealed = fmt.parse_trailer(data[-length:], repo.writer.index_key, name)
-        pack_key = unseal(sealed, key)
+        pack_keys = [unseal(s, key) for s in sealed]
     except (RepositoryCorrupt, KeyMismatch) as exc:
         return f"pack {pack_id.hex()[:16]}: its header is unreadable ({exc})"
     view = memoryview(data)
     failed = 0
     for entry in entries:
         try:
-            plain = fmt.decrypt_blob(pack_key, entry, view[entry.offset:entry.offset
+            plain = fmt.decrypt_blob(pack_keys[entry.key_index], entry,
+                                     view[entry.offset:entry.offset
                                                            + entry.length], name)
             if blake3.blake3(plain, key=repo.writer.chunk_id_key).digest() != entry.chunk_id:
                 raise RepositoryCorrupt("content does not match its id")

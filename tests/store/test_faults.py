@@ -206,3 +206,30 @@ def test_many_small_files(tmp_path: Path) -> None:
     stats_r = Restorer(repo, store.key).restore(repo.find_snapshot("latest"), tmp_path / "o")
     assert stats_r.files == 2000
     repo.close()
+
+
+def test_prune_rewrites_mostly_wasted_packs_without_any_key(tmp_path: Path) -> None:
+    from orchestrator.store.prune import forget, prune
+
+    store = Store(tmp_path)
+    keep_me = tmp_path / "keep.bin"
+    drop_me = tmp_path / "drop.bin"
+    keep_me.write_bytes(os.urandom(300_000))
+    drop_me.write_bytes(os.urandom(3_000_000))
+    first, _ = store.backup([keep_me, drop_me])  # one pack holding both files
+    drop_me.unlink()
+    second, _ = store.backup([keep_me])  # references only keep.bin's chunk
+    repo = store.writer_repo()  # the orchestrator: writer key, no client key
+    forget(repo, [s for s in repo.snapshots() if s.id == first.id])
+    before = sum(p.stat().st_size for p in (tmp_path / "baie" / "data").rglob("*") if p.is_file())
+    report = prune(repo)
+    after = sum(p.stat().st_size for p in (tmp_path / "baie" / "data").rglob("*") if p.is_file())
+    assert report.packs_repacked == 1
+    assert after < before / 5  # the 3 MB of drop.bin are gone...
+    repo.close()
+    reader = store.reader_repo("after-prune")
+    assert verify(reader, subset=1.0, key=store.key).ok
+    out = tmp_path / "out"
+    Restorer(reader, store.key).restore(reader.find_snapshot(second.id), out)
+    assert sha_of(restored(out, keep_me)) == sha_of(keep_me)  # ...keep.bin restores intact
+    reader.close()

@@ -49,7 +49,7 @@ def test_pack_trailer_and_index_round_trip(rows: list[tuple[bytes, int, int, int
     entries = [fmt.PackEntry(*row) for row in rows]
     index_key = os.urandom(32)
     reader = generate_private_key()
-    sealed = seal(os.urandom(32), [reader.public])
+    sealed = [seal(os.urandom(32), [reader.public])]
     trailer = fmt.pack_trailer(entries, sealed, index_key)
     length = fmt.trailer_length(trailer[-16:], "p")
     assert length == len(trailer)
