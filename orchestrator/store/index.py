@@ -61,11 +61,15 @@ class IndexCache:
             return None
         return bytes(row[0]), PackEntry(chunk_id, row[1], row[2], row[3], row[4], row[5])
 
-    def add_pack(self, pack_id: bytes, size: int, entries: Iterable[PackEntry]) -> None:
+    def add_pack(self, pack_id: bytes, size: int, entries: Iterable[PackEntry], *,
+                 moved: bool = False) -> None:
+        """Record a pack. A chunk already known keeps its place, unless ``moved`` (prune
+        copied it into this pack and is about to delete the old one)."""
+        verb = "REPLACE" if moved else "IGNORE"
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO packs VALUES (?, ?)", (pack_id, size))
             self._db.executemany(
-                "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR {verb} INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
                 ((e.chunk_id, pack_id, e.offset, e.length, e.raw_length, e.flags, e.key_index)
                  for e in entries))
 

@@ -117,7 +117,7 @@ def _repack(repo: Repository, rewrite: list[tuple[bytes, int, list[fmt.PackEntry
         data += fmt.pack_trailer(entries, keys, repo.writer.index_key)
         pack_id = fmt.sha256(data)
         repo.target.put(fmt.pack_name(pack_id), data)
-        repo.cache.add_pack(pack_id, len(data), entries)
+        repo.cache.add_pack(pack_id, len(data), entries, moved=True)
         made.append((pack_id, len(data), entries))
         data, entries, keys = bytearray(), [], []
 

@@ -226,6 +226,7 @@ def test_prune_rewrites_mostly_wasted_packs_without_any_key(tmp_path: Path) -> N
     after = sum(p.stat().st_size for p in (tmp_path / "baie" / "data").rglob("*") if p.is_file())
     assert report.packs_repacked == 1
     assert after < before / 5  # the 3 MB of drop.bin are gone...
+    assert verify(repo).ok  # ...and the orchestrator's own index cache follows the move
     repo.close()
     reader = store.reader_repo("after-prune")
     assert verify(reader, subset=1.0, key=store.key).ok
