@@ -16,9 +16,11 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -35,6 +37,25 @@ FAULT_KINDS = ("guest-vss-failure", "merge-stuck", "leftover-checkpoint", "unrea
 DEFAULT_STAGING = "D:\\hvbackup-staging"
 SQL_DATA = "D:\\SQL\\Restored"
 _BAK_MAGIC = b"HVBSIMBAK1\n"
+
+
+_THREAD_LOCK = threading.Lock()
+
+
+@contextmanager
+def _host_lock(path: Path) -> Iterator[None]:
+    """Exclusive across processes (flock) where the platform has it, across threads always."""
+    with _THREAD_LOCK, path.open("a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: one process drives the simulator there
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -120,11 +141,16 @@ class SimulatedHost:
                                   "it was stopped.")
             self._sleep(slow.delay_s)
         method = getattr(self, "script_" + script.replace("-", "_"))
-        try:
-            result = method(**sent)
+        self.root.mkdir(parents=True, exist_ok=True)
+        # One script at a time on a host, whoever calls (two schedulers, two jobs): the state
+        # is read afresh under the lock and saved before it is released.
+        with _host_lock(self.root / ".host.lock"):
+            self._world = None
+            try:
+                result = method(**sent)
+            except _ScriptError as exc:
+                result = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
             self.world.save()
-        except _ScriptError as exc:
-            result = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
         return scripts.interpret_result(script, where, json.dumps(result))
 
     # -- inventory ------------------------------------------------------------------------
