@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.cli.common import add_config_argument, load_from_args
 from orchestrator.cli.db import actor
-from orchestrator.cli.interactive import human_bytes
+from orchestrator.cli.interactive import Progress, human_bytes
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.config.load import LoadedConfig
@@ -17,6 +17,7 @@ from orchestrator.history.models import RunStatus
 from orchestrator.history.recorder import close_interrupted
 from orchestrator.history.sync import sync_config
 from orchestrator.jobs.run import RunContext, RunResult, run_job
+from orchestrator.store.backup import BackupStats
 
 EXIT_ECHEC = 1
 
@@ -65,7 +66,18 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     ref = loaded.job(args.job)
     ctx = context(loaded, clock)
     ui.print(f"{ref.label}: {ref.job.type} on {ref.job.host} ({socket.gethostname()})")
-    result = run_job(ctx, ref, trigger="manual")
+    progress = Progress()
+
+    def show(stats: BackupStats) -> None:
+        progress.show(stats.bytes_read, f"{stats.files} file(s), {human_bytes(stats.bytes_read)} "
+                      f"read, {human_bytes(stats.bytes_new)} new, "
+                      f"{human_bytes(stats.bytes_stored)} sent")
+
+    ctx.progress = show
+    try:
+        result = run_job(ctx, ref, trigger="manual")
+    finally:
+        progress.done()
     for line in describe(result):
         ui.print(line)
     return EXIT_ECHEC if result.status == RunStatus.ECHEC.value else 0

@@ -42,7 +42,7 @@ from orchestrator.jobs.quota import check_before_run, measure_and_judge
 from orchestrator.jobs.retention import apply_retention
 from orchestrator.jobs.sources import source_for
 from orchestrator.mover.source import Source
-from orchestrator.store.backup import Backup
+from orchestrator.store.backup import Backup, BackupStats
 from orchestrator.store.locks import Lock
 from orchestrator.store.open import open_for_writing
 
@@ -69,6 +69,7 @@ class RunContext:
     sessions: sessionmaker[Session]
     sleep: Callable[[float], None] = time.sleep
     host_factory: Callable[[LoadedConfig, str, Clock], HostSession] = open_host
+    progress: Callable[[BackupStats], None] | None = None  # a terminal's progress line
 
 
 def new_run_uid(when: datetime) -> str:
@@ -165,7 +166,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 repo.sync_index()
                 backup = Backup(repo, compression_level=job.compression_level,
                                 image_chunk=getattr(job, "image_chunk_kib", 512) * 1024,
-                                now=ctx.clock.now)
+                                now=ctx.clock.now, progress=ctx.progress)
                 try:
                     _capture_all(ctx, ref, uid, recorder, result, host, source, backup,
                                  host_cfg.staging_dir, deadline)

@@ -46,3 +46,35 @@ def test_nights_runs_every_scheduled_job(cli, tmp_path: Path) -> None:
     again = cli("nights", "-c", str(s.config), "--start", "2026-11-16", "--nights", "1")
     assert "skipped: the 2026-11-16 20:00 UTC run of acme/partages is already in the history" \
         in again.out
+
+
+def test_prune_command_dry_run_then_for_real(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    s = Setup(tmp_path)
+    text = s.config.read_text().replace('        schedule: "daily 21:00"',
+                                        '        schedule: "daily 21:00"\n'
+                                        '        retention: {keep_last: 1}')
+    s.config.write_text(text)
+    from orchestrator.config import load_config
+
+    s.loaded = load_config(s.config)
+    s.ctx.loaded = s.loaded
+    s.run("partages")
+    s.clock.advance(timedelta(days=1))
+    live = s.host().local_path("D:\\Partages")
+    for path in sorted(live.rglob("*.txt"))[:26]:
+        path.unlink()  # most files deleted on the share: the first pack is mostly waste
+    s.run("partages")  # retention (keep_last: 1) forgets the first restore point
+    dry = cli("prune", "-c", str(s.config), "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "acme: would forget 0 restore point(s)" in dry.out
+    assert "site-a: 1 restore point(s) kept, 1 pack(s) would be deleted" in dry.out
+    real = cli("prune", "-c", str(s.config))
+    assert real.code == 0 and "acme: forgot 0 restore point(s)" in real.out
+    assert "site-a: 1 restore point(s) kept, 1 pack(s) deleted" in real.out
+    again = cli("prune", "-c", str(s.config))
+    assert "site-a: 1 restore point(s) kept, 0 pack(s) deleted" in again.out
+    out = tmp_path / "out"
+    s.restore("partages", out)
+    assert len(list(out.rglob("*.txt"))) == len(list(live.rglob("*.txt")))
