@@ -7,11 +7,16 @@
   round trip: 1 MB/s on loopback, a fraction of a slow link), to a temporary name, then
   renamed into place (``posix-rename``), so a reader never sees half a file.
 * Several connections serve parallel uploads; a connection that failed is replaced.
-paramiko and socket exceptions become :class:`~orchestrator.errors.BaieError` kinds here.
+* Reads (restores, verification, pack headers) go through asyncssh, with the same key and the
+  same known_hosts: its SFTP client pipelines reads about twice as fast as paramiko's (measured
+  330–390 MB/s against 80–160 on loopback), which decides restore speed.
+paramiko, asyncssh and socket exceptions become :class:`~orchestrator.errors.BaieError` kinds
+here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import posixpath
@@ -23,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import paramiko
 
@@ -68,6 +73,7 @@ class SftpTarget:
         self._open: list[paramiko.Transport] = []
         self._lock = threading.Lock()
         self._dirs: set[str] = set()
+        self._reader: _FastReader | None = None
 
     def __repr__(self) -> str:
         return f"SftpTarget({self.label!r}, {self.user}@{self.host}:{self.port}{self.root})"
@@ -228,23 +234,11 @@ class SftpTarget:
         self._call(f"writing {name}", upload)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        path = self._full(name)
-
-        def download(sftp: paramiko.SFTPClient) -> bytes:
-            with sftp.open(path, "rb") as f:
-                f.MAX_REQUEST_SIZE = self.request_size
-                size = f.stat().st_size if length is None else offset + length
-                want = max(0, size - offset)
-                if want == 0:
-                    return b""
-                # Prefetch: every request of the range in flight at once, answers read as
-                # they come (paramiko's fastest read path).
-                f.seek(offset)
-                f.prefetch(size)
-                data: bytes = f.read(want)
-                return data
-
-        return self._call(f"reading {name}", download)
+        if self._reader is None:
+            with self._lock:
+                if self._reader is None:
+                    self._reader = _FastReader(self)
+        return self._reader.read(self._full(name), name, offset, length)
 
     def stat(self, name: str) -> int | None:
         path = self._full(name)
@@ -294,8 +288,83 @@ class SftpTarget:
     def close(self) -> None:
         with self._lock:
             transports, self._open = self._open, []
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         for transport in transports:
             transport.close()
         while not self._pool.empty():
             self._pool.get_nowait()
 
+
+
+class _FastReader:
+    """asyncssh on an event loop of its own thread: ``read`` is called from any thread."""
+
+    def __init__(self, target: SftpTarget) -> None:
+        self._target = target
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name=f"sftp-read {target.label}")
+        self._thread.start()
+        self._conn: Any = None
+        self._sftp: Any = None
+        self._connecting = asyncio.Lock()
+
+    async def _client(self) -> Any:
+        import asyncssh
+
+        async with self._connecting:
+            if self._sftp is None:
+                t = self._target
+                self._conn = await asyncssh.connect(
+                    t.host, port=t.port, username=t.user, client_keys=[str(t.key_file)],
+                    known_hosts=str(t.known_hosts), agent_path=None,
+                    encryption_algs=[*PREFERRED_CIPHERS, "chacha20-poly1305@openssh.com"],
+                    connect_timeout=t.timeout_s, login_timeout=t.timeout_s)
+                self._sftp = await self._conn.start_sftp_client()
+            return self._sftp
+
+    async def _read(self, path: str, offset: int, length: int | None) -> bytes:
+        sftp = await self._client()
+        async with sftp.open(path, "rb") as f:
+            if length is None:
+                length = max(0, (await f.stat()).size - offset)
+            if length == 0:
+                return b""
+            data: bytes = await f.read(length, offset)
+            return data
+
+    def read(self, path: str, name: str, offset: int, length: int | None) -> bytes:
+        import asyncssh
+
+        where = self._target._where
+        future = asyncio.run_coroutine_threadsafe(self._read(path, offset, length), self._loop)
+        try:
+            return future.result(timeout=self._target.timeout_s * 20)
+        except asyncssh.SFTPNoSuchFile:
+            raise BaieError(f"{where}: not found while reading {name}") from None
+        except asyncssh.SFTPPermissionDenied:
+            raise BaieError(f"{where}: permission denied while reading {name}") from None
+        except asyncssh.HostKeyNotVerifiable as exc:
+            self._reset()
+            raise BaieAuthError(f"{where}: host key not accepted ({exc.reason}); check "
+                                f"{self._target.known_hosts}") from None
+        except asyncssh.PermissionDenied:
+            self._reset()
+            raise BaieAuthError(f"{where}: the key {self._target.key_file} was refused for "
+                                f"user {self._target.user}") from None
+        except (asyncssh.Error, OSError, EOFError, TimeoutError) as exc:
+            self._reset()
+            raise BaieUnreachable(f"{where}: connection lost while reading {name} ({exc})") \
+                from None
+
+    def _reset(self) -> None:
+        conn, self._conn, self._sftp = self._conn, None, None
+        if conn is not None:
+            self._loop.call_soon_threadsafe(conn.close)
+
+    def close(self) -> None:
+        self._reset()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)

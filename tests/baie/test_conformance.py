@@ -144,3 +144,28 @@ def test_writes_are_pipelined_with_large_requests(ssh_server: SshServer, tmp_pat
     target = sftp_target(ssh_server, ssh_server.root / "pipelined")
     target.put("data/00/big", os.urandom(2 * 1024 * 1024))
     assert max(sizes) == 255 * 1024
+
+
+def test_reads_check_the_host_key_and_the_client_key_too(ssh_server: SshServer,
+                                                          tmp_path: Path) -> None:
+    good = sftp_target(ssh_server, ssh_server.root / "reads")
+    good.put("config", b"x")
+    good.close()
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(BaieAuthError, match="host key not accepted"):
+        sftp_target(ssh_server, ssh_server.root / "reads", known_hosts=empty).get("config")
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                   check=True)
+    with pytest.raises(BaieAuthError, match="was refused for user"):
+        sftp_target(ssh_server, ssh_server.root / "reads", key_file=stranger).get("config")
+
+
+def test_parallel_ranged_reads(target: Target) -> None:
+    data = os.urandom(8 * 1024 * 1024)
+    target.put("data/aa/big", data)
+    ranges = [(i * 1_000_003, 700_001) for i in range(8)]
+    with __import__("concurrent.futures").futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda r: target.get("data/aa/big", *r), ranges))
+    assert got == [data[o:o + n] for o, n in ranges]
