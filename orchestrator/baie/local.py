@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,8 @@ class LocalTarget:
         self.label = label
         self.root = root
         self.mount = mount
+        self._pending: list[Path] = []
+        self._pending_lock = threading.Lock()
 
     def _check_mounted(self) -> None:
         if self.mount is not None and not self.mount.is_dir():
@@ -52,12 +55,36 @@ class LocalTarget:
             final.parent.mkdir(parents=True, exist_ok=True)
             with tmp.open("wb") as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise self._error(exc, f"writing {name}") from None
+        with self._pending_lock:
+            self._pending.append(final)
+
+    def flush(self) -> None:
+        """fsync what was written since the last flush, then their folders. Deferred to here
+        so that the disk writes back while chunks are compressed, instead of one wait per pack."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        folders = set()
+        try:
+            for path in pending:
+                if path.exists():
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    folders.add(path.parent)
+            for folder in folders:
+                fd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise self._error(exc, "making the written files durable") from None
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         self._check_mounted()

@@ -285,6 +285,10 @@ class SftpTarget:
 
         self._call(f"deleting {name}", remove)
 
+    def flush(self) -> None:
+        """Each upload is complete and renamed when ``put`` returns; durability on the array
+        is the SFTP server's (OpenSSH writes through the server's page cache)."""
+
     def close(self) -> None:
         with self._lock:
             transports, self._open = self._open, []

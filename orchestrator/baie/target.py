@@ -44,6 +44,11 @@ class Target(Protocol):
         """Remove ``name``; removing a missing file is not an error (idempotent)."""
         ...
 
+    def flush(self) -> None:
+        """Make every file put so far durable (on disk, not only in a cache). The store calls
+        it before writing what refers to those files (an index, a snapshot)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -63,6 +63,9 @@ class RetryTarget:
     def delete(self, name: str) -> None:
         self._retry(f"deleting {name}", lambda: self.inner.delete(name))
 
+    def flush(self) -> None:
+        self._retry("flushing", self.inner.flush)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -125,6 +128,9 @@ class LimitTarget:
     def delete(self, name: str) -> None:
         self.inner.delete(name)
 
+    def flush(self) -> None:
+        self.inner.flush()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -172,6 +178,9 @@ class DryRunTarget:
         with self._lock:
             self.deleted.add(name)
             self.written.pop(name, None)
+
+    def flush(self) -> None:
+        pass  # nothing was written
 
     def close(self) -> None:
         self.inner.close()

@@ -13,6 +13,7 @@ def copy_repository(source: Target, destination: Target) -> int:
     """Copy what ``destination`` lacks; returns the bytes copied. Idempotent."""
     copied = 0
     for prefix in ORDER:
+        destination.flush()  # each kind durable before what refers to it
         if prefix == "config":
             if destination.stat("config") is None and source.stat("config") is not None:
                 data = source.get("config")
@@ -25,6 +26,7 @@ def copy_repository(source: Target, destination: Target) -> int:
                 data = source.get(entry.name)
                 destination.put(entry.name, data)
                 copied += len(data)
+    destination.flush()
     return copied
 
 

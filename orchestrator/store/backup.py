@@ -243,7 +243,9 @@ class Backup:
                                        self.repo.recipients), tree_key,
                                        self.repo.writer.index_key)
             name = f"snapshots/{fmt.sha256(data).hex()}"
+            self.repo.target.flush()  # what the snapshot refers to is on disk first
             self.repo.target.put(name, data)
+            self.repo.target.flush()
             self.stats.bytes_stored += len(data)
             self._report(force=True)
             return SnapshotInfo(name, full_meta)

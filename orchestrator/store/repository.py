@@ -120,6 +120,7 @@ class Repository:
                 "recipients": [r.fingerprint.hex() for r in recipients],
             }
             target.put("config", json.dumps(config, indent=1).encode())
+            target.flush()
         elif config.get("writer_check") != writer.check:
             raise StoreError(f"{target.label}: this repository was created with another writer "
                              "key than the orchestrator's; restore the right one with "
@@ -189,9 +190,12 @@ class Repository:
         return fmt.parse_trailer(trailer, self.writer.index_key, name)
 
     def write_index(self, packs: list[tuple[bytes, int, list[fmt.PackEntry]]]) -> str:
+        """An index file for ``packs``, written once they are durable, and durable itself."""
         blob = fmt.encode_index(packs, self.writer.index_key)
         name = f"index/{fmt.sha256(blob).hex()}"
+        self.target.flush()
         self.target.put(name, blob)
+        self.target.flush()
         self.cache.mark_index_files([name])
         return name
 

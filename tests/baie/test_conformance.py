@@ -169,3 +169,12 @@ def test_parallel_ranged_reads(target: Target) -> None:
     with __import__("concurrent.futures").futures.ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda r: target.get("data/aa/big", *r), ranges))
     assert got == [data[o:o + n] for o, n in ranges]
+
+
+def test_flush_makes_puts_durable_and_is_idempotent(target: Target) -> None:
+    target.flush()  # nothing pending
+    target.put("data/01/x", b"pack bytes")
+    target.put("index/y", b"index bytes")
+    target.flush()
+    target.flush()
+    assert target.get("data/01/x") == b"pack bytes" and target.stat("index/y") == 11
