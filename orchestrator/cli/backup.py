@@ -55,6 +55,7 @@ def describe(result: RunResult) -> list[str]:
                      f"{human_bytes(figures.bytes_sent or 0)}, consistency "
                      f"{result.consistency or '-'}")
     lines += [f"  warning: {w}" for w in result.warnings]
+    lines += [f"  INHABITUELLE: {f.reason}" for f in result.flags]
     lines += [f"  failed: {obj}: {message}" for obj, _code, message in result.failures]
     if result.error_message and not result.failures:
         lines.append(f"  error {result.error_code}: {result.error_message}")

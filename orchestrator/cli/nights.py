@@ -75,7 +75,8 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
             ui.print(f"{local_str(when, tz)}  {ref.label:<20} skipped: {exc.message}")
             continue
         figures = result.figures
-        note = (result.error_message or "; ".join(result.warnings) or "")[:70]
+        note = (result.error_message or "; ".join(result.warnings)
+                or "; ".join(f"INHABITUELLE: {f.reason}" for f in result.flags))[:70]
         rows.append([local_str(when, tz), ref.label, result.status, result.consistency or "-",
                      human_bytes(figures.bytes_read or 0), human_bytes(figures.bytes_sent or 0),
                      str(figures.files or 0), note])

@@ -122,9 +122,11 @@ class RunRecorder:
                 self.event("ERROR", f"{name}{f' {obj}' if obj else ''}: {message}", step_id)
 
     def finish(self, status: str, *, consistency: str | None, figures: StepFigures,
-               error_code: str | None, error_message: str | None) -> None:
+               error_code: str | None, error_message: str | None,
+               flags: list[dict[str, Any]] | None = None) -> None:
         with self._sessions() as session, session.begin():
             row = session.get_one(RunRow, self.run_id)
+            row.sanity_flags = flags or []
             now = self._now()
             row.state = RunState.FINISHED.value
             row.status = status

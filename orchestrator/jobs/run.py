@@ -42,6 +42,7 @@ from orchestrator.jobs.quota import check_before_run, measure_and_judge
 from orchestrator.jobs.retention import apply_retention
 from orchestrator.jobs.sources import source_for
 from orchestrator.mover.source import Source
+from orchestrator.report.sanity import WINDOW, Flag, RunFigures, check
 from orchestrator.store.backup import Backup, BackupStats
 from orchestrator.store.locks import Lock
 from orchestrator.store.open import open_for_writing
@@ -60,6 +61,7 @@ class RunResult:
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # object, code, message
     snapshot: str | None = None
     figures: StepFigures = field(default_factory=StepFigures)
+    flags: list[Flag] = field(default_factory=list)  # INHABITUELLE, status unchanged
 
 
 @dataclass
@@ -102,10 +104,39 @@ def run_job(ctx: RunContext, ref: JobRef, *, scheduled_for: datetime | None = No
     if result.status == RunStatus.ECHEC.value and not result.error_code and result.failures:
         obj, code, message = result.failures[0]
         result.error_code, result.error_message = code, f"{obj}: {message}"
+    if result.status != RunStatus.ECHEC.value and result.figures.bytes_read is not None:
+        result.flags = _sanity(ctx, ref, uid, result, now)
     recorder.finish(result.status, consistency=result.consistency, figures=result.figures,
-                    error_code=result.error_code, error_message=result.error_message)
+                    error_code=result.error_code, error_message=result.error_message,
+                    flags=[{"figure": f.figure, "reason": f.reason} for f in result.flags])
+    for flag in result.flags:
+        recorder.event("WARNING", f"INHABITUELLE: {flag.reason}")
     recorder.event("INFO", f"run {uid} finished: {result.status}")
     return result
+
+
+def _sanity(ctx: RunContext, ref: JobRef, uid: str, result: RunResult,
+            started: datetime) -> list[Flag]:
+    """Tonight's figures against the job's last successful runs (see report/sanity.py)."""
+    from sqlalchemy import select
+
+    from orchestrator.history.models import ClientRow, JobRow, RunRow
+
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(RunRow.scheduled_for, RunRow.bytes_read, RunRow.files, RunRow.bytes_new,
+                   RunRow.duration_s).join(JobRow).join(ClientRow)
+            .where(ClientRow.key == ref.client_name, JobRow.key == ref.job_name,
+                   RunRow.status.in_([RunStatus.REUSSIE.value, RunStatus.AVERTISSEMENT.value]),
+                   RunRow.uid != uid, RunRow.bytes_read.is_not(None))
+            .order_by(RunRow.scheduled_for.desc()).limit(2 * WINDOW)).all()
+    history = [RunFigures(when, read or 0, files or 0, new or 0, duration or 0.0)
+               for when, read, files, new, duration in reversed(rows)]
+    figures = result.figures
+    tonight = RunFigures(started, figures.bytes_read or 0, figures.files or 0,
+                         figures.bytes_new or 0, (ctx.clock.now() - started).total_seconds())
+    return check(tonight, history, ctx.loaded.config.msp.timezone,
+                 ctx.loaded.language_of(ref.client))
 
 
 def _status(result: RunResult) -> str:

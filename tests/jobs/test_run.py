@@ -266,3 +266,21 @@ def test_second_copy_unreachable_is_a_warning_naming_the_baie(tmp_path: Path) ->
     s.clock.advance(timedelta(minutes=5))
     assert s.run("partages").status == "REUSSIE"  # the next run catches up
     assert parity(first, second) == []
+
+
+def test_unusual_figures_are_flagged_without_changing_the_status(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    for _ in range(4):
+        assert s.run("partages").flags == []
+        s.clock.advance(timedelta(days=1))
+    live = s.host().local_path("D:\\Partages")
+    for path in sorted(live.rglob("*.txt"))[5:]:
+        path.unlink()  # most of the share vanished overnight
+    result = s.run("partages")
+    assert result.status == "REUSSIE"
+    reasons = [f.reason for f in result.flags]
+    assert any(r.startswith("volume ") and "sous l'habituel" in r for r in reasons)
+    assert any("fichiers au lieu de" in r for r in reasons)
+    with s.sessions() as session:
+        run = session.scalars(select(RunRow).where(RunRow.uid == result.uid)).one()
+        assert [f["figure"] for f in run.sanity_flags] == [f.figure for f in result.flags]

@@ -1,0 +1,1 @@
+"""Reports: sanity checks of the figures, then e-mails (to come)."""
