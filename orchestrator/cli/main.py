@@ -25,6 +25,7 @@ from orchestrator.cli import (
     plan,
     prune,
     quota,
+    report,
     restore,
     snapshots,
     validate,
@@ -38,7 +39,7 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, inventory, backup, daemon, nights, keys, snapshots, restore, verify,
-            prune, quota, client, db)
+            prune, quota, report, client, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

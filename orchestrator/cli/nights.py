@@ -21,6 +21,7 @@ from orchestrator.clock import Clock, SimulatedClock
 from orchestrator.errors import UsageError
 from orchestrator.history.recorder import RunAlreadyClaimed
 from orchestrator.jobs.run import run_job
+from orchestrator.report.digest import send_digest
 from orchestrator.schedule.spec import local_instant, runs_between
 
 
@@ -63,10 +64,9 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     rows = []
     prune_at = local_instant(first + timedelta(days=1), time(9, 0), tz)
     for when, ref in due:
-        while when > prune_at:  # each morning, as the daemon does: free what retention let go
+        while when > prune_at:  # each morning, as the daemon does: reports, then prune
             sim.set(prune_at)
-            for client in loaded.config.clients:
-                prune_client(loaded, client, ctx, prune_at, dry_run=False)
+            _morning(loaded, ctx, prune_at, ui)
             prune_at += timedelta(days=1)
         sim.set(when)
         try:
@@ -81,7 +81,19 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
                      human_bytes(figures.bytes_read or 0), human_bytes(figures.bytes_sent or 0),
                      str(figures.files or 0), note])
         ui.print(f"{local_str(when, tz)}  {ref.label:<20} {result.status}")
+    sim.set(prune_at)
+    _morning(loaded, ctx, prune_at, ui)
     ui.print()
     ui.table(["SCHEDULED", "JOB", "STATUS", "CONSISTENCY", "READ", "SENT", "FILES", "NOTE"],
              rows)
     return 0
+
+
+def _morning(loaded: Any, ctx: Any, when: datetime, ui: Ui) -> None:
+    night = when.astimezone(loaded.config.msp.timezone).date() - timedelta(days=1)
+    for client in loaded.config.clients:
+        digest, _email = send_digest(loaded, ctx.sessions, client, night, when,
+                                     send_it=loaded.config.smtp is not None)
+        ui.print(f"{local_str(when, loaded.config.msp.timezone)}  report to {client}: "
+                 f"[{digest.status}] {digest.ok_count}/{len(digest.jobs)}")
+        prune_client(loaded, client, ctx, when, dry_run=False)

@@ -104,6 +104,8 @@ def run_job(ctx: RunContext, ref: JobRef, *, scheduled_for: datetime | None = No
     if result.status == RunStatus.ECHEC.value and not result.error_code and result.failures:
         obj, code, message = result.failures[0]
         result.error_code, result.error_message = code, f"{obj}: {message}"
+    if result.status == RunStatus.AVERTISSEMENT.value and not result.error_message:
+        result.error_message = "; ".join(result.warnings)  # what to look at, in the history
     if result.status != RunStatus.ECHEC.value and result.figures.bytes_read is not None:
         result.flags = _sanity(ctx, ref, uid, result, now)
     recorder.finish(result.status, consistency=result.consistency, figures=result.figures,

@@ -1,0 +1,147 @@
+"""What a client's daily digest says: every job of one night, with its figures, its usual
+range, its restore points and the state of the subscribed volume. Built from the history only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.config.load import LoadedConfig
+from orchestrator.history.models import ClientRow, JobRow, RunRow, SnapshotRow
+from orchestrator.jobs.quota import client_state
+from orchestrator.report.sanity import WINDOW
+from orchestrator.schedule.spec import local_instant
+
+ORDER = {"ECHEC": 0, "NON EXECUTEE": 1, "AVERTISSEMENT": 2, "REUSSIE": 3}
+
+
+@dataclass
+class JobLine:
+    job: str
+    type: str
+    objects: list[str]
+    status: str
+    started: datetime | None
+    finished: datetime | None
+    duration_s: float | None
+    bytes_read: int | None
+    bytes_sent: int | None
+    files: int | None
+    consistency: str | None
+    flags: list[str]
+    error: str | None
+    usual_read: tuple[float, float] | None
+    usual_files: tuple[float, float] | None
+    points: int
+    oldest: datetime | None
+    newest: datetime | None
+    history: list[tuple[date, int, str]] = field(default_factory=list)  # 30 days: read, status
+
+
+@dataclass
+class Digest:
+    client: str
+    name: str
+    language: str
+    night: date
+    status: str
+    jobs: list[JobLine]
+    quota: dict[str, Any]
+    hotline: list[str]
+    copies: list[str]
+
+    @property
+    def ok_count(self) -> int:
+        return sum(j.status in ("REUSSIE", "AVERTISSEMENT") for j in self.jobs)
+
+    @property
+    def failed_count(self) -> int:
+        return sum(j.status in ("ECHEC", "NON EXECUTEE") for j in self.jobs)
+
+
+def night_bounds(loaded: LoadedConfig, night: date) -> tuple[datetime, datetime]:
+    """A night runs from noon of its date to noon the next day (MSP time)."""
+    tz = loaded.config.msp.timezone
+    noon = time(12)
+    return local_instant(night, noon, tz), local_instant(night + timedelta(days=1), noon, tz)
+
+
+def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: str,
+                 night: date, now: datetime) -> Digest:
+    settings = loaded.config.clients[client]
+    start, end = night_bounds(loaded, night)
+    lines = []
+    with sessions() as session:
+        jobs = {j.key: j for j in session.scalars(select(JobRow).join(ClientRow).where(
+            ClientRow.key == client, JobRow.active.is_(True)))}
+        for key, job in sorted(jobs.items()):
+            runs = list(session.scalars(select(RunRow).where(
+                RunRow.job_id == job.id, RunRow.scheduled_for >= start,
+                RunRow.scheduled_for < end).order_by(RunRow.scheduled_for)))
+            if not runs:
+                continue
+            run = min(runs, key=lambda r: ORDER.get(r.status or "ECHEC", 0))
+            past = list(session.scalars(select(RunRow).where(
+                RunRow.job_id == job.id, RunRow.scheduled_for < start,
+                RunRow.status.in_(["REUSSIE", "AVERTISSEMENT"])).order_by(
+                RunRow.scheduled_for.desc()).limit(WINDOW)))
+            month = list(session.scalars(select(RunRow).where(
+                RunRow.job_id == job.id, RunRow.scheduled_for >= end - timedelta(days=30),
+                RunRow.scheduled_for < end).order_by(RunRow.scheduled_for)))
+            snaps = list(session.scalars(select(SnapshotRow).where(
+                SnapshotRow.job_id == job.id, SnapshotRow.forgotten_at.is_(None),
+                SnapshotRow.baie == (job.copies[0] if job.copies else ""))))
+            tz = loaded.config.msp.timezone
+            lines.append(JobLine(
+                job=key, type=job.type, objects=list(job.objects), status=run.status or "ECHEC",
+                started=run.started_at, finished=run.finished_at, duration_s=run.duration_s,
+                bytes_read=run.bytes_read, bytes_sent=run.bytes_sent, files=run.files,
+                consistency=run.consistency,
+                flags=[f["reason"] for f in run.sanity_flags or []],
+                error=run.error_message,
+                usual_read=_range([r.bytes_read for r in past if r.bytes_read is not None]),
+                usual_files=_range([r.files for r in past if r.files is not None]),
+                points=len(snaps), oldest=min((s.taken_at for s in snaps), default=None),
+                newest=max((s.taken_at for s in snaps), default=None),
+                history=[(r.scheduled_for.astimezone(tz).date(), r.bytes_read or 0,
+                          r.status or "ECHEC") for r in month]))
+    worst = min((line.status for line in lines), key=lambda s: ORDER.get(s, 0),
+                default="NON EXECUTEE")
+    state = client_state(sessions, loaded, client, now)
+    quota = {"status": state.status, "used": state.used, "quota": state.quota,
+             "percent": state.percent, "forecast": state.forecast}
+    copies = list(settings.copies or [])
+    return Digest(client, settings.name, loaded.language_of(settings), night,
+                  worst if lines else "NON EXECUTEE", lines, quota,
+                  list(loaded.config.msp.hotline), copies)
+
+
+def _range(values: list[int]) -> tuple[float, float] | None:
+    """The usual range shown next to a figure: the 10th to 90th percentile of recent runs."""
+    if len(values) < 3:
+        return None
+    ordered = sorted(values)
+    cut = len(ordered) // 10
+    return float(ordered[cut]), float(ordered[-1 - cut])
+
+
+def send_digest(loaded: LoadedConfig, sessions: sessionmaker[Session], client: str, night: date,
+                now: datetime, *, send_it: bool) -> tuple[Digest, Any]:
+    """Build, render and deliver one client's digest (outbox always; SMTP when asked)."""
+    from dataclasses import asdict
+
+    from orchestrator.report.mail import build, deliver
+    from orchestrator.report.render import render
+
+    digest = build_digest(sessions, loaded, client, night, now)
+    rendered = render("digest", digest.language, loaded.config.msp.timezone, d=digest)
+    settings = loaded.config.clients[client]
+    msg = build(loaded, rendered, list(settings.contacts), status=digest.status, client=client,
+                when=night, data=asdict(digest))
+    email = deliver(loaded, sessions, msg, kind="digest", client=client, report_date=night,
+                    name=f"{night.isoformat()}-{client}-digest", now=now, send_it=send_it)
+    return digest, email

@@ -1,0 +1,44 @@
+"""Rendering a message from the templates of reports/<language>/ (subject, text, HTML)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from orchestrator.report.sanity import _duration, _size
+from orchestrator.resources import read_text, report_files
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def _environment(language: str, tz: ZoneInfo) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: read_text(report_files(), name)),
+        autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+    )
+    env.filters["size"] = lambda n: "-" if n is None else _size(float(n), language)
+    env.filters["dur"] = lambda s: "-" if s is None else _duration(float(s))
+    env.filters["dt"] = lambda t: "-" if t is None else _local(t, tz)
+    return env
+
+
+def _local(when: datetime, tz: ZoneInfo) -> str:
+    return when.astimezone(tz).strftime("%d/%m %H:%M")
+
+
+def render(kind: str, language: str, tz: ZoneInfo, **context: Any) -> Rendered:
+    env = _environment(language, tz)
+    subject = env.get_template(f"{language}/{kind}.subject.txt").render(**context).strip()
+    text = env.get_template(f"{language}/{kind}.text.txt").render(**context)
+    html = env.get_template(f"{language}/{kind}.html").render(subject=subject, **context)
+    return Rendered(" ".join(subject.split()), text, html)
