@@ -22,6 +22,7 @@ from orchestrator.errors import UsageError
 from orchestrator.history.recorder import RunAlreadyClaimed
 from orchestrator.jobs.run import run_job
 from orchestrator.report.digest import send_digest
+from orchestrator.report.hotline import send_alerts, send_summary
 from orchestrator.schedule.spec import local_instant, runs_between
 
 
@@ -97,3 +98,9 @@ def _morning(loaded: Any, ctx: Any, when: datetime, ui: Ui) -> None:
         ui.print(f"{local_str(when, loaded.config.msp.timezone)}  report to {client}: "
                  f"[{digest.status}] {digest.ok_count}/{len(digest.jobs)}")
         prune_client(loaded, client, ctx, when, dry_run=False)
+    send_it = loaded.config.smtp is not None
+    send_summary(loaded, ctx.sessions, night, when, send_it=send_it)
+    alerts = send_alerts(loaded, ctx.sessions, when, send_it=send_it)
+    if alerts:
+        ui.print(f"{local_str(when, loaded.config.msp.timezone)}  hotline alerted: "
+                 f"{alerts} problem(s)")

@@ -42,6 +42,7 @@ from orchestrator.jobs.quota import check_before_run, measure_and_judge
 from orchestrator.jobs.retention import apply_retention
 from orchestrator.jobs.sources import source_for
 from orchestrator.mover.source import Source
+from orchestrator.report.hotline import record_run_alert
 from orchestrator.report.sanity import WINDOW, Flag, RunFigures, check
 from orchestrator.store.backup import Backup, BackupStats
 from orchestrator.store.locks import Lock
@@ -113,6 +114,7 @@ def run_job(ctx: RunContext, ref: JobRef, *, scheduled_for: datetime | None = No
                     flags=[{"figure": f.figure, "reason": f.reason} for f in result.flags])
     for flag in result.flags:
         recorder.event("WARNING", f"INHABITUELLE: {flag.reason}")
+    record_run_alert(ctx.sessions, uid, ctx.clock.now())
     recorder.event("INFO", f"run {uid} finished: {result.status}")
     return result
 

@@ -27,16 +27,26 @@ from sqlalchemy.exc import IntegrityError
 
 from orchestrator.config.load import JobRef
 from orchestrator.errors import HvbError
-from orchestrator.history.models import ClientRow, JobRow, RunEventRow, RunRow, RunState
+from orchestrator.history.models import (
+    AlertRow,
+    ClientRow,
+    JobRow,
+    RunEventRow,
+    RunRow,
+    RunState,
+)
 from orchestrator.history.recorder import RunAlreadyClaimed, close_interrupted
 from orchestrator.jobs.offboard import destroy_due, offboarded
 from orchestrator.jobs.run import RunContext, RunResult, new_run_uid, run_job
+from orchestrator.report.digest import send_digest
+from orchestrator.report.hotline import missing_digests, send_alerts, send_summary
 from orchestrator.schedule.spec import runs_between
 
 log = logging.getLogger(__name__)
 
 LOOKBACK = timedelta(hours=36)
 MAINTENANCE_HOUR = 11
+REPORT_HOUR = 7  # the clients' reports of the night, MSP time
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class Daemon:
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self._maintained: date | None = None
+        self._reported: date | None = None
 
     # -- one tick ---------------------------------------------------------------------------
 
@@ -105,7 +116,28 @@ class Daemon:
                 self._running[host] = self._pool.submit(self._run, due)
             started.append(due)
         self._maintenance(now)
+        self._tell(now)
         return started
+
+    def _tell(self, now: datetime) -> None:
+        """Alerts as they come (grouped per tick); each morning the clients' reports and the
+        hotline's summary; after the deadline, reports that did not go out."""
+        loaded = self.ctx.loaded
+        send_it = loaded.config.smtp is not None
+        local = now.astimezone(loaded.config.msp.timezone)
+        night = local.date() - timedelta(days=1)
+        try:
+            if local.hour >= REPORT_HOUR and self._reported != night:
+                self._reported = night
+                for client in loaded.config.clients:
+                    if loaded.config.clients[client].jobs:
+                        send_digest(loaded, self.ctx.sessions, client, night, now,
+                                    send_it=send_it)
+                send_summary(loaded, self.ctx.sessions, night, now, send_it=send_it)
+            missing_digests(loaded, self.ctx.sessions, night, now)
+            send_alerts(loaded, self.ctx.sessions, now, send_it=send_it)
+        except HvbError as exc:  # the next tick tries again; the outbox has the messages
+            log.warning("reports: %s", exc)
 
     def _maintenance(self, now: datetime) -> None:
         """Once a day after 11:00 (MSP time): prune every client, destroy what is due."""
@@ -166,6 +198,9 @@ class Daemon:
                 session.add(run)
                 session.flush()
                 session.add(RunEventRow(run_id=run.id, at=now, level="ERROR", message=message))
+                session.add(AlertRow(kind="non_executee", severity="error",
+                                     client_id=job.client_id, job_id=job.id, run_id=run.id,
+                                     created_at=now, message=message))
             log.warning("%s: %s", due.ref.label, message)
         except IntegrityError:
             pass  # another daemon recorded it first

@@ -1,0 +1,117 @@
+"""What the hotline is told: an alert as soon as something broke (grouped: one message for
+everything new since the last one, never one per retry), and a summary of all clients each
+morning, worst first. Also: a client's digest that did not go out by the deadline is an alert."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.config.load import LoadedConfig
+from orchestrator.history.models import AlertRow, ClientRow, EmailRow, JobRow, RunRow
+from orchestrator.report.digest import ORDER, build_digest
+from orchestrator.report.mail import build, deliver
+from orchestrator.report.render import render
+from orchestrator.schedule.spec import local_instant
+
+
+@dataclass
+class AlertLine:
+    client: str
+    job: str | None
+    kind: str
+    message: str
+    when: datetime
+
+
+def record_run_alert(sessions: sessionmaker[Session], run_uid: str, now: datetime) -> None:
+    """After a run: an ECHEC or NON EXECUTEE, or a copy problem, becomes an alert."""
+    with sessions() as session, session.begin():
+        run = session.scalars(select(RunRow).where(RunRow.uid == run_uid)).one()
+        job = session.get_one(JobRow, run.job_id)
+        if run.status in ("ECHEC", "NON EXECUTEE"):
+            kind = "echec" if run.status == "ECHEC" else "non_executee"
+        elif run.status == "AVERTISSEMENT" and "copy" in (run.error_message or ""):
+            kind = "copy"
+        else:
+            return
+        session.add(AlertRow(kind=kind, severity="error" if kind != "copy" else "warning",
+                             client_id=job.client_id, job_id=job.id, run_id=run.id,
+                             created_at=now, message=run.error_message or run.status or ""))
+
+
+def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: datetime, *,
+                send_it: bool) -> int:
+    """One message with every alert not yet sent; returns how many it carried."""
+    with sessions() as session, session.begin():
+        rows = list(session.scalars(select(AlertRow).where(AlertRow.notified_at.is_(None))
+                                    .order_by(AlertRow.created_at)))
+        lines = []
+        for row in rows:
+            client = session.get(ClientRow, row.client_id) if row.client_id else None
+            job = session.get(JobRow, row.job_id) if row.job_id else None
+            lines.append(AlertLine(client.key if client else "-", job.key if job else None,
+                                   row.kind, row.message, row.created_at))
+            row.notified_at = now
+    if not lines:
+        return 0
+    language = loaded.config.msp.language
+    rendered = render("alerts", language, loaded.config.msp.timezone, alerts=lines,
+                      msp=loaded.config.msp.name)
+    msg = build(loaded, rendered, list(loaded.config.msp.hotline), status="ECHEC", client="*",
+                when=now.date(), data={"alerts": [asdict(line) for line in lines]})
+    deliver(loaded, sessions, msg, kind="alert", client=None, report_date=now.date(),
+            name=f"{now:%Y-%m-%dT%H%M%S}-alerts", now=now, send_it=send_it)
+    return len(lines)
+
+
+def send_summary(loaded: LoadedConfig, sessions: sessionmaker[Session], night: date,
+                 now: datetime, *, send_it: bool) -> list[Any]:
+    """All clients' nights, worst first, to the hotline."""
+    digests = [build_digest(sessions, loaded, client, night, now)
+               for client in loaded.config.clients]
+    digests.sort(key=lambda d: (ORDER.get(d.status, 0), d.client))
+    rendered = render("summary", loaded.config.msp.language, loaded.config.msp.timezone,
+                      digests=digests, night=night, msp=loaded.config.msp.name)
+    worst = digests[0].status if digests else "REUSSIE"
+    msg = build(loaded, rendered, list(loaded.config.msp.hotline), status=worst, client="*",
+                when=night, data={"clients": [{"client": d.client, "status": d.status}
+                                              for d in digests]})
+    deliver(loaded, sessions, msg, kind="summary", client=None, report_date=night,
+            name=f"{night.isoformat()}-summary", now=now, send_it=send_it)
+    return digests
+
+
+def missing_digests(loaded: LoadedConfig, sessions: sessionmaker[Session], night: date,
+                    now: datetime) -> list[str]:
+    """After the deadline: clients whose digest for ``night`` is in no outbox. Each becomes an
+    alert once."""
+    tz = loaded.config.msp.timezone
+    hour, minute = (int(x) for x in loaded.config.msp.digest_deadline.split(":"))
+    deadline = local_instant(date.fromordinal(night.toordinal() + 1), time(hour, minute), tz)
+    if now < deadline:
+        return []
+    missing = []
+    with sessions() as session, session.begin():
+        for client in session.scalars(select(ClientRow).where(ClientRow.active.is_(True))):
+            if client.key not in loaded.config.clients or not loaded.config.clients[
+                    client.key].jobs:
+                continue
+            sent = session.scalars(select(EmailRow.id).where(
+                EmailRow.client_id == client.id, EmailRow.kind == "digest",
+                EmailRow.report_date == night, EmailRow.status == "sent")).first()
+            known = session.scalars(select(AlertRow.id).where(
+                AlertRow.client_id == client.id, AlertRow.kind == "report_missing",
+                AlertRow.message.contains(night.strftime("%d/%m/%Y")))).first()
+            if sent is None and known is None:
+                session.add(AlertRow(
+                    kind="report_missing", severity="error", client_id=client.id,
+                    created_at=now, message=f"the report of {night:%d/%m/%Y} was not sent to "
+                    f"{client.name} by {loaded.config.msp.digest_deadline}: the client has no "
+                    "news of their backups"))
+                missing.append(client.key)
+    return missing
