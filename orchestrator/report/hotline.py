@@ -47,6 +47,7 @@ def record_run_alert(sessions: sessionmaker[Session], run_uid: str, now: datetim
 def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: datetime, *,
                 send_it: bool) -> int:
     """One message with every alert not yet sent; returns how many it carried."""
+    quota_notices: list[tuple[str, dict[str, Any], bool]] = []
     with sessions() as session, session.begin():
         rows = list(session.scalars(select(AlertRow).where(AlertRow.notified_at.is_(None))
                                     .order_by(AlertRow.created_at)))
@@ -57,6 +58,12 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
             lines.append(AlertLine(client.key if client else "-", job.key if job else None,
                                    row.kind, row.message, row.created_at))
             row.notified_at = now
+            if row.kind.startswith("quota_") and client is not None:
+                quota_notices.append((client.key, dict(row.details),
+                                      row.kind == "quota_blocked"))
+    for client_key, details, blocked in quota_notices:
+        _tell_client_about_quota(loaded, sessions, client_key, details, blocked, now,
+                                 send_it=send_it)
     if not lines:
         return 0
     language = loaded.config.msp.language
@@ -115,3 +122,23 @@ def missing_digests(loaded: LoadedConfig, sessions: sessionmaker[Session], night
                     "news of their backups"))
                 missing.append(client.key)
     return missing
+
+
+def _tell_client_about_quota(loaded: LoadedConfig, sessions: sessionmaker[Session], client: str,
+                             details: dict[str, Any], blocked: bool, now: datetime, *,
+                             send_it: bool) -> None:
+    """The client's own message: 10 % over, 30 days to act (or: backups stopped)."""
+    from datetime import timedelta
+
+    if client not in loaded.config.clients:
+        return
+    settings = loaded.config.clients[client]
+    used, quota = int(details.get("used", 0)), int(details.get("quota", 0) or 1)
+    rendered = render("quota", loaded.language_of(settings), loaded.config.msp.timezone,
+                      name=settings.name, used=used, quota=quota, percent=100 * used / quota,
+                      blocked=blocked, deadline=now + timedelta(days=30),
+                      hotline=list(loaded.config.msp.hotline))
+    msg = build(loaded, rendered, list(settings.contacts), status="AVERTISSEMENT", client=client,
+                when=now.date(), data={"used": used, "quota": quota, "blocked": blocked})
+    deliver(loaded, sessions, msg, kind="quota", client=client, report_date=now.date(),
+            name=f"{now:%Y-%m-%dT%H%M%S}-{client}-quota", now=now, send_it=send_it)

@@ -60,6 +60,17 @@ def test_a_client_over_its_volume_is_told_then_stopped(tmp_path: Path, cli) -> N
         alerts = [(a.kind, a.message) for a in session.scalars(select(AlertRow))]
     assert alerts and alerts[0][0] == "quota_warning"
     assert "backups stop on 23/12/2026 unless the volume is raised" in alerts[0][1]
+    from orchestrator.report.hotline import send_alerts
+
+    assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False) == 1
+    import email
+    from email import policy
+
+    raw = next((tmp_path / "state" / "outbox").glob("*-acme-quota.eml")).read_bytes()
+    notice = email.message_from_bytes(raw, policy=policy.default)
+    assert notice["To"] == "it@acme.example"
+    body = notice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Vous avez 30 jours pour agir : sans changement d'ici le 23/12/2026" in body
     shown = cli("quota", "-c", str(s.config))
     assert "10 % OVER: client told, 30 days to act" in shown.out
     s.clock.advance(timedelta(days=31))
