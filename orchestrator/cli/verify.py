@@ -64,6 +64,7 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         finally:
             progress.done()
             repo.close()
+    _record(loaded, args.client, baie, report, key is not None, subset, clock)
     ui.print(f"{args.client} on {baie}: {report.snapshots} snapshot(s), {report.packs} pack(s); "
              f"{report.packs_read} read back ({human_bytes(report.bytes_read)})"
              + (f", {report.chunks_checked} chunk(s) decrypted and checked" if key else ""))
@@ -75,3 +76,25 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         ui.print(str(problem))
     raise RepositoryCorrupt(f"verify found {len(report.problems)} problem(s) in the repository "
                             f"of {args.client} on {baie} (listed above)")
+
+
+def _record(loaded: Any, client: str, baie: str, report: VerifyReport, with_key: bool,
+            subset: float, clock: Clock) -> None:
+    """The last verification is shown in the client's report: keep it in the audit log."""
+    from orchestrator.cli.db import actor
+    from orchestrator.history.db import open_engine, session_factory
+    from orchestrator.history.models import AuditRow
+
+    try:
+        engine = open_engine(loaded.database_url)
+        with session_factory(engine)() as session, session.begin():
+            session.add(AuditRow(at=clock.now(), actor=actor(), action="repository.verify",
+                                 target=f"{client}/{baie}", details={
+                                     "ok": report.ok, "problems": len(report.problems),
+                                     "packs_read": report.packs_read, "subset": subset,
+                                     "with_key": with_key}))
+        engine.dispose()
+    except Exception as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("verification not recorded: %s", exc)

@@ -11,7 +11,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.config.load import LoadedConfig
-from orchestrator.history.models import ClientRow, JobRow, RunRow, SnapshotRow
+from orchestrator.history.models import (
+    AuditRow,
+    ClientRow,
+    JobRow,
+    RunRow,
+    RunStepRow,
+    SnapshotRow,
+)
 from orchestrator.jobs.quota import client_state
 from orchestrator.report.sanity import WINDOW
 from orchestrator.schedule.spec import local_instant
@@ -53,6 +60,8 @@ class Digest:
     quota: dict[str, Any]
     hotline: list[str]
     copies: list[str]
+    parity: datetime | None = None  # last time the copies were seen identical
+    verified: dict[str, Any] | None = None  # the last verification of the repository
 
     @property
     def ok_count(self) -> int:
@@ -111,13 +120,23 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
                           r.status or "ECHEC") for r in month]))
     worst = min((line.status for line in lines), key=lambda s: ORDER.get(s, 0),
                 default="NON EXECUTEE")
+    with sessions() as session:
+        parity = session.scalars(
+            select(RunStepRow.finished_at).join(RunRow).join(JobRow).join(ClientRow)
+            .where(ClientRow.key == client, RunStepRow.name == "copy",
+                   RunStepRow.status == "ok").order_by(RunStepRow.finished_at.desc())).first()
+        audit = session.scalars(select(AuditRow).where(
+            AuditRow.action == "repository.verify", AuditRow.target.like(f"{client}/%"))
+            .order_by(AuditRow.at.desc())).first()
+        verified = None if audit is None else {"at": audit.at, "ok": audit.details.get("ok"),
+                                               "baie": (audit.target or "").split("/")[-1]}
     state = client_state(sessions, loaded, client, now)
     quota = {"status": state.status, "used": state.used, "quota": state.quota,
              "percent": state.percent, "forecast": state.forecast}
     copies = list(settings.copies or [])
     return Digest(client, settings.name, loaded.language_of(settings), night,
                   worst if lines else "NON EXECUTEE", lines, quota,
-                  list(loaded.config.msp.hotline), copies)
+                  list(loaded.config.msp.hotline), copies, parity, verified)
 
 
 def _range(values: list[int]) -> tuple[float, float] | None:

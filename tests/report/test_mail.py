@@ -59,6 +59,7 @@ def test_digest_is_received_with_all_its_parts(cli, tmp_path: Path, smtp_server,
     with_smtp(s, port, language)
     for job in ("partages", "erp", "compta"):
         s.run(job)
+    assert cli("verify", "-c", str(s.config), "acme", "--read-data-subset", "100%").code == 0
     result = cli("report", "-c", str(s.config), "acme", "--date", "2026-11-23", "--send")
     assert result.code == 0, result.err
     [msg] = inbox.messages
@@ -69,6 +70,11 @@ def test_digest_is_received_with_all_its_parts(cli, tmp_path: Path, smtp_server,
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
     assert ("Points de restauration : 1" if language == "fr" else "Restore points: 1") in text
+    if language == "fr":
+        assert "Copies : site-a et site-b, identiques au 23/11 22:00" in text
+        assert "Dernière vérification : 23/11 10:00 (site-a), sans problème" in text
+    else:
+        assert "Last verification: 23/11 10:00 (site-a), no problem" in text
     assert "<script" not in html and "http://" not in html and "https://" not in html
     assert html.count('style="width:12px;height:') == 3  # one bar per job in the 30-day chart
     [data] = [p for p in msg.iter_attachments() if p.get_content_type() == "application/json"]
