@@ -133,6 +133,7 @@ class Smtp(SecretRef):
     username: str | None = None
     from_: Annotated[str, AfterValidator(_sender)] = Field(alias="from")
     timeout_s: int = Field(default=30, ge=1, le=600)
+    ca_file: str | None = None  # a private CA for the relay's certificate
 
     @model_validator(mode="after")
     def _auth_complete(self) -> Smtp:

@@ -67,18 +67,19 @@ def send(loaded: LoadedConfig, msg: EmailMessage, *, attempts: int = 3,
         raise MailError("no 'smtp:' in the configuration: the message is only in the outbox")
     password = read_secret("the SMTP password", smtp.password_env, smtp.password_file,
                            loaded.base_dir)
+    cafile = str(loaded.resolve(smtp.ca_file)) if smtp.ca_file else None
     last = ""
     for attempt in range(1, attempts + 1):
         try:
+            context = ssl.create_default_context(cafile=cafile)  # the relay's name is checked
             if smtp.security == "tls":
                 server: smtplib.SMTP = smtplib.SMTP_SSL(
-                    smtp.host, smtp.port, timeout=smtp.timeout_s,
-                    context=ssl.create_default_context())
+                    smtp.host, smtp.port, timeout=smtp.timeout_s, context=context)
             else:
                 server = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s)
             with server:
                 if smtp.security == "starttls":
-                    server.starttls(context=ssl.create_default_context())
+                    server.starttls(context=context)
                 if smtp.username:
                     server.login(smtp.username, password or "")
                 server.send_message(msg)

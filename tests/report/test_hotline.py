@@ -61,3 +61,84 @@ def test_a_report_that_did_not_go_out_is_an_alert(tmp_path: Path) -> None:
     assert send_alerts(s.loaded, s.sessions, after, send_it=False) == 1
     outbox = sorted((tmp_path / "state" / "outbox").glob("*-alerts.eml"))
     assert outbox and b"report_missing" in outbox[-1].read_bytes()
+
+
+def test_english_hotline_messages(tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    port, inbox = smtp_server
+    s = Setup(tmp_path, faults="{kind: unreachable}")
+    with_smtp(s, port)
+    s.config.write_text(s.config.read_text().replace("  hotline: [hotline@msp.example]",
+                                                     "  hotline: [hotline@msp.example]\n"
+                                                     "  language: en"))
+    s.loaded = load_config(s.config)
+    s.ctx.loaded = s.loaded
+    s.run("erp")
+    send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True)
+    send_summary(s.loaded, s.sessions, date(2026, 11, 23), s.clock.now(), send_it=True)
+    alert, summary = inbox.messages
+    assert alert["Subject"] == "[hvbackup] 1 problem: acme"
+    assert "new problems since the last alert" in alert.get_body(("plain",)).get_content()
+    assert summary["Subject"] == ("[ECHEC] Backups summary of 23/11/2026 — 1 client(s) failing "
+                                  "out of 1")
+    assert "ECHEC  ACME (acme): 0/1 succeeded" in summary.get_body(("plain",)).get_content()
+    assert summary["X-HVBackup-Status"] == "ECHEC"
+
+
+def test_starttls_with_the_relays_private_ca(tmp_path: Path) -> None:
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    from tests.report.test_mail import Inbox
+    from tests.servers import free_port
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(), tls_context=context,
+                            require_starttls=True)
+    controller.start()
+    try:
+        s = Setup(tmp_path)
+        with_smtp(s, controller.port)
+        tls = f"  security: starttls\n  ca_file: {cert}"
+        s.config.write_text(s.config.read_text().replace("  security: none", tls))
+        s.loaded = load_config(s.config)
+        s.ctx.loaded = s.loaded
+        s.run("partages")
+        from orchestrator.report.digest import send_digest
+
+        _digest, email_row = send_digest(s.loaded, s.sessions, "acme", date(2026, 11, 23),
+                                         s.clock.now(), send_it=True)
+        assert email_row.status == "sent" and len(inbox.messages) == 1
+    finally:
+        controller.stop()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "relay.pem", folder / "relay.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
