@@ -56,10 +56,7 @@ def test_prune_command_dry_run_then_for_real(cli, tmp_path: Path) -> None:  # ty
                                         '        schedule: "daily 21:00"\n'
                                         '        retention: {keep_last: 1}')
     s.config.write_text(text)
-    from orchestrator.config import load_config
-
-    s.loaded = load_config(s.config)
-    s.ctx.loaded = s.loaded
+    s.reload()
     s.run("partages")
     s.clock.advance(timedelta(days=1))
     live = s.host().local_path("D:\\Partages")

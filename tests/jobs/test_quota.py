@@ -50,10 +50,7 @@ def test_a_client_over_its_volume_is_told_then_stopped(tmp_path: Path, cli) -> N
     text = s.config.read_text().replace("    contacts: [it@acme.example]",
                                         "    contacts: [it@acme.example]\n    quota_gb: 0.001")
     s.config.write_text(text)
-    from orchestrator.config import load_config
-
-    s.loaded = load_config(s.config)
-    s.ctx.loaded = s.loaded
+    s.reload()
     first = s.run("erp")  # 8 MB of disks: far over 1 MB
     assert first.status == "REUSSIE", first
     with s.sessions() as session:

@@ -88,6 +88,11 @@ class Setup:
         self.sleeps: list[float] = []
         self.ctx = RunContext(self.loaded, self.clock, self.sessions, sleep=self.sleeps.append)
 
+    def reload(self) -> None:
+        """Read the configuration file again (after a test edited it)."""
+        self.loaded = load_config(self.config)
+        self.ctx.loaded = self.loaded
+
     def run(self, job: str) -> Any:
         return run_job(self.ctx, self.loaded.job(f"acme/{job}"), trigger="schedule")
 

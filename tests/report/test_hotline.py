@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from orchestrator.config import load_config
 from orchestrator.report.hotline import missing_digests, send_alerts, send_summary
 from tests.jobs.test_run import Setup
 from tests.report.test_mail import quick_retries, smtp_server, with_smtp  # noqa: F401
@@ -16,8 +15,7 @@ def test_alerts_are_grouped_and_sent_once(tmp_path: Path, smtp_server) -> None: 
     port, inbox = smtp_server
     s = Setup(tmp_path, faults="{kind: unreachable}")
     with_smtp(s, port)
-    s.loaded = load_config(s.config)
-    s.ctx.loaded = s.loaded
+    s.reload()
     s.run("erp")
     s.run("compta")
     assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True) == 2
@@ -35,8 +33,7 @@ def test_morning_summary_worst_first(tmp_path: Path, smtp_server) -> None:  # ty
     port, inbox = smtp_server
     s = Setup(tmp_path, faults="{kind: guest-vss-failure, target: ERP01}")
     with_smtp(s, port)
-    s.loaded = load_config(s.config)
-    s.ctx.loaded = s.loaded
+    s.reload()
     s.run("partages")
     s.run("erp")
     send_summary(s.loaded, s.sessions, date(2026, 11, 23), s.clock.now(), send_it=True)
@@ -70,8 +67,7 @@ def test_english_hotline_messages(tmp_path: Path, smtp_server) -> None:  # type:
     s.config.write_text(s.config.read_text().replace("  hotline: [hotline@msp.example]",
                                                      "  hotline: [hotline@msp.example]\n"
                                                      "  language: en"))
-    s.loaded = load_config(s.config)
-    s.ctx.loaded = s.loaded
+    s.reload()
     s.run("erp")
     send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True)
     send_summary(s.loaded, s.sessions, date(2026, 11, 23), s.clock.now(), send_it=True)
@@ -104,8 +100,7 @@ def test_starttls_with_the_relays_private_ca(tmp_path: Path) -> None:
         with_smtp(s, controller.port)
         tls = f"  security: starttls\n  ca_file: {cert}"
         s.config.write_text(s.config.read_text().replace("  security: none", tls))
-        s.loaded = load_config(s.config)
-        s.ctx.loaded = s.loaded
+        s.reload()
         s.run("partages")
         from orchestrator.report.digest import send_digest
 
