@@ -28,6 +28,7 @@ from orchestrator.cli import (
     report,
     restore,
     snapshots,
+    users,
     validate,
     verify,
 )
@@ -39,7 +40,7 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, inventory, backup, daemon, nights, keys, snapshots, restore, verify,
-            prune, quota, report, client, db)
+            prune, quota, report, client, users, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

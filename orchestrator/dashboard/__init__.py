@@ -1,0 +1,1 @@
+"""The hotline dashboard and the client portal: accounts, what needs attention, pages."""
