@@ -1,0 +1,50 @@
+"""What the hotline sees first: failing jobs worst and oldest first, how long they fail, the
+last success, who acknowledged; a client sees only its own."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from orchestrator.dashboard.accounts import add_user
+from orchestrator.dashboard.problems import problems
+from orchestrator.history.models import AcknowledgementRow, JobRow, RunRow, UserRow
+from tests.jobs.test_run import Setup
+
+
+def test_failing_jobs_first_with_their_history(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: verifyonly-failure, target: PAIE, dates: [2026-11-24, "
+                               "2026-11-25]}")
+    for _night in range(3):
+        for job in ("partages", "compta"):
+            s.run(job)
+        s.clock.advance(timedelta(days=1))
+    found = problems(s.sessions)
+    assert [(p.job, p.status, p.failures) for p in found] == [("compta", "ECHEC", 2)]
+    [compta] = found
+    assert compta.since.date().isoformat() == "2026-11-24"
+    assert compta.last_success is not None and compta.last_success.date().isoformat() == \
+        "2026-11-23"
+    assert compta.message.startswith("PAIE: RESTORE VERIFYONLY of [PAIE] failed")
+    assert compta.acknowledged_by is None
+
+
+def test_acknowledgement_and_client_scope(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: unreachable}")
+    s.run("erp")
+    user = add_user(s.sessions, "marie", "a long enough password", "hotline", None, "t",
+                    s.clock.now())
+    with s.sessions() as session, session.begin():
+        run = session.scalars(select(RunRow)).one()
+        job = session.get_one(JobRow, run.job_id)
+        marie = session.scalars(select(UserRow).where(UserRow.username == "marie")).one()
+        session.add(AcknowledgementRow(job_id=job.id, run_id=run.id, user_id=marie.id,
+                                       at=s.clock.now(), comment="appelé le client"))
+    [problem] = problems(s.sessions)
+    assert (problem.acknowledged_by, problem.acknowledged_comment) == ("marie",
+                                                                       "appelé le client")
+    assert problems(s.sessions, client="acme") == [problem]
+    assert problems(s.sessions, client="someone-else") == []
+    assert user.username == "marie"
