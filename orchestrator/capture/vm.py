@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from orchestrator.capture import Exposed
+from orchestrator.errors import HvbError
 from orchestrator.history.recorder import RunRecorder
 from orchestrator.hosts.session import HostSession
 
@@ -24,12 +25,23 @@ def checkpoint(host: HostSession, recorder: RunRecorder, vm: str, run_uid: str, 
                allow_crash: bool, mode: str, staging: str) -> Iterator[VmCapture]:
     """Take the checkpoint (raises when it cannot be taken); always remove it afterwards.
     A merge that does not finish, or a crash-consistent fallback, becomes a warning."""
-    with recorder.step("checkpoint", vm) as figures:
-        made = host.run("New-HvbCheckpoint", VMName=vm, RunId=run_uid,
-                        AllowCrashConsistent=allow_crash, Mode=mode,
-                        StagingPath=staging if mode == "export" else None)
-        figures.details = {"consistency": made["consistency"],
-                           "checkpoint": made["checkpoint_name"]}
+    name = f"hvbackup-{run_uid}"
+    try:
+        with recorder.step("checkpoint", vm) as figures:
+            made = host.run("New-HvbCheckpoint", VMName=vm, RunId=run_uid,
+                            AllowCrashConsistent=allow_crash, Mode=mode,
+                            StagingPath=staging if mode == "export" else None)
+            figures.details = {"consistency": made["consistency"],
+                               "checkpoint": made["checkpoint_name"]}
+    except HvbError:
+        # The host may have taken the checkpoint before the call failed (a timeout, a lost
+        # connection): remove it now rather than leave it to the next run's sweep.
+        try:
+            with recorder.step("remove checkpoint", vm):
+                host.run("Remove-HvbCheckpoint", VMName=vm, CheckpointName=name)
+        except HvbError:
+            pass  # recorded by the step; the next run's sweep tries again
+        raise
     capture = VmCapture([], made["consistency"], configuration=made["configuration"])
     if made["consistency"] == "crash":
         capture.warnings.append(f"{vm}: crash-consistent backup (guest VSS failed: "

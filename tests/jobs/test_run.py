@@ -289,3 +289,26 @@ def test_unusual_figures_are_flagged_without_changing_the_status(tmp_path: Path)
     with s.sessions() as session:
         run = session.scalars(select(RunRow).where(RunRow.uid == result.uid)).one()
         assert [f["figure"] for f in run.sanity_flags] == [f.figure for f in result.flags]
+
+
+def test_checkpoint_taken_but_call_lost_is_removed_in_the_same_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host takes the checkpoint but its answer never arrives (a timeout over a slow
+    WAN): the run removes the checkpoint itself instead of leaving it to the next sweep."""
+    from orchestrator.errors import HostTimeout
+    from orchestrator.hosts.simulated import SimulatedHost
+
+    real_run = SimulatedHost.run
+
+    def lost_answer(self: SimulatedHost, script: str, /, **params: Any) -> Any:
+        result = real_run(self, script, **params)
+        if script == "New-HvbCheckpoint" and params.get("VMName") == "ERP01":
+            raise HostTimeout("host acme/hv01: New-HvbCheckpoint.ps1 timed out")
+        return result
+
+    monkeypatch.setattr(SimulatedHost, "run", lost_answer)
+    s = Setup(tmp_path)
+    result = s.run("erp")
+    assert result.status == "ECHEC" and [f[0] for f in result.failures] == ["ERP01"]
+    monkeypatch.setattr(SimulatedHost, "run", real_run)
+    assert s.host().run("Get-HvbInventory")["leftovers"]["checkpoints"] == []
