@@ -32,6 +32,13 @@ echo "== Restore points of acme/erp, and a check of the repository with the clie
 $HVB snapshots -c "$CONFIG" acme/erp
 $HVB verify -c "$CONFIG" acme --read-data-subset 20% --key-file demo-state/keys/acme.key
 echo
+echo "== Dashboard accounts (passwords made here, shown this once)"
+ADMIN_PASSWORD=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
+CLIENT_PASSWORD=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
+HVBACKUP_USER_PASSWORD="$ADMIN_PASSWORD" $HVB users add -c "$CONFIG" admin --role admin
+HVBACKUP_USER_PASSWORD="$CLIENT_PASSWORD" $HVB users add -c "$CONFIG" acme-it --role client \
+  --client acme
+echo
 cat <<TXT
 == Where to look
   configuration   $CONFIG
@@ -39,6 +46,10 @@ cat <<TXT
   baies           demo-state/baie-site-a/<client>/ and demo-state/baie-site-b/<client>/
   keys            demo-state/keys/ (private keys: passphrase "\$HVBACKUP_PASSPHRASE" above)
   simulated hosts demo-state/simulated/<client>/<host>/ (their disks, databases and shares)
+  dashboard       $HVB serve -c $CONFIG   then open http://127.0.0.1:8080/
+                    admin   / $ADMIN_PASSWORD   (hotline view, every client)
+                    acme-it / $CLIENT_PASSWORD   (client portal: acme only)
+                    (shown once; change them with: $HVB users passwd -c $CONFIG admin)
   a restore       HVBACKUP_PASSPHRASE="$HVBACKUP_PASSPHRASE" $HVB restore -c $CONFIG acme/partages \\
                     --to /tmp/restored --key-file demo-state/keys/acme.key
 TXT

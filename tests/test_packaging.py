@@ -43,6 +43,8 @@ def test_wheel_contains_data_and_works_outside_the_checkout(tmp_path: Path) -> N
         "orchestrator/history/migrations/script.py.mako",
         "orchestrator/history/migrations/versions/0001_initial_schema.py",
         "orchestrator/history/migrations/versions/0002_baie_usage_for_quotas.py",
+        "orchestrator/history/migrations/versions/0003_api_tokens_and_run_requests.py",
+        "orchestrator/dashboard/templates/base.html",
     ):
         assert required in names, f"{required} missing from {wheel.name}"
     for ps1 in (REPO / "powershell").rglob("*.ps1"):

@@ -27,6 +27,7 @@ from orchestrator.cli import (
     quota,
     report,
     restore,
+    serve,
     snapshots,
     users,
     validate,
@@ -40,7 +41,7 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, inventory, backup, daemon, nights, keys, snapshots, restore, verify,
-            prune, quota, report, client, users, db)
+            prune, quota, report, client, users, serve, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

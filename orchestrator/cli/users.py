@@ -15,6 +15,7 @@ from orchestrator.cli.db import actor
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.dashboard.accounts import add_user, list_users, remove_user, set_password
+from orchestrator.dashboard.auth import create_token
 from orchestrator.errors import UsageError
 
 PASSWORD_ENV = "HVBACKUP_USER_PASSWORD"
@@ -40,6 +41,12 @@ def register(sub: Any) -> None:
     show = actions.add_parser("list", help="list the accounts")
     add_config_argument(show)
     show.set_defaults(handler=run_list)
+    token = actions.add_parser("token", help="create an API token acting as this account "
+                               "(printed once; for /api/v1 and /metrics)")
+    add_config_argument(token)
+    token.add_argument("username")
+    token.add_argument("--name", default="api", help="what the token is for (default: api)")
+    token.set_defaults(handler=run_token)
 
 
 def _password(username: str) -> str:
@@ -81,4 +88,12 @@ def run_list(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     ctx = context(load_from_args(args), clock)
     ui.table(["USER", "ROLE", "CLIENT"],
              [[u, r, c or "-"] for u, r, c in list_users(ctx.sessions)])
+    return 0
+
+
+def run_token(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
+    ctx = context(load_from_args(args), clock)
+    value = create_token(ctx.sessions, args.username, args.name, actor(), clock.now())
+    ui.print(f"token {args.name!r} for {args.username} (shown once, keep it in a secret store):")
+    ui.print(value)
     return 0

@@ -327,3 +327,32 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(60))
     target: Mapped[str | None] = mapped_column(String(300))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ApiTokenRow(Base):
+    """A token for /api/v1 and /metrics, acting as its user (same role, same client scope).
+    Only the SHA-256 of the token is kept: it is shown once, when created."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+
+
+class RunRequestRow(Base):
+    """"Run now", asked from the dashboard; the scheduler starts it at its next tick (one run
+    per host still holds) and writes the run's uid here."""
+
+    __tablename__ = "run_requests"
+    __table_args__ = (Index(None, "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    run_uid: Mapped[str | None] = mapped_column(String(40))

@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import schedule
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.config.load import JobRef
@@ -32,6 +32,7 @@ from orchestrator.history.models import (
     ClientRow,
     JobRow,
     RunEventRow,
+    RunRequestRow,
     RunRow,
     RunState,
 )
@@ -115,9 +116,52 @@ class Daemon:
                     continue  # its turn comes at a later tick, inside its window
                 self._running[host] = self._pool.submit(self._run, due)
             started.append(due)
+        self._requested(now)
         self._maintenance(now)
         self._tell(now)
         return started
+
+    def _requested(self, now: datetime) -> None:
+        """"Run now" asked from the dashboard: started like a scheduled run, one per host."""
+        with self.ctx.sessions() as session:
+            pending = session.execute(
+                select(RunRequestRow.id, ClientRow.key, JobRow.key, RunRequestRow.requested_by)
+                .join(JobRow, RunRequestRow.job_id == JobRow.id).join(ClientRow)
+                .where(RunRequestRow.started_at.is_(None)).order_by(RunRequestRow.id)).all()
+        for request_id, client, job, who in pending:
+            if self.stopping.is_set():
+                return
+            ref = next((r for r in self.ctx.loaded.jobs()
+                        if (r.client_name, r.job_name) == (client, job)), None)
+            host = f"{client}/{ref.job.host}" if ref else ""
+            with self._lock:
+                if ref is not None and (host in self._running
+                                        or len(self._running) >= self.max_workers):
+                    continue  # its host is busy: the next tick
+                if not self._take_request(request_id, now):
+                    continue  # another scheduler took it
+                if ref is None:
+                    log.warning("run requested by %s for %s/%s: that job is no longer in the "
+                                "configuration", who, client, job)
+                    continue
+                log.info("%s: run requested by %s from the dashboard", ref.label, who)
+                self._running[host] = self._pool.submit(self._run_requested, ref, request_id)
+
+    def _take_request(self, request_id: int, now: datetime) -> bool:
+        with self.ctx.sessions() as session, session.begin():
+            taken = session.execute(update(RunRequestRow).where(
+                RunRequestRow.id == request_id, RunRequestRow.started_at.is_(None)).values(
+                started_at=now))
+            return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+    def _run_requested(self, ref: JobRef, request_id: int) -> None:
+        try:
+            result = run_job(self.ctx, ref, trigger="dashboard")
+        except RunAlreadyClaimed:
+            return
+        with self.ctx.sessions() as session, session.begin():
+            session.get_one(RunRequestRow, request_id).run_uid = result.uid
+        log.info("%s: %s (run now)", ref.label, result.status)
 
     def _tell(self, now: datetime) -> None:
         """Alerts as they come (grouped per tick); each morning the clients' reports and the

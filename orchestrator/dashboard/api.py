@@ -1,0 +1,251 @@
+"""/api/v1: clients, jobs, runs and problems as JSON, read-only, for other tools.
+
+Authenticated by ``Authorization: Bearer <token>`` (``hvbackup users token``) or, for a
+person's browser, the dashboard session. A token acts as its user: a client account's token
+sees only its client; anything else answers 404, as for what does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel
+
+from orchestrator.dashboard.auth import Viewer, token_viewer
+from orchestrator.dashboard.problems import problems
+from orchestrator.dashboard.queries import (
+    NotFound,
+    client_of_run,
+    client_page,
+    clients,
+    job_runs,
+    run_page,
+)
+from orchestrator.dashboard.web import DashboardSettings, session_viewer
+from orchestrator.history.models import RunRow
+
+router = APIRouter(prefix="/api/v1", tags=["hvbackup"])
+
+
+def viewer(request: Request) -> Viewer:
+    """The caller: a bearer token, else a dashboard session; 401 otherwise."""
+    settings: DashboardSettings = request.app.state.settings
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        found = token_viewer(settings.sessions, token.strip(), settings.now()) \
+            if scheme.lower() == "bearer" else None
+        if found is None:
+            raise HTTPException(401, "invalid or revoked token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return found
+    found = session_viewer(request, settings)
+    if found is None:
+        raise HTTPException(401, "authentication needed: Authorization: Bearer <token>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return found
+
+
+Caller = Annotated[Viewer, Depends(viewer)]
+
+
+def _settings(request: Request) -> DashboardSettings:
+    settings: DashboardSettings = request.app.state.settings
+    return settings
+
+
+def _scoped(who: Viewer, client: str) -> None:
+    if not who.may_see(client):
+        raise HTTPException(404, f"no client {client!r}")
+
+
+class ClientOut(BaseModel):
+    key: str
+    name: str
+    jobs: int
+    worst_status: str | None
+    failing_jobs: int
+    last_run: datetime | None
+
+
+class RunOut(BaseModel):
+    uid: str
+    trigger: str
+    scheduled_for: datetime
+    state: str
+    status: str | None
+    unusual: list[str]
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None
+    consistency: str | None
+    bytes_read: int | None
+    bytes_new: int | None
+    bytes_sent: int | None
+    files: int | None
+    error_code: str | None
+    error_message: str | None
+
+    @classmethod
+    def of(cls, run: RunRow) -> RunOut:
+        return cls(uid=run.uid, trigger=run.trigger, scheduled_for=run.scheduled_for,
+                   state=run.state, status=run.status,
+                   unusual=[str(f.get("reason", "")) for f in run.sanity_flags or []],
+                   started_at=run.started_at, finished_at=run.finished_at,
+                   duration_s=run.duration_s, consistency=run.consistency,
+                   bytes_read=run.bytes_read, bytes_new=run.bytes_new,
+                   bytes_sent=run.bytes_sent, files=run.files, error_code=run.error_code,
+                   error_message=run.error_message)
+
+
+class RestorePointsOut(BaseModel):
+    baie: str
+    count: int
+    oldest: datetime | None
+    newest: datetime | None
+
+
+class JobOut(BaseModel):
+    key: str
+    type: str
+    host: str
+    schedule: str
+    copies: list[str]
+    copies_identical: bool | None
+    last_run: RunOut | None
+    restore_points: list[RestorePointsOut]
+
+
+class QuotaOut(BaseModel):
+    status: str
+    used_bytes: int
+    quota_bytes: int | None
+    forecast: datetime | None
+
+
+class ClientDetailOut(BaseModel):
+    key: str
+    name: str
+    quota: QuotaOut
+    jobs: list[JobOut]
+
+
+class StepOut(BaseModel):
+    seq: int
+    name: str
+    object: str | None
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    bytes_read: int | None
+    bytes_new: int | None
+    bytes_sent: int | None
+    files: int | None
+    error_code: str | None
+    error_message: str | None
+    details: dict[str, Any]
+
+
+class EventOut(BaseModel):
+    at: datetime
+    level: str
+    message: str
+
+
+class RunDetailOut(RunOut):
+    client: str
+    job: str
+    steps: list[StepOut]
+    log: list[EventOut]
+
+
+class ProblemOut(BaseModel):
+    client: str
+    job: str | None
+    status: str
+    since: datetime
+    consecutive_failures: int
+    last_success: datetime | None
+    message: str
+    run_uid: str | None
+    acknowledged_by: str | None
+    acknowledged_comment: str | None
+    baies: list[str]
+
+
+@router.get("/clients", response_model=list[ClientOut])
+def list_clients(request: Request, who: Caller) -> list[ClientOut]:
+    return [ClientOut(key=c.key, name=c.name, jobs=c.jobs, worst_status=c.worst,
+                      failing_jobs=c.failing, last_run=c.last_run)
+            for c in clients(_settings(request).sessions, only=who.client)]
+
+
+@router.get("/clients/{client}", response_model=ClientDetailOut)
+def get_client(request: Request, client: str, who: Caller) -> ClientDetailOut:
+    _scoped(who, client)
+    settings = _settings(request)
+    try:
+        page = client_page(settings.sessions, client, settings.timezone, settings.now())
+    except NotFound:
+        raise HTTPException(404, f"no client {client!r}") from None
+    q = page.quota
+    return ClientDetailOut(
+        key=page.key, name=page.name,
+        quota=QuotaOut(status=q.status, used_bytes=q.used, quota_bytes=q.quota,
+                       forecast=q.forecast),
+        jobs=[JobOut(key=j.key, type=j.type, host=j.host, schedule=j.schedule, copies=j.copies,
+                     copies_identical=j.parity,
+                     last_run=RunOut.of(j.last) if j.last else None,
+                     restore_points=[RestorePointsOut(baie=b, count=p.count, oldest=p.oldest,
+                                                      newest=p.newest)
+                                     for b, p in sorted(j.points.items())])
+              for j in page.jobs])
+
+
+@router.get("/clients/{client}/jobs/{job}/runs", response_model=list[RunOut])
+def list_runs(request: Request, client: str, job: str, who: Caller,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+              before: datetime | None = None) -> list[RunOut]:
+    """The job's runs, newest first; page with ``before`` = the last ``scheduled_for``."""
+    _scoped(who, client)
+    try:
+        runs = job_runs(_settings(request).sessions, client, job, limit, before)
+    except NotFound:
+        raise HTTPException(404, f"no job {client}/{job}") from None
+    return [RunOut.of(r) for r in runs]
+
+
+@router.get("/runs/{uid}", response_model=RunDetailOut)
+def get_run(request: Request, uid: str, who: Caller) -> RunDetailOut:
+    settings = _settings(request)
+    owner = client_of_run(settings.sessions, uid)
+    if owner is None or not who.may_see(owner):
+        raise HTTPException(404, f"no run {uid!r}")
+    page = run_page(settings.sessions, uid)
+    base = RunOut.of(page.run).model_dump()
+    return RunDetailOut(
+        **base, client=page.client, job=page.job,
+        steps=[StepOut(seq=s.seq, name=s.name, object=s.object, status=s.status,
+                       started_at=s.started_at, finished_at=s.finished_at,
+                       bytes_read=s.bytes_read, bytes_new=s.bytes_new, bytes_sent=s.bytes_sent,
+                       files=s.files, error_code=s.error_code, error_message=s.error_message,
+                       details=s.details or {}) for s in page.steps],
+        log=[EventOut(at=e.at, level=e.level, message=e.message) for e in page.events])
+
+
+@router.get("/problems", response_model=list[ProblemOut])
+def list_problems(request: Request, who: Caller, client: str | None = None,
+                  status: str | None = None, baie: str | None = None) -> list[ProblemOut]:
+    """What needs attention, worst and oldest first (the dashboard's home page)."""
+    if client is not None:
+        _scoped(who, client)
+    found = problems(_settings(request).sessions, client=who.client or client)
+    return [ProblemOut(client=p.client, job=p.job, status=p.status, since=p.since,
+                       consecutive_failures=p.failures, last_success=p.last_success,
+                       message=p.message, run_uid=p.run_uid,
+                       acknowledged_by=p.acknowledged_by,
+                       acknowledged_comment=p.acknowledged_comment, baies=p.baies)
+            for p in found if (status is None or p.status == status)
+            and (baie is None or baie in p.baies)]

@@ -1,0 +1,58 @@
+"""The client page's volume chart as inline SVG: bytes stored per baie over time, with the
+subscribed volume as a dashed line. Pure: measurements in, markup out (no script, no build)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 180, 64, 22, 10
+COLOURS = ["#1f6feb", "#8250df", "#bf8700", "#1a7f37"]
+
+
+def _gb(value: float) -> str:
+    return f"{value / 1e9:.1f} GB" if value >= 1e8 else f"{value / 1e6:.0f} MB"
+
+
+def volume_svg(usage: dict[str, list[tuple[datetime, int]]], quota: int | None,
+               title: str) -> str:
+    """An SVG line chart; an empty-state chart when nothing was measured yet."""
+    series = {b: pts for b, pts in usage.items() if pts}
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" '
+            f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}">'
+            f"<title>{escape(title)}</title>")
+    if not series:
+        return head + (f'<text x="{WIDTH // 2}" y="{HEIGHT // 2}" text-anchor="middle" '
+                       'fill="#57606a">—</text></svg>')
+    times = [t for pts in series.values() for t, _ in pts]
+    t0, t1 = min(times), max(times)
+    span = max((t1 - t0).total_seconds(), 1.0)
+    top = max([v for pts in series.values() for _, v in pts] + [quota or 0]) * 1.1 or 1.0
+    plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
+
+    def x(t: datetime) -> float:
+        return PAD_LEFT + plot_w * (t - t0).total_seconds() / span
+
+    def y(v: float) -> float:
+        return PAD_TOP + plot_h * (1 - v / top)
+
+    parts = [head]
+    for frac in (0.0, 0.5, 1.0):
+        value = top * frac
+        parts.append(f'<line x1="{PAD_LEFT}" x2="{WIDTH - 8}" y1="{y(value):.1f}" '
+                     f'y2="{y(value):.1f}" stroke="#d0d7de" stroke-width="1"/>'
+                     f'<text x="{PAD_LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
+                     f'font-size="11" fill="#57606a">{_gb(value)}</text>')
+    if quota:
+        parts.append(f'<line class="quota" x1="{PAD_LEFT}" x2="{WIDTH - 8}" y1="{y(quota):.1f}" '
+                     f'y2="{y(quota):.1f}" stroke="#cf222e" stroke-dasharray="6 4"/>')
+    for i, (baie, pts) in enumerate(sorted(series.items())):
+        colour = COLOURS[i % len(COLOURS)]
+        line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
+        parts.append(f'<polyline class="series" data-baie="{escape(baie)}" fill="none" '
+                     f'stroke="{colour}" stroke-width="2" points="{line}"/>'
+                     f'<text x="{PAD_LEFT + 8 + 120 * i}" y="{HEIGHT - 6}" font-size="11" '
+                     f'fill="{colour}">■ {escape(baie)}</text>')
+    parts.append(f'<text x="{WIDTH - 8}" y="{HEIGHT - 6}" text-anchor="end" font-size="11" '
+                 f'fill="#57606a">{t0:%d/%m} – {t1:%d/%m}</text></svg>')
+    return "".join(parts)

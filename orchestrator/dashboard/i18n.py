@@ -1,0 +1,88 @@
+"""The dashboard's words in French (default) and English. Status names (REUSSIE, ECHEC, ...)
+are the product's own and stay as they are in both languages."""
+
+from __future__ import annotations
+
+WORDS: dict[str, dict[str, str]] = {
+    "todo": {"fr": "À traiter", "en": "To handle"},
+    "clients": {"fr": "Clients", "en": "Clients"},
+    "client": {"fr": "Client", "en": "Client"},
+    "job": {"fr": "Tâche", "en": "Job"},
+    "jobs": {"fr": "Tâches", "en": "Jobs"},
+    "status": {"fr": "Statut", "en": "Status"},
+    "baie": {"fr": "Baie", "en": "Baie"},
+    "all": {"fr": "Tous", "en": "All"},
+    "filter": {"fr": "Filtrer", "en": "Filter"},
+    "failing_since": {"fr": "En échec depuis", "en": "Failing since"},
+    "runs_in_a_row": {"fr": "exécutions de suite", "en": "runs in a row"},
+    "last_success": {"fr": "Dernière réussite", "en": "Last success"},
+    "never_seen": {"fr": "aucune récente", "en": "none recently"},
+    "error": {"fr": "Erreur", "en": "Error"},
+    "acknowledged": {"fr": "Pris en charge", "en": "Acknowledged"},
+    "acknowledge": {"fr": "Prendre en charge", "en": "Acknowledge"},
+    "comment": {"fr": "Commentaire", "en": "Comment"},
+    "nothing_to_do": {"fr": "Rien à traiter : toutes les tâches ont réussi.",
+                      "en": "Nothing to handle: every job succeeded."},
+    "ago": {"fr": "il y a", "en": "ago"},
+    "login": {"fr": "Connexion", "en": "Log in"},
+    "logout": {"fr": "Déconnexion", "en": "Log out"},
+    "username": {"fr": "Identifiant", "en": "User name"},
+    "password": {"fr": "Mot de passe", "en": "Password"},
+    "bad_login": {"fr": "Identifiant ou mot de passe incorrect.",
+                  "en": "Wrong user name or password."},
+    "throttled": {"fr": "Trop d'essais. Réessayez dans {minutes} min.",
+                  "en": "Too many attempts. Try again in {minutes} min."},
+    "last_30_days": {"fr": "30 derniers jours", "en": "Last 30 days"},
+    "volume": {"fr": "Volume stocké par baie", "en": "Volume stored per baie"},
+    "quota": {"fr": "Volume souscrit", "en": "Subscribed volume"},
+    "no_quota": {"fr": "pas de volume souscrit", "en": "no subscribed volume"},
+    "restore_points": {"fr": "Points de restauration", "en": "Restore points"},
+    "copies": {"fr": "Copies", "en": "Copies"},
+    "parity_ok": {"fr": "identiques", "en": "identical"},
+    "parity_bad": {"fr": "différentes", "en": "different"},
+    "parity_none": {"fr": "une seule copie", "en": "single copy"},
+    "last_run": {"fr": "Dernière exécution", "en": "Last run"},
+    "run_now": {"fr": "Lancer maintenant", "en": "Run now"},
+    "run_requested": {"fr": "Lancement demandé : le planificateur le démarre à son prochain "
+                            "passage (moins d'une minute).",
+                      "en": "Run requested: the scheduler starts it at its next pass "
+                            "(under a minute)."},
+    "pending": {"fr": "lancement demandé", "en": "run requested"},
+    "run": {"fr": "Exécution", "en": "Run"},
+    "steps": {"fr": "Étapes", "en": "Steps"},
+    "step": {"fr": "Étape", "en": "Step"},
+    "object": {"fr": "Objet", "en": "Object"},
+    "started": {"fr": "Début", "en": "Started"},
+    "finished": {"fr": "Fin", "en": "Finished"},
+    "duration": {"fr": "Durée", "en": "Duration"},
+    "read": {"fr": "Lu", "en": "Read"},
+    "new": {"fr": "Nouveau", "en": "New"},
+    "sent": {"fr": "Envoyé", "en": "Sent"},
+    "files": {"fr": "Fichiers", "en": "Files"},
+    "log": {"fr": "Journal", "en": "Log"},
+    "what_to_check": {"fr": "Que vérifier", "en": "What to check"},
+    "consistency": {"fr": "Cohérence", "en": "Consistency"},
+    "trigger": {"fr": "Déclenchement", "en": "Trigger"},
+    "unusual": {"fr": "INHABITUELLE", "en": "UNUSUAL"},
+    "not_found": {"fr": "Introuvable.", "en": "Not found."},
+    "forbidden": {"fr": "Cette page ne vous est pas accessible.",
+                  "en": "This page is not yours to see."},
+    "csrf": {"fr": "Le formulaire a expiré : rechargez la page et recommencez.",
+             "en": "The form expired: reload the page and try again."},
+    "comment_needed": {"fr": "Un commentaire est nécessaire (1000 caractères au plus).",
+                       "en": "A comment is needed (1000 characters at most)."},
+    "auto_refresh": {"fr": "Actualisé automatiquement chaque minute",
+                     "en": "Refreshes every minute"},
+    "days": {"fr": "j", "en": "d"},
+    "hours": {"fr": "h", "en": "h"},
+    "none": {"fr": "aucun", "en": "none"},
+    "by": {"fr": "par", "en": "by"},
+}
+
+
+def translate(key: str, language: str, **values: object) -> str:
+    entry = WORDS.get(key)
+    if entry is None:
+        return key
+    text = entry.get(language) or entry["fr"]
+    return text.format(**values) if values else text

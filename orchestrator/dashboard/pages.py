@@ -1,0 +1,238 @@
+"""The dashboard's HTML pages and its two actions (acknowledge, run now).
+
+Every page needs a login; a client account sees only its own client, and asking for anything
+else answers 404, as for something that does not exist. Actions are for the hotline and admins,
+are POST forms carrying the session's CSRF token, and are audited.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from orchestrator.dashboard.accounts import authenticate
+from orchestrator.dashboard.auth import Viewer, fingerprint
+from orchestrator.dashboard.charts import volume_svg
+from orchestrator.dashboard.problems import problems
+from orchestrator.dashboard.queries import (
+    NotFound,
+    client_of_run,
+    client_page,
+    clients,
+    job_runs,
+    run_page,
+)
+from orchestrator.dashboard.web import (
+    DashboardSettings,
+    LoginRequired,
+    csrf_ok,
+    render,
+    session_viewer,
+)
+from orchestrator.history.models import (
+    AcknowledgementRow,
+    AuditRow,
+    ClientRow,
+    JobRow,
+    RunRequestRow,
+    RunRow,
+)
+
+router = APIRouter(include_in_schema=False)
+STATUSES = ["ECHEC", "NON EXECUTEE", "AVERTISSEMENT", "INHABITUELLE", "quota", "report"]
+
+
+def _settings(request: Request) -> DashboardSettings:
+    settings: DashboardSettings = request.app.state.settings
+    return settings
+
+
+def _viewer(request: Request) -> Viewer:
+    viewer = session_viewer(request, _settings(request))
+    if viewer is None:
+        raise LoginRequired
+    return viewer
+
+
+def _not_found(request: Request, viewer: Viewer) -> HTMLResponse:
+    return render(request, _settings(request), viewer, "message.html", status_code=404,
+                  key="not_found")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of this site: never an open redirect."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+@router.get("/healthz")
+def healthz() -> Response:
+    return Response("ok\n", media_type="text/plain")
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    return render(request, _settings(request), None, "login.html", next=_safe_next(next),
+                  error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, username: Annotated[str, Form(max_length=100)],
+          password: Annotated[str, Form(max_length=1000)],
+          next: Annotated[str, Form()] = "/") -> Response:
+    settings = _settings(request)
+    throttle = settings.throttle
+    assert throttle is not None
+    address = request.client.host if request.client else "?"
+    keys = (f"user:{username.lower()}", f"ip:{address}")
+    wait = throttle.wait(*keys)
+    now = settings.now()
+    if wait is not None:
+        minutes = max(1, int(wait.total_seconds() // 60) + 1)
+        return render(request, settings, None, "login.html", status_code=429,
+                      next=_safe_next(next), error=("throttled", minutes))
+    user = authenticate(settings.sessions, username, password, now)
+    with settings.sessions() as session, session.begin():
+        session.add(AuditRow(at=now, actor=f"web:{username}@{address}",
+                             action="login" if user else "login.failed", target=username))
+    if user is None:
+        throttle.failed(*keys)
+        return render(request, settings, None, "login.html", status_code=401,
+                      next=_safe_next(next), error=("bad_login", 0))
+    throttle.succeeded(keys[0])
+    request.session.clear()  # a new session at each login (no fixation)
+    request.session.update({"uid": user.id, "pv": fingerprint(user.password_hash)})
+    return RedirectResponse(_safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    if csrf_ok(request, csrf):
+        request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
+    viewer = _viewer(request)
+    settings = _settings(request)
+    found = problems(settings.sessions, client=viewer.client)
+    choices = {"clients": sorted({p.client for p in found}),
+               "baies": sorted({b for p in found for b in p.baies})}
+    shown = [p for p in found if (not client or p.client == client)
+             and (not status or p.status == status) and (not baie or baie in p.baies)]
+    return render(request, settings, viewer, "home.html", problems=shown, total=len(found),
+                  choices=choices, statuses=STATUSES,
+                  chosen={"client": client, "status": status, "baie": baie})
+
+
+@router.get("/clients", response_class=HTMLResponse)
+def client_list(request: Request) -> Response:
+    viewer = _viewer(request)
+    if viewer.client is not None:
+        return RedirectResponse(f"/clients/{viewer.client}", status_code=303)
+    settings = _settings(request)
+    return render(request, settings, viewer, "clients.html",
+                  clients=clients(settings.sessions))
+
+
+@router.get("/clients/{key}", response_class=HTMLResponse)
+def client_view(request: Request, key: str) -> Response:
+    viewer = _viewer(request)
+    settings = _settings(request)
+    if not viewer.may_see(key):
+        return _not_found(request, viewer)
+    try:
+        page = client_page(settings.sessions, key, settings.timezone, settings.now())
+    except NotFound:
+        return _not_found(request, viewer)
+    language = request.query_params.get("lang") or settings.language
+    chart = volume_svg(page.usage, page.quota.quota, f"{page.name}: volume")
+    return render(request, settings, viewer, "client.html", page=page, chart=chart,
+                  chart_language=language, flash=request.query_params.get("flash"))
+
+
+@router.get("/clients/{key}/jobs/{job}", response_class=HTMLResponse)
+def job_view(request: Request, key: str, job: str) -> Response:
+    viewer = _viewer(request)
+    settings = _settings(request)
+    if not viewer.may_see(key):
+        return _not_found(request, viewer)
+    try:
+        runs = job_runs(settings.sessions, key, job, limit=100)
+    except NotFound:
+        return _not_found(request, viewer)
+    return render(request, settings, viewer, "job.html", client=key, job=job, runs=runs)
+
+
+@router.get("/runs/{uid}", response_class=HTMLResponse)
+def run_view(request: Request, uid: str) -> Response:
+    viewer = _viewer(request)
+    settings = _settings(request)
+    owner = client_of_run(settings.sessions, uid)
+    if owner is None or not viewer.may_see(owner):
+        return _not_found(request, viewer)
+    page = run_page(settings.sessions, uid)
+    return render(request, settings, viewer, "run.html", page=page,
+                  flash=request.query_params.get("flash"))
+
+
+@router.post("/runs/{uid}/acknowledge", response_class=HTMLResponse)
+def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = "",
+                csrf: Annotated[str, Form()] = "") -> Response:
+    viewer = _viewer(request)
+    settings = _settings(request)
+    owner = client_of_run(settings.sessions, uid)
+    if owner is None or not viewer.may_see(owner):
+        return _not_found(request, viewer)
+    if not viewer.staff:
+        return render(request, settings, viewer, "message.html", status_code=403,
+                      key="forbidden")
+    if not csrf_ok(request, csrf):
+        return render(request, settings, viewer, "message.html", status_code=403, key="csrf")
+    comment = comment.strip()
+    if not comment or len(comment) > 1000:
+        return render(request, settings, viewer, "message.html", status_code=400,
+                      key="comment_needed")
+    now = settings.now()
+    with settings.sessions() as session, session.begin():
+        run = session.scalars(select(RunRow).where(RunRow.uid == uid)).one()
+        session.add(AcknowledgementRow(job_id=run.job_id, run_id=run.id, user_id=viewer.user_id,
+                                       at=now, comment=comment))
+        session.add(AuditRow(at=now, actor=f"web:{viewer.username}", action="run.acknowledge",
+                             target=uid, details={"comment": comment}))
+    return RedirectResponse(f"/runs/{uid}", status_code=303)
+
+
+@router.post("/clients/{key}/jobs/{job}/run", response_class=HTMLResponse)
+def run_now(request: Request, key: str, job: str,
+            csrf: Annotated[str, Form()] = "") -> Response:
+    viewer = _viewer(request)
+    settings = _settings(request)
+    if not viewer.may_see(key):
+        return _not_found(request, viewer)
+    if not viewer.staff:
+        return render(request, settings, viewer, "message.html", status_code=403,
+                      key="forbidden")
+    if not csrf_ok(request, csrf):
+        return render(request, settings, viewer, "message.html", status_code=403, key="csrf")
+    now = settings.now()
+    with settings.sessions() as session, session.begin():
+        job_id = session.scalars(select(JobRow.id).join(ClientRow).where(
+            ClientRow.key == key, JobRow.key == job, JobRow.active.is_(True))).first()
+        if job_id is None:
+            return _not_found(request, viewer)
+        pending = session.scalars(select(RunRequestRow).where(
+            RunRequestRow.job_id == job_id, RunRequestRow.started_at.is_(None),
+            RunRequestRow.requested_at > now - timedelta(hours=1))).first()
+        if pending is None:  # a second click does not queue a second run
+            session.add(RunRequestRow(job_id=job_id, requested_by=viewer.username,
+                                      requested_at=now))
+            session.add(AuditRow(at=now, actor=f"web:{viewer.username}", action="job.run_now",
+                                 target=f"{key}/{job}"))
+    return RedirectResponse(f"/clients/{key}?flash=run_requested", status_code=303)

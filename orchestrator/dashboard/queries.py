@@ -1,0 +1,253 @@
+"""What the dashboard pages and the API read from the history, one function per page.
+
+Every function takes the client it is about by key; scoping (who may ask) is the caller's.
+They read at most a month of runs per job and use the indexes on ``runs(job_id,
+scheduled_for)``, ``snapshots(job_id, taken_at)`` and ``baie_usage(client_id, baie,
+measured_at)``, so a page costs the same after three years as after three days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.history.models import (
+    AcknowledgementRow,
+    BaieUsageRow,
+    ClientRow,
+    JobRow,
+    RunEventRow,
+    RunRequestRow,
+    RunRow,
+    RunStepRow,
+    SnapshotRow,
+    UserRow,
+)
+from orchestrator.jobs.quota import QuotaState, evaluate
+
+STRIP_DAYS = 30
+USAGE_DAYS = 120  # enough to judge the quota: the grace period is 30 days
+WORST = {"ECHEC": 0, "NON EXECUTEE": 1, "AVERTISSEMENT": 2, "REUSSIE": 3}
+
+
+class NotFound(LookupError):
+    """No such client, job or run (or not one this viewer may see: same answer)."""
+
+
+@dataclass
+class Day:
+    day: date
+    status: str | None  # None: no run that day
+    run_uid: str | None = None
+    bytes_read: int | None = None
+    unusual: bool = False
+
+
+@dataclass
+class Points:
+    count: int
+    oldest: datetime | None
+    newest: datetime | None
+
+
+@dataclass
+class JobLine:
+    key: str
+    type: str
+    host: str
+    schedule: str
+    copies: list[str]
+    strip: list[Day]
+    last: RunRow | None
+    points: dict[str, Points] = field(default_factory=dict)
+    parity: bool | None = None  # last copy to the other baies: identical, or not, or no copy
+    pending_request: bool = False
+
+
+@dataclass
+class ClientPage:
+    key: str
+    name: str
+    language: str
+    jobs: list[JobLine]
+    quota: QuotaState
+    usage: dict[str, list[tuple[datetime, int]]]  # baie -> measurements, oldest first
+
+
+@dataclass
+class ClientSummary:
+    key: str
+    name: str
+    jobs: int
+    worst: str | None  # worst last status over the client's jobs
+    failing: int
+    last_run: datetime | None
+
+
+@dataclass
+class RunPage:
+    client: str
+    client_name: str
+    job: str
+    job_type: str
+    run: RunRow
+    steps: list[RunStepRow]
+    events: list[RunEventRow]
+    acknowledgements: list[tuple[str | None, datetime, str]]
+
+
+def _last_run_subquery() -> Any:
+    return (select(RunRow.id).where(RunRow.job_id == JobRow.id, RunRow.status.is_not(None))
+            .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow)
+            .scalar_subquery())
+
+
+def clients(sessions: sessionmaker[Session], only: str | None = None) -> list[ClientSummary]:
+    """Every client with the worst last status of its jobs (or just ``only``)."""
+    with sessions() as session:
+        query = select(ClientRow).where(ClientRow.destroyed_at.is_(None)).order_by(ClientRow.key)
+        if only is not None:
+            query = query.where(ClientRow.key == only)
+        rows = {c.id: ClientSummary(c.key, c.name, 0, None, 0, None)
+                for c in session.scalars(query)}
+        lasts = session.execute(select(JobRow.client_id, RunRow.status, RunRow.scheduled_for)
+                                .outerjoin(RunRow, RunRow.id == _last_run_subquery())
+                                .where(JobRow.active.is_(True))).all()
+    for client_id, status, when in lasts:
+        summary = rows.get(client_id)
+        if summary is None:
+            continue
+        summary.jobs += 1
+        if status is None:
+            continue
+        if summary.worst is None or WORST.get(status, 0) < WORST.get(summary.worst, 0):
+            summary.worst = status
+        summary.failing += status in ("ECHEC", "NON EXECUTEE")
+        summary.last_run = max(summary.last_run or when, when)
+    return list(rows.values())
+
+
+def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
+                now: datetime) -> ClientPage:
+    today = now.astimezone(tz).date()
+    first_day = today - timedelta(days=STRIP_DAYS - 1)
+    since = datetime.combine(first_day, datetime.min.time(), tz) - timedelta(days=1)
+    with sessions() as session:
+        owner = session.scalars(select(ClientRow).where(ClientRow.key == client)).first()
+        if owner is None:
+            raise NotFound(client)
+        jobs = list(session.scalars(select(JobRow).where(
+            JobRow.client_id == owner.id, JobRow.active.is_(True)).order_by(JobRow.key)))
+        ids = [j.id for j in jobs]
+        runs = list(session.scalars(select(RunRow).where(
+            RunRow.job_id.in_(ids), RunRow.scheduled_for >= since,
+            RunRow.status.is_not(None)).order_by(RunRow.scheduled_for)))
+        last_ids = {r.job_id: r.id for r in runs}
+        copy_steps = session.execute(select(RunStepRow.run_id, RunStepRow.details).where(
+            RunStepRow.run_id.in_(list(last_ids.values())), RunStepRow.name == "copy")).all()
+        parity: dict[int, dict[str, Any]] = {run_id: d for run_id, d in copy_steps}
+        points = session.execute(select(
+            SnapshotRow.job_id, SnapshotRow.baie, func.count(), func.min(SnapshotRow.taken_at),
+            func.max(SnapshotRow.taken_at)).where(
+            SnapshotRow.job_id.in_(ids), SnapshotRow.forgotten_at.is_(None)).group_by(
+            SnapshotRow.job_id, SnapshotRow.baie)).all()
+        pending = set(session.scalars(select(RunRequestRow.job_id).where(
+            RunRequestRow.job_id.in_(ids), RunRequestRow.started_at.is_(None))))
+        usage_rows = session.execute(select(
+            BaieUsageRow.baie, BaieUsageRow.measured_at, BaieUsageRow.bytes_stored).where(
+            BaieUsageRow.client_id == owner.id,
+            BaieUsageRow.measured_at >= now - timedelta(days=USAGE_DAYS)).order_by(
+            BaieUsageRow.measured_at)).all()
+        session.expunge_all()
+    by_job: dict[int, list[RunRow]] = {}
+    for run in runs:
+        by_job.setdefault(run.job_id, []).append(run)
+    lines = []
+    for job in jobs:
+        mine = by_job.get(job.id, [])
+        details = parity.get(last_ids.get(job.id, -1))
+        line = JobLine(job.key, job.type, job.host, job.schedule,
+                       [str(c) for c in job.copies or []], _strip(mine, first_day, tz),
+                       mine[-1] if mine else None,
+                       parity=None if details is None else bool(details.get("parity")),
+                       pending_request=job.id in pending)
+        lines.append(line)
+    by_id = {j.id: line for j, line in zip(jobs, lines, strict=True)}
+    for job_id, baie, count, oldest, newest in points:
+        by_id[job_id].points[baie] = Points(count, aware(oldest), aware(newest))
+    usage: dict[str, list[tuple[datetime, int]]] = {}
+    for baie, when, value in usage_rows:
+        usage.setdefault(baie, []).append((when, value))
+    states = [evaluate(p, owner.quota_bytes, now) for p in usage.values()] or [
+        evaluate([], owner.quota_bytes, now)]
+    order = ["none", "ok", "over", "warning", "blocked"]
+    quota = max(states, key=lambda s: (order.index(s.status), s.used))
+    return ClientPage(owner.key, owner.name, owner.language, lines, quota, usage)
+
+
+def aware(value: datetime | str | None) -> datetime | None:
+    """Aggregates (min/max) bypass the column type: SQLite gives naive UTC, or even text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _strip(runs: list[RunRow], first_day: date, tz: ZoneInfo) -> list[Day]:
+    """One cell per day, oldest first: the last run of the day decides its colour."""
+    days = {first_day + timedelta(days=i): Day(first_day + timedelta(days=i), None)
+            for i in range(STRIP_DAYS)}
+    for run in runs:  # oldest first: the day's last run wins
+        cell = days.get(run.scheduled_for.astimezone(tz).date())
+        if cell is not None:
+            cell.status, cell.run_uid, cell.bytes_read = run.status, run.uid, run.bytes_read
+            cell.unusual = bool(run.sanity_flags)
+    return list(days.values())
+
+
+def job_runs(sessions: sessionmaker[Session], client: str, job: str, limit: int,
+             before: datetime | None = None) -> list[RunRow]:
+    """The job's runs, newest first."""
+    with sessions() as session:
+        job_id = session.scalars(select(JobRow.id).join(ClientRow).where(
+            ClientRow.key == client, JobRow.key == job)).first()
+        if job_id is None:
+            raise NotFound(f"{client}/{job}")
+        query = select(RunRow).where(RunRow.job_id == job_id)
+        if before is not None:
+            query = query.where(RunRow.scheduled_for < before)
+        rows = list(session.scalars(query.order_by(RunRow.scheduled_for.desc()).limit(limit)))
+        session.expunge_all()
+    return rows
+
+
+def run_page(sessions: sessionmaker[Session], uid: str) -> RunPage:
+    with sessions() as session:
+        found = session.execute(select(RunRow, JobRow, ClientRow).join(
+            JobRow, RunRow.job_id == JobRow.id).join(ClientRow).where(RunRow.uid == uid)).first()
+        if found is None:
+            raise NotFound(uid)
+        run, job, owner = found
+        steps = list(session.scalars(select(RunStepRow).where(RunStepRow.run_id == run.id)
+                                     .order_by(RunStepRow.seq)))
+        events = list(session.scalars(select(RunEventRow).where(RunEventRow.run_id == run.id)
+                                      .order_by(RunEventRow.id)))
+        acks: list[tuple[str | None, datetime, str]] = [(u, at, c) for u, at, c in session.execute(
+            select(UserRow.username, AcknowledgementRow.at, AcknowledgementRow.comment)
+            .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
+            .where(AcknowledgementRow.run_id == run.id).order_by(AcknowledgementRow.at))]
+        session.expunge_all()
+    return RunPage(owner.key, owner.name, job.key, job.type, run, steps, events, acks)
+
+
+def client_of_run(sessions: sessionmaker[Session], uid: str) -> str | None:
+    with sessions() as session:
+        return session.scalars(select(ClientRow.key).join(JobRow).join(
+            RunRow, RunRow.job_id == JobRow.id).where(RunRow.uid == uid)).first()
+
