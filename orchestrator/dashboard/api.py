@@ -113,7 +113,7 @@ class JobOut(BaseModel):
     host: str
     schedule: str
     copies: list[str]
-    copies_identical: bool | None
+    copies_parity: str  # identical | different | unknown (no copy in 30 days) | single
     last_run: RunOut | None
     restore_points: list[RestorePointsOut]
 
@@ -196,7 +196,7 @@ def get_client(request: Request, client: str, who: Caller) -> ClientDetailOut:
         quota=QuotaOut(status=q.status, used_bytes=q.used, quota_bytes=q.quota,
                        forecast=q.forecast),
         jobs=[JobOut(key=j.key, type=j.type, host=j.host, schedule=j.schedule, copies=j.copies,
-                     copies_identical=j.parity,
+                     copies_parity=j.parity,
                      last_run=RunOut.of(j.last) if j.last else None,
                      restore_points=[RestorePointsOut(baie=b, count=p.count, oldest=p.oldest,
                                                       newest=p.newest)

@@ -3,6 +3,7 @@ subscribed volume as a dashed line. Pure: measurements in, markup out (no script
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from html import escape
 
@@ -10,13 +11,10 @@ WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 180, 64, 22, 10
 COLOURS = ["#1f6feb", "#8250df", "#bf8700", "#1a7f37"]
 
 
-def _gb(value: float) -> str:
-    return f"{value / 1e9:.1f} GB" if value >= 1e8 else f"{value / 1e6:.0f} MB"
-
-
 def volume_svg(usage: dict[str, list[tuple[datetime, int]]], quota: int | None,
-               title: str) -> str:
-    """An SVG line chart; an empty-state chart when nothing was measured yet."""
+               title: str, size: Callable[[float], str]) -> str:
+    """An SVG line chart; an empty-state chart when nothing was measured yet. ``size`` writes
+    an axis value in the reader's units (Go / GB)."""
     series = {b: pts for b, pts in usage.items() if pts}
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" '
             f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}">'
@@ -42,7 +40,7 @@ def volume_svg(usage: dict[str, list[tuple[datetime, int]]], quota: int | None,
         parts.append(f'<line x1="{PAD_LEFT}" x2="{WIDTH - 8}" y1="{y(value):.1f}" '
                      f'y2="{y(value):.1f}" stroke="#d0d7de" stroke-width="1"/>'
                      f'<text x="{PAD_LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
-                     f'font-size="11" fill="#57606a">{_gb(value)}</text>')
+                     f'font-size="11" fill="#57606a">{escape(size(value))}</text>')
     if quota:
         parts.append(f'<line class="quota" x1="{PAD_LEFT}" x2="{WIDTH - 8}" y1="{y(quota):.1f}" '
                      f'y2="{y(quota):.1f}" stroke="#cf222e" stroke-dasharray="6 4"/>')

@@ -7,6 +7,7 @@ are POST forms carrying the session's CSRF token, and are audited.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Annotated
 
@@ -30,6 +31,7 @@ from orchestrator.dashboard.web import (
     DashboardSettings,
     LoginRequired,
     csrf_ok,
+    language_of,
     render,
     session_viewer,
 )
@@ -41,6 +43,7 @@ from orchestrator.history.models import (
     RunRequestRow,
     RunRow,
 )
+from orchestrator.report.sanity import _size
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ["ECHEC", "NON EXECUTEE", "AVERTISSEMENT", "INHABITUELLE", "quota", "report"]
@@ -93,7 +96,7 @@ def login(request: Request, username: Annotated[str, Form(max_length=100)],
     wait = throttle.wait(*keys)
     now = settings.now()
     if wait is not None:
-        minutes = max(1, int(wait.total_seconds() // 60) + 1)
+        minutes = max(1, math.ceil(wait.total_seconds() / 60))
         return render(request, settings, None, "login.html", status_code=429,
                       next=_safe_next(next), error=("throttled", minutes))
     user = authenticate(settings.sessions, username, password, now)
@@ -151,10 +154,11 @@ def client_view(request: Request, key: str) -> Response:
         page = client_page(settings.sessions, key, settings.timezone, settings.now())
     except NotFound:
         return _not_found(request, viewer)
-    language = request.query_params.get("lang") or settings.language
-    chart = volume_svg(page.usage, page.quota.quota, f"{page.name}: volume")
+    language = language_of(request, settings, viewer)
+    chart = volume_svg(page.usage, page.quota.quota, f"{page.name}: volume",
+                       lambda n: _size(n, language))
     return render(request, settings, viewer, "client.html", page=page, chart=chart,
-                  chart_language=language, flash=request.query_params.get("flash"))
+                  flash=request.query_params.get("flash"))
 
 
 @router.get("/clients/{key}/jobs/{job}", response_class=HTMLResponse)

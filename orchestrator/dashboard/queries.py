@@ -65,7 +65,9 @@ class JobLine:
     strip: list[Day]
     last: RunRow | None
     points: dict[str, Points] = field(default_factory=dict)
-    parity: bool | None = None  # last copy to the other baies: identical, or not, or no copy
+    # The last copy to the other baies: identical | different | unknown (none in 30 days) |
+    # single (the job has one copy only).
+    parity: str = "single"
     pending_request: bool = False
 
 
@@ -147,10 +149,13 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
         runs = list(session.scalars(select(RunRow).where(
             RunRow.job_id.in_(ids), RunRow.scheduled_for >= since,
             RunRow.status.is_not(None)).order_by(RunRow.scheduled_for)))
-        last_ids = {r.job_id: r.id for r in runs}
+        job_of_run = {r.id: r.job_id for r in runs}
         copy_steps = session.execute(select(RunStepRow.run_id, RunStepRow.details).where(
-            RunStepRow.run_id.in_(list(last_ids.values())), RunStepRow.name == "copy")).all()
-        parity: dict[int, dict[str, Any]] = {run_id: d for run_id, d in copy_steps}
+            RunStepRow.run_id.in_(list(job_of_run)), RunStepRow.name == "copy",
+            RunStepRow.status == "ok").order_by(RunStepRow.id)).all()
+        parity: dict[int, dict[str, Any]] = {}  # job -> its latest copy step that ran
+        for run_id, details in copy_steps:
+            parity[job_of_run[run_id]] = details
         points = session.execute(select(
             SnapshotRow.job_id, SnapshotRow.baie, func.count(), func.min(SnapshotRow.taken_at),
             func.max(SnapshotRow.taken_at)).where(
@@ -170,12 +175,13 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
     lines = []
     for job in jobs:
         mine = by_job.get(job.id, [])
-        details = parity.get(last_ids.get(job.id, -1))
-        line = JobLine(job.key, job.type, job.host, job.schedule,
-                       [str(c) for c in job.copies or []], _strip(mine, first_day, tz),
-                       mine[-1] if mine else None,
-                       parity=None if details is None else bool(details.get("parity")),
-                       pending_request=job.id in pending)
+        copies = [str(c) for c in job.copies or []]
+        details = parity.get(job.id)
+        state = "single" if len(copies) < 2 else "unknown" if details is None else \
+            "identical" if details.get("parity") else "different"
+        line = JobLine(job.key, job.type, job.host, job.schedule, copies,
+                       _strip(mine, first_day, tz), mine[-1] if mine else None,
+                       parity=state, pending_request=job.id in pending)
         lines.append(line)
     by_id = {j.id: line for j, line in zip(jobs, lines, strict=True)}
     for job_id, baie, count, oldest, newest in points:

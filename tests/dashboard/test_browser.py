@@ -1,0 +1,127 @@
+"""The dashboard in Debian's Chromium, driven by Playwright as people use it: the hotline logs
+in, sees the failed job, opens the run and acknowledges it; a client logs in and fails to open
+another client's pages and API routes. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from PIL import Image
+from sqlalchemy import select
+
+from orchestrator.history.models import AuditRow
+from tests.conftest import REPO
+from tests.dashboard.site import PASSWORDS, Site
+from tests.servers import free_port
+
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Site, str]]:
+    site = Site(tmp_path)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(site.app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        threading.Event().wait(0.05)
+    assert server.started, "the dashboard did not start"
+    yield site, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is not installed: run `make services` (make test does it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+def _login(page: Any, base: str, username: str) -> None:
+    page.goto(f"{base}/")
+    assert "/login" in page.url
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORDS[username])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#whoami")
+
+
+def _shot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    colours = Image.open(path).convert("RGB").getcolors(maxcolors=1_000_000) or []
+    assert len(colours) > 20, f"{name} is (nearly) blank"
+    return path
+
+
+@pytest.mark.slow
+def test_hotline_sees_the_failure_opens_the_run_and_acknowledges_it(
+        served: tuple[Site, str], browser: Any) -> None:
+    site, base = served
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    _login(page, base, "marie")
+    row = page.locator('tr.problem[data-client="acme"][data-job="partages"]')
+    assert row.get_attribute("data-status") == "ECHEC"
+    assert row.locator("td.ack").inner_text() == "-"
+    red = (0xCF, 0x22, 0x2E)  # the ECHEC badge
+    shot = _shot(page, "dashboard-home.png")
+    assert any(c == red for _n, c in Image.open(shot).convert("RGB").getcolors(1_000_000) or [])
+    row.locator("a.run-link").click()
+    page.wait_for_selector("#run-status")
+    assert page.inner_text("#run-status") == "ECHEC"
+    assert "HVB-HOST-UNREACHABLE" in page.inner_text("#run-error")
+    assert "started (schedule)" in page.inner_text("#log")
+    page.fill("#ack-form input[name=comment]", "hôte en maintenance, client prévenu")
+    page.click("#ack-form button")
+    page.wait_for_selector("#acknowledgements .ack")
+    assert "marie" in page.inner_text("#acknowledgements")
+    _shot(page, "dashboard-run.png")
+    page.click("header a >> nth=1")  # À traiter
+    ack = page.locator('tr.problem[data-client="acme"] td.ack').inner_text()
+    assert ack == "marie: hôte en maintenance, client prévenu"
+    with site.sessions() as session:  # audited
+        assert session.scalars(select(AuditRow.actor).where(
+            AuditRow.action == "run.acknowledge")).all() == ["web:marie"]
+    page.goto(f"{base}/clients/acme")
+    assert page.locator("tr.job").count() == 3
+    assert page.locator("svg.chart polyline.series").count() == 2
+    _shot(page, "dashboard-client.png")
+
+
+@pytest.mark.slow
+def test_client_cannot_cross_into_another_client(served: tuple[Site, str],
+                                                 browser: Any) -> None:
+    site, base = served
+    page = browser.new_page()
+    _login(page, base, "acme-it")
+    assert 'data-client="durand"' not in page.content()
+    for path in ("/clients/durand", f"/runs/{site.durand_run}", "/clients/durand/jobs/serveurs"):
+        answer = page.goto(f"{base}{path}")
+        assert answer.status == 404, path
+        assert "DURAND" not in page.content()
+    _shot(page, "dashboard-client-refused.png")
+    for path in ("/api/v1/clients/durand", f"/api/v1/runs/{site.durand_run}"):
+        answer = page.goto(f"{base}{path}")
+        assert answer.status == 404, path
+    answer = page.goto(f"{base}/api/v1/clients")
+    assert [c["key"] for c in answer.json()] == ["acme"]
+    page.goto(f"{base}/clients/acme")
+    assert page.inner_text("#client-name").startswith("ACME")
