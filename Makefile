@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest services venv clean bench
+.PHONY: demo test lint typecheck pytest services venv clean bench bench-dashboard
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench: venv services
 	@command -v restic >/dev/null && command -v borg >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic borgbackup)
 	$(BIN)/python bench/store_bench.py $(BENCH_ARGS)
+
+bench-dashboard: venv services
+	$(BIN)/python bench/dashboard_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-state .pytest_cache .mypy_cache .ruff_cache
