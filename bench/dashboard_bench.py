@@ -193,7 +193,7 @@ def measure(client: TestClient, paths: list[str]) -> list[float]:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def bench_backend(name: str, url: str, args: argparse.Namespace) -> list[tuple[str, ...]]:

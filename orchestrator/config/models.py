@@ -34,7 +34,8 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True,
+                              use_attribute_docstrings=True)
 
 
 def _email(value: str) -> str:
@@ -105,7 +106,9 @@ class SecretRef(Model):
     """A secret is named, never written: an environment variable or a file."""
 
     password_env: EnvName | None = None
+    """Name of the environment variable that holds the password."""
     password_file: str | None = None
+    """File whose first line is the password (readable by the service only)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretRef:
@@ -119,21 +122,41 @@ class SecretRef(Model):
 
 class Msp(Model):
     name: str = Field(min_length=1)
+    """The MSP's name, as the clients read it in reports."""
     hotline: list[Email] = Field(min_length=1)
+    """Addresses of the hotline: alerts, the morning summary, missing reports."""
     timezone: TimezoneField = ZoneInfo("Europe/Paris")
+    """Time zone of schedules, report dates and the dashboard."""
     language: Language = "fr"
+    """Default language of reports and the dashboard (a client may have its own)."""
     escrow_public_key_file: str | None = None
+    """The MSP escrow public key (`hvbackup keys init --escrow`), for clients with `escrow: true`.
+    """
     digest_deadline: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "08:00"
+    """Time (HH:MM) by which every client's report of the night must have gone out; later, an
+    alert.
+    """
+    heartbeat_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    """URL pinged (HTTP GET) after every scheduler cycle, healthchecks-style, so that a dead
+    orchestrator is noticed by something outside it; `/fail` is added when a cycle failed.
+    """
 
 
 class Smtp(SecretRef):
     host: str = Field(min_length=1)
+    """The mail relay."""
     port: int = Field(default=587, ge=1, le=65535)
+    """Its port (587 STARTTLS, 465 TLS, 25 plain)."""
     security: Literal["starttls", "tls", "none"] = "starttls"
+    """starttls, tls (implicit, port 465) or none."""
     username: str | None = None
+    """Login on the relay (then password_env or password_file)."""
     from_: Annotated[str, AfterValidator(_sender)] = Field(alias="from")
+    """Sender, e.g. "Sauvegardes <sauvegardes@msp.example>"."""
     timeout_s: int = Field(default=30, ge=1, le=600)
+    """Seconds before a connection or command to the relay is given up."""
     ca_file: str | None = None  # a private CA for the relay's certificate
+    """A private CA for the relay's certificate."""
 
     @model_validator(mode="after")
     def _auth_complete(self) -> Smtp:
@@ -144,7 +167,9 @@ class Smtp(SecretRef):
 
 class Bandwidth(Model):
     sustained_mbps: float = Field(gt=0)
+    """Sustained upload limit, Mbit/s."""
     burst_mbps: float | None = Field(default=None, gt=0)
+    """Short bursts up to this rate, Mbit/s (at least sustained_mbps)."""
 
     @model_validator(mode="after")
     def _burst_above_sustained(self) -> Bandwidth:
@@ -155,20 +180,34 @@ class Bandwidth(Model):
 
 class SftpBaie(Model):
     type: Literal["sftp"]
+    """sftp: a baie reached over SSH (OpenSSH sshd)."""
     host: str = Field(min_length=1)
+    """Address of the baie."""
     port: int = Field(default=22, ge=1, le=65535)
+    """SSH port."""
     user: str = Field(min_length=1)
+    """SFTP account (chrooted, key-only: see docs/baie-setup.md)."""
     key_file: str = Field(min_length=1)
+    """The orchestrator's private SSH key for this baie."""
     known_hosts: str = Field(min_length=1)
+    """known_hosts file holding the baie's host key (never accepted blindly)."""
     path: str = Field(min_length=1)
+    """Folder on the baie under which each client has its repository."""
     bandwidth: Bandwidth | None = None
+    """Upload limit towards this baie."""
     connections: int = Field(default=4, ge=1, le=32)
+    """SSH connections used in parallel for uploads."""
 
 
 class LocalBaie(Model):
     type: Literal["local"]
+    """local: a mounted folder (disk array, NFS/SMB mount) on the orchestrator."""
     path: str = Field(min_length=1)
+    """The mounted folder; it must exist (an unmounted array is an error, never a silent write to
+    the system disk).
+    """
     bandwidth: Bandwidth | None = None
+    """Write limit (rarely useful locally)."""
 
 
 Baie = Annotated[SftpBaie | LocalBaie, Field(discriminator="type")]
@@ -176,20 +215,32 @@ Baie = Annotated[SftpBaie | LocalBaie, Field(discriminator="type")]
 
 class Encryption(Model):
     public_key_file: str = Field(min_length=1)
+    """The client's public key (`hvbackup keys init`); its private key stays with the client."""
     escrow: bool = False
+    """Also seal the data to the MSP escrow key (the client's written consent)."""
 
 
 class WinrmSettings(SecretRef):
     port: int = Field(default=5986, ge=1, le=65535)
+    """WinRM port (5986 for HTTPS)."""
     scheme: Literal["https", "http"] = "https"
+    """https (default) or http (test labs only)."""
     auth: Literal["negotiate", "kerberos", "ntlm", "credssp"] = "negotiate"
+    """negotiate, kerberos, ntlm or credssp."""
     username: str | None = None
+    """Account on the host (the dedicated account made by Initialize-HvbHost.ps1)."""
     ca_file: str | None = None
+    """CA that signed the host's WinRM certificate (exported by Initialize-HvbHost.ps1)."""
     cert_validation: bool = True
+    """Check the host's certificate (leave on)."""
     configuration_name: str | None = None
+    """JEA endpoint to connect to (Initialize-HvbHost.ps1 registers `hvbackup`)."""
     operation_timeout_s: int = Field(default=20, ge=5, le=600)
+    """WinRM operation timeout, seconds (below read_timeout_s)."""
     read_timeout_s: int = Field(default=30, ge=10, le=900)
+    """HTTP read timeout, seconds."""
     connect_retries: int = Field(default=3, ge=0, le=20)
+    """Connection attempts before the host is declared unreachable."""
 
     @model_validator(mode="after")
     def _timeouts(self) -> WinrmSettings:
@@ -205,37 +256,57 @@ class SimulatedFault(Model):
     """A failure the simulated host produces, on given dates (MSP timezone) or always."""
 
     kind: Literal["guest-vss-failure", "merge-stuck", "leftover-checkpoint", "unreachable",
+    """The failure to produce."""
                   "staging-full", "verifyonly-failure", "slow"]
     target: str | None = None
+    """The VM, database or path it hits (all when absent)."""
     dates: list[date] = Field(default_factory=list)
+    """Nights it happens (MSP time zone); every night when empty."""
     delay_s: float = Field(default=2.0, ge=0, le=3600)
+    """For `slow`: seconds added to each call."""
 
 
 class SimulatedSettings(Model):
     """Settings of a simulated host (demo and tests); the simulator reads them."""
 
     data_dir: str | None = None
+    """Where the simulated host keeps its disks, databases and shares."""
     seed: int = 1
+    """Seed of the simulated data (same seed, same data)."""
     vm_disk_mb: int = Field(default=256, ge=1, le=65536)
+    """Size of each simulated VM disk, MB."""
     daily_change_percent: float = Field(default=2.0, ge=0, le=100)
+    """Share of each disk rewritten every night."""
     share_files: int = Field(default=200, ge=1, le=100000)
+    """Files in each simulated share."""
     faults: list[SimulatedFault] = Field(default_factory=list)
+    """Failures to inject."""
 
 
 class Host(Model):
     address: str = Field(min_length=1)
+    """DNS name or IP address of the Hyper-V host."""
     transport: Literal["winrm", "simulated", "local"] = "winrm"
+    """winrm (production), simulated (demo, tests) or local (this machine's folders)."""
     winrm: WinrmSettings | None = None
+    """How to reach the host over WinRM."""
     simulated: SimulatedSettings | None = None
+    """Settings of a simulated host."""
     staging_dir: str = "D:\\hvbackup-staging"
+    """Folder on the host for SQL dumps and exports (needs free space)."""
 
 
 class Retention(Model):
     keep_days: int | None = Field(default=None, ge=1, le=3660)
+    """Keep every restore point of the last N days (rolling)."""
     keep_last: int | None = Field(default=None, ge=1, le=10000)
+    """Keep the N newest restore points."""
     keep_daily: int | None = Field(default=None, ge=1, le=3660)
+    """Keep the last restore point of each of the last N days that have one."""
     keep_weekly: int | None = Field(default=None, ge=1, le=520)
+    """Keep the last restore point of each of the last N weeks."""
     keep_monthly: int | None = Field(default=None, ge=1, le=240)
+    """Keep the last restore point of each of the last N months."""
 
     @model_validator(mode="after")
     def _something_kept(self) -> Retention:
@@ -256,13 +327,21 @@ def _default_retention() -> Retention:
 
 class JobBase(Model):
     host: str = Field(min_length=1)
+    """The client's host (a key of its `hosts`)."""
     schedule: ScheduleField
+    """When: `daily HH:MM`, `weekdays HH:MM`, `weekends HH:MM`, `mon,wed,fri HH:MM`."""
     window_hours: float = Field(default=8, gt=0, le=24)
+    """Hours after the scheduled time during which the run may start; later it is NON EXECUTEE."""
     retries: int = Field(default=2, ge=0, le=10)
+    """Retries of a failed step that may succeed later (host busy, network)."""
     retention: Retention = Field(default_factory=_default_retention)
+    """Restore points kept (default: keep_days 30)."""
     copies: list[str] | None = Field(default=None, min_length=1)
+    """Baies holding the copies, first one written by the backup (default: the client's)."""
     enabled: bool = True
+    """false: the job is kept but not run (nor expected)."""
     compression_level: int = Field(default=3, ge=1, le=19)
+    """zstd level (1 fast to 19 small)."""
 
     @field_validator("copies")
     @classmethod
@@ -278,26 +357,43 @@ def _chunk_kib(value: int) -> int:
 
 class HypervVmJob(JobBase):
     type: Literal["hyperv-vm"]
+    """hyperv-vm: Hyper-V virtual machines, by production checkpoint."""
     vms: NonEmptyNames
+    """VM names as Hyper-V shows them."""
     consistency: Literal["application", "application-or-crash"] = "application"
+    """application (VSS inside the guest, else ECHEC) or application-or-crash (falls back to
+    crash-consistent, reported AVERTISSEMENT).
+    """
     mode: Literal["checkpoint", "export"] = "checkpoint"
+    """checkpoint (read the frozen disks) or export."""
     image_chunk_kib: Annotated[int, Field(ge=256, le=4096), AfterValidator(_chunk_kib)] = 512
+    """Chunk size of disk images, KiB (256 to 4096, power of two)."""
 
 
 class SqlServerJob(JobBase):
     type: Literal["sql-server"]
+    """sql-server: native COPY_ONLY dumps, verified."""
     instance: str = Field(min_length=1)
+    """Instance, e.g. `SQL01\\COMPTA` or `MSSQLSERVER`."""
     databases: NonEmptyNames
+    """Database names, or `all` (user databases)."""
     exclude_databases: list[str] = Field(default_factory=list)
+    """Names left out of `all`."""
     trust_server_certificate: bool = False
+    """Accept the instance's self-signed certificate."""
     command_timeout_s: int = Field(default=3600, ge=60, le=86400)
+    """Seconds a dump may take."""
 
 
 class FilesJob(JobBase):
     type: Literal["files"]
+    """files: folders and shares, from a shadow copy."""
     paths: NonEmptyNames
+    """Folders on the host (e.g. `D:\\Partages`)."""
     exclude: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """Glob patterns left out."""
     vss: bool | None = None  # None: shadow copies on Windows hosts, none on a local host
+    """Read from a shadow copy (default: yes on Windows hosts, no on a local host)."""
 
 
 AnyJob = HypervVmJob | SqlServerJob | FilesJob
@@ -306,13 +402,21 @@ Job = Annotated[AnyJob, Field(discriminator="type")]
 
 class Client(Model):
     name: str = Field(min_length=1)
+    """The client's name as it reads it in its reports."""
     contacts: list[Email] = Field(min_length=1)
+    """Who receives the daily report."""
     language: Language | None = None
+    """fr or en (default: the MSP's)."""
     quota_gb: float | None = Field(default=None, ge=0)
+    """Subscribed volume, GB: 10 % over it, the client is told and has 30 days."""
     encryption: Encryption | None = None
+    """The client's key (required before its first backup)."""
     copies: list[str] | None = Field(default=None, min_length=1)
+    """Baies of its copies, the first one written by backups (two sites for the contract)."""
     hosts: dict[str, Host] = Field(default_factory=dict)
+    """Its Hyper-V hosts, by name."""
     jobs: dict[str, Job] = Field(default_factory=dict)
+    """Its backup jobs, by name."""
 
     @field_validator("copies")
     @classmethod
@@ -322,9 +426,18 @@ class Client(Model):
 
 class Config(Model):
     version: Literal[1]
+    """Version of this file's format: 1."""
     state_dir: str | None = None
+    """Where the orchestrator keeps its state (history, caches); default /var/lib/hvbackup for root,
+    ~/.local/state/hvbackup otherwise, %PROGRAMDATA%\\hvbackup on Windows.
+    """
     database: str | None = None
+    """SQLAlchemy URL of the history (default: SQLite in state_dir)."""
     msp: Msp
+    """The MSP itself."""
     smtp: Smtp | None = None
+    """The mail relay (no relay: messages go to the outbox folder only)."""
     baies: dict[str, Baie] = Field(min_length=1)
+    """The disk arrays, by name."""
     clients: dict[str, Client] = Field(default_factory=dict)
+    """The clients, by key (letters, digits, - and _)."""
