@@ -7,8 +7,11 @@ instants over the last 36 hours:
   late if the orchestrator was down;
 * one whose window has passed without a run is recorded NON EXECUTEE, with the reason;
 * at most ``max_workers`` runs at once, and one run at a time per host.
-SIGTERM: no new run is started, running ones finish, then the daemon exits. Runs left
-'running' by a crash are closed as ECHEC at start.
+SIGTERM: no new run is started, running ones finish, then the daemon exits. SIGHUP: the
+configuration is read again at the next cycle; runs in progress keep the one they started with,
+and a broken file is reported and ignored (the previous configuration stays). After each cycle
+the heartbeat URL, when configured, is pinged. Runs left 'running' by a crash are closed as
+ECHEC at start.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,7 +28,7 @@ import schedule
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.config.load import JobRef
+from orchestrator.config.load import JobRef, LoadedConfig
 from orchestrator.errors import HvbError
 from orchestrator.history.models import (
     AlertRow,
@@ -37,10 +40,12 @@ from orchestrator.history.models import (
     RunState,
 )
 from orchestrator.history.recorder import RunAlreadyClaimed, close_interrupted
+from orchestrator.history.sync import sync_config
 from orchestrator.jobs.offboard import destroy_due, offboarded
 from orchestrator.jobs.run import RunContext, RunResult, new_run_uid, run_job
 from orchestrator.report.digest import send_digest
 from orchestrator.report.hotline import missing_digests, send_alerts, send_summary
+from orchestrator.schedule.heartbeat import ping
 from orchestrator.schedule.spec import runs_between
 
 log = logging.getLogger(__name__)
@@ -71,8 +76,11 @@ def due_runs(refs: list[JobRef], tz: ZoneInfo, since: datetime, now: datetime) -
 
 class Daemon:
     def __init__(self, ctx: RunContext, max_workers: int = 2,
-                 on_result: Callable[[Due, RunResult], None] | None = None) -> None:
+                 on_result: Callable[[Due, RunResult], None] | None = None,
+                 reload: Callable[[], LoadedConfig] | None = None) -> None:
         self.ctx = ctx
+        self._reload = reload
+        self._reload_asked = threading.Event()
         self.max_workers = max_workers
         self.on_result = on_result
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="run")
@@ -114,7 +122,7 @@ class Daemon:
             with self._lock:
                 if host in self._running or len(self._running) >= self.max_workers:
                     continue  # its turn comes at a later tick, inside its window
-                self._running[host] = self._pool.submit(self._run, due)
+                self._running[host] = self._pool.submit(self._run, due, replace(self.ctx))
             started.append(due)
         self._requested(now)
         self._maintenance(now)
@@ -145,7 +153,8 @@ class Daemon:
                                 "configuration", who, client, job)
                     continue
                 log.info("%s: run requested by %s from the dashboard", ref.label, who)
-                self._running[host] = self._pool.submit(self._run_requested, ref, request_id)
+                self._running[host] = self._pool.submit(self._run_requested, ref, request_id,
+                                                        replace(self.ctx))
 
     def _take_request(self, request_id: int, now: datetime) -> bool:
         with self.ctx.sessions() as session, session.begin():
@@ -154,9 +163,9 @@ class Daemon:
                 started_at=now))
             return bool(taken.rowcount)  # type: ignore[attr-defined]
 
-    def _run_requested(self, ref: JobRef, request_id: int) -> None:
+    def _run_requested(self, ref: JobRef, request_id: int, ctx: RunContext) -> None:
         try:
-            result = run_job(self.ctx, ref, trigger="dashboard")
+            result = run_job(ctx, ref, trigger="dashboard")
         except RunAlreadyClaimed:
             return
         with self.ctx.sessions() as session, session.begin():
@@ -249,9 +258,9 @@ class Daemon:
         except IntegrityError:
             pass  # another daemon recorded it first
 
-    def _run(self, due: Due) -> None:
+    def _run(self, due: Due, ctx: RunContext) -> None:
         try:
-            result = run_job(self.ctx, due.ref, scheduled_for=due.scheduled_for,
+            result = run_job(ctx, due.ref, scheduled_for=due.scheduled_for,
                              trigger="schedule")
         except RunAlreadyClaimed:
             return
@@ -267,14 +276,51 @@ class Daemon:
         for future in running:
             future.result()
 
+    def cycle(self) -> bool:
+        """One scheduler cycle: reload the configuration if asked, tick, ping the heartbeat.
+        Never raises: a failed cycle is logged (and pinged as failed); the next one retries."""
+        ok = True
+        try:
+            if self._reload_asked.is_set():
+                self._reload_asked.clear()
+                self._apply_reload()
+            self.tick()
+        except Exception as exc:  # the database away, a bug: the daemon must live on
+            ok = False
+            log.error("scheduler cycle failed: %s", exc, exc_info=not isinstance(exc, HvbError))
+        url = self.ctx.loaded.config.msp.heartbeat_url
+        if url:
+            ping(url, ok)
+        return ok
+
+    def ask_reload(self) -> None:
+        """SIGHUP: read the configuration again at the next cycle."""
+        self._reload_asked.set()
+
+    def _apply_reload(self) -> None:
+        if self._reload is None:
+            return
+        try:
+            loaded = self._reload()
+            with self.ctx.sessions() as session, session.begin():
+                sync_config(session, loaded, self.ctx.clock.now(), "scheduler (SIGHUP)")
+        except HvbError as exc:
+            log.error("configuration not reloaded, the previous one stays in use: %s", exc)
+            return
+        self.ctx.loaded = loaded
+        log.warning("configuration reloaded from %s: %d job(s)", loaded.path,
+                    sum(1 for _ in loaded.jobs()))
+
     def serve(self, interval_s: int = 30) -> None:
         closed = close_interrupted(self.ctx.sessions, self.ctx.clock.now())
         for uid in closed:
             log.warning("run %s was interrupted and is now closed as ECHEC", uid)
         runner = schedule.Scheduler()
-        runner.every(interval_s).seconds.do(self.tick)
-        self.tick()
+        runner.every(interval_s).seconds.do(self.cycle)
+        self.cycle()
         while not self.stopping.is_set():
+            if self._reload_asked.is_set():
+                self.cycle()  # a reload is not left waiting for the next 30 s
             runner.run_pending()
             self.stopping.wait(1.0)
         log.info("stopping: waiting for the runs in progress")

@@ -11,7 +11,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import sessionmaker
 
 from orchestrator.history.models import JobRow, RunRow
 from orchestrator.jobs.run import RunContext
@@ -113,3 +114,88 @@ def test_watchdog_closes_a_run_that_never_finished(tmp_path: Path) -> None:
     with s.sessions() as session:
         run = session.scalars(select(RunRow).where(RunRow.uid == "lost")).one()
     assert (run.status, run.error_code) == ("ECHEC", "HVB-RUN-INTERRUPTED")
+
+
+class _Monitor:
+    """A healthchecks-like monitor on loopback: records the paths it was pinged on."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        hits = self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"OK")
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/ping/3f1c"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_heartbeat_after_each_cycle_and_fail_when_the_cycle_failed(tmp_path: Path) -> None:
+    monitor = _Monitor()
+    try:
+        s = Setup(tmp_path, start=datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+        text = s.config.read_text().replace(
+            "  hotline: [hotline@msp.example]",
+            f"  hotline: [hotline@msp.example]\n  heartbeat_url: {monitor.url}")
+        s.config.write_text(text)
+        s.reload()
+        daemon = Daemon(s.ctx, max_workers=1)
+        assert daemon.cycle() is True
+        daemon.wait_idle()
+        assert monitor.hits == ["/ping/3f1c"]
+        # The history database becomes unreachable (a disk unmounted, a server down).
+        s.ctx.sessions = sessionmaker(create_engine(f"sqlite:///{tmp_path}/gone/history.db"))
+        assert daemon.cycle() is False  # logged, not raised: the daemon lives on
+        assert monitor.hits == ["/ping/3f1c", "/ping/3f1c/fail"]
+    finally:
+        monitor.close()
+
+
+def test_sighup_reloads_the_configuration_and_keeps_the_old_one_when_broken(
+        tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "run", "-c",
+                             str(s.config)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        assert "3 job(s)" in proc.stdout.readline()
+        time.sleep(1.0)
+        good = s.config.read_text()
+        s.config.write_text(good.replace("      partages:\n", "      partages2:\n        "
+                                         "type: files\n        host: hv01\n        paths: "
+                                         "['D:\\\\Partages']\n        schedule: \"daily 04:00\"\n"
+                                         "      partages:\n"))
+        proc.send_signal(signal.SIGHUP)
+        assert "SIGHUP" in proc.stdout.readline()
+        for _ in range(100):
+            with s.sessions() as session:
+                if session.scalars(select(JobRow).where(JobRow.key == "partages2")).first():
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the new job never reached the history")
+        s.config.write_text(good.replace("version: 1", "version: 7"))
+        proc.send_signal(signal.SIGHUP)
+        assert "SIGHUP" in proc.stdout.readline()
+        time.sleep(2.0)
+        assert proc.poll() is None  # still running, on the previous configuration
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "configuration reloaded" in err and "4 job(s)" in err
+    assert "configuration not reloaded, the previous one stays in use" in err
+    assert "version" in err.split("configuration not reloaded")[1]
