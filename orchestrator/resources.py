@@ -23,6 +23,11 @@ def report_files() -> Traversable:
     return resources.files("orchestrator.reports")
 
 
+def service_files() -> Traversable:
+    """The folder of service definitions (systemd units, WinSW)."""
+    return resources.files("orchestrator.service")
+
+
 def read_text(folder: Traversable, name: str) -> str:
     """The text of ``name`` inside ``folder``; raises HvbError naming what is missing."""
     item = folder

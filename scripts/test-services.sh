@@ -27,6 +27,9 @@ if ! command -v ssh-keygen >/dev/null; then apt_install openssh-client; fi
 # Chromium: the rendered e-mails (and later the dashboard) are looked at by a real browser.
 if [ ! -x /usr/bin/chromium ]; then apt_install chromium fonts-dejavu-core; fi
 
+# systemd-analyze: the service units are verified by it (systemd itself is not started).
+if ! command -v systemd-analyze >/dev/null; then apt_install systemd; fi
+
 # PostgreSQL on 127.0.0.1:5432 with trust auth (the history tests run on it too).
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 if ! command -v pg_isready >/dev/null; then apt_install postgresql; fi

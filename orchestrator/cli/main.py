@@ -28,6 +28,7 @@ from orchestrator.cli import (
     report,
     restore,
     serve,
+    service,
     snapshots,
     users,
     validate,
@@ -41,7 +42,7 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, inventory, backup, daemon, nights, keys, snapshots, restore, verify,
-            prune, quota, report, client, users, serve, db)
+            prune, quota, report, client, users, serve, service, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
