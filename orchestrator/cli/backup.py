@@ -11,7 +11,7 @@ from orchestrator.cli.db import actor
 from orchestrator.cli.interactive import Progress, human_bytes
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
-from orchestrator.config.load import LoadedConfig
+from orchestrator.config.load import JobRef, LoadedConfig
 from orchestrator.history.db import open_engine, require_current, session_factory
 from orchestrator.history.models import RunStatus
 from orchestrator.history.recorder import close_interrupted
@@ -64,7 +64,12 @@ def describe(result: RunResult) -> list[str]:
 
 def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     loaded = load_from_args(args)
-    ref = loaded.job(args.job)
+    return run_ref(loaded, loaded.job(args.job), clock, ui)
+
+
+def run_ref(loaded: LoadedConfig, ref: JobRef, clock: Clock, ui: Ui,
+            trigger: str = "manual") -> int:
+    """Run one job now with a progress line; the exit status of `hvbackup backup`."""
     ctx = context(loaded, clock)
     ui.print(f"{ref.label}: {ref.job.type} on {ref.job.host} ({socket.gethostname()})")
     progress = Progress()
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
 
     ctx.progress = show
     try:
-        result = run_job(ctx, ref, trigger="manual")
+        result = run_job(ctx, ref, trigger=trigger)
     finally:
         progress.done()
     for line in describe(result):

@@ -27,6 +27,7 @@ from orchestrator.cli import (
     quota,
     report,
     restore,
+    selfbackup,
     serve,
     service,
     snapshots,
@@ -42,7 +43,7 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, inventory, backup, daemon, nights, keys, snapshots, restore, verify,
-            prune, quota, report, client, users, serve, service, db)
+            prune, quota, report, client, users, serve, service, selfbackup, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

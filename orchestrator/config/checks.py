@@ -107,6 +107,10 @@ def check_references(
                 if transport == "local" and job.get("vss") is True:
                     add((*jpath, "vss"), f"host {host_ref!r} is 'transport: local': shadow copies "
                                          "(VSS) exist only on Windows hosts")
+                if job.get("prepare") == "orchestrator" and transport != "local":
+                    add((*jpath, "prepare"), "the orchestrator's self-backup reads this "
+                                             f"machine's files: host {host_ref!r} must be "
+                                             "'transport: local'")
             job_copies = _names_list(job.get("copies"))
             for i, copy in enumerate(job_copies):
                 if copy not in baies:

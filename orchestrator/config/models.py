@@ -394,6 +394,11 @@ class FilesJob(JobBase):
     """Glob patterns left out."""
     vss: bool | None = None  # None: shadow copies on Windows hosts, none on a local host
     """Read from a shadow copy (default: yes on Windows hosts, no on a local host)."""
+    prepare: Literal["orchestrator"] | None = None
+    """`orchestrator`: this job is the orchestrator's self-backup; its first path is refreshed
+    before each run with the configuration, a copy of the history and the key material the
+    orchestrator holds (see docs/restore-orchestrator.md). Needs a `transport: local` host.
+    """
 
 
 AnyJob = HypervVmJob | SqlServerJob | FilesJob

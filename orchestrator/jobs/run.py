@@ -19,6 +19,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +41,7 @@ from orchestrator.jobs.copy import copy_repository, parity
 from orchestrator.jobs.offboard import offboarded
 from orchestrator.jobs.quota import check_before_run, measure_and_judge
 from orchestrator.jobs.retention import apply_retention
+from orchestrator.jobs.selfbackup import stage
 from orchestrator.jobs.sources import source_for
 from orchestrator.mover.source import Source
 from orchestrator.report.hotline import record_run_alert
@@ -297,6 +299,11 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
             base = name.replace("\\", "/").rsplit("/", 1)[-1]
             return any(fnmatch.fnmatch(base, p) for p in patterns)
 
+        if job.prepare == "orchestrator":
+            with recorder.step("gather orchestrator files", job.paths[0]) as figures:
+                staged = stage(ctx.loaded, Path(job.paths[0]), ctx.clock.now())
+                figures.files, figures.bytes_read = staged.files, staged.bytes
+                figures.details = {"database": staged.database}
         with shadow_copy(host, recorder, list(job.paths), uid, use_vss) as exposed:
             _read(recorder, source, backup, exposed, skip)
         result.consistency = "application" if use_vss else "none"
