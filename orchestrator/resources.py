@@ -28,6 +28,11 @@ def service_files() -> Traversable:
     return resources.files("orchestrator.service")
 
 
+def runbook_files() -> Traversable:
+    """The runbooks, one folder per language (docs/runbooks in a checkout)."""
+    return resources.files("orchestrator.runbooks")
+
+
 def read_text(folder: Traversable, name: str) -> str:
     """The text of ``name`` inside ``folder``; raises HvbError naming what is missing."""
     item = folder

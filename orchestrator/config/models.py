@@ -136,6 +136,10 @@ class Msp(Model):
     """Time (HH:MM) by which every client's report of the night must have gone out; later, an
     alert.
     """
+    dashboard_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    """Public address of the dashboard (e.g. `https://sauvegardes.msp.example`): alerts link
+    to the failed run's page and to the runbook of its error code there.
+    """
     heartbeat_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     """URL pinged (HTTP GET) after every scheduler cycle, healthchecks-style, so that a dead
     orchestrator is noticed by something outside it; `/fail` is added when a cycle failed.

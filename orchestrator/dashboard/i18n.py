@@ -62,6 +62,7 @@ WORDS: dict[str, dict[str, str]] = {
     "sent": {"fr": "Envoyé", "en": "Sent"},
     "files": {"fr": "Fichiers", "en": "Files"},
     "log": {"fr": "Journal", "en": "Log"},
+    "runbook": {"fr": "Que faire :", "en": "What to do:"},
     "what_to_check": {"fr": "Que vérifier", "en": "What to check"},
     "consistency": {"fr": "Cohérence", "en": "Consistency"},
     "trigger": {"fr": "Déclenchement", "en": "Trigger"},

@@ -8,6 +8,7 @@ are POST forms carrying the session's CSRF token, and are audited.
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from orchestrator.dashboard.accounts import authenticate
 from orchestrator.dashboard.auth import Viewer, fingerprint
 from orchestrator.dashboard.charts import volume_svg
+from orchestrator.dashboard.markdown import to_html
 from orchestrator.dashboard.problems import problems
 from orchestrator.dashboard.queries import (
     NotFound,
@@ -44,6 +46,7 @@ from orchestrator.history.models import (
     RunRow,
 )
 from orchestrator.report.sanity import _size
+from orchestrator.resources import runbook_files
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ["ECHEC", "NON EXECUTEE", "AVERTISSEMENT", "INHABITUELLE", "quota", "report"]
@@ -76,6 +79,22 @@ def _safe_next(target: str | None) -> str:
 @router.get("/healthz")
 def healthz() -> Response:
     return Response("ok\n", media_type="text/plain")
+
+
+@router.get("/runbooks", response_class=HTMLResponse)
+@router.get("/runbooks/{code}", response_class=HTMLResponse)
+def runbook(request: Request, code: str = "README") -> Response:
+    """What an error code means and what to do: any logged-in person may read them."""
+    viewer = _viewer(request)
+    settings = _settings(request)
+    language = language_of(request, settings, viewer)
+    if not re.fullmatch(r"README|HVB-[A-Z0-9-]{2,40}", code):
+        return _not_found(request, viewer)
+    page = runbook_files() / language / f"{code}.md"
+    if not page.is_file():
+        return _not_found(request, viewer)
+    body = to_html(page.read_text(encoding="utf-8"), language)
+    return render(request, settings, viewer, "runbook.html", code=code, body=body)
 
 
 @router.get("/login", response_class=HTMLResponse)

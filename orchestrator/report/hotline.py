@@ -26,6 +26,22 @@ class AlertLine:
     kind: str
     message: str
     when: datetime
+    run: str | None = None  # link to the run's page, when the dashboard's address is known
+    runbook: str | None = None  # what to do: the runbook of the error code
+
+
+
+def run_link(loaded: LoadedConfig, uid: str) -> str | None:
+    base = loaded.config.msp.dashboard_url
+    return f"{base.rstrip('/')}/runs/{uid}" if base else None
+
+
+def runbook_link(loaded: LoadedConfig, code: str, language: str) -> str:
+    """Where the runbook of ``code`` is read: the dashboard, else its place in the docs."""
+    base = loaded.config.msp.dashboard_url
+    if base:
+        return f"{base.rstrip('/')}/runbooks/{code}?lang={language}"
+    return f"docs/runbooks/{language}/{code}.md"
 
 
 def record_run_alert(sessions: sessionmaker[Session], run_uid: str, now: datetime) -> None:
@@ -55,8 +71,13 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
         for row in rows:
             client = session.get(ClientRow, row.client_id) if row.client_id else None
             job = session.get(JobRow, row.job_id) if row.job_id else None
+            run = session.get(RunRow, row.run_id) if row.run_id else None
+            code = run.error_code if run is not None else None
             lines.append(AlertLine(client.key if client else "-", job.key if job else None,
-                                   row.kind, row.message, row.created_at))
+                                   row.kind, row.message, row.created_at,
+                                   run_link(loaded, run.uid) if run is not None else None,
+                                   runbook_link(loaded, code, loaded.config.msp.language)
+                                   if code else None))
             row.notified_at = now
             if row.kind.startswith("quota_") and client is not None:
                 quota_notices.append((client.key, dict(row.details),

@@ -231,3 +231,23 @@ def test_client_page_strip_chart_quota_and_copies(tmp_path: Path) -> None:
     assert 'data-baie="site-a"' in page and 'data-baie="site-b"' in page  # the chart's lines
     assert 'id="quota-gauge"' in page and "pas de volume souscrit" in page
     assert "run-now" not in page  # a client account does not start runs
+
+
+def test_run_page_links_to_the_runbook_of_its_error(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    web = site.login("acme-it")  # clients read runbooks too
+    page = web.get(f"/runs/{site.failed.uid}").text
+    assert 'href="/runbooks/HVB-HOST-UNREACHABLE?lang=fr"' in page
+    runbook = web.get("/runbooks/HVB-HOST-UNREACHABLE?lang=fr")
+    assert runbook.status_code == 200
+    assert "<h1>HVB-HOST-UNREACHABLE — Hôte injoignable</h1>" in runbook.text
+    assert "<h2>Que vérifier</h2>" in runbook.text and "<code>hvbackup host check</code>" in \
+        runbook.text
+    english = web.get("/runbooks/HVB-HOST-UNREACHABLE?lang=en").text
+    assert "Host unreachable" in english
+    table = web.get("/runbooks/HVB-SCRIPT-FAILED").text
+    assert "<td><code>GUEST_VSS_FAILED</code></td>" in table
+    assert "Runbooks (en)" in web.get("/runbooks").text  # the language chosen last sticks
+    for wrong in ("/runbooks/HVB-NOPE", "/runbooks/..%2F..%2Fpyproject", "/runbooks/README.md"):
+        assert web.get(wrong).status_code == 404, wrong
+    assert site.browser().get("/runbooks/HVB-KEY").status_code == 303  # login first

@@ -3,6 +3,8 @@ worst first, and a client report that did not go out."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -25,6 +27,8 @@ def test_alerts_are_grouped_and_sent_once(tmp_path: Path, smtp_server) -> None: 
     text = msg.get_body(("plain",)).get_content()
     assert "acme/erp [echec] host acme/hv01 (simulated): cannot connect" in text
     assert "acme/compta [echec]" in text
+    # What to do, for each: the runbook of the error code (no dashboard address configured).
+    assert text.count("que faire : docs/runbooks/fr/HVB-HOST-UNREACHABLE.md") == 2
     assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True) == 0  # never twice
     assert len(inbox.messages) == 1
 
@@ -137,3 +141,19 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+def test_alerts_link_to_the_dashboard_when_its_address_is_known(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: unreachable}")
+    s.config.write_text(s.config.read_text().replace(
+        "  hotline: [hotline@msp.example]",
+        "  hotline: [hotline@msp.example]\n  dashboard_url: https://sauvegardes.msp.example/"))
+    s.reload()
+    uid = s.run("erp").uid
+    assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False) == 1
+    [sent] = (tmp_path / "state" / "outbox").glob("*alerts*.eml")
+    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert f"exécution : https://sauvegardes.msp.example/runs/{uid}" in text
+    assert ("que faire : https://sauvegardes.msp.example/runbooks/HVB-HOST-UNREACHABLE?lang=fr"
+            in text)

@@ -1,0 +1,1 @@
+"""Runbooks, one page per error code, shipped as package data (the dashboard serves them)."""
