@@ -196,16 +196,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_backend(name: str, url: str, args: argparse.Namespace) -> list[tuple[str, ...]]:
+def bench_backend(name: str, url: str, args: argparse.Namespace,
+                  reuse: bool = False) -> list[tuple[str, ...]]:
     engine = open_engine(url)
-    upgrade(engine)
-    started = time.perf_counter()
-    counts = generate(engine, args.clients, args.years)
-    print(f"{name}: generated {counts['runs']:,} runs, {counts['snapshots']:,} restore points, "
-          f"{counts['usage']:,} usage measurements, {counts['steps']:,} steps in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
     sessions = session_factory(engine)
-    add_user(sessions, "hotline", "bench hotline password", "hotline", None, "bench", NOW)
+    if not reuse:
+        upgrade(engine)
+        started = time.perf_counter()
+        counts = generate(engine, args.clients, args.years)
+        print(f"{name}: generated {counts['runs']:,} runs, {counts['snapshots']:,} restore "
+              f"points, {counts['usage']:,} usage measurements, {counts['steps']:,} steps in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+        add_user(sessions, "hotline", "bench hotline password", "hotline", None, "bench", NOW)
     settings = DashboardSettings(sessions=sessions, timezone=ZoneInfo("Europe/Paris"),
                                  language="fr", now=lambda: NOW, secret="bench",
                                  secure_cookies=False)
@@ -244,12 +246,17 @@ def main() -> int:
     parser.add_argument("--years", type=int, default=3)
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--sqlite-file", metavar="PATH", type=Path,
+                        help="keep the generated SQLite history there, and reuse it when it "
+                             "exists (to measure again without generating again)")
     args = parser.parse_args()
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="hvb-dash-bench-") as tmp:
         for backend in args.backends.split(","):
             if backend == "sqlite":
-                rows += bench_backend("SQLite", f"sqlite:///{Path(tmp) / 'history.db'}", args)
+                path = args.sqlite_file or Path(tmp) / "history.db"
+                rows += bench_backend("SQLite", f"sqlite:///{path}", args,
+                                      reuse=args.sqlite_file is not None and path.exists())
             elif backend == "postgresql":
                 name = f"hvb_bench_{uuid.uuid4().hex[:8]}"
                 admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")

@@ -48,3 +48,24 @@ def test_acknowledgement_and_client_scope(tmp_path: Path) -> None:
     assert problems(s.sessions, client="acme") == [problem]
     assert problems(s.sessions, client="someone-else") == []
     assert user.username == "marie"
+
+
+def test_a_job_failing_for_months_counts_every_failure(tmp_path: Path) -> None:
+    """Beyond the two months read at once, the streak is still counted exactly."""
+    s = Setup(tmp_path)
+    now = s.clock.now()
+    with s.sessions() as session, session.begin():
+        job = session.scalars(select(JobRow).where(JobRow.key == "erp")).one()
+        good_end = now - timedelta(days=100, hours=-1)
+        session.add(RunRow(uid="good", job_id=job.id, scheduled_for=now - timedelta(days=100),
+                           state="finished", status="REUSSIE", finished_at=good_end))
+        for day in range(99, -1, -1):
+            when = now - timedelta(days=day)
+            session.add(RunRow(uid=f"bad-{day}", job_id=job.id, scheduled_for=when,
+                               state="finished", status="ECHEC", finished_at=when,
+                               error_message="hv01 does not answer"))
+    [problem] = problems(s.sessions)
+    assert (problem.job, problem.status, problem.failures) == ("erp", "ECHEC", 100)
+    assert problem.since == now - timedelta(days=99)
+    assert problem.last_success == good_end
+    assert problem.run_uid == "bad-0"
