@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dashboard.queries import aware
@@ -22,7 +22,7 @@ from orchestrator.history.models import (
     UserRow,
 )
 
-WINDOW = timedelta(days=62)  # runs read per job in trouble (two months of nights)
+WINDOW = timedelta(days=10)  # runs read at once per job in trouble; longer streaks cost 2 seeks
 SEVERITY = {"ECHEC": 0, "NON EXECUTEE": 1, "quota": 2, "report": 2, "AVERTISSEMENT": 3,
             "INHABITUELLE": 4}
 
@@ -50,8 +50,8 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
 
     A handful of statements whatever the history's length: every job's last finished run (one
     index seek per job on ``runs(job_id, scheduled_for)``), then for the jobs in trouble only
-    their runs of the last two months and the acknowledgements of their last run; a job failing
-    for longer than that costs two more index seeks.
+    their runs of the last ten days and the acknowledgements of their last run; a job failing
+    for longer than that are counted further back by two more statements for them all.
     """
     found: list[Problem] = []
     last_run = (select(RunRow.id).where(RunRow.job_id == JobRow.id, RunRow.status.is_not(None))
@@ -62,34 +62,37 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
                         RunRow.uid, RunRow.status, RunRow.sanity_flags, RunRow.error_message,
                         RunRow.scheduled_for)
                  .join(ClientRow, JobRow.client_id == ClientRow.id)
-                 .join(RunRow, RunRow.id == last_run).where(JobRow.active.is_(True)))
+                 .join(RunRow, RunRow.id == last_run)
+                 .where(JobRow.active.is_(True), _bad_in_sql()))
         if client is not None:
             query = query.where(ClientRow.key == client)
-        lasts = [row for row in session.execute(query).all() if _bad(row[6], row[7])]
-        recent: dict[int, list[tuple[str, bool, datetime, datetime | None]]] = {}
+        lasts = session.execute(query).all()
+        recent: dict[int, list[tuple[str | None, bool, datetime, datetime | None]]] = {}
         acks: dict[int | None, tuple[str | None, str]] = {}
         if lasts:
             since = min(row[9] for row in lasts) - WINDOW
-            for job_id, status, flags, when, finished in session.execute(select(
-                    RunRow.job_id, RunRow.status, RunRow.sanity_flags, RunRow.scheduled_for,
+            for job_id, status, is_bad, when, finished in session.execute(select(
+                    RunRow.job_id, RunRow.status, _bad_in_sql(), RunRow.scheduled_for,
                     RunRow.finished_at).where(
                     RunRow.job_id.in_([row[0] for row in lasts]), RunRow.status.is_not(None),
                     RunRow.scheduled_for >= since).order_by(
                     RunRow.job_id, RunRow.scheduled_for.desc())):
-                recent.setdefault(job_id, []).append((status, _bad(status, flags), when,
-                                                      finished))
+                recent.setdefault(job_id, []).append((status, bool(is_bad), when, finished))
             for run_id, user, comment in session.execute(select(
                     AcknowledgementRow.run_id, UserRow.username, AcknowledgementRow.comment)
                     .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
                     .where(AcknowledgementRow.run_id.in_([row[4] for row in lasts]))
                     .order_by(AcknowledgementRow.at)):
                 acks[run_id] = (user, comment)  # the latest one wins
+        # Bad for the whole window read: the streak is counted further back.
+        beyond = _streaks_beyond(session, [row[0] for row in lasts if all(
+            r[1] for r in recent.get(row[0], []))])
         for job_id, job, copies, owner, run_id, uid, status, flags, error, _when in lasts:
             runs = recent.get(job_id, [])
             streak = list(takewhile(lambda r: r[1], runs))
             success = next((r[3] for r in runs if r[0] == "REUSSIE"), None)
-            if len(streak) == len(runs):  # bad for the whole window: look further back
-                failures, since_when, success = _streak_beyond(session, job_id)
+            if job_id in beyond:
+                failures, since_when, success = beyond[job_id]
             else:
                 failures, since_when = len(streak), streak[-1][2]
             shown = "INHABITUELLE" if status == "REUSSIE" else status
@@ -112,19 +115,36 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
     return sorted(found, key=lambda p: (SEVERITY.get(p.status, 9), p.since, p.client))
 
 
-def _bad(status: str | None, flags: list[Any] | None) -> bool:
-    return status != "REUSSIE" or bool(flags)
+def _bad_in_sql() -> Any:
+    """Not a clean REUSSIE (failed, not run, warned, or flagged unusual), decided by the
+    database: no JSON decoded for the runs that are fine, which are nearly all of them."""
+    flagged = func.coalesce(cast(RunRow.sanity_flags, String), "[]") != "[]"
+    return or_(RunRow.status != "REUSSIE", flagged)
 
 
-def _streak_beyond(session: Session, job_id: int) -> tuple[int, datetime, datetime | None]:
-    """Failing for longer than the window: (runs since the last REUSSIE, the first of them,
-    when that REUSSIE ended)."""
-    good = session.execute(select(RunRow.scheduled_for, RunRow.finished_at).where(
-        RunRow.job_id == job_id, RunRow.status == "REUSSIE").order_by(
-        RunRow.scheduled_for.desc()).limit(1)).first()
-    after = [RunRow.job_id == job_id, RunRow.status.is_not(None)]
-    if good is not None:
-        after.append(RunRow.scheduled_for > good[0])
-    count, first = session.execute(select(func.count(), func.min(RunRow.scheduled_for))
-                                   .where(*after)).one()
-    return int(count), aware(first) or datetime.now(UTC), None if good is None else good[1]
+def _streaks_beyond(session: Session, job_ids: list[int]
+                    ) -> dict[int, tuple[int, datetime, datetime | None]]:
+    """For jobs failing for longer than the window: job -> (runs since its last REUSSIE, the
+    first of them, when that REUSSIE ended). Two statements, whatever the number of jobs."""
+    if not job_ids:
+        return {}
+
+    def last_good(column: Any, job: Any) -> Any:
+        return (select(column).where(RunRow.job_id == job, RunRow.status == "REUSSIE")
+                .order_by(RunRow.scheduled_for.desc()).limit(1).scalar_subquery())
+
+    good = {job_id: (at, end) for job_id, at, end in session.execute(
+        select(JobRow.id, last_good(RunRow.scheduled_for, JobRow.id).label("at"),
+               last_good(RunRow.finished_at, JobRow.id).label("end"))
+        .where(JobRow.id.in_(job_ids)))}
+    # One range per job (after its last REUSSIE) on the (job_id, scheduled_for) index.
+    ranges = [and_(RunRow.job_id == job_id, RunRow.scheduled_for > at) if at is not None
+              else RunRow.job_id == job_id for job_id, (at, _end) in good.items()]
+    counts = session.execute(
+        select(RunRow.job_id, func.count(), func.min(RunRow.scheduled_for))
+        .where(or_(*ranges), RunRow.status.is_not(None)).group_by(RunRow.job_id)).all()
+    out = {}
+    for job_id, count, first in counts:
+        end = good.get(job_id, (None, None))[1]
+        out[job_id] = (int(count), aware(first) or datetime.now(UTC), aware(end))
+    return out

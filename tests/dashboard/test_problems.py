@@ -69,3 +69,45 @@ def test_a_job_failing_for_months_counts_every_failure(tmp_path: Path) -> None:
     assert problem.since == now - timedelta(days=99)
     assert problem.last_success == good_end
     assert problem.run_uid == "bad-0"
+
+
+def test_problems_on_sqlite_and_postgresql(db_url: str) -> None:
+    """The same answers from both databases (JSON flags and streaks are decided in SQL)."""
+    from datetime import UTC, datetime
+
+    from orchestrator.history.db import open_engine, session_factory, upgrade
+    from orchestrator.history.models import ClientRow
+
+    engine = open_engine(db_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    now = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    with sessions() as session, session.begin():
+        client = ClientRow(key="acme", name="ACME")
+        session.add(client)
+        session.flush()
+        jobs = {}
+        for key in ("fine", "unusual", "down"):
+            jobs[key] = JobRow(client_id=client.id, key=key, type="files", host="h",
+                               schedule="daily 22:00", window_hours=8, copies=["a"])
+            session.add(jobs[key])
+        session.flush()
+        for day in range(30, -1, -1):
+            when = now - timedelta(days=day)
+            for key, job in jobs.items():
+                bad = key == "down" and day <= 14
+                flags = [{"figure": "files", "reason": "3x fewer files"}] if (
+                    key == "unusual" and day == 0) else []
+                session.add(RunRow(uid=f"{key}-{day}", job_id=job.id, scheduled_for=when,
+                                   state="finished", status="ECHEC" if bad else "REUSSIE",
+                                   finished_at=when + timedelta(minutes=5),
+                                   sanity_flags=flags, error_message="h is down" if bad else None))
+    found = {p.job: p for p in problems(sessions)}
+    assert set(found) == {"unusual", "down"}
+    assert (found["unusual"].status, found["unusual"].failures) == ("INHABITUELLE", 1)
+    assert found["unusual"].message == "3x fewer files"
+    down = found["down"]
+    assert (down.status, down.failures, down.message) == ("ECHEC", 15, "h is down")
+    assert down.since == now - timedelta(days=14)
+    assert down.last_success == now - timedelta(days=15) + timedelta(minutes=5)
+    engine.dispose()
