@@ -19,6 +19,7 @@ from orchestrator.cli import (
     client,
     daemon,
     db,
+    host,
     inventory,
     keys,
     nights,
@@ -42,8 +43,8 @@ from orchestrator.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 
-COMMANDS = (validate, plan, inventory, backup, daemon, nights, keys, snapshots, restore, verify,
-            prune, quota, report, client, users, serve, service, selfbackup, db)
+COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
+            verify, prune, quota, report, client, users, serve, service, selfbackup, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

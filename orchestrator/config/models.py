@@ -260,8 +260,8 @@ class SimulatedFault(Model):
     """A failure the simulated host produces, on given dates (MSP timezone) or always."""
 
     kind: Literal["guest-vss-failure", "merge-stuck", "leftover-checkpoint", "unreachable",
-    """The failure to produce."""
                   "staging-full", "verifyonly-failure", "slow"]
+    """The failure to produce."""
     target: str | None = None
     """The VM, database or path it hits (all when absent)."""
     dates: list[date] = Field(default_factory=list)
