@@ -45,6 +45,11 @@ def test_wheel_contains_data_and_works_outside_the_checkout(tmp_path: Path) -> N
         "orchestrator/history/migrations/versions/0002_baie_usage_for_quotas.py",
         "orchestrator/history/migrations/versions/0003_api_tokens_and_run_requests.py",
         "orchestrator/dashboard/templates/base.html",
+        "orchestrator/powershell/onboarding/Initialize-HvbHost.ps1",
+        "orchestrator/powershell/onboarding/Hvbackup.psrc",
+        "orchestrator/service/hvbackup.service",
+        "orchestrator/runbooks/fr/HVB-HOST-UNREACHABLE.md",
+        "orchestrator/runbooks/en/HVB-HOST-UNREACHABLE.md",
     ):
         assert required in names, f"{required} missing from {wheel.name}"
     for ps1 in (REPO / "powershell").rglob("*.ps1"):

@@ -2,7 +2,10 @@
 
 A ``RunspacePool`` is opened once per session and each script runs as
 ``PowerShell(pool).add_script(text).add_parameters(params)``; its single JSON output is parsed
-and checked against the script's schema. Long scripts are polled (``begin_invoke`` then
+and checked against the script's schema. Through a JEA endpoint (``configuration_name``, made
+by powershell/onboarding/Initialize-HvbHost.ps1) no script text may run: the scripts are
+installed there as the functions of the Hvbackup module and called by name
+(``add_cmd(name)``), with the same parameters and the same result. Long scripts are polled (``begin_invoke`` then
 ``poll_invoke`` with a short WSMan timeout), never held in one request for hours, and stopped
 when their deadline passes.
 
@@ -78,6 +81,12 @@ class WinrmHost:
         self._clock = clock
         self._pool: Any = None
 
+    @property
+    def jea(self) -> bool:
+        """Connected to a JEA endpoint rather than the administrators' default one."""
+        name = (self.configuration_name or "").rsplit("/", 1)[-1]
+        return bool(name) and name.lower() != "microsoft.powershell"
+
     def __repr__(self) -> str:  # never shows the password
         return f"WinrmHost({self.label!r}, {self.address!r}, user={self.username!r})"
 
@@ -109,7 +118,10 @@ class WinrmHost:
         where = f"host {self.label} ({self.address})"
         pool = self._connect()
         ps = self._powershell_factory(pool)
-        ps.add_script(text)
+        if self.jea:
+            ps.add_cmd(script)  # the endpoint's function of that name: same script, installed
+        else:
+            ps.add_script(text)
         if sent:
             ps.add_parameters(sent)
         log.info("%s: running %s.ps1", self.label, script)

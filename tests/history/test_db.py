@@ -34,7 +34,8 @@ from orchestrator.history.models import (
 )
 
 TABLES = {"clients", "jobs", "runs", "run_steps", "run_events", "snapshots", "alerts", "emails",
-          "acknowledgements", "users", "audit_log", "baie_usage", "alembic_version"}
+          "acknowledgements", "users", "audit_log", "baie_usage", "api_tokens", "run_requests",
+          "alembic_version"}
 
 
 def test_upgrade_creates_schema_then_is_a_no_op(db_url: str) -> None:

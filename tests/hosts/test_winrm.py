@@ -49,12 +49,17 @@ class FakePowerShell:
         self._polls_left = polls
         self._raise = raise_on_poll
         self.scripts: list[str] = []
+        self.commands: list[str] = []
         self.parameters: dict[str, Any] = {}
         self.poll_timeouts: list[int | None] = []
         self.stopped = False
 
     def add_script(self, text: str) -> FakePowerShell:
         self.scripts.append(text)
+        return self
+
+    def add_cmd(self, name: str) -> FakePowerShell:
+        self.commands.append(name)
         return self
 
     def add_parameters(self, params: dict[str, Any]) -> FakePowerShell:
@@ -88,7 +93,7 @@ class FakePool:
 
 
 def make_host(ps: FakePowerShell, *, pool_error: BaseException | None = None,
-              clock: list[float] | None = None) -> WinrmHost:
+              clock: list[float] | None = None, endpoint: str | None = None) -> WinrmHost:
     ticks = clock if clock is not None else [0.0]
 
     def pool_factory(host: WinrmHost) -> FakePool:
@@ -102,7 +107,8 @@ def make_host(ps: FakePowerShell, *, pool_error: BaseException | None = None,
 
     return WinrmHost("acme/hv01", "hv01.acme.local", username="ACME\\svc",
                      password="S3cr3t-pass", pool_factory=pool_factory,
-                     powershell_factory=lambda pool: ps, clock=now)
+                     powershell_factory=lambda pool: ps, clock=now,
+                     configuration_name=endpoint)
 
 
 def test_runs_the_script_with_its_parameters_and_returns_the_result() -> None:
@@ -113,6 +119,20 @@ def test_runs_the_script_with_its_parameters_and_returns_the_result() -> None:
     assert ps.scripts == [scripts.load_script("Remove-HvbStaging").text]
     assert ps.parameters == {"StagingPath": "D:\\s", "RunId": "r1"}  # switch off = absent
     assert ps.poll_timeouts == [10, 10, 10]  # polled with short WSMan timeouts
+
+
+def test_through_a_jea_endpoint_the_installed_function_is_called_by_name() -> None:
+    """No script text may run in a JEA session: the same script, installed on the host by the
+    onboarding as a function, is called by name with the same parameters."""
+    ps = FakePowerShell([json.dumps(STAGING_OK)])
+    host = make_host(ps, endpoint="hvbackup")
+    assert host.run("Remove-HvbStaging", StagingPath="D:\\s", RunId="r1") == STAGING_OK
+    assert (ps.commands, ps.scripts) == (["Remove-HvbStaging"], [])
+    assert ps.parameters == {"StagingPath": "D:\\s", "RunId": "r1"}
+    default = FakePowerShell([json.dumps(STAGING_OK)])
+    make_host(default, endpoint="Microsoft.PowerShell").run("Remove-HvbStaging",
+                                                            StagingPath="D:\\s", RunId="r1")
+    assert default.commands == [] and len(default.scripts) == 1
 
 
 def test_script_error_result_becomes_script_failed() -> None:

@@ -1,0 +1,91 @@
+# Pester 5 tests of the onboarding script, on any Windows machine: every system change is
+# mocked (certificates, WSMan, firewall, local accounts, session configurations, sqlcmd), so
+# the tests check the decisions: what is created, kept, repaired and removed, and that -DryRun
+# changes nothing. Run: Invoke-Pester powershell/onboarding/tests (elevated: the script refuses
+# to run otherwise).
+
+BeforeAll {
+    $script:Script = Join-Path (Split-Path $PSScriptRoot) 'Initialize-HvbHost.ps1'
+    $script:Password = ConvertTo-SecureString 'a long test password 1' -AsPlainText -Force
+    function Invoke-Onboarding([hashtable]$Params) {
+        $out = & $script:Script @Params
+        return ($out | Select-Object -Last 1) | ConvertFrom-Json
+    }
+    function Action($Result, [string]$Item) { ($Result.steps | Where-Object item -eq $Item).action }
+}
+
+Describe 'Initialize-HvbHost' {
+    BeforeEach {
+        $script:state = @{ users = @(); groups = @(); rule = $null; endpoint = $null; certs = @(); listener = $null }
+        Mock Get-LocalUser { $script:state.users | Where-Object Name -eq $Name }
+        Mock New-LocalUser { $script:state.users += [pscustomobject]@{ Name = $Name } }
+        Mock Set-LocalUser { $null }
+        Mock Remove-LocalUser { $script:state.users = @() }
+        Mock Get-LocalGroup { $script:state.groups | Where-Object Name -eq $Name }
+        Mock New-LocalGroup { $script:state.groups += [pscustomobject]@{ Name = $Name } }
+        Mock Remove-LocalGroup { $null }
+        Mock Get-LocalGroupMember { $script:state.users | ForEach-Object { [pscustomobject]@{ Name = "HOST\$($_.Name)" } } }
+        Mock Add-LocalGroupMember { $null }
+        Mock Get-NetFirewallRule { $script:state.rule }
+        Mock Get-NetFirewallAddressFilter { [pscustomobject]@{ RemoteAddress = $script:state.rule.RemoteAddress } }
+        Mock New-NetFirewallRule { $script:state.rule = [pscustomobject]@{ Name = $Name; RemoteAddress = $RemoteAddress } }
+        Mock Set-NetFirewallRule { $script:state.rule.RemoteAddress = $RemoteAddress }
+        Mock Remove-NetFirewallRule { $script:state.rule = $null }
+        Mock Get-PSSessionConfiguration { $script:state.endpoint }
+        Mock Register-PSSessionConfiguration { $script:state.endpoint = [pscustomobject]@{ Name = $Name } }
+        Mock Unregister-PSSessionConfiguration { $script:state.endpoint = $null }
+        Mock New-PSSessionConfigurationFile { $null }
+        Mock New-ModuleManifest { $null }
+        Mock New-SelfSignedCertificate { $c = [pscustomobject]@{ Subject = 'CN=x'; Issuer = 'CN=ca'; Thumbprint = 'AB12'; NotAfter = (Get-Date).AddYears(5); FriendlyName = $FriendlyName; RawData = [byte[]](1, 2, 3) }; $script:state.certs += $c; $c }
+        Mock Get-ChildItem -ParameterFilter { $Path -eq 'Cert:\LocalMachine\My' } { $script:state.certs }
+        Mock Get-ChildItem -ParameterFilter { $Path -eq 'WSMan:\localhost\Listener' } { $script:state.listener }
+        Mock New-Item -ParameterFilter { $Path -eq 'WSMan:\localhost\Listener' } { $script:state.listener = [pscustomobject]@{ Name = 'Listener_1'; Keys = @('Transport=HTTPS') } }
+    }
+
+    It 'refuses to run without -OrchestratorAddress' {
+        $r = Invoke-Onboarding @{ AccountPassword = $script:Password; DryRun = $true }
+        $r.ok | Should -BeFalse
+        $r.error.code | Should -Be 'BAD_PARAMETER'
+    }
+
+    It 'creates everything once, then keeps it (idempotent)' {
+        $first = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; AccountPassword = $script:Password }
+        $first.ok | Should -BeTrue
+        Action $first 'account' | Should -Be 'created'
+        Action $first 'firewall' | Should -Be 'created'
+        Action $first 'endpoint' | Should -Be 'created'
+        $first.configuration.configuration_name | Should -Be 'hvbackup'
+        Should -Invoke New-NetFirewallRule -Times 1 -ParameterFilter { $RemoteAddress -eq '10.20.0.5' -and $LocalPort -eq 5986 }
+        Should -Invoke New-PSSessionConfigurationFile -Times 1 -ParameterFilter { $SessionType -eq 'RestrictedRemoteServer' -and $RunAsVirtualAccount }
+        $second = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5' }
+        Action $second 'account' | Should -Be 'kept'
+        Action $second 'firewall' | Should -Be 'kept'
+        Should -Invoke New-LocalUser -Times 1
+    }
+
+    It 'repairs a firewall rule that drifted' {
+        $script:state.rule = [pscustomobject]@{ Name = 'hvbackup-winrm-https'; RemoteAddress = 'Any' }
+        $r = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; AccountPassword = $script:Password }
+        Action $r 'firewall' | Should -Be 'updated'
+        Should -Invoke Set-NetFirewallRule -Times 1 -ParameterFilter { $RemoteAddress -eq '10.20.0.5' }
+    }
+
+    It 'changes nothing with -DryRun' {
+        $r = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; AccountPassword = $script:Password; DryRun = $true }
+        $r.dry_run | Should -BeTrue
+        Action $r 'account' | Should -Be 'would be created'
+        Should -Invoke New-LocalUser -Times 0
+        Should -Invoke New-NetFirewallRule -Times 0
+        Should -Invoke Register-PSSessionConfiguration -Times 0
+    }
+
+    It 'removes what it made with -Remove, and says what was already absent' {
+        Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; AccountPassword = $script:Password } | Out-Null
+        $r = Invoke-Onboarding @{ Remove = $true }
+        $r.removed | Should -BeTrue
+        Action $r 'endpoint' | Should -Be 'removed'
+        Action $r 'account' | Should -Be 'removed'
+        Should -Invoke Unregister-PSSessionConfiguration -Times 1
+        (Invoke-Onboarding @{ Remove = $true }).steps | Where-Object item -eq 'account' | ForEach-Object action | Should -Be 'absent'
+    }
+}
