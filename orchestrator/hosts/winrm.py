@@ -5,9 +5,9 @@ A ``RunspacePool`` is opened once per session and each script runs as
 and checked against the script's schema. Through a JEA endpoint (``configuration_name``, made
 by powershell/onboarding/Initialize-HvbHost.ps1) no script text may run: the scripts are
 installed there as the functions of the Hvbackup module and called by name
-(``add_cmd(name)``), with the same parameters and the same result. Long scripts are polled (``begin_invoke`` then
-``poll_invoke`` with a short WSMan timeout), never held in one request for hours, and stopped
-when their deadline passes.
+(``add_cmd(name)``), with the same parameters and the same result. Long scripts are polled
+(``begin_invoke`` then ``poll_invoke`` with a short WSMan timeout), never held in one request
+for hours, and stopped when their deadline passes.
 
 pypsrp, requests and spnego exceptions are translated into the error tree here, each with a
 sentence naming the host, the script and what to check.
