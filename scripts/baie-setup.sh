@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The Linux side of an SFTP baie: one chrooted, SFTP-only, key-only account per MSP (or per
+# orchestrator), with the orchestrator's key pinned to its address. Run as root on the baie.
+# Idempotent: running it again repairs what drifted; --remove undoes it (data kept unless
+# --purge). See docs/baie-setup.md.
+#
+#   baie-setup.sh --user hvb-msp --key orchestrator.pub --from 10.20.0.5 [--root /srv/hvbackup]
+#   baie-setup.sh --user hvb-msp --remove [--purge]
+set -euo pipefail
+
+USER_NAME="" KEY_FILE="" FROM="" ROOT="/srv/hvbackup"
+SSHD_DIR="/etc/ssh/sshd_config.d" KEYS_DIR="/etc/ssh/hvbackup-keys"
+REMOVE=0 PURGE=0 DRY=0 RELOAD=1
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+die() { echo "baie-setup: $*" >&2; exit 1; }
+say() { echo "baie-setup: $*"; }
+run() { if [ "$DRY" = 1 ]; then say "would run: $*"; else "$@"; fi; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --user) USER_NAME="$2"; shift 2 ;;
+    --key) KEY_FILE="$2"; shift 2 ;;
+    --from) FROM="$2"; shift 2 ;;
+    --root) ROOT="$2"; shift 2 ;;
+    --sshd-config-dir) SSHD_DIR="$2"; shift 2 ;;
+    --keys-dir) KEYS_DIR="$2"; shift 2 ;;
+    --remove) REMOVE=1; shift ;;
+    --purge) PURGE=1; shift ;;
+    --dry-run) DRY=1; shift ;;
+    --no-reload) RELOAD=0; shift ;;
+    -h|--help) usage ;;
+    *) die "unknown option $1 (--help)" ;;
+  esac
+done
+
+[ "$(id -u)" = 0 ] || die "run as root (it creates an account and changes sshd's configuration)"
+[[ "$USER_NAME" =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] || die "--user: a Linux account name, e.g. hvb-msp"
+case "$ROOT" in /*) ;; *) die "--root must be an absolute path" ;; esac
+CHROOT="$ROOT/$USER_NAME"
+SNIPPET="$SSHD_DIR/hvbackup-$USER_NAME.conf"
+KEYS="$KEYS_DIR/$USER_NAME"
+
+reload_sshd() {
+  [ "$RELOAD" = 1 ] || return 0
+  sshd -t || die "sshd refuses its configuration: nothing reloaded; fix it, then run again"
+  if command -v systemctl >/dev/null && systemctl is-active --quiet ssh 2>/dev/null; then
+    run systemctl reload ssh
+  elif command -v systemctl >/dev/null && systemctl is-active --quiet sshd 2>/dev/null; then
+    run systemctl reload sshd
+  else
+    say "reload sshd yourself (no systemd unit ssh or sshd active)"
+  fi
+}
+
+if [ "$REMOVE" = 1 ]; then
+  if [ -e "$SNIPPET" ]; then run rm -f "$SNIPPET"; say "removed $SNIPPET"; fi
+  if [ -e "$KEYS" ]; then run rm -f "$KEYS"; say "removed $KEYS"; fi
+  if id "$USER_NAME" >/dev/null 2>&1; then run userdel "$USER_NAME"; say "removed account $USER_NAME"; fi
+  if [ "$PURGE" = 1 ] && [ -d "$CHROOT" ]; then
+    run rm -rf --one-file-system "$CHROOT"; say "destroyed $CHROOT and every repository in it"
+  elif [ -d "$CHROOT" ]; then
+    say "kept $CHROOT (the repositories); --purge destroys it"
+  fi
+  reload_sshd
+  exit 0
+fi
+
+[ -n "$KEY_FILE" ] && [ -r "$KEY_FILE" ] || die "--key: the orchestrator's public key file (ssh-ed25519 ...)"
+KEY_LINE=$(grep -E '^(ssh-ed25519|ecdsa-sha2-nistp256|ssh-rsa) [A-Za-z0-9+/=]+' "$KEY_FILE" | head -n 1) \
+  || die "$KEY_FILE holds no SSH public key"
+[ -n "$FROM" ] || die "--from: the orchestrator's address or subnet (the key works from there only)"
+[[ "$FROM" =~ ^[0-9A-Fa-f:.,/*]+$ ]] || die "--from: addresses or subnets, comma-separated"
+
+# The account: no password, no shell, a member of hvbackup-sftp.
+getent group hvbackup-sftp >/dev/null || { run groupadd --system hvbackup-sftp; say "created group hvbackup-sftp"; }
+if id "$USER_NAME" >/dev/null 2>&1; then
+  say "kept account $USER_NAME"
+else
+  # Password field '*': no password can ever match, yet the account is not "locked" ('!'),
+  # which sshd would refuse even for key authentication.
+  run useradd --system --gid hvbackup-sftp --home-dir /data --no-create-home \
+    --shell /usr/sbin/nologin --password '*' "$USER_NAME"
+  say "created account $USER_NAME (no password, no shell)"
+fi
+
+# The chroot: every component root-owned and not writable by others (sshd checks); only
+# data/ belongs to the account.
+run mkdir -p "$CHROOT/data"
+run chown root:root "$ROOT" "$CHROOT"
+run chmod 755 "$ROOT" "$CHROOT"
+run chown "$USER_NAME:hvbackup-sftp" "$CHROOT/data"
+run chmod 700 "$CHROOT/data"
+
+# The orchestrator's key, pinned to its address, with every forwarding refused.
+want="restrict,from=\"$FROM\" $KEY_LINE"
+run mkdir -p "$KEYS_DIR"
+run chmod 755 "$KEYS_DIR"
+if [ -f "$KEYS" ] && [ "$(cat "$KEYS")" = "$want" ]; then
+  say "kept $KEYS"
+else
+  if [ "$DRY" = 0 ]; then printf '%s\n' "$want" > "$KEYS.tmp" && chmod 644 "$KEYS.tmp" && mv "$KEYS.tmp" "$KEYS"; fi
+  say "wrote $KEYS (key usable from $FROM only)"
+fi
+
+snippet="# hvbackup baie account $USER_NAME (scripts/baie-setup.sh): SFTP only, chrooted, key only.
+Match User $USER_NAME
+    ChrootDirectory $CHROOT
+    ForceCommand internal-sftp -d /data
+    AuthorizedKeysFile $KEYS
+    AuthenticationMethods publickey
+    PasswordAuthentication no
+    KbdInteractiveAuthentication no
+    PermitTTY no
+    AllowTcpForwarding no
+    AllowAgentForwarding no
+    AllowStreamLocalForwarding no
+    PermitTunnel no
+    X11Forwarding no"
+run mkdir -p "$SSHD_DIR"
+if [ -f "$SNIPPET" ] && [ "$(cat "$SNIPPET")" = "$snippet" ]; then
+  say "kept $SNIPPET"
+else
+  if [ "$DRY" = 0 ]; then printf '%s\n' "$snippet" > "$SNIPPET"; fi
+  say "wrote $SNIPPET"
+fi
+if [ "$SSHD_DIR" = /etc/ssh/sshd_config.d ] && ! grep -qE '^\s*Include\s+/etc/ssh/sshd_config.d/\*\.conf' /etc/ssh/sshd_config; then
+  say "WARNING: /etc/ssh/sshd_config does not include sshd_config.d/*.conf: add 'Include /etc/ssh/sshd_config.d/*.conf' at its top"
+fi
+reload_sshd
+
+host=$(hostname -f 2>/dev/null || hostname)
+cat <<TXT
+
+In the orchestrator's configuration:
+  baies:
+    $(hostname -s 2>/dev/null || echo site):
+      type: sftp
+      host: $host
+      user: $USER_NAME
+      key_file: /etc/hvbackup/baie-key          # the private half of $KEY_FILE
+      known_hosts: /etc/hvbackup/known_hosts    # with the line below
+      path: /data
+Host key to pin (check its fingerprint with 'ssh-keygen -lf' before trusting it):
+TXT
+for key in /etc/ssh/ssh_host_ed25519_key.pub; do
+  [ -r "$key" ] && echo "  $host $(cut -d' ' -f1,2 "$key")"
+done
