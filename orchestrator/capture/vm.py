@@ -31,8 +31,12 @@ def checkpoint(host: HostSession, recorder: RunRecorder, vm: str, run_uid: str, 
             made = host.run("New-HvbCheckpoint", VMName=vm, RunId=run_uid,
                             AllowCrashConsistent=allow_crash, Mode=mode,
                             StagingPath=staging if mode == "export" else None)
+            # What Restore-HvbVm.ps1 -Mode recreate needs to rebuild the VM: its recorded
+            # configuration and disk layout (docs/technician.md, "A whole VM").
             figures.details = {"consistency": made["consistency"],
-                               "checkpoint": made["checkpoint_name"]}
+                               "checkpoint": made["checkpoint_name"],
+                               "configuration": made.get("configuration"),
+                               "disks": made.get("disks")}
     except HvbError:
         # The host may have taken the checkpoint before the call failed (a timeout, a lost
         # connection): remove it now rather than leave it to the next run's sweep.
