@@ -69,6 +69,17 @@ def _not_found(request: Request, viewer: Viewer) -> HTMLResponse:
                   key="not_found")
 
 
+def _refused(request: Request, viewer: Viewer, csrf: str) -> HTMLResponse | None:
+    """Actions are for the hotline and admins, from a form of this site (CSRF token)."""
+    if not viewer.staff:
+        return render(request, _settings(request), viewer, "message.html", status_code=403,
+                      key="forbidden")
+    if not csrf_ok(request, csrf):
+        return render(request, _settings(request), viewer, "message.html", status_code=403,
+                      key="csrf")
+    return None
+
+
 def _safe_next(target: str | None) -> str:
     """Only a path of this site: never an open redirect."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
@@ -213,11 +224,9 @@ def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = ""
     owner = client_of_run(settings.sessions, uid)
     if owner is None or not viewer.may_see(owner):
         return _not_found(request, viewer)
-    if not viewer.staff:
-        return render(request, settings, viewer, "message.html", status_code=403,
-                      key="forbidden")
-    if not csrf_ok(request, csrf):
-        return render(request, settings, viewer, "message.html", status_code=403, key="csrf")
+    refused = _refused(request, viewer, csrf)
+    if refused is not None:
+        return refused
     comment = comment.strip()
     if not comment or len(comment) > 1000:
         return render(request, settings, viewer, "message.html", status_code=400,
@@ -239,11 +248,9 @@ def run_now(request: Request, key: str, job: str,
     settings = _settings(request)
     if not viewer.may_see(key):
         return _not_found(request, viewer)
-    if not viewer.staff:
-        return render(request, settings, viewer, "message.html", status_code=403,
-                      key="forbidden")
-    if not csrf_ok(request, csrf):
-        return render(request, settings, viewer, "message.html", status_code=403, key="csrf")
+    refused = _refused(request, viewer, csrf)
+    if refused is not None:
+        return refused
     now = settings.now()
     with settings.sessions() as session, session.begin():
         job_id = session.scalars(select(JobRow.id).join(ClientRow).where(
