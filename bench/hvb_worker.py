@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--to", type=Path)
     parser.add_argument("--file", type=Path)
     parser.add_argument("--level", type=int, default=3)
+    parser.add_argument("--image-chunk-kib", type=int, default=512)
     args = parser.parse_args()
     started = time.perf_counter()
     t = target(args.baie)
@@ -79,7 +80,8 @@ def main() -> None:
             repo = Repository.open_for_writing(t, writer, [key.public], args.state / "cache")
             _info, stats = backup_paths(repo, LocalSource("bench"), [args.src],
                                         {"client": "bench", "job": "bench"},
-                                        compression_level=args.level)
+                                        compression_level=args.level,
+                                        image_chunk=args.image_chunk_kib * 1024)
             out = {"bytes_read": stats.bytes_read, "bytes_new": stats.bytes_new,
                    "bytes_stored": stats.bytes_stored, "chunks": stats.chunks}
         else:

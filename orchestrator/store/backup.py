@@ -26,6 +26,7 @@ import blake3
 
 from orchestrator.mover.source import Source
 from orchestrator.store import format as fmt
+from orchestrator.store.alloc import keep_buffers
 from orchestrator.store.chunker import DEFAULT_IMAGE_CHUNK, chunks_for, is_image
 from orchestrator.store.keys import seal
 from orchestrator.store.repository import Repository, SnapshotInfo
@@ -55,9 +56,13 @@ class BackupStats:
 
 @dataclass
 class _OpenPack:
+    """A pack being filled: its blobs are kept as they come and joined once, when sealed
+    (growing one buffer copied the whole pack again at every reallocation)."""
+
     generation: int
     key: bytes
-    data: bytearray = field(default_factory=bytearray)
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
     entries: list[fmt.PackEntry] = field(default_factory=list)
 
 
@@ -77,6 +82,7 @@ class Backup:
         progress: Callable[[BackupStats], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        keep_buffers()
         self.repo = repo
         self.level = compression_level
         self.image_chunk = image_chunk
@@ -174,8 +180,9 @@ class Backup:
                 self._finish_pack()
             self._open = _OpenPack(generation, self._gen_keys[generation])
         pack = self._open
-        pack.entries.append(fmt.PackEntry(chunk_id, len(pack.data), len(blob), raw_length, flags))
-        pack.data += blob
+        pack.entries.append(fmt.PackEntry(chunk_id, pack.size, len(blob), raw_length, flags))
+        pack.parts.append(blob)
+        pack.size += len(blob)
 
     def _finish_pack(self) -> None:
         pack = self._open
@@ -191,10 +198,12 @@ class Backup:
     def _seal_and_upload(self, pack: _OpenPack) -> tuple[bytes, int]:
         """In an uploader thread: trailer, name (SHA-256 of the bytes), upload."""
         sealed = seal(pack.key, self.repo.recipients)
-        pack.data += fmt.pack_trailer(pack.entries, [sealed], self.repo.writer.index_key)
-        pack_id = fmt.sha256(pack.data)
-        self.repo.target.put(fmt.pack_name(pack_id), pack.data)
-        return pack_id, len(pack.data)
+        pack.parts.append(fmt.pack_trailer(pack.entries, [sealed], self.repo.writer.index_key))
+        data = b"".join(pack.parts)
+        pack.parts = []
+        pack_id = fmt.sha256(data)
+        self.repo.target.put(fmt.pack_name(pack_id), data)
+        return pack_id, len(data)
 
     def _reap_upload(self) -> None:
         future, entries = self._uploads.popleft()

@@ -18,6 +18,7 @@ import blake3
 
 from orchestrator.errors import RepositoryCorrupt, StoreError
 from orchestrator.store import format as fmt
+from orchestrator.store.alloc import keep_buffers
 from orchestrator.store.keys import PrivateKey, unseal
 from orchestrator.store.repository import Repository, SnapshotInfo
 
@@ -42,6 +43,7 @@ def local_relative(path: str) -> Path:
 
 class Restorer:
     def __init__(self, repo: Repository, key: PrivateKey, workers: int | None = None) -> None:
+        keep_buffers()
         self.repo = repo
         self.key = key
         self.workers = workers or os.cpu_count() or 2
