@@ -399,9 +399,10 @@ class FilesJob(JobBase):
     vss: bool | None = None  # None: shadow copies on Windows hosts, none on a local host
     """Read from a shadow copy (default: yes on Windows hosts, no on a local host)."""
     prepare: Literal["orchestrator"] | None = None
-    """`orchestrator`: this job is the orchestrator's self-backup; its first path is refreshed
+    """`orchestrator`: this job is the orchestrator's self-backup; its first path is filled
     before each run with the configuration, a copy of the history and the key material the
-    orchestrator holds (see docs/restore-orchestrator.md). Needs a `transport: local` host.
+    orchestrator holds, and emptied once read (see docs/restore-orchestrator.md). Needs a
+    `transport: local` host.
     """
 
 

@@ -41,7 +41,7 @@ from orchestrator.jobs.copy import copy_repository, parity
 from orchestrator.jobs.offboard import offboarded
 from orchestrator.jobs.quota import check_before_run, measure_and_judge
 from orchestrator.jobs.retention import apply_retention
-from orchestrator.jobs.selfbackup import stage
+from orchestrator.jobs.selfbackup import stage, unstage
 from orchestrator.jobs.sources import source_for
 from orchestrator.mover.source import Source
 from orchestrator.report.hotline import record_run_alert
@@ -304,8 +304,12 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
                 staged = stage(ctx.loaded, Path(job.paths[0]), ctx.clock.now())
                 figures.files, figures.bytes_read = staged.files, staged.bytes
                 figures.details = {"database": staged.database}
-        with shadow_copy(host, recorder, list(job.paths), uid, use_vss) as exposed:
-            _read(recorder, source, backup, exposed, skip)
+        try:
+            with shadow_copy(host, recorder, list(job.paths), uid, use_vss) as exposed:
+                _read(recorder, source, backup, exposed, skip)
+        finally:
+            if job.prepare == "orchestrator":  # copies of secrets do not linger on disk
+                unstage(Path(job.paths[0]))
         result.consistency = "application" if use_vss else "none"
 
 

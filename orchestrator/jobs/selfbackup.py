@@ -6,8 +6,9 @@ of the history database (SQLite's online backup, or ``pg_dump``), and the key ma
 orchestrator holds: public keys (clients', escrow), the baies' SSH keys and known_hosts, CA
 files, ``*_file`` secrets and the dashboard's cookie key. Never a client's private key: the
 orchestrator has none. MANIFEST.json says where each file came from, for the restore
-(docs/restore-orchestrator.md). The job's repository is encrypted like any other, with the key
-of the client it belongs to (the MSP's own, kept offline).
+(docs/restore-orchestrator.md). The folder is removed again once the run has read it. The
+job's repository is encrypted like any other, with the key of the client it belongs to (the
+MSP's own, kept offline).
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ def stage(loaded: LoadedConfig, folder: Path, now: datetime) -> Staged:
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return Staged(len(files) + 1, total, database)
+
+
+def unstage(folder: Path) -> None:
+    """Remove the gathered files once read: they hold copies of secrets and of the history."""
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(folder.with_name(folder.name + ".new"), ignore_errors=True)
 
 
 def _copy_history(url: str, into: Path) -> str:

@@ -18,7 +18,7 @@ import logging
 
 log = logging.getLogger(__name__)
 
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 _done = False
 
 
@@ -34,6 +34,5 @@ def keep_buffers() -> None:
     except (OSError, AttributeError):
         return  # not glibc (macOS, Windows, musl without mallopt): nothing to tune
     ok = all(mallopt(option, value) == 1 for option, value in (
-        (M_MMAP_THRESHOLD, 64 * 1024 * 1024), (M_TRIM_THRESHOLD, 512 * 1024 * 1024),
-        (M_TOP_PAD, 64 * 1024 * 1024)))
+        (M_MMAP_THRESHOLD, 8 * 1024 * 1024), (M_TRIM_THRESHOLD, 128 * 1024 * 1024)))
     log.debug("allocator tuned for large buffers: %s", ok)

@@ -78,9 +78,8 @@ def test_self_backup_restores_config_history_and_keys(tmp_path: Path, cli) -> No
         history.close()
         restored = b"".join(p.read_bytes() for p in got.rglob("*") if p.is_file())
         assert (tmp_path / "acme.key").read_bytes() not in restored  # no client private key
-    # The files wait on the orchestrator's disk readable by its account only.
-    staged = tmp_path / "state" / "self-backup" / "history.sqlite"
-    assert staged.stat().st_mode & 0o077 == 0
+    # Once read, the gathered copies (secrets, history) do not linger on the disk.
+    assert not (tmp_path / "state" / "self-backup").exists()
 
 
 def test_without_a_self_backup_job_the_command_says_what_to_add(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -110,3 +109,19 @@ def test_self_backup_of_a_postgresql_history(tmp_path: Path, cli, postgres_url: 
     listing = subprocess.run(["pg_restore", "--list", str(got / "history.pgdump")],
                              capture_output=True, text=True, check=True).stdout
     assert "TABLE public runs" in listing and "TABLE public snapshots" in listing
+
+
+def test_gathered_files_are_readable_by_the_service_only(tmp_path: Path) -> None:
+    from orchestrator.jobs.selfbackup import stage, unstage
+
+    s = Setup(tmp_path)
+    _with_msp(s)
+    folder = tmp_path / "state" / "self-backup"
+    staged = stage(s.loaded, folder, s.clock.now())
+    assert staged.database == "history.sqlite" and staged.files >= 4
+    modes = {p.relative_to(folder).as_posix(): p.stat().st_mode & 0o777
+             for p in folder.rglob("*") if p.is_file()}
+    assert modes and set(modes.values()) == {0o600}
+    assert {"config.yaml", "history.sqlite", "MANIFEST.json", "keys/acme-acme.pub"} <= set(modes)
+    unstage(folder)
+    assert not folder.exists()
