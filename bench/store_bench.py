@@ -313,7 +313,6 @@ def main() -> None:
                 shutil.rmtree(tree, ignore_errors=True)
                 make_image(image, args.image_gib)
                 make_tree(tree, args.files)
-                os.sync()  # the data's own writes are not left to slow down the tool measured
                 repo_dir = (work / "repo") if where == "local" else server.root / f"{name}-repo"
                 tool: object
                 if name == "hvbackup":
