@@ -371,7 +371,10 @@ class HypervVmJob(JobBase):
     mode: Literal["checkpoint", "export"] = "checkpoint"
     """checkpoint (read the frozen disks) or export."""
     image_chunk_kib: Annotated[int, Field(ge=256, le=4096), AfterValidator(_chunk_kib)] = 512
-    """Chunk size of disk images, KiB (256 to 4096, power of two)."""
+    """Chunk size of disk images, KiB (256 to 4096, power of two). 256 stores less for
+    scattered writes but needs more memory (keep 512 above a terabyte). Changing it makes the
+    next backup upload the whole image again.
+    """
 
 
 class SqlServerJob(JobBase):
