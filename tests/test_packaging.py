@@ -44,6 +44,7 @@ def test_wheel_contains_data_and_works_outside_the_checkout(tmp_path: Path) -> N
         "orchestrator/history/migrations/versions/0001_initial_schema.py",
         "orchestrator/history/migrations/versions/0002_baie_usage_for_quotas.py",
         "orchestrator/history/migrations/versions/0003_api_tokens_and_run_requests.py",
+        "orchestrator/history/migrations/versions/0004_acknowledge_alerts.py",
         "orchestrator/dashboard/templates/base.html",
         "orchestrator/powershell/onboarding/Initialize-HvbHost.ps1",
         "orchestrator/powershell/onboarding/Hvbackup.psrc",

@@ -39,6 +39,7 @@ from orchestrator.dashboard.web import (
 )
 from orchestrator.history.models import (
     AcknowledgementRow,
+    AlertRow,
     AuditRow,
     ClientRow,
     JobRow,
@@ -239,6 +240,34 @@ def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = ""
         session.add(AuditRow(at=now, actor=f"web:{viewer.username}", action="run.acknowledge",
                              target=uid, details={"comment": comment}))
     return RedirectResponse(f"/runs/{uid}", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_class=HTMLResponse)
+def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, Form()] = "",
+                      csrf: Annotated[str, Form()] = "") -> Response:
+    """Quota and missing-report problems have no run: they are acknowledged on the home page."""
+    viewer = _viewer(request)
+    settings = _settings(request)
+    with settings.sessions() as session:
+        found = session.execute(select(AlertRow, ClientRow.key).join(
+            ClientRow, AlertRow.client_id == ClientRow.id).where(AlertRow.id == alert_id)).first()
+    if found is None or not viewer.may_see(found[1]):
+        return _not_found(request, viewer)
+    refused = _refused(request, viewer, csrf)
+    if refused is not None:
+        return refused
+    comment = comment.strip()
+    if not comment or len(comment) > 1000:
+        return render(request, settings, viewer, "message.html", status_code=400,
+                      key="comment_needed")
+    alert, owner = found
+    now = settings.now()
+    with settings.sessions() as session, session.begin():
+        session.add(AcknowledgementRow(job_id=alert.job_id, alert_id=alert.id,
+                                       user_id=viewer.user_id, at=now, comment=comment))
+        session.add(AuditRow(at=now, actor=f"web:{viewer.username}", action="alert.acknowledge",
+                             target=f"{owner}/{alert.kind}", details={"comment": comment}))
+    return RedirectResponse("/", status_code=303)
 
 
 @router.post("/clients/{key}/jobs/{job}/run", response_class=HTMLResponse)

@@ -40,6 +40,7 @@ class Problem:
     acknowledged_by: str | None = None
     acknowledged_comment: str | None = None
     baies: list[str] = field(default_factory=list)  # the job's copies (filter by baie)
+    alert_id: int | None = None  # quota and report problems are alerts, acknowledged as such
 
     def last_success_age(self, now: datetime) -> timedelta | None:
         return now - self.last_success if self.last_success else None
@@ -107,11 +108,23 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
             AlertRow.kind.in_(["quota_warning", "quota_blocked", "report_missing"]))
         if client is not None:
             alerts = alerts.where(ClientRow.key == client)
-        for alert, client_row in session.execute(alerts).all():
+        open_alerts = session.execute(alerts).all()
+        alert_acks: dict[int | None, tuple[str | None, str]] = {}
+        if open_alerts:
+            for alert_id, user, comment in session.execute(select(
+                    AcknowledgementRow.alert_id, UserRow.username, AcknowledgementRow.comment)
+                    .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
+                    .where(AcknowledgementRow.alert_id.in_([a.id for a, _c in open_alerts]))
+                    .order_by(AcknowledgementRow.at)):
+                alert_acks[alert_id] = (user, comment)  # the latest one wins
+        for alert, client_row in open_alerts:
             kind = "quota" if alert.kind.startswith("quota") else "report"
             baie = alert.details.get("baie") if isinstance(alert.details, dict) else None
+            alert_ack = alert_acks.get(alert.id)
             found.append(Problem(client_row.key, None, kind, alert.created_at, 1, None,
-                                 alert.message, None, baies=[baie] if baie else []))
+                                 alert.message, None, alert_ack[0] if alert_ack else None,
+                                 alert_ack[1] if alert_ack else None,
+                                 baies=[baie] if baie else [], alert_id=alert.id))
     return sorted(found, key=lambda p: (SEVERITY.get(p.status, 9), p.since, p.client))
 
 

@@ -301,13 +301,14 @@ class UserRow(Base):
 
 
 class AcknowledgementRow(Base):
-    """A hotline operator saying "seen, I am on it", with a comment."""
+    """A hotline operator saying "seen, I am on it", with a comment, on a run or an alert."""
 
     __tablename__ = "acknowledgements"
-    __table_args__ = (Index(None, "job_id", "at"),)
+    __table_args__ = (Index(None, "job_id", "at"), Index(None, "alert_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    # None for an alert that concerns a client, not a job (quota, missing report).
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -251,3 +251,31 @@ def test_run_page_links_to_the_runbook_of_its_error(tmp_path: Path) -> None:
     for wrong in ("/runbooks/HVB-NOPE", "/runbooks/..%2F..%2Fpyproject", "/runbooks/README.md"):
         assert web.get(wrong).status_code == 404, wrong
     assert site.browser().get("/runbooks/HVB-KEY").status_code == 303  # login first
+
+
+def test_a_quota_problem_is_acknowledged_from_the_home_page(tmp_path: Path) -> None:
+    from orchestrator.history.models import AlertRow, ClientRow
+
+    site = Site(tmp_path)
+    with site.sessions() as session, session.begin():
+        acme = session.scalars(select(ClientRow).where(ClientRow.key == "acme")).one()
+        session.add(AlertRow(kind="quota_warning", severity="warning", client_id=acme.id,
+                             created_at=site.clock.now(), message="volume souscrit dépassé",
+                             details={"baie": "site-a"}))
+    web = site.login("marie")
+    home = web.get("/?status=quota").text
+    [row] = home.split('class="problem"')[1:]
+    assert 'data-status="quota"' in row and 'class="ack-alert"' in row
+    action = row.split('action="')[1].split('"')[0]
+    assert web.post(action, data={"comment": "x", "csrf": "forged"}).status_code == 403
+    done = web.post(action, data={"comment": "commercial prévenu", "csrf": csrf_of(home)})
+    assert done.status_code == 303
+    assert "marie: commercial prévenu" in web.get("/?status=quota").text
+    [audit] = _audit(site, "alert.acknowledge")
+    assert audit.target == "acme/quota_warning"
+    # A client account sees its quota problem but cannot acknowledge it, nor another's.
+    portal = site.login("acme-it")
+    assert 'class="ack-alert"' not in portal.get("/").text
+    assert portal.post(action, data={"comment": "x", "csrf": csrf_of(portal.get(
+        f"/runs/{site.failed.uid}").text)}).status_code == 403
+    assert site.login("durand-it").post(action, data={"comment": "x"}).status_code == 404
