@@ -54,6 +54,10 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         language=loaded.config.msp.language, now=clock.now,
         secret=session_secret(loaded.state_dir, dict(os.environ)), secure_cookies=secure)
     ui.print(f"hvbackup dashboard on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
+    if secure:
+        ui.print("session cookies are HTTPS-only: open the dashboard through your TLS proxy "
+                 "(plain http would never keep you logged in; --cookie-secure no on a trusted "
+                 "network)")
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
                 access_log=False)
     return 0
