@@ -70,14 +70,19 @@ def _not_found(request: Request, viewer: Viewer) -> HTMLResponse:
                   key="not_found")
 
 
-def _refused(request: Request, viewer: Viewer, csrf: str) -> HTMLResponse | None:
-    """Actions are for the hotline and admins, from a form of this site (CSRF token)."""
+def _refused(request: Request, viewer: Viewer, csrf: str,
+             comment: str | None = None) -> HTMLResponse | None:
+    """Actions are for the hotline and admins, from a form of this site (CSRF token), and an
+    acknowledgement says something (1 to 1000 characters)."""
+    settings = _settings(request)
     if not viewer.staff:
-        return render(request, _settings(request), viewer, "message.html", status_code=403,
+        return render(request, settings, viewer, "message.html", status_code=403,
                       key="forbidden")
     if not csrf_ok(request, csrf):
-        return render(request, _settings(request), viewer, "message.html", status_code=403,
-                      key="csrf")
+        return render(request, settings, viewer, "message.html", status_code=403, key="csrf")
+    if comment is not None and not 0 < len(comment) <= 1000:
+        return render(request, settings, viewer, "message.html", status_code=400,
+                      key="comment_needed")
     return None
 
 
@@ -225,13 +230,10 @@ def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = ""
     owner = client_of_run(settings.sessions, uid)
     if owner is None or not viewer.may_see(owner):
         return _not_found(request, viewer)
-    refused = _refused(request, viewer, csrf)
+    comment = comment.strip()
+    refused = _refused(request, viewer, csrf, comment)
     if refused is not None:
         return refused
-    comment = comment.strip()
-    if not comment or len(comment) > 1000:
-        return render(request, settings, viewer, "message.html", status_code=400,
-                      key="comment_needed")
     now = settings.now()
     with settings.sessions() as session, session.begin():
         run = session.scalars(select(RunRow).where(RunRow.uid == uid)).one()
@@ -253,13 +255,10 @@ def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, F
             ClientRow, AlertRow.client_id == ClientRow.id).where(AlertRow.id == alert_id)).first()
     if found is None or not viewer.may_see(found[1]):
         return _not_found(request, viewer)
-    refused = _refused(request, viewer, csrf)
+    comment = comment.strip()
+    refused = _refused(request, viewer, csrf, comment)
     if refused is not None:
         return refused
-    comment = comment.strip()
-    if not comment or len(comment) > 1000:
-        return render(request, settings, viewer, "message.html", status_code=400,
-                      key="comment_needed")
     alert, owner = found
     now = settings.now()
     with settings.sessions() as session, session.begin():

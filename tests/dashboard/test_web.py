@@ -90,6 +90,9 @@ def test_run_page_and_acknowledgement_audited(tmp_path: Path) -> None:
     forged = web.post(f"/runs/{site.failed.uid}/acknowledge",
                       data={"comment": "vu", "csrf": "forged"})
     assert forged.status_code == 403
+    empty = web.post(f"/runs/{site.failed.uid}/acknowledge",
+                     data={"comment": "   ", "csrf": csrf_of(page.text)})
+    assert empty.status_code == 400 and "Un commentaire est nécessaire" in empty.text
     ok = web.post(f"/runs/{site.failed.uid}/acknowledge",
                   data={"comment": "client prévenu, hôte en maintenance",
                         "csrf": csrf_of(page.text)})
