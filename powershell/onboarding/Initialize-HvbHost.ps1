@@ -116,7 +116,7 @@ function Set-HvbFirewall {
     $rule = Get-NetFirewallRule -Name $FirewallRule -ErrorAction SilentlyContinue
     if ($rule) {
         $allowed = ($rule | Get-NetFirewallAddressFilter).RemoteAddress
-        if (@($allowed) -join ',' -eq $OrchestratorAddress) { Step 'firewall' 'kept' "5986 open to $OrchestratorAddress only"; return }
+        if ((@($allowed) -join ',') -eq $OrchestratorAddress) { Step 'firewall' 'kept' "5986 open to $OrchestratorAddress only"; return }
         if (-not $DryRun) { Set-NetFirewallRule -Name $FirewallRule -RemoteAddress $OrchestratorAddress }
         Step 'firewall' 'updated' "5986 open to $OrchestratorAddress only (was $(@($allowed) -join ','))"
         return
