@@ -125,6 +125,7 @@ def missing_digests(loaded: LoadedConfig, sessions: sessionmaker[Session], night
         return []
     missing = []
     with sessions() as session, session.begin():
+        _resolve_sent(session, now)
         for client in session.scalars(select(ClientRow).where(ClientRow.active.is_(True))):
             if client.key not in loaded.config.clients or not loaded.config.clients[
                     client.key].jobs:
@@ -138,11 +139,28 @@ def missing_digests(loaded: LoadedConfig, sessions: sessionmaker[Session], night
             if sent is None and known is None:
                 session.add(AlertRow(
                     kind="report_missing", severity="error", client_id=client.id,
-                    created_at=now, message=f"the report of {night:%d/%m/%Y} was not sent to "
+                    created_at=now, details={"night": night.isoformat()},
+                    message=f"the report of {night:%d/%m/%Y} was not sent to "
                     f"{client.name} by {loaded.config.msp.digest_deadline}: the client has no "
                     "news of their backups"))
                 missing.append(client.key)
     return missing
+
+
+def _resolve_sent(session: Session, now: datetime) -> None:
+    """A missing report that went out since (resent by hand, SMTP back): its alert is closed,
+    and the dashboard stops showing it."""
+    for alert in session.scalars(select(AlertRow).where(
+            AlertRow.kind == "report_missing", AlertRow.resolved_at.is_(None))):
+        night = (alert.details or {}).get("night")
+        if not night:
+            continue
+        sent = session.scalars(select(EmailRow.id).where(
+            EmailRow.client_id == alert.client_id, EmailRow.kind == "digest",
+            EmailRow.report_date == date.fromisoformat(night),
+            EmailRow.status == "sent")).first()
+        if sent is not None:
+            alert.resolved_at = now
 
 
 def _tell_client_about_quota(loaded: LoadedConfig, sessions: sessionmaker[Session], client: str,

@@ -62,6 +62,24 @@ def test_a_report_that_did_not_go_out_is_an_alert(tmp_path: Path) -> None:
     assert send_alerts(s.loaded, s.sessions, after, send_it=False) == 1
     outbox = sorted((tmp_path / "state" / "outbox").glob("*-alerts.eml"))
     assert outbox and b"report_missing" in outbox[-1].read_bytes()
+    # The report goes out later (resent by hand, relay back): the alert closes by itself and
+    # the hotline's page stops showing it.
+    from sqlalchemy import select
+
+    from orchestrator.dashboard.problems import problems
+    from orchestrator.history.models import AlertRow, ClientRow, EmailRow
+
+    assert [p.status for p in problems(s.sessions)] == ["report"]
+    with s.sessions() as session, session.begin():
+        acme = session.scalars(select(ClientRow).where(ClientRow.key == "acme")).one()
+        session.add(EmailRow(kind="digest", client_id=acme.id, report_date=night,
+                             subject="rapport", status="sent", created_at=after))
+    later = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    assert missing_digests(s.loaded, s.sessions, night, later) == []
+    with s.sessions() as session:
+        alert = session.scalars(select(AlertRow).where(AlertRow.kind == "report_missing")).one()
+        assert alert.resolved_at == later
+    assert problems(s.sessions) == []
 
 
 def test_english_hotline_messages(tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
