@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -46,7 +46,6 @@ class DashboardSettings:
     secure_cookies: bool = True
     throttle: Throttle | None = None
     refresh_s: int = 60
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LoginRequired(Exception):
