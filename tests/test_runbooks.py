@@ -21,7 +21,8 @@ def _hvb_codes() -> set[str]:
 def _script_codes() -> set[str]:
     codes: set[str] = set()
     pattern = re.compile(r"'([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|TIMEOUT)'")
-    for path in (REPO / "powershell").glob("*.ps1"):
+    for path in [*(REPO / "powershell").glob("*.ps1"),
+                 *(REPO / "powershell" / "onboarding").glob("*.ps1")]:
         codes |= set(pattern.findall(path.read_text(encoding="utf-8")))
     simulator = (REPO / "orchestrator" / "hosts" / "simulated.py").read_text(encoding="utf-8")
     codes |= set(re.findall(r"\"code\": \"([A-Z_]+)\"", simulator))
@@ -46,7 +47,8 @@ def test_every_error_code_has_its_runbook_in_both_languages() -> None:
 
 def test_every_host_script_code_is_explained() -> None:
     codes = _script_codes()
-    assert {"GUEST_VSS_FAILED", "STAGING_FULL", "TIMEOUT", "VSS_PROVIDER_VETO"} <= codes
+    assert {"GUEST_VSS_FAILED", "STAGING_FULL", "TIMEOUT", "VSS_PROVIDER_VETO",
+            "ACCESS_DENIED"} <= codes
     for language in ("fr", "en"):
         page = (RUNBOOKS / language / "HVB-SCRIPT-FAILED.md").read_text(encoding="utf-8")
         missing = {c for c in codes if f"| `{c}` |" not in page}
