@@ -282,3 +282,18 @@ def test_a_quota_problem_is_acknowledged_from_the_home_page(tmp_path: Path) -> N
     assert portal.post(action, data={"comment": "x", "csrf": csrf_of(portal.get(
         f"/runs/{site.failed.uid}").text)}).status_code == 403
     assert site.login("durand-it").post(action, data={"comment": "x"}).status_code == 404
+
+
+def test_quota_gauge_says_where_the_client_stands(tmp_path: Path) -> None:
+    from orchestrator.history.models import BaieUsageRow, ClientRow
+
+    site = Site(tmp_path)
+    with site.sessions() as session, session.begin():
+        acme = session.scalars(select(ClientRow).where(ClientRow.key == "acme")).one()
+        acme.quota_bytes = 1_000_000_000
+        for days, used in ((40, 900_000_000), (35, 1_150_000_000), (1, 1_200_000_000)):
+            session.add(BaieUsageRow(client_id=acme.id, baie="site-c", bytes_stored=used,
+                                     measured_at=site.clock.now() - timedelta(days=days)))
+    page = site.login("acme-it").get("/clients/acme").text
+    assert 'id="quota-status">sauvegardes arrêtées' in page
+    assert "1,2 Go / 1,0 Go (120 %)" in page
