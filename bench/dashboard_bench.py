@@ -10,8 +10,9 @@ ECHEC and NON EXECUTEE, some failing streaks, some flagged INHABITUELLE), steps 
 for the last month, restore points (the last 30 days kept on two baies, older ones forgotten on
 the first), the baies' usage measured every night, a few quota alerts and acknowledgements.
 Then asks the real application (in process, through its ASGI interface, logged in as hotline)
-for the home page ("À traiter") and client pages, and prints p50 / p95 / max per page and
-backend. Goal: p95 under 150 ms on SQLite and on PostgreSQL.
+for the home page ("À traiter"), client pages, the API's problems, a run page and /metrics,
+and prints p50 / p95 / max per page and backend. Goal: p95 under 150 ms on SQLite and on
+PostgreSQL (for the pages; /metrics is scraped, not looked at).
 """
 
 from __future__ import annotations
@@ -224,11 +225,13 @@ def bench_backend(name: str, url: str, args: argparse.Namespace,
     for page, paths in (("home (À traiter)", ["/"] * args.requests),
                         ("client page", clients),
                         ("API /problems", ["/api/v1/problems"] * args.requests),
-                        ("run page", [f"/runs/{_last_uid(engine)}"] * args.requests)):
+                        ("run page", [f"/runs/{_last_uid(engine)}"] * args.requests),
+                        ("/metrics (all)", ["/metrics"] * max(5, args.requests // 6))):
         times = measure(web, paths)
         p95 = percentile(times, 0.95)
         rows.append((name, page, f"{statistics.median(times):.1f}", f"{p95:.1f}",
-                     f"{max(times):.1f}", "yes" if p95 < 150 else "NO"))
+                     f"{max(times):.1f}", "-" if page.startswith("/metrics")
+                     else "yes" if p95 < 150 else "NO"))
     print(f"{name}: the home page lists {shown} problems", flush=True)
     engine.dispose()
     return rows
@@ -276,7 +279,7 @@ def main() -> int:
     print()
     for row in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
-    return 0 if all(r[-1] == "yes" for r in rows) else 1
+    return 0 if all(r[-1] != "NO" for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dashboard.api import viewer
@@ -41,13 +41,14 @@ def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
         jobs = select(ClientRow.key, JobRow.key, RunRow.status, RunRow.finished_at,
                       success.label("success")).join(ClientRow).outerjoin(
             RunRow, RunRow.id == last).where(JobRow.active.is_(True))
-        latest = select(BaieUsageRow.client_id, BaieUsageRow.baie,
-                        func.max(BaieUsageRow.measured_at).label("at")).group_by(
-            BaieUsageRow.client_id, BaieUsageRow.baie).subquery()
-        usage = select(ClientRow.key, BaieUsageRow.baie, BaieUsageRow.bytes_stored).join(
-            ClientRow).join(latest, (BaieUsageRow.client_id == latest.c.client_id)
-                            & (BaieUsageRow.baie == latest.c.baie)
-                            & (BaieUsageRow.measured_at == latest.c.at))
+        # The latest measurement per client and baie: the distinct pairs come from the index
+        # at once, then one index seek each (a GROUP BY over years of measurements is slow).
+        pairs = select(BaieUsageRow.client_id, BaieUsageRow.baie).distinct().subquery()
+        latest = (select(BaieUsageRow.bytes_stored).where(
+            BaieUsageRow.client_id == pairs.c.client_id, BaieUsageRow.baie == pairs.c.baie)
+            .order_by(BaieUsageRow.measured_at.desc()).limit(1).scalar_subquery())
+        usage = select(ClientRow.key, pairs.c.baie, latest).join(
+            ClientRow, ClientRow.id == pairs.c.client_id)
         quotas = select(ClientRow.key, ClientRow.quota_bytes).where(
             ClientRow.quota_bytes.is_not(None))
         if client is not None:
@@ -55,7 +56,7 @@ def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
             usage = usage.where(ClientRow.key == client)
             quotas = quotas.where(ClientRow.key == client)
         job_rows = session.execute(jobs.order_by(ClientRow.key, JobRow.key)).all()
-        usage_rows = session.execute(usage.order_by(ClientRow.key, BaieUsageRow.baie)).all()
+        usage_rows = session.execute(usage.order_by(ClientRow.key, pairs.c.baie)).all()
         quota_rows = session.execute(quotas.order_by(ClientRow.key)).all()
     out = ["# HELP hvbackup_job_last_status Status of the job's last finished run (1 for it).",
            "# TYPE hvbackup_job_last_status gauge"]
