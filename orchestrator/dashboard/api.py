@@ -23,7 +23,7 @@ from orchestrator.dashboard.queries import (
     job_runs,
     run_page,
 )
-from orchestrator.dashboard.web import DashboardSettings, session_viewer
+from orchestrator.dashboard.web import session_viewer, settings_of
 from orchestrator.history.models import RunRow
 
 router = APIRouter(prefix="/api/v1", tags=["hvbackup"])
@@ -31,7 +31,7 @@ router = APIRouter(prefix="/api/v1", tags=["hvbackup"])
 
 def viewer(request: Request) -> Viewer:
     """The caller: a bearer token, else a dashboard session; 401 otherwise."""
-    settings: DashboardSettings = request.app.state.settings
+    settings = settings_of(request)
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
@@ -49,11 +49,6 @@ def viewer(request: Request) -> Viewer:
 
 
 Caller = Annotated[Viewer, Depends(viewer)]
-
-
-def _settings(request: Request) -> DashboardSettings:
-    settings: DashboardSettings = request.app.state.settings
-    return settings
 
 
 def _scoped(who: Viewer, client: str) -> None:
@@ -179,13 +174,13 @@ class ProblemOut(BaseModel):
 def list_clients(request: Request, who: Caller) -> list[ClientOut]:
     return [ClientOut(key=c.key, name=c.name, jobs=c.jobs, worst_status=c.worst,
                       failing_jobs=c.failing, last_run=c.last_run)
-            for c in clients(_settings(request).sessions, only=who.client)]
+            for c in clients(settings_of(request).sessions, only=who.client)]
 
 
 @router.get("/clients/{client}", response_model=ClientDetailOut)
 def get_client(request: Request, client: str, who: Caller) -> ClientDetailOut:
     _scoped(who, client)
-    settings = _settings(request)
+    settings = settings_of(request)
     try:
         page = client_page(settings.sessions, client, settings.timezone, settings.now())
     except NotFound:
@@ -211,7 +206,7 @@ def list_runs(request: Request, client: str, job: str, who: Caller,
     """The job's runs, newest first; page with ``before`` = the last ``scheduled_for``."""
     _scoped(who, client)
     try:
-        runs = job_runs(_settings(request).sessions, client, job, limit, before)
+        runs = job_runs(settings_of(request).sessions, client, job, limit, before)
     except NotFound:
         raise HTTPException(404, f"no job {client}/{job}") from None
     return [RunOut.of(r) for r in runs]
@@ -219,7 +214,7 @@ def list_runs(request: Request, client: str, job: str, who: Caller,
 
 @router.get("/runs/{uid}", response_model=RunDetailOut)
 def get_run(request: Request, uid: str, who: Caller) -> RunDetailOut:
-    settings = _settings(request)
+    settings = settings_of(request)
     owner = client_of_run(settings.sessions, uid)
     if owner is None or not who.may_see(owner):
         raise HTTPException(404, f"no run {uid!r}")
@@ -241,7 +236,7 @@ def list_problems(request: Request, who: Caller, client: str | None = None,
     """What needs attention, worst and oldest first (the dashboard's home page)."""
     if client is not None:
         _scoped(who, client)
-    found = problems(_settings(request).sessions, client=who.client or client)
+    found = problems(settings_of(request).sessions, client=who.client or client)
     return [ProblemOut(client=p.client, job=p.job, status=p.status, since=p.since,
                        consecutive_failures=p.failures, last_success=p.last_success,
                        message=p.message, run_uid=p.run_uid,

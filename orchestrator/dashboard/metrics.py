@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dashboard.api import viewer
 from orchestrator.dashboard.auth import Viewer
-from orchestrator.dashboard.queries import aware
-from orchestrator.dashboard.web import DashboardSettings
+from orchestrator.dashboard.queries import aware, last_run_subquery
+from orchestrator.dashboard.web import settings_of
 from orchestrator.history.models import BaieUsageRow, ClientRow, JobRow, RunRow, RunStatus
 
 router = APIRouter(include_in_schema=False)
@@ -31,8 +31,7 @@ def _ts(value: datetime | None) -> str:
 
 
 def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
-    last = (select(RunRow.id).where(RunRow.job_id == JobRow.id, RunRow.status.is_not(None))
-            .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow).scalar_subquery())
+    last = last_run_subquery()
     success = (select(RunRow.finished_at).where(RunRow.job_id == JobRow.id,
                                                  RunRow.status == "REUSSIE")
                .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow)
@@ -88,6 +87,5 @@ def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> PlainTextResponse:
-    settings: DashboardSettings = request.app.state.settings
-    return PlainTextResponse(exposition(settings.sessions, who.client),
+    return PlainTextResponse(exposition(settings_of(request).sessions, who.client),
                              media_type="text/plain; version=0.0.4; charset=utf-8")

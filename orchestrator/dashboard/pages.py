@@ -30,12 +30,12 @@ from orchestrator.dashboard.queries import (
     run_page,
 )
 from orchestrator.dashboard.web import (
-    DashboardSettings,
     LoginRequired,
     csrf_ok,
     language_of,
     render,
     session_viewer,
+    settings_of,
 )
 from orchestrator.history.models import (
     AcknowledgementRow,
@@ -53,20 +53,15 @@ router = APIRouter(include_in_schema=False)
 STATUSES = ["ECHEC", "NON EXECUTEE", "AVERTISSEMENT", "INHABITUELLE", "quota", "report"]
 
 
-def _settings(request: Request) -> DashboardSettings:
-    settings: DashboardSettings = request.app.state.settings
-    return settings
-
-
 def _viewer(request: Request) -> Viewer:
-    viewer = session_viewer(request, _settings(request))
+    viewer = session_viewer(request, settings_of(request))
     if viewer is None:
         raise LoginRequired
     return viewer
 
 
 def _not_found(request: Request, viewer: Viewer) -> HTMLResponse:
-    return render(request, _settings(request), viewer, "message.html", status_code=404,
+    return render(request, settings_of(request), viewer, "message.html", status_code=404,
                   key="not_found")
 
 
@@ -74,7 +69,7 @@ def _refused(request: Request, viewer: Viewer, csrf: str,
              comment: str | None = None) -> HTMLResponse | None:
     """Actions are for the hotline and admins, from a form of this site (CSRF token), and an
     acknowledgement says something (1 to 1000 characters)."""
-    settings = _settings(request)
+    settings = settings_of(request)
     if not viewer.staff:
         return render(request, settings, viewer, "message.html", status_code=403,
                       key="forbidden")
@@ -103,7 +98,7 @@ def healthz() -> Response:
 def runbook(request: Request, code: str = "README") -> Response:
     """What an error code means and what to do: any logged-in person may read them."""
     viewer = _viewer(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     language = language_of(request, settings, viewer)
     if not re.fullmatch(r"README|HVB-[A-Z0-9-]{2,40}", code):
         return _not_found(request, viewer)
@@ -116,7 +111,7 @@ def runbook(request: Request, code: str = "README") -> Response:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
-    return render(request, _settings(request), None, "login.html", next=_safe_next(next),
+    return render(request, settings_of(request), None, "login.html", next=_safe_next(next),
                   error=None)
 
 
@@ -124,7 +119,7 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:
 def login(request: Request, username: Annotated[str, Form(max_length=100)],
           password: Annotated[str, Form(max_length=1000)],
           next: Annotated[str, Form()] = "/") -> Response:
-    settings = _settings(request)
+    settings = settings_of(request)
     throttle = settings.throttle
     assert throttle is not None
     address = request.client.host if request.client else "?"
@@ -159,7 +154,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
     viewer = _viewer(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     found = problems(settings.sessions, client=viewer.client)
     choices = {"clients": sorted({p.client for p in found}),
                "baies": sorted({b for p in found for b in p.baies})}
@@ -175,7 +170,7 @@ def client_list(request: Request) -> Response:
     viewer = _viewer(request)
     if viewer.client is not None:
         return RedirectResponse(f"/clients/{viewer.client}", status_code=303)
-    settings = _settings(request)
+    settings = settings_of(request)
     return render(request, settings, viewer, "clients.html",
                   clients=clients(settings.sessions))
 
@@ -183,7 +178,7 @@ def client_list(request: Request) -> Response:
 @router.get("/clients/{key}", response_class=HTMLResponse)
 def client_view(request: Request, key: str) -> Response:
     viewer = _viewer(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     if not viewer.may_see(key):
         return _not_found(request, viewer)
     try:
@@ -200,7 +195,7 @@ def client_view(request: Request, key: str) -> Response:
 @router.get("/clients/{key}/jobs/{job}", response_class=HTMLResponse)
 def job_view(request: Request, key: str, job: str) -> Response:
     viewer = _viewer(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     if not viewer.may_see(key):
         return _not_found(request, viewer)
     try:
@@ -213,7 +208,7 @@ def job_view(request: Request, key: str, job: str) -> Response:
 @router.get("/runs/{uid}", response_class=HTMLResponse)
 def run_view(request: Request, uid: str) -> Response:
     viewer = _viewer(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     owner = client_of_run(settings.sessions, uid)
     if owner is None or not viewer.may_see(owner):
         return _not_found(request, viewer)
@@ -226,7 +221,7 @@ def run_view(request: Request, uid: str) -> Response:
 def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = "",
                 csrf: Annotated[str, Form()] = "") -> Response:
     viewer = _viewer(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     owner = client_of_run(settings.sessions, uid)
     if owner is None or not viewer.may_see(owner):
         return _not_found(request, viewer)
@@ -249,7 +244,7 @@ def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, F
                       csrf: Annotated[str, Form()] = "") -> Response:
     """Quota and missing-report problems have no run: they are acknowledged on the home page."""
     viewer = _viewer(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     with settings.sessions() as session:
         found = session.execute(select(AlertRow, ClientRow.key).join(
             ClientRow, AlertRow.client_id == ClientRow.id).where(AlertRow.id == alert_id)).first()
@@ -273,7 +268,7 @@ def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, F
 def run_now(request: Request, key: str, job: str,
             csrf: Annotated[str, Form()] = "") -> Response:
     viewer = _viewer(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     if not viewer.may_see(key):
         return _not_found(request, viewer)
     refused = _refused(request, viewer, csrf)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.dashboard.queries import aware
+from orchestrator.dashboard.queries import aware, last_run_subquery
 from orchestrator.history.models import (
     AcknowledgementRow,
     AlertRow,
@@ -55,9 +55,7 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
     for longer than that are counted further back by two more statements for them all.
     """
     found: list[Problem] = []
-    last_run = (select(RunRow.id).where(RunRow.job_id == JobRow.id, RunRow.status.is_not(None))
-                .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow)
-                .scalar_subquery())
+    last_run = last_run_subquery()
     with sessions() as session:
         query = (select(JobRow.id, JobRow.key, JobRow.copies, ClientRow.key, RunRow.id,
                         RunRow.uid, RunRow.status, RunRow.sanity_flags, RunRow.error_message,

@@ -103,7 +103,8 @@ class RunPage:
     acknowledgements: list[tuple[str | None, datetime, str]]
 
 
-def _last_run_subquery() -> Any:
+def last_run_subquery() -> Any:
+    """Each job's last finished run (correlated to ``JobRow``): one index seek per job."""
     return (select(RunRow.id).where(RunRow.job_id == JobRow.id, RunRow.status.is_not(None))
             .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow)
             .scalar_subquery())
@@ -118,7 +119,7 @@ def clients(sessions: sessionmaker[Session], only: str | None = None) -> list[Cl
         rows = {c.id: ClientSummary(c.key, c.name, 0, None, 0, None)
                 for c in session.scalars(query)}
         lasts = session.execute(select(JobRow.client_id, RunRow.status, RunRow.scheduled_for)
-                                .outerjoin(RunRow, RunRow.id == _last_run_subquery())
+                                .outerjoin(RunRow, RunRow.id == last_run_subquery())
                                 .where(JobRow.active.is_(True))).all()
     for client_id, status, when in lasts:
         summary = rows.get(client_id)

@@ -52,6 +52,11 @@ class LoginRequired(Exception):
     pass
 
 
+def settings_of(request: Request) -> DashboardSettings:
+    settings: DashboardSettings = request.app.state.settings
+    return settings
+
+
 def _templates(settings: DashboardSettings) -> jinja2.Environment:
     folder = resources.files("orchestrator.dashboard") / "templates"
     env = jinja2.Environment(

@@ -19,6 +19,7 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.config.models import FilesJob, HypervVmJob, SqlServerJob
 from orchestrator.errors import HostAuthError, HostError, HostUnreachable, HvbError
 from orchestrator.hosts.session import HostSession
+from orchestrator.report.sanity import _size
 
 SLOW_S = 10.0  # an inventory usually answers within a few seconds
 OK, WARN, FAIL = "ok", "warning", "FAIL"
@@ -163,7 +164,8 @@ def _staging(staging: str, jobs: list[Any], inventory: dict[str, Any]) -> list[V
         return [Verdict("staging", level, f"no volume {drive} on the host for staging_dir "
                         f"{staging}")]
     free = volume["free_bytes"]
-    text = f"{drive} has {_size(free)} free; the dumps and exports need about {_size(needed)}"
+    text = f"{drive} has {_size(free, 'en')} free; the dumps and exports need about " \
+           f"{_size(needed, 'en')}"
     if free < needed * 1.1:
         return [Verdict("staging", FAIL, text + ": free space there or move staging_dir")]
     if free < needed * 2:
@@ -232,10 +234,3 @@ def _trial(session: HostSession, jobs: list[Any], staging: str, run_id: str) -> 
                     out.append(Verdict("trial staging", WARN, exc.message))
     return out
 
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"

@@ -299,12 +299,12 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
             base = name.replace("\\", "/").rsplit("/", 1)[-1]
             return any(fnmatch.fnmatch(base, p) for p in patterns)
 
-        if job.prepare == "orchestrator":
-            with recorder.step("gather orchestrator files", job.paths[0]) as figures:
-                staged = stage(ctx.loaded, Path(job.paths[0]), ctx.clock.now())
-                figures.files, figures.bytes_read = staged.files, staged.bytes
-                figures.details = {"database": staged.database}
         try:
+            if job.prepare == "orchestrator":
+                with recorder.step("gather orchestrator files", job.paths[0]) as figures:
+                    staged = stage(ctx.loaded, Path(job.paths[0]), ctx.clock.now())
+                    figures.files, figures.bytes_read = staged.files, staged.bytes
+                    figures.details = {"database": staged.database}
             with shadow_copy(host, recorder, list(job.paths), uid, use_vss) as exposed:
                 _read(recorder, source, backup, exposed, skip)
         finally:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from orchestrator.config.load import LoadedConfig
 from orchestrator.config.models import LocalBaie, SftpBaie
 from orchestrator.errors import HistoryError, HvbError
+from orchestrator.history.db import shown_url
 
 
 @dataclass
@@ -78,8 +79,8 @@ def stage(loaded: LoadedConfig, folder: Path, now: datetime) -> Staged:
     shutil.copy2(loaded.path, tmp / "config.yaml")
     files["config.yaml"] = str(loaded.path)
     database = _copy_history(loaded.database_url, tmp)
-    files[database] = loaded.database_url if database.endswith(".pgdump") else str(
-        make_url(loaded.database_url).database)
+    files[database] = shown_url(loaded.database_url) if database.endswith(".pgdump") else str(
+        make_url(loaded.database_url).database)  # never the database password
     for name, source in key_material(loaded).items():
         if not source.is_file():
             raise HvbError(f"self-backup: {source} (named by the configuration) is missing; "

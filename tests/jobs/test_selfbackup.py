@@ -96,6 +96,9 @@ def test_a_missing_key_file_fails_the_run_clearly(tmp_path: Path, cli) -> None: 
     done = cli("self-backup", "-c", str(s.config))
     assert done.code == 1
     assert f"{tmp_path / 'acme.pub'} (named by the configuration) is missing" in done.out
+    # What was gathered before the failure (history copy, secrets) is not left on the disk.
+    assert not (tmp_path / "state" / "self-backup").exists()
+    assert not (tmp_path / "state" / "self-backup.new").exists()
 
 
 @pytest.mark.postgres
@@ -106,6 +109,8 @@ def test_self_backup_of_a_postgresql_history(tmp_path: Path, cli, postgres_url: 
     done = cli("self-backup", "-c", str(s.config))
     assert done.code == 0, done.out + done.err
     got = _restore(s, key, tmp_path / "restored", "site-a")
+    manifest = json.loads((got / "MANIFEST.json").read_text())
+    assert manifest["files"]["history.pgdump"].startswith("postgresql+psycopg://")
     listing = subprocess.run(["pg_restore", "--list", str(got / "history.pgdump")],
                              capture_output=True, text=True, check=True).stdout
     assert "TABLE public runs" in listing and "TABLE public snapshots" in listing
