@@ -27,7 +27,17 @@ import blake3
 from orchestrator.mover.source import Source
 from orchestrator.store import format as fmt
 from orchestrator.store.alloc import keep_buffers
-from orchestrator.store.chunker import DEFAULT_IMAGE_CHUNK, chunks_for, is_image
+from orchestrator.store.chunker import DEFAULT_IMAGE_CHUNK, chunks_for, fixed_chunks, is_image
+from orchestrator.store.imagemap import (
+    BLOCK,
+    HASH,
+    MapReader,
+    MapWriter,
+    Piece,
+    Region,
+    block_hashes,
+    map_path,
+)
 from orchestrator.store.keys import seal
 from orchestrator.store.repository import Repository, SnapshotInfo
 
@@ -36,6 +46,9 @@ log = logging.getLogger(__name__)
 PACK_SIZE = 32 * 1024 * 1024
 INDEX_EVERY_PACKS = 8
 INDEX_EVERY_S = 300.0
+# A changed image region is sent block by block when at most half of its blocks changed and its
+# pieces then come from at most this many chunks (restore reads each of them whole).
+MAX_PIECE_SOURCES = 4
 
 
 @dataclass
@@ -81,6 +94,7 @@ class Backup:
         upload_workers: int = 2,
         progress: Callable[[BackupStats], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        image_maps: bool = True,
     ) -> None:
         keep_buffers()
         self.repo = repo
@@ -95,6 +109,8 @@ class Backup:
         self._seed = repo.cdc_seed
         self._encryptors = ThreadPoolExecutor(self.workers, thread_name_prefix="encrypt")
         self._uploaders = ThreadPoolExecutor(upload_workers, thread_name_prefix="upload")
+        self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
+        self._checkpoints: list[Future[str]] = []
         self._max_uploads = upload_workers + 1
         self._in_flight: deque[tuple[bytes, int, int, Future[tuple[bytes, int]]]] = deque()
         self._uploads: deque[tuple[Future[tuple[bytes, int]], list[fmt.PackEntry]]] = deque()
@@ -109,6 +125,9 @@ class Backup:
         self._files: list[dict[str, Any]] = []
         self._zero_chunk = bytes(image_chunk)
         self._zero_id = blake3.blake3(self._zero_chunk, key=self._id_key).digest()
+        self._zero_hashes = block_hashes(self._zero_chunk, self._id_key)
+        self._maps_dir = repo.cache.path.parent / "maps" if image_maps else None
+        self._new_maps: list[MapWriter] = []
         self._last_progress = 0.0
 
     # -- reading --------------------------------------------------------------------------
@@ -130,15 +149,23 @@ class Backup:
     def add_file(self, source: Source, path: str, size: int, mtime: float, *,
                  shown_as: str | None = None) -> None:
         first = len(self._ids) // fmt.ID_SIZE
+        name = shown_as or path
+        slices: list[tuple[int, int, int]] = []
         read = 0
         with source.open(path) as stream:
-            for chunk in chunks_for(path, stream, self.image_chunk, self._seed):
-                self._add_chunk(chunk)
-                read += len(chunk)
-        name = shown_as or path
-        self._files.append({"path": name, "type": "file", "size": read, "mtime": mtime,
-                            "first": first, "count": len(self._ids) // fmt.ID_SIZE - first,
-                            "chunking": "fixed" if is_image(path) else "cdc"})
+            if is_image(path) and self._maps_dir is not None:
+                read = self._add_image(stream, name, first, slices)
+            else:
+                for chunk in chunks_for(path, stream, self.image_chunk, self._seed):
+                    self._add_chunk(chunk)
+                    read += len(chunk)
+        entry: dict[str, Any] = {
+            "path": name, "type": "file", "size": read, "mtime": mtime, "first": first,
+            "count": len(self._ids) // fmt.ID_SIZE - first,
+            "chunking": "fixed" if is_image(path) else "cdc"}
+        if slices:
+            entry["slices"] = fmt.encode_slices(slices)
+        self._files.append(entry)
         self.stats.files += 1
         if read != size:
             log.info("%s changed size while read (%d -> %d bytes)", path, size, read)
@@ -149,12 +176,20 @@ class Backup:
             return self._zero_id  # the empty areas of disk images: no hashing at all
         return blake3.blake3(chunk, key=self._id_key).digest()
 
-    def _add_chunk(self, chunk: bytes) -> None:
-        chunk_id = self._chunk_id(chunk)
+    def _add_chunk(self, chunk: bytes, chunk_id: bytes | None = None) -> None:
+        chunk_id = chunk_id or self._chunk_id(chunk)
         self._ids += chunk_id
         self.stats.chunks += 1
         self.stats.bytes_read += len(chunk)
-        if chunk_id not in self._pending and not self.repo.cache.has(chunk_id):
+        self._store(chunk, chunk_id)
+        self._report()
+
+    def _known(self, chunk_id: bytes) -> bool:
+        return chunk_id in self._pending or self.repo.cache.has(chunk_id)
+
+    def _store(self, chunk: bytes | memoryview, chunk_id: bytes) -> None:
+        """Send a chunk unless the repository (or this backup) has it already."""
+        if not self._known(chunk_id):
             self._pending.add(chunk_id)
             self.stats.chunks_new += 1
             self.stats.bytes_new += len(chunk)
@@ -168,6 +203,101 @@ class Backup:
             self._in_flight.append((chunk_id, len(chunk), self._generation, future))
             while len(self._in_flight) > self.workers * 3:
                 self._place_oldest()
+
+    # -- disk images: only the blocks that changed ------------------------------------------
+
+    def _add_image(self, stream: Any, name: str, first: int,
+                   slices: list[tuple[int, int, int]]) -> int:
+        """Read an image region by region against its map (see store/imagemap.py)."""
+        assert self._maps_dir is not None
+        path = map_path(self._maps_dir, name, self.image_chunk, self._id_key)
+        old = MapReader(path, self.image_chunk)
+        new = MapWriter(path, self.image_chunk)
+        self._new_maps.append(new)
+        read = 0
+        try:
+            for region in fixed_chunks(stream, self.image_chunk):
+                new.add(*self._add_region(region, old.next(), first, slices))
+                read += len(region)
+            new.finish()
+        finally:
+            old.close()
+        return read
+
+    def _add_region(self, region: bytes, old: Region | None, first: int,
+                    slices: list[tuple[int, int, int]]
+                    ) -> tuple[bytes, bytes | Future[bytes], tuple[Piece, ...]]:
+        """Store one region; returns its map record (hash, block hashes, pieces)."""
+        rid = self._chunk_id(region)
+        same = old is not None and old.region_hash == rid[:HASH]
+        if old is not None and same and all(self._known(p.chunk_id) for p in old.pieces):
+            self.stats.bytes_read += len(region)
+            self._emit(old.pieces, first, slices)  # unchanged: where it already is
+            return old.region_hash, old.block_hashes, old.pieces
+        hashes: bytes | Future[bytes]
+        if rid == self._zero_id:
+            hashes = self._zero_hashes
+        elif old is not None and same:
+            hashes = old.block_hashes
+        elif old is not None and len(region) == self.image_chunk and not self._known(rid):
+            hashes = block_hashes(region, self._id_key)  # changed: compare block by block
+            pieces = self._refine(region, hashes, old)
+            if pieces is not None:
+                self.stats.bytes_read += len(region)
+                self._emit(pieces, first, slices)
+                return rid[:HASH], hashes, pieces
+        else:  # new (a first backup): hashed by a worker, with the encryption
+            hashes = self._encryptors.submit(block_hashes, region, self._id_key)
+        self._add_chunk(region, rid)
+        return rid[:HASH], hashes, (Piece(rid, 0, len(region), True),)
+
+    def _refine(self, region: bytes, hashes: bytes, old: Region) -> tuple[Piece, ...] | None:
+        """The pieces of a changed region: its unchanged blocks where they already are, each
+        run of changed blocks as a new chunk. None when that is not worth it (or not possible:
+        a piece of the old region left the repository)."""
+        count = len(hashes) // HASH
+        if old.blocks != count:
+            return None
+        changed = [hashes[j * HASH:(j + 1) * HASH] != old.block_hash(j) for j in range(count)]
+        if sum(changed) * 2 > count:
+            return None
+        where = _block_places(old.pieces, count)  # (chunk id, offset, chunk length | None)
+        if where is None:
+            return None
+        plan: list[tuple[int, int]] = []  # runs of blocks: (start, end), changed or not
+        for j in range(count):
+            if plan and changed[j] == changed[plan[-1][0]] and (
+                    changed[j] or _follows(where[plan[-1][1] - 1], where[j])):
+                plan[-1] = (plan[-1][0], j + 1)
+            else:
+                plan.append((j, j + 1))
+        reused = {where[start][0] for start, _end in plan if not changed[start]}
+        if len(reused) + sum(changed[start] for start, _end in plan) > MAX_PIECE_SOURCES \
+                or not all(self._known(c) for c in reused):
+            return None
+        view = memoryview(region)
+        pieces = []
+        for start, end in plan:
+            length = (end - start) * BLOCK
+            if changed[start]:
+                data = view[start * BLOCK:end * BLOCK]
+                chunk_id = blake3.blake3(data, key=self._id_key).digest()
+                self._store(bytes(data), chunk_id)
+                pieces.append(Piece(chunk_id, 0, length, True))
+            else:
+                chunk_id, offset, chunk_length = where[start]
+                pieces.append(Piece(chunk_id, offset, length,
+                                    offset == 0 and chunk_length == length))
+        return tuple(pieces)
+
+    def _emit(self, pieces: tuple[Piece, ...], first: int,
+              slices: list[tuple[int, int, int]]) -> None:
+        for piece in pieces:
+            if not piece.whole:
+                slices.append((len(self._ids) // fmt.ID_SIZE - first, piece.offset,
+                               piece.length))
+            self._ids += piece.chunk_id
+            self.stats.chunks += 1
         self._report()
 
     # -- packs ----------------------------------------------------------------------------
@@ -219,8 +349,14 @@ class Backup:
             self._checkpoint()
 
     def _checkpoint(self) -> None:
+        """Index what was uploaded, in the background (it waits for those packs to be on
+        disk); an earlier checkpoint that failed stops the backup here."""
+        for done in [f for f in self._checkpoints if f.done()]:
+            done.result()
+            self._checkpoints.remove(done)
         if self._unindexed:
-            self.repo.write_index(self._unindexed)
+            self._checkpoints.append(self._indexer.submit(self.repo.write_index,
+                                                          self._unindexed))
             self._unindexed = []
         self._last_index = time.monotonic()
 
@@ -240,6 +376,8 @@ class Backup:
             while self._uploads:
                 self._reap_upload()
             self._checkpoint()
+            for checkpoint in self._checkpoints:
+                checkpoint.result()
             full_meta = {
                 "version": 1, "time": self._now().isoformat(), "hostname": socket.gethostname(),
                 **meta, "files": self.stats.files, "bytes": self.stats.bytes_read,
@@ -255,6 +393,9 @@ class Backup:
             self.repo.target.flush()  # what the snapshot refers to is on disk first
             self.repo.target.put(name, data)
             self.repo.target.flush()
+            for image_map in self._new_maps:
+                image_map.commit()  # the next backup compares with what this one stored
+            self._new_maps = []
             self.stats.bytes_stored += len(data)
             self._report(force=True)
             return SnapshotInfo(name, full_meta)
@@ -265,6 +406,10 @@ class Backup:
         """Stop the worker threads (after commit, or to abandon the backup)."""
         self._encryptors.shutdown(wait=True, cancel_futures=True)
         self._uploaders.shutdown(wait=True, cancel_futures=True)
+        self._indexer.shutdown(wait=True)
+        for image_map in self._new_maps:
+            image_map.discard()  # the old map still describes what is stored
+        self._new_maps = []
 
 
 def backup_paths(repo: Repository, source: Source, paths: Iterable[str], meta: dict[str, Any],
@@ -285,3 +430,21 @@ def backup_paths(repo: Repository, source: Source, paths: Iterable[str], meta: d
         info = run.commit(meta)
     log.info("snapshot %s: %s", info.id[:12], asdict(run.stats))
     return info, run.stats
+
+
+def _block_places(pieces: tuple[Piece, ...], count: int
+                  ) -> list[tuple[bytes, int, int | None]] | None:
+    """For each 64 KiB block of a region, the chunk and offset holding it (and that chunk's
+    length when known); None when the pieces do not cut the region at block boundaries."""
+    places: list[tuple[bytes, int, int | None]] = []
+    for piece in pieces:
+        if piece.length % BLOCK:
+            return None
+        known = piece.length if piece.whole else None
+        places += [(piece.chunk_id, piece.offset + k * BLOCK, known)
+                   for k in range(piece.length // BLOCK)]
+    return places if len(places) == count else None
+
+
+def _follows(before: tuple[bytes, int, int | None], after: tuple[bytes, int, int | None]) -> bool:
+    return before[0] == after[0] and before[1] + BLOCK == after[1]

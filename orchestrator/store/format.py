@@ -23,6 +23,7 @@ Snapshot file (``snapshots/<sha256>``)::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -234,6 +235,27 @@ def decode_index(blob: bytes, index_key: bytes, where: str
 
 
 # -- snapshots ------------------------------------------------------------------------------
+
+_SLICE = struct.Struct(">III")
+
+
+def encode_slices(slices: list[tuple[int, int, int]]) -> str:
+    """A file's pieces that are part of a chunk: (index among the file's chunks, offset in
+    the chunk's plaintext, length), packed and base64-encoded for the file list."""
+    return base64.b64encode(b"".join(_SLICE.pack(*s) for s in slices)).decode()
+
+
+def decode_slices(encoded: str | None, where: str) -> dict[int, tuple[int, int]]:
+    if not encoded:
+        return {}
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+        if len(raw) % _SLICE.size:
+            raise ValueError("length")
+    except ValueError:
+        raise RepositoryCorrupt(f"{where}: the file's chunk slices are unreadable") from None
+    return {index: (offset, length) for index, offset, length in _SLICE.iter_unpack(raw)}
+
 
 ID_SEGMENT = 1 << 20  # chunk ids per encrypted segment (32 MiB): bounded memory for 2 TB VMs
 

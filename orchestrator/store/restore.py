@@ -8,11 +8,12 @@ pack and file. Files are written to a temporary name and renamed when complete.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import blake3
 
@@ -23,6 +24,7 @@ from orchestrator.store.keys import PrivateKey, unseal
 from orchestrator.store.repository import Repository, SnapshotInfo
 
 MAX_RANGE = 16 * 1024 * 1024
+RECENT = 4  # requests kept for chunks needed again
 
 
 @dataclass
@@ -68,8 +70,9 @@ class Restorer:
         return found
 
     def _ranges(self, located: list[tuple[bytes, fmt.PackEntry]]
-                ) -> Iterator[tuple[bytes, int, int, list[fmt.PackEntry]]]:
-        """Consecutive chunks lying next to each other in a pack are read in one request."""
+                ) -> Iterator[tuple[bytes, int, int, list[fmt.PackEntry], int]]:
+        """Consecutive chunks lying next to each other in a pack are read in one request;
+        yields the request and the position of its first chunk in the file."""
         i = 0
         while i < len(located):
             pack_id, first = located[i]
@@ -83,7 +86,7 @@ class Restorer:
                 entries.append(entry)
                 end += entry.length
                 j += 1
-            yield pack_id, first.offset, end - first.offset, entries
+            yield pack_id, first.offset, end - first.offset, entries, i
             i = j
 
     def _fetch(self, pack_id: bytes, offset: int, length: int, entries: list[fmt.PackEntry],
@@ -125,48 +128,84 @@ class Restorer:
                 target = to / local_relative(f["path"])
                 chunk_ids = [bytes(ids[i * fmt.ID_SIZE:(i + 1) * fmt.ID_SIZE])
                              for i in range(f["first"], f["first"] + f["count"])]
-                self._restore_file(pool, f["path"], chunk_ids, target, sizes, stats, progress)
+                slices = fmt.decode_slices(f.get("slices"), f["path"])
+                self._restore_file(pool, f["path"], chunk_ids, slices, target, sizes, stats,
+                                   progress)
                 os.utime(target, (f["mtime"], f["mtime"]))
                 stats.files += 1
         return stats
 
     def _restore_file(self, pool: ThreadPoolExecutor, path: str, chunk_ids: list[bytes],
-                      target: Path, sizes: dict[bytes, int], stats: RestoreStats,
+                      slices: dict[int, tuple[int, int]], target: Path,
+                      sizes: dict[bytes, int], stats: RestoreStats,
                       progress: Callable[[RestoreStats], None] | None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".hvb-partial")
         located = self._locate(chunk_ids, path)
-        # (future, repeat): repeat=True writes the last chunk of that future's range again
-        # (runs of one chunk, such as the empty areas of a disk image, are read once).
-        pending: list[tuple[Future[list[bytes]], bool]] = []
-        previous: tuple[bytes, Future[list[bytes]]] | None = None
+        # (request, picks): what to write of each chunk the request returns, in file order.
+        pending: deque[tuple[Future[list[bytes]], list[_Pick]]] = deque()
+        # The last requests: a chunk needed again soon after (the empty areas of an image, the
+        # old chunk around a block that changed) is taken from them, not read again.
+        recent: deque[tuple[Future[list[bytes]], list[bytes]]] = deque(maxlen=RECENT)
         try:
             with tmp.open("wb") as out:
-                for pack_id, offset, length, entries in self._ranges(located):
-                    if previous and len(entries) == 1 and entries[0].chunk_id == previous[0]:
-                        pending.append((previous[1], True))
-                    else:
+                for pack_id, offset, length, entries, at in self._ranges(located):
+                    picks = [self._pick(k, at + k, entry, slices, path)
+                             for k, entry in enumerate(entries)]
+                    future = None
+                    if len(entries) == 1:
+                        for earlier, ids in recent:
+                            if entries[0].chunk_id in ids:
+                                future = earlier
+                                picks = [picks[0]._replace(item=ids.index(entries[0].chunk_id))]
+                                break
+                    if future is None:
                         future = pool.submit(self._fetch, pack_id, offset, length, entries,
                                              sizes, path)
-                        pending.append((future, False))
-                        previous = (entries[-1].chunk_id, future)
+                        recent.append((future, [e.chunk_id for e in entries]))
+                    pending.append((future, picks))
                     while len(pending) > self.workers * 4:
-                        self._write(out, *pending.pop(0), stats, progress)
-                for future, repeat in pending:
-                    self._write(out, future, repeat, stats, progress)
+                        self._write(out, *pending.popleft(), stats, progress)
+                while pending:
+                    self._write(out, *pending.popleft(), stats, progress)
             os.replace(tmp, target)
         except BaseException:
-            for future, _repeat in pending:
+            for future, _picks in pending:
                 future.cancel()
             tmp.unlink(missing_ok=True)
             raise
 
     @staticmethod
-    def _write(out: Any, future: Future[list[bytes]], repeat: bool, stats: RestoreStats,
+    def _pick(k: int, position: int, entry: fmt.PackEntry, slices: dict[int, tuple[int, int]],
+              path: str) -> _Pick:
+        piece = slices.get(position)
+        if piece is None:
+            return _Pick(k, 0, None)
+        offset, length = piece
+        if offset + length > entry.raw_length:
+            raise RepositoryCorrupt(f"{path}: piece {position} lies outside chunk "
+                                    f"{entry.chunk_id.hex()[:16]} (damaged file list)")
+        return _Pick(k, offset, length)
+
+    @staticmethod
+    def _write(out: Any, future: Future[list[bytes]], picks: list[_Pick], stats: RestoreStats,
                progress: Callable[[RestoreStats], None] | None) -> None:
         blocks = future.result()
-        for block in blocks[-1:] if repeat else blocks:
-            out.write(block)
-            stats.bytes += len(block)
+        for pick in picks:
+            block = blocks[pick.item]
+            if pick.length is None:
+                out.write(block)
+                stats.bytes += len(block)
+            else:
+                out.write(memoryview(block)[pick.offset:pick.offset + pick.length])
+                stats.bytes += pick.length
         if progress:
             progress(stats)
+
+
+class _Pick(NamedTuple):
+    """Which chunk of a request's answer, and which part of it (all of it: length None)."""
+
+    item: int
+    offset: int
+    length: int | None

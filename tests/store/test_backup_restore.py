@@ -52,9 +52,9 @@ def test_second_backup_stores_only_what_changed(tmp_path: Path) -> None:
     _, second = store.backup([src])
     assert second.bytes_read == first.bytes_read
     writes = int(64 * 16 * 0.02)  # 20 scattered 4 KiB writes
-    assert second.chunks_new <= writes  # each costs at most its one 512 KiB chunk
-    assert second.bytes_new == second.chunks_new * 512 * 1024
-    assert second.bytes_stored < first.bytes_stored * writes * 512 * 1024 / (64 << 20) + 100_000
+    assert second.chunks_new <= writes  # each costs at most its one 64 KiB block
+    assert second.bytes_new == second.chunks_new * 64 * 1024
+    assert second.bytes_stored < first.bytes_stored * writes * 64 * 1024 / (64 << 20) + 100_000
     _, third = store.backup([src])
     assert third.chunks_new == 0
 

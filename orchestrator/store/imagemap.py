@@ -1,0 +1,189 @@
+"""What each region of a disk image was last time: the image map, a local cache per image.
+
+A guest writes 4 to 64 KiB at a time, all over its disk. With 512 KiB image chunks, one such
+write would send the whole chunk again; the map lets a backup send only the 64 KiB blocks that
+changed. For every region (one image chunk) of the last backup of an image, the map holds:
+
+- the region's hash (its keyed chunk id, 16 bytes);
+- the keyed hash of each of its 64 KiB blocks (16 bytes each);
+- where its bytes are in the repository: pieces ``(chunk id, offset, length)``, usually one
+  whole chunk; after a small change, slices of the old chunk around new small chunks.
+
+A region whose hash is unchanged reuses its pieces. A changed region is compared block by block:
+unchanged blocks point at where they already are, each run of changed blocks becomes one new
+chunk. Every reused piece must still be in the repository's index (prune may have removed it);
+otherwise, or when too much changed, the region is stored whole again (which also undoes the
+fragmentation). The map is only a cache: without it a backup stores whole regions, as the first
+one does. A map is written next to the index cache, to a temporary name, and replaces the old
+one only when the snapshot that uses it is written. Each record carries a checksum; a damaged
+or truncated map is read up to the damage and ignored beyond.
+
+File: ``HVBMAP01``, u32 region size, then records::
+
+    region hash (16) | u16 block count | block hashes (16 each) | u8 piece count |
+    pieces: chunk id (32), u32 offset, u32 length, u8 whole | checksum (8, BLAKE3 of the above)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import blake3
+
+BLOCK = 64 * 1024
+HASH = 16
+MAGIC = b"HVBMAP01"
+_HEAD = struct.Struct(">8sI")
+_PIECE = struct.Struct(">32sIIB")
+_CHECK = 8
+
+
+@dataclass(frozen=True)
+class Piece:
+    """``length`` bytes at ``offset`` of the plaintext of chunk ``chunk_id``; ``whole`` when
+    that is the entire chunk (restore then needs no slicing)."""
+
+    chunk_id: bytes
+    offset: int
+    length: int
+    whole: bool
+
+
+@dataclass(frozen=True)
+class Region:
+    region_hash: bytes
+    block_hashes: bytes  # HASH bytes per block
+    pieces: tuple[Piece, ...]
+
+    @property
+    def blocks(self) -> int:
+        return len(self.block_hashes) // HASH
+
+    def block_hash(self, index: int) -> bytes:
+        return self.block_hashes[index * HASH:(index + 1) * HASH]
+
+    def encode(self) -> bytes:
+        body = b"".join((
+            self.region_hash, struct.pack(">H", self.blocks), self.block_hashes,
+            bytes([len(self.pieces)]),
+            *(_PIECE.pack(p.chunk_id, p.offset, p.length, p.whole) for p in self.pieces)))
+        return body + blake3.blake3(body).digest(_CHECK)
+
+
+def block_hashes(region: bytes | memoryview, key: bytes) -> bytes:
+    """The keyed hash of each 64 KiB block of a region (the last block may be shorter)."""
+    view = memoryview(region)
+    return b"".join(blake3.blake3(view[i:i + BLOCK], key=key).digest(HASH)
+                    for i in range(0, len(view), BLOCK))
+
+
+def map_path(folder: Path, name: str, region_size: int, key: bytes) -> Path:
+    """Where an image's map lives; named by a keyed hash, so file names stay out of the
+    state folder as they stay out of the repository."""
+    digest = blake3.blake3(name.encode(), key=key).hexdigest(16)
+    return folder / f"{digest}-{region_size // 1024}k.map"
+
+
+class MapReader:
+    """The old map of an image, read region by region as the image is."""
+
+    def __init__(self, path: Path, region_size: int) -> None:
+        self._file: BinaryIO | None = None
+        try:
+            f = path.open("rb")
+        except OSError:
+            return
+        head = f.read(_HEAD.size)
+        if len(head) == _HEAD.size and _HEAD.unpack(head) == (MAGIC, region_size):
+            self._file = f
+        else:
+            f.close()
+
+    def next(self) -> Region | None:
+        """The next region's record, or None from the first missing or damaged one on."""
+        f = self._file
+        if f is None:
+            return None
+        try:
+            start = f.read(HASH + 2)
+            (blocks,) = struct.unpack(">H", start[HASH:])
+            hashes = f.read(blocks * HASH)
+            count_byte = f.read(1)
+            pieces_raw = f.read(count_byte[0] * _PIECE.size)
+            check = f.read(_CHECK)
+            body = start + hashes + count_byte + pieces_raw
+            if len(hashes) != blocks * HASH or blake3.blake3(body).digest(_CHECK) != check:
+                raise ValueError("damaged record")
+        except (struct.error, IndexError, ValueError):
+            self.close()
+            return None
+        pieces = []
+        for i in range(count_byte[0]):
+            chunk_id, offset, length, whole = _PIECE.unpack_from(pieces_raw, i * _PIECE.size)
+            pieces.append(Piece(chunk_id, offset, length, bool(whole)))
+        return Region(start[:HASH], hashes, tuple(pieces))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class MapWriter:
+    """The new map, written as the image is read; :meth:`commit` puts it in place. Block
+    hashes may still be being computed (a future): records wait, in order, for theirs."""
+
+    MAX_WAITING = 256
+
+    def __init__(self, path: Path, region_size: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{id(self):x}")
+        self._file: BinaryIO | None = self._tmp.open("wb", buffering=1024 * 1024)
+        self._file.write(_HEAD.pack(MAGIC, region_size))
+        self._waiting: deque[tuple[bytes, bytes | Future[bytes], tuple[Piece, ...]]] = deque()
+
+    def add(self, region_hash: bytes, hashes: bytes | Future[bytes],
+            pieces: tuple[Piece, ...]) -> None:
+        self._waiting.append((region_hash, hashes, pieces))
+        self._write_ready(wait=len(self._waiting) > self.MAX_WAITING)
+
+    def _write_ready(self, wait: bool) -> None:
+        while self._waiting:
+            region_hash, hashes, pieces = self._waiting[0]
+            if isinstance(hashes, Future):
+                if not (wait or hashes.done()):
+                    return
+                hashes = hashes.result()
+            self._waiting.popleft()
+            wait = False if len(self._waiting) <= self.MAX_WAITING else wait
+            if self._file is not None:
+                self._file.write(Region(region_hash, hashes, pieces).encode())
+
+    def finish(self) -> None:
+        """The image is read: write what waits, close the file (still under its temporary
+        name)."""
+        if self._file is not None:
+            try:
+                while self._waiting:
+                    self._write_ready(wait=True)
+            finally:
+                self._file.close()
+                self._file = None
+
+    def commit(self) -> None:
+        self.finish()
+        os.replace(self._tmp, self.path)
+
+    def discard(self) -> None:
+        self._waiting.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp.unlink(missing_ok=True)
