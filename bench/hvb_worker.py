@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.baie.local import LocalTarget
-from orchestrator.baie.sftp import SftpTarget
 from orchestrator.baie.target import Target
 from orchestrator.mover.source import LocalSource
 from orchestrator.store.backup import backup_paths
@@ -33,6 +32,8 @@ def target(spec: str) -> Target:
     kind, _, rest = spec.partition(":")
     if kind == "local":
         return LocalTarget("bench", Path(rest))
+    from orchestrator.baie.sftp import SftpTarget  # as the product does: only when used
+
     port, key, known, root = rest.split(":", 3)
     return SftpTarget("bench", "127.0.0.1", user=os.environ.get("USER", "root"),
                       key_file=Path(key), known_hosts=Path(known), root=root, port=int(port))

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 
 from orchestrator.baie.local import LocalTarget
-from orchestrator.baie.sftp import SftpTarget
 from orchestrator.baie.target import Target
 from orchestrator.baie.wrappers import DryRunTarget, LimitTarget, RetryTarget
 from orchestrator.config.load import LoadedConfig
@@ -26,6 +25,8 @@ def open_target(loaded: LoadedConfig, baie: str, client: str, *, dry_run: bool =
         mount = loaded.resolve(settings.path)
         target = LocalTarget(baie, mount / client, mount=mount)
     else:
+        from orchestrator.baie.sftp import SftpTarget  # paramiko and asyncssh: only when used
+
         target = SftpTarget(
             baie, settings.host, user=settings.user, key_file=loaded.resolve(settings.key_file),
             known_hosts=loaded.resolve(settings.known_hosts),

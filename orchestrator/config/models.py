@@ -371,8 +371,9 @@ class HypervVmJob(JobBase):
     mode: Literal["checkpoint", "export"] = "checkpoint"
     """checkpoint (read the frozen disks) or export."""
     image_chunk_kib: Annotated[int, Field(ge=256, le=4096), AfterValidator(_chunk_kib)] = 512
-    """Chunk size of disk images, KiB (256 to 4096, power of two). 256 stores less for
-    scattered writes but needs more memory (keep 512 above a terabyte). Changing it makes the
+    """Region size of disk images, KiB (256 to 4096, power of two). Whatever the size, a
+    changed region sends only its changed 64 KiB blocks; smaller regions need more memory
+    (keep 512 above a terabyte), larger ones restore in fewer reads. Changing it makes the
     next backup upload the whole image again.
     """
 
