@@ -17,6 +17,7 @@ here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import posixpath
@@ -368,7 +369,24 @@ class _FastReader:
         if conn is not None:
             self._loop.call_soon_threadsafe(conn.close)
 
+    async def _shutdown(self) -> None:
+        """Close the connection and let its tasks end: a loop stopped with tasks pending
+        complains later, when it is collected, into whatever stderr is current then."""
+        conn, self._conn, self._sftp = self._conn, None, None
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 5)
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
     def close(self) -> None:
-        self._reset()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
