@@ -9,11 +9,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.baie.local import LocalTarget
-from orchestrator.errors import BaieError
+from orchestrator.errors import BaieError, RepositoryCorrupt
+from orchestrator.store import format as fmt
 from orchestrator.store.prune import forget, prune
 from orchestrator.store.repository import SnapshotInfo
 from orchestrator.store.restore import Restorer
@@ -189,3 +191,17 @@ def test_a_failed_backup_keeps_the_map_of_the_last_good_one(tmp_path: Path) -> N
     write_blocks(src, [9], seed=7)
     info, _ = store.backup([src])
     assert restore_bytes(store, info, tmp_path, "f") == src.read_bytes()
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                          st.integers(0, 2**32 - 1)), max_size=50))
+def test_slices_round_trip(slices: list[tuple[int, int, int]]) -> None:
+    decoded = fmt.decode_slices(fmt.encode_slices(slices), "f")
+    assert decoded == {i: (o, n) for i, o, n in slices}
+
+
+def test_damaged_slices_are_named() -> None:
+    with pytest.raises(RepositoryCorrupt, match=r"vm\.vhdx: the file's chunk slices"):
+        fmt.decode_slices("AAAA", "vm.vhdx")  # 3 bytes: not a whole record
+    with pytest.raises(RepositoryCorrupt):
+        fmt.decode_slices("not base64!", "vm.vhdx")
