@@ -144,6 +144,7 @@ class MapWriter:
     def __init__(self, path: Path, region_size: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        _remove_abandoned(path)
         self._tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{id(self):x}")
         self._file: BinaryIO | None = self._tmp.open("wb", buffering=1024 * 1024)
         self._file.write(_HEAD.pack(MAGIC, region_size))
@@ -187,3 +188,15 @@ class MapWriter:
             self._file.close()
             self._file = None
         self._tmp.unlink(missing_ok=True)
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Temporary maps left by backups that were killed (their process is gone)."""
+    for tmp in path.parent.glob(f"{path.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, IndexError, OSError):
+            continue  # not ours, or a process we may not signal: leave it

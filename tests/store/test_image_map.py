@@ -7,6 +7,8 @@ costs bytes (whole regions are sent again), never correctness.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,21 @@ def test_damaged_slices_are_named() -> None:
         fmt.decode_slices("AAAA", "vm.vhdx")  # 3 bytes: not a whole record
     with pytest.raises(RepositoryCorrupt):
         fmt.decode_slices("not base64!", "vm.vhdx")
+
+
+def test_maps_left_by_killed_backups_are_removed(tmp_path: Path) -> None:
+    src = tmp_path / "disk.vhdx"
+    make_image(src, 2)
+    store = Store(tmp_path)
+    store.backup([src])
+    (image_map,) = maps_of(store)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    abandoned = image_map.with_name(f"{image_map.name}.tmp-{dead.pid}-7f00")
+    abandoned.write_bytes(b"half a map")
+    foreign = image_map.with_name(f"{image_map.name}.tmp-notes")
+    foreign.write_bytes(b"someone else's")
+    store.backup([src])
+    assert not abandoned.exists()
+    assert foreign.exists()
+    assert maps_of(store) == [image_map]
