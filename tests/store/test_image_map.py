@@ -51,6 +51,16 @@ def maps_of(store: Store) -> list[Path]:
     return sorted((store.root / "cache").rglob("*.map"))
 
 
+def backed_up_image(tmp_path: Path, mib: int, target: LocalTarget | None = None
+                    ) -> tuple[Path, Store, SnapshotInfo]:
+    """A disk image of ``mib`` MiB and its first backup."""
+    src = tmp_path / "disk.vhdx"
+    make_image(src, mib)
+    store = Store(tmp_path, target)
+    info, _ = store.backup([src])
+    return src, store, info
+
+
 def test_scattered_writes_send_only_their_blocks(tmp_path: Path) -> None:
     src = tmp_path / "ERP01.vhdx"
     make_image(src, 32)  # 64 regions of 512 KiB, 512 blocks
@@ -70,10 +80,7 @@ def test_scattered_writes_send_only_their_blocks(tmp_path: Path) -> None:
 
 
 def test_a_region_mostly_rewritten_is_stored_whole(tmp_path: Path) -> None:
-    src = tmp_path / "disk.vhdx"
-    make_image(src, 4)
-    store = Store(tmp_path)
-    store.backup([src])
+    src, store, _ = backed_up_image(tmp_path, 4)
     write_blocks(src, [8, 9, 10, 11, 12], seed=3)  # 5 of region 1's 8 blocks
     info, stats = store.backup([src])
     assert stats.bytes_new == 512 * KIB
@@ -117,10 +124,7 @@ def test_every_night_restores_exactly(tmp_path_factory: object,
 
 
 def test_without_its_map_a_backup_sends_whole_regions_and_stays_right(tmp_path: Path) -> None:
-    src = tmp_path / "disk.vhdx"
-    make_image(src, 8)
-    store = Store(tmp_path)
-    store.backup([src])
+    src, store, _ = backed_up_image(tmp_path, 8)
     (image_map,) = maps_of(store)
     image_map.unlink()
     write_blocks(src, [3, 40], seed=1)  # two regions
@@ -134,10 +138,7 @@ def test_without_its_map_a_backup_sends_whole_regions_and_stays_right(tmp_path: 
 
 
 def test_a_damaged_map_is_ignored_from_the_damage_on(tmp_path: Path) -> None:
-    src = tmp_path / "disk.vhdx"
-    make_image(src, 8)
-    store = Store(tmp_path)
-    store.backup([src])
+    src, store, _ = backed_up_image(tmp_path, 8)
     (image_map,) = maps_of(store)
     raw = bytearray(image_map.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # somewhere in the middle region's record
@@ -149,10 +150,7 @@ def test_a_damaged_map_is_ignored_from_the_damage_on(tmp_path: Path) -> None:
 
 
 def test_a_map_pointing_at_pruned_data_is_not_trusted(tmp_path: Path) -> None:
-    src = tmp_path / "disk.vhdx"
-    make_image(src, 4)
-    store = Store(tmp_path)
-    first, _ = store.backup([src])
+    src, store, first = backed_up_image(tmp_path, 4)
     repo = store.writer_repo()
     forget(repo, [first])
     prune(repo)  # every chunk of the image is gone; the map still names them
@@ -173,11 +171,8 @@ class FailingTarget(LocalTarget):
 
 
 def test_a_failed_backup_keeps_the_map_of_the_last_good_one(tmp_path: Path) -> None:
-    src = tmp_path / "disk.vhdx"
-    make_image(src, 4)
     target = FailingTarget("site-a", tmp_path / "baie")
-    store = Store(tmp_path, target)
-    store.backup([src])
+    src, store, _ = backed_up_image(tmp_path, 4, target)
     (image_map,) = maps_of(store)
     kept = image_map.read_bytes()
     write_blocks(src, [0, 1, 2, 3, 4, 5, 6, 7], seed=6)
@@ -210,10 +205,7 @@ def test_damaged_slices_are_named() -> None:
 
 
 def test_maps_left_by_killed_backups_are_removed(tmp_path: Path) -> None:
-    src = tmp_path / "disk.vhdx"
-    make_image(src, 2)
-    store = Store(tmp_path)
-    store.backup([src])
+    src, store, _ = backed_up_image(tmp_path, 2)
     (image_map,) = maps_of(store)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
