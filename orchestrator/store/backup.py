@@ -28,16 +28,8 @@ from orchestrator.mover.source import Source
 from orchestrator.store import format as fmt
 from orchestrator.store.alloc import keep_buffers
 from orchestrator.store.chunker import DEFAULT_IMAGE_CHUNK, chunks_for, fixed_chunks, is_image
-from orchestrator.store.imagemap import (
-    BLOCK,
-    HASH,
-    MapReader,
-    MapWriter,
-    Piece,
-    Region,
-    block_hashes,
-    map_path,
-)
+from orchestrator.store.format import BLOCK
+from orchestrator.store.imagemap import HASH, MapReader, MapWriter, Piece, Region, map_path
 from orchestrator.store.keys import seal
 from orchestrator.store.repository import Repository, SnapshotInfo
 
@@ -94,7 +86,6 @@ class Backup:
         upload_workers: int = 2,
         progress: Callable[[BackupStats], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        image_maps: bool = True,
     ) -> None:
         keep_buffers()
         self.repo = repo
@@ -125,8 +116,9 @@ class Backup:
         self._files: list[dict[str, Any]] = []
         self._zero_chunk = bytes(image_chunk)
         self._zero_id = blake3.blake3(self._zero_chunk, key=self._id_key).digest()
-        self._zero_hashes = block_hashes(self._zero_chunk, self._id_key)
-        self._maps_dir = repo.cache.path.parent / "maps" if image_maps else None
+        self._zero_digests = fmt.block_digests(self._zero_chunk, self._id_key)
+        self._zero_tree = fmt.tree_id(self._zero_digests, self._id_key)
+        self._maps_dir = repo.cache.path.parent / "maps"
         self._new_maps: list[MapWriter] = []
         self._last_progress = 0.0
 
@@ -153,8 +145,8 @@ class Backup:
         slices: list[tuple[int, int, int]] = []
         read = 0
         with source.open(path) as stream:
-            if is_image(path) and self._maps_dir is not None:
-                read = self._add_image(stream, name, first, slices)
+            if is_image(path):
+                read = self._add_image(stream, f"{source.label}\n{name}", first, slices)
             else:
                 for chunk in chunks_for(path, stream, self.image_chunk, self._seed):
                     self._add_chunk(chunk)
@@ -176,18 +168,19 @@ class Backup:
             return self._zero_id  # the empty areas of disk images: no hashing at all
         return blake3.blake3(chunk, key=self._id_key).digest()
 
-    def _add_chunk(self, chunk: bytes, chunk_id: bytes | None = None) -> None:
+    def _add_chunk(self, chunk: bytes, chunk_id: bytes | None = None, tree: bool = False
+                   ) -> None:
         chunk_id = chunk_id or self._chunk_id(chunk)
         self._ids += chunk_id
         self.stats.chunks += 1
         self.stats.bytes_read += len(chunk)
-        self._store(chunk, chunk_id)
+        self._store(chunk, chunk_id, tree)
         self._report()
 
     def _known(self, chunk_id: bytes) -> bool:
         return chunk_id in self._pending or self.repo.cache.has(chunk_id)
 
-    def _store(self, chunk: bytes | memoryview, chunk_id: bytes) -> None:
+    def _store(self, chunk: bytes | memoryview, chunk_id: bytes, tree: bool = False) -> None:
         """Send a chunk unless the repository (or this backup) has it already."""
         if not self._known(chunk_id):
             self._pending.add(chunk_id)
@@ -199,7 +192,7 @@ class Backup:
                 self._gen_bytes = 0
             self._gen_bytes += len(chunk)
             future = self._encryptors.submit(fmt.encrypt_blob, self._gen_keys[self._generation],
-                                             chunk_id, chunk, self.level)
+                                             chunk_id, chunk, self.level, tree)
             self._in_flight.append((chunk_id, len(chunk), self._generation, future))
             while len(self._in_flight) > self.workers * 3:
                 self._place_oldest()
@@ -209,7 +202,6 @@ class Backup:
     def _add_image(self, stream: Any, name: str, first: int,
                    slices: list[tuple[int, int, int]]) -> int:
         """Read an image region by region against its map (see store/imagemap.py)."""
-        assert self._maps_dir is not None
         path = map_path(self._maps_dir, name, self.image_chunk, self._id_key)
         old = MapReader(path, self.image_chunk)
         new = MapWriter(path, self.image_chunk)
@@ -217,7 +209,7 @@ class Backup:
         read = 0
         try:
             for region in fixed_chunks(stream, self.image_chunk):
-                new.add(*self._add_region(region, old.next(), first, slices))
+                new.add(self._add_region(region, old.next(), first, slices))
                 read += len(region)
             new.finish()
         finally:
@@ -225,37 +217,37 @@ class Backup:
         return read
 
     def _add_region(self, region: bytes, old: Region | None, first: int,
-                    slices: list[tuple[int, int, int]]
-                    ) -> tuple[bytes, bytes | Future[bytes], tuple[Piece, ...]]:
-        """Store one region; returns its map record (hash, block hashes, pieces)."""
-        rid = self._chunk_id(region)
+                    slices: list[tuple[int, int, int]]) -> Region:
+        """Store one region; returns its map record. Its id is the tree id of its blocks'
+        digests, which the map keeps too: the region is hashed once."""
+        if len(region) == self.image_chunk and region[:1] == b"\0" \
+                and region == self._zero_chunk:
+            digests, rid = self._zero_digests, self._zero_tree  # empty areas: no hashing
+        else:
+            digests = fmt.block_digests(region, self._id_key)
+            rid = fmt.tree_id(digests, self._id_key)
+        hashes = b"".join(d[:HASH] for d in digests)
         same = old is not None and old.region_hash == rid[:HASH]
         if old is not None and same and all(self._known(p.chunk_id) for p in old.pieces):
             self.stats.bytes_read += len(region)
             self._emit(old.pieces, first, slices)  # unchanged: where it already is
-            return old.region_hash, old.block_hashes, old.pieces
-        hashes: bytes | Future[bytes]
-        if rid == self._zero_id:
-            hashes = self._zero_hashes
-        elif old is not None and same:
-            hashes = old.block_hashes
-        elif old is not None and len(region) == self.image_chunk and not self._known(rid):
-            hashes = block_hashes(region, self._id_key)  # changed: compare block by block
-            pieces = self._refine(region, hashes, old)
+            return old
+        if old is not None and not same and len(region) == self.image_chunk \
+                and not self._known(rid):
+            pieces = self._refine(region, digests, hashes, old)
             if pieces is not None:
                 self.stats.bytes_read += len(region)
                 self._emit(pieces, first, slices)
-                return rid[:HASH], hashes, pieces
-        else:  # new (a first backup): hashed by a worker, with the encryption
-            hashes = self._encryptors.submit(block_hashes, region, self._id_key)
-        self._add_chunk(region, rid)
-        return rid[:HASH], hashes, (Piece(rid, 0, len(region), True),)
+                return Region(rid[:HASH], hashes, pieces)
+        self._add_chunk(region, rid, tree=True)
+        return Region(rid[:HASH], hashes, (Piece(rid, 0, len(region), True),))
 
-    def _refine(self, region: bytes, hashes: bytes, old: Region) -> tuple[Piece, ...] | None:
+    def _refine(self, region: bytes, digests: list[bytes], hashes: bytes, old: Region
+                ) -> tuple[Piece, ...] | None:
         """The pieces of a changed region: its unchanged blocks where they already are, each
         run of changed blocks as a new chunk. None when that is not worth it (or not possible:
         a piece of the old region left the repository)."""
-        count = len(hashes) // HASH
+        count = len(digests)
         if old.blocks != count:
             return None
         changed = [hashes[j * HASH:(j + 1) * HASH] != old.block_hash(j) for j in range(count)]
@@ -275,14 +267,12 @@ class Backup:
         if len(reused) + sum(changed[start] for start, _end in plan) > MAX_PIECE_SOURCES \
                 or not all(self._known(c) for c in reused):
             return None
-        view = memoryview(region)
         pieces = []
         for start, end in plan:
             length = (end - start) * BLOCK
             if changed[start]:
-                data = view[start * BLOCK:end * BLOCK]
-                chunk_id = blake3.blake3(data, key=self._id_key).digest()
-                self._store(bytes(data), chunk_id)
+                chunk_id = fmt.tree_id(digests[start:end], self._id_key)  # no hashing again
+                self._store(region[start * BLOCK:end * BLOCK], chunk_id, tree=True)
                 pieces.append(Piece(chunk_id, 0, length, True))
             else:
                 chunk_id, offset, chunk_length = where[start]

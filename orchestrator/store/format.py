@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import blake3
 import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -43,6 +44,8 @@ PACK_MAGIC = b"HVBPACK1"
 SNAP_MAGIC = b"HVBSNAP1"
 INDEX_MAGIC = b"HVBIDX01"
 FLAG_RAW, FLAG_ZSTD = 0, 1
+FLAG_TREE = 2  # the chunk's id is the tree id of its 64 KiB blocks (disk image regions)
+BLOCK = 64 * 1024
 ID_SIZE = 32
 NONCE = 12
 TAG = 16
@@ -117,14 +120,37 @@ def looks_incompressible(plain: bytes | memoryview) -> bool:
                for i in range(_PROBES))
 
 
+def block_digests(data: bytes | memoryview, key: bytes) -> list[bytes]:
+    """The keyed BLAKE3 of each 64 KiB block of ``data`` (the last may be shorter)."""
+    view = memoryview(data)
+    return [blake3.blake3(view[i:i + BLOCK], key=key).digest()
+            for i in range(0, len(view), BLOCK)]
+
+
+def tree_id(digests: list[bytes], key: bytes) -> bytes:
+    """The id of a chunk made of 64 KiB blocks, from the blocks' digests: the digests serve
+    twice, for the id and for the image map, so an image's bytes are hashed once."""
+    return blake3.blake3(b"".join((b"hvb-blocks", *digests)), key=key).digest()
+
+
+def chunk_id(plain: bytes | memoryview, flags: int, key: bytes) -> bytes:
+    """A chunk's id as its blob's flags say it was computed."""
+    if flags & FLAG_TREE:
+        return tree_id(block_digests(plain, key), key)
+    return blake3.blake3(plain, key=key).digest()
+
+
 def encrypt_blob(pack_key: bytes, chunk_id: bytes, plain: bytes | memoryview,
-                 level: int) -> tuple[bytes, int]:
-    """Compress (when it helps) and encrypt one chunk; returns (blob, flags)."""
+                 level: int, tree: bool = False) -> tuple[bytes, int]:
+    """Compress (when it helps) and encrypt one chunk; returns (blob, flags). ``tree``: the
+    id is a :func:`tree_id` (recorded in the flags, for whoever checks it later)."""
     flags, payload = FLAG_RAW, plain
     if level > 0 and not looks_incompressible(plain):
         packed = _compressor(level).compress(plain)
         if len(packed) < len(plain) - len(plain) // 32:  # keep raw unless it shrinks ~3 %
             flags, payload = FLAG_ZSTD, packed
+    if tree:
+        flags |= FLAG_TREE
     nonce = os.urandom(NONCE)
     # One copy of the payload (join takes the memoryview as it is), and one cipher object per
     # pack key and thread: half a megabyte a chunk, the copies showed in profiles.
@@ -147,7 +173,10 @@ def decrypt_blob(pack_key: bytes, entry: PackEntry, blob: bytes | memoryview, wh
     what = f"chunk {entry.chunk_id.hex()[:16]} in {where}"
     plain = _open_aead(pack_key, blob, entry.chunk_id, what)
     flags, payload = plain[0], plain[1:]
-    if flags == FLAG_ZSTD:
+    if flags != entry.flags:
+        raise RepositoryCorrupt(f"chunk {entry.chunk_id.hex()[:16]} in {where}: its flags "
+                                "differ from its index entry")
+    if flags & FLAG_ZSTD:
         try:
             payload = zstandard.ZstdDecompressor().decompress(payload,
                                                               max_output_size=entry.raw_length)

@@ -5,7 +5,8 @@ write would send the whole chunk again; the map lets a backup send only the 64 K
 changed. For every region (one image chunk) of the last backup of an image, the map holds:
 
 - the region's hash (its keyed chunk id, 16 bytes);
-- the keyed hash of each of its 64 KiB blocks (16 bytes each);
+- the keyed hash of each of its 64 KiB blocks (16 bytes of each block's digest; the region's
+  id is computed from the same digests, see ``format.tree_id``);
 - where its bytes are in the repository: pieces ``(chunk id, offset, length)``, usually one
   whole chunk; after a small change, slices of the old chunk around new small chunks.
 
@@ -28,15 +29,12 @@ from __future__ import annotations
 
 import os
 import struct
-from collections import deque
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import blake3
 
-BLOCK = 64 * 1024
 HASH = 16
 MAGIC = b"HVBMAP01"
 _HEAD = struct.Struct(">8sI")
@@ -74,13 +72,6 @@ class Region:
             bytes([len(self.pieces)]),
             *(_PIECE.pack(p.chunk_id, p.offset, p.length, p.whole) for p in self.pieces)))
         return body + blake3.blake3(body).digest(_CHECK)
-
-
-def block_hashes(region: bytes | memoryview, key: bytes) -> bytes:
-    """The keyed hash of each 64 KiB block of a region (the last block may be shorter)."""
-    view = memoryview(region)
-    return b"".join(blake3.blake3(view[i:i + BLOCK], key=key).digest(HASH)
-                    for i in range(0, len(view), BLOCK))
 
 
 def map_path(folder: Path, name: str, region_size: int, key: bytes) -> Path:
@@ -136,10 +127,7 @@ class MapReader:
 
 
 class MapWriter:
-    """The new map, written as the image is read; :meth:`commit` puts it in place. Block
-    hashes may still be being computed (a future): records wait, in order, for theirs."""
-
-    MAX_WAITING = 256
+    """The new map, written as the image is read; :meth:`commit` puts it in place."""
 
     def __init__(self, path: Path, region_size: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,45 +136,23 @@ class MapWriter:
         self._tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{id(self):x}")
         self._file: BinaryIO | None = self._tmp.open("wb", buffering=1024 * 1024)
         self._file.write(_HEAD.pack(MAGIC, region_size))
-        self._waiting: deque[tuple[bytes, bytes | Future[bytes], tuple[Piece, ...]]] = deque()
 
-    def add(self, region_hash: bytes, hashes: bytes | Future[bytes],
-            pieces: tuple[Piece, ...]) -> None:
-        self._waiting.append((region_hash, hashes, pieces))
-        self._write_ready(wait=len(self._waiting) > self.MAX_WAITING)
-
-    def _write_ready(self, wait: bool) -> None:
-        while self._waiting:
-            region_hash, hashes, pieces = self._waiting[0]
-            if isinstance(hashes, Future):
-                if not (wait or hashes.done()):
-                    return
-                hashes = hashes.result()
-            self._waiting.popleft()
-            wait = False if len(self._waiting) <= self.MAX_WAITING else wait
-            if self._file is not None:
-                self._file.write(Region(region_hash, hashes, pieces).encode())
+    def add(self, region: Region) -> None:
+        if self._file is not None:
+            self._file.write(region.encode())
 
     def finish(self) -> None:
-        """The image is read: write what waits, close the file (still under its temporary
-        name)."""
+        """The image is read: close the file (it stays under its temporary name)."""
         if self._file is not None:
-            try:
-                while self._waiting:
-                    self._write_ready(wait=True)
-            finally:
-                self._file.close()
-                self._file = None
+            self._file.close()
+            self._file = None
 
     def commit(self) -> None:
         self.finish()
         os.replace(self._tmp, self.path)
 
     def discard(self) -> None:
-        self._waiting.clear()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self.finish()
         self._tmp.unlink(missing_ok=True)
 
 

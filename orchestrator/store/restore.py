@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, NamedTuple
 
-import blake3
-
 from orchestrator.errors import RepositoryCorrupt, StoreError
 from orchestrator.store import format as fmt
 from orchestrator.store.alloc import keep_buffers
@@ -101,7 +99,7 @@ class Restorer:
             at = entry.offset - offset
             plain = fmt.decrypt_blob(keys[entry.key_index], entry, view[at:at + entry.length],
                                      f"pack {pack_id.hex()[:16]} ({where})")
-            if blake3.blake3(plain, key=self._id_key).digest() != entry.chunk_id:
+            if fmt.chunk_id(plain, entry.flags, self._id_key) != entry.chunk_id:
                 raise RepositoryCorrupt(f"{where}: chunk {entry.chunk_id.hex()[:16]} in pack "
                                         f"{pack_id.hex()[:16]} does not match its id")
             out.append(plain)

@@ -15,8 +15,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import blake3
-
 from orchestrator.errors import HvbError, KeyMismatch, RepositoryCorrupt
 from orchestrator.store import format as fmt
 from orchestrator.store.keys import PrivateKey, unseal
@@ -132,7 +130,7 @@ def _read_pack(repo: Repository, pack_id: bytes, size: int, key: PrivateKey | No
             plain = fmt.decrypt_blob(pack_keys[entry.key_index], entry,
                                      view[entry.offset:entry.offset
                                                            + entry.length], name)
-            if blake3.blake3(plain, key=repo.writer.chunk_id_key).digest() != entry.chunk_id:
+            if fmt.chunk_id(plain, entry.flags, repo.writer.chunk_id_key) != entry.chunk_id:
                 raise RepositoryCorrupt("content does not match its id")
         except RepositoryCorrupt as exc:
             bad_chunks[entry.chunk_id] = str(exc)
