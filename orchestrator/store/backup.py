@@ -103,7 +103,8 @@ class Backup:
         self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
         self._checkpoints: list[Future[str]] = []
         self._max_uploads = upload_workers + 1
-        self._in_flight: deque[tuple[bytes, int, int, Future[tuple[bytes, int]]]] = deque()
+        self._in_flight: deque[tuple[bytes, int, int, Future[tuple[bytes, bytes, int]]]] = \
+            deque()
         self._uploads: deque[tuple[Future[tuple[bytes, int]], list[fmt.PackEntry]]] = deque()
         self._pending: set[bytes] = set()
         self._generation = 0
@@ -294,15 +295,16 @@ class Backup:
 
     def _place_oldest(self) -> None:
         chunk_id, raw_length, generation, future = self._in_flight.popleft()
-        blob, flags = future.result()
+        nonce, body, flags = future.result()
         if self._open is None or self._open.generation != generation:
             if self._open is not None:
                 self._finish_pack()
             self._open = _OpenPack(generation, self._gen_keys[generation])
         pack = self._open
-        pack.entries.append(fmt.PackEntry(chunk_id, pack.size, len(blob), raw_length, flags))
-        pack.parts.append(blob)
-        pack.size += len(blob)
+        length = len(nonce) + len(body)
+        pack.entries.append(fmt.PackEntry(chunk_id, pack.size, length, raw_length, flags))
+        pack.parts += (nonce, body)
+        pack.size += length
 
     def _finish_pack(self) -> None:
         pack = self._open

@@ -4,7 +4,7 @@ Pure functions: they build and parse byte strings, they do no I/O.
 
 Pack (``data/<2 hex>/<sha256 of the whole file>``)::
 
-    blob*            nonce(12) || AES-256-GCM(pack key, flags(1) || payload, aad = chunk id)
+    blob*            nonce(12) || AES-256-GCM(pack key, payload, aad = chunk id || flags(1))
     sealed pack key  the pack key sealed to the client (and escrow) public keys
     header           nonce(12) || AES-256-GCM(index key, entries, aad = "hvb-pack-header")
     u32 sealed length, u32 header length, "HVBPACK1"
@@ -49,7 +49,7 @@ BLOCK = 64 * 1024
 ID_SIZE = 32
 NONCE = 12
 TAG = 16
-BLOB_OVERHEAD = NONCE + 1 + TAG
+BLOB_OVERHEAD = NONCE + TAG
 # chunk id, offset, blob length, plain length, flags, which of the pack's sealed keys
 _ENTRY = struct.Struct(">32sQIIBH")
 _TRAILER = struct.Struct(">II8s")
@@ -86,7 +86,8 @@ def _seal_aead(key: bytes, plain: bytes | memoryview, aad: bytes) -> bytes:
 
 def _open_aead(key: bytes, blob: bytes | memoryview, aad: bytes, what: str) -> bytes:
     try:
-        return AESGCM(key).decrypt(bytes(blob[:NONCE]), bytes(blob[NONCE:]), aad)
+        view = memoryview(blob)  # no copy of the ciphertext before it is decrypted
+        return AESGCM(key).decrypt(view[:NONCE], view[NONCE:], aad)
     except InvalidTag:
         raise RepositoryCorrupt(f"{what} does not decrypt: damaged, or not written with this "
                                 "key") from None
@@ -141,9 +142,11 @@ def chunk_id(plain: bytes | memoryview, flags: int, key: bytes) -> bytes:
 
 
 def encrypt_blob(pack_key: bytes, chunk_id: bytes, plain: bytes | memoryview,
-                 level: int, tree: bool = False) -> tuple[bytes, int]:
-    """Compress (when it helps) and encrypt one chunk; returns (blob, flags). ``tree``: the
-    id is a :func:`tree_id` (recorded in the flags, for whoever checks it later)."""
+                 level: int, tree: bool = False) -> tuple[bytes, bytes, int]:
+    """Compress (when it helps) and encrypt one chunk; returns (nonce, ciphertext, flags):
+    the blob is the nonce then the ciphertext, kept apart so that neither is copied again
+    before the pack is written. ``tree``: the id is a :func:`tree_id`. The flags are
+    authenticated with the chunk id (AAD) and recorded in the chunk's pack entry."""
     flags, payload = FLAG_RAW, plain
     if level > 0 and not looks_incompressible(plain):
         packed = _compressor(level).compress(plain)
@@ -152,10 +155,8 @@ def encrypt_blob(pack_key: bytes, chunk_id: bytes, plain: bytes | memoryview,
     if tree:
         flags |= FLAG_TREE
     nonce = os.urandom(NONCE)
-    # One copy of the payload (join takes the memoryview as it is), and one cipher object per
-    # pack key and thread: half a megabyte a chunk, the copies showed in profiles.
-    body = _aead(pack_key).encrypt(nonce, b"".join((_FLAG_BYTES[flags], payload)), chunk_id)
-    return nonce + body, flags
+    # One cipher object per pack key and thread: half a megabyte a chunk, copies showed.
+    return nonce, _aead(pack_key).encrypt(nonce, payload, chunk_id + _FLAG_BYTES[flags]), flags
 
 
 _FLAG_BYTES = {flag: bytes([flag]) for flag in range(256)}
@@ -169,14 +170,11 @@ def _aead(key: bytes) -> AESGCM:
 
 
 def decrypt_blob(pack_key: bytes, entry: PackEntry, blob: bytes | memoryview, where: str) -> bytes:
-    """The plaintext of a blob (not yet checked against its id: the caller does that)."""
+    """The plaintext of a blob (not yet checked against its id: the caller does that). Flags
+    that differ from the ones it was written with fail authentication like any damage."""
     what = f"chunk {entry.chunk_id.hex()[:16]} in {where}"
-    plain = _open_aead(pack_key, blob, entry.chunk_id, what)
-    flags, payload = plain[0], plain[1:]
-    if flags != entry.flags:
-        raise RepositoryCorrupt(f"chunk {entry.chunk_id.hex()[:16]} in {where}: its flags "
-                                "differ from its index entry")
-    if flags & FLAG_ZSTD:
+    payload = _open_aead(pack_key, blob, entry.chunk_id + _FLAG_BYTES[entry.flags], what)
+    if entry.flags & FLAG_ZSTD:
         try:
             payload = zstandard.ZstdDecompressor().decompress(payload,
                                                               max_output_size=entry.raw_length)

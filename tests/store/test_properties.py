@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import os
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.errors import RepositoryCorrupt
 from orchestrator.store import format as fmt
 from orchestrator.store.chunker import cdc_chunks, fixed_chunks
 from orchestrator.store.keys import generate_private_key, seal, unseal
@@ -31,14 +33,25 @@ def test_cdc_chunks_cover_the_input_within_bounds(size: int, seed: int) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.binary(max_size=200_000), st.integers(0, 19))
-def test_blobs_round_trip(plain: bytes, level: int) -> None:
-    key, chunk_id = os.urandom(32), os.urandom(32)
-    blob, flags = fmt.encrypt_blob(key, chunk_id, plain, level)
+@given(st.binary(max_size=200_000), st.integers(0, 19), st.booleans())
+def test_blobs_round_trip(plain: bytes, level: int, tree: bool) -> None:
+    key, id_key = os.urandom(32), os.urandom(32)
+    chunk_id = fmt.tree_id(fmt.block_digests(plain, id_key), id_key) if tree else \
+        fmt.chunk_id(plain, fmt.FLAG_RAW, id_key)
+    nonce, body, flags = fmt.encrypt_blob(key, chunk_id, plain, level, tree)
+    blob = nonce + body
     entry = fmt.PackEntry(chunk_id, 0, len(blob), len(plain), flags)
-    assert fmt.decrypt_blob(key, entry, blob, "test") == plain
+    restored = fmt.decrypt_blob(key, entry, blob, "test")
+    assert restored == plain
+    assert fmt.chunk_id(restored, entry.flags, id_key) == chunk_id  # as restore checks it
+    assert bool(flags & fmt.FLAG_TREE) == tree
     if level == 0:
-        assert flags == fmt.FLAG_RAW
+        assert flags & fmt.FLAG_ZSTD == 0
+    # An index entry whose flags are not the ones the blob was written with: damage, refused.
+    for flip in (fmt.FLAG_TREE, fmt.FLAG_ZSTD):
+        wrong = fmt.PackEntry(chunk_id, 0, len(blob), len(plain), flags ^ flip)
+        with pytest.raises(RepositoryCorrupt, match="does not decrypt"):
+            fmt.decrypt_blob(key, wrong, blob, "test")
 
 
 @settings(max_examples=30, deadline=None)
