@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator.baie.target import TMP_MARK, Entry, check_name, is_temporary
+from orchestrator.baie.target import TMP_MARK, Data, Entry, check_name, is_temporary
 from orchestrator.errors import BaieError, BaieFull, BaieUnreachable
 
 
@@ -47,14 +47,17 @@ class LocalTarget:
             return BaieUnreachable(f"{where} is not there (unmounted?) while {doing}")
         return BaieError(f"{where}: {exc.strerror} while {doing}", permanent=False)
 
-    def put(self, name: str, data: bytes | bytearray) -> None:
+    def put(self, name: str, data: Data) -> None:
         self._check_mounted()
         final = self._path(name)
         tmp = final.with_name(f"{final.name}{TMP_MARK}{secrets.token_hex(4)}")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             with tmp.open("wb") as f:
-                f.write(data)
+                if isinstance(data, bytes | bytearray):
+                    f.write(data)
+                else:
+                    f.writelines(data)
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

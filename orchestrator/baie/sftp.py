@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import paramiko
 
-from orchestrator.baie.target import TMP_MARK, Entry, check_name, is_temporary
+from orchestrator.baie.target import TMP_MARK, Data, Entry, check_name, is_temporary
 from orchestrator.errors import BaieAuthError, BaieError, BaieFull, BaieUnreachable
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,9 @@ class SftpTarget:
                 sftp.stat(folder)  # made meanwhile by a parallel upload: fine
         self._dirs.add(folder)
 
-    def put(self, name: str, data: bytes | bytearray) -> None:
+    def put(self, name: str, data: Data) -> None:
         final = self._full(name)
+        parts = [data] if isinstance(data, bytes | bytearray) else data
         tmp = f"{final}{TMP_MARK}{secrets.token_hex(4)}"
 
         def upload(sftp: paramiko.SFTPClient) -> None:
@@ -223,9 +224,10 @@ class SftpTarget:
                 with sftp.open(tmp, "wb") as f:
                     f.set_pipelined(True)
                     f.MAX_REQUEST_SIZE = self.request_size
-                    view = memoryview(data)
-                    for start in range(0, len(data), WRITE_SLICE):
-                        f.write(view[start:start + WRITE_SLICE])
+                    for part in parts:
+                        view = memoryview(part)
+                        for start in range(0, len(view), WRITE_SLICE):
+                            f.write(view[start:start + WRITE_SLICE])
                 sftp.posix_rename(tmp, final)
             except BaseException:
                 with suppress(OSError, paramiko.SSHException):

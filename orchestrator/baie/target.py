@@ -13,6 +13,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+# What ``put`` stores: bytes, or a list of parts written one after the other (a pack is
+# uploaded as its blobs, never joined into one more copy of 32 MiB).
+Data = bytes | bytearray | list[bytes]
+
+
+def size_of(data: Data) -> int:
+    return len(data) if isinstance(data, bytes | bytearray) else sum(map(len, data))
+
+
+def joined(data: Data) -> bytes | bytearray:
+    return data if isinstance(data, bytes | bytearray) else b"".join(data)
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -23,7 +35,7 @@ class Entry:
 class Target(Protocol):
     label: str
 
-    def put(self, name: str, data: bytes | bytearray) -> None:
+    def put(self, name: str, data: Data) -> None:
         """Store ``data`` under ``name`` atomically (temporary name, then rename).
         Overwriting an existing name with the same content is allowed (idempotent)."""
         ...

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from orchestrator.baie.target import Entry, Target
+from orchestrator.baie.target import Data, Entry, Target, joined, size_of
 from orchestrator.errors import HvbError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class RetryTarget:
                 delay = min(delay * 2, self.max_delay_s)
         raise AssertionError("unreachable")
 
-    def put(self, name: str, data: bytes | bytearray) -> None:
+    def put(self, name: str, data: Data) -> None:
         self._retry(f"writing {name}", lambda: self.inner.put(name, data))
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -110,10 +110,11 @@ class LimitTarget:
         self.bucket = bucket or TokenBucket(rate, burst)
         self.slice_bytes = slice_bytes
 
-    def put(self, name: str, data: bytes | bytearray) -> None:
+    def put(self, name: str, data: Data) -> None:
         # Pay for the bytes before they go; the whole file is then written at once.
-        for start in range(0, len(data), self.slice_bytes):
-            self.bucket.take(min(self.slice_bytes, len(data) - start))
+        size = size_of(data)
+        for start in range(0, size, self.slice_bytes):
+            self.bucket.take(min(self.slice_bytes, size - start))
         self.inner.put(name, data)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -146,9 +147,9 @@ class DryRunTarget:
         self.deleted: set[str] = set()
         self._lock = threading.Lock()
 
-    def put(self, name: str, data: bytes | bytearray) -> None:
+    def put(self, name: str, data: Data) -> None:
         with self._lock:
-            self.written[name] = b"" if name.startswith("data/") else bytes(data)
+            self.written[name] = b"" if name.startswith("data/") else bytes(joined(data))
             self.deleted.discard(name)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -51,6 +51,15 @@ def test_put_get_stat_round_trip(target: Target) -> None:
     assert target.get("data/ab/abcdef", len(data) - 10) == data[-10:]
 
 
+def test_a_file_put_in_parts_is_their_concatenation(target: Target) -> None:
+    parts = [os.urandom(n) for n in (12, 700_000, 0, 1, 2 * 1024 * 1024 + 3, 16)]
+    target.put("data/cd/cdef01", parts)
+    whole = b"".join(parts)
+    assert target.stat("data/cd/cdef01") == len(whole)
+    assert target.get("data/cd/cdef01") == whole
+    assert target.get("data/cd/cdef01", 700_005, 20) == whole[700_005:700_025]
+
+
 def test_missing_files(target: Target) -> None:
     assert target.stat("snapshots/none") is None
     with pytest.raises(BaieError):

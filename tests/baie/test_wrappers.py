@@ -77,13 +77,16 @@ def test_limit_target_spreads_uploads_over_time(tmp_path: Path) -> None:
     target.put("data/00/a", bytes(3_125_000))  # 25 Mbit at 5 Mbit/s
     assert t.now == pytest.approx(4.0)  # the first second's bytes were already allowed
     assert (tmp_path / "data/00/a").stat().st_size == 3_125_000
+    target.put("data/00/b", [bytes(1_000_000), bytes(1_500_000)])  # a pack, in parts
+    assert t.now == pytest.approx(8.0)  # all its bytes paid for, not the number of parts
+    assert (tmp_path / "data/00/b").stat().st_size == 2_500_000
 
 
 def test_dry_run_changes_nothing_on_the_baie(tmp_path: Path) -> None:
     real = LocalTarget("b", tmp_path)
     real.put("index/old", b"old")
     dry = DryRunTarget(real)
-    dry.put("index/new", b"new")
+    dry.put("index/new", [b"n", b"ew"])
     dry.delete("index/old")
     assert [e.name for e in dry.list("index")] == ["index/new"]
     assert dry.get("index/new") == b"new"
