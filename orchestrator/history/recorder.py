@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator import procs
 from orchestrator.errors import HvbError
 from orchestrator.history.models import (
     ClientRow,
@@ -144,7 +145,7 @@ def close_interrupted(sessions: sessionmaker[Session], now: datetime,
     when their process is gone, elsewhere when their window ended an hour ago. Returns their
     uids. Run at every start, and by the scheduler's watchdog at every tick."""
     here = socket.gethostname()
-    alive = pid_alive or _pid_alive
+    alive = pid_alive or procs.pid_alive
     closed = []
     with sessions() as session, session.begin():
         for run in session.scalars(select(RunRow).where(RunRow.state == RunState.RUNNING.value)):
@@ -166,13 +167,3 @@ def close_interrupted(sessions: sessionmaker[Session], now: datetime,
                                     message=run.error_message))
             closed.append(run.uid)
     return closed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import os
 import struct
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import blake3
+
+from orchestrator.procs import pid_alive
 
 HASH = 16
 MAGIC = b"HVBMAP01"
@@ -157,24 +158,12 @@ class MapWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-ABANDONED_AFTER_S = 7 * 86400  # where a process cannot be asked whether it still runs
-
-
-def _remove_abandoned(path: Path, posix: bool = os.name == "posix") -> None:
-    """Temporary maps left by backups that were killed. On POSIX: those whose process is
-    gone. On Windows, where ``os.kill(pid, 0)`` would send Ctrl+C instead of asking: those
-    not written to for a week (a running backup writes its map as it reads the image)."""
+def _remove_abandoned(path: Path) -> None:
+    """Temporary maps left by backups that were killed (their process is gone)."""
     for tmp in path.parent.glob(f"{path.name}.tmp-*"):
         try:
             pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
-            if posix:
-                try:
-                    os.kill(pid, 0)
-                    continue  # still running
-                except ProcessLookupError:
-                    pass
-            elif time.time() - tmp.stat().st_mtime < ABANDONED_AFTER_S:
-                continue
+        except (ValueError, IndexError):
+            continue  # not ours: leave it
+        if not pid_alive(pid):
             tmp.unlink(missing_ok=True)
-        except (ValueError, IndexError, OSError):
-            continue  # not ours, or a process we may not signal: leave it
