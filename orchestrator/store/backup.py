@@ -119,7 +119,6 @@ class Backup:
         self._ids = bytearray()
         self._files: list[dict[str, Any]] = []
         self._zero_chunk = bytes(image_chunk)
-        self._zero_id = blake3.blake3(self._zero_chunk, key=self._id_key).digest()
         self._zero_digests = fmt.block_digests(self._zero_chunk, self._id_key)
         self._zero_tree = fmt.tree_id(self._zero_digests, self._id_key)
         self._maps_dir = repo.cache.path.parent / "maps"
@@ -166,15 +165,9 @@ class Backup:
         if read != size:
             log.info("%s changed size while read (%d -> %d bytes)", path, size, read)
 
-    def _chunk_id(self, chunk: bytes) -> bytes:
-        n = len(chunk)
-        if n == self.image_chunk and chunk[:1] == b"\0" and chunk == self._zero_chunk:
-            return self._zero_id  # the empty areas of disk images: no hashing at all
-        return blake3.blake3(chunk, key=self._id_key).digest()
-
     def _add_chunk(self, chunk: bytes, chunk_id: bytes | None = None, tree: bool = False
                    ) -> None:
-        chunk_id = chunk_id or self._chunk_id(chunk)
+        chunk_id = chunk_id or blake3.blake3(chunk, key=self._id_key).digest()
         self._ids += chunk_id
         self.stats.chunks += 1
         self.stats.bytes_read += len(chunk)

@@ -27,6 +27,8 @@ File: ``HVBMAP01``, u32 region size, then records::
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import struct
 from dataclasses import dataclass
@@ -36,6 +38,8 @@ from typing import BinaryIO
 import blake3
 
 from orchestrator.procs import pid_alive
+
+log = logging.getLogger(__name__)
 
 HASH = 16
 MAGIC = b"HVBMAP01"
@@ -92,7 +96,10 @@ class MapReader:
             f = path.open("rb")
         except OSError:
             return
-        head = f.read(_HEAD.size)
+        try:
+            head = f.read(_HEAD.size)
+        except OSError:
+            head = b""
         if len(head) == _HEAD.size and _HEAD.unpack(head) == (MAGIC, region_size):
             self._file = f
         else:
@@ -113,7 +120,7 @@ class MapReader:
             body = start + hashes + count_byte + pieces_raw
             if len(hashes) != blocks * HASH or blake3.blake3(body).digest(_CHECK) != check:
                 raise ValueError("damaged record")
-        except (struct.error, IndexError, ValueError):
+        except (struct.error, IndexError, ValueError, OSError):
             self.close()
             return None
         pieces = []
@@ -129,33 +136,60 @@ class MapReader:
 
 
 class MapWriter:
-    """The new map, written as the image is read; :meth:`commit` puts it in place."""
+    """The new map, written as the image is read; :meth:`commit` puts it in place. A map
+    that cannot be written (the state folder full or read-only) is given up with a warning:
+    the backup goes on, the next one sends whole regions where the image changed."""
 
     def __init__(self, path: Path, region_size: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        _remove_abandoned(path)
         self._tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{id(self):x}")
-        self._file: BinaryIO | None = self._tmp.open("wb", buffering=1024 * 1024)
-        self._file.write(_HEAD.pack(MAGIC, region_size))
+        self._file: BinaryIO | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _remove_abandoned(path)
+            self._file = self._tmp.open("wb", buffering=1024 * 1024)
+            self._file.write(_HEAD.pack(MAGIC, region_size))
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        log.warning("the image map %s cannot be written (%s): the next backup of this image "
+                    "sends whole regions where it changed", self.path, exc)
+        self.discard()
 
     def add(self, region: Region) -> None:
         if self._file is not None:
-            self._file.write(region.encode())
+            try:
+                self._file.write(region.encode())
+            except OSError as exc:
+                self._give_up(exc)
 
     def finish(self) -> None:
         """The image is read: close the file (it stays under its temporary name)."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as exc:
+                self._give_up(exc)
 
     def commit(self) -> None:
+        """Put the map in place (after the snapshot that it describes was written)."""
+        if self._file is None and not self._tmp.exists():
+            return  # given up
         self.finish()
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self._give_up(exc)
 
     def discard(self) -> None:
-        self.finish()
-        self._tmp.unlink(missing_ok=True)
+        if self._file is not None:
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                file.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink(missing_ok=True)
 
 
 def _remove_abandoned(path: Path) -> None:

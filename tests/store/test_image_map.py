@@ -218,3 +218,19 @@ def test_maps_left_by_killed_backups_are_removed(tmp_path: Path) -> None:
     assert foreign.exists()
     assert maps_of(store) == [image_map]
 
+
+
+def test_a_map_that_cannot_be_written_costs_bytes_not_the_backup(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src, store, _ = backed_up_image(tmp_path, 4)
+    (image_map,) = maps_of(store)
+    maps_dir = image_map.parent
+    for old in maps_dir.iterdir():
+        old.unlink()
+    maps_dir.rmdir()
+    maps_dir.write_bytes(b"")  # the folder cannot be made: as with a full or read-only disk
+    write_blocks(src, [2], seed=9)
+    info, stats = store.backup([src])  # succeeds all the same
+    assert stats.bytes_new == 512 * KIB  # no map to compare with: the whole region
+    assert restore_bytes(store, info, tmp_path, "w") == src.read_bytes()
+    assert "image map" in caplog.text and "cannot be written" in caplog.text
