@@ -16,7 +16,7 @@ from pyfastcdc.cy import FastCDC
 IMAGE_SUFFIXES = (".vhdx", ".avhdx", ".vhd", ".avhd", ".img", ".raw", ".vmdk", ".qcow2")
 DEFAULT_IMAGE_CHUNK = 512 * 1024
 CDC_MIN, CDC_AVG, CDC_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
-READ_SIZE = 8 * 1024 * 1024
+BUFFER_SIZE = 16 * 1024 * 1024  # content-defined cutting reads this much at a time
 
 
 def is_image(name: str) -> bool:
@@ -37,47 +37,57 @@ def fixed_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
         yield data
 
 
-class _Reader:
-    """Adapts any ``read()`` stream for pyfastcdc, in large reads."""
-
-    def __init__(self, stream: BinaryIO | _Prefixed) -> None:
-        self._stream = stream
-
-    def read(self, n: int) -> bytes:
-        return self._stream.read(max(n, READ_SIZE))
-
-
 @functools.cache
 def _cutter(avg: int, min_size: int, max_size: int, seed: int) -> FastCDC:
     return FastCDC(avg_size=avg - min_size, min_size=min_size, max_size=max_size, seed=seed)
 
 
 def cdc_chunks(stream: BinaryIO, avg: int = CDC_AVG, min_size: int = CDC_MIN,
-               max_size: int = CDC_MAX, seed: int = 0) -> Iterator[bytes]:
-    """Content-defined chunks (FastCDC 2020). ``seed`` varies the gear table per repository.
-    A file smaller than the minimum chunk is one chunk, with no cutting at all."""
-    head = stream.read(min_size)
-    if len(head) < min_size:
-        if head:
-            yield head
-        return
+               max_size: int = CDC_MAX, seed: int = 0, buffer_size: int = BUFFER_SIZE
+               ) -> Iterator[bytes]:
+    """Content-defined chunks (FastCDC 2020) of a stream of any size, read however the stream
+    reads (short reads, network reads of any size). ``seed`` varies the gear table per
+    repository. The boundaries are those pyfastcdc finds over the whole content at once: a
+    boundary depends only on the at most ``max_size`` bytes after the previous one, so the
+    stream is cut in a buffer, and what may still belong to an unfinished chunk (the last
+    ``max_size`` bytes, until the end of the stream) is moved to its front before it is filled
+    again. A file smaller than the minimum chunk is one chunk."""
     cutter = _cutter(avg, min_size, max_size, seed)
-    for chunk in cutter.cut_stream(_Reader(_Prefixed(head, stream))):
-        yield bytes(chunk.data)  # the view is only valid until the next chunk
+    size = max(buffer_size, 2 * max_size)
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled, ended = 0, False
+    while True:
+        while filled < size and not ended:  # fill the buffer: reads may come short
+            got = _read_into(stream, view[filled:])
+            ended = got == 0
+            filled += got
+        if filled == 0:
+            return
+        kept = 0  # start of what stays in the buffer for the next round
+        for chunk in cutter.cut_buf(view[:filled]):
+            if not ended and chunk.offset + max_size > filled:
+                break  # this chunk may end beyond what is read yet
+            yield bytes(chunk.data)  # the buffer is reused: the chunk is copied out
+            kept = chunk.offset + chunk.length
+        if ended:
+            return  # every byte of the stream is in a chunk
+        rest = filled - kept
+        view[:rest] = view[kept:filled]
+        filled = rest
 
 
-class _Prefixed:
-    """A stream with bytes already read put back in front."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, n: int) -> bytes:
-        if self._head:
-            data, self._head = self._head, b""
-            return data + self._stream.read(max(0, n - len(data)))
-        return self._stream.read(n)
+def _read_into(stream: BinaryIO, dest: memoryview) -> int:
+    """Read at most ``len(dest)`` bytes into ``dest``; 0 only at the end of the stream."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        got = readinto(dest)
+        return 0 if got is None else int(got)
+    data = stream.read(len(dest))
+    if len(data) > len(dest):
+        raise ValueError(f"stream returned {len(data)} bytes for a read of {len(dest)}")
+    dest[:len(data)] = data
+    return len(data)
 
 
 def chunks_for(name: str, stream: BinaryIO, image_chunk: int = DEFAULT_IMAGE_CHUNK,
