@@ -101,6 +101,7 @@ class Backup:
         self._now = now
         self._id_key = repo.writer.chunk_id_key
         self._seed = repo.cdc_seed
+        self._cdc = repo.cdc_sizes
         self._encryptors = ThreadPoolExecutor(self.workers, thread_name_prefix="encrypt")
         self._uploaders = ThreadPoolExecutor(upload_workers, thread_name_prefix="upload")
         self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
@@ -151,7 +152,8 @@ class Backup:
             if is_image(path):
                 read = self._add_image(stream, f"{source.label}\n{name}", first, slices)
             else:
-                for chunk in chunks_for(path, stream, self.image_chunk, self._seed):
+                for chunk in chunks_for(path, stream, self.image_chunk, self._seed,
+                                        self._cdc):
                     self._add_chunk(chunk)
                     read += len(chunk)
         entry: dict[str, Any] = {

@@ -2,7 +2,11 @@
 
 Disk writes are small and land in place: fixed chunks (512 KiB by default) keep each change to
 one chunk. Other files (.bak streams, documents) shift when something is inserted: FastCDC
-(pyfastcdc, GIL released) finds the same boundaries again, about 1 MiB apart on average.
+(pyfastcdc, GIL released) finds the same boundaries again. Their sizes are the repository's
+(written in its config when it is created): 64 KiB / 256 KiB / 1 MiB (minimum, average,
+maximum) today, so that a database dump whose pages change here and there sends about a
+quarter of what 1 MiB chunks would; repositories created before keep the 256 KiB / 1 MiB /
+4 MiB they were cut with (cutting them anew would send every file again once).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from pyfastcdc.cy import FastCDC
 
 IMAGE_SUFFIXES = (".vhdx", ".avhdx", ".vhd", ".avhd", ".img", ".raw", ".vmdk", ".qcow2")
 DEFAULT_IMAGE_CHUNK = 512 * 1024
-CDC_MIN, CDC_AVG, CDC_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
+CDC_MIN, CDC_AVG, CDC_MAX = 64 * 1024, 256 * 1024, 1024 * 1024
+CdcSizes = tuple[int, int, int]  # minimum, average, maximum
+CDC_SIZES: CdcSizes = (CDC_MIN, CDC_AVG, CDC_MAX)
+LEGACY_CDC_SIZES: CdcSizes = (256 * 1024, 1024 * 1024, 4 * 1024 * 1024)  # repositories of 2026-11
 BUFFER_SIZE = 16 * 1024 * 1024  # content-defined cutting reads this much at a time
 
 
@@ -90,9 +97,24 @@ def _read_into(stream: BinaryIO, dest: memoryview) -> int:
     return len(data)
 
 
+def check_cdc_sizes(value: object) -> CdcSizes:
+    """The content-defined chunk sizes of a repository config; ValueError naming what is
+    wrong (pyfastcdc's bounds: minimum 64 B to 1 MiB, average 256 B to 4 MiB, maximum 1 KiB to
+    16 MiB)."""
+    if not (isinstance(value, list) and len(value) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"chunk sizes {value!r} are not three whole numbers")
+    low, avg, high = value
+    if not (64 <= low < avg < high and avg - low >= 256 and low <= 2**20
+            and avg - low <= 4 * 2**20 and 1024 <= high <= 16 * 2**20):
+        raise ValueError(f"chunk sizes {value!r} are out of bounds")
+    return low, avg, high
+
+
 def chunks_for(name: str, stream: BinaryIO, image_chunk: int = DEFAULT_IMAGE_CHUNK,
-               seed: int = 0) -> Iterator[bytes]:
+               seed: int = 0, cdc: CdcSizes = CDC_SIZES) -> Iterator[bytes]:
     """The right chunker for a file, chosen by its name."""
     if is_image(name):
         return fixed_chunks(stream, image_chunk)
-    return cdc_chunks(stream, seed=seed)
+    low, avg, high = cdc
+    return cdc_chunks(stream, avg, low, high, seed)

@@ -2,7 +2,8 @@
 
 Layout (docs/repository-format.md)::
 
-    config                 repository id, version, the writer key sealed to the client
+    config                 repository id, version, the writer key sealed to the client,
+                           content-defined chunk sizes
     data/<xx>/<sha256>     packs, named by the SHA-256 of their bytes
     index/<sha256>         index files (which chunk is where)
     snapshots/<sha256>     snapshots, the commit point of a backup
@@ -29,6 +30,7 @@ from typing import Any
 from orchestrator.baie.target import Target
 from orchestrator.errors import BaieError, KeyMismatch, RepositoryCorrupt, StoreError
 from orchestrator.store import format as fmt
+from orchestrator.store.chunker import CDC_SIZES, LEGACY_CDC_SIZES, CdcSizes, check_cdc_sizes
 from orchestrator.store.index import IndexCache
 from orchestrator.store.keys import PrivateKey, PublicKey, WriterKeys, seal, unseal
 
@@ -85,6 +87,18 @@ class Repository:
     def cdc_seed(self) -> int:
         return int.from_bytes(self.writer.chunk_id_key[:4], "big") & 0x7FFFFFFF
 
+    @property
+    def cdc_sizes(self) -> CdcSizes:
+        """Minimum, average and maximum content-defined chunk: those the repository was
+        created with, so that a change of default never cuts every file anew."""
+        if "cdc" not in self.config:
+            return LEGACY_CDC_SIZES
+        try:
+            return check_cdc_sizes(self.config["cdc"])
+        except ValueError as exc:
+            raise RepositoryCorrupt(f"{self.target.label}: the repository config is damaged "
+                                    f"({exc})") from None
+
     def close(self) -> None:
         self.cache.close()
 
@@ -118,6 +132,7 @@ class Repository:
                 "writer_sealed": base64.b64encode(seal(writer_secret, recipients)).decode(),
                 "writer_check": writer.check,
                 "recipients": [r.fingerprint.hex() for r in recipients],
+                "cdc": list(CDC_SIZES),
             }
             target.put("config", json.dumps(config, indent=1).encode())
             target.flush()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -69,6 +71,67 @@ def test_inserted_bytes_do_not_shift_every_cdc_chunk(tmp_path: Path) -> None:
     _, second = store.backup([src])
     assert first.chunks >= 8
     assert second.chunks_new <= 2
+
+
+@pytest.mark.parametrize("megabytes", [17, 100])
+def test_a_large_dump_round_trips_and_its_next_night_sends_only_changed_pages(
+        tmp_path: Path, megabytes: int) -> None:
+    """Every file over 16 MB failed its job (issue 18). A dump of 17 or 100 MB is restored
+    byte for byte; the next night's dump (a header rewritten, 30 scattered 8 KiB pages, a page
+    inserted near the start, pages appended) sends a small part of it."""
+    src = tmp_path / "dumps" / "COMPTA.bak"
+    src.parent.mkdir()
+    rng = random.Random(megabytes)
+    pages = [rng.randbytes(2048) + b"ligne de facture " * 360 for _ in range(
+        megabytes * 1_000_000 // 8192)]
+    src.write_bytes(b"".join(p[:8192] for p in pages))
+    store = Store(tmp_path)
+    _, first = store.backup([src.parent])
+    assert first.bytes_read == src.stat().st_size
+    data = bytearray(src.read_bytes())
+    data[:8192] = rng.randbytes(8192)
+    for page in rng.sample(range(1, len(data) // 8192), 30):
+        data[page * 8192:(page + 1) * 8192] = rng.randbytes(8192)
+    data[40 * 8192:40 * 8192] = rng.randbytes(8192)
+    data += rng.randbytes(300_000)
+    src.write_bytes(data)
+    _, second = store.backup([src.parent])
+    if megabytes >= 100:  # 33 changed places, each in a chunk of about 256 KiB (1 MiB at most)
+        assert second.bytes_new < 0.2 * len(data)
+    repo = store.reader_repo()
+    out = tmp_path / "out"
+    Restorer(repo, store.key).restore(repo.find_snapshot("latest"), out)
+    assert restored(out, src).read_bytes() == bytes(data)
+    repo.close()
+
+
+def test_a_repository_keeps_the_chunk_sizes_it_was_created_with(tmp_path: Path) -> None:
+    """A repository created before the smaller chunks (its config has no sizes) keeps being
+    cut as it was: an unchanged 20 MB file sends nothing, rather than everything again."""
+    src = tmp_path / "ARCHIVES.zip"
+    src.write_bytes(os.urandom(20 * 1024 * 1024))
+    store = Store(tmp_path)
+    store.writer_repo().close()
+    config = json.loads(store.target.get("config"))
+    assert config["cdc"] == [64 * 1024, 256 * 1024, 1024 * 1024]
+    del config["cdc"]  # as written before
+    store.target.put("config", json.dumps(config).encode())
+    _, first = store.backup([src])
+    assert first.chunks < 20  # about 1 MiB each, as repositories of November were cut
+    _, second = store.backup([src])
+    assert second.chunks_new == 0 and second.chunks == first.chunks
+
+
+def test_damaged_chunk_sizes_in_the_config_are_named(tmp_path: Path) -> None:
+    src = tmp_path / "note.txt"
+    src.write_bytes(b"x" * 1000)
+    store = Store(tmp_path)
+    store.writer_repo().close()
+    config = json.loads(store.target.get("config"))
+    config["cdc"] = [0, 1, "x"]
+    store.target.put("config", json.dumps(config).encode())
+    with pytest.raises(RepositoryCorrupt, match=r"config is damaged \(chunk sizes"):
+        store.backup([src])
 
 
 def test_the_writer_cannot_read_back_what_it_wrote(tmp_path: Path) -> None:

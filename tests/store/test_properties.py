@@ -34,7 +34,7 @@ def test_cdc_chunks_cover_the_input_within_bounds(size: int, seed: int) -> None:
     data = os.urandom(size)
     chunks = list(cdc_chunks(io.BytesIO(data), seed=seed))
     assert b"".join(chunks) == data
-    assert all(256 * 1024 <= len(c) <= 4 * 1024 * 1024 for c in chunks[:-1])
+    assert all(CDC_MIN <= len(c) <= CDC_MAX for c in chunks[:-1])
 
 
 class _Reads(io.RawIOBase):
