@@ -82,9 +82,13 @@ def test_a_large_dump_round_trips_and_its_next_night_sends_only_changed_pages(
     src = tmp_path / "dumps" / "COMPTA.bak"
     src.parent.mkdir()
     rng = random.Random(megabytes)
-    pages = [rng.randbytes(2048) + b"ligne de facture " * 360 for _ in range(
-        megabytes * 1_000_000 // 8192)]
-    src.write_bytes(b"".join(p[:8192] for p in pages))
+    words = [b"facture", b"client", b"ligne", b"TVA", b"remise", b"Lyon", b"2026-11-30", b"EUR"]
+    text = b" ".join(rng.choices(words, k=200_000))  # about 1.3 MB, not periodic
+    pages = []
+    for _ in range(megabytes * 1_000_000 // 8192):
+        at = rng.randrange(len(text) - 6144)
+        pages.append(rng.randbytes(2048) + text[at:at + 6144])
+    src.write_bytes(b"".join(pages))
     store = Store(tmp_path)
     _, first = store.backup([src.parent])
     assert first.bytes_read == src.stat().st_size
