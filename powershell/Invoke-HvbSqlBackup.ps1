@@ -3,10 +3,16 @@
     Native SQL Server backups of one instance's databases into a staging folder, each verified.
 
 .DESCRIPTION
-    For each database: BACKUP DATABASE ... WITH COPY_ONLY, CHECKSUM (plus COMPRESSION on the
-    editions that can write compressed backups: Standard, Enterprise, Developer), into
+    For each database: BACKUP DATABASE ... WITH COPY_ONLY, CHECKSUM into
     <StagingPath>\<RunId>\<database>.bak, then RESTORE VERIFYONLY ... WITH CHECKSUM.
     COPY_ONLY leaves the client's own backup chain (differentials, log backups) untouched.
+
+    Uncompressed by default (NO_COMPRESSION, said explicitly: without it BACKUP follows the
+    server's 'backup compression default'): the orchestrator deduplicates the pages of one
+    night's dump against the last one's, which a compressed dump prevents, and compresses what
+    it sends. -Compression asks for COMPRESSION; on an edition that cannot write compressed
+    backups (Express) the dump is made uncompressed and the result says so
+    (compression_requested true, compression false).
     Database and file names are passed as SQL parameters, never pasted into the statement.
 
     -Database all means every database but tempdb that is ONLINE; -ExcludeDatabase removes some.
@@ -20,6 +26,7 @@ param(
     [Parameter(Mandatory)][string]$Instance,
     [string[]]$Database = @('all'),
     [string[]]$ExcludeDatabase = @(),
+    [switch]$Compression,
     [Parameter(Mandatory)][string]$StagingPath,
     [Parameter(Mandatory)][ValidatePattern('^[A-Za-z0-9-]+$')][string]$RunId,
     [switch]$TrustServerCertificate,
@@ -58,7 +65,10 @@ $connection = New-Object System.Data.SqlClient.SqlConnection $builder.Connection
 try {
     try { $connection.Open() } catch { throw [pscustomobject]@{ Code = 'SQL_CONNECT_FAILED'; Message = "Cannot connect to SQL Server instance '$Instance': $($_.Exception.InnerException.Message)$($_.Exception.Message)" } }
     $server = (Invoke-Sql $connection "SELECT CAST(SERVERPROPERTY('EngineEdition') AS int) AS engine_edition, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition").Rows[0]
-    $compress = [int]$server.engine_edition -in 2, 3
+    # EngineEdition 2 (Standard, also Web) and 3 (Enterprise, Developer) can compress.
+    $canCompress = [int]$server.engine_edition -in 2, 3
+    $compress = [bool]$Compression -and $canCompress
+    $option = if ($compress) { ', COMPRESSION' } elseif ($canCompress) { ', NO_COMPRESSION' } else { '' }
     $online = Invoke-Sql $connection @'
 SELECT d.name, CAST(SUM(CAST(f.size AS bigint)) * 8192 AS bigint) AS size_bytes
 FROM sys.databases d JOIN sys.master_files f ON f.database_id = d.database_id
@@ -72,7 +82,7 @@ GROUP BY d.name
     $target = Join-Path $StagingPath $RunId
 
     if ($DryRun) {
-        $result = [ordered]@{ ok = $true; dry_run = $true; instance = $Instance; compression = $compress; staging = $target; planned = @($wanted | ForEach-Object { "BACKUP DATABASE [$_] WITH COPY_ONLY, CHECKSUM$(if ($compress) { ', COMPRESSION' }) then RESTORE VERIFYONLY" }) }
+        $result = [ordered]@{ ok = $true; dry_run = $true; instance = $Instance; compression = $compress; compression_requested = [bool]$Compression; staging = $target; planned = @($wanted | ForEach-Object { "BACKUP DATABASE [$_] WITH COPY_ONLY, CHECKSUM$option then RESTORE VERIFYONLY" }) }
     } else {
         New-Item -ItemType Directory -Force -Path $target | Out-Null
         $databases = foreach ($name in $wanted) {
@@ -83,7 +93,7 @@ GROUP BY d.name
                 $free = (Get-CimInstance -ClassName Win32_Volume -Filter "DriveLetter = '$([System.IO.Path]::GetPathRoot($target).TrimEnd('\'))'").FreeSpace
                 if ($free -and $free -lt $sizes[$name]) { throw [pscustomobject]@{ Code = 'STAGING_FULL'; Message = "The staging volume of $target has $free bytes free; '$name' may need up to $($sizes[$name])." } }
                 $file = Join-Path $target ((Get-SafeFileName $name) + '.bak')
-                $options = if ($compress) { 'COPY_ONLY, CHECKSUM, COMPRESSION, INIT, FORMAT' } else { 'COPY_ONLY, CHECKSUM, INIT, FORMAT' }
+                $options = "COPY_ONLY, CHECKSUM$option, INIT, FORMAT"
                 try {
                     Invoke-Sql $connection "BACKUP DATABASE @db TO DISK = @file WITH $options" @{ '@db' = $name; '@file' = $file } | Out-Null
                 } catch { throw [pscustomobject]@{ Code = 'SQL_BACKUP_FAILED'; Message = "BACKUP DATABASE [$name] failed: $($_.Exception.Message)" } }
@@ -103,7 +113,7 @@ GROUP BY d.name
             $entry.duration_s = [math]::Round(((Get-Date) - $started).TotalSeconds, 1)
             $entry
         }
-        $result = [ordered]@{ ok = $true; instance = $Instance; edition = "$($server.edition)"; compression = $compress; staging = $target; databases = @($databases) }
+        $result = [ordered]@{ ok = $true; instance = $Instance; edition = "$($server.edition)"; compression = $compress; compression_requested = [bool]$Compression; staging = $target; databases = @($databases) }
     }
 } catch {
     $detail = $_.TargetObject

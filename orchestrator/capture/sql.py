@@ -27,6 +27,7 @@ def native_backups(host: HostSession, recorder: RunRecorder, job: SqlServerJob, 
             result = host.run(
                 "Invoke-HvbSqlBackup", Instance=job.instance, Database=list(job.databases),
                 ExcludeDatabase=list(job.exclude_databases), StagingPath=staging, RunId=run_uid,
+                Compression=job.backup_compression,
                 TrustServerCertificate=job.trust_server_certificate,
                 CommandTimeoutSeconds=job.command_timeout_s,
                 timeout_s=job.command_timeout_s * max(1, len(job.databases)) + 600,
@@ -34,6 +35,9 @@ def native_backups(host: HostSession, recorder: RunRecorder, job: SqlServerJob, 
             figures.details = {"databases": [{k: d[k] for k in ("name", "size_bytes",
                                                                 "verified", "compressed")}
                                              for d in result["databases"]]}
+        if result["compression_requested"] and not result["compression"]:
+            recorder.event("WARNING", f"{job.instance} ({result['edition']}) cannot compress "
+                           "backups: the dumps were made uncompressed (backup_compression)")
         capture = SqlCapture([])
         for db in result["databases"]:
             if db["error"]:

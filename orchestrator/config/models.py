@@ -283,6 +283,19 @@ class SimulatedSettings(Model):
     """Share of each disk rewritten every night."""
     share_files: int = Field(default=200, ge=1, le=100000)
     """Files in each simulated share."""
+    share_large_files_mb: list[Annotated[int, Field(ge=1, le=65536)]] = Field(
+        default_factory=list)
+    """Sizes (MB) of large files in each simulated share beside the small ones, taken in turn
+    as a mailbox archive (.pst, grows most days), a ZIP archive (changes now and then) and an
+    ISO (never changes).
+    """
+    sql_database_mb: list[Annotated[int, Field(ge=1, le=1048576)]] = Field(
+        default_factory=lambda: [2], min_length=1)
+    """Sizes (MB) of the simulated SQL Server databases, in the order of their names (COMPTA,
+    PAIE for `all`); the last size is used for the rest. Each grows a little every day.
+    """
+    sql_edition: Literal["standard", "enterprise", "developer", "express"] = "standard"
+    """Edition of the simulated SQL Server instances (express cannot compress backups)."""
     faults: list[SimulatedFault] = Field(default_factory=list)
     """Failures to inject."""
 
@@ -391,6 +404,13 @@ class SqlServerJob(JobBase):
     """Accept the instance's self-signed certificate."""
     command_timeout_s: int = Field(default=3600, ge=60, le=86400)
     """Seconds a dump may take."""
+    backup_compression: bool = False
+    """Ask SQL Server for compressed dumps (`WITH COMPRESSION`; Standard, Enterprise and
+    Developer editions). Off by default: an uncompressed dump changes only where pages changed,
+    so a night sends only those (deduplicated, then compressed by hvbackup), whereas a
+    compressed dump is a new stream every night, sent whole (see docs/decisions.md). Turn it on
+    only when the staging volume lacks room for an uncompressed dump.
+    """
 
 
 class FilesJob(JobBase):

@@ -51,6 +51,9 @@ def open_host(loaded: LoadedConfig, label: str, clock: Clock) -> HostSession:
             spec.vm_disk_mb = settings.vm_disk_mb
             spec.daily_change_percent = settings.daily_change_percent
             spec.share_files = settings.share_files
+            spec.share_large_files_mb = list(settings.share_large_files_mb)
+            spec.sql_database_mb = list(settings.sql_database_mb)
+            spec.sql_edition = settings.sql_edition
             faults = tuple(Fault(f.kind, f.target, tuple(f.dates), f.delay_s)
                            for f in settings.faults)
         root = (loaded.resolve(settings.data_dir) if settings and settings.data_dir

@@ -12,7 +12,6 @@ the host unreachable, the staging disk full, RESTORE VERIFYONLY failing, a slow 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import HostTimeout, HostUnreachable
-from orchestrator.hosts import scripts
+from orchestrator.hosts import scripts, simsql
 from orchestrator.hosts.simworld import SimWorld, WorldSpec
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,6 @@ FAULT_KINDS = ("guest-vss-failure", "merge-stuck", "leftover-checkpoint", "unrea
                "staging-full", "verifyonly-failure", "slow")
 DEFAULT_STAGING = "D:\\hvbackup-staging"
 SQL_DATA = "D:\\SQL\\Restored"
-_BAK_MAGIC = b"HVBSIMBAK1\n"
 
 
 _THREAD_LOCK = threading.Lock()
@@ -407,8 +405,9 @@ class SimulatedHost:
 
     def script_Invoke_HvbSqlBackup(
         self, *, Instance: str, StagingPath: str, RunId: str, Database: list[str] | None = None,
-        ExcludeDatabase: list[str] | None = None, TrustServerCertificate: bool = False,
-        CommandTimeoutSeconds: int = 3600, ConnectTimeoutSeconds: int = 30, DryRun: bool = False,
+        ExcludeDatabase: list[str] | None = None, Compression: bool = False,
+        TrustServerCertificate: bool = False, CommandTimeoutSeconds: int = 3600,
+        ConnectTimeoutSeconds: int = 30, DryRun: bool = False,
     ) -> dict[str, Any]:
         entry = self.world.state["sql"].get(Instance)
         if entry is None:
@@ -416,15 +415,21 @@ class SimulatedHost:
                                f"'{Instance}': a network-related or instance-specific error "
                                "occurred (simulated: no such instance).")
         databases = Database or ["all"]
-        compress = entry["engine_edition"] in (2, 3)
+        # Standard, Enterprise and Developer write compressed backups; Express cannot.
+        can_compress = entry["engine_edition"] in (2, 3)
+        compress = Compression and can_compress
+        # Without COMPRESSION or NO_COMPRESSION, BACKUP follows the server's "backup
+        # compression default": the script always says which it wants.
+        option = "COMPRESSION" if compress else "NO_COMPRESSION" if can_compress else ""
         wanted = sorted(entry["databases"]) if "all" in databases else list(databases)
         wanted = [d for d in wanted if d not in (ExcludeDatabase or [])]
         target = f"{StagingPath}\\{RunId}"
         if DryRun:
             return {"ok": True, "dry_run": True, "instance": Instance, "compression": compress,
-                    "staging": target,
-                    "planned": [f"BACKUP DATABASE [{d}] WITH COPY_ONLY, CHECKSUM then RESTORE "
-                                "VERIFYONLY" for d in wanted]}
+                    "compression_requested": Compression, "staging": target,
+                    "planned": [f"BACKUP DATABASE [{d}] WITH COPY_ONLY, CHECKSUM"
+                                f"{', ' + option if option else ''} then RESTORE VERIFYONLY"
+                                for d in wanted]}
         results = []
         for name in wanted:
             item: dict[str, Any] = {"name": name, "file": None, "size_bytes": 0,
@@ -439,40 +444,21 @@ class SimulatedHost:
                                  f"{target} has 0 bytes free; '{name}' needs more."}
             else:
                 file = f"{target}\\{name}.bak"
-                self._write_bak(info["path"], file, name)
+                bak = self.local_path(file)
+                simsql.write_dump(self.local_path(info["path"]), bak, name, _utc(self._now()),
+                                  compress, f"{self.world.state['seed']}:{Instance}:{name}")
                 if self._fault("verifyonly-failure", name):
-                    self._damage(file)
-                if self._verify_bak(file):
-                    item.update(file=file, verified=True,
-                                size_bytes=self.local_path(file).stat().st_size)
+                    simsql.damage(bak)
+                if simsql.verify_dump(bak):
+                    item.update(file=file, verified=True, size_bytes=bak.stat().st_size)
                 else:
                     item["error"] = {"code": "SQL_VERIFY_FAILED", "message": f"RESTORE VERIFYONLY "
                                      f"of [{name}] failed: the backup file is not usable: "
                                      "checksum mismatch (simulated)."}
             results.append(item)
         return {"ok": True, "instance": Instance, "edition": entry["edition"],
-                "compression": compress, "staging": target, "databases": results}
-
-    def _write_bak(self, mdf: str, bak: str, name: str) -> None:
-        data = self.local_path(mdf).read_bytes()
-        header = json.dumps({"database": name, "sha256": hashlib.sha256(data).hexdigest(),
-                             "taken_utc": _utc(self._now())}).encode() + b"\n"
-        dest = self.local_path(bak)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(_BAK_MAGIC + header + data)
-
-    def _verify_bak(self, bak: str) -> bool:
-        raw = self.local_path(bak).read_bytes()
-        if not raw.startswith(_BAK_MAGIC):
-            return False
-        header, _, data = raw[len(_BAK_MAGIC):].partition(b"\n")
-        return bool(json.loads(header)["sha256"] == hashlib.sha256(data).hexdigest())
-
-    def _damage(self, bak: str) -> None:
-        path = self.local_path(bak)
-        raw = bytearray(path.read_bytes())
-        raw[-100] ^= 0xFF
-        path.write_bytes(bytes(raw))
+                "compression": compress, "compression_requested": Compression,
+                "staging": target, "databases": results}
 
     def script_Remove_HvbStaging(self, *, StagingPath: str, RunId: str,
                                  DryRun: bool = False) -> dict[str, Any]:
@@ -500,7 +486,7 @@ class SimulatedHost:
         if target in entry["databases"] and not Replace:
             raise _ScriptError("TARGET_EXISTS", f"Database '{target}' already exists on "
                                f"{Instance}; pick another -TargetName, or add -Replace.")
-        if not self._verify_bak(BackupFile):
+        if not simsql.verify_dump(self.local_path(BackupFile)):
             raise _ScriptError("SQL_RESTORE_FAILED", f"RESTORE DATABASE [{target}] failed: the "
                                "backup set is damaged (checksum).")
         data_file = f"{DataPath or SQL_DATA}\\{target}_1.mdf"
@@ -510,11 +496,7 @@ class SimulatedHost:
             return {"ok": True, "dry_run": True, "database": target, "moves": moves,
                     "planned": ["RESTORE DATABASE @target FROM DISK = @file WITH CHECKSUM, "
                                 "RECOVERY, MOVE ..."]}
-        raw = self.local_path(BackupFile).read_bytes()
-        data = raw[len(_BAK_MAGIC):].partition(b"\n")[2]
-        local = self.local_path(data_file)
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_bytes(data)
+        simsql.restore_dump(self.local_path(BackupFile), self.local_path(data_file))
         entry["databases"][target] = {"path": data_file, "recovery_model": "FULL"}
         return {"ok": True, "database": target, "instance": Instance, "moves": moves}
 

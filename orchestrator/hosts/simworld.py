@@ -20,6 +20,8 @@ from datetime import date, timedelta
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
+from orchestrator.hosts import simfiles, simsql
+
 BLOCK = 64 * 1024
 HYPERV_ROOT = "D:\\Hyper-V"
 SQL_ROOT = "D:\\SQL"
@@ -39,6 +41,17 @@ class WorldSpec:
     vm_disk_mb: int = 256
     daily_change_percent: float = 2.0
     share_files: int = 200
+    share_large_files_mb: list[int] = field(default_factory=list)
+    sql_database_mb: list[int] = field(default_factory=lambda: [2])  # in name order; last repeats
+    sql_edition: str = "standard"
+
+
+EDITIONS = {  # SERVERPROPERTY('Edition'), SERVERPROPERTY('EngineEdition')
+    "standard": ("Standard Edition (64-bit)", 2),
+    "enterprise": ("Enterprise Edition: Core-based Licensing (64-bit)", 3),
+    "developer": ("Developer Edition (64-bit)", 3),
+    "express": ("Express Edition (64-bit)", 4),
+}
 
 
 def _rng(*parts: object) -> random.Random:
@@ -115,21 +128,20 @@ class SimWorld:
                                       "vlan_id": 0}],
             }
         for instance, names in self.spec.sql.items():
+            edition, engine = EDITIONS[self.spec.sql_edition]
             entry = self.state["sql"].setdefault(instance, {
-                "edition": "Standard Edition (64-bit)", "engine_edition": 2,
+                "edition": edition, "engine_edition": engine,
                 "version": "16.0.4135.4", "databases": {},
             })
-            for db in names or list(DEFAULT_DATABASES):
+            sizes = self.spec.sql_database_mb or [2]
+            for index, db in enumerate(names or list(DEFAULT_DATABASES)):
                 if db in entry["databases"]:
                     continue
                 path = f"{SQL_ROOT}\\{_safe(instance)}\\{db}.mdf"
-                rng = _rng(seed, instance, db, "initial")
-                data = b"".join(_compressible(rng, BLOCK) if rng.random() < 0.8
-                                else rng.randbytes(BLOCK) for _ in range(16 + rng.randrange(16)))
-                local = self.local_path(path)
-                local.parent.mkdir(parents=True, exist_ok=True)
-                local.write_bytes(data)
-                entry["databases"][db] = {"path": path, "recovery_model": "FULL"}
+                size = sizes[min(index, len(sizes) - 1)] * 1024 * 1024
+                made = simsql.create_database(self.local_path(path), size,
+                                              f"{seed}:{instance}:{db}")
+                entry["databases"][db] = {"path": path, "recovery_model": "FULL", **made}
         for share in self.spec.shares:
             if share in self.state["shares"]:
                 continue
@@ -138,7 +150,13 @@ class SimWorld:
             rng = _rng(seed, share, "initial")
             for i in range(self.spec.share_files):
                 self._write_share_file(folder, f"dossier{i % 7}/document-{i:05d}.txt", rng)
-            self.state["shares"][share] = {"next_file": self.spec.share_files}
+            large = []
+            for i, size_mb in enumerate(self.spec.share_large_files_mb):
+                name = simfiles.name_of(i)
+                simfiles.create(self.local_path(f"{share}\\{name}"), size_mb * 1024 * 1024,
+                                f"{seed}:{share}:{name}")
+                large.append(name)
+            self.state["shares"][share] = {"next_file": self.spec.share_files, "large": large}
 
     @staticmethod
     def _write_image(path: Path, size: int, rng: random.Random) -> None:
@@ -190,18 +208,16 @@ class SimWorld:
                         f.write(data)
         for instance, entry in self.state["sql"].items():
             for db, info in entry["databases"].items():
-                path = self.local_path(info["path"])
-                rng = _rng(seed, instance, db, day)
-                content = bytearray(path.read_bytes())
-                for _ in range(4):  # pages rewritten
-                    at = rng.randrange(max(1, len(content) - 8192))
-                    content[at:at + 8192] = rng.randbytes(8192)
-                content += _compressible(rng, 4096 + rng.randrange(16384))  # growth
-                path.write_bytes(bytes(content))
+                simsql.change_database(self.local_path(info["path"]), info,
+                                       f"{seed}:{instance}:{db}:{day}")
         for share, info in self.state["shares"].items():
             folder = self.local_path(share)
             rng = _rng(seed, share, day)
-            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            large = [self.local_path(f"{share}\\{name}") for name in info.get("large", [])]
+            for path in large:
+                if path.exists():
+                    simfiles.change(path, f"{seed}:{share}:{path.name}:{day}")
+            files = sorted(p for p in folder.rglob("*") if p.is_file() and p not in large)
             for victim in rng.sample(files, len(files) // 200):
                 victim.unlink()
             for changed in rng.sample(files, len(files) // 50):

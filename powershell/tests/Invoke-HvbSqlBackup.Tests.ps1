@@ -12,6 +12,15 @@ Describe 'Invoke-HvbSqlBackup' -Skip:(-not $env:HVB_PESTER_SQL_INSTANCE) {
         $r.ok | Should -BeTrue
         $r.databases[0].verified | Should -BeTrue
         Test-Path $r.databases[0].file | Should -BeTrue
+        $r.compression | Should -BeFalse
+        $r.compression_requested | Should -BeFalse
+    }
+
+    It 'compresses only when asked, and says when the edition cannot' {
+        $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('master'); StagingPath = $script:staging; RunId = 'pester3'; TrustServerCertificate = $true; Compression = $true }
+        $r.compression_requested | Should -BeTrue
+        $r.databases[0].compressed | Should -Be $r.compression
+        $r.databases[0].verified | Should -BeTrue
     }
 
     It 'reports an unknown database without failing the others' {

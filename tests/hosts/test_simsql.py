@@ -1,0 +1,204 @@
+"""The simulated SQL Server and shares at realistic sizes: data files made of pages that change
+as a database does, dumps whose bytes change as SQL Server's do (compressed or not), large
+share files, all handled a megabyte at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import tracemalloc
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from orchestrator.clock import FrozenClock
+from orchestrator.errors import ScriptFailed
+from orchestrator.hosts import simsql
+from orchestrator.hosts.simulated import Fault, SimulatedHost
+from orchestrator.hosts.simworld import WorldSpec
+
+PAGE = 8192
+MDF = "D:\\SQL\\SQL01_COMPTA\\COMPTA.mdf"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 11, 23, 21, 0, tzinfo=UTC))
+
+
+def make_host(root: Path, clock: FrozenClock, *faults: Fault, sizes: tuple[int, ...] = (4, 1),
+              edition: str = "standard", large: tuple[int, ...] = ()) -> SimulatedHost:
+    spec = WorldSpec(sql={"SQL01\\COMPTA": []}, shares=["D:\\Partages"], share_files=20,
+                     sql_database_mb=list(sizes), sql_edition=edition,
+                     share_large_files_mb=list(large))
+    return SimulatedHost("acme/hv01", root, spec, now=clock.now,
+                         today=lambda: clock.now().date(), faults=faults, sleep=lambda s: None)
+
+
+def dump(host: SimulatedHost, run: str, **params: object) -> Path:
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId=run, Database=["COMPTA"], **params)
+    assert result["databases"][0]["verified"], result
+    return host.local_path(result["databases"][0]["file"])
+
+
+def sha(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def pages(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    return [data[i:i + PAGE] for i in range(0, len(data), PAGE)]
+
+
+def test_databases_have_the_sizes_asked_and_look_like_data_files(tmp_path: Path,
+                                                                 clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock, sizes=(4, 1))
+    sizes = {d["name"]: d["size_bytes"] for d in
+             host.run("Get-HvbInventory")["sql"][0]["databases"]}
+    assert sizes == {"COMPTA": 4 * 1024 * 1024, "PAIE": 1024 * 1024}
+    mdf = pages(host.local_path(MDF))
+    # The 96-byte page header: page id at byte 12, slot count at 24, LSN at 30, checksum at 92.
+    assert [struct.unpack_from("<I", p, 12)[0] for p in mdf] == list(range(len(mdf)))
+    assert all(struct.unpack_from("<I", p, 92)[0] == zlib.crc32(p[:92] + bytes(4) + p[96:])
+               for p in mdf)
+    for p in mdf[16:48]:  # data pages: rows from the top, free space, slot array at the end
+        slots = struct.unpack_from("<H", p, 24)[0]
+        offsets = struct.unpack_from(f"<{slots}H", p, PAGE - 2 * slots)
+        assert slots > 10 and sorted(offsets, reverse=True) == list(offsets)
+        assert offsets[-1] == 96 and bytes(200) in p
+    assert b"facture" in b"".join(mdf[16:32])
+    raw = b"".join(mdf)
+    ratio = len(raw) / len(zstandard.ZstdCompressor(level=3).compress(raw))
+    assert 2.0 <= ratio <= 3.0, ratio
+
+
+def test_a_day_rewrites_hot_regions_a_few_pages_and_appends(tmp_path: Path,
+                                                            clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock, sizes=(8,))
+    host.run("Get-HvbInventory")
+    before = pages(host.local_path(MDF))
+    clock.advance(timedelta(days=1))
+    host.run("Get-HvbInventory")
+    after = pages(host.local_path(MDF))
+    changed = [i for i, p in enumerate(before) if after[i] != p]
+    assert len(after) - len(before) == len(before) // 500  # grows 0.2 % a day
+    assert 0.002 * len(before) < len(changed) < 0.03 * len(before)
+    runs = sum(1 for i in changed if i - 1 not in changed)
+    assert runs <= 3 + 2 + 1, "hot regions, a couple of scattered pages, the file header"
+    newest = min(simsql.page_lsn(after[i]) for i in changed)
+    assert all(simsql.page_lsn(p) < newest for i, p in enumerate(after[:len(before)])
+               if i not in changed), "changed pages carry the day's LSNs"
+
+
+def _same_blocks(a: Path, b: Path) -> float:
+    """Share of 8 KiB blocks equal at the same offset, past the descriptor block."""
+    x, y = a.read_bytes()[simsql.DESCRIPTOR:], b.read_bytes()[simsql.DESCRIPTOR:]
+    blocks = range(0, min(len(x), len(y)) - PAGE, PAGE)
+    return sum(x[i:i + PAGE] == y[i:i + PAGE] for i in blocks) / len(blocks)
+
+
+def test_uncompressed_dumps_change_where_pages_changed_compressed_ones_everywhere(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock, sizes=(8,))
+    first = {c: dump(host, f"a{c}", Compression=c) for c in (False, True)}
+    kept = {c: tmp_path / f"night1-{c}.bak" for c in first}
+    for c, path in first.items():
+        path.rename(kept[c])
+    clock.advance(timedelta(days=1))
+    second = {c: dump(host, f"b{c}", Compression=c) for c in (False, True)}
+    assert _same_blocks(kept[False], second[False]) > 0.95
+    assert _same_blocks(kept[True], second[True]) < 0.05
+    assert second[True].stat().st_size < 0.7 * second[False].stat().st_size
+
+
+def test_compression_only_when_asked_and_never_on_express(tmp_path: Path,
+                                                         clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock)
+    plain = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                     RunId="r1", DryRun=True)
+    assert plain["planned"][0] == ("BACKUP DATABASE [COMPTA] WITH COPY_ONLY, CHECKSUM, "
+                                   "NO_COMPRESSION then RESTORE VERIFYONLY")
+    asked = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                     RunId="r1", Compression=True)
+    assert (asked["compression"], asked["compression_requested"]) == (True, True)
+    assert all(d["compressed"] and d["verified"] for d in asked["databases"])
+    express = make_host(tmp_path / "express", clock, edition="express")
+    result = express.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                         RunId="r1", Compression=True)
+    assert result["edition"] == "Express Edition (64-bit)"
+    assert (result["compression"], result["compression_requested"]) == (False, True)
+    assert all(not d["compressed"] and d["verified"] for d in result["databases"])
+
+
+@pytest.mark.parametrize("compression", [False, True])
+def test_restore_gives_back_the_database_byte_for_byte(tmp_path: Path, clock: FrozenClock,
+                                                       compression: bool) -> None:
+    host = make_host(tmp_path, clock)
+    bak = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                   RunId="r1", Compression=compression)["databases"][0]["file"]
+    restored = host.run("Restore-HvbSqlDatabase", Instance="SQL01\\COMPTA", BackupFile=bak,
+                        DatabaseName="COMPTA", TargetName="COMPTA_copie")
+    assert sha(host.local_path(restored["moves"][0]["to"])) == sha(host.local_path(MDF))
+
+
+@pytest.mark.parametrize("compression", [False, True])
+def test_a_damaged_dump_fails_verifyonly(tmp_path: Path, clock: FrozenClock,
+                                         compression: bool) -> None:
+    host = make_host(tmp_path, clock, Fault("verifyonly-failure", "COMPTA"))
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1", Compression=compression)
+    errors = {d["name"]: d["error"] and d["error"]["code"] for d in result["databases"]}
+    assert errors == {"COMPTA": "SQL_VERIFY_FAILED", "PAIE": None}
+    bak = host.local_path("D:\\s\\r1\\COMPTA.bak")
+    with pytest.raises(ScriptFailed, match="SQL_RESTORE_FAILED"):
+        host.run("Restore-HvbSqlDatabase", Instance="SQL01\\COMPTA",
+                 BackupFile="D:\\s\\r1\\COMPTA.bak", DatabaseName="COMPTA")
+    assert bak.exists()
+
+
+def test_dumps_days_and_restores_hold_a_megabyte_at_a_time(tmp_path: Path,
+                                                          clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock, sizes=(32,), large=(16,))
+    host.run("Get-HvbInventory")  # the host's files are made (not measured)
+    tracemalloc.start()
+    try:
+        clock.advance(timedelta(days=1))
+        host.run("Get-HvbInventory")  # a day of changes on the database and the large file
+        for compression in (False, True):
+            bak = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA",
+                           StagingPath="D:\\s", RunId=f"r{compression:d}",
+                           Compression=compression)["databases"][0]["file"]
+            host.run("Restore-HvbSqlDatabase", Instance="SQL01\\COMPTA", BackupFile=bak,
+                     DatabaseName="COMPTA", TargetName=f"COMPTA_{compression:d}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB for a 32 MB database"
+
+
+def test_shares_hold_large_files_that_change_as_theirs_do(tmp_path: Path,
+                                                         clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock, large=(3, 2, 2))
+    host.run("Get-HvbInventory")
+    share = host.local_path("D:\\Partages")
+    names = ["Archives/boite-mail-1.pst", "Archives/projets-1.zip",
+             "Logiciels/installation-1.iso"]
+    sizes = [(share / n).stat().st_size for n in names]
+    assert sizes == [3 * 2**20, 2 * 2**20, 2 * 2**20]
+    first = [sha(share / n) for n in names]
+    changed = [0, 0, 0]
+    for _ in range(10):
+        clock.advance(timedelta(days=1))
+        host.run("Get-HvbInventory")
+        now = [sha(share / n) for n in names]
+        changed = [c + (a != b) for c, a, b in zip(changed, first, now, strict=True)]
+        first = now
+    pst, zip_, iso = changed
+    assert pst >= 5 and (share / names[0]).stat().st_size > sizes[0]  # the mailbox grows
+    assert zip_ <= 4 and iso == 0
+    assert len(list(share.rglob("document-*.txt"))) > 0
