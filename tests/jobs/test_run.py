@@ -43,7 +43,7 @@ clients:
       hv01:
         address: hv01
         transport: simulated
-        simulated: {{seed: 4, vm_disk_mb: 4, share_files: 30, faults: [{faults}]}}
+        simulated: {{{simulated}, faults: [{faults}]}}
     jobs:
       erp:
         type: hyperv-vm
@@ -57,7 +57,7 @@ clients:
         host: hv01
         instance: 'SQL01\\COMPTA'
         databases: [all]
-        schedule: "daily 23:00"
+        schedule: "daily 23:00"{sql}
       partages:
         type: files
         host: hv01
@@ -69,7 +69,9 @@ clients:
 
 class Setup:
     def __init__(self, root: Path, faults: str = "", consistency: str = "application",
-                 start: datetime = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)) -> None:
+                 start: datetime = datetime(2026, 11, 23, 21, 0, tzinfo=UTC),
+                 simulated: str = "seed: 4, vm_disk_mb: 4, share_files: 30",
+                 sql: str = "") -> None:
         self.root = root
         for baie in ("baie-a", "baie-b"):  # the arrays are mounted
             (root / baie).mkdir(exist_ok=True)
@@ -77,7 +79,8 @@ class Setup:
         write_key_file(root / "acme.key", self.key, "passphrase of acme", "acme")
         (root / "acme.pub").write_text(self.key.public.text() + "\n")
         self.config = write_config(root, CONFIG.format(root=root, faults=faults,
-                                                       consistency=consistency))
+                                                       consistency=consistency,
+                                                       simulated=simulated, sql=sql))
         self.loaded = load_config(self.config)
         self.clock = FrozenClock(start)
         engine = open_engine(self.loaded.database_url)
