@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: simulated Hyper-V hosts, SQLite, two local baies.
-# Five simulated nights for two clients; one fault on the 18th, another on the 19th.
+# Five simulated nights for two clients; one fault on the 18th, another on the 19th. Then a
+# restore of a 48 MB database dump and of a share's large files from the second baie.
 # Everything it writes goes under demo-state/ at the top of the repository (made anew).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,14 @@ echo
 echo "== Restore points of acme/erp, and a check of the repository with the client's key"
 $HVB snapshots -c "$CONFIG" acme/erp
 $HVB verify -c "$CONFIG" acme --read-data-subset 20% --key-file demo-state/keys/acme.key
+echo
+echo "== The last SQL dumps of acme/compta and the large files of its share, restored from the"
+echo "   second baie (site-b) with the client's key"
+$HVB restore -c "$CONFIG" acme/compta --baie site-b --to demo-state/restored/compta \
+  --key-file demo-state/keys/acme.key
+$HVB restore -c "$CONFIG" acme/partages --baie site-b --path 'D:\Partages\Archives' \
+  --to demo-state/restored/partages --key-file demo-state/keys/acme.key
+find demo-state/restored -type f -exec ls -lh {} + | awk '{printf "  %5s  %s\n", $5, $9}'
 echo
 echo "== Dashboard accounts (passwords made here, shown this once)"
 ADMIN_PASSWORD=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")

@@ -141,6 +141,10 @@ def _sql(jobs: list[Any], inventory: dict[str, Any]) -> list[Verdict]:
         else:
             out.append(Verdict(f"SQL {job.instance}", OK, f"{found['edition']}, "
                                f"{len(names)} database(s) visible"))
+        if job.backup_compression and not found.get("supports_compression"):
+            out.append(Verdict(f"SQL {job.instance}", WARN, f"backup_compression is on but "
+                               f"{found['edition']} cannot compress backups: the dumps will "
+                               "be uncompressed"))
     return out
 
 

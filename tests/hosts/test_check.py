@@ -52,6 +52,16 @@ def test_staging_full(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-d
     assert line.startswith("FAIL") and "D: has 0 B free" in line and "staging_dir" in line
 
 
+def test_compression_asked_of_an_edition_without_it(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    s = Setup(tmp_path, simulated="seed: 4, vm_disk_mb: 4, share_files: 30, "
+                                  "sql_edition: express",
+              sql="\n        backup_compression: true")
+    done, out, _ = _check(cli, s)
+    assert done.code == 0, out
+    [line] = [x for x in out.splitlines() if "backup_compression" in x]
+    assert line.startswith("warning") and "Express Edition" in line
+
+
 def test_leftovers_and_slowness_are_warnings(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     s = Setup(tmp_path, faults="{kind: leftover-checkpoint, target: ERP01}, "
                                "{kind: slow, delay_s: 1.2}")

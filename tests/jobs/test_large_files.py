@@ -10,7 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from orchestrator.history.models import RunEventRow
 from orchestrator.store.restore import local_relative
 from tests.jobs.test_run import Setup
 
@@ -77,7 +79,6 @@ def test_default_dumps_send_less_every_night_than_compressed_ones(tmp_path: Path
     stream every night, sent whole."""
     sent: dict[bool, list[int]] = {}
     for compression in (False, True):
-        (tmp_path / str(compression)).mkdir()
         s = Setup(tmp_path / str(compression),
                   simulated="seed: 4, vm_disk_mb: 4, share_files: 10, sql_database_mb: [24, 1]",
                   sql="\n        backup_compression: true" if compression else "")
@@ -90,3 +91,19 @@ def test_default_dumps_send_less_every_night_than_compressed_ones(tmp_path: Path
     default, compressed = sent[False], sent[True]
     assert all(d < c / 3 for d, c in zip(default[1:], compressed[1:], strict=True)), sent
     assert sum(default) < sum(compressed) / 2, sent
+
+
+def test_compression_asked_of_express_is_made_uncompressed_and_said(tmp_path: Path) -> None:
+    s = Setup(tmp_path, simulated="seed: 4, vm_disk_mb: 4, share_files: 10, "
+                                  "sql_edition: express",
+              sql="\n        backup_compression: true")
+    result = s.run("compta")
+    assert result.status == "REUSSIE", result
+    with s.sessions() as session:
+        warnings = [e.message for e in session.scalars(select(RunEventRow))
+                    if e.level == "WARNING"]
+    assert warnings == ["SQL01\\COMPTA (Express Edition (64-bit)) cannot compress backups: "
+                        "the dumps were made uncompressed (backup_compression)"]
+    out = tmp_path / "out"
+    s.restore("compta", out)
+    assert sorted(p.name for p in out.rglob("*.bak")) == ["COMPTA.bak", "PAIE.bak"]

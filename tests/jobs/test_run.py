@@ -74,7 +74,7 @@ class Setup:
                  sql: str = "") -> None:
         self.root = root
         for baie in ("baie-a", "baie-b"):  # the arrays are mounted
-            (root / baie).mkdir(exist_ok=True)
+            (root / baie).mkdir(parents=True, exist_ok=True)
         self.key = generate_private_key()
         write_key_file(root / "acme.key", self.key, "passphrase of acme", "acme")
         (root / "acme.pub").write_text(self.key.public.text() + "\n")
