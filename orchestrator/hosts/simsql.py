@@ -148,7 +148,7 @@ def change_database(path: Path, info: dict[str, Any], seed: object) -> None:
     for start, length in hot:
         part = max(1, int(length * rng.uniform(0.25, 1.0)))
         runs.append((start + rng.randrange(length - part + 1), part))
-    runs += [(rng.randrange(16, pages), 1) for _ in range(max(2, pages // 2000))]
+    runs += [(rng.randrange(min(16, pages - 1), pages), 1) for _ in range(max(2, pages // 2000))]
     runs.append((0, 1))  # the file header page
     grow = max(1, pages // 500)
     runs.append((pages, grow))
