@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 PACK_SIZE = 32 * 1024 * 1024
 INDEX_EVERY_PACKS = 8
+# Plaintext handed to the encrypting threads and not yet placed in a pack. Counted in bytes,
+# not chunks: with 256 KiB content-defined chunks, six in flight kept the reader waiting on
+# each one in turn (one core busy of two; 16 MiB: both).
+IN_FLIGHT_BYTES = 16 * 1024 * 1024
 INDEX_EVERY_S = 300.0
 # A changed image region is sent block by block when at most half of its blocks changed and its
 # pieces then come from at most this many chunks (restore reads each of them whole).
@@ -107,6 +111,7 @@ class Backup:
         self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
         self._checkpoints: list[Future[str]] = []
         self._max_uploads = upload_workers + 1
+        self._in_flight_bytes = 0
         self._in_flight: deque[tuple[bytes, int, int, Future[tuple[bytes, bytes, int]]]] = \
             deque()
         self._uploads: deque[tuple[Future[tuple[bytes, int]], list[fmt.PackEntry]]] = deque()
@@ -193,7 +198,8 @@ class Backup:
             future = self._encryptors.submit(fmt.encrypt_blob, self._gen_keys[self._generation],
                                              chunk_id, chunk, self.level, tree)
             self._in_flight.append((chunk_id, len(chunk), self._generation, future))
-            while len(self._in_flight) > self.workers * 3:
+            self._in_flight_bytes += len(chunk)
+            while self._in_flight_bytes > IN_FLIGHT_BYTES:
                 self._place_oldest()
 
     # -- disk images: only the blocks that changed ------------------------------------------
@@ -293,6 +299,7 @@ class Backup:
 
     def _place_oldest(self) -> None:
         chunk_id, raw_length, generation, future = self._in_flight.popleft()
+        self._in_flight_bytes -= raw_length
         nonce, body, flags = future.result()
         if self._open is None or self._open.generation != generation:
             if self._open is not None:

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyfastcdc.cy import FastCDC
 
 from orchestrator.errors import RepositoryCorrupt
 from orchestrator.store import format as fmt
-from pyfastcdc.cy import FastCDC
-
 from orchestrator.store.chunker import CDC_AVG, CDC_MAX, CDC_MIN, cdc_chunks, fixed_chunks
 from orchestrator.store.keys import generate_private_key, seal, unseal
 
