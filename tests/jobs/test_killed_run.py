@@ -16,7 +16,7 @@ from sqlalchemy import select
 from orchestrator.history.models import RunRow
 from orchestrator.history.recorder import close_interrupted
 from tests.conftest import REPO
-from tests.jobs.test_run import CONFIG, Setup
+from tests.jobs.test_run import CONFIG, SIMULATED, Setup
 
 
 @pytest.mark.slow
@@ -24,7 +24,7 @@ def test_killed_vm_backup_is_closed_and_cleaned_by_the_next_run(tmp_path: Path) 
     s = Setup(tmp_path)
     slow = tmp_path / "slow.yaml"  # the same setup, with a host that answers slowly
     slow.write_text(CONFIG.format(root=tmp_path, faults="{kind: slow, delay_s: 1.5}",
-                                  consistency="application"))
+                                  consistency="application", simulated=SIMULATED, sql=""))
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "backup", "-c",
                              str(slow), "acme/erp"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)

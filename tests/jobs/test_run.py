@@ -67,10 +67,13 @@ clients:
 """
 
 
+SIMULATED = "seed: 4, vm_disk_mb: 4, share_files: 30"  # the simulated host of CONFIG
+
+
 class Setup:
     def __init__(self, root: Path, faults: str = "", consistency: str = "application",
                  start: datetime = datetime(2026, 11, 23, 21, 0, tzinfo=UTC),
-                 simulated: str = "seed: 4, vm_disk_mb: 4, share_files: 30",
+                 simulated: str = SIMULATED,
                  sql: str = "") -> None:
         self.root = root
         for baie in ("baie-a", "baie-b"):  # the arrays are mounted
