@@ -35,7 +35,9 @@ def native_backups(host: HostSession, recorder: RunRecorder, job: SqlServerJob, 
             figures.details = {"databases": [{k: d[k] for k in ("name", "size_bytes",
                                                                 "verified", "compressed")}
                                              for d in result["databases"]]}
-        if result["compression_requested"] and not result["compression"]:
+        # .get: a host whose scripts predate backup_compression does not say; its dumps stay as
+        # they were (compressed where the edition can) until the host is onboarded again.
+        if result.get("compression_requested") and not result["compression"]:
             recorder.event("WARNING", f"{job.instance} ({result['edition']}) cannot compress "
                            "backups: the dumps were made uncompressed (backup_compression)")
         capture = SqlCapture([])
