@@ -42,7 +42,9 @@ INDEX_EVERY_PACKS = 8
 # Plaintext handed to the encrypting threads and not yet placed in a pack. Counted in bytes,
 # not chunks: with 256 KiB content-defined chunks, six in flight kept the reader waiting on
 # each one in turn (one core busy of two; 16 MiB: both).
+# And in chunks, for small files: thousands of them in flight cost more than they gain.
 IN_FLIGHT_BYTES = 16 * 1024 * 1024
+IN_FLIGHT_CHUNKS = 64
 INDEX_EVERY_S = 300.0
 # A changed image region is sent block by block when at most half of its blocks changed and its
 # pieces then come from at most this many chunks (restore reads each of them whole).
@@ -199,7 +201,8 @@ class Backup:
                                              chunk_id, chunk, self.level, tree)
             self._in_flight.append((chunk_id, len(chunk), self._generation, future))
             self._in_flight_bytes += len(chunk)
-            while self._in_flight_bytes > IN_FLIGHT_BYTES:
+            while (self._in_flight_bytes > IN_FLIGHT_BYTES
+                   or len(self._in_flight) > IN_FLIGHT_CHUNKS):
                 self._place_oldest()
 
     # -- disk images: only the blocks that changed ------------------------------------------

@@ -12,6 +12,7 @@ quarter of what 1 MiB chunks would; repositories created before keep the 256 KiB
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -60,8 +61,33 @@ def cdc_chunks(stream: BinaryIO, avg: int = CDC_AVG, min_size: int = CDC_MIN,
     ``max_size`` bytes, until the end of the stream) is moved to its front before it is filled
     again. A file smaller than the minimum chunk is one chunk."""
     cutter = _cutter(avg, min_size, max_size, seed)
-    size = max(buffer_size, 2 * max_size)
-    buffer = bytearray(size)
+    buffer = _take_buffer(max(buffer_size, 2 * max_size))
+    try:
+        yield from _cut(stream, cutter, buffer, max_size)
+    finally:
+        with _BUFFERS_LOCK:
+            _BUFFERS.append(buffer)
+
+
+# Buffers are reused from file to file: a new 16 MiB one, zeroed, for each of 20,000 small files
+# took three minutes. Each cutting generator holds its own while it runs.
+_BUFFERS: list[bytearray] = []
+_BUFFERS_LOCK = threading.Lock()
+
+
+def _take_buffer(size: int) -> bytearray:
+    with _BUFFERS_LOCK:
+        for index, buffer in enumerate(_BUFFERS):
+            if len(buffer) == size:
+                return _BUFFERS.pop(index)
+        if len(_BUFFERS) > 4:
+            _BUFFERS.pop(0)  # sizes no longer asked for
+    return bytearray(size)
+
+
+def _cut(stream: BinaryIO, cutter: FastCDC, buffer: bytearray, max_size: int
+         ) -> Iterator[bytes]:
+    size = len(buffer)
     view = memoryview(buffer)
     filled, ended = 0, False
     while True:
