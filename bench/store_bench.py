@@ -362,6 +362,8 @@ def main() -> None:
     parser.add_argument("--memory-gib", default="8,32,128",
                         help="sizes of the sparse images for the memory curve")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the data and repositories in --dir (about 25 GB)")
     parser.add_argument("--rounds", type=int, default=4,
                         help="extra first backups into a local baie, tools taking turns; the "
                              "median of all is reported (one sample wanders by a third here)")
@@ -452,6 +454,8 @@ def main() -> None:
     print("  memory against the number of chunks...", flush=True)
     curve = memory_growth(args.dir, [int(x) for x in args.memory_gib.split(",")])
     report(all_results, upload, curve, args)
+    if not args.keep:
+        shutil.rmtree(args.dir, ignore_errors=True)  # about 25 GB of data and repositories
 
 
 def report(results: dict[str, dict[str, float]], upload: dict[str, float],
