@@ -9,6 +9,7 @@ Reading is streaming: files are opened and read in blocks, never loaded whole.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat as stat_module
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ from pathlib import Path, PureWindowsPath
 from typing import BinaryIO, Protocol
 
 from orchestrator.errors import SourceError
+
+log = logging.getLogger(__name__)
 
 READ_BLOCK = 4 * 1024 * 1024
 
@@ -103,18 +106,28 @@ class LocalSource:
             raise SourceError(f"{self.label}: {root} is not a folder")
 
         def visit(folder: Path, host_folder: str) -> Iterator[FileInfo]:
+            # A live folder (no shadow copy: a NAS, this machine's files) changes while it is
+            # read: what is removed after it was listed is left out, not a failed night.
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except FileNotFoundError:
+                if folder != base:
+                    log.info("%s: %s was removed while it was read", self.label, host_folder)
+                    return
+                raise SourceError(f"{self.label}: {root} does not exist") from None
             except OSError as exc:
                 raise SourceError(f"{self.label}: cannot list {host_folder}: {exc.strerror}",
                                   permanent=False) from None
             for entry in entries:
                 host_path = join(host_folder, entry.name)
-                if entry.is_dir(follow_symlinks=False):
-                    yield from visit(Path(entry.path), host_path)
-                elif entry.is_file(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                    yield FileInfo(host_path, st.st_size, st.st_mtime)
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        yield from visit(Path(entry.path), host_path)
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        yield FileInfo(host_path, st.st_size, st.st_mtime)
+                except FileNotFoundError:
+                    log.info("%s: %s was removed while it was read", self.label, host_path)
 
         yield from visit(base, root)
 

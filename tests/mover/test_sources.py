@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -63,6 +65,46 @@ def smb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer
 def _smb(server: SambaServer, password: str | None = None) -> SmbSource:
     return SmbSource("acme/hv01", "127.0.0.1", username=server.user,
                      password=password or server.password, port=server.port)
+
+
+class _LiveFolder(LocalSource):
+    """A folder in use while it is backed up: reading a file removes a file and a folder that
+    were listed with it, not read yet (a NAS share, no shadow copy)."""
+
+    def open(self, path: str) -> BinaryIO:
+        stream = super().open(path)
+        if path.endswith("a-first.txt"):
+            os.remove(self.root / "sub" / "b.bin")
+            shutil.rmtree(self.root / "sub" / "deeper")
+        return stream
+
+    root: Path
+
+
+def test_files_removed_while_a_live_folder_is_read_are_left_out(tmp_path: Path) -> None:
+    from orchestrator.store.restore import Restorer
+    from tests.store.helpers import Store, restored
+
+    folder = tmp_path / "Partages"
+    _tree(folder)
+    (folder / "sub" / "a-first.txt").write_bytes(b"first")
+    (folder / "sub" / "keep.txt").write_bytes(b"kept")
+    source = _LiveFolder("nas")
+    source.root = folder
+    store = Store(tmp_path)
+    repo = store.writer_repo()
+    from orchestrator.store.backup import backup_paths
+
+    _info, stats = backup_paths(repo, source, [str(folder)], {"client": "acme", "job": "files"})
+    repo.close()
+    assert stats.files == 4  # a.txt, sub/a-first.txt, sub/keep.txt, z-empty.dat
+    reader = store.reader_repo()
+    out = tmp_path / "out"
+    Restorer(reader, store.key).restore(reader.find_snapshot("latest"), out)
+    reader.close()
+    assert restored(out, folder / "a.txt").read_bytes() == b"hello"
+    assert restored(out, folder / "sub" / "keep.txt").read_bytes() == b"kept"
+    assert not restored(out, folder / "sub" / "b.bin").exists()
 
 
 def test_smb_source_walks_and_reads_a_real_share(smb_server: SambaServer) -> None:
