@@ -71,14 +71,16 @@ class _LiveFolder(LocalSource):
     """A folder in use while it is backed up: reading a file removes a file and a folder that
     were listed with it, not read yet (a NAS share, no shadow copy)."""
 
+    def __init__(self, root: Path) -> None:
+        super().__init__("nas")
+        self.root = root
+
     def open(self, path: str) -> BinaryIO:
         stream = super().open(path)
         if path.endswith("a-first.txt"):
             os.remove(self.root / "sub" / "b.bin")
             shutil.rmtree(self.root / "sub" / "deeper")
         return stream
-
-    root: Path
 
 
 def test_files_removed_while_a_live_folder_is_read_are_left_out(tmp_path: Path) -> None:
@@ -89,8 +91,7 @@ def test_files_removed_while_a_live_folder_is_read_are_left_out(tmp_path: Path) 
     _tree(folder)
     (folder / "sub" / "a-first.txt").write_bytes(b"first")
     (folder / "sub" / "keep.txt").write_bytes(b"kept")
-    source = _LiveFolder("nas")
-    source.root = folder
+    source = _LiveFolder(folder)
     store = Store(tmp_path)
     repo = store.writer_repo()
     from orchestrator.store.backup import backup_paths

@@ -39,8 +39,7 @@ def test_cdc_chunks_cover_the_input_within_bounds(size: int, seed: int) -> None:
 class _Reads(io.RawIOBase):
     """A stream that answers reads the way real ones do: short reads of any length (network
     files), exactly what was asked, or at most SMB's 4 MiB per read. ``readinto`` is the only
-    way in, as for the files the sources open; ``plain=True`` hides it (a stream with only
-    ``read``)."""
+    way in, as for the files the sources open; :class:`_ReadOnly` offers only ``read``."""
 
     def __init__(self, data: bytes, pattern: str, seed: int) -> None:
         self._data, self._at, self._pattern = memoryview(data), 0, pattern
@@ -106,8 +105,8 @@ def test_cdc_chunks_of_streams_of_any_size_are_the_whole_content_cuts(
     assert b"".join(chunks) == data
     whole = FastCDC(avg_size=CDC_AVG - CDC_MIN, min_size=CDC_MIN, max_size=CDC_MAX,
                     seed=seed % 1000)
-    assert [len(c) for c in chunks] == [c.length for c in whole.cut_buf(data)] if data else \
-        chunks == []
+    expected = [c.length for c in whole.cut_buf(data)] if data else []
+    assert [len(c) for c in chunks] == expected
 
 
 def test_cdc_chunks_of_a_17_mb_file_on_disk(tmp_path: Path) -> None:
