@@ -8,7 +8,8 @@ from pathlib import Path
 from orchestrator.errors import SecretMissing
 
 
-def read_secret(what: str, env: str | None, file: str | None, base: Path) -> str | None:
+def read_secret(what: str, env: str | None, file: str | Path | None,
+                base: Path | None = None) -> str | None:
     """The secret named by an environment variable or a file (relative to ``base``).
 
     ``what`` says what it is for ("the WinRM password of acme/hv01"). Returns ``None`` when
@@ -22,7 +23,7 @@ def read_secret(what: str, env: str | None, file: str | None, base: Path) -> str
         return value
     if file:
         path = Path(file)
-        path = path if path.is_absolute() else base / path
+        path = path if path.is_absolute() or base is None else base / path
         try:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:

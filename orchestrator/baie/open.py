@@ -8,34 +8,30 @@ from collections.abc import Callable
 from orchestrator.baie.local import LocalTarget
 from orchestrator.baie.target import Target
 from orchestrator.baie.wrappers import DryRunTarget, LimitTarget, RetryTarget
-from orchestrator.config.load import LoadedConfig
-from orchestrator.errors import UsageError
+from orchestrator.config.models import SftpBaie
+from orchestrator.config.resolved import BaieSettings
 
 
-def open_target(loaded: LoadedConfig, baie: str, client: str, *, dry_run: bool = False,
-                retry: bool = True, sleep: Callable[[float], None] = time.sleep) -> Target:
-    """The Target for ``client``'s repository on ``baie``, wrapped as configured:
-    retry(limit(adapter)), and dry-run when asked."""
-    settings = loaded.config.baies.get(baie)
-    if settings is None:
-        raise UsageError(f"no baie {baie!r} in {loaded.path} "
-                         f"(baies: {', '.join(loaded.config.baies)})")
+def open_target(settings: BaieSettings, *, dry_run: bool = False, retry: bool = True,
+                sleep: Callable[[float], None] = time.sleep) -> Target:
+    """The Target of a client's repository on a baie (``LoadedConfig.baie(name, client)``),
+    wrapped as configured: retry(limit(adapter)), and dry-run when asked."""
+    baie = settings.baie
     target: Target
-    if settings.type == "local":
-        mount = loaded.resolve(settings.path)
-        target = LocalTarget(baie, mount / client, mount=mount)
+    if settings.mount is not None:
+        target = LocalTarget(settings.name, settings.mount / settings.client,
+                             mount=settings.mount)
     else:
         from orchestrator.baie.sftp import SftpTarget  # paramiko and asyncssh: only when used
 
+        assert isinstance(baie, SftpBaie) and settings.key_file and settings.known_hosts
         target = SftpTarget(
-            baie, settings.host, user=settings.user, key_file=loaded.resolve(settings.key_file),
-            known_hosts=loaded.resolve(settings.known_hosts),
-            root=f"{settings.path.rstrip('/')}/{client}", port=settings.port,
-            connections=settings.connections,
+            settings.name, baie.host, user=baie.user, key_file=settings.key_file,
+            known_hosts=settings.known_hosts, root=settings.root, port=baie.port,
+            connections=baie.connections,
         )
-    if settings.bandwidth is not None:
-        target = LimitTarget(target, settings.bandwidth.sustained_mbps,
-                             settings.bandwidth.burst_mbps)
+    if baie.bandwidth is not None:
+        target = LimitTarget(target, baie.bandwidth.sustained_mbps, baie.bandwidth.burst_mbps)
     if retry:
         target = RetryTarget(target, sleep=sleep)
     if dry_run:

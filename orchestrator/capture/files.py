@@ -3,12 +3,33 @@ at one instant), read through its links, then removed; on a local host, read in 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fnmatch
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from orchestrator.capture import Exposed
+from orchestrator.config.models import FilesJob
 from orchestrator.history.recorder import RunRecorder
 from orchestrator.hosts.session import HostSession
+
+
+def uses_vss(job: FilesJob, transport: str) -> bool:
+    """A shadow copy unless the job says otherwise: on by default on Windows hosts, off on the
+    orchestrator's own machine (``transport: local``), which has no VSS."""
+    return job.vss if job.vss is not None else transport != "local"
+
+
+def excluded(job: FilesJob) -> Callable[[str], bool] | None:
+    """Whether a file is left out, by its name against the job's ``exclude`` patterns."""
+    patterns = list(job.exclude)
+    if not patterns:
+        return None
+
+    def skip(name: str) -> bool:
+        base = name.replace("\\", "/").rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatch(base, p) for p in patterns)
+
+    return skip
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.capture import Exposed
 from orchestrator.config.models import SqlServerJob
+from orchestrator.findings import Finding, ObjectFailed
 from orchestrator.history.recorder import RunRecorder
 from orchestrator.hosts.session import HostSession
 
@@ -16,7 +17,7 @@ from orchestrator.hosts.session import HostSession
 @dataclass
 class SqlCapture:
     exposed: list[Exposed]
-    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (database, code, msg)
+    findings: list[Finding] = field(default_factory=list)  # a database without its dump
 
 
 @contextmanager
@@ -43,7 +44,9 @@ def native_backups(host: HostSession, recorder: RunRecorder, job: SqlServerJob, 
         capture = SqlCapture([])
         for db in result["databases"]:
             if db["error"]:
-                capture.failures.append((db["name"], db["error"]["code"], db["error"]["message"]))
+                capture.findings.append(ObjectFailed(db["name"], "HVB-SCRIPT-FAILED",
+                                                     db["error"]["message"],
+                                                     db["error"]["code"]))
                 recorder.event("ERROR", f"{db['name']}: {db['error']['message']}")
             else:
                 shown = f"{job.instance}\\{db['name']}.bak"

@@ -7,7 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from orchestrator.capture import Exposed
+from orchestrator.config.models import HypervVmJob
 from orchestrator.errors import HvbError
+from orchestrator.findings import CheckpointNotMerged, CrashConsistent, Finding
 from orchestrator.history.recorder import RunRecorder
 from orchestrator.hosts.session import HostSession
 
@@ -16,8 +18,19 @@ from orchestrator.hosts.session import HostSession
 class VmCapture:
     exposed: list[Exposed]
     consistency: str
-    warnings: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     configuration: dict[str, object] = field(default_factory=dict)
+
+
+def allows_crash(job: HypervVmJob) -> bool:
+    """Whether a VM whose guest VSS fails may be saved crash-consistent (the job's policy)."""
+    return job.consistency == "application-or-crash"
+
+
+def consistency_of(captures: list[VmCapture]) -> str | None:
+    """A job's consistency is its weakest VM's: one crash-consistent VM makes it "crash"."""
+    found = [c.consistency for c in captures]
+    return "crash" if "crash" in found else ("application" if found else None)
 
 
 @contextmanager
@@ -48,9 +61,10 @@ def checkpoint(host: HostSession, recorder: RunRecorder, vm: str, run_uid: str, 
         raise
     capture = VmCapture([], made["consistency"], configuration=made["configuration"])
     if made["consistency"] == "crash":
-        capture.warnings.append(f"{vm}: crash-consistent backup (guest VSS failed: "
-                                f"{made.get('vss_error') or 'unknown reason'})")
-        recorder.event("WARNING", capture.warnings[-1])
+        capture.findings.append(CrashConsistent(
+            vm, "HVB-SCRIPT-FAILED", "crash-consistent backup (guest VSS failed: "
+            f"{made.get('vss_error') or 'unknown reason'})", "GUEST_VSS_FAILED"))
+        recorder.event("WARNING", capture.findings[-1].headline)
     if mode == "export":
         capture.exposed = [Exposed(f["path"], f["path"], vm) for f in made["files"]]
     else:
@@ -71,9 +85,10 @@ def checkpoint(host: HostSession, recorder: RunRecorder, vm: str, run_uid: str, 
             if not removed["merged"]:
                 figures.details["status"] = "warning"
         if not removed["merged"]:
-            capture.warnings.append(
-                f"{vm}: checkpoint {made['checkpoint_name']} removed but its disks are not "
-                f"merged yet ({', '.join(removed['remaining_files'])}); the next run sweeps it")
-            recorder.event("WARNING", capture.warnings[-1])
+            capture.findings.append(CheckpointNotMerged(
+                vm, "HVB-CHECKPOINT-NOT-MERGED",
+                f"checkpoint {made['checkpoint_name']} removed but its disks are not merged yet "
+                f"({', '.join(removed['remaining_files'])}); the next run sweeps it"))
+            recorder.event("WARNING", capture.findings[-1].headline)
         if mode == "export":
             host.run("Remove-HvbStaging", StagingPath=staging, RunId=run_uid)

@@ -6,17 +6,13 @@ import argparse
 import socket
 from typing import Any
 
-from orchestrator.cli.common import add_config_argument, load_from_args
-from orchestrator.cli.db import actor
+from orchestrator.cli.common import add_config_argument, context, load_from_args
 from orchestrator.cli.interactive import Progress, human_bytes
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.config.load import JobRef, LoadedConfig
-from orchestrator.history.db import open_engine, require_current, session_factory
-from orchestrator.history.models import RunStatus
-from orchestrator.history.recorder import close_interrupted
-from orchestrator.history.sync import sync_config
-from orchestrator.jobs.run import RunContext, RunResult, run_job
+from orchestrator.findings import RunStatus, Severity
+from orchestrator.jobs.run import RunResult, run_job
 from orchestrator.store.backup import BackupStats
 
 EXIT_ECHEC = 1
@@ -34,17 +30,6 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def context(loaded: LoadedConfig, clock: Clock) -> RunContext:
-    """The history database, current, with the configuration's clients and jobs in it."""
-    engine = open_engine(loaded.database_url)
-    require_current(engine)
-    sessions = session_factory(engine)
-    with sessions() as session, session.begin():
-        sync_config(session, loaded, clock.now(), actor())
-    close_interrupted(sessions, clock.now())
-    return RunContext(loaded, clock, sessions)
-
-
 def describe(result: RunResult) -> list[str]:
     figures = result.figures
     lines = [f"{result.status}: run {result.uid}"
@@ -54,11 +39,11 @@ def describe(result: RunResult) -> list[str]:
                      f"{human_bytes(figures.bytes_new or 0)}, sent "
                      f"{human_bytes(figures.bytes_sent or 0)}, consistency "
                      f"{result.consistency or '-'}")
-    lines += [f"  warning: {w}" for w in result.warnings]
+    for finding in result.findings:
+        said = "error" if finding.severity >= Severity.FAILURE else "warning"
+        code = finding.code + (f" ({finding.script_code})" if finding.script_code else "")
+        lines.append(f"  {said} {code}: {finding.headline}")
     lines += [f"  INHABITUELLE: {f.reason}" for f in result.flags]
-    lines += [f"  failed: {obj}: {message}" for obj, _code, message in result.failures]
-    if result.error_message and not result.failures:
-        lines.append(f"  error {result.error_code}: {result.error_message}")
     return lines
 
 
@@ -86,4 +71,4 @@ def run_ref(loaded: LoadedConfig, ref: JobRef, clock: Clock, ui: Ui,
         progress.done()
     for line in describe(result):
         ui.print(line)
-    return EXIT_ECHEC if result.status == RunStatus.ECHEC.value else 0
+    return EXIT_ECHEC if result.status == RunStatus.ECHEC else 0

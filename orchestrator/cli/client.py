@@ -6,9 +6,7 @@ import argparse
 from datetime import date
 from typing import Any
 
-from orchestrator.cli.backup import context
-from orchestrator.cli.common import add_config_argument, load_from_args
-from orchestrator.cli.db import actor
+from orchestrator.cli.common import actor, add_config_argument, context, load_from_args
 from orchestrator.cli.interactive import human_bytes
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock

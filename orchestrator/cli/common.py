@@ -1,10 +1,17 @@
-"""Arguments shared by several commands."""
+"""What several commands share: arguments, the configuration, who is acting, the context.
+
+Commands open what they need through here and never import each other."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import socket
 
+from orchestrator.clock import Clock
 from orchestrator.config import LoadedConfig, config_path_from, load_config
+from orchestrator.jobs.context import RunContext, open_context
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -15,3 +22,17 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 def load_from_args(args: argparse.Namespace) -> LoadedConfig:
     """Load the configuration named by ``-c`` or ``HVBACKUP_CONFIG``; raises ConfigError."""
     return load_config(config_path_from(args.config))
+
+
+def actor() -> str:
+    """Who is running a command, for the audit log."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def context(loaded: LoadedConfig, clock: Clock) -> RunContext:
+    """The history database, current, with the configuration's clients and jobs in it."""
+    return open_context(loaded, clock, actor())

@@ -1,4 +1,4 @@
-"""``hvbackup run``: the scheduler daemon (see orchestrator/schedule/daemon.py)."""
+"""``hvbackup run``: the scheduler daemon (see orchestrator/jobs/daemon.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import signal
 from types import FrameType
 from typing import Any
 
-from orchestrator.cli.backup import context
-from orchestrator.cli.common import add_config_argument, load_from_args
+from orchestrator.cli.common import add_config_argument, context, load_from_args
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.config import load_config
-from orchestrator.schedule.daemon import Daemon
+from orchestrator.jobs.daemon import Daemon
 
 
 def register(sub: Any) -> None:

@@ -4,12 +4,9 @@ clients and jobs in it."""
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
-import socket
 from typing import Any
 
-from orchestrator.cli.common import add_config_argument, load_from_args
+from orchestrator.cli.common import actor, add_config_argument, load_from_args
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.history.db import open_engine, session_factory, shown_url, upgrade
@@ -31,14 +28,6 @@ def register(sub: Any) -> None:
     add_config_argument(up)
     up.set_defaults(handler=run_upgrade)
 
-
-def actor() -> str:
-    """Who is running a command, for the audit log."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return f"cli:{user}@{socket.gethostname()}"
 
 
 def run_upgrade(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:

@@ -10,8 +10,8 @@ from typing import Any
 from orchestrator.cli.common import add_config_argument, load_from_args
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
-from orchestrator.hosts import open_host
 from orchestrator.hosts.check import FAIL, WARN, check_host
+from orchestrator.hosts.open import open_host
 
 EXIT_NOT_READY = 1
 
@@ -40,8 +40,8 @@ def register(sub: Any) -> None:
 
 def run_check(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     loaded = load_from_args(args)
-    open_host(loaded, args.host, clock).close()  # an unknown CLIENT/HOST is said at once
-    verdicts = check_host(loaded, args.host, lambda: open_host(loaded, args.host, clock),
+    open_host(loaded.host(args.host), clock).close()  # an unknown CLIENT/HOST is said at once
+    verdicts = check_host(loaded, args.host, lambda: open_host(loaded.host(args.host), clock),
                           trial=args.trial, slow_s=args.slow_after)
     failed = any(v.level == FAIL for v in verdicts)
     if args.json:

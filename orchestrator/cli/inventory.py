@@ -10,7 +10,7 @@ from orchestrator.cli.common import add_config_argument, load_from_args
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.config.models import HypervVmJob, SqlServerJob
-from orchestrator.hosts import open_host
+from orchestrator.hosts.open import open_host
 
 
 def register(sub: Any) -> None:
@@ -36,7 +36,7 @@ def _size(n: int) -> str:
 
 def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     loaded = load_from_args(args)
-    session = open_host(loaded, args.host, clock)
+    session = open_host(loaded.host(args.host), clock)
     try:
         inventory = session.run("Get-HvbInventory")
     finally:

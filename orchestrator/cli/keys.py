@@ -22,7 +22,7 @@ from orchestrator.store.keys import (
     unseal,
     write_key_file,
 )
-from orchestrator.store.open import default_baie, open_for_reading, writer_key_path
+from orchestrator.store.open import default_baie, open_for_reading
 from orchestrator.store.repository import Repository
 
 
@@ -123,7 +123,8 @@ def _repository(loaded: Any, client: str, baie: str | None, key: PrivateKey,
                 cache: Path) -> Repository:
     if client not in loaded.config.clients:
         raise UsageError(f"no client {client!r} in {loaded.path}")
-    return open_for_reading(loaded, client, baie, key, cache)
+    return open_for_reading(loaded.repository(client, default_baie(loaded, client, baie)), key,
+                            cache)
 
 
 def run_check(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
@@ -145,7 +146,10 @@ def run_check(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
 
 def run_writer_restore(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     loaded = load_from_args(args)
-    target_path = writer_key_path(loaded, args.client)
+    if args.client not in loaded.config.clients:
+        raise UsageError(f"no client {args.client!r} in {loaded.path}")
+    target_path = loaded.repository(args.client,
+                                    default_baie(loaded, args.client, args.baie)).writer_key
     if target_path.exists():
         raise UsageError(f"{target_path} exists already; nothing to restore")
     key = open_key(args.key_file)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from orchestrator.cli.backup import context
-from orchestrator.cli.common import add_config_argument, load_from_args
+from orchestrator.cli.common import add_config_argument, context, load_from_args
 from orchestrator.cli.interactive import human_bytes
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     baie = default_baie(loaded, ref.client_name, args.baie)
     progress = Progress()
     with tempfile.TemporaryDirectory(prefix="hvb-restore-") as cache:
-        repo = open_for_reading(loaded, ref.client_name, baie, key, Path(cache))
+        repo = open_for_reading(loaded.repository(ref.client_name, baie), key, Path(cache))
         try:
             repo.sync_index()
             info = repo.find_snapshot(args.snapshot, job=ref.job_name)

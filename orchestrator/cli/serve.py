@@ -7,8 +7,7 @@ import ipaddress
 import os
 from typing import Any
 
-from orchestrator.cli.backup import context
-from orchestrator.cli.common import add_config_argument, load_from_args
+from orchestrator.cli.common import add_config_argument, context, load_from_args
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     loaded = load_from_args(args)
     ref = loaded.job(args.job)
     baie = default_baie(loaded, ref.client_name, args.baie)
-    repo = open_for_writing(loaded, ref.client_name, baie, create=False)
+    repo = open_for_writing(loaded.repository(ref.client_name, baie), create=False)
     try:
         snaps = [s for s in repo.snapshots() if s.meta.get("job") == ref.job_name]
     finally:

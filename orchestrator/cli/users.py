@@ -9,9 +9,7 @@ import os
 import sys
 from typing import Any
 
-from orchestrator.cli.backup import context
-from orchestrator.cli.common import add_config_argument, load_from_args
-from orchestrator.cli.db import actor
+from orchestrator.cli.common import actor, add_config_argument, context, load_from_args
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.dashboard.accounts import add_user, list_users, remove_user, set_password

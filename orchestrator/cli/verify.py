@@ -57,8 +57,8 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
 
     with tempfile.TemporaryDirectory(prefix="hvb-verify-") as cache:
         key = open_key(args.key_file) if args.key_file else None
-        repo = (open_for_reading(loaded, args.client, baie, key, Path(cache)) if key
-                else open_for_writing(loaded, args.client, baie, create=False))
+        repo = (open_for_reading(loaded.repository(args.client, baie), key, Path(cache)) if key
+                else open_for_writing(loaded.repository(args.client, baie), create=False))
         try:
             report = verify(repo, subset=subset, key=key, progress=show)
         finally:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
 def _record(loaded: Any, client: str, baie: str, report: VerifyReport, with_key: bool,
             subset: float, clock: Clock) -> None:
     """The last verification is shown in the client's report: keep it in the audit log."""
-    from orchestrator.cli.db import actor
+    from orchestrator.cli.common import actor
     from orchestrator.history.db import open_engine, session_factory
     from orchestrator.history.models import AuditRow
 

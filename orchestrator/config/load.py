@@ -19,7 +19,8 @@ import pydantic
 from pydantic import ValidationError
 
 from orchestrator.config import checks
-from orchestrator.config.models import AnyJob, Client, Config, JobBase
+from orchestrator.config.models import AnyJob, Client, Config, JobBase, LocalBaie
+from orchestrator.config.resolved import BaieSettings, HostSettings, RepositorySettings
 from orchestrator.config.yamlread import PathKey, Positions, format_path, read_yaml
 from orchestrator.errors import ConfigError, ConfigProblem, UsageError
 
@@ -104,6 +105,58 @@ class LoadedConfig:
 
     def language_of(self, client: Client) -> str:
         return client.language or self.config.msp.language
+
+    # -- what each opener needs (config/resolved.py) ------------------------------------
+
+    def host(self, label: str) -> HostSettings:
+        """The host ``CLIENT/HOST``; raises UsageError when it is not configured."""
+        client_name, _, host_name = label.partition("/")
+        client = self.config.clients.get(client_name)
+        if client is None or host_name not in client.hosts:
+            known = [f"{c}/{h}" for c, cl in self.config.clients.items() for h in cl.hosts]
+            raise UsageError(f"no host {label!r} in {self.path} (hosts: {', '.join(known)})"
+                             + _suggest(label, known))
+        host = client.hosts[host_name]
+        simulated = host.simulated
+        root = (self.resolve(simulated.data_dir) if simulated and simulated.data_dir
+                else self.state_dir / "simulated" / client_name / host_name)
+        winrm = host.winrm
+        return HostSettings(
+            label=label, host=host,
+            jobs=tuple(j for j in client.jobs.values() if j.host == host_name),
+            timezone=self.config.msp.timezone, simulated_root=root,
+            winrm_ca_file=self.resolve(winrm.ca_file) if winrm and winrm.ca_file else None,
+            password_file=(self.resolve(winrm.password_file)
+                           if winrm and winrm.password_file else None))
+
+    def baie(self, name: str, client: str) -> BaieSettings:
+        """Baie ``name`` for ``client``'s repository; raises UsageError when it is unknown."""
+        settings = self.config.baies.get(name)
+        if settings is None:
+            raise UsageError(f"no baie {name!r} in {self.path} "
+                             f"(baies: {', '.join(self.config.baies)})"
+                             + _suggest(name, self.config.baies))
+        if isinstance(settings, LocalBaie):
+            return BaieSettings(name, client, settings, self.resolve(settings.path), None, None)
+        return BaieSettings(name, client, settings, None, self.resolve(settings.key_file),
+                            self.resolve(settings.known_hosts))
+
+    def repository(self, client: str, baie: str) -> RepositorySettings:
+        """``client``'s repository on ``baie``, with the keys that write it."""
+        settings = self.config.clients.get(client)
+        if settings is None:
+            raise UsageError(f"no client {client!r} in {self.path}"
+                             + _suggest(client, self.config.clients))
+        encryption = settings.encryption
+        escrow_file = self.config.msp.escrow_public_key_file
+        escrow = bool(encryption and encryption.escrow)
+        return RepositorySettings(
+            client=client, baie=self.baie(baie, client),
+            public_key=self.resolve(encryption.public_key_file) if encryption else None,
+            escrow_key=self.resolve(escrow_file) if escrow and escrow_file else None,
+            escrow_missing=escrow and not escrow_file,
+            writer_key=self.state_dir / "keys" / f"{client}.writer",
+            cache=self.state_dir / "cache" / client)
 
 
 def default_state_dir() -> Path:

@@ -32,6 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Defined beside the findings it is derived from; read here too, where runs are.
+from orchestrator.findings import RunStatus as RunStatus
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend (SQLite has no timezone support)."""
@@ -51,15 +54,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class RunStatus(StrEnum):
-    """Final status of a run, as clients and the hotline read it."""
-
-    REUSSIE = "REUSSIE"
-    AVERTISSEMENT = "AVERTISSEMENT"
-    ECHEC = "ECHEC"
-    NON_EXECUTEE = "NON EXECUTEE"
 
 
 class RunState(StrEnum):
@@ -167,6 +161,8 @@ class RunRow(Base):
     files: Mapped[int | None] = mapped_column(BigInteger)
     error_code: Mapped[str | None] = mapped_column(String(60))
     error_message: Mapped[str | None] = mapped_column(Text)
+    script_code: Mapped[str | None] = mapped_column(String(60))  # the host script's own code
+    findings: Mapped[list[Any]] = mapped_column(default=list)  # findings.Finding.to_dict()
     sanity_flags: Mapped[list[Any]] = mapped_column(default=list)
 
     job: Mapped[JobRow] = relationship()

@@ -21,14 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator import procs
 from orchestrator.errors import HvbError
-from orchestrator.history.models import (
-    ClientRow,
-    JobRow,
-    RunEventRow,
-    RunRow,
-    RunState,
-    RunStepRow,
-)
+from orchestrator.findings import Finding, Interrupted, Missed, headline, status_of
+from orchestrator.history.models import RunEventRow, RunRow, RunState, RunStepRow
+from orchestrator.history.queries import known_job
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +62,7 @@ class RunRecorder:
     def _start(self, client: str, job: str, uid: str, scheduled_for: datetime,
                window: timedelta, trigger: str) -> int:
         with self._sessions() as session, session.begin():
-            job_row = session.scalars(
-                select(JobRow).join(ClientRow).where(ClientRow.key == client, JobRow.key == job)
-            ).one_or_none()
-            if job_row is None:
-                raise HvbError(f"job {client}/{job} is not in the history database: run "
-                               "'hvbackup db upgrade -c FILE' after changing the configuration")
+            job_row = known_job(session, client, job)
             now = self._now()
             row = RunRow(uid=uid, job_id=job_row.id, trigger=trigger, scheduled_for=scheduled_for,
                          window_ends_at=scheduled_for + window, state=RunState.RUNNING.value,
@@ -122,21 +112,50 @@ class RunRecorder:
             if message:
                 self.event("ERROR", f"{name}{f' {obj}' if obj else ''}: {message}", step_id)
 
-    def finish(self, status: str, *, consistency: str | None, figures: StepFigures,
-               error_code: str | None, error_message: str | None,
-               flags: list[dict[str, Any]] | None = None) -> None:
+    def finish(self, *, findings: list[Finding], consistency: str | None,
+               figures: StepFigures, flags: list[dict[str, Any]] | None = None) -> None:
+        """Close the run: its status is derived from ``findings``, its error code and message
+        are those of the finding that sums it up."""
         with self._sessions() as session, session.begin():
             row = session.get_one(RunRow, self.run_id)
             row.sanity_flags = flags or []
             now = self._now()
             row.state = RunState.FINISHED.value
-            row.status = status
+            _close(row, findings)
             row.finished_at = now
             row.duration_s = (now - row.started_at).total_seconds() if row.started_at else None
             row.consistency = consistency
             row.bytes_read, row.bytes_new = figures.bytes_read, figures.bytes_new
             row.bytes_sent, row.files = figures.bytes_sent, figures.files
-            row.error_code, row.error_message = error_code, error_message
+
+
+def _close(row: RunRow, findings: list[Finding]) -> None:
+    row.status = status_of(findings).value
+    row.findings = [f.to_dict() for f in findings]
+    top = headline(findings)
+    row.error_code = top.code if top else None
+    row.script_code = top.script_code if top else None
+    row.error_message = top.headline if top else None
+
+
+def record_missed(sessions: sessionmaker[Session], client: str, job: str, uid: str,
+                  scheduled_for: datetime, window_end: datetime, now: datetime,
+                  finding: Missed) -> bool:
+    """Record the run that did not happen (NON EXECUTEE); False when it is there already
+    (another scheduler recorded it, or it ran)."""
+    try:
+        with sessions() as session, session.begin():
+            row = RunRow(uid=uid, job_id=known_job(session, client, job).id, trigger="schedule",
+                         scheduled_for=scheduled_for, window_ends_at=window_end,
+                         state=RunState.FINISHED.value, finished_at=now)
+            _close(row, [finding])
+            session.add(row)
+            session.flush()
+            session.add(RunEventRow(run_id=row.id, at=now, level="ERROR",
+                                    message=finding.message))
+    except IntegrityError:
+        return False
+    return True
 
 
 def close_interrupted(sessions: sessionmaker[Session], now: datetime,
@@ -158,12 +177,12 @@ def close_interrupted(sessions: sessionmaker[Session], now: datetime,
             if not (mine_and_dead or long_gone):
                 continue
             run.state = RunState.FINISHED.value
-            run.status = "ECHEC"
+            finding = Interrupted(None, "HVB-RUN-INTERRUPTED", (
+                f"the run was interrupted (orchestrator process {run.claimed_by} stopped "
+                "during it); the next run cleans what it left on the host"))
+            _close(run, [finding])
             run.finished_at = now
-            run.error_code = "HVB-RUN-INTERRUPTED"
-            run.error_message = (f"the run was interrupted (orchestrator process {run.claimed_by} "
-                                 "stopped during it); the next run cleans what it left on the host")
             session.add(RunEventRow(run_id=run.id, at=now, level="ERROR",
-                                    message=run.error_message))
+                                    message=finding.message))
             closed.append(run.uid)
     return closed

@@ -122,3 +122,14 @@ def _apply(row: ClientRow | JobRow, values: dict[str, object], now: datetime) ->
     if changed:
         row.updated_at = now
     return changed
+
+
+def backdate_jobs(session: Session, when: datetime) -> int:
+    """Date every job entered after ``when`` from ``when``: only for simulated nights in the
+    past (``hvbackup nights``), whose jobs are expected from the first simulated night.
+    Returns how many were changed."""
+    changed = 0
+    for job in session.scalars(select(JobRow).where(JobRow.created_at > when)):
+        job.created_at = when
+        changed += 1
+    return changed

@@ -20,9 +20,13 @@ import jsonschema
 from orchestrator.errors import ScriptFailed, ScriptOutputInvalid, UsageError
 from orchestrator.resources import powershell_files, read_text
 
-# Error codes after which the same call may work a little later.
+# Error codes after which the same call may work a little later: ScriptFailed.permanent is
+# False for them, and that is the only thing the job's retries look at. GUEST_VSS_FAILED: a
+# guest's VSS writers that fail (busy, in a retryable state) often succeed minutes later; a job
+# that allows crash-consistent backups falls back at once instead (the script does not fail).
 RETRYABLE_CODES = frozenset({
     "TIMEOUT", "VSS_OPERATION_IN_PROGRESS", "SQL_CONNECT_FAILED", "VSS_VOLUME_IN_USE",
+    "GUEST_VSS_FAILED",
 })
 
 # What a technician should check, by error code (the runbooks say more).

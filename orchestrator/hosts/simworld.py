@@ -74,6 +74,16 @@ def _block(rng: random.Random, kind: float) -> bytes | None:
     return rng.randbytes(BLOCK)
 
 
+def volume_path(root: Path, windows_path: str) -> Path:
+    """Where a drive path (``D:\\...``) of the simulated host kept in ``root`` lives on the
+    local disk: its volumes are folders (``volumes/D/...``)."""
+    win = PureWindowsPath(windows_path)
+    drive = win.drive.rstrip(":").upper()
+    if not drive or len(drive) != 1:
+        raise ValueError(f"not a drive path: {windows_path}")
+    return root.joinpath("volumes", drive, *win.parts[1:])
+
+
 class SimWorld:
     """Files and state of one simulated host (see module docstring)."""
 
@@ -94,11 +104,7 @@ class SimWorld:
 
     def local_path(self, windows_path: str) -> Path:
         """Where a Windows path of this host lives on the local disk."""
-        win = PureWindowsPath(windows_path)
-        drive = win.drive.rstrip(":").upper()
-        if not drive or len(drive) != 1:
-            raise ValueError(f"not a drive path: {windows_path}")
-        return self.root.joinpath("volumes", drive, *win.parts[1:])
+        return volume_path(self.root, windows_path)
 
     def save(self) -> None:
         tmp = self.state_file.with_suffix(".tmp")

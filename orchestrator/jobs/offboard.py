@@ -56,7 +56,7 @@ def inventory(loaded: LoadedConfig, client: str) -> list[Destruction]:
         baies += [b for b in (job.copies or []) if b not in baies]
     out = []
     for baie in baies:
-        target = open_target(loaded, baie, client)
+        target = open_target(loaded.baie(baie, client))
         try:
             entries = list(target.list(""))
         finally:
@@ -80,7 +80,7 @@ def destroy_due(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
         found = inventory(loaded, client)
         if not dry_run:
             for item in found:
-                target = open_target(loaded, item.baie, client)
+                target = open_target(loaded.baie(item.baie, client))
                 try:
                     for entry in list(target.list("")):
                         target.delete(entry.name)

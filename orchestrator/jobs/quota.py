@@ -115,7 +115,7 @@ def measure_and_judge(sessions: sessionmaker[Session], loaded: LoadedConfig, cli
     state became a warning or a block. Returns the new state."""
     usage = {}
     for baie in baies:
-        target = open_target(loaded, baie, client, retry=False)  # a figure, not worth waiting
+        target = open_target(loaded.baie(baie, client), retry=False)  # a figure, not worth waiting
         try:
             usage[baie] = sum(e.size for prefix in ("data", "index", "snapshots")
                               for e in target.list(prefix))

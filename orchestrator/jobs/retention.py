@@ -26,7 +26,8 @@ def apply_retention(loaded: LoadedConfig, ref: JobRef, sessions: sessionmaker[Se
     forgotten: dict[str, str] = {}
     for index, baie in enumerate(copies):
         try:
-            repo = open_for_writing(loaded, ref.client_name, baie, create=False, sleep=sleep)
+            repo = open_for_writing(loaded.repository(ref.client_name, baie), create=False,
+                                    sleep=sleep)
         except NoRepository:
             continue
         try:

@@ -1,6 +1,7 @@
 """One run of a job, end to end: capture -> repository -> second copy -> history. Never raises.
 
-Status, as clients and the hotline read it:
+What the run finds is kept as typed findings (``orchestrator/findings.py``); its status, as
+clients and the hotline read it, is derived from them:
 * ECHEC — no restorable point for at least one object (VM, database, folder), or the run could
   not happen at all; the error code and a sentence say what to check;
 * AVERTISSEMENT — finished, but something needs a look: crash-consistent fallback, a checkpoint
@@ -11,70 +12,76 @@ Every step and log line is in the history; the run record is closed whatever hap
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
-
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TypeVar
 
 from orchestrator.baie.open import open_target
 from orchestrator.capture import Exposed
-from orchestrator.capture.files import shadow_copy
+from orchestrator.capture.files import excluded, shadow_copy, uses_vss
+from orchestrator.capture.selfbackup import gathered
 from orchestrator.capture.sql import native_backups
-from orchestrator.capture.vm import VmCapture, checkpoint
-from orchestrator.clock import Clock
-from orchestrator.config.load import JobRef, LoadedConfig
+from orchestrator.capture.vm import VmCapture, allows_crash, checkpoint, consistency_of
+from orchestrator.config.load import JobRef
 from orchestrator.config.models import FilesJob, HypervVmJob, SqlServerJob
-from orchestrator.errors import HvbError, ScriptFailed
-from orchestrator.history.models import RunStatus, SnapshotRow
+from orchestrator.errors import HvbError
+from orchestrator.findings import (
+    CopyFailed,
+    CopyIncomplete,
+    Finding,
+    ObjectFailed,
+    RetentionFailed,
+    RunFailed,
+    RunStatus,
+    StoppedAfterSnapshot,
+    headline,
+    status_of,
+)
+from orchestrator.history.models import SnapshotRow
+from orchestrator.history.queries import known_job, recent_figures, run_by_uid
 from orchestrator.history.recorder import RunRecorder, StepFigures
-from orchestrator.hosts import open_host
+from orchestrator.hosts.open import open_host
 from orchestrator.hosts.session import HostSession
+from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.copy import copy_repository, parity
 from orchestrator.jobs.offboard import offboarded
 from orchestrator.jobs.quota import check_before_run, measure_and_judge
 from orchestrator.jobs.retention import apply_retention
-from orchestrator.jobs.selfbackup import stage, unstage
-from orchestrator.jobs.sources import source_for
+from orchestrator.mover.open import open_source
 from orchestrator.mover.source import Source
 from orchestrator.report.hotline import record_run_alert
 from orchestrator.report.sanity import WINDOW, Flag, RunFigures, check
-from orchestrator.store.backup import Backup, BackupStats
+from orchestrator.store.backup import Backup
 from orchestrator.store.locks import Lock
 from orchestrator.store.open import open_for_writing
+from orchestrator.store.repository import Repository
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
 class RunResult:
     uid: str
-    status: str
-    error_code: str | None = None
-    error_message: str | None = None
+    findings: list[Finding] = field(default_factory=list)
     consistency: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    failures: list[tuple[str, str, str]] = field(default_factory=list)  # object, code, message
     snapshot: str | None = None
     figures: StepFigures = field(default_factory=StepFigures)
     flags: list[Flag] = field(default_factory=list)  # INHABITUELLE, status unchanged
 
+    @property
+    def status(self) -> RunStatus:
+        return status_of(self.findings)
 
-@dataclass
-class RunContext:
-    loaded: LoadedConfig
-    clock: Clock
-    sessions: sessionmaker[Session]
-    sleep: Callable[[float], None] = time.sleep
-    host_factory: Callable[[LoadedConfig, str, Clock], HostSession] = open_host
-    progress: Callable[[BackupStats], None] | None = None  # a terminal's progress line
+    @property
+    def headline(self) -> Finding | None:
+        """The finding that sums the run up (its first failure, else its first warning)."""
+        return headline(self.findings)
 
 
 def new_run_uid(when: datetime) -> str:
@@ -91,28 +98,24 @@ def run_job(ctx: RunContext, ref: JobRef, *, scheduled_for: datetime | None = No
     recorder = RunRecorder(ctx.sessions, ctx.clock.now)
     window = timedelta(hours=ref.job.window_hours)
     recorder.start(ref.client_name, ref.job_name, uid, scheduled, window, trigger)
-    result = RunResult(uid, RunStatus.ECHEC.value)
+    result = RunResult(uid)
     recorder.event("INFO", f"run {uid} of {ref.label} ({ref.job.type}) started ({trigger})")
     try:
         _run(ctx, ref, uid, recorder, result, deadline=scheduled + window)
     except HvbError as exc:
-        result.error_code, result.error_message = exc.code, exc.message
+        kind = RunFailed if result.snapshot is None else StoppedAfterSnapshot
+        result.findings.append(kind.of(exc))
         recorder.event("ERROR", exc.message)
     except Exception as exc:  # a bug must still close the run, visibly
         log.exception("run %s of %s failed", uid, ref.label)
-        result.error_code = "HVB-INTERNAL"
-        result.error_message = f"internal error ({type(exc).__name__}: {exc}); please report it"
-        recorder.event("ERROR", result.error_message)
-    result.status = _status(result)
-    if result.status == RunStatus.ECHEC.value and not result.error_code and result.failures:
-        obj, code, message = result.failures[0]
-        result.error_code, result.error_message = code, f"{obj}: {message}"
-    if result.status == RunStatus.AVERTISSEMENT.value and not result.error_message:
-        result.error_message = "; ".join(result.warnings)  # what to look at, in the history
-    if result.status != RunStatus.ECHEC.value and result.figures.bytes_read is not None:
+        kind = RunFailed if result.snapshot is None else StoppedAfterSnapshot
+        result.findings.append(kind(None, "HVB-INTERNAL", f"internal error "
+                                    f"({type(exc).__name__}: {exc}); please report it"))
+        recorder.event("ERROR", result.findings[-1].message)
+    if result.status != RunStatus.ECHEC and result.figures.bytes_read is not None:
         result.flags = _sanity(ctx, ref, uid, result, now)
-    recorder.finish(result.status, consistency=result.consistency, figures=result.figures,
-                    error_code=result.error_code, error_message=result.error_message,
+    recorder.finish(findings=result.findings, consistency=result.consistency,
+                    figures=result.figures,
                     flags=[{"figure": f.figure, "reason": f.reason} for f in result.flags])
     for flag in result.flags:
         recorder.event("WARNING", f"INHABITUELLE: {flag.reason}")
@@ -124,20 +127,11 @@ def run_job(ctx: RunContext, ref: JobRef, *, scheduled_for: datetime | None = No
 def _sanity(ctx: RunContext, ref: JobRef, uid: str, result: RunResult,
             started: datetime) -> list[Flag]:
     """Tonight's figures against the job's last successful runs (see report/sanity.py)."""
-    from sqlalchemy import select
-
-    from orchestrator.history.models import ClientRow, JobRow, RunRow
-
     with ctx.sessions() as session:
-        rows = session.execute(
-            select(RunRow.scheduled_for, RunRow.bytes_read, RunRow.files, RunRow.bytes_new,
-                   RunRow.duration_s).join(JobRow).join(ClientRow)
-            .where(ClientRow.key == ref.client_name, JobRow.key == ref.job_name,
-                   RunRow.status.in_([RunStatus.REUSSIE.value, RunStatus.AVERTISSEMENT.value]),
-                   RunRow.uid != uid, RunRow.bytes_read.is_not(None))
-            .order_by(RunRow.scheduled_for.desc()).limit(2 * WINDOW)).all()
+        rows = recent_figures(session, ref.client_name, ref.job_name, before_uid=uid,
+                              limit=2 * WINDOW)
     history = [RunFigures(when, read or 0, files or 0, new or 0, duration or 0.0)
-               for when, read, files, new, duration in reversed(rows)]
+               for when, read, files, new, duration in rows]
     figures = result.figures
     tonight = RunFigures(started, figures.bytes_read or 0, figures.files or 0,
                          figures.bytes_new or 0, (ctx.clock.now() - started).total_seconds())
@@ -145,27 +139,19 @@ def _sanity(ctx: RunContext, ref: JobRef, uid: str, result: RunResult,
                  ctx.loaded.language_of(ref.client))
 
 
-def _status(result: RunResult) -> str:
-    if (result.error_code and not result.snapshot) or result.failures:
-        return RunStatus.ECHEC.value
-    if result.error_code or result.warnings:
-        return RunStatus.AVERTISSEMENT.value
-    return RunStatus.REUSSIE.value
-
-
 def _retrying(ctx: RunContext, ref: JobRef, recorder: RunRecorder, what: str,
-              deadline: datetime, attempt: Callable[[], Any]) -> Any:
-    """``attempt`` again after retryable failures, ``retries`` times, only inside the window."""
+              deadline: datetime, attempt: Callable[[], T]) -> T:
+    """``attempt`` again after a retryable error (``HvbError.permanent`` is False: the error
+    tree and, for host scripts, ``hosts/scripts.RETRYABLE_CODES`` decide), ``retries`` times,
+    with a doubling delay, only while the window leaves time for it."""
     delay = 60.0
     for number in range(ref.job.retries + 1):
         try:
             return attempt()
         except HvbError as exc:
-            retryable = not exc.permanent or (isinstance(exc, ScriptFailed)
-                                              and exc.script_code == "GUEST_VSS_FAILED")
             late = ctx.clock.now() + timedelta(seconds=delay) > deadline
-            if not retryable or number == ref.job.retries or late:
-                if late and retryable and number < ref.job.retries:
+            if exc.permanent or number == ref.job.retries or late:
+                if late and not exc.permanent and number < ref.job.retries:
                     exc.message += " (fenêtre dépassée: no time left in the window to retry)"
                 raise
             recorder.event("WARNING", f"{what}: {exc.message}; retry {number + 1}/"
@@ -187,9 +173,9 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
         raise HvbError(f"the contract of {ref.client_name} ended on {ended:%d/%m/%Y}: its "
                        "backups have stopped")
     check_before_run(ctx.sessions, loaded, ref.client_name, ctx.clock.now())
-    host = ctx.host_factory(loaded, host_label, ctx.clock)
+    host = open_host(loaded.host(host_label), ctx.clock)
     try:
-        source = source_for(loaded, ref.client_name, job.host, host)
+        source = open_source(loaded.host(host_label))
         if isinstance(job, HypervVmJob):
             with recorder.step("sweep leftovers", host_label):
                 host.run("Clear-HvbLeftovers", VMName=list(job.vms), KeepRunId=uid,
@@ -197,17 +183,16 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
         elif isinstance(job, FilesJob) and host_cfg.transport != "local":
             with recorder.step("sweep leftovers", host_label):
                 host.run("Clear-HvbLeftovers", KeepRunId=uid, SkipCheckpoints=True)
-        repo = open_for_writing(loaded, ref.client_name, copies[0], sleep=ctx.sleep)
+        repo = open_for_writing(loaded.repository(ref.client_name, copies[0]),
+                                sleep=ctx.sleep)
         try:
             with Lock(repo.target, "shared", f"backup {ref.label} run {uid}").acquire():
                 repo.sync_index()
-                backup = Backup(repo, compression_level=job.compression_level,
-                                image_chunk=getattr(job, "image_chunk_kib", 512) * 1024,
-                                now=ctx.clock.now, progress=ctx.progress)
+                backup = _backup(ctx, ref, repo)
                 try:
                     _capture_all(ctx, ref, uid, recorder, result, host, source, backup,
                                  host_cfg.staging_dir, deadline)
-                    if backup.stats.files == 0 and result.failures:
+                    if backup.stats.files == 0 and result.status == RunStatus.ECHEC:
                         backup.close()
                         return  # nothing at all to commit: every object failed
                     with recorder.step("commit snapshot", copies[0]) as figures:
@@ -228,7 +213,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
         for other in copies[1:]:
             try:
                 with recorder.step("copy", other) as figures:
-                    second = open_target(loaded, other, ref.client_name, sleep=ctx.sleep)
+                    second = open_target(loaded.baie(other, ref.client_name), sleep=ctx.sleep)
                     try:
                         figures.bytes_sent = copy_repository(repo.target, second)
                         missing = parity(repo.target, second)
@@ -236,11 +221,12 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                         second.close()
                     figures.details = {"parity": not missing, "missing": missing[:20]}
                 if missing:
-                    result.warnings.append(f"copy {other} lacks {len(missing)} restore point(s) "
-                                           "of the first copy")
+                    result.findings.append(CopyIncomplete(
+                        other, "HVB-COPY-INCOMPLETE",
+                        f"the copy lacks {len(missing)} restore point(s) of the first copy"))
                 _catalog(ctx, ref, uid, other, info.id, info.meta)
             except HvbError as exc:
-                result.warnings.append(f"second copy on {other} failed: {exc.message}")
+                result.findings.append(CopyFailed.of(exc, other))
         try:
             with recorder.step("retention", ref.job.retention.policy().describe()) as figures:
                 decisions = apply_retention(loaded, ref, ctx.sessions, ctx.clock.now(),
@@ -248,7 +234,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 figures.details = {"kept": sum(d.keep for d in decisions),
                                    "forgotten": sum(not d.keep for d in decisions)}
         except HvbError as exc:
-            result.warnings.append(f"retention could not be applied: {exc.message}")
+            result.findings.append(RetentionFailed.of(exc))
         try:
             state = measure_and_judge(ctx.sessions, loaded, ref.client_name, copies,
                                       ctx.clock.now())
@@ -261,55 +247,49 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
         host.close()
 
 
+def _backup(ctx: RunContext, ref: JobRef, repo: Repository) -> Backup:
+    job = ref.job
+    if isinstance(job, HypervVmJob):
+        return Backup(repo, compression_level=job.compression_level,
+                      image_chunk=job.image_chunk_kib * 1024, now=ctx.clock.now,
+                      progress=ctx.progress)
+    # Disk images met in other jobs (a folder of .vhdx) are cut at the store's default size.
+    return Backup(repo, compression_level=job.compression_level, now=ctx.clock.now,
+                  progress=ctx.progress)
+
+
 def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
                  result: RunResult, host: HostSession, source: Source, backup: Backup,
                  staging: str, deadline: datetime) -> None:
     job = ref.job
     if isinstance(job, HypervVmJob):
-        consistencies = []
-        allow_crash = job.consistency == "application-or-crash"
+        captures: list[VmCapture] = []
         for vm in job.vms:
             try:
                 with ExitStack() as stack:
 
                     def take(stack: ExitStack = stack, vm: str = vm) -> VmCapture:
                         return stack.enter_context(checkpoint(
-                            host, recorder, vm, uid, allow_crash=allow_crash, mode=job.mode,
-                            staging=staging))
+                            host, recorder, vm, uid, allow_crash=allows_crash(job),
+                            mode=job.mode, staging=staging))
 
-                    capture: VmCapture = _retrying(ctx, ref, recorder, vm, deadline, take)
-                    consistencies.append(capture.consistency)
+                    capture = _retrying(ctx, ref, recorder, vm, deadline, take)
+                    captures.append(capture)
                     _read(recorder, source, backup, capture.exposed, None)
-                result.warnings.extend(capture.warnings)
+                result.findings.extend(capture.findings)  # the merge is known on release
             except HvbError as exc:
-                result.failures.append((vm, getattr(exc, "script_code", exc.code), exc.message))
-        result.consistency = "crash" if "crash" in consistencies else (
-            "application" if consistencies else None)
+                result.findings.append(ObjectFailed.of(exc, vm))
+        result.consistency = consistency_of(captures)
     elif isinstance(job, SqlServerJob):
         with native_backups(host, recorder, job, uid, staging) as dumps:
-            result.failures.extend(dumps.failures)
+            result.findings.extend(dumps.findings)
             _read(recorder, source, backup, dumps.exposed, None)
         result.consistency = "application"
     elif isinstance(job, FilesJob):
-        on_windows = ref.client.hosts[job.host].transport != "local"
-        use_vss = job.vss if job.vss is not None else on_windows
-        patterns = list(job.exclude)
-
-        def skip(name: str) -> bool:
-            base = name.replace("\\", "/").rsplit("/", 1)[-1]
-            return any(fnmatch.fnmatch(base, p) for p in patterns)
-
-        try:
-            if job.prepare == "orchestrator":
-                with recorder.step("gather orchestrator files", job.paths[0]) as figures:
-                    staged = stage(ctx.loaded, Path(job.paths[0]), ctx.clock.now())
-                    figures.files, figures.bytes_read = staged.files, staged.bytes
-                    figures.details = {"database": staged.database}
-            with shadow_copy(host, recorder, list(job.paths), uid, use_vss) as exposed:
-                _read(recorder, source, backup, exposed, skip)
-        finally:
-            if job.prepare == "orchestrator":  # copies of secrets do not linger on disk
-                unstage(Path(job.paths[0]))
+        use_vss = uses_vss(job, ref.client.hosts[job.host].transport)
+        with gathered(ctx.loaded, job, recorder, ctx.clock.now()), \
+                shadow_copy(host, recorder, list(job.paths), uid, use_vss) as exposed:
+            _read(recorder, source, backup, exposed, excluded(job))
         result.consistency = "application" if use_vss else "none"
 
 
@@ -329,17 +309,10 @@ def _read(recorder: RunRecorder, source: Source, backup: Backup, exposed: list[E
 
 
 def _catalog(ctx: RunContext, ref: JobRef, uid: str, baie: str, snapshot_id: str,
-             meta: dict[str, Any]) -> None:
-    from sqlalchemy import select
-
-    from orchestrator.history.models import ClientRow, JobRow, RunRow
-
+             meta: dict[str, object]) -> None:
     with ctx.sessions() as session, session.begin():
-        job_row = session.scalars(select(JobRow).join(ClientRow).where(
-            ClientRow.key == ref.client_name, JobRow.key == ref.job_name)).one()
-        run_row = session.scalars(select(RunRow).where(RunRow.uid == uid)).one()
+        job_row = known_job(session, ref.client_name, ref.job_name)
         session.add(SnapshotRow(
             snapshot_id=snapshot_id, baie=baie, client_id=job_row.client_id, job_id=job_row.id,
-            run_id=run_row.id, taken_at=datetime.fromisoformat(meta["time"]),
+            run_id=run_by_uid(session, uid).id, taken_at=datetime.fromisoformat(str(meta["time"])),
             bytes_total=meta["bytes"], files=meta["files"], objects=[]))
-

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.config.load import LoadedConfig
+from orchestrator.findings import RunStatus, worst
 from orchestrator.history.models import (
     AuditRow,
     ClientRow,
@@ -19,11 +20,15 @@ from orchestrator.history.models import (
     RunStepRow,
     SnapshotRow,
 )
+from orchestrator.history.queries import last_successes, runs_between
 from orchestrator.jobs.quota import client_state
 from orchestrator.report.sanity import WINDOW
 from orchestrator.schedule.spec import local_instant
 
-ORDER = {"ECHEC": 0, "NON EXECUTEE": 1, "AVERTISSEMENT": 2, "REUSSIE": 3}
+
+def status_of_row(run: RunRow) -> RunStatus:
+    """A run's status as the reports show it (a run without one yet is counted as failed)."""
+    return RunStatus(run.status) if run.status else RunStatus.ECHEC
 
 
 @dataclass
@@ -31,7 +36,7 @@ class JobLine:
     job: str
     type: str
     objects: list[str]
-    status: str
+    status: RunStatus
     started: datetime | None
     finished: datetime | None
     duration_s: float | None
@@ -46,7 +51,7 @@ class JobLine:
     points: int
     oldest: datetime | None
     newest: datetime | None
-    history: list[tuple[date, int, str]] = field(default_factory=list)  # 30 days: read, status
+    history: list[tuple[date, int, RunStatus]] = field(default_factory=list)  # 30 days
 
 
 @dataclass
@@ -55,7 +60,7 @@ class Digest:
     name: str
     language: str
     night: date
-    status: str
+    status: RunStatus
     jobs: list[JobLine]
     quota: dict[str, Any]
     hotline: list[str]
@@ -65,11 +70,11 @@ class Digest:
 
     @property
     def ok_count(self) -> int:
-        return sum(j.status in ("REUSSIE", "AVERTISSEMENT") for j in self.jobs)
+        return sum(j.status.succeeded for j in self.jobs)
 
     @property
     def failed_count(self) -> int:
-        return sum(j.status in ("ECHEC", "NON EXECUTEE") for j in self.jobs)
+        return sum(not j.status.succeeded for j in self.jobs)
 
 
 def night_bounds(loaded: LoadedConfig, night: date) -> tuple[datetime, datetime]:
@@ -88,25 +93,18 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
         jobs = {j.key: j for j in session.scalars(select(JobRow).join(ClientRow).where(
             ClientRow.key == client, JobRow.active.is_(True)))}
         for key, job in sorted(jobs.items()):
-            runs = list(session.scalars(select(RunRow).where(
-                RunRow.job_id == job.id, RunRow.scheduled_for >= start,
-                RunRow.scheduled_for < end).order_by(RunRow.scheduled_for)))
+            runs = runs_between(session, job.id, start, end)
             if not runs:
                 continue
-            run = min(runs, key=lambda r: ORDER.get(r.status or "ECHEC", 0))
-            past = list(session.scalars(select(RunRow).where(
-                RunRow.job_id == job.id, RunRow.scheduled_for < start,
-                RunRow.status.in_(["REUSSIE", "AVERTISSEMENT"])).order_by(
-                RunRow.scheduled_for.desc()).limit(WINDOW)))
-            month = list(session.scalars(select(RunRow).where(
-                RunRow.job_id == job.id, RunRow.scheduled_for >= end - timedelta(days=30),
-                RunRow.scheduled_for < end).order_by(RunRow.scheduled_for)))
+            run = min(runs, key=lambda r: status_of_row(r).rank)
+            past = last_successes(session, job.id, start, WINDOW)
+            month = runs_between(session, job.id, end - timedelta(days=30), end)
             snaps = list(session.scalars(select(SnapshotRow).where(
                 SnapshotRow.job_id == job.id, SnapshotRow.forgotten_at.is_(None),
                 SnapshotRow.baie == (job.copies[0] if job.copies else ""))))
             tz = loaded.config.msp.timezone
             lines.append(JobLine(
-                job=key, type=job.type, objects=list(job.objects), status=run.status or "ECHEC",
+                job=key, type=job.type, objects=list(job.objects), status=status_of_row(run),
                 started=run.started_at, finished=run.finished_at, duration_s=run.duration_s,
                 bytes_read=run.bytes_read, bytes_sent=run.bytes_sent, files=run.files,
                 consistency=run.consistency,
@@ -117,9 +115,7 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
                 points=len(snaps), oldest=min((s.taken_at for s in snaps), default=None),
                 newest=max((s.taken_at for s in snaps), default=None),
                 history=[(r.scheduled_for.astimezone(tz).date(), r.bytes_read or 0,
-                          r.status or "ECHEC") for r in month]))
-    worst = min((line.status for line in lines), key=lambda s: ORDER.get(s, 0),
-                default="NON EXECUTEE")
+                          status_of_row(r)) for r in month]))
     with sessions() as session:
         parity = session.scalars(
             select(RunStepRow.finished_at).join(RunRow).join(JobRow).join(ClientRow)
@@ -135,7 +131,7 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
              "percent": state.percent, "forecast": state.forecast}
     copies = list(settings.copies or [])
     return Digest(client, settings.name, loaded.language_of(settings), night,
-                  worst if lines else "NON EXECUTEE", lines, quota,
+                  worst([line.status for line in lines], RunStatus.NON_EXECUTEE), lines, quota,
                   list(loaded.config.msp.hotline), copies, parity, verified)
 
 

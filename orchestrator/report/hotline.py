@@ -12,8 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.config.load import LoadedConfig
+from orchestrator.findings import RunStatus, Severity, from_dict, worst
 from orchestrator.history.models import AlertRow, ClientRow, EmailRow, JobRow, RunRow
-from orchestrator.report.digest import ORDER, build_digest
+from orchestrator.history.queries import had_jobs, run_by_uid
+from orchestrator.report.digest import build_digest, night_bounds
 from orchestrator.report.mail import build, deliver
 from orchestrator.report.render import render
 from orchestrator.schedule.spec import local_instant
@@ -36,28 +38,32 @@ def run_link(loaded: LoadedConfig, uid: str) -> str | None:
     return f"{base.rstrip('/')}/runs/{uid}" if base else None
 
 
-def runbook_link(loaded: LoadedConfig, code: str, language: str) -> str:
-    """Where the runbook of ``code`` is read: the dashboard, else its place in the docs."""
+def runbook_link(loaded: LoadedConfig, code: str, language: str,
+                 script_code: str | None = None) -> str:
+    """Where the runbook of ``code`` is read: the dashboard, else its place in the docs. A host
+    script's own code is a row of the HVB-SCRIPT-FAILED page, linked by its anchor."""
     base = loaded.config.msp.dashboard_url
+    anchor = f"#{script_code}" if script_code else ""
     if base:
-        return f"{base.rstrip('/')}/runbooks/{code}?lang={language}"
-    return f"docs/runbooks/{language}/{code}.md"
+        return f"{base.rstrip('/')}/runbooks/{code}?lang={language}{anchor}"
+    return f"docs/runbooks/{language}/{code}.md{anchor}"
 
 
 def record_run_alert(sessions: sessionmaker[Session], run_uid: str, now: datetime) -> None:
-    """After a run: an ECHEC or NON EXECUTEE, or a copy problem, becomes an alert."""
+    """After a run closes: the most serious alert its findings call for (an ECHEC, a NON
+    EXECUTEE, a second copy in trouble), at most one per run."""
     with sessions() as session, session.begin():
-        run = session.scalars(select(RunRow).where(RunRow.uid == run_uid)).one()
+        run = run_by_uid(session, run_uid)
         job = session.get_one(JobRow, run.job_id)
-        if run.status in ("ECHEC", "NON EXECUTEE"):
-            kind = "echec" if run.status == "ECHEC" else "non_executee"
-        elif run.status == "AVERTISSEMENT" and "copy" in (run.error_message or ""):
-            kind = "copy"
-        else:
+        alerting = [f for f in map(from_dict, run.findings or []) if f.alert is not None]
+        if not alerting:
             return
-        session.add(AlertRow(kind=kind, severity="error" if kind != "copy" else "warning",
+        top = max(alerting, key=lambda f: f.severity)
+        assert top.alert is not None
+        session.add(AlertRow(kind=top.alert.value,
+                             severity="warning" if top.severity == Severity.WARNING else "error",
                              client_id=job.client_id, job_id=job.id, run_id=run.id,
-                             created_at=now, message=run.error_message or run.status or ""))
+                             created_at=now, message=top.headline))
 
 
 def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: datetime, *,
@@ -76,7 +82,8 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
             lines.append(AlertLine(client.key if client else "-", job.key if job else None,
                                    row.kind, row.message, row.created_at,
                                    run_link(loaded, run.uid) if run is not None else None,
-                                   runbook_link(loaded, code, loaded.config.msp.language)
+                                   runbook_link(loaded, code, loaded.config.msp.language,
+                                                run.script_code if run else None)
                                    if code else None))
             row.notified_at = now
             if row.kind.startswith("quota_") and client is not None:
@@ -90,7 +97,8 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
     language = loaded.config.msp.language
     rendered = render("alerts", language, loaded.config.msp.timezone, alerts=lines,
                       msp=loaded.config.msp.name)
-    msg = build(loaded, rendered, list(loaded.config.msp.hotline), status="ECHEC", client="*",
+    msg = build(loaded, rendered, list(loaded.config.msp.hotline), status=RunStatus.ECHEC,
+                client="*",
                 when=now.date(), data={"alerts": [asdict(line) for line in lines]})
     deliver(loaded, sessions, msg, kind="alert", client=None, report_date=now.date(),
             name=f"{now:%Y-%m-%dT%H%M%S}-alerts", now=now, send_it=send_it)
@@ -102,11 +110,11 @@ def send_summary(loaded: LoadedConfig, sessions: sessionmaker[Session], night: d
     """All clients' nights, worst first, to the hotline."""
     digests = [build_digest(sessions, loaded, client, night, now)
                for client in loaded.config.clients]
-    digests.sort(key=lambda d: (ORDER.get(d.status, 0), d.client))
+    digests.sort(key=lambda d: (d.status.rank, d.client))
     rendered = render("summary", loaded.config.msp.language, loaded.config.msp.timezone,
                       digests=digests, night=night, msp=loaded.config.msp.name)
-    worst = digests[0].status if digests else "REUSSIE"
-    msg = build(loaded, rendered, list(loaded.config.msp.hotline), status=worst, client="*",
+    msg = build(loaded, rendered, list(loaded.config.msp.hotline),
+                status=worst([d.status for d in digests], RunStatus.REUSSIE), client="*",
                 when=night, data={"clients": [{"client": d.client, "status": d.status}
                                               for d in digests]})
     deliver(loaded, sessions, msg, kind="summary", client=None, report_date=night,
@@ -116,23 +124,27 @@ def send_summary(loaded: LoadedConfig, sessions: sessionmaker[Session], night: d
 
 def missing_digests(loaded: LoadedConfig, sessions: sessionmaker[Session], night: date,
                     now: datetime) -> list[str]:
-    """After the deadline: clients whose digest for ``night`` is in no outbox. Each becomes an
-    alert once."""
+    """After the deadline: clients whose digest for ``night`` was not delivered (sent by SMTP;
+    or, when no SMTP is configured, written to the outbox). Each becomes an alert once."""
     tz = loaded.config.msp.timezone
     hour, minute = (int(x) for x in loaded.config.msp.digest_deadline.split(":"))
     deadline = local_instant(date.fromordinal(night.toordinal() + 1), time(hour, minute), tz)
     if now < deadline:
         return []
+    # Without SMTP the outbox is where reports are delivered (picked up from there).
+    delivered = ["sent"] if loaded.config.smtp is not None else ["sent", "outbox"]
     missing = []
     with sessions() as session, session.begin():
-        _resolve_sent(session, now)
+        _resolve_sent(session, now, delivered)
         for client in session.scalars(select(ClientRow).where(ClientRow.active.is_(True))):
             if client.key not in loaded.config.clients or not loaded.config.clients[
                     client.key].jobs:
                 continue
+            if not had_jobs(session, client.key, night_bounds(loaded, night)[1]):
+                continue  # no job of it existed that night: no report was due
             sent = session.scalars(select(EmailRow.id).where(
                 EmailRow.client_id == client.id, EmailRow.kind == "digest",
-                EmailRow.report_date == night, EmailRow.status == "sent")).first()
+                EmailRow.report_date == night, EmailRow.status.in_(delivered))).first()
             known = session.scalars(select(AlertRow.id).where(
                 AlertRow.client_id == client.id, AlertRow.kind == "report_missing",
                 AlertRow.message.contains(night.strftime("%d/%m/%Y")))).first()
@@ -147,7 +159,7 @@ def missing_digests(loaded: LoadedConfig, sessions: sessionmaker[Session], night
     return missing
 
 
-def _resolve_sent(session: Session, now: datetime) -> None:
+def _resolve_sent(session: Session, now: datetime, delivered: list[str]) -> None:
     """A missing report that went out since (resent by hand, SMTP back): its alert is closed,
     and the dashboard stops showing it."""
     for alert in session.scalars(select(AlertRow).where(
@@ -158,7 +170,7 @@ def _resolve_sent(session: Session, now: datetime) -> None:
         sent = session.scalars(select(EmailRow.id).where(
             EmailRow.client_id == alert.client_id, EmailRow.kind == "digest",
             EmailRow.report_date == date.fromisoformat(night),
-            EmailRow.status == "sent")).first()
+            EmailRow.status.in_(delivered))).first()
         if sent is not None:
             alert.resolved_at = now
 
@@ -177,7 +189,8 @@ def _tell_client_about_quota(loaded: LoadedConfig, sessions: sessionmaker[Sessio
                       name=settings.name, used=used, quota=quota, percent=100 * used / quota,
                       blocked=blocked, deadline=now + timedelta(days=30),
                       hotline=list(loaded.config.msp.hotline))
-    msg = build(loaded, rendered, list(settings.contacts), status="AVERTISSEMENT", client=client,
+    msg = build(loaded, rendered, list(settings.contacts), status=RunStatus.AVERTISSEMENT,
+                client=client,
                 when=now.date(), data={"used": used, "quota": quota, "blocked": blocked})
     deliver(loaded, sessions, msg, kind="quota", client=client, report_date=now.date(),
             name=f"{now:%Y-%m-%dT%H%M%S}-{client}-quota", now=now, send_it=send_it)

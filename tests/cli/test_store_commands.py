@@ -10,7 +10,7 @@ import pytest
 from orchestrator.config import load_config
 from orchestrator.mover.source import LocalSource
 from orchestrator.store.backup import backup_paths
-from orchestrator.store.open import open_for_writing, writer_key_path
+from orchestrator.store.open import open_for_writing
 from tests.config.base import BASE
 from tests.conftest import write_config
 from tests.store.helpers import make_tree, restored, sha_of
@@ -42,7 +42,7 @@ def setup(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch):  # type: ignore
     src = tmp_path / "Partages"
     make_tree(src, 30)
     loaded = load_config(config)
-    repo = open_for_writing(loaded, "acme", "site-a")
+    repo = open_for_writing(loaded.repository("acme", "site-a"))
     info, _ = backup_paths(repo, LocalSource("l"), [str(src)],
                            {"client": "acme", "job": "partages", "run": "run-1"})
     repo.close()
@@ -131,7 +131,7 @@ def test_verify_clean_then_damaged(setup, cli, tmp_path: Path) -> None:  # type:
 
 def test_lost_writer_key_is_explained_then_restored(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = setup[0]
-    writer = writer_key_path(load_config(config), "acme")
+    writer = load_config(config).repository("acme", "site-a").writer_key
     saved = writer.read_bytes()
     writer.unlink()
     result = cli("snapshots", "-c", str(config), "acme/partages")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from orchestrator.dashboard.accounts import set_password
 from orchestrator.history.models import AcknowledgementRow, AuditRow, RunRequestRow, RunRow
-from orchestrator.schedule.daemon import Daemon
+from orchestrator.jobs.daemon import Daemon
 from tests.dashboard.site import PASSWORDS, Site, csrf_of
 
 

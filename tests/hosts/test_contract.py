@@ -116,7 +116,9 @@ def test_results_that_break_the_contract_are_refused() -> None:
     with pytest.raises(ScriptFailed, match=r"GUEST_VSS_FAILED.*integration service") as info:
         scripts.interpret_result("New-HvbCheckpoint", "host x", json.dumps(
             {"ok": False, "error": {"code": "GUEST_VSS_FAILED", "message": "VSS said no"}}))
-    assert info.value.script_code == "GUEST_VSS_FAILED" and info.value.permanent
+    # A guest's VSS writers may be busy or in a retryable state: the job retries (one policy:
+    # RETRYABLE_CODES), unless it may fall back to a crash-consistent checkpoint instead.
+    assert info.value.script_code == "GUEST_VSS_FAILED" and not info.value.permanent
 
 
 def test_calls_are_checked_before_reaching_a_host() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from orchestrator.history.models import AuditRow, ClientRow
+from orchestrator.jobs.daemon import Daemon
 from orchestrator.jobs.offboard import destroy_due, schedule_offboard
-from orchestrator.schedule.daemon import Daemon
 from tests.jobs.test_run import Setup
 
 
@@ -32,8 +32,8 @@ def test_offboarding_stops_backups_then_destroys_the_data(tmp_path: Path, cli) -
 
     s.clock.set(datetime(2026, 12, 1, 21, 30, tzinfo=UTC))
     stopped = s.run("erp")
-    assert stopped.status == "ECHEC" and "contract of acme ended on 30/11/2026" in (
-        stopped.error_message or "")
+    assert stopped.status == "ECHEC"
+    assert "contract of acme ended on 30/11/2026" in stopped.headline.message
     daemon = Daemon(s.ctx)
     assert daemon.tick() == []  # the scheduler expects nothing from an ended contract
     daemon.wait_idle()  # (its daily maintenance leaves the ended contract alone)

@@ -73,5 +73,5 @@ def test_a_client_over_its_volume_is_told_then_stopped(tmp_path: Path, cli) -> N
     s.clock.advance(timedelta(days=31))
     stopped = s.run("partages")
     assert stopped.status == "ECHEC"
-    assert stopped.error_code == "HVB-QUOTA"
-    assert stopped.error_message.startswith("quota dépassé: acme uses")
+    assert (stopped.headline.kind, stopped.headline.code) == ("run_failed", "HVB-QUOTA")
+    assert stopped.headline.message.startswith("quota dépassé: acme uses")

@@ -39,7 +39,7 @@ def test_forty_nights_keep_thirty_restorable_points_on_both_baies(tmp_path: Path
         s.clock.advance(timedelta(days=1))
     counts = {}
     for baie in ("site-a", "site-b"):
-        repo = open_for_writing(s.loaded, "acme", baie)
+        repo = open_for_writing(s.loaded.repository("acme", baie))
         snaps = [x for x in repo.snapshots() if x.meta["job"] == "erp"]
         counts[baie] = sorted(x.id for x in snaps)
         prune(repo)
@@ -47,7 +47,7 @@ def test_forty_nights_keep_thirty_restorable_points_on_both_baies(tmp_path: Path
         repo.close()
     assert 30 <= len(counts["site-a"]) <= 31
     assert counts["site-a"] == counts["site-b"]
-    repo = open_for_reading(s.loaded, "acme", "site-b", s.key, tmp_path / "rc")
+    repo = open_for_reading(s.loaded.repository("acme", "site-b"), s.key, tmp_path / "rc")
     repo.sync_index()
     snaps = [x for x in repo.snapshots() if x.meta["job"] == "erp"]
     for info in (snaps[0], snaps[-1]):  # the oldest and the newest
@@ -61,7 +61,7 @@ def test_forty_nights_keep_thirty_restorable_points_on_both_baies(tmp_path: Path
 def test_prune_waits_for_a_running_backup_and_loses_nothing(tmp_path: Path) -> None:
     s = Setup(tmp_path)
     s.run("partages")  # a first restore point
-    repo = open_for_writing(s.loaded, "acme", "site-a")
+    repo = open_for_writing(s.loaded.repository("acme", "site-a"))
     lease = Lock(repo.target, "shared", "backup in progress").acquire()
     # A backup in progress: its packs are uploaded, its snapshot not written yet.
     backup = Backup(repo, now=s.clock.now)
@@ -72,7 +72,7 @@ def test_prune_waits_for_a_running_backup_and_loses_nothing(tmp_path: Path) -> N
     outcome: dict[str, object] = {}
 
     def pruning() -> None:
-        other = open_for_writing(s.loaded, "acme", "site-a")
+        other = open_for_writing(s.loaded.repository("acme", "site-a"))
         try:
             outcome["report"] = prune(other, wait=timedelta(seconds=30))
         finally:
@@ -86,7 +86,7 @@ def test_prune_waits_for_a_running_backup_and_loses_nothing(tmp_path: Path) -> N
     lease.release()
     thread.join(timeout=60)
     assert "report" in outcome
-    reader = open_for_reading(s.loaded, "acme", "site-a", s.key, tmp_path / "rc")
+    reader = open_for_reading(s.loaded.repository("acme", "site-a"), s.key, tmp_path / "rc")
     reader.sync_index()
     assert verify(reader, subset=1.0, key=s.key).ok
     out = tmp_path / "out"

@@ -17,8 +17,9 @@ from orchestrator.history.db import open_engine, session_factory, upgrade
 from orchestrator.history.models import RunEventRow, RunRow, RunStepRow, SnapshotRow
 from orchestrator.history.recorder import RunAlreadyClaimed
 from orchestrator.history.sync import sync_config
-from orchestrator.hosts import open_host
-from orchestrator.jobs.run import RunContext, run_job
+from orchestrator.hosts.open import open_host
+from orchestrator.jobs.context import RunContext
+from orchestrator.jobs.run import run_job
 from orchestrator.store.keys import generate_private_key, write_key_file
 from orchestrator.store.open import open_for_reading
 from orchestrator.store.restore import Restorer, local_relative
@@ -103,7 +104,7 @@ class Setup:
         return run_job(self.ctx, self.loaded.job(f"acme/{job}"), trigger="schedule")
 
     def host(self) -> Any:
-        return open_host(self.loaded, "acme/hv01", self.clock)
+        return open_host(self.loaded.host("acme/hv01"), self.clock)
 
     def steps(self, uid: str) -> list[tuple[str, str | None, str]]:
         with self.sessions() as session:
@@ -112,10 +113,16 @@ class Setup:
                 select(RunStepRow).where(RunStepRow.run_id == run.id).order_by(RunStepRow.seq))]
 
     def restore(self, job: str, to: Path, baie: str = "site-a") -> None:
-        repo = open_for_reading(self.loaded, "acme", baie, self.key, self.root / f"rc-{baie}")
+        repo = open_for_reading(self.loaded.repository("acme", baie), self.key,
+                                self.root / f"rc-{baie}")
         repo.sync_index()
         Restorer(repo, self.key).restore(repo.find_snapshot("latest", job=job), to)
         repo.close()
+
+
+def found(result: Any) -> list[tuple[str, str | None, str, str | None]]:
+    """What a run found, as typed data: kind, object, HVB code, the host script's code."""
+    return [(f.kind, f.object, f.code, f.script_code) for f in result.findings]
 
 
 def sha(path: Path) -> str:
@@ -185,8 +192,11 @@ def test_one_failed_database_is_an_echec_naming_it(tmp_path: Path) -> None:
     s = Setup(tmp_path, faults="{kind: verifyonly-failure, target: PAIE}")
     result = s.run("compta")
     assert result.status == "ECHEC"
-    assert result.error_code == "SQL_VERIFY_FAILED"
-    assert result.error_message.startswith("PAIE: RESTORE VERIFYONLY of [PAIE] failed")
+    assert found(result) == [("object_failed", "PAIE", "HVB-SCRIPT-FAILED", "SQL_VERIFY_FAILED")]
+    assert result.headline.headline.startswith("PAIE: RESTORE VERIFYONLY of [PAIE] failed")
+    with s.sessions() as session:  # the history keeps the two codes apart
+        run = session.scalars(select(RunRow)).one()
+        assert (run.error_code, run.script_code) == ("HVB-SCRIPT-FAILED", "SQL_VERIFY_FAILED")
     out = tmp_path / "out"
     s.restore("compta", out)  # the other database still has its restore point
     assert sorted(p.name for p in out.rglob("*.bak")) == ["COMPTA.bak"]
@@ -196,9 +206,8 @@ def test_guest_vss_failure_without_fallback_is_an_echec_after_retries(tmp_path: 
     s = Setup(tmp_path, faults="{kind: guest-vss-failure, target: ERP01}")
     result = s.run("erp")
     assert result.status == "ECHEC"
-    assert result.error_code == "GUEST_VSS_FAILED"
-    assert [f[0] for f in result.failures] == ["ERP01"]
-    assert s.sleeps == [60.0]  # retries: 1
+    assert found(result) == [("object_failed", "ERP01", "HVB-SCRIPT-FAILED", "GUEST_VSS_FAILED")]
+    assert s.sleeps == [60.0]  # retries: 1 (a guest's VSS may work a little later)
     assert s.host().run("Get-HvbInventory")["leftovers"]["checkpoints"] == []
     with s.sessions() as session:
         messages = [e.message for e in session.scalars(select(RunEventRow))]
@@ -211,14 +220,18 @@ def test_guest_vss_failure_with_fallback_is_a_warning(tmp_path: Path) -> None:
     result = s.run("erp")
     assert result.status == "AVERTISSEMENT"
     assert result.consistency == "crash"
-    assert "ERP01: crash-consistent backup" in result.warnings[0]
+    assert found(result) == [("crash_consistent", "ERP01", "HVB-SCRIPT-FAILED",
+                              "GUEST_VSS_FAILED")]
+    assert result.headline.headline.startswith("ERP01: crash-consistent backup")
 
 
 def test_checkpoint_that_will_not_merge_then_next_night(tmp_path: Path) -> None:
     s = Setup(tmp_path, faults="{kind: merge-stuck, target: DC01, dates: [2026-11-23]}")
     first = s.run("erp")
     assert first.status == "AVERTISSEMENT"
-    assert "DC01: checkpoint hvbackup-" in first.warnings[0] and "not merged" in first.warnings[0]
+    assert found(first) == [("checkpoint_not_merged", "DC01", "HVB-CHECKPOINT-NOT-MERGED", None)]
+    said = first.headline.headline
+    assert "DC01: checkpoint hvbackup-" in said and "not merged" in said
     s.clock.advance(timedelta(days=1))
     second = s.run("erp")
     assert second.status == "REUSSIE", second
@@ -229,8 +242,8 @@ def test_host_unreachable_is_an_echec_with_the_reason(tmp_path: Path) -> None:
     s = Setup(tmp_path, faults="{kind: unreachable}")
     result = s.run("erp")
     assert result.status == "ECHEC"
-    assert result.error_code == "HVB-HOST-UNREACHABLE"
-    assert "cannot connect" in result.error_message
+    assert found(result) == [("run_failed", None, "HVB-HOST-UNREACHABLE", None)]
+    assert "cannot connect" in result.headline.message
     with s.sessions() as session:
         run = session.scalars(select(RunRow)).one()
         assert (run.state, run.status, run.error_code) == ("finished", "ECHEC",
@@ -251,9 +264,9 @@ def test_unmounted_baie_retries_then_fails_with_the_reason(tmp_path: Path) -> No
     (tmp_path / "baie-a").rmdir()  # the array is not mounted
     result = s.run("partages")
     assert result.status == "ECHEC"
-    assert result.error_code == "HVB-BAIE-UNREACHABLE"
-    assert "is not there (array unmounted or disconnected?)" in (result.error_message or "")
-    assert "(after 5 attempts)" in (result.error_message or "")
+    assert found(result) == [("run_failed", None, "HVB-BAIE-UNREACHABLE", None)]
+    assert "is not there (array unmounted or disconnected?)" in result.headline.message
+    assert "(after 5 attempts)" in result.headline.message
     assert s.sleeps == [2.0, 4.0, 8.0, 16.0]
     assert not (tmp_path / "baie-a").exists()  # nothing written on the orchestrator's disk
     assert s.host().run("Get-HvbInventory")["leftovers"]["shadow_copies"] == []
@@ -266,13 +279,15 @@ def test_second_copy_unreachable_is_a_warning_naming_the_baie(tmp_path: Path) ->
     s.clock.advance(timedelta(minutes=5))
     result = s.run("partages")
     assert result.status == "AVERTISSEMENT"
-    assert result.warnings[0].startswith("second copy on site-b failed: baie site-b:")
+    assert found(result) == [("copy_failed", "site-b", "HVB-BAIE-UNREACHABLE", None),
+                             ("retention_failed", None, "HVB-BAIE-UNREACHABLE", None)]
+    assert result.headline.headline.startswith("site-b: baie site-b:")
     (tmp_path / "baie-b-unplugged").rename(tmp_path / "baie-b")
     from orchestrator.baie.open import open_target
     from orchestrator.jobs.copy import parity
 
-    first = open_target(s.loaded, "site-a", "acme")
-    second = open_target(s.loaded, "site-b", "acme")
+    first = open_target(s.loaded.baie("site-a", "acme"))
+    second = open_target(s.loaded.baie("site-b", "acme"))
     assert len(parity(first, second)) == 1  # the restore point of the second run
     s.clock.advance(timedelta(minutes=5))
     assert s.run("partages").status == "REUSSIE"  # the next run catches up
@@ -315,6 +330,7 @@ def test_checkpoint_taken_but_call_lost_is_removed_in_the_same_run(
     monkeypatch.setattr(SimulatedHost, "run", lost_answer)
     s = Setup(tmp_path)
     result = s.run("erp")
-    assert result.status == "ECHEC" and [f[0] for f in result.failures] == ["ERP01"]
+    assert result.status == "ECHEC"
+    assert found(result) == [("object_failed", "ERP01", "HVB-HOST-TIMEOUT", None)]
     monkeypatch.setattr(SimulatedHost, "run", real_run)
     assert s.host().run("Get-HvbInventory")["leftovers"]["checkpoints"] == []

@@ -48,7 +48,7 @@ def _with_msp(s: Setup, database: str | None = None) -> object:
 
 def _restore(s: Setup, key: object, to: Path, baie: str) -> Path:
     loaded = load_config(s.config)
-    repo = open_for_reading(loaded, "msp", baie, key, s.root / f"cache-{baie}")  # type: ignore[arg-type]
+    repo = open_for_reading(loaded.repository("msp", baie), key, s.root / f"cache-{baie}")
     repo.sync_index()
     Restorer(repo, key).restore(repo.find_snapshot("latest", job="orchestrator"), to)  # type: ignore[arg-type]
     repo.close()
@@ -117,7 +117,7 @@ def test_self_backup_of_a_postgresql_history(tmp_path: Path, cli, postgres_url: 
 
 
 def test_gathered_files_are_readable_by_the_service_only(tmp_path: Path) -> None:
-    from orchestrator.jobs.selfbackup import stage, unstage
+    from orchestrator.capture.selfbackup import stage, unstage
 
     s = Setup(tmp_path)
     _with_msp(s)

@@ -15,8 +15,8 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from orchestrator.history.models import JobRow, RunRow
-from orchestrator.jobs.run import RunContext
-from orchestrator.schedule.daemon import Daemon
+from orchestrator.jobs.context import RunContext
+from orchestrator.jobs.daemon import Daemon
 from tests.conftest import REPO
 from tests.jobs.test_run import Setup
 

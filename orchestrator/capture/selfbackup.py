@@ -17,6 +17,8 @@ import json
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,9 +26,10 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from orchestrator.config.load import LoadedConfig
-from orchestrator.config.models import LocalBaie, SftpBaie
+from orchestrator.config.models import FilesJob, LocalBaie, SftpBaie
 from orchestrator.errors import HistoryError, HvbError
 from orchestrator.history.db import shown_url
+from orchestrator.history.recorder import RunRecorder
 
 
 @dataclass
@@ -133,3 +136,23 @@ def _copy_history(url: str, into: Path) -> str:
             raise HistoryError(f"self-backup: pg_dump failed: {done.stderr.strip()[:500]}")
         return "history.pgdump"
     raise HistoryError(f"self-backup: no way to copy a {parsed.get_backend_name()} history")
+
+
+@contextmanager
+def gathered(loaded: LoadedConfig, job: FilesJob, recorder: RunRecorder,
+             now: datetime) -> Iterator[None]:
+    """For a ``prepare: orchestrator`` job, its first path holds the orchestrator's files while
+    the run reads it, and never after (copies of secrets do not linger on disk); other jobs:
+    nothing to do."""
+    if job.prepare != "orchestrator":
+        yield
+        return
+    folder = Path(job.paths[0])
+    try:
+        with recorder.step("gather orchestrator files", job.paths[0]) as figures:
+            staged = stage(loaded, folder, now)
+            figures.files, figures.bytes_read = staged.files, staged.bytes
+            figures.details = {"database": staged.database}
+        yield
+    finally:
+        unstage(folder)

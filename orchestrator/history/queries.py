@@ -1,0 +1,134 @@
+"""The questions asked of the history, each with a name: the one place their SQL is written.
+
+Every function takes an open ``Session`` (the caller owns the transaction) and returns rows or
+plain values; none commits. Client and job are named by their configuration keys.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator.errors import HvbError
+from orchestrator.findings import SUCCEEDED
+from orchestrator.history.models import (
+    BaieUsageRow,
+    ClientRow,
+    EmailRow,
+    JobRow,
+    RunRequestRow,
+    RunRow,
+)
+
+
+def client_row(session: Session, client: str) -> ClientRow | None:
+    return session.scalars(select(ClientRow).where(ClientRow.key == client)).one_or_none()
+
+
+def job_row(session: Session, client: str, job: str) -> JobRow | None:
+    """The job ``client/job``, None when the history does not know it."""
+    return session.scalars(select(JobRow).join(ClientRow).where(
+        ClientRow.key == client, JobRow.key == job)).one_or_none()
+
+
+def known_job(session: Session, client: str, job: str) -> JobRow:
+    """The job ``client/job``; raises HvbError (what to do) when the history does not know it."""
+    row = job_row(session, client, job)
+    if row is None:
+        raise HvbError(f"job {client}/{job} is not in the history database: run "
+                       "'hvbackup db upgrade -c FILE' after changing the configuration")
+    return row
+
+
+def run_by_uid(session: Session, uid: str) -> RunRow:
+    return session.scalars(select(RunRow).where(RunRow.uid == uid)).one()
+
+
+def run_at(session: Session, client: str, job: str, scheduled_for: datetime) -> RunRow | None:
+    """The run of ``client/job`` scheduled at that instant, whatever its state."""
+    return session.scalars(select(RunRow).join(JobRow).join(ClientRow).where(
+        ClientRow.key == client, JobRow.key == job,
+        RunRow.scheduled_for == scheduled_for)).first()
+
+
+def jobs_created(session: Session) -> dict[tuple[str, str], datetime]:
+    """When each job entered the history (nothing was expected of it before)."""
+    rows = session.execute(select(ClientRow.key, JobRow.key, JobRow.created_at)
+                           .join(ClientRow)).all()
+    return {(client, job): created for client, job, created in rows}
+
+
+def recent_figures(session: Session, client: str, job: str, *, before_uid: str,
+                   limit: int) -> list[Any]:
+    """The figures of the job's last ``limit`` runs that made a restore point, oldest first
+    (``scheduled_for, bytes_read, files, bytes_new, duration_s``), run ``before_uid`` left out."""
+    rows = session.execute(
+        select(RunRow.scheduled_for, RunRow.bytes_read, RunRow.files, RunRow.bytes_new,
+               RunRow.duration_s).join(JobRow).join(ClientRow)
+        .where(ClientRow.key == client, JobRow.key == job, RunRow.status.in_(SUCCEEDED),
+               RunRow.uid != before_uid, RunRow.bytes_read.is_not(None))
+        .order_by(RunRow.scheduled_for.desc()).limit(limit)).all()
+    return list(reversed(rows))
+
+
+def last_successes(session: Session, job_id: int, before: datetime, limit: int) -> list[RunRow]:
+    """The job's last ``limit`` runs that made a restore point, scheduled before ``before``,
+    newest first."""
+    return list(session.scalars(select(RunRow).where(
+        RunRow.job_id == job_id, RunRow.scheduled_for < before, RunRow.status.in_(SUCCEEDED))
+        .order_by(RunRow.scheduled_for.desc()).limit(limit)))
+
+
+def runs_between(session: Session, job_id: int, start: datetime, end: datetime) -> list[RunRow]:
+    """The job's runs scheduled in ``[start, end)``, oldest first."""
+    return list(session.scalars(select(RunRow).where(
+        RunRow.job_id == job_id, RunRow.scheduled_for >= start,
+        RunRow.scheduled_for < end).order_by(RunRow.scheduled_for)))
+
+
+def pending_requests(session: Session) -> list[tuple[int, str, str, str]]:
+    """"Run now" requests not yet started: ``(id, client, job, requested_by)``, oldest first."""
+    rows = session.execute(
+        select(RunRequestRow.id, ClientRow.key, JobRow.key, RunRequestRow.requested_by)
+        .join(JobRow, RunRequestRow.job_id == JobRow.id).join(ClientRow)
+        .where(RunRequestRow.started_at.is_(None)).order_by(RunRequestRow.id)).all()
+    return [(i, c, j, w) for i, c, j, w in rows]
+
+
+def usage_points(session: Session, client: str) -> dict[str, list[tuple[datetime, int]]]:
+    """What the client's repositories took on each baie, as measured after runs, oldest first."""
+    rows = session.execute(select(BaieUsageRow.baie, BaieUsageRow.measured_at,
+                                  BaieUsageRow.bytes_stored).join(ClientRow)
+                           .where(ClientRow.key == client)
+                           .order_by(BaieUsageRow.measured_at)).all()
+    by_baie: dict[str, list[tuple[datetime, int]]] = {}
+    for baie, when, value in rows:
+        by_baie.setdefault(baie, []).append((when, value))
+    return by_baie
+
+
+def offboard_date(session: Session, client: str) -> Any:
+    """The client's contract end date, None when none is set."""
+    return session.scalars(select(ClientRow.offboard_on).where(ClientRow.key == client)).first()
+
+
+def report_made(session: Session, kind: str, client: str | None, report_date: date) -> bool:
+    """Whether a report of ``kind`` (digest, summary) for ``report_date`` was built already,
+    whether it went out or stayed in the outbox: a restarted scheduler does not send it twice."""
+    query = select(EmailRow.id).where(EmailRow.kind == kind, EmailRow.report_date == report_date)
+    if client is None:
+        query = query.where(EmailRow.client_id.is_(None))
+    else:
+        query = query.join(ClientRow, EmailRow.client_id == ClientRow.id).where(
+            ClientRow.key == client)
+    return session.scalars(query).first() is not None
+
+
+def had_jobs(session: Session, client: str, before: datetime) -> bool:
+    """Whether any job of ``client`` was in the history before ``before`` (else nothing was
+    expected of it then, and there is nothing to report)."""
+    return session.scalars(select(JobRow.id).join(ClientRow).where(
+        ClientRow.key == client, JobRow.created_at < before)).first() is not None

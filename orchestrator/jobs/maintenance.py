@@ -1,0 +1,83 @@
+"""Maintenance, once a day after the night: retention on every copy then prune, and the
+destruction of the data of contracts that ended 30 days ago."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from orchestrator.errors import HvbError
+from orchestrator.jobs.context import RunContext
+from orchestrator.jobs.offboard import Destruction, destroy_due, offboarded
+from orchestrator.jobs.retention import apply_retention
+from orchestrator.store.open import NoRepository, open_for_writing
+from orchestrator.store.prune import PruneReport, prune
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_HOUR = 11  # MSP time: after the night's runs and the morning's reports
+
+
+@dataclass
+class Pruned:
+    client: str
+    forgotten: int  # restore points let go by retention
+    baies: dict[str, PruneReport] = field(default_factory=dict)
+
+
+def prune_client(ctx: RunContext, client: str, now: datetime, *, dry_run: bool) -> Pruned:
+    """Retention of each of the client's jobs on every copy, then prune of each of its baies.
+    Raises HvbError (a baie away, a lock held too long)."""
+    loaded = ctx.loaded
+    done = Pruned(client, 0)
+    baies: list[str] = []
+    for ref in loaded.jobs():
+        if ref.client_name != client:
+            continue
+        decisions = apply_retention(loaded, ref, ctx.sessions, now, dry_run=dry_run,
+                                    sleep=ctx.sleep)
+        done.forgotten += sum(not d.keep for d in decisions)
+        baies += [b for b in loaded.copies_of(ref.client, ref.job) if b not in baies]
+    for baie in baies:
+        try:
+            repo = open_for_writing(loaded.repository(client, baie), create=False,
+                                    sleep=ctx.sleep)
+        except NoRepository:
+            continue
+        try:
+            done.baies[baie] = prune(repo, dry_run=dry_run)
+        finally:
+            repo.close()
+    return done
+
+
+@dataclass
+class Maintained:
+    pruned: list[Pruned] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # client -> why its prune failed
+    destroyed: list[Destruction] = field(default_factory=list)
+
+
+def maintain(ctx: RunContext, now: datetime, actor: str = "scheduler") -> Maintained:
+    """Prune every client whose contract runs, then destroy what is due. Never raises: what
+    failed is logged and returned, and tried again the next day."""
+    loaded = ctx.loaded
+    today = now.astimezone(loaded.config.msp.timezone).date()
+    done = Maintained()
+    for client in loaded.config.clients:
+        if offboarded(ctx.sessions, client, today):
+            continue  # nothing more is written for an ended contract
+        try:
+            done.pruned.append(prune_client(ctx, client, now, dry_run=False))
+        except HvbError as exc:
+            done.failed[client] = exc.message
+            log.warning("prune of %s failed: %s", client, exc)
+    try:
+        done.destroyed = destroy_due(loaded, ctx.sessions, now, actor)
+    except HvbError as exc:
+        log.warning("destroying ended contracts failed: %s", exc)
+    for item in done.destroyed:
+        log.warning("contract ended 30 days ago: destroyed %s on %s (%d files)",
+                    item.client, item.baie, item.files)
+    return done
