@@ -6,7 +6,6 @@ Every problem is collected and raised at once as a :class:`ConfigError`, each lo
 
 from __future__ import annotations
 
-import difflib
 import os
 import typing
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 
 from orchestrator.config import checks
 from orchestrator.config.models import AnyJob, Client, Config, JobBase
+from orchestrator.config.suggest import did_you_mean
 from orchestrator.config.yamlread import PathKey, Positions, format_path, read_yaml
 from orchestrator.errors import ConfigError, ConfigProblem, UsageError
 
@@ -92,11 +92,11 @@ class LoadedConfig:
         client = self.config.clients.get(client_name)
         if client is None:
             raise UsageError(f"no client {client_name!r} in {self.path}"
-                             + _suggest(client_name, self.config.clients))
+                             + did_you_mean(client_name, self.config.clients, listed_as="known"))
         job = client.jobs.get(job_name)
         if job is None:
             raise UsageError(f"no job {job_name!r} in client {client_name!r} of {self.path}"
-                             + _suggest(job_name, client.jobs))
+                             + did_you_mean(job_name, client.jobs, listed_as="known"))
         return JobRef(client_name, job_name, client, job)
 
     def copies_of(self, client: Client, job: JobBase) -> list[str]:
@@ -173,14 +173,6 @@ def load_config_text(text: str, filename: str, base: Path | None = None) -> Load
 
 def _dedupe(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     return list(dict.fromkeys(problems))
-
-
-def _suggest(word: str, choices: typing.Iterable[str]) -> str:
-    names = list(choices)
-    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f" (known: {', '.join(names)})" if names else ""
 
 
 def _strip_secrets(
@@ -262,13 +254,7 @@ def _message(err: Any, path: PathKey, data: Any) -> str:
     value = err.get("input")
     if kind == "extra_forbidden":
         key = str(path[-1])
-        known = _known_keys(path[:-1], data)
-        hint = ""
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        if close:
-            hint = f"; did you mean {close[0]!r}?"
-        elif known:
-            hint = f" (allowed here: {', '.join(sorted(known))})"
+        hint = did_you_mean(key, sorted(_known_keys(path[:-1], data)), listed_as="allowed here")
         return f"unknown key {key!r}{hint}"
     if kind == "missing":
         return f"missing required key {path[-1]!r}" if path else "missing required key"
