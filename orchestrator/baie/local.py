@@ -30,6 +30,12 @@ class LocalTarget:
             raise BaieUnreachable(f"baie {self.label}: {self.mount} is not there (array "
                                   "unmounted or disconnected?); nothing was written")
 
+    def _baie_gone(self) -> bool:
+        """The baie itself is not there: its mount when one is configured, else the root. A
+        client folder not created yet on a mounted baie is only empty: a file looked up in it is
+        missing (BaieError, permanent), not an unreachable baie that retrying would wait for."""
+        return not (self.mount or self.root).exists()
+
     def __repr__(self) -> str:
         return f"LocalTarget({self.label!r}, {str(self.root)!r})"
 
@@ -43,7 +49,7 @@ class LocalTarget:
                             "nothing stored was damaged")
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return BaieError(f"{where}: permission denied while {doing} ({exc.strerror})")
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and not self.root.exists():
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and self._baie_gone():
             return BaieUnreachable(f"{where} is not there (unmounted?) while {doing}")
         return BaieError(f"{where}: {exc.strerror} while {doing}", permanent=False)
 
@@ -96,7 +102,7 @@ class LocalTarget:
                 f.seek(offset)
                 return f.read() if length is None else f.read(length)
         except FileNotFoundError:
-            if not self.root.exists():
+            if self._baie_gone():
                 raise BaieUnreachable(f"baie {self.label} ({self.root}) is not there "
                                       "(unmounted?)") from None
             raise BaieError(f"baie {self.label}: {name} is missing") from None
@@ -114,8 +120,8 @@ class LocalTarget:
 
     def list(self, prefix: str) -> Iterator[Entry]:
         self._check_mounted()
-        base = self.root / prefix if prefix else self.root
-        if not self.root.exists():
+        base = self._path(prefix) if prefix else self.root
+        if self._baie_gone():
             raise BaieUnreachable(f"baie {self.label} ({self.root}) is not there (unmounted?)")
         if not base.exists():
             return

@@ -41,7 +41,8 @@ class Target(Protocol):
         ...
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        """``length`` bytes from ``offset`` (to the end when None); BaieError if missing."""
+        """``length`` bytes from ``offset`` (to the end when None). A missing file raises
+        BaieError itself, permanent: not one of its kinds (unreachable would be retried)."""
         ...
 
     def stat(self, name: str) -> int | None:
@@ -49,7 +50,8 @@ class Target(Protocol):
         ...
 
     def list(self, prefix: str) -> Iterator[Entry]:
-        """Every file under the folder ``prefix`` (recursive), temporary files excluded."""
+        """Every file under the folder ``prefix`` (recursive), in name order, temporary files
+        excluded; nothing when the folder does not exist."""
         ...
 
     def delete(self, name: str) -> None:

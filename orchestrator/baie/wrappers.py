@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from orchestrator.baie.target import Data, Entry, Target, joined, size_of
-from orchestrator.errors import HvbError
+from orchestrator.baie.target import Data, Entry, Target, check_name, joined, size_of
+from orchestrator.errors import BaieError, HvbError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,7 +138,11 @@ class LimitTarget:
 
 class DryRunTarget:
     """Reads the real baie; writes and deletes are only recorded (``hvbackup ... --dry-run``).
-    What was 'written' reads back, so a whole backup can run without changing the baie."""
+    What was 'written' reads back and what was 'deleted' is missing, so a whole backup can run
+    without changing the baie. Pack bytes (``data/...``) are not kept — a night's packs would
+    fill the orchestrator's memory: a pack put here stats and lists as size 0 and reading it
+    reaches the real baie. Names are checked as the real baie checks them, so a name that
+    would fail the real run fails the dry run too."""
 
     def __init__(self, inner: Target) -> None:
         self.inner = inner
@@ -148,11 +152,14 @@ class DryRunTarget:
         self._lock = threading.Lock()
 
     def put(self, name: str, data: Data) -> None:
+        check_name(name)
         with self._lock:
             self.written[name] = b"" if name.startswith("data/") else bytes(joined(data))
             self.deleted.discard(name)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if name in self.deleted:
+            raise BaieError(f"baie {self.label}: {name} is missing (deleted in this dry run)")
         if name in self.written and not name.startswith("data/"):
             data = self.written[name]
             return data[offset:] if length is None else data[offset:offset + length]
@@ -166,16 +173,19 @@ class DryRunTarget:
         return self.inner.stat(name)
 
     def list(self, prefix: str) -> Iterator[Entry]:
-        seen = set()
-        for entry in self.inner.list(prefix):
-            if entry.name not in self.deleted:
-                seen.add(entry.name)
-                yield entry
-        for name, data in sorted(self.written.items()):
-            if name.startswith(prefix.rstrip("/") + "/") and name not in seen:
-                yield Entry(name, len(data))
+        # In name order, as every Target lists: the real files merged with the recorded ones,
+        # which stand for them (as in stat) when both have a name.
+        entries = {e.name: e for e in self.inner.list(prefix)}
+        folder = prefix.rstrip("/") + "/" if prefix else ""
+        with self._lock:
+            written, deleted = dict(self.written), set(self.deleted)
+        entries.update((name, Entry(name, len(data))) for name, data in written.items()
+                       if name.startswith(folder))
+        for name in sorted(entries.keys() - deleted):
+            yield entries[name]
 
     def delete(self, name: str) -> None:
+        check_name(name)
         with self._lock:
             self.deleted.add(name)
             self.written.pop(name, None)

@@ -8,11 +8,11 @@ type errors, all at once) and is defensive about shapes the models will reject a
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.config.suggest import did_you_mean
 from orchestrator.config.yamlread import PathKey, Positions, format_path
 from orchestrator.errors import ConfigProblem
 
@@ -33,10 +33,7 @@ def _names_list(value: Any) -> list[str]:
 
 
 def _choices(word: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f" (defined: {', '.join(names)})" if names else " (none defined)"
+    return did_you_mean(word, names, listed_as="defined", if_none=" (none defined)")
 
 
 def check_references(

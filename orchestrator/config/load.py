@@ -6,7 +6,6 @@ Every problem is collected and raised at once as a :class:`ConfigError`, each lo
 
 from __future__ import annotations
 
-import difflib
 import os
 import typing
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 from orchestrator.config import checks
 from orchestrator.config.models import AnyJob, Client, Config, JobBase, LocalBaie
 from orchestrator.config.resolved import BaieSettings, HostSettings, RepositorySettings
+from orchestrator.config.suggest import did_you_mean
 from orchestrator.config.yamlread import PathKey, Positions, format_path, read_yaml
 from orchestrator.errors import ConfigError, ConfigProblem, UsageError
 
@@ -93,11 +93,11 @@ class LoadedConfig:
         client = self.config.clients.get(client_name)
         if client is None:
             raise UsageError(f"no client {client_name!r} in {self.path}"
-                             + _suggest(client_name, self.config.clients))
+                             + did_you_mean(client_name, self.config.clients, listed_as="known"))
         job = client.jobs.get(job_name)
         if job is None:
             raise UsageError(f"no job {job_name!r} in client {client_name!r} of {self.path}"
-                             + _suggest(job_name, client.jobs))
+                             + did_you_mean(job_name, client.jobs, listed_as="known"))
         return JobRef(client_name, job_name, client, job)
 
     def copies_of(self, client: Client, job: JobBase) -> list[str]:
@@ -114,8 +114,8 @@ class LoadedConfig:
         client = self.config.clients.get(client_name)
         if client is None or host_name not in client.hosts:
             known = [f"{c}/{h}" for c, cl in self.config.clients.items() for h in cl.hosts]
-            raise UsageError(f"no host {label!r} in {self.path} (hosts: {', '.join(known)})"
-                             + _suggest(label, known))
+            raise UsageError(f"no host {label!r} in {self.path}"
+                             + did_you_mean(label, known, listed_as="hosts"))
         host = client.hosts[host_name]
         simulated = host.simulated
         root = (self.resolve(simulated.data_dir) if simulated and simulated.data_dir
@@ -133,9 +133,8 @@ class LoadedConfig:
         """Baie ``name`` for ``client``'s repository; raises UsageError when it is unknown."""
         settings = self.config.baies.get(name)
         if settings is None:
-            raise UsageError(f"no baie {name!r} in {self.path} "
-                             f"(baies: {', '.join(self.config.baies)})"
-                             + _suggest(name, self.config.baies))
+            raise UsageError(f"no baie {name!r} in {self.path}"
+                             + did_you_mean(name, self.config.baies, listed_as="baies"))
         if isinstance(settings, LocalBaie):
             return BaieSettings(name, client, settings, self.resolve(settings.path), None, None)
         return BaieSettings(name, client, settings, None, self.resolve(settings.key_file),
@@ -146,7 +145,7 @@ class LoadedConfig:
         settings = self.config.clients.get(client)
         if settings is None:
             raise UsageError(f"no client {client!r} in {self.path}"
-                             + _suggest(client, self.config.clients))
+                             + did_you_mean(client, self.config.clients, listed_as="known"))
         encryption = settings.encryption
         escrow_file = self.config.msp.escrow_public_key_file
         escrow = bool(encryption and encryption.escrow)
@@ -228,14 +227,6 @@ def _dedupe(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     return list(dict.fromkeys(problems))
 
 
-def _suggest(word: str, choices: typing.Iterable[str]) -> str:
-    names = list(choices)
-    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f" (known: {', '.join(names)})" if names else ""
-
-
 def _strip_secrets(
     node: Any, path: PathKey, positions: Positions, filename: str, problems: list[ConfigProblem]
 ) -> Any:
@@ -315,13 +306,7 @@ def _message(err: Any, path: PathKey, data: Any) -> str:
     value = err.get("input")
     if kind == "extra_forbidden":
         key = str(path[-1])
-        known = _known_keys(path[:-1], data)
-        hint = ""
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        if close:
-            hint = f"; did you mean {close[0]!r}?"
-        elif known:
-            hint = f" (allowed here: {', '.join(sorted(known))})"
+        hint = did_you_mean(key, sorted(_known_keys(path[:-1], data)), listed_as="allowed here")
         return f"unknown key {key!r}{hint}"
     if kind == "missing":
         return f"missing required key {path[-1]!r}" if path else "missing required key"

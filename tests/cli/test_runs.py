@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 
 def test_backup_command_reports_and_exits_by_status(cli, tmp_path: Path) -> None:

@@ -65,6 +65,9 @@ CASES = [
     ("copy-names-no-baie", "copies: [site-a, site-b]", "copies: [site-a, site-c]", [
         ("clients.acme.copies[1]", "copy 'site-c' names no baie; did you mean", "copies:"),
     ]),
+    ("copy-names-no-baie-no-close-match", "copies: [site-a, site-b]", "copies: [site-a, nas]", [
+        ("clients.acme.copies[1]", "copy 'nas' names no baie (defined: site-a, site-b)", "copies:"),
+    ]),
     ("winrm-without-credentials", ", password_env: ACME_WINRM_PASSWORD", "", [
         ("clients.acme.hosts.hv01.winrm", "no credentials: set password_env", "winrm:"),
     ]),

@@ -104,3 +104,5 @@ def test_unknown_job_reference_suggests(tmp_path: Path) -> None:
         loaded.job("acme/erb")
     with pytest.raises(UsageError, match=r"no client 'acmee'.*did you mean 'acme'\?"):
         loaded.job("acmee/erp")
+    with pytest.raises(UsageError, match=r"no client 'zzz' in .*hvbackup.yaml \(known: acme\)$"):
+        loaded.job("zzz/erp")

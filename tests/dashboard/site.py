@@ -16,7 +16,7 @@ from orchestrator.dashboard.accounts import add_user
 from orchestrator.dashboard.auth import create_token
 from orchestrator.dashboard.web import DashboardSettings, create_app
 from orchestrator.history.models import ClientRow, JobRow, RunRow, RunState
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 PASSWORDS = {"marie": "hotline password 1", "acme-it": "acme portal password",
              "durand-it": "durand portal password"}

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from orchestrator.dashboard.accounts import authenticate
 from orchestrator.history.models import AuditRow, UserRow
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 SECRET = "correct horse battery staple"
 

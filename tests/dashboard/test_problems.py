@@ -11,7 +11,7 @@ from sqlalchemy import select
 from orchestrator.dashboard.accounts import add_user
 from orchestrator.dashboard.problems import problems
 from orchestrator.history.models import AcknowledgementRow, JobRow, RunRow, UserRow
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 
 def test_failing_jobs_first_with_their_history(tmp_path: Path) -> None:

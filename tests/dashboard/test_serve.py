@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.jobs.test_run import Setup
 from tests.servers import free_port
+from tests.world import Setup
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

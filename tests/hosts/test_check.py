@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 
 def _check(cli, s: Setup, *extra: str):  # type: ignore[no-untyped-def]

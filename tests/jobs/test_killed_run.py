@@ -16,7 +16,7 @@ from sqlalchemy import select
 from orchestrator.history.models import RunRow
 from orchestrator.history.recorder import close_interrupted
 from tests.conftest import REPO
-from tests.jobs.test_run import CONFIG, SIMULATED, Setup
+from tests.world import CONFIG, SIMULATED, Setup
 
 
 @pytest.mark.slow

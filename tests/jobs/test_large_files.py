@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from orchestrator.history.models import RunEventRow
 from orchestrator.store.restore import local_relative
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 MB = 1024 * 1024
 

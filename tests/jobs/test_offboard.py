@@ -10,7 +10,7 @@ from sqlalchemy import select
 from orchestrator.history.models import AuditRow, ClientRow
 from orchestrator.jobs.daemon import Daemon
 from orchestrator.jobs.offboard import destroy_due, schedule_offboard
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 
 def baie_files(root: Path) -> int:

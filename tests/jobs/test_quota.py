@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from orchestrator.history.models import AlertRow
 from orchestrator.jobs.quota import evaluate
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 GB = 1_000_000_000

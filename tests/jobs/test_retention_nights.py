@@ -19,7 +19,7 @@ from orchestrator.store.open import open_for_reading, open_for_writing
 from orchestrator.store.prune import prune
 from orchestrator.store.restore import Restorer, local_relative
 from orchestrator.store.verify import verify
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 DISK = "D:\\Hyper-V\\ERP01\\Virtual Hard Disks\\ERP01.vhdx"
 

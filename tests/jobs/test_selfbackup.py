@@ -15,7 +15,7 @@ from orchestrator.config import load_config
 from orchestrator.store.keys import generate_private_key
 from orchestrator.store.open import open_for_reading
 from orchestrator.store.restore import Restorer
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 MSP_CLIENT = """
   msp:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 ARTIFACTS = REPO / "test-artifacts"
 

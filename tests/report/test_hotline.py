@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from orchestrator.report.hotline import missing_digests, send_alerts, send_summary
-from tests.jobs.test_run import Setup
 from tests.report.test_mail import quick_retries, smtp_server, with_smtp  # noqa: F401
+from tests.world import Setup
 
 
 def test_alerts_are_grouped_and_sent_once(tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

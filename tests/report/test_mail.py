@@ -14,8 +14,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from orchestrator.history.models import EmailRow
-from tests.jobs.test_run import Setup
 from tests.servers import free_port
+from tests.world import Setup
 
 
 class Inbox:

@@ -18,7 +18,7 @@ from orchestrator.history.models import JobRow, RunRow
 from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.daemon import Daemon
 from tests.conftest import REPO
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 
 def statuses(s: Setup) -> dict[tuple[str, str], str | None]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.service import unit_text
-from tests.jobs.test_run import Setup
+from tests.world import Setup
 
 
 def _verify(path: Path) -> None:
