@@ -46,7 +46,7 @@ from orchestrator.history.models import (
     RunRequestRow,
     RunRow,
 )
-from orchestrator.report.sanity import _size
+from orchestrator.humanize import size
 from orchestrator.resources import runbook_files
 
 router = APIRouter(include_in_schema=False)
@@ -187,7 +187,7 @@ def client_view(request: Request, key: str) -> Response:
         return _not_found(request, viewer)
     language = language_of(request, settings, viewer)
     chart = volume_svg(page.usage, page.quota.quota, f"{page.name}: volume",
-                       lambda n: _size(n, language))
+                       lambda n: size(n, language))
     return render(request, settings, viewer, "client.html", page=page, chart=chart,
                   flash=request.query_params.get("flash"))
 

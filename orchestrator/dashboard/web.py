@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +28,7 @@ from orchestrator import __version__
 from orchestrator.dashboard.auth import Throttle, Viewer, viewer_of
 from orchestrator.dashboard.i18n import translate
 from orchestrator.history.models import ClientRow
-from orchestrator.report.sanity import _duration, _size
+from orchestrator.humanize import age, duration, size
 
 SESSION_COOKIE = "hvbackup_session"
 SESSION_HOURS = 12
@@ -67,23 +67,12 @@ def _templates(settings: DashboardSettings) -> jinja2.Environment:
         "%d/%m/%Y %H:%M")
     env.filters["hm"] = lambda t: "-" if t is None else t.astimezone(tz).strftime("%H:%M:%S")
     env.filters["day"] = lambda d: d.strftime("%d/%m")
-    env.filters["dur"] = lambda s: "-" if s is None else _duration(float(s))
     env.filters["urlq"] = lambda s: quote(str(s), safe="")
     return env
 
 
-def age(delta: timedelta | None, language: str) -> str:
-    """A delay as a hotline operator reads it: '3 j 4 h', '5 h 10 min'."""
-    if delta is None:
-        return translate("never_seen", language)
-    hours = int(delta.total_seconds() // 3600)
-    if hours >= 48:
-        return f"{hours // 24} {translate('days', language)} {hours % 24} h"
-    return f"{hours} h {int(delta.total_seconds() % 3600 // 60):02d} min"
-
-
 class Ui:
-    """What every page template gets: the viewer, words, sizes, the CSRF token."""
+    """What every page template gets: the viewer, words, sizes and delays, the CSRF token."""
 
     def __init__(self, request: Request, settings: DashboardSettings,
                  viewer: Viewer | None) -> None:
@@ -99,10 +88,16 @@ class Ui:
         return translate(key, self.language, **values)
 
     def size(self, n: int | None) -> str:
-        return "-" if n is None else _size(float(n), self.language)
+        return "-" if n is None else size(float(n), self.language)
+
+    def duration(self, seconds: float | None) -> str:
+        return "-" if seconds is None else duration(float(seconds), self.language)
 
     def age(self, since: datetime | None) -> str:
-        return age(None if since is None else self.now - since, self.language)
+        """How long ago ``since`` was ('never_seen' for None: no recent success)."""
+        if since is None:
+            return self.t("never_seen")
+        return age((self.now - since).total_seconds(), self.language)
 
 
 def language_of(request: Request, settings: DashboardSettings, viewer: Viewer | None) -> str:
