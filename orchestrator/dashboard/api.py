@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from orchestrator.dashboard.auth import Viewer, token_viewer
+from orchestrator.dashboard.auth import Viewer
 from orchestrator.dashboard.problems import problems
 from orchestrator.dashboard.queries import (
     NotFound,
@@ -23,32 +23,10 @@ from orchestrator.dashboard.queries import (
     job_runs,
     run_page,
 )
-from orchestrator.dashboard.web import session_viewer, settings_of
+from orchestrator.dashboard.request import Caller, settings_of
 from orchestrator.history.models import RunRow
 
 router = APIRouter(prefix="/api/v1", tags=["hvbackup"])
-
-
-def viewer(request: Request) -> Viewer:
-    """The caller: a bearer token, else a dashboard session; 401 otherwise."""
-    settings = settings_of(request)
-    header = request.headers.get("authorization", "")
-    if header:
-        scheme, _, token = header.partition(" ")
-        found = token_viewer(settings.sessions, token.strip(), settings.now()) \
-            if scheme.lower() == "bearer" else None
-        if found is None:
-            raise HTTPException(401, "invalid or revoked token",
-                                headers={"WWW-Authenticate": "Bearer"})
-        return found
-    found = session_viewer(request, settings)
-    if found is None:
-        raise HTTPException(401, "authentication needed: Authorization: Bearer <token>",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return found
-
-
-Caller = Annotated[Viewer, Depends(viewer)]
 
 
 def _scoped(who: Viewer, client: str) -> None:

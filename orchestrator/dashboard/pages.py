@@ -29,12 +29,11 @@ from orchestrator.dashboard.queries import (
     job_runs,
     run_page,
 )
-from orchestrator.dashboard.web import (
-    LoginRequired,
+from orchestrator.dashboard.request import (
     csrf_ok,
     language_of,
+    page_viewer,
     render,
-    session_viewer,
     settings_of,
 )
 from orchestrator.history.models import (
@@ -51,13 +50,6 @@ from orchestrator.resources import runbook_files
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ["ECHEC", "NON EXECUTEE", "AVERTISSEMENT", "INHABITUELLE", "quota", "report"]
-
-
-def _viewer(request: Request) -> Viewer:
-    viewer = session_viewer(request, settings_of(request))
-    if viewer is None:
-        raise LoginRequired
-    return viewer
 
 
 def _not_found(request: Request, viewer: Viewer) -> HTMLResponse:
@@ -97,7 +89,7 @@ def healthz() -> Response:
 @router.get("/runbooks/{code}", response_class=HTMLResponse)
 def runbook(request: Request, code: str = "README") -> Response:
     """What an error code means and what to do: any logged-in person may read them."""
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     language = language_of(request, settings, viewer)
     if not re.fullmatch(r"README|HVB-[A-Z0-9-]{2,40}", code):
@@ -153,7 +145,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     found = problems(settings.sessions, client=viewer.client)
     choices = {"clients": sorted({p.client for p in found}),
@@ -167,7 +159,7 @@ def home(request: Request, client: str = "", status: str = "", baie: str = "") -
 
 @router.get("/clients", response_class=HTMLResponse)
 def client_list(request: Request) -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     if viewer.client is not None:
         return RedirectResponse(f"/clients/{viewer.client}", status_code=303)
     settings = settings_of(request)
@@ -177,7 +169,7 @@ def client_list(request: Request) -> Response:
 
 @router.get("/clients/{key}", response_class=HTMLResponse)
 def client_view(request: Request, key: str) -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     if not viewer.may_see(key):
         return _not_found(request, viewer)
@@ -194,7 +186,7 @@ def client_view(request: Request, key: str) -> Response:
 
 @router.get("/clients/{key}/jobs/{job}", response_class=HTMLResponse)
 def job_view(request: Request, key: str, job: str) -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     if not viewer.may_see(key):
         return _not_found(request, viewer)
@@ -207,7 +199,7 @@ def job_view(request: Request, key: str, job: str) -> Response:
 
 @router.get("/runs/{uid}", response_class=HTMLResponse)
 def run_view(request: Request, uid: str) -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     owner = client_of_run(settings.sessions, uid)
     if owner is None or not viewer.may_see(owner):
@@ -220,7 +212,7 @@ def run_view(request: Request, uid: str) -> Response:
 @router.post("/runs/{uid}/acknowledge", response_class=HTMLResponse)
 def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = "",
                 csrf: Annotated[str, Form()] = "") -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     owner = client_of_run(settings.sessions, uid)
     if owner is None or not viewer.may_see(owner):
@@ -243,7 +235,7 @@ def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = ""
 def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, Form()] = "",
                       csrf: Annotated[str, Form()] = "") -> Response:
     """Quota and missing-report problems have no run: they are acknowledged on the home page."""
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     with settings.sessions() as session:
         found = session.execute(select(AlertRow, ClientRow.key).join(
@@ -267,7 +259,7 @@ def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, F
 @router.post("/clients/{key}/jobs/{job}/run", response_class=HTMLResponse)
 def run_now(request: Request, key: str, job: str,
             csrf: Annotated[str, Form()] = "") -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     if not viewer.may_see(key):
         return _not_found(request, viewer)
