@@ -4,7 +4,8 @@
 zone and language, a clock, the cookie key); ``hvbackup serve`` runs it with uvicorn. Pages are
 in pages.py, the API in api.py, metrics in metrics.py, and what they share on a request in
 request.py; this module puts them together with the templates, the session cookie, the
-security headers and the answers to the exceptions the views raise.
+security headers and the answers to the exceptions the views raise: LoginRequired (to the
+login page), NotFound (404) and Refused (403, 400) from access.py.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from urllib.parse import quote
 
 import jinja2
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from orchestrator import __version__
 from orchestrator.dashboard import api, metrics, pages
+from orchestrator.dashboard.access import Refused
 from orchestrator.dashboard.auth import Throttle
-from orchestrator.dashboard.request import DashboardSettings, LoginRequired
+from orchestrator.dashboard.queries import NotFound
+from orchestrator.dashboard.request import DashboardSettings, LoginRequired, render, seen_viewer
 
 __all__ = ["DashboardSettings", "create_app"]
 
@@ -74,6 +77,18 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     async def to_login(request: Request, _exc: LoginRequired) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        return render(request, settings, seen_viewer(request), "message.html", status_code=404,
+                      key="not_found")
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return render(request, settings, seen_viewer(request), "message.html",
+                      status_code=exc.status_code, key=exc.key)
 
     app.include_router(pages.router)
     app.include_router(api.router)

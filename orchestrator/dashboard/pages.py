@@ -16,14 +16,20 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from orchestrator.dashboard.access import (
+    comment_of,
+    staff_form,
+    visible_alert,
+    visible_client,
+    visible_run,
+)
 from orchestrator.dashboard.accounts import authenticate
-from orchestrator.dashboard.auth import Viewer, fingerprint
+from orchestrator.dashboard.auth import fingerprint
 from orchestrator.dashboard.charts import volume_svg
 from orchestrator.dashboard.markdown import to_html
 from orchestrator.dashboard.problems import problems
 from orchestrator.dashboard.queries import (
     NotFound,
-    client_of_run,
     client_page,
     clients,
     job_runs,
@@ -38,7 +44,6 @@ from orchestrator.dashboard.request import (
 )
 from orchestrator.history.models import (
     AcknowledgementRow,
-    AlertRow,
     AuditRow,
     ClientRow,
     JobRow,
@@ -50,27 +55,6 @@ from orchestrator.resources import runbook_files
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ["ECHEC", "NON EXECUTEE", "AVERTISSEMENT", "INHABITUELLE", "quota", "report"]
-
-
-def _not_found(request: Request, viewer: Viewer) -> HTMLResponse:
-    return render(request, settings_of(request), viewer, "message.html", status_code=404,
-                  key="not_found")
-
-
-def _refused(request: Request, viewer: Viewer, csrf: str,
-             comment: str | None = None) -> HTMLResponse | None:
-    """Actions are for the hotline and admins, from a form of this site (CSRF token), and an
-    acknowledgement says something (1 to 1000 characters)."""
-    settings = settings_of(request)
-    if not viewer.staff:
-        return render(request, settings, viewer, "message.html", status_code=403,
-                      key="forbidden")
-    if not csrf_ok(request, csrf):
-        return render(request, settings, viewer, "message.html", status_code=403, key="csrf")
-    if comment is not None and not 0 < len(comment) <= 1000:
-        return render(request, settings, viewer, "message.html", status_code=400,
-                      key="comment_needed")
-    return None
 
 
 def _safe_next(target: str | None) -> str:
@@ -93,10 +77,10 @@ def runbook(request: Request, code: str = "README") -> Response:
     settings = settings_of(request)
     language = language_of(request, settings, viewer)
     if not re.fullmatch(r"README|HVB-[A-Z0-9-]{2,40}", code):
-        return _not_found(request, viewer)
+        raise NotFound(f"no runbook {code!r}")
     page = runbook_files() / language / f"{code}.md"
     if not page.is_file():
-        return _not_found(request, viewer)
+        raise NotFound(f"no runbook {code!r}")
     body = to_html(page.read_text(encoding="utf-8"), language)
     return render(request, settings, viewer, "runbook.html", code=code, body=body)
 
@@ -171,12 +155,8 @@ def client_list(request: Request) -> Response:
 def client_view(request: Request, key: str) -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
-    if not viewer.may_see(key):
-        return _not_found(request, viewer)
-    try:
-        page = client_page(settings.sessions, key, settings.timezone, settings.now())
-    except NotFound:
-        return _not_found(request, viewer)
+    visible_client(viewer, key)
+    page = client_page(settings.sessions, key, settings.timezone, settings.now())
     language = language_of(request, settings, viewer)
     chart = volume_svg(page.usage, page.quota.quota, f"{page.name}: volume",
                        lambda n: size(n, language))
@@ -188,12 +168,8 @@ def client_view(request: Request, key: str) -> Response:
 def job_view(request: Request, key: str, job: str) -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
-    if not viewer.may_see(key):
-        return _not_found(request, viewer)
-    try:
-        runs = job_runs(settings.sessions, key, job, limit=100)
-    except NotFound:
-        return _not_found(request, viewer)
+    visible_client(viewer, key)
+    runs = job_runs(settings.sessions, key, job, limit=100)
     return render(request, settings, viewer, "job.html", client=key, job=job, runs=runs)
 
 
@@ -201,9 +177,7 @@ def job_view(request: Request, key: str, job: str) -> Response:
 def run_view(request: Request, uid: str) -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
-    owner = client_of_run(settings.sessions, uid)
-    if owner is None or not viewer.may_see(owner):
-        return _not_found(request, viewer)
+    visible_run(settings.sessions, viewer, uid)
     page = run_page(settings.sessions, uid)
     return render(request, settings, viewer, "run.html", page=page,
                   flash=request.query_params.get("flash"))
@@ -214,13 +188,9 @@ def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = ""
                 csrf: Annotated[str, Form()] = "") -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
-    owner = client_of_run(settings.sessions, uid)
-    if owner is None or not viewer.may_see(owner):
-        return _not_found(request, viewer)
-    comment = comment.strip()
-    refused = _refused(request, viewer, csrf, comment)
-    if refused is not None:
-        return refused
+    visible_run(settings.sessions, viewer, uid)
+    staff_form(request, viewer, csrf)
+    comment = comment_of(comment)
     now = settings.now()
     with settings.sessions() as session, session.begin():
         run = session.scalars(select(RunRow).where(RunRow.uid == uid)).one()
@@ -237,16 +207,9 @@ def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, F
     """Quota and missing-report problems have no run: they are acknowledged on the home page."""
     viewer = page_viewer(request)
     settings = settings_of(request)
-    with settings.sessions() as session:
-        found = session.execute(select(AlertRow, ClientRow.key).join(
-            ClientRow, AlertRow.client_id == ClientRow.id).where(AlertRow.id == alert_id)).first()
-    if found is None or not viewer.may_see(found[1]):
-        return _not_found(request, viewer)
-    comment = comment.strip()
-    refused = _refused(request, viewer, csrf, comment)
-    if refused is not None:
-        return refused
-    alert, owner = found
+    alert, owner = visible_alert(settings.sessions, viewer, alert_id)
+    staff_form(request, viewer, csrf)
+    comment = comment_of(comment)
     now = settings.now()
     with settings.sessions() as session, session.begin():
         session.add(AcknowledgementRow(job_id=alert.job_id, alert_id=alert.id,
@@ -261,17 +224,14 @@ def run_now(request: Request, key: str, job: str,
             csrf: Annotated[str, Form()] = "") -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
-    if not viewer.may_see(key):
-        return _not_found(request, viewer)
-    refused = _refused(request, viewer, csrf)
-    if refused is not None:
-        return refused
+    visible_client(viewer, key)
+    staff_form(request, viewer, csrf)
     now = settings.now()
     with settings.sessions() as session, session.begin():
         job_id = session.scalars(select(JobRow.id).join(ClientRow).where(
             ClientRow.key == key, JobRow.key == job, JobRow.active.is_(True))).first()
         if job_id is None:
-            return _not_found(request, viewer)
+            raise NotFound(f"no job {key}/{job}")
         pending = session.scalars(select(RunRequestRow).where(
             RunRequestRow.job_id == job_id, RunRequestRow.started_at.is_(None),
             RunRequestRow.requested_at > now - timedelta(hours=1))).first()

@@ -36,7 +36,8 @@ WORST = {"ECHEC": 0, "NON EXECUTEE": 1, "AVERTISSEMENT": 2, "REUSSIE": 3}
 
 
 class NotFound(LookupError):
-    """No such client, job or run (or not one this viewer may see: same answer)."""
+    """No such client, job or run (or not one this viewer may see: same answer). The message
+    is the API's 404 detail: ``no client 'acme'``."""
 
 
 @dataclass
@@ -143,7 +144,7 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
     with sessions() as session:
         owner = session.scalars(select(ClientRow).where(ClientRow.key == client)).first()
         if owner is None:
-            raise NotFound(client)
+            raise NotFound(f"no client {client!r}")
         jobs = list(session.scalars(select(JobRow).where(
             JobRow.client_id == owner.id, JobRow.active.is_(True)).order_by(JobRow.key)))
         ids = [j.id for j in jobs]
@@ -225,7 +226,7 @@ def job_runs(sessions: sessionmaker[Session], client: str, job: str, limit: int,
         job_id = session.scalars(select(JobRow.id).join(ClientRow).where(
             ClientRow.key == client, JobRow.key == job)).first()
         if job_id is None:
-            raise NotFound(f"{client}/{job}")
+            raise NotFound(f"no job {client}/{job}")
         query = select(RunRow).where(RunRow.job_id == job_id)
         if before is not None:
             query = query.where(RunRow.scheduled_for < before)
@@ -239,7 +240,7 @@ def run_page(sessions: sessionmaker[Session], uid: str) -> RunPage:
         found = session.execute(select(RunRow, JobRow, ClientRow).join(
             JobRow, RunRow.job_id == JobRow.id).join(ClientRow).where(RunRow.uid == uid)).first()
         if found is None:
-            raise NotFound(uid)
+            raise NotFound(f"no run {uid!r}")
         run, job, owner = found
         steps = list(session.scalars(select(RunStepRow).where(RunStepRow.run_id == run.id)
                                      .order_by(RunStepRow.seq)))

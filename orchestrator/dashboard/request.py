@@ -62,7 +62,15 @@ def session_viewer(request: Request, settings: DashboardSettings) -> Viewer | No
                 select(ClientRow.language).where(ClientRow.key == viewer.client)).first()
     if viewer is None:
         request.session.clear()
+    request.scope["hvbackup.viewer"] = viewer
     return viewer
+
+
+def seen_viewer(request: Request) -> Viewer | None:
+    """Who this request was found to be from, if anyone yet: for the pages the app answers
+    in place of a view (not found, refused)."""
+    viewer = request.scope.get("hvbackup.viewer")
+    return viewer if isinstance(viewer, Viewer) else None
 
 
 def page_viewer(request: Request) -> Viewer:
