@@ -30,7 +30,7 @@ def _ts(value: datetime | None) -> str:
 def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
     last = last_run_subquery()
     success = (select(RunRow.finished_at).where(RunRow.job_id == JobRow.id,
-                                                 RunRow.status == "REUSSIE")
+                                                 RunRow.status == RunStatus.REUSSIE.value)
                .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow)
                .scalar_subquery())
     with sessions() as session:

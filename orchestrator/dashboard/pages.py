@@ -42,6 +42,7 @@ from orchestrator.dashboard.request import (
     render,
     settings_of,
 )
+from orchestrator.dashboard.statuses import PROBLEM_STATUSES
 from orchestrator.history.models import (
     AcknowledgementRow,
     AuditRow,
@@ -54,7 +55,6 @@ from orchestrator.humanize import size
 from orchestrator.resources import runbook_files
 
 router = APIRouter(include_in_schema=False)
-STATUSES = ["ECHEC", "NON EXECUTEE", "AVERTISSEMENT", "INHABITUELLE", "quota", "report"]
 
 
 def _safe_next(target: str | None) -> str:
@@ -137,7 +137,7 @@ def home(request: Request, client: str = "", status: str = "", baie: str = "") -
     shown = [p for p in found if (not client or p.client == client)
              and (not status or p.status == status) and (not baie or baie in p.baies)]
     return render(request, settings, viewer, "home.html", problems=shown, total=len(found),
-                  choices=choices, statuses=STATUSES,
+                  choices=choices, statuses=PROBLEM_STATUSES,
                   chosen={"client": client, "status": status, "baie": baie})
 
 

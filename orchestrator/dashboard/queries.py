@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.dashboard.statuses import FAILING, WORST, shown
 from orchestrator.history.models import (
     AcknowledgementRow,
     BaieUsageRow,
@@ -32,7 +33,6 @@ from orchestrator.jobs.quota import QuotaState, evaluate
 
 STRIP_DAYS = 30
 USAGE_DAYS = 120  # enough to judge the quota: the grace period is 30 days
-WORST = {"ECHEC": 0, "NON EXECUTEE": 1, "AVERTISSEMENT": 2, "REUSSIE": 3}
 
 
 class NotFound(LookupError):
@@ -47,6 +47,11 @@ class Day:
     run_uid: str | None = None
     bytes_read: int | None = None
     unusual: bool = False
+
+    @property
+    def shown(self) -> str | None:
+        """The status the day's cell is coloured by (INHABITUELLE for flagged figures)."""
+        return shown(self.status, self.unusual)
 
 
 @dataclass
@@ -131,7 +136,7 @@ def clients(sessions: sessionmaker[Session], only: str | None = None) -> list[Cl
             continue
         if summary.worst is None or WORST.get(status, 0) < WORST.get(summary.worst, 0):
             summary.worst = status
-        summary.failing += status in ("ECHEC", "NON EXECUTEE")
+        summary.failing += status in FAILING
         summary.last_run = max(summary.last_run or when, when)
     return list(rows.values())
 
