@@ -36,7 +36,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 
 from orchestrator.dashboard.accounts import add_user  # noqa: E402
-from orchestrator.dashboard.web import DashboardSettings, create_app  # noqa: E402
+from orchestrator.dashboard.app import DashboardSettings, create_app  # noqa: E402
 from orchestrator.history.db import open_engine, session_factory, upgrade  # noqa: E402
 from orchestrator.history.models import (  # noqa: E402
     AcknowledgementRow,

@@ -9,6 +9,7 @@ import time
 from typing import TextIO
 
 from orchestrator.errors import UsageError
+from orchestrator.humanize import size
 
 PASSPHRASE_ENV = "HVBACKUP_PASSPHRASE"
 
@@ -27,11 +28,8 @@ def ask_passphrase(prompt: str, *, confirm: bool = False) -> str:
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+    """A size as the CLI prints it, in English with one decimal: ``12.3 GB``."""
+    return size(n, "en", decimals=1)
 
 
 class Progress:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from orchestrator.cli.common import add_config_argument, load_from_args
+from orchestrator.cli.interactive import human_bytes
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.config.models import HypervVmJob, SqlServerJob
@@ -24,14 +25,6 @@ def register(sub: Any) -> None:
     parser.add_argument("host", metavar="CLIENT/HOST")
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
     parser.set_defaults(handler=run)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
 
 
 def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
@@ -60,7 +53,8 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         verdict = _vm_verdict(vm)
         jobs = ", ".join(backed_up.pop(vm["name"].lower(), ("", []))[1]) or "-"
         rows.append([vm["name"], vm["state"], str(vm["generation"]), str(len(vm["disks"])),
-                     _size(size), str(len(vm["checkpoints"])), vm["vss"]["status"], verdict, jobs])
+                     human_bytes(size), str(len(vm["checkpoints"])), vm["vss"]["status"],
+                     verdict, jobs])
     if rows:
         ui.table(["VM", "STATE", "GEN", "DISKS", "SIZE", "CHECKPOINTS", "VSS", "READY", "JOBS"],
                  rows)
@@ -80,13 +74,13 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         sql_jobs.discard(instance["instance"].lower())
         for db in instance["databases"]:
             ui.print(f"  {db['name']:<30} {db['state']:<10} {db['recovery_model']:<8} "
-                     f"{_size(db['size_bytes'])}")
+                     f"{human_bytes(db['size_bytes'])}")
     for missing_instance in sorted(sql_jobs):
         ui.print(f"NOT FOUND: SQL Server instance {missing_instance!r} named by a job")
     ui.print()
     ui.table(["VOLUME", "LABEL", "SIZE", "FREE"],
-             [[v["drive"], v["label"], _size(v["size_bytes"]), _size(v["free_bytes"])]
-              for v in inventory["volumes"]])
+             [[v["drive"], v["label"], human_bytes(v["size_bytes"]),
+               human_bytes(v["free_bytes"])] for v in inventory["volumes"]])
     left = inventory["leftovers"]
     if left["checkpoints"] or left["shadow_copies"]:
         ui.print()

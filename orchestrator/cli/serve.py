@@ -42,8 +42,8 @@ def _loopback(host: str) -> bool:
 def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     import uvicorn
 
+    from orchestrator.dashboard.app import DashboardSettings, create_app
     from orchestrator.dashboard.auth import session_secret
-    from orchestrator.dashboard.web import DashboardSettings, create_app
 
     loaded = load_from_args(args)
     ctx = context(loaded, clock)

@@ -10,50 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from orchestrator.dashboard.auth import Viewer, token_viewer
+from orchestrator.dashboard.access import visible_client, visible_run
 from orchestrator.dashboard.problems import problems
-from orchestrator.dashboard.queries import (
-    NotFound,
-    client_of_run,
-    client_page,
-    clients,
-    job_runs,
-    run_page,
-)
-from orchestrator.dashboard.web import session_viewer, settings_of
+from orchestrator.dashboard.queries import client_page, clients, job_runs, run_page
+from orchestrator.dashboard.request import Caller, settings_of
 from orchestrator.history.models import RunRow
 
 router = APIRouter(prefix="/api/v1", tags=["hvbackup"])
-
-
-def viewer(request: Request) -> Viewer:
-    """The caller: a bearer token, else a dashboard session; 401 otherwise."""
-    settings = settings_of(request)
-    header = request.headers.get("authorization", "")
-    if header:
-        scheme, _, token = header.partition(" ")
-        found = token_viewer(settings.sessions, token.strip(), settings.now()) \
-            if scheme.lower() == "bearer" else None
-        if found is None:
-            raise HTTPException(401, "invalid or revoked token",
-                                headers={"WWW-Authenticate": "Bearer"})
-        return found
-    found = session_viewer(request, settings)
-    if found is None:
-        raise HTTPException(401, "authentication needed: Authorization: Bearer <token>",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return found
-
-
-Caller = Annotated[Viewer, Depends(viewer)]
-
-
-def _scoped(who: Viewer, client: str) -> None:
-    if not who.may_see(client):
-        raise HTTPException(404, f"no client {client!r}")
 
 
 class ClientOut(BaseModel):
@@ -179,12 +145,9 @@ def list_clients(request: Request, who: Caller) -> list[ClientOut]:
 
 @router.get("/clients/{client}", response_model=ClientDetailOut)
 def get_client(request: Request, client: str, who: Caller) -> ClientDetailOut:
-    _scoped(who, client)
     settings = settings_of(request)
-    try:
-        page = client_page(settings.sessions, client, settings.timezone, settings.now())
-    except NotFound:
-        raise HTTPException(404, f"no client {client!r}") from None
+    visible_client(who, client)
+    page = client_page(settings.sessions, client, settings.timezone, settings.now())
     q = page.quota
     return ClientDetailOut(
         key=page.key, name=page.name,
@@ -204,20 +167,15 @@ def list_runs(request: Request, client: str, job: str, who: Caller,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50,
               before: datetime | None = None) -> list[RunOut]:
     """The job's runs, newest first; page with ``before`` = the last ``scheduled_for``."""
-    _scoped(who, client)
-    try:
-        runs = job_runs(settings_of(request).sessions, client, job, limit, before)
-    except NotFound:
-        raise HTTPException(404, f"no job {client}/{job}") from None
-    return [RunOut.of(r) for r in runs]
+    visible_client(who, client)
+    return [RunOut.of(r) for r in job_runs(settings_of(request).sessions, client, job, limit,
+                                           before)]
 
 
 @router.get("/runs/{uid}", response_model=RunDetailOut)
 def get_run(request: Request, uid: str, who: Caller) -> RunDetailOut:
     settings = settings_of(request)
-    owner = client_of_run(settings.sessions, uid)
-    if owner is None or not who.may_see(owner):
-        raise HTTPException(404, f"no run {uid!r}")
+    visible_run(settings.sessions, who, uid)
     page = run_page(settings.sessions, uid)
     base = RunOut.of(page.run).model_dump()
     return RunDetailOut(
@@ -235,7 +193,7 @@ def list_problems(request: Request, who: Caller, client: str | None = None,
                   status: str | None = None, baie: str | None = None) -> list[ProblemOut]:
     """What needs attention, worst and oldest first (the dashboard's home page)."""
     if client is not None:
-        _scoped(who, client)
+        visible_client(who, client)
     found = problems(settings_of(request).sessions, client=who.client or client)
     return [ProblemOut(client=p.client, job=p.job, status=p.status, since=p.since,
                        consecutive_failures=p.failures, last_success=p.last_success,

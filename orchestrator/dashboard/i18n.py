@@ -83,8 +83,6 @@ WORDS: dict[str, dict[str, str]] = {
                        "en": "A comment is needed (1000 characters at most)."},
     "auto_refresh": {"fr": "Actualisé automatiquement chaque minute",
                      "en": "Refreshes every minute"},
-    "days": {"fr": "j", "en": "d"},
-    "hours": {"fr": "h", "en": "h"},
     "none": {"fr": "aucun", "en": "none"},
     "by": {"fr": "par", "en": "by"},
 }

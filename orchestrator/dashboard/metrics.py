@@ -5,17 +5,14 @@ the API (a Prometheus ``authorization: credentials`` token)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.dashboard.api import viewer
-from orchestrator.dashboard.auth import Viewer
 from orchestrator.dashboard.queries import aware, last_run_subquery
-from orchestrator.dashboard.web import settings_of
+from orchestrator.dashboard.request import Caller, settings_of
 from orchestrator.history.models import BaieUsageRow, ClientRow, JobRow, RunRow, RunStatus
 
 router = APIRouter(include_in_schema=False)
@@ -33,7 +30,7 @@ def _ts(value: datetime | None) -> str:
 def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
     last = last_run_subquery()
     success = (select(RunRow.finished_at).where(RunRow.job_id == JobRow.id,
-                                                 RunRow.status == "REUSSIE")
+                                                 RunRow.status == RunStatus.REUSSIE.value)
                .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow)
                .scalar_subquery())
     with sessions() as session:
@@ -86,6 +83,6 @@ def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> PlainTextResponse:
+def metrics(request: Request, who: Caller) -> PlainTextResponse:
     return PlainTextResponse(exposition(settings_of(request).sessions, who.client),
                              media_type="text/plain; version=0.0.4; charset=utf-8")

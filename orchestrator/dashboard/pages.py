@@ -16,69 +16,45 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from orchestrator.dashboard.access import (
+    comment_of,
+    staff_form,
+    visible_alert,
+    visible_client,
+    visible_run,
+)
 from orchestrator.dashboard.accounts import authenticate
-from orchestrator.dashboard.auth import Viewer, fingerprint
+from orchestrator.dashboard.auth import fingerprint
 from orchestrator.dashboard.charts import volume_svg
 from orchestrator.dashboard.markdown import to_html
 from orchestrator.dashboard.problems import problems
 from orchestrator.dashboard.queries import (
     NotFound,
-    client_of_run,
     client_page,
     clients,
     job_runs,
     run_page,
 )
-from orchestrator.dashboard.web import (
-    LoginRequired,
+from orchestrator.dashboard.request import (
     csrf_ok,
     language_of,
+    page_viewer,
     render,
-    session_viewer,
     settings_of,
 )
+from orchestrator.dashboard.statuses import PROBLEM_STATUSES
 from orchestrator.history.models import (
     AcknowledgementRow,
-    AlertRow,
     AuditRow,
     ClientRow,
     JobRow,
     RunRequestRow,
     RunRow,
 )
-from orchestrator.report.sanity import _size
+from orchestrator.humanize import size
 from orchestrator.resources import runbook_files
 
 router = APIRouter(include_in_schema=False)
-STATUSES = ["ECHEC", "NON EXECUTEE", "AVERTISSEMENT", "INHABITUELLE", "quota", "report"]
-
-
-def _viewer(request: Request) -> Viewer:
-    viewer = session_viewer(request, settings_of(request))
-    if viewer is None:
-        raise LoginRequired
-    return viewer
-
-
-def _not_found(request: Request, viewer: Viewer) -> HTMLResponse:
-    return render(request, settings_of(request), viewer, "message.html", status_code=404,
-                  key="not_found")
-
-
-def _refused(request: Request, viewer: Viewer, csrf: str,
-             comment: str | None = None) -> HTMLResponse | None:
-    """Actions are for the hotline and admins, from a form of this site (CSRF token), and an
-    acknowledgement says something (1 to 1000 characters)."""
-    settings = settings_of(request)
-    if not viewer.staff:
-        return render(request, settings, viewer, "message.html", status_code=403,
-                      key="forbidden")
-    if not csrf_ok(request, csrf):
-        return render(request, settings, viewer, "message.html", status_code=403, key="csrf")
-    if comment is not None and not 0 < len(comment) <= 1000:
-        return render(request, settings, viewer, "message.html", status_code=400,
-                      key="comment_needed")
-    return None
 
 
 def _safe_next(target: str | None) -> str:
@@ -97,14 +73,14 @@ def healthz() -> Response:
 @router.get("/runbooks/{code}", response_class=HTMLResponse)
 def runbook(request: Request, code: str = "README") -> Response:
     """What an error code means and what to do: any logged-in person may read them."""
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     language = language_of(request, settings, viewer)
     if not re.fullmatch(r"README|HVB-[A-Z0-9-]{2,40}", code):
-        return _not_found(request, viewer)
+        raise NotFound(f"no runbook {code!r}")
     page = runbook_files() / language / f"{code}.md"
     if not page.is_file():
-        return _not_found(request, viewer)
+        raise NotFound(f"no runbook {code!r}")
     body = to_html(page.read_text(encoding="utf-8"), language)
     return render(request, settings, viewer, "runbook.html", code=code, body=body)
 
@@ -153,7 +129,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
     found = problems(settings.sessions, client=viewer.client)
     choices = {"clients": sorted({p.client for p in found}),
@@ -161,13 +137,13 @@ def home(request: Request, client: str = "", status: str = "", baie: str = "") -
     shown = [p for p in found if (not client or p.client == client)
              and (not status or p.status == status) and (not baie or baie in p.baies)]
     return render(request, settings, viewer, "home.html", problems=shown, total=len(found),
-                  choices=choices, statuses=STATUSES,
+                  choices=choices, statuses=PROBLEM_STATUSES,
                   chosen={"client": client, "status": status, "baie": baie})
 
 
 @router.get("/clients", response_class=HTMLResponse)
 def client_list(request: Request) -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     if viewer.client is not None:
         return RedirectResponse(f"/clients/{viewer.client}", status_code=303)
     settings = settings_of(request)
@@ -177,41 +153,31 @@ def client_list(request: Request) -> Response:
 
 @router.get("/clients/{key}", response_class=HTMLResponse)
 def client_view(request: Request, key: str) -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
-    if not viewer.may_see(key):
-        return _not_found(request, viewer)
-    try:
-        page = client_page(settings.sessions, key, settings.timezone, settings.now())
-    except NotFound:
-        return _not_found(request, viewer)
+    visible_client(viewer, key)
+    page = client_page(settings.sessions, key, settings.timezone, settings.now())
     language = language_of(request, settings, viewer)
     chart = volume_svg(page.usage, page.quota.quota, f"{page.name}: volume",
-                       lambda n: _size(n, language))
+                       lambda n: size(n, language))
     return render(request, settings, viewer, "client.html", page=page, chart=chart,
                   flash=request.query_params.get("flash"))
 
 
 @router.get("/clients/{key}/jobs/{job}", response_class=HTMLResponse)
 def job_view(request: Request, key: str, job: str) -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
-    if not viewer.may_see(key):
-        return _not_found(request, viewer)
-    try:
-        runs = job_runs(settings.sessions, key, job, limit=100)
-    except NotFound:
-        return _not_found(request, viewer)
+    visible_client(viewer, key)
+    runs = job_runs(settings.sessions, key, job, limit=100)
     return render(request, settings, viewer, "job.html", client=key, job=job, runs=runs)
 
 
 @router.get("/runs/{uid}", response_class=HTMLResponse)
 def run_view(request: Request, uid: str) -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
-    owner = client_of_run(settings.sessions, uid)
-    if owner is None or not viewer.may_see(owner):
-        return _not_found(request, viewer)
+    visible_run(settings.sessions, viewer, uid)
     page = run_page(settings.sessions, uid)
     return render(request, settings, viewer, "run.html", page=page,
                   flash=request.query_params.get("flash"))
@@ -220,15 +186,11 @@ def run_view(request: Request, uid: str) -> Response:
 @router.post("/runs/{uid}/acknowledge", response_class=HTMLResponse)
 def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = "",
                 csrf: Annotated[str, Form()] = "") -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
-    owner = client_of_run(settings.sessions, uid)
-    if owner is None or not viewer.may_see(owner):
-        return _not_found(request, viewer)
-    comment = comment.strip()
-    refused = _refused(request, viewer, csrf, comment)
-    if refused is not None:
-        return refused
+    visible_run(settings.sessions, viewer, uid)
+    staff_form(request, viewer, csrf)
+    comment = comment_of(comment)
     now = settings.now()
     with settings.sessions() as session, session.begin():
         run = session.scalars(select(RunRow).where(RunRow.uid == uid)).one()
@@ -243,18 +205,11 @@ def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = ""
 def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, Form()] = "",
                       csrf: Annotated[str, Form()] = "") -> Response:
     """Quota and missing-report problems have no run: they are acknowledged on the home page."""
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
-    with settings.sessions() as session:
-        found = session.execute(select(AlertRow, ClientRow.key).join(
-            ClientRow, AlertRow.client_id == ClientRow.id).where(AlertRow.id == alert_id)).first()
-    if found is None or not viewer.may_see(found[1]):
-        return _not_found(request, viewer)
-    comment = comment.strip()
-    refused = _refused(request, viewer, csrf, comment)
-    if refused is not None:
-        return refused
-    alert, owner = found
+    alert, owner = visible_alert(settings.sessions, viewer, alert_id)
+    staff_form(request, viewer, csrf)
+    comment = comment_of(comment)
     now = settings.now()
     with settings.sessions() as session, session.begin():
         session.add(AcknowledgementRow(job_id=alert.job_id, alert_id=alert.id,
@@ -267,19 +222,16 @@ def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, F
 @router.post("/clients/{key}/jobs/{job}/run", response_class=HTMLResponse)
 def run_now(request: Request, key: str, job: str,
             csrf: Annotated[str, Form()] = "") -> Response:
-    viewer = _viewer(request)
+    viewer = page_viewer(request)
     settings = settings_of(request)
-    if not viewer.may_see(key):
-        return _not_found(request, viewer)
-    refused = _refused(request, viewer, csrf)
-    if refused is not None:
-        return refused
+    visible_client(viewer, key)
+    staff_form(request, viewer, csrf)
     now = settings.now()
     with settings.sessions() as session, session.begin():
         job_id = session.scalars(select(JobRow.id).join(ClientRow).where(
             ClientRow.key == key, JobRow.key == job, JobRow.active.is_(True))).first()
         if job_id is None:
-            return _not_found(request, viewer)
+            raise NotFound(f"no job {key}/{job}")
         pending = session.scalars(select(RunRequestRow).where(
             RunRequestRow.job_id == job_id, RunRequestRow.started_at.is_(None),
             RunRequestRow.requested_at > now - timedelta(hours=1))).first()

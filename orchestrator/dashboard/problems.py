@@ -13,18 +13,18 @@ from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dashboard.queries import aware, last_run_subquery
+from orchestrator.dashboard.statuses import QUOTA, REPORT, SEVERITY, UNUSUAL
 from orchestrator.history.models import (
     AcknowledgementRow,
     AlertRow,
     ClientRow,
     JobRow,
     RunRow,
+    RunStatus,
     UserRow,
 )
 
 WINDOW = timedelta(days=10)  # runs read at once per job in trouble; longer streaks cost 2 seeks
-SEVERITY = {"ECHEC": 0, "NON EXECUTEE": 1, "quota": 2, "report": 2, "AVERTISSEMENT": 3,
-            "INHABITUELLE": 4}
 
 
 @dataclass
@@ -89,12 +89,13 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
         for job_id, job, copies, owner, run_id, uid, status, flags, error, _when in lasts:
             runs = recent.get(job_id, [])
             streak = list(takewhile(lambda r: r[1], runs))
-            success = next((r[3] for r in runs if r[0] == "REUSSIE"), None)
+            success = next((r[3] for r in runs if r[0] == RunStatus.REUSSIE), None)
             if job_id in beyond:
                 failures, since_when, success = beyond[job_id]
             else:
                 failures, since_when = len(streak), streak[-1][2]
-            shown = "INHABITUELLE" if status == "REUSSIE" else status
+            # Not a clean REUSSIE: a REUSSIE last run here is one with flagged figures.
+            shown = UNUSUAL if status == RunStatus.REUSSIE else status
             message = error or "; ".join(f.get("reason", "") for f in flags or []) or shown
             ack = acks.get(run_id)
             found.append(Problem(owner, job, shown, since_when, failures, success,
@@ -116,7 +117,7 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
                     .order_by(AcknowledgementRow.at)):
                 alert_acks[alert_id] = (user, comment)  # the latest one wins
         for alert, client_row in open_alerts:
-            kind = "quota" if alert.kind.startswith("quota") else "report"
+            kind = QUOTA if alert.kind.startswith("quota") else REPORT
             baie = alert.details.get("baie") if isinstance(alert.details, dict) else None
             alert_ack = alert_acks.get(alert.id)
             found.append(Problem(client_row.key, None, kind, alert.created_at, 1, None,
@@ -130,7 +131,7 @@ def _bad_in_sql() -> Any:
     """Not a clean REUSSIE (failed, not run, warned, or flagged unusual), decided by the
     database: no JSON decoded for the runs that are fine, which are nearly all of them."""
     flagged = func.coalesce(cast(RunRow.sanity_flags, String), "[]") != "[]"
-    return or_(RunRow.status != "REUSSIE", flagged)
+    return or_(RunRow.status != RunStatus.REUSSIE.value, flagged)
 
 
 def _streaks_beyond(session: Session, job_ids: list[int]
@@ -141,7 +142,8 @@ def _streaks_beyond(session: Session, job_ids: list[int]
         return {}
 
     def last_good(column: Any, job: Any) -> Any:
-        return (select(column).where(RunRow.job_id == job, RunRow.status == "REUSSIE")
+        return (select(column).where(RunRow.job_id == job,
+                                     RunRow.status == RunStatus.REUSSIE.value)
                 .order_by(RunRow.scheduled_for.desc()).limit(1).scalar_subquery())
 
     good = {job_id: (at, end) for job_id, at, end in session.execute(

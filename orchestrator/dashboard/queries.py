@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.dashboard.statuses import FAILING, WORST, shown
 from orchestrator.history.models import (
     AcknowledgementRow,
     BaieUsageRow,
@@ -32,11 +33,11 @@ from orchestrator.jobs.quota import QuotaState, evaluate
 
 STRIP_DAYS = 30
 USAGE_DAYS = 120  # enough to judge the quota: the grace period is 30 days
-WORST = {"ECHEC": 0, "NON EXECUTEE": 1, "AVERTISSEMENT": 2, "REUSSIE": 3}
 
 
 class NotFound(LookupError):
-    """No such client, job or run (or not one this viewer may see: same answer)."""
+    """No such client, job or run (or not one this viewer may see: same answer). The message
+    is the API's 404 detail: ``no client 'acme'``."""
 
 
 @dataclass
@@ -46,6 +47,11 @@ class Day:
     run_uid: str | None = None
     bytes_read: int | None = None
     unusual: bool = False
+
+    @property
+    def shown(self) -> str | None:
+        """The status the day's cell is coloured by (INHABITUELLE for flagged figures)."""
+        return shown(self.status, self.unusual)
 
 
 @dataclass
@@ -130,7 +136,7 @@ def clients(sessions: sessionmaker[Session], only: str | None = None) -> list[Cl
             continue
         if summary.worst is None or WORST.get(status, 0) < WORST.get(summary.worst, 0):
             summary.worst = status
-        summary.failing += status in ("ECHEC", "NON EXECUTEE")
+        summary.failing += status in FAILING
         summary.last_run = max(summary.last_run or when, when)
     return list(rows.values())
 
@@ -143,7 +149,7 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
     with sessions() as session:
         owner = session.scalars(select(ClientRow).where(ClientRow.key == client)).first()
         if owner is None:
-            raise NotFound(client)
+            raise NotFound(f"no client {client!r}")
         jobs = list(session.scalars(select(JobRow).where(
             JobRow.client_id == owner.id, JobRow.active.is_(True)).order_by(JobRow.key)))
         ids = [j.id for j in jobs]
@@ -225,7 +231,7 @@ def job_runs(sessions: sessionmaker[Session], client: str, job: str, limit: int,
         job_id = session.scalars(select(JobRow.id).join(ClientRow).where(
             ClientRow.key == client, JobRow.key == job)).first()
         if job_id is None:
-            raise NotFound(f"{client}/{job}")
+            raise NotFound(f"no job {client}/{job}")
         query = select(RunRow).where(RunRow.job_id == job_id)
         if before is not None:
             query = query.where(RunRow.scheduled_for < before)
@@ -239,7 +245,7 @@ def run_page(sessions: sessionmaker[Session], uid: str) -> RunPage:
         found = session.execute(select(RunRow, JobRow, ClientRow).join(
             JobRow, RunRow.job_id == JobRow.id).join(ClientRow).where(RunRow.uid == uid)).first()
         if found is None:
-            raise NotFound(uid)
+            raise NotFound(f"no run {uid!r}")
         run, job, owner = found
         steps = list(session.scalars(select(RunStepRow).where(RunStepRow.run_id == run.id)
                                      .order_by(RunStepRow.seq)))

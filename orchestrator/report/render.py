@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from orchestrator.report.sanity import _duration, _size
+from orchestrator.humanize import duration, size
 from orchestrator.resources import read_text, report_files
 
 
@@ -26,8 +26,8 @@ def _environment(language: str, tz: ZoneInfo) -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
     )
-    env.filters["size"] = lambda n: "-" if n is None else _size(float(n), language)
-    env.filters["dur"] = lambda s: "-" if s is None else _duration(float(s))
+    env.filters["size"] = lambda n: "-" if n is None else size(float(n), language)
+    env.filters["dur"] = lambda s: "-" if s is None else duration(float(s), language)
     env.filters["dt"] = lambda t: "-" if t is None else _local(t, tz)
     return env
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from orchestrator.humanize import duration, size
+
 WINDOW = 14  # successful runs the band is learned from
 MIN_HISTORY = 3  # below this, no band: too little to call anything unusual
 RANSOM_RATIO = 0.5  # half the data changed in one night
@@ -95,8 +97,8 @@ def check(run: RunFigures, history: list[RunFigures], tz: ZoneInfo,
         share = abs(run.bytes_read - volume.median) / volume.median * 100 if volume.median else 0
         way = words["below"] if run.bytes_read < volume.median else words["above"]
         flags.append(Flag("volume", words["volume"].format(
-            pct=f"{share:.0f}", way=way, value=_size(run.bytes_read, language),
-            usual=_size(volume.median, language)), run.bytes_read, volume.median))
+            pct=f"{share:.0f}", way=way, value=size(run.bytes_read, language),
+            usual=size(volume.median, language)), run.bytes_read, volume.median))
     files = band([float(r.files) for r in base], "files")
     if files and run.files > 0 and not files.contains(run.files):
         flags.append(Flag("files", words["files"].format(
@@ -106,11 +108,11 @@ def check(run: RunFigures, history: list[RunFigures], tz: ZoneInfo,
         if usual_ratio < RANSOM_RATIO / 2:
             flags.append(Flag("change", words["change"].format(pct=f"{run.change_ratio * 100:.0f}"),
                               run.change_ratio, usual_ratio))
-    duration = band([r.duration_s for r in base], "duration")
-    if duration and duration.median >= 60 and not duration.contains(run.duration_s):
+    took = band([r.duration_s for r in base], "duration")
+    if took and took.median >= 60 and not took.contains(run.duration_s):
         flags.append(Flag("duration", words["duration"].format(
-            value=_duration(run.duration_s), usual=_duration(duration.median)),
-            run.duration_s, duration.median))
+            value=duration(run.duration_s, language), usual=duration(took.median, language)),
+            run.duration_s, took.median))
     return flags
 
 
@@ -134,18 +136,5 @@ _WORDS = {
 }
 
 
-def _size(n: float, language: str) -> str:
-    units = ("o", "Ko", "Mo", "Go", "To") if language == "fr" else ("B", "KB", "MB", "GB", "TB")
-    for unit in units:
-        if n < 1000 or unit == units[-1]:
-            text = f"{n:.0f} {unit}" if n >= 10 or unit == units[0] else f"{n:.1f} {unit}"
-            return text.replace(".", ",") if language == "fr" else text
-        n /= 1000
-    return f"{n:.0f} {units[-1]}"
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    if minutes < 120:
-        return f"{max(minutes, 1)} min"
-    return f"{minutes // 60} h {minutes % 60:02d}"
+# hosts/check.py imports the size formatter from here under its old private name.
+_size = size

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from orchestrator.dashboard.accounts import add_user
+from orchestrator.dashboard.app import DashboardSettings, create_app
 from orchestrator.dashboard.auth import create_token
-from orchestrator.dashboard.web import DashboardSettings, create_app
 from orchestrator.history.models import ClientRow, JobRow, RunRow, RunState
 from tests.world import Setup
 

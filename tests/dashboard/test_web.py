@@ -256,6 +256,34 @@ def test_run_page_links_to_the_runbook_of_its_error(tmp_path: Path) -> None:
     assert site.browser().get("/runbooks/HVB-KEY").status_code == 303  # login first
 
 
+def test_a_refusal_says_why_to_the_person_still_logged_in(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    portal = site.login("acme-it")
+    missing = portal.get(f"/runs/{site.durand_run}")
+    assert missing.status_code == 404
+    assert 'id="message">Introuvable.</p>' in missing.text
+    assert 'id="whoami">acme-it (client: acme)' in missing.text  # the menu is still there
+    run = f"/runs/{site.failed.uid}"
+    refused = portal.post(f"{run}/acknowledge",
+                          data={"comment": "x", "csrf": csrf_of(portal.get(run).text)})
+    assert refused.status_code == 403
+    assert "Cette page ne vous est pas accessible." in html.unescape(refused.text)
+    hotline = site.login("marie")
+    forged = hotline.post(f"{run}/acknowledge", data={"comment": "x", "csrf": "forged"})
+    assert forged.status_code == 403
+    assert "Le formulaire a expiré" in html.unescape(forged.text)
+    # The API answers in JSON, and says no more than that it is not there.
+    answer = site.browser().get(f"/api/v1/runs/{site.durand_run}",
+                                headers=site.token("acme-it"))
+    assert answer.status_code == 404
+    assert answer.json() == {"detail": f"no run {site.durand_run!r}"}
+    assert portal.get("/api/v1/clients/durand/jobs/serveurs/runs").json() == {
+        "detail": "no client 'durand'"}
+    assert hotline.get("/api/v1/clients/acme/jobs/nope/runs").json() == {
+        "detail": "no job acme/nope"}
+    assert 'id="message">Not found.</p>' in portal.get("/runbooks/HVB-NOPE?lang=en").text
+
+
 def test_a_quota_problem_is_acknowledged_from_the_home_page(tmp_path: Path) -> None:
     from orchestrator.history.models import AlertRow, ClientRow
 
