@@ -66,11 +66,19 @@ class Severity(IntEnum):
 
 
 class AlertKind(StrEnum):
-    """What the hotline is alerted of (``alerts.kind`` in the history)."""
+    """What the hotline is alerted of (``alerts.kind`` in the history): a run's (from its
+    findings) or a client's (its quota, its report)."""
 
     ECHEC = "echec"
     NON_EXECUTEE = "non_executee"
     COPY = "copy"
+    QUOTA_WARNING = "quota_warning"  # 10 % over the subscribed volume: 30 days to act
+    QUOTA_BLOCKED = "quota_blocked"  # still over 30 days later: backups stopped
+    REPORT_MISSING = "report_missing"  # the client's report did not go out by its deadline
+
+    @property
+    def is_quota(self) -> bool:
+        return self in (AlertKind.QUOTA_WARNING, AlertKind.QUOTA_BLOCKED)
 
 
 @dataclass(frozen=True)

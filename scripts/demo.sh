@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: simulated Hyper-V hosts, SQLite, two local baies.
-# Five simulated nights for two clients; one fault on the 18th, another on the 19th. Then a
+# Five simulated nights for two clients, through the scheduler itself on a simulated clock;
+# the scheduler is down one night (17th-18th), a guest's VSS fails on the 18th, a host does not
+# answer on the 19th and the 20th. Then a
 # restore of a 48 MB database dump and of a share's large files from the second baie.
 # Everything it writes goes under demo-state/ at the top of the repository (made anew).
 set -euo pipefail
@@ -23,8 +25,10 @@ echo
 echo "== History database"
 $HVB db upgrade -c "$CONFIG"
 echo
-echo "== Five nights, 16 to 20 November 2026"
-$HVB nights -c "$CONFIG" --start 2026-11-16 --nights 5
+echo "== Five nights, 16 to 20 November 2026 (the scheduler is down from 22:30 on the 17th"
+echo "   to 07:45 on the 18th)"
+$HVB nights -c "$CONFIG" --start 2026-11-16 --nights 5 \
+  --stopped 2026-11-17T22:30/2026-11-18T07:45
 echo
 echo "== What is on a simulated host now"
 $HVB inventory -c "$CONFIG" acme/hv01

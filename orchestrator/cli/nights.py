@@ -24,6 +24,7 @@ from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock, SimulatedClock
 from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import UsageError
+from orchestrator.findings import RunStatus
 from orchestrator.history.sync import backdate_jobs
 from orchestrator.jobs.daemon import Daemon
 from orchestrator.jobs.maintenance import MAINTENANCE_HOUR, Maintained
@@ -118,12 +119,12 @@ class Printer:
                 human_bytes(figures.bytes_sent or 0), str(figures.files or 0), note]))
 
     def missed(self, due: Due) -> None:
-        self._say(due.scheduled_for, f"{due.ref.label:<20} NON EXECUTEE (the scheduler was "
-                  "down until its window closed)")
+        self._say(due.scheduled_for, f"{due.ref.label:<20} {RunStatus.NON_EXECUTEE} (the "
+                  "scheduler was down until its window closed)")
         with self._lock:
             self.rows.append((due.scheduled_for, due.ref.label, [
-                local_str(due.scheduled_for, self.tz), due.ref.label, "NON EXECUTEE", "-", "-",
-                "-", "-", "scheduler down"]))
+                local_str(due.scheduled_for, self.tz), due.ref.label, RunStatus.NON_EXECUTEE,
+                "-", "-", "-", "-", "scheduler down"]))
 
     def told(self, when: datetime, told: Told) -> None:
         for digest in told.digests:

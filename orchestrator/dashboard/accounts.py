@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import UsageError
 from orchestrator.history.models import AuditRow, ClientRow, Role, UserRow
+from orchestrator.history.queries import client_row
 
 _HASHER = PasswordHasher()
 MIN_LENGTH = 12
@@ -34,7 +35,7 @@ def add_user(sessions: sessionmaker[Session], username: str, password: str, role
             raise UsageError(f"user {username!r} exists already")
         client_id = None
         if client is not None:
-            row = session.scalars(select(ClientRow).where(ClientRow.key == client)).first()
+            row = client_row(session, client)
             if row is None:
                 raise UsageError(f"no client {client!r} in the history: run 'hvbackup db "
                                  "upgrade' after adding it to the configuration")

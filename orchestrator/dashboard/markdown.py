@@ -8,6 +8,7 @@ from html import escape
 
 _CODE = re.compile(r"`([^`]+)`")
 _LINK = re.compile(r"\[([^\]]+)\]\(([A-Za-z0-9_.-]+)\.md\)")
+_ROW_CODE = re.compile(r"`([A-Z][A-Z0-9_]+)`")  # a row about one code: its anchor
 
 
 def _inline(text: str, lang: str) -> str:
@@ -48,8 +49,10 @@ def to_html(text: str, lang: str) -> str:
             if not in_table:
                 html.append('<table class="runbook">')
                 in_table = True
-            html.append("<tr>" + "".join(f"<td>{_inline(c.replace(chr(92) + '|', '|'), lang)}"
-                                         "</td>" for c in cells) + "</tr>")
+            named = _ROW_CODE.fullmatch(cells[0])
+            row = f'<tr id="{named.group(1)}">' if named else "<tr>"
+            html.append(row + "".join(f"<td>{_inline(c.replace(chr(92) + '|', '|'), lang)}"
+                                      "</td>" for c in cells) + "</tr>")
         else:
             html.append(f"<p>{_inline(line, lang)}</p>")
     if in_list:

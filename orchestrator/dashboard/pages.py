@@ -46,11 +46,10 @@ from orchestrator.dashboard.statuses import PROBLEM_STATUSES
 from orchestrator.history.models import (
     AcknowledgementRow,
     AuditRow,
-    ClientRow,
-    JobRow,
     RunRequestRow,
     RunRow,
 )
+from orchestrator.history.queries import job_row
 from orchestrator.humanize import size
 from orchestrator.resources import runbook_files
 
@@ -228,10 +227,10 @@ def run_now(request: Request, key: str, job: str,
     staff_form(request, viewer, csrf)
     now = settings.now()
     with settings.sessions() as session, session.begin():
-        job_id = session.scalars(select(JobRow.id).join(ClientRow).where(
-            ClientRow.key == key, JobRow.key == job, JobRow.active.is_(True))).first()
-        if job_id is None:
+        found = job_row(session, key, job)
+        if found is None or not found.active:
             raise NotFound(f"no job {key}/{job}")
+        job_id = found.id
         pending = session.scalars(select(RunRequestRow).where(
             RunRequestRow.job_id == job_id, RunRequestRow.started_at.is_(None),
             RunRequestRow.requested_at > now - timedelta(hours=1))).first()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dashboard.queries import aware, last_run_subquery
 from orchestrator.dashboard.statuses import QUOTA, REPORT, SEVERITY, UNUSUAL
+from orchestrator.findings import AlertKind
 from orchestrator.history.models import (
     AcknowledgementRow,
     AlertRow,
@@ -104,7 +105,8 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
                                  [str(b) for b in copies or []]))
         alerts = select(AlertRow, ClientRow).join(ClientRow).where(
             AlertRow.resolved_at.is_(None),
-            AlertRow.kind.in_(["quota_warning", "quota_blocked", "report_missing"]))
+            AlertRow.kind.in_([AlertKind.QUOTA_WARNING.value, AlertKind.QUOTA_BLOCKED.value,
+                               AlertKind.REPORT_MISSING.value]))
         if client is not None:
             alerts = alerts.where(ClientRow.key == client)
         open_alerts = session.execute(alerts).all()
@@ -117,7 +119,7 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
                     .order_by(AcknowledgementRow.at)):
                 alert_acks[alert_id] = (user, comment)  # the latest one wins
         for alert, client_row in open_alerts:
-            kind = QUOTA if alert.kind.startswith("quota") else REPORT
+            kind = QUOTA if AlertKind(alert.kind).is_quota else REPORT
             baie = alert.details.get("baie") if isinstance(alert.details, dict) else None
             alert_ack = alert_acks.get(alert.id)
             found.append(Problem(client_row.key, None, kind, alert.created_at, 1, None,

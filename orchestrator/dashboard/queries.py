@@ -29,6 +29,7 @@ from orchestrator.history.models import (
     SnapshotRow,
     UserRow,
 )
+from orchestrator.history.queries import client_row, job_row
 from orchestrator.jobs.quota import QuotaState, evaluate
 
 STRIP_DAYS = 30
@@ -147,7 +148,7 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
     first_day = today - timedelta(days=STRIP_DAYS - 1)
     since = datetime.combine(first_day, datetime.min.time(), tz) - timedelta(days=1)
     with sessions() as session:
-        owner = session.scalars(select(ClientRow).where(ClientRow.key == client)).first()
+        owner = client_row(session, client)
         if owner is None:
             raise NotFound(f"no client {client!r}")
         jobs = list(session.scalars(select(JobRow).where(
@@ -228,10 +229,10 @@ def job_runs(sessions: sessionmaker[Session], client: str, job: str, limit: int,
              before: datetime | None = None) -> list[RunRow]:
     """The job's runs, newest first."""
     with sessions() as session:
-        job_id = session.scalars(select(JobRow.id).join(ClientRow).where(
-            ClientRow.key == client, JobRow.key == job)).first()
-        if job_id is None:
+        found = job_row(session, client, job)
+        if found is None:
             raise NotFound(f"no job {client}/{job}")
+        job_id = found.id
         query = select(RunRow).where(RunRow.job_id == job_id)
         if before is not None:
             query = query.where(RunRow.scheduled_for < before)

@@ -28,6 +28,15 @@ def client_row(session: Session, client: str) -> ClientRow | None:
     return session.scalars(select(ClientRow).where(ClientRow.key == client)).one_or_none()
 
 
+def known_client(session: Session, client: str) -> ClientRow:
+    """The client ``client``; raises HvbError (what to do) when the history does not know it."""
+    row = client_row(session, client)
+    if row is None:
+        raise HvbError(f"client {client} is not in the history database: run "
+                       "'hvbackup db upgrade -c FILE' after changing the configuration")
+    return row
+
+
 def job_row(session: Session, client: str, job: str) -> JobRow | None:
     """The job ``client/job``, None when the history does not know it."""
     return session.scalars(select(JobRow).join(ClientRow).where(

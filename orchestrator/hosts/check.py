@@ -19,7 +19,7 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.config.models import FilesJob, HypervVmJob, SqlServerJob
 from orchestrator.errors import HostAuthError, HostError, HostUnreachable, HvbError
 from orchestrator.hosts.session import HostSession
-from orchestrator.report.sanity import _size
+from orchestrator.humanize import size
 
 SLOW_S = 10.0  # an inventory usually answers within a few seconds
 OK, WARN, FAIL = "ok", "warning", "FAIL"
@@ -168,8 +168,8 @@ def _staging(staging: str, jobs: list[Any], inventory: dict[str, Any]) -> list[V
         return [Verdict("staging", level, f"no volume {drive} on the host for staging_dir "
                         f"{staging}")]
     free = volume["free_bytes"]
-    text = f"{drive} has {_size(free, 'en')} free; the dumps and exports need about " \
-           f"{_size(needed, 'en')}"
+    text = f"{drive} has {size(free, 'en')} free; the dumps and exports need about " \
+           f"{size(needed, 'en')}"
     if free < needed * 1.1:
         return [Verdict("staging", FAIL, text + ": free space there or move staging_dir")]
     if free < needed * 2:

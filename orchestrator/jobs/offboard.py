@@ -13,6 +13,7 @@ from orchestrator.baie.open import open_target
 from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import UsageError
 from orchestrator.history.models import AuditRow, ClientRow
+from orchestrator.history.queries import client_row, offboard_date
 
 DESTROY_AFTER = timedelta(days=30)
 
@@ -29,7 +30,7 @@ def schedule_offboard(sessions: sessionmaker[Session], client: str, on: date, ac
                       now: datetime) -> date:
     """Record the contract end; returns the date the data will be destroyed."""
     with sessions() as session, session.begin():
-        row = session.scalars(select(ClientRow).where(ClientRow.key == client)).one_or_none()
+        row = client_row(session, client)
         if row is None:
             raise UsageError(f"client {client} is not in the history: run 'hvbackup db upgrade'")
         if row.destroyed_at is not None:
@@ -44,7 +45,7 @@ def schedule_offboard(sessions: sessionmaker[Session], client: str, on: date, ac
 def offboarded(sessions: sessionmaker[Session], client: str, today: date) -> date | None:
     """The contract end date when it has come, else None."""
     with sessions() as session:
-        on = session.scalars(select(ClientRow.offboard_on).where(ClientRow.key == client)).first()
+        on = offboard_date(session, client)
     return on if on is not None and on <= today else None
 
 
@@ -87,7 +88,8 @@ def destroy_due(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
                 finally:
                     target.close()
             with sessions() as session, session.begin():
-                row = session.scalars(select(ClientRow).where(ClientRow.key == client)).one()
+                row = client_row(session, client)
+                assert row is not None
                 row.destroyed_at = now
                 row.active = False
                 session.add(AuditRow(at=now, actor=actor, action="client.destroy", target=client,

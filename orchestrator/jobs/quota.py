@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.baie.open import open_target
 from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import HvbError
+from orchestrator.findings import AlertKind
 from orchestrator.history.models import AlertRow, BaieUsageRow, ClientRow
+from orchestrator.history.queries import known_client, usage_points
 
 GRACE = timedelta(days=30)
 WARN_RATIO = 1.10
@@ -84,13 +86,7 @@ def client_state(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
     quota_gb = loaded.config.clients[client].quota_gb
     quota = int(quota_gb * 1_000_000_000) if quota_gb is not None else None
     with sessions() as session:
-        rows = session.execute(select(BaieUsageRow.baie, BaieUsageRow.measured_at,
-                                      BaieUsageRow.bytes_stored).join(ClientRow)
-                               .where(ClientRow.key == client)
-                               .order_by(BaieUsageRow.measured_at)).all()
-    by_baie: dict[str, list[tuple[datetime, int]]] = {}
-    for baie, when, value in rows:
-        by_baie.setdefault(baie, []).append((when, value))
+        by_baie = usage_points(session, client)
     states = [evaluate(points, quota, now) for points in by_baie.values()] or [
         evaluate([], quota, now)]
     order = ["none", "ok", "over", "warning", "blocked"]
@@ -122,24 +118,25 @@ def measure_and_judge(sessions: sessionmaker[Session], loaded: LoadedConfig, cli
         finally:
             target.close()
     with sessions() as session, session.begin():
-        client_row = session.scalars(select(ClientRow).where(ClientRow.key == client)).one()
+        owner = known_client(session, client)
         for baie, value in usage.items():
-            session.add(BaieUsageRow(client_id=client_row.id, baie=baie, measured_at=now,
+            session.add(BaieUsageRow(client_id=owner.id, baie=baie, measured_at=now,
                                      bytes_stored=value))
     state = client_state(sessions, loaded, client, now)
     if state.status in ("warning", "blocked"):
-        kind = f"quota_{state.status}"
+        kind = (AlertKind.QUOTA_WARNING if state.status == "warning"
+                else AlertKind.QUOTA_BLOCKED).value
         with sessions() as session, session.begin():
-            client_row = session.scalars(select(ClientRow).where(ClientRow.key == client)).one()
+            owner = known_client(session, client)
             open_alert = session.scalars(select(AlertRow).where(
-                AlertRow.client_id == client_row.id, AlertRow.kind == kind,
+                AlertRow.client_id == owner.id, AlertRow.kind == kind,
                 AlertRow.resolved_at.is_(None))).first()
             if open_alert is None:
                 assert state.quota is not None and state.warned_since is not None
                 deadline = state.warned_since + GRACE
                 session.add(AlertRow(
                     kind=kind, severity="warning" if state.status == "warning" else "error",
-                    client_id=client_row.id, created_at=now,
+                    client_id=owner.id, created_at=now,
                     message=(f"{client} uses {state.used / 1e9:.1f} GB of "
                              f"{state.quota / 1e9:.1f} GB subscribed ({state.percent:.0f} %)"
                              + (f"; backups stop on {deadline:%d/%m/%Y} unless the volume is "
@@ -149,7 +146,8 @@ def measure_and_judge(sessions: sessionmaker[Session], loaded: LoadedConfig, cli
     elif state.status in ("ok", "none"):
         with sessions() as session, session.begin():
             for alert in session.scalars(select(AlertRow).join(ClientRow).where(
-                    ClientRow.key == client, AlertRow.kind.like("quota_%"),
+                    ClientRow.key == client, AlertRow.kind.in_(
+                        [AlertKind.QUOTA_WARNING.value, AlertKind.QUOTA_BLOCKED.value]),
                     AlertRow.resolved_at.is_(None))):
                 alert.resolved_at = now
     return state

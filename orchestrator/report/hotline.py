@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.config.load import LoadedConfig
-from orchestrator.findings import RunStatus, Severity, from_dict, worst
+from orchestrator.findings import AlertKind, RunStatus, Severity, from_dict, worst
 from orchestrator.history.models import AlertRow, ClientRow, EmailRow, JobRow, RunRow
 from orchestrator.history.queries import had_jobs, run_by_uid
 from orchestrator.report.digest import build_digest, night_bounds
@@ -86,9 +86,9 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
                                                 run.script_code if run else None)
                                    if code else None))
             row.notified_at = now
-            if row.kind.startswith("quota_") and client is not None:
+            if AlertKind(row.kind).is_quota and client is not None:
                 quota_notices.append((client.key, dict(row.details),
-                                      row.kind == "quota_blocked"))
+                                      row.kind == AlertKind.QUOTA_BLOCKED))
     for client_key, details, blocked in quota_notices:
         _tell_client_about_quota(loaded, sessions, client_key, details, blocked, now,
                                  send_it=send_it)
@@ -145,12 +145,13 @@ def missing_digests(loaded: LoadedConfig, sessions: sessionmaker[Session], night
             sent = session.scalars(select(EmailRow.id).where(
                 EmailRow.client_id == client.id, EmailRow.kind == "digest",
                 EmailRow.report_date == night, EmailRow.status.in_(delivered))).first()
-            known = session.scalars(select(AlertRow.id).where(
-                AlertRow.client_id == client.id, AlertRow.kind == "report_missing",
-                AlertRow.message.contains(night.strftime("%d/%m/%Y")))).first()
-            if sent is None and known is None:
+            known = any((a.details or {}).get("night") == night.isoformat()
+                        for a in session.scalars(select(AlertRow).where(
+                            AlertRow.client_id == client.id,
+                            AlertRow.kind == AlertKind.REPORT_MISSING.value)))
+            if sent is None and not known:
                 session.add(AlertRow(
-                    kind="report_missing", severity="error", client_id=client.id,
+                    kind=AlertKind.REPORT_MISSING.value, severity="error", client_id=client.id,
                     created_at=now, details={"night": night.isoformat()},
                     message=f"the report of {night:%d/%m/%Y} was not sent to "
                     f"{client.name} by {loaded.config.msp.digest_deadline}: the client has no "
@@ -163,7 +164,7 @@ def _resolve_sent(session: Session, now: datetime, delivered: list[str]) -> None
     """A missing report that went out since (resent by hand, SMTP back): its alert is closed,
     and the dashboard stops showing it."""
     for alert in session.scalars(select(AlertRow).where(
-            AlertRow.kind == "report_missing", AlertRow.resolved_at.is_(None))):
+            AlertRow.kind == AlertKind.REPORT_MISSING.value, AlertRow.resolved_at.is_(None))):
         night = (alert.details or {}).get("night")
         if not night:
             continue

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import MailError
-from orchestrator.history.models import ClientRow, EmailRow
+from orchestrator.history.models import EmailRow
+from orchestrator.history.queries import client_row
 from orchestrator.report.render import Rendered
 from orchestrator.secrets import read_secret
 
@@ -113,7 +114,7 @@ def deliver(loaded: LoadedConfig, sessions: sessionmaker[Session], msg: EmailMes
     with sessions() as session, session.begin():
         client_id = None
         if client:
-            row = session.query(ClientRow).filter(ClientRow.key == client).one_or_none()
+            row = client_row(session, client)
             client_id = row.id if row else None
         email = EmailRow(kind=kind, client_id=client_id, report_date=report_date,
                          recipients=[a.strip() for a in str(msg["To"]).split(",")],

@@ -134,7 +134,3 @@ _WORDS = {
         "duration": "took {value} instead of {usual}",
     },
 }
-
-
-# hosts/check.py imports the size formatter from here under its old private name.
-_size = size
