@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.config.load import LoadedConfig
-from orchestrator.findings import RunStatus, worst
+from orchestrator.findings import RunStatus, from_dict, worst
 from orchestrator.history.models import (
     AuditRow,
     ClientRow,
@@ -22,6 +22,7 @@ from orchestrator.history.models import (
 )
 from orchestrator.history.queries import last_successes, runs_between
 from orchestrator.jobs.quota import client_state
+from orchestrator.report.outcomes import client_sentences
 from orchestrator.report.sanity import WINDOW
 from orchestrator.schedule.spec import local_instant
 
@@ -45,7 +46,8 @@ class JobLine:
     files: int | None
     consistency: str | None
     flags: list[str]
-    error: str | None
+    error: str | None  # the technical message, for the hotline
+    said: list[str]  # what the client is told of it (report/outcomes.py)
     usual_read: tuple[float, float] | None
     usual_files: tuple[float, float] | None
     points: int
@@ -110,6 +112,8 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
                 consistency=run.consistency,
                 flags=[f["reason"] for f in run.sanity_flags or []],
                 error=run.error_message,
+                said=client_sentences([from_dict(f) for f in run.findings or []],
+                                      status_of_row(run), loaded.language_of(settings)),
                 usual_read=_range([r.bytes_read for r in past if r.bytes_read is not None]),
                 usual_files=_range([r.files for r in past if r.files is not None]),
                 points=len(snaps), oldest=min((s.taken_at for s in snaps), default=None),

@@ -97,3 +97,17 @@ def test_the_runbook_link_of_a_script_code_leads_to_its_row(tmp_path: Path) -> N
     runbook = web.get(href.partition("#")[0])
     assert runbook.status_code == 200
     assert '<tr id="GUEST_VSS_FAILED"><td><code>GUEST_VSS_FAILED</code></td>' in runbook.text
+
+
+def test_the_client_reads_each_finding_in_its_words(tmp_path: Path) -> None:
+    from datetime import date
+
+    from orchestrator.report.digest import build_digest
+
+    s = Setup(tmp_path, faults="{kind: verifyonly-failure, target: PAIE}")
+    s.run("compta")
+    digest = build_digest(s.sessions, s.loaded, "acme", date(2026, 11, 23), s.clock.now())
+    [line] = digest.jobs
+    assert line.said == ["PAIE n'a pas été sauvegardé cette nuit\u202f; notre hotline est "
+                         "prévenue et s'en occupe."]
+    assert "RESTORE VERIFYONLY" in (line.error or "")  # the hotline keeps the technical text

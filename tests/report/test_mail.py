@@ -94,7 +94,10 @@ def test_failed_job_digest_says_what_to_do(cli, tmp_path: Path, smtp_server) -> 
     [msg] = inbox.messages
     assert msg["Subject"] == "[ECHEC] ACME — sauvegardes du 23/11/2026 — 1 échec sur 1"
     text = msg.get_body(("plain",)).get_content()
-    assert "Erreur : host acme/hv01 (simulated): cannot connect" in text
+    # The client reads what happened in its words; the technical text is the hotline's.
+    assert ("Erreur : La sauvegarde n'a pas pu être faite cette nuit\u202f; notre hotline est "
+            "prévenue et s'en occupe.") in text
+    assert "simulated" not in text and "WinRM" not in text and "HVB-" not in text
     assert "Que faire : notre hotline est prévenue" in text
 
 
