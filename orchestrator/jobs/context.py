@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,6 +15,7 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.history.db import open_engine, require_current, session_factory
 from orchestrator.history.recorder import close_interrupted
 from orchestrator.history.sync import sync_config
+from orchestrator.report.hotline import record_run_alert
 from orchestrator.store.backup import BackupStats
 
 
@@ -35,5 +37,15 @@ def open_context(loaded: LoadedConfig, clock: Clock, actor: str) -> RunContext:
     sessions = session_factory(engine)
     with sessions() as session, session.begin():
         sync_config(session, loaded, clock.now(), actor)
-    close_interrupted(sessions, clock.now())
+    close_interrupted_runs(sessions, clock.now())
     return RunContext(loaded, clock, sessions)
+
+
+def close_interrupted_runs(sessions: sessionmaker[Session], now: datetime) -> list[str]:
+    """Close as ECHEC the runs a stopped orchestrator left 'running' (see
+    ``history.recorder.close_interrupted``), each with its alert to the hotline; returns their
+    uids."""
+    closed = close_interrupted(sessions, now)
+    for uid in closed:
+        record_run_alert(sessions, uid, now)
+    return closed

@@ -29,10 +29,9 @@ import schedule
 
 from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import HvbError
-from orchestrator.history.recorder import close_interrupted
 from orchestrator.history.sync import sync_config
 from orchestrator.jobs import maintenance, morning, night
-from orchestrator.jobs.context import RunContext
+from orchestrator.jobs.context import RunContext, close_interrupted_runs
 from orchestrator.jobs.heartbeat import ping
 from orchestrator.jobs.night import Due
 from orchestrator.jobs.run import RunResult
@@ -73,7 +72,7 @@ class Daemon:
         now = self.ctx.clock.now()
         with self._lock:
             self._running = {h: f for h, f in self._running.items() if not f.done()}
-        for uid in close_interrupted(self.ctx.sessions, now):
+        for uid in close_interrupted_runs(self.ctx.sessions, now):
             log.warning("run %s never finished (its process is gone or its window passed long "
                         "ago): closed as ECHEC", uid)
         started = []
@@ -201,7 +200,7 @@ class Daemon:
                     sum(1 for _ in loaded.jobs()))
 
     def serve(self, interval_s: int = 30) -> None:
-        closed = close_interrupted(self.ctx.sessions, self.ctx.clock.now())
+        closed = close_interrupted_runs(self.ctx.sessions, self.ctx.clock.now())
         for uid in closed:
             log.warning("run %s was interrupted and is now closed as ECHEC", uid)
         runner = schedule.Scheduler()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orchestrator.history.models import RunRow
-from orchestrator.history.recorder import close_interrupted
+from orchestrator.history.models import AlertRow, RunRow
+from orchestrator.jobs.context import close_interrupted_runs
 from tests.conftest import REPO
 from tests.world import CONFIG, SIMULATED, Setup
 
@@ -44,7 +44,10 @@ def test_killed_vm_backup_is_closed_and_cleaned_by_the_next_run(tmp_path: Path) 
     with s.sessions() as session:
         assert [r.state for r in session.scalars(select(RunRow))] == ["running"]
 
-    assert len(close_interrupted(s.sessions, s.clock.now())) == 1
+    assert len(close_interrupted_runs(s.sessions, s.clock.now())) == 1
+    with s.sessions() as session:  # the hotline is told, as of any ECHEC
+        [alert] = session.scalars(select(AlertRow))
+        assert alert.kind == "echec" and "was interrupted" in alert.message
     result = s.run("erp")
     assert result.status == "REUSSIE", result
     assert s.host().run("Get-HvbInventory")["leftovers"]["checkpoints"] == []
