@@ -1,9 +1,10 @@
 """One backup into a repository: files -> chunks -> packs -> index -> snapshot.
 
 The calling thread reads and chunks each file and computes each chunk's keyed id (BLAKE3); a
-chunk already in the repository costs only that hash. New chunks go to the pack pipeline
-(store/packer.py), which compresses, encrypts and uploads them while reading goes on and
-writes an index checkpoint every few packs. The snapshot is written last: it is the commit
+chunk already in the repository costs only that hash. A disk image is read region by region
+against its map, and only what changed is sent (store/imagedelta.py). New chunks go to the pack
+pipeline (store/packer.py), which compresses, encrypts and uploads them while reading goes on
+and writes an index checkpoint every few packs. The snapshot is written last: it is the commit
 point.
 """
 
@@ -24,17 +25,13 @@ from orchestrator.mover.source import Source
 from orchestrator.store import format as fmt
 from orchestrator.store.alloc import keep_buffers
 from orchestrator.store.chunker import DEFAULT_IMAGE_CHUNK, chunks_for, fixed_chunks, is_image
-from orchestrator.store.format import BLOCK
-from orchestrator.store.imagemap import HASH, MapReader, MapWriter, Piece, Region, map_path
+from orchestrator.store.imagedelta import ImageDelta
+from orchestrator.store.imagemap import MapReader, MapWriter, Piece, Region, map_path
 from orchestrator.store.keys import seal
 from orchestrator.store.packer import PACK_SIZE, Packer
 from orchestrator.store.repository import Repository, SnapshotInfo
 
 log = logging.getLogger(__name__)
-
-# A changed image region is sent block by block when at most half of its blocks changed and its
-# pieces then come from at most this many chunks (restore reads each of them whole).
-MAX_PIECE_SOURCES = 4
 
 
 @dataclass
@@ -86,9 +83,7 @@ class Backup:
                               on_pack=self._packed)
         self._ids = bytearray()
         self._files: list[dict[str, Any]] = []
-        self._zero_chunk = bytes(image_chunk)
-        self._zero_digests = fmt.block_digests(self._zero_chunk, self._id_key)
-        self._zero_tree = fmt.tree_id(self._zero_digests, self._id_key)
+        self._delta = ImageDelta(image_chunk, self._id_key)
         self._maps_dir = repo.cache.path.parent / "maps"
         self._new_maps: list[MapWriter] = []
         self._last_progress = 0.0
@@ -134,17 +129,13 @@ class Backup:
         if read != size:
             log.info("%s changed size while read (%d -> %d bytes)", path, size, read)
 
-    def _add_chunk(self, chunk: bytes, chunk_id: bytes | None = None, tree: bool = False
-                   ) -> None:
-        chunk_id = chunk_id or blake3.blake3(chunk, key=self._id_key).digest()
+    def _add_chunk(self, chunk: bytes) -> None:
+        chunk_id = blake3.blake3(chunk, key=self._id_key).digest()
         self._ids += chunk_id
         self.stats.chunks += 1
         self.stats.bytes_read += len(chunk)
-        self._store(chunk, chunk_id, tree)
+        self._store(chunk, chunk_id)
         self._report()
-
-    def _known(self, chunk_id: bytes) -> bool:
-        return self._packer.known(chunk_id)
 
     def _store(self, chunk: bytes | memoryview, chunk_id: bytes, tree: bool = False) -> None:
         if self._packer.add(chunk, chunk_id, tree):
@@ -159,7 +150,7 @@ class Backup:
 
     def _add_image(self, stream: Any, name: str, first: int,
                    slices: list[tuple[int, int, int]]) -> int:
-        """Read an image region by region against its map (see store/imagemap.py)."""
+        """Read an image region by region against its map (see store/imagedelta.py)."""
         path = map_path(self._maps_dir, name, self.image_chunk, self._id_key)
         old = MapReader(path, self.image_chunk)
         new = MapWriter(path, self.image_chunk)
@@ -176,67 +167,13 @@ class Backup:
 
     def _add_region(self, region: bytes, old: Region | None, first: int,
                     slices: list[tuple[int, int, int]]) -> Region:
-        """Store one region; returns its map record. Its id is the tree id of its blocks'
-        digests, which the map keeps too: the region is hashed once."""
-        if len(region) == self.image_chunk and region[:1] == b"\0" \
-                and region == self._zero_chunk:
-            digests, rid = self._zero_digests, self._zero_tree  # empty areas: no hashing
-        else:
-            digests = fmt.block_digests(region, self._id_key)
-            rid = fmt.tree_id(digests, self._id_key)
-        hashes = b"".join(d[:HASH] for d in digests)
-        same = old is not None and old.region_hash == rid[:HASH]
-        if old is not None and same and all(self._known(p.chunk_id) for p in old.pieces):
-            self.stats.bytes_read += len(region)
-            self._emit(old.pieces, first, slices)  # unchanged: where it already is
-            return old
-        if old is not None and not same and len(region) == self.image_chunk \
-                and not self._known(rid):
-            pieces = self._refine(region, digests, hashes, old)
-            if pieces is not None:
-                self.stats.bytes_read += len(region)
-                self._emit(pieces, first, slices)
-                return Region(rid[:HASH], hashes, pieces)
-        self._add_chunk(region, rid, tree=True)
-        return Region(rid[:HASH], hashes, (Piece(rid, 0, len(region), True),))
-
-    def _refine(self, region: bytes, digests: list[bytes], hashes: bytes, old: Region
-                ) -> tuple[Piece, ...] | None:
-        """The pieces of a changed region: its unchanged blocks where they already are, each
-        run of changed blocks as a new chunk. None when that is not worth it (or not possible:
-        a piece of the old region left the repository)."""
-        count = len(digests)
-        if old.blocks != count:
-            return None
-        changed = [hashes[j * HASH:(j + 1) * HASH] != old.block_hash(j) for j in range(count)]
-        if sum(changed) * 2 > count:
-            return None
-        where = _block_places(old.pieces, count)  # (chunk id, offset, chunk length | None)
-        if where is None:
-            return None
-        plan: list[tuple[int, int]] = []  # runs of blocks: (start, end), changed or not
-        for j in range(count):
-            if plan and changed[j] == changed[plan[-1][0]] and (
-                    changed[j] or _follows(where[plan[-1][1] - 1], where[j])):
-                plan[-1] = (plan[-1][0], j + 1)
-            else:
-                plan.append((j, j + 1))
-        reused = {where[start][0] for start, _end in plan if not changed[start]}
-        if len(reused) + sum(changed[start] for start, _end in plan) > MAX_PIECE_SOURCES \
-                or not all(self._known(c) for c in reused):
-            return None
-        pieces = []
-        for start, end in plan:
-            length = (end - start) * BLOCK
-            if changed[start]:
-                chunk_id = fmt.tree_id(digests[start:end], self._id_key)  # no hashing again
-                self._store(region[start * BLOCK:end * BLOCK], chunk_id, tree=True)
-                pieces.append(Piece(chunk_id, 0, length, True))
-            else:
-                chunk_id, offset, chunk_length = where[start]
-                pieces.append(Piece(chunk_id, offset, length,
-                                    offset == 0 and chunk_length == length))
-        return tuple(pieces)
+        """Store what changed in one region; returns its new map record."""
+        delta = self._delta.region(region, old, self._packer.known)
+        for chunk_id, start, end in delta.new:
+            self._store(region[start:end], chunk_id, tree=True)  # all of it: not a copy
+        self.stats.bytes_read += len(region)
+        self._emit(delta.record.pieces, first, slices)
+        return delta.record
 
     def _emit(self, pieces: tuple[Piece, ...], first: int,
               slices: list[tuple[int, int, int]]) -> None:
@@ -309,21 +246,3 @@ def backup_paths(repo: Repository, source: Source, paths: Iterable[str], meta: d
         info = run.commit(meta)
     log.info("snapshot %s: %s", info.id[:12], asdict(run.stats))
     return info, run.stats
-
-
-def _block_places(pieces: tuple[Piece, ...], count: int
-                  ) -> list[tuple[bytes, int, int | None]] | None:
-    """For each 64 KiB block of a region, the chunk and offset holding it (and that chunk's
-    length when known); None when the pieces do not cut the region at block boundaries."""
-    places: list[tuple[bytes, int, int | None]] = []
-    for piece in pieces:
-        if piece.length % BLOCK:
-            return None
-        known = piece.length if piece.whole else None
-        places += [(piece.chunk_id, piece.offset + k * BLOCK, known)
-                   for k in range(piece.length // BLOCK)]
-    return places if len(places) == count else None
-
-
-def _follows(before: tuple[bytes, int, int | None], after: tuple[bytes, int, int | None]) -> bool:
-    return before[0] == after[0] and before[1] + BLOCK == after[1]
