@@ -5,7 +5,9 @@ chunk already in the repository costs only that hash. A disk image is read regio
 against its map, and only what changed is sent (store/imagedelta.py). New chunks go to the pack
 pipeline (store/packer.py), which compresses, encrypts and uploads them while reading goes on
 and writes an index checkpoint every few packs. The snapshot is written last: it is the commit
-point.
+point. The sequence, as jobs/run.py runs it: a shared lock, ``repo.sync_index()``, then
+:class:`Backup`, :meth:`~Backup.add_path` for each file or folder, :meth:`~Backup.commit`
+(:meth:`~Backup.close` instead on any failure); :func:`backup_paths` is that sequence.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from orchestrator.store.chunker import DEFAULT_IMAGE_CHUNK, chunks_for, fixed_ch
 from orchestrator.store.imagedelta import ImageDelta
 from orchestrator.store.imagemap import MapReader, MapWriter, Piece, Region, map_path
 from orchestrator.store.keys import seal
+from orchestrator.store.locks import Lock
 from orchestrator.store.packer import PACK_SIZE, Packer
 from orchestrator.store.repository import Repository, SnapshotInfo
 
@@ -97,15 +100,15 @@ class Backup:
         leaves out files whose recorded name it accepts (exclusion patterns)."""
         info = source.stat(path)
         if not info.is_dir:
-            self.add_file(source, path, info.size, info.mtime, shown_as=shown_as)
+            self._add_file(source, path, info.size, info.mtime, shown_as=shown_as)
             return
         for entry in source.walk(path):
             shown = (shown_as + entry.path[len(path):]) if shown_as else entry.path
             if skip is None or not skip(shown):
-                self.add_file(source, entry.path, entry.size, entry.mtime, shown_as=shown)
+                self._add_file(source, entry.path, entry.size, entry.mtime, shown_as=shown)
 
-    def add_file(self, source: Source, path: str, size: int, mtime: float, *,
-                 shown_as: str | None = None) -> None:
+    def _add_file(self, source: Source, path: str, size: int, mtime: float, *,
+                  shown_as: str | None = None) -> None:
         first = len(self._ids) // fmt.ID_SIZE
         name = shown_as or path
         slices: list[tuple[int, int, int]] = []
@@ -230,10 +233,11 @@ class Backup:
 
 def backup_paths(repo: Repository, source: Source, paths: Iterable[str], meta: dict[str, Any],
                  **options: Any) -> tuple[SnapshotInfo, BackupStats]:
-    """Back up ``paths`` (files or folders) read through ``source`` into one snapshot, under
-    a shared lock. Returns the snapshot and the figures."""
-    from orchestrator.store.locks import Lock
-
+    """Back up ``paths`` (files or folders) read through ``source`` into one snapshot: the
+    sequence jobs/run.py follows (see the module's docstring), through :class:`Backup`'s
+    public methods only, for the tests, the benchmark and scripts. ``options`` go to
+    :class:`Backup`. Returns the snapshot and the figures; raises what the backup raised
+    (nothing is then committed)."""
     with Lock(repo.target, "shared", f"backup {meta.get('job', '')}".strip()).acquire():
         repo.sync_index()
         run = Backup(repo, **options)
