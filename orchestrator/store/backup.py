@@ -1,54 +1,40 @@
 """One backup into a repository: files -> chunks -> packs -> index -> snapshot.
 
-The pipeline: the calling thread reads and chunks each file and computes each chunk's keyed
-id (BLAKE3); a chunk already in the repository costs only that hash. New chunks are compressed
-and encrypted by a pool of threads (zstd and AES-GCM release the GIL), gathered into packs of
-about ``pack_size`` bytes, each sealed with its own random key, and uploaded by a second pool
-while reading goes on. Every few packs an index file is written (a checkpoint: an interrupted
-first upload resumes there, and packs uploaded after the last checkpoint are adopted by the next
-run). The snapshot is written last: it is the commit point.
+The calling thread reads and chunks each file and computes each chunk's keyed id (BLAKE3); a
+chunk already in the repository costs only that hash. A disk image is read region by region
+against its map, and only what changed is sent (store/imagedelta.py). New chunks go to the pack
+pipeline (store/packer.py), which compresses, encrypts and uploads them while reading goes on
+and writes an index checkpoint every few packs. The snapshot is written last: it is the commit
+point. The sequence, as jobs/run.py runs it: a shared lock, ``repo.sync_index()``, then
+:class:`Backup`, :meth:`~Backup.add_path` for each file or folder, :meth:`~Backup.commit`
+(:meth:`~Backup.close` instead on any failure); :func:`backup_paths` is that sequence.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import blake3
 
-from orchestrator.baie.target import size_of
 from orchestrator.mover.source import Source
 from orchestrator.store import format as fmt
 from orchestrator.store.alloc import keep_buffers
 from orchestrator.store.chunker import DEFAULT_IMAGE_CHUNK, chunks_for, fixed_chunks, is_image
-from orchestrator.store.format import BLOCK
-from orchestrator.store.imagemap import HASH, MapReader, MapWriter, Piece, Region, map_path
+from orchestrator.store.imagedelta import ImageDelta
+from orchestrator.store.imagemap import MapReader, MapWriter, Piece, Region, map_path
 from orchestrator.store.keys import seal
+from orchestrator.store.locks import Lock
+from orchestrator.store.packer import PACK_SIZE, Packer
 from orchestrator.store.repository import Repository, SnapshotInfo
 
 log = logging.getLogger(__name__)
-
-PACK_SIZE = 32 * 1024 * 1024
-INDEX_EVERY_PACKS = 8
-# Plaintext handed to the encrypting threads and not yet placed in a pack. Counted in bytes,
-# not chunks: with 256 KiB content-defined chunks, six in flight kept the reader waiting on
-# each one in turn (one core busy of two; 16 MiB: both).
-# And in chunks, for small files: thousands of them in flight cost more than they gain.
-IN_FLIGHT_BYTES = 16 * 1024 * 1024
-IN_FLIGHT_CHUNKS = 64
-INDEX_EVERY_S = 300.0
-# A changed image region is sent block by block when at most half of its blocks changed and its
-# pieces then come from at most this many chunks (restore reads each of them whole).
-MAX_PIECE_SOURCES = 4
 
 
 @dataclass
@@ -65,19 +51,6 @@ class BackupStats:
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.started
-
-
-@dataclass
-class _OpenPack:
-    """A pack being filled: its blobs are kept as they come and written one after the other
-    (growing one buffer copied the whole pack again at every reallocation; joining them
-    held the GIL for the time of a 32 MiB copy)."""
-
-    generation: int
-    key: bytes
-    parts: list[bytes] = field(default_factory=list)
-    size: int = 0
-    entries: list[fmt.PackEntry] = field(default_factory=list)
 
 
 class Backup:
@@ -108,27 +81,12 @@ class Backup:
         self._id_key = repo.writer.chunk_id_key
         self._seed = repo.cdc_seed
         self._cdc = repo.cdc_sizes
-        self._encryptors = ThreadPoolExecutor(self.workers, thread_name_prefix="encrypt")
-        self._uploaders = ThreadPoolExecutor(upload_workers, thread_name_prefix="upload")
-        self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
-        self._checkpoints: list[Future[str]] = []
-        self._max_uploads = upload_workers + 1
-        self._in_flight_bytes = 0
-        self._in_flight: deque[tuple[bytes, int, int, Future[tuple[bytes, bytes, int]]]] = \
-            deque()
-        self._uploads: deque[tuple[Future[tuple[bytes, int]], list[fmt.PackEntry]]] = deque()
-        self._pending: set[bytes] = set()
-        self._generation = 0
-        self._gen_bytes = 0
-        self._gen_keys: dict[int, bytes] = {0: os.urandom(32)}
-        self._open: _OpenPack | None = None
-        self._unindexed: list[tuple[bytes, int, list[fmt.PackEntry]]] = []
-        self._last_index = time.monotonic()
+        self._packer = Packer(repo, level=compression_level, pack_size=pack_size,
+                              workers=self.workers, upload_workers=upload_workers,
+                              on_pack=self._packed)
         self._ids = bytearray()
         self._files: list[dict[str, Any]] = []
-        self._zero_chunk = bytes(image_chunk)
-        self._zero_digests = fmt.block_digests(self._zero_chunk, self._id_key)
-        self._zero_tree = fmt.tree_id(self._zero_digests, self._id_key)
+        self._delta = ImageDelta(image_chunk, self._id_key)
         self._maps_dir = repo.cache.path.parent / "maps"
         self._new_maps: list[MapWriter] = []
         self._last_progress = 0.0
@@ -142,15 +100,15 @@ class Backup:
         leaves out files whose recorded name it accepts (exclusion patterns)."""
         info = source.stat(path)
         if not info.is_dir:
-            self.add_file(source, path, info.size, info.mtime, shown_as=shown_as)
+            self._add_file(source, path, info.size, info.mtime, shown_as=shown_as)
             return
         for entry in source.walk(path):
             shown = (shown_as + entry.path[len(path):]) if shown_as else entry.path
             if skip is None or not skip(shown):
-                self.add_file(source, entry.path, entry.size, entry.mtime, shown_as=shown)
+                self._add_file(source, entry.path, entry.size, entry.mtime, shown_as=shown)
 
-    def add_file(self, source: Source, path: str, size: int, mtime: float, *,
-                 shown_as: str | None = None) -> None:
+    def _add_file(self, source: Source, path: str, size: int, mtime: float, *,
+                  shown_as: str | None = None) -> None:
         first = len(self._ids) // fmt.ID_SIZE
         name = shown_as or path
         slices: list[tuple[int, int, int]] = []
@@ -174,42 +132,28 @@ class Backup:
         if read != size:
             log.info("%s changed size while read (%d -> %d bytes)", path, size, read)
 
-    def _add_chunk(self, chunk: bytes, chunk_id: bytes | None = None, tree: bool = False
-                   ) -> None:
-        chunk_id = chunk_id or blake3.blake3(chunk, key=self._id_key).digest()
+    def _add_chunk(self, chunk: bytes) -> None:
+        chunk_id = blake3.blake3(chunk, key=self._id_key).digest()
         self._ids += chunk_id
         self.stats.chunks += 1
         self.stats.bytes_read += len(chunk)
-        self._store(chunk, chunk_id, tree)
+        self._store(chunk, chunk_id)
         self._report()
 
-    def _known(self, chunk_id: bytes) -> bool:
-        return chunk_id in self._pending or self.repo.cache.has(chunk_id)
-
     def _store(self, chunk: bytes | memoryview, chunk_id: bytes, tree: bool = False) -> None:
-        """Send a chunk unless the repository (or this backup) has it already."""
-        if not self._known(chunk_id):
-            self._pending.add(chunk_id)
+        if self._packer.add(chunk, chunk_id, tree):
             self.stats.chunks_new += 1
             self.stats.bytes_new += len(chunk)
-            if self._gen_bytes >= self.pack_size:
-                self._generation += 1
-                self._gen_keys[self._generation] = os.urandom(32)
-                self._gen_bytes = 0
-            self._gen_bytes += len(chunk)
-            future = self._encryptors.submit(fmt.encrypt_blob, self._gen_keys[self._generation],
-                                             chunk_id, chunk, self.level, tree)
-            self._in_flight.append((chunk_id, len(chunk), self._generation, future))
-            self._in_flight_bytes += len(chunk)
-            while (self._in_flight_bytes > IN_FLIGHT_BYTES
-                   or len(self._in_flight) > IN_FLIGHT_CHUNKS):
-                self._place_oldest()
+
+    def _packed(self, size: int) -> None:
+        self.stats.packs += 1
+        self.stats.bytes_stored += size
 
     # -- disk images: only the blocks that changed ------------------------------------------
 
     def _add_image(self, stream: Any, name: str, first: int,
                    slices: list[tuple[int, int, int]]) -> int:
-        """Read an image region by region against its map (see store/imagemap.py)."""
+        """Read an image region by region against its map (see store/imagedelta.py)."""
         path = map_path(self._maps_dir, name, self.image_chunk, self._id_key)
         old = MapReader(path, self.image_chunk)
         new = MapWriter(path, self.image_chunk)
@@ -226,67 +170,13 @@ class Backup:
 
     def _add_region(self, region: bytes, old: Region | None, first: int,
                     slices: list[tuple[int, int, int]]) -> Region:
-        """Store one region; returns its map record. Its id is the tree id of its blocks'
-        digests, which the map keeps too: the region is hashed once."""
-        if len(region) == self.image_chunk and region[:1] == b"\0" \
-                and region == self._zero_chunk:
-            digests, rid = self._zero_digests, self._zero_tree  # empty areas: no hashing
-        else:
-            digests = fmt.block_digests(region, self._id_key)
-            rid = fmt.tree_id(digests, self._id_key)
-        hashes = b"".join(d[:HASH] for d in digests)
-        same = old is not None and old.region_hash == rid[:HASH]
-        if old is not None and same and all(self._known(p.chunk_id) for p in old.pieces):
-            self.stats.bytes_read += len(region)
-            self._emit(old.pieces, first, slices)  # unchanged: where it already is
-            return old
-        if old is not None and not same and len(region) == self.image_chunk \
-                and not self._known(rid):
-            pieces = self._refine(region, digests, hashes, old)
-            if pieces is not None:
-                self.stats.bytes_read += len(region)
-                self._emit(pieces, first, slices)
-                return Region(rid[:HASH], hashes, pieces)
-        self._add_chunk(region, rid, tree=True)
-        return Region(rid[:HASH], hashes, (Piece(rid, 0, len(region), True),))
-
-    def _refine(self, region: bytes, digests: list[bytes], hashes: bytes, old: Region
-                ) -> tuple[Piece, ...] | None:
-        """The pieces of a changed region: its unchanged blocks where they already are, each
-        run of changed blocks as a new chunk. None when that is not worth it (or not possible:
-        a piece of the old region left the repository)."""
-        count = len(digests)
-        if old.blocks != count:
-            return None
-        changed = [hashes[j * HASH:(j + 1) * HASH] != old.block_hash(j) for j in range(count)]
-        if sum(changed) * 2 > count:
-            return None
-        where = _block_places(old.pieces, count)  # (chunk id, offset, chunk length | None)
-        if where is None:
-            return None
-        plan: list[tuple[int, int]] = []  # runs of blocks: (start, end), changed or not
-        for j in range(count):
-            if plan and changed[j] == changed[plan[-1][0]] and (
-                    changed[j] or _follows(where[plan[-1][1] - 1], where[j])):
-                plan[-1] = (plan[-1][0], j + 1)
-            else:
-                plan.append((j, j + 1))
-        reused = {where[start][0] for start, _end in plan if not changed[start]}
-        if len(reused) + sum(changed[start] for start, _end in plan) > MAX_PIECE_SOURCES \
-                or not all(self._known(c) for c in reused):
-            return None
-        pieces = []
-        for start, end in plan:
-            length = (end - start) * BLOCK
-            if changed[start]:
-                chunk_id = fmt.tree_id(digests[start:end], self._id_key)  # no hashing again
-                self._store(region[start * BLOCK:end * BLOCK], chunk_id, tree=True)
-                pieces.append(Piece(chunk_id, 0, length, True))
-            else:
-                chunk_id, offset, chunk_length = where[start]
-                pieces.append(Piece(chunk_id, offset, length,
-                                    offset == 0 and chunk_length == length))
-        return tuple(pieces)
+        """Store what changed in one region; returns its new map record."""
+        delta = self._delta.region(region, old, self._packer.known)
+        for chunk_id, start, end in delta.new:
+            self._store(region[start:end], chunk_id, tree=True)  # all of it: not a copy
+        self.stats.bytes_read += len(region)
+        self._emit(delta.record.pieces, first, slices)
+        return delta.record
 
     def _emit(self, pieces: tuple[Piece, ...], first: int,
               slices: list[tuple[int, int, int]]) -> None:
@@ -298,70 +188,6 @@ class Backup:
             self.stats.chunks += 1
         self._report()
 
-    # -- packs ----------------------------------------------------------------------------
-
-    def _place_oldest(self) -> None:
-        chunk_id, raw_length, generation, future = self._in_flight.popleft()
-        self._in_flight_bytes -= raw_length
-        nonce, body, flags = future.result()
-        if self._open is None or self._open.generation != generation:
-            if self._open is not None:
-                self._finish_pack()
-            self._open = _OpenPack(generation, self._gen_keys[generation])
-        pack = self._open
-        length = len(nonce) + len(body)
-        pack.entries.append(fmt.PackEntry(chunk_id, pack.size, length, raw_length, flags))
-        pack.parts += (nonce, body)
-        pack.size += length
-
-    def _finish_pack(self) -> None:
-        pack = self._open
-        self._open = None
-        if pack is None or not pack.entries:
-            return
-        del self._gen_keys[pack.generation]
-        while len(self._uploads) >= self._max_uploads:
-            self._reap_upload()
-        future = self._uploaders.submit(self._seal_and_upload, pack)
-        self._uploads.append((future, pack.entries))
-
-    def _seal_and_upload(self, pack: _OpenPack) -> tuple[bytes, int]:
-        """In an uploader thread: trailer, name (SHA-256 of the bytes), upload."""
-        sealed = seal(pack.key, self.repo.recipients)
-        pack.parts.append(fmt.pack_trailer(pack.entries, [sealed], self.repo.writer.index_key))
-        parts, pack.parts = pack.parts, []
-        digest = hashlib.sha256()
-        for part in parts:  # each update lets go of the GIL; one join of 32 MiB would not
-            digest.update(part)
-        pack_id = digest.digest()
-        self.repo.target.put(fmt.pack_name(pack_id), parts)
-        return pack_id, size_of(parts)
-
-    def _reap_upload(self) -> None:
-        future, entries = self._uploads.popleft()
-        # A failed upload stops the backup here, with the baie's error.
-        pack_id, size = future.result()
-        self.repo.cache.add_pack(pack_id, size, entries)
-        self._pending.difference_update(e.chunk_id for e in entries)
-        self._unindexed.append((pack_id, size, entries))
-        self.stats.packs += 1
-        self.stats.bytes_stored += size
-        if (len(self._unindexed) >= INDEX_EVERY_PACKS
-                or time.monotonic() - self._last_index > INDEX_EVERY_S):
-            self._checkpoint()
-
-    def _checkpoint(self) -> None:
-        """Index what was uploaded, in the background (it waits for those packs to be on
-        disk); an earlier checkpoint that failed stops the backup here."""
-        for done in [f for f in self._checkpoints if f.done()]:
-            done.result()
-            self._checkpoints.remove(done)
-        if self._unindexed:
-            self._checkpoints.append(self._indexer.submit(self.repo.write_index,
-                                                          self._unindexed))
-            self._unindexed = []
-        self._last_index = time.monotonic()
-
     def _report(self, force: bool = False) -> None:
         if self._progress and (force or time.monotonic() - self._last_progress > 0.5):
             self._last_progress = time.monotonic()
@@ -372,14 +198,7 @@ class Backup:
     def commit(self, meta: dict[str, Any]) -> SnapshotInfo:
         """Flush everything and write the snapshot (the commit point); returns it."""
         try:
-            while self._in_flight:
-                self._place_oldest()
-            self._finish_pack()
-            while self._uploads:
-                self._reap_upload()
-            self._checkpoint()
-            for checkpoint in self._checkpoints:
-                checkpoint.result()
+            self._packer.flush()
             full_meta = {
                 "version": 1, "time": self._now().isoformat(), "hostname": socket.gethostname(),
                 **meta, "files": self.stats.files, "bytes": self.stats.bytes_read,
@@ -406,9 +225,7 @@ class Backup:
 
     def close(self) -> None:
         """Stop the worker threads (after commit, or to abandon the backup)."""
-        self._encryptors.shutdown(wait=True, cancel_futures=True)
-        self._uploaders.shutdown(wait=True, cancel_futures=True)
-        self._indexer.shutdown(wait=True)
+        self._packer.close()
         for image_map in self._new_maps:
             image_map.discard()  # the old map still describes what is stored
         self._new_maps = []
@@ -416,10 +233,11 @@ class Backup:
 
 def backup_paths(repo: Repository, source: Source, paths: Iterable[str], meta: dict[str, Any],
                  **options: Any) -> tuple[SnapshotInfo, BackupStats]:
-    """Back up ``paths`` (files or folders) read through ``source`` into one snapshot, under
-    a shared lock. Returns the snapshot and the figures."""
-    from orchestrator.store.locks import Lock
-
+    """Back up ``paths`` (files or folders) read through ``source`` into one snapshot: the
+    sequence jobs/run.py follows (see the module's docstring), through :class:`Backup`'s
+    public methods only, for the tests, the benchmark and scripts. ``options`` go to
+    :class:`Backup`. Returns the snapshot and the figures; raises what the backup raised
+    (nothing is then committed)."""
     with Lock(repo.target, "shared", f"backup {meta.get('job', '')}".strip()).acquire():
         repo.sync_index()
         run = Backup(repo, **options)
@@ -432,21 +250,3 @@ def backup_paths(repo: Repository, source: Source, paths: Iterable[str], meta: d
         info = run.commit(meta)
     log.info("snapshot %s: %s", info.id[:12], asdict(run.stats))
     return info, run.stats
-
-
-def _block_places(pieces: tuple[Piece, ...], count: int
-                  ) -> list[tuple[bytes, int, int | None]] | None:
-    """For each 64 KiB block of a region, the chunk and offset holding it (and that chunk's
-    length when known); None when the pieces do not cut the region at block boundaries."""
-    places: list[tuple[bytes, int, int | None]] = []
-    for piece in pieces:
-        if piece.length % BLOCK:
-            return None
-        known = piece.length if piece.whole else None
-        places += [(piece.chunk_id, piece.offset + k * BLOCK, known)
-                   for k in range(piece.length // BLOCK)]
-    return places if len(places) == count else None
-
-
-def _follows(before: tuple[bytes, int, int | None], after: tuple[bytes, int, int | None]) -> bool:
-    return before[0] == after[0] and before[1] + BLOCK == after[1]

@@ -10,14 +10,13 @@ changed. For every region (one image chunk) of the last backup of an image, the 
 - where its bytes are in the repository: pieces ``(chunk id, offset, length)``, usually one
   whole chunk; after a small change, slices of the old chunk around new small chunks.
 
-A region whose hash is unchanged reuses its pieces. A changed region is compared block by block:
-unchanged blocks point at where they already are, each run of changed blocks becomes one new
-chunk. Every reused piece must still be in the repository's index (prune may have removed it);
-otherwise, or when too much changed, the region is stored whole again (which also undoes the
-fragmentation). The map is only a cache: without it a backup stores whole regions, as the first
-one does. A map is written next to the index cache, to a temporary name, and replaces the old
-one only when the snapshot that uses it is written. Each record carries a checksum; a damaged
-or truncated map is read up to the damage and ignored beyond.
+What a backup sends for a region, given its record here, is decided in store/imagedelta.py:
+nothing when it is unchanged, the runs of changed blocks when few changed, else the region
+whole; a reused piece must still be in the repository's index (prune may have removed it).
+The map is only a cache: without it a backup stores whole regions, as the first one does.
+A map is written next to the index cache, to a temporary name, and replaces the old one only
+when the snapshot that uses it is written. Each record carries a checksum; a damaged or
+truncated map is read up to the damage and ignored beyond.
 
 File: ``HVBMAP01``, u32 region size, then records::
 

@@ -31,12 +31,12 @@ from pathlib import Path
 from orchestrator.baie.local import LocalTarget
 from orchestrator.baie.wrappers import LimitTarget
 from orchestrator.mover.source import LocalSource
-from orchestrator.store import backup
+from orchestrator.store import backup, packer
 from orchestrator.store.keys import PublicKey
 from orchestrator.store.repository import Repository
 
 root, src = Path(sys.argv[1]), sys.argv[2]
-backup.INDEX_EVERY_PACKS = 1
+packer.INDEX_EVERY_PACKS = 1
 public = PublicKey(base64.b64decode((root / "public").read_text()))
 target = LimitTarget(LocalTarget("site-a", root / "baie"), sustained_mbps=160)  # 20 MB/s
 repo = Repository.open_for_writing(target, base64.b64decode((root / "writer").read_text()),
