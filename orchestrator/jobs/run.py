@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from orchestrator.baie.open import open_target
 from orchestrator.capture import Exposed
@@ -27,7 +27,7 @@ from orchestrator.capture.selfbackup import gathered
 from orchestrator.capture.sql import native_backups
 from orchestrator.capture.vm import VmCapture, allows_crash, checkpoint, consistency_of
 from orchestrator.config.load import JobRef
-from orchestrator.config.models import FilesJob, HypervVmJob, SqlServerJob
+from orchestrator.config.models import AnyJob, FilesJob, HypervVmJob, SqlServerJob
 from orchestrator.errors import HvbError
 from orchestrator.findings import (
     CopyFailed,
@@ -55,10 +55,8 @@ from orchestrator.mover.open import open_source
 from orchestrator.mover.source import Source
 from orchestrator.report.hotline import record_run_alert
 from orchestrator.report.sanity import WINDOW, Flag, RunFigures, check
-from orchestrator.store.backup import Backup
-from orchestrator.store.locks import Lock
+from orchestrator.store.backup import Backup, backing_up
 from orchestrator.store.open import open_for_writing
-from orchestrator.store.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -186,25 +184,20 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
         repo = open_for_writing(loaded.repository(ref.client_name, copies[0]),
                                 sleep=ctx.sleep)
         try:
-            with Lock(repo.target, "shared", f"backup {ref.label} run {uid}").acquire():
-                repo.sync_index()
-                backup = _backup(ctx, ref, repo)
-                try:
-                    _capture_all(ctx, ref, uid, recorder, result, host, source, backup,
-                                 host_cfg.staging_dir, deadline)
-                    if backup.stats.files == 0 and result.status == RunStatus.ECHEC:
-                        backup.close()
-                        return  # nothing at all to commit: every object failed
-                    with recorder.step("commit snapshot", copies[0]) as figures:
-                        info = backup.commit({"client": ref.client_name, "job": ref.job_name,
-                                              "run": uid, "host": job.host})
-                        figures.bytes_read = backup.stats.bytes_read
-                        figures.bytes_new = backup.stats.bytes_new
-                        figures.bytes_sent = backup.stats.bytes_stored
-                        figures.files = backup.stats.files
-                except BaseException:
+            with backing_up(repo, f"backup {ref.label} run {uid}", **_backup_options(ctx, job)
+                            ) as backup:
+                _capture_all(ctx, ref, uid, recorder, result, host, source, backup,
+                             host_cfg.staging_dir, deadline)
+                if backup.stats.files == 0 and result.status == RunStatus.ECHEC:
                     backup.close()
-                    raise
+                    return  # nothing at all to commit: every object failed
+                with recorder.step("commit snapshot", copies[0]) as figures:
+                    info = backup.commit({"client": ref.client_name, "job": ref.job_name,
+                                          "run": uid, "host": job.host})
+                    figures.bytes_read = backup.stats.bytes_read
+                    figures.bytes_new = backup.stats.bytes_new
+                    figures.bytes_sent = backup.stats.bytes_stored
+                    figures.files = backup.stats.files
             result.snapshot = info.id
             result.figures = figures
             _catalog(ctx, ref, uid, copies[0], info.id, info.meta)
@@ -247,15 +240,12 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
         host.close()
 
 
-def _backup(ctx: RunContext, ref: JobRef, repo: Repository) -> Backup:
-    job = ref.job
-    if isinstance(job, HypervVmJob):
-        return Backup(repo, compression_level=job.compression_level,
-                      image_chunk=job.image_chunk_kib * 1024, now=ctx.clock.now,
-                      progress=ctx.progress)
-    # Disk images met in other jobs (a folder of .vhdx) are cut at the store's default size.
-    return Backup(repo, compression_level=job.compression_level, now=ctx.clock.now,
-                  progress=ctx.progress)
+def _backup_options(ctx: RunContext, job: AnyJob) -> dict[str, Any]:
+    options: dict[str, Any] = {"compression_level": job.compression_level,
+                               "now": ctx.clock.now, "progress": ctx.progress}
+    if isinstance(job, HypervVmJob):  # disk images met in other jobs: the store's default
+        options["image_chunk"] = job.image_chunk_kib * 1024
+    return options
 
 
 def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,

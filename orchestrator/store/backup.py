@@ -16,7 +16,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -231,22 +232,31 @@ class Backup:
         self._new_maps = []
 
 
-def backup_paths(repo: Repository, source: Source, paths: Iterable[str], meta: dict[str, Any],
-                 **options: Any) -> tuple[SnapshotInfo, BackupStats]:
-    """Back up ``paths`` (files or folders) read through ``source`` into one snapshot: the
-    sequence jobs/run.py follows (see the module's docstring), through :class:`Backup`'s
-    public methods only, for the tests, the benchmark and scripts. ``options`` go to
-    :class:`Backup`. Returns the snapshot and the figures; raises what the backup raised
-    (nothing is then committed)."""
-    with Lock(repo.target, "shared", f"backup {meta.get('job', '')}".strip()).acquire():
+@contextmanager
+def backing_up(repo: Repository, holder: str, **options: Any) -> Iterator[Backup]:
+    """The backup sequence, as every backup runs it (jobs/run.py, the tests, the benchmark):
+    a shared lock on the repository held by ``holder`` (prune waits for it), the index brought
+    up to date with the baie, then a :class:`Backup` (``options`` go to it) for the body to
+    fill and commit. When the body raises, the backup is dropped (nothing is committed; packs
+    already sent are reused next time) and the error goes on up."""
+    with Lock(repo.target, "shared", holder).acquire():
         repo.sync_index()
         run = Backup(repo, **options)
         try:
-            for path in paths:
-                run.add_path(source, path)
+            yield run
         except BaseException:
             run.close()
             raise
+
+
+def backup_paths(repo: Repository, source: Source, paths: Iterable[str], meta: dict[str, Any],
+                 **options: Any) -> tuple[SnapshotInfo, BackupStats]:
+    """Back up ``paths`` (files or folders) read through ``source`` into one snapshot, through
+    :func:`backing_up` (for the tests, the benchmark and scripts). Returns the snapshot and the
+    figures; raises what the backup raised (nothing is then committed)."""
+    with backing_up(repo, f"backup {meta.get('job', '')}".strip(), **options) as run:
+        for path in paths:
+            run.add_path(source, path)
         info = run.commit(meta)
     log.info("snapshot %s: %s", info.id[:12], asdict(run.stats))
     return info, run.stats
