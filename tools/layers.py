@@ -46,13 +46,20 @@ def main() -> int:
         pkg = rel.parts[1] if len(rel.parts) > 2 else ""
         modules[pkg or "(top)"] += 1
         lines[pkg or "(top)"] += len(path.read_text().splitlines())
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and getattr(block.test, "id", None) == "TYPE_CHECKING"
+                       for n in ast.walk(block)}  # annotations only: nothing is imported
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             targets: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.module:
-                targets = [node.module]
                 base = ROOT.parent.joinpath(*node.module.split("."))
-                targets += [f"{node.module}.{a.name}" for a in node.names
-                            if (base / f"{a.name}.py").exists() or (base / a.name).is_dir()]
+                submodules = [f"{node.module}.{a.name}" for a in node.names
+                              if (base / f"{a.name}.py").exists() or (base / a.name).is_dir()]
+                # ``from package import module`` runs the package's __init__ too.
+                targets = [node.module, *submodules]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             for target in targets:

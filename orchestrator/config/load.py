@@ -17,7 +17,8 @@ from typing import Any
 import pydantic
 from pydantic import ValidationError
 
-from orchestrator.config import checks
+from orchestrator.config.checks import check_references
+from orchestrator.config.checks import warnings as config_warnings
 from orchestrator.config.models import AnyJob, Client, Config, JobBase, LocalBaie
 from orchestrator.config.resolved import BaieSettings, HostSettings, RepositorySettings
 from orchestrator.config.suggest import did_you_mean
@@ -209,7 +210,7 @@ def load_config_text(text: str, filename: str, base: Path | None = None) -> Load
         )
     problems: list[ConfigProblem] = list(doc.problems)
     data = _strip_secrets(data, (), positions, filename, problems)
-    problems.extend(checks.check_references(data, positions, filename))
+    problems.extend(check_references(data, positions, filename))
     config: Config | None = None
     try:
         config = Config.model_validate(data)
@@ -219,7 +220,7 @@ def load_config_text(text: str, filename: str, base: Path | None = None) -> Load
         raise ConfigError(_dedupe(problems))
     assert config is not None
     loaded = LoadedConfig(config, (base or Path(filename)).resolve(), positions)
-    loaded.warnings = checks.warnings(loaded, filename)
+    loaded.warnings = config_warnings(loaded, filename)
     return loaded
 
 
