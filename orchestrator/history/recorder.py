@@ -135,7 +135,9 @@ def _close(row: RunRow, findings: list[Finding]) -> None:
     top = headline(findings)
     row.error_code = top.code if top else None
     row.script_code = top.script_code if top else None
-    row.error_message = top.headline if top else None
+    # Every finding, the most serious first: the hotline reads them all in one line.
+    ordered = sorted(findings, key=lambda f: f.severity, reverse=True)
+    row.error_message = "; ".join(f.headline for f in ordered) if top else None
 
 
 def record_missed(sessions: sessionmaker[Session], client: str, job: str, uid: str,
