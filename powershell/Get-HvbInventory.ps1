@@ -64,7 +64,7 @@ function Get-VmDescription($Vm) {
             is_hvbackup = $snap.Name -like "$Prefix-*"
         }
     }
-    $vss = Get-VMIntegrationService -VM $Vm | Where-Object { $_.Id -like "*$VssIntegrationId" } | Select-Object -First 1
+    $vss = Get-VMIntegrationService -VM $Vm | Where-Object { $_.Id -like "*$VssIntegrationId" } | Microsoft.PowerShell.Utility\Select-Object -First 1
     [ordered]@{
         id              = "$($Vm.Id)"
         name            = $Vm.Name

@@ -102,7 +102,7 @@ try {
     $name = "$Prefix-$RunId"
     if ($Mode -eq 'export' -and -not $StagingPath) { Fail 'BAD_PARAMETER' '-Mode export needs -StagingPath.' }
 
-    $existing = Get-VMSnapshot -VM $vm -Name $name -ErrorAction SilentlyContinue | Select-Object -First 1
+    $existing = Get-VMSnapshot -VM $vm -Name $name -ErrorAction SilentlyContinue | Microsoft.PowerShell.Utility\Select-Object -First 1
     if ($DryRun) {
         $result = [ordered]@{
             ok = $true; dry_run = $true; vm = $vm.Name; checkpoint_name = $name
@@ -133,7 +133,7 @@ try {
                 Wait-HvbJob (Checkpoint-VM -VM $vm -SnapshotName $name -AsJob) "The standard checkpoint of $VMName" | Out-Null
                 $consistency = 'crash'
             }
-            $checkpoint = Get-VMSnapshot -VM $vm -Name $name | Select-Object -First 1
+            $checkpoint = Get-VMSnapshot -VM $vm -Name $name | Microsoft.PowerShell.Utility\Select-Object -First 1
             if ($consistency -eq 'crash') {
                 Set-VMSnapshot -VMSnapshot $checkpoint -Notes "hvbackup run $RunId, crash-consistent: $vssError"
             }

@@ -68,7 +68,7 @@ try {
         }
         $exposed = foreach ($p in $Path) {
             $root = [System.IO.Path]::GetPathRoot($p)
-            $shadow = $shadows | Where-Object { $_.volume -eq $root } | Select-Object -First 1
+            $shadow = $shadows | Where-Object { $_.volume -eq $root } | Microsoft.PowerShell.Utility\Select-Object -First 1
             [ordered]@{ path = $p; exposed = Join-Path $shadow.link $p.Substring($root.Length) }
         }
         $result = [ordered]@{ ok = $true; shadows = @($shadows); paths = @($exposed) }

@@ -22,7 +22,7 @@ try {
         throw [pscustomobject]@{ Code = 'BAD_PARAMETER'; Message = "$target is not inside $root." }
     }
     $present = Test-Path -LiteralPath $target
-    $bytes = if ($present) { [int64](Get-ChildItem -LiteralPath $target -Recurse -File | Measure-Object -Property Length -Sum).Sum } else { 0 }
+    $bytes = if ($present) { [int64](Get-ChildItem -LiteralPath $target -Recurse -File | Microsoft.PowerShell.Utility\Measure-Object -Property Length -Sum).Sum } else { 0 }
     if ($present -and -not $DryRun) { Remove-Item -LiteralPath $target -Recurse -Force }
     $result = [ordered]@{ ok = $true; dry_run = [bool]$DryRun; path = $target; removed = ($present -and -not $DryRun); bytes_freed = $(if ($DryRun) { 0 } else { $bytes }) }
 } catch {
