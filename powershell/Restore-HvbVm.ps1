@@ -50,7 +50,7 @@ try {
     } else {
         if (-not $ConfigurationJson -or -not $DiskJson) { Fail 'BAD_PARAMETER' '-Mode recreate needs -ConfigurationJson and -DiskJson.' }
         $config = $ConfigurationJson | ConvertFrom-Json
-        $disks = @($DiskJson | ConvertFrom-Json)
+        $disks = @(ConvertFrom-Json -InputObject $DiskJson | ForEach-Object { $_ })  # 5.1 emits an array as one object
         foreach ($disk in $disks) {
             foreach ($file in $disk.chain) { if (-not (Test-Path -LiteralPath $file)) { Fail 'PATH_NOT_FOUND' "Restored disk file $file is missing." } }
         }

@@ -26,6 +26,15 @@ Describe 'Restore-HvbVm' {
         Should -Invoke Add-VMHardDiskDrive -Times 1
     }
 
+    It 'attaches every disk of a multi-disk VM (5.1 emits a JSON array as one object)' {
+        Set-Content -Path (Join-Path $script:root 'DATA.vhdx') -Value 'disk'
+        $two = ConvertTo-Json -Compress @(@{ controller_type = 'SCSI'; controller_number = 0; controller_location = 0; chain = @((Join-Path $script:root 'ERP01.vhdx')) },
+                                          @{ controller_type = 'SCSI'; controller_number = 0; controller_location = 1; chain = @((Join-Path $script:root 'DATA.vhdx')) })
+        $r = Invoke-Script 'Restore-HvbVm' @{ RestorePath = $script:root; NewName = 'ERP01-restored'; ConfigurationJson = $script:config; DiskJson = $two }
+        $r.ok | Should -BeTrue
+        Should -Invoke Add-VMHardDiskDrive -Times 2
+    }
+
     It 'never touches an existing VM of the same name' {
         Mock Get-VM { @(New-FakeVm 'ERP01') } -ParameterFilter { $Name }
         $r = Invoke-Script 'Restore-HvbVm' @{ RestorePath = $script:root; NewName = 'ERP01'; ConfigurationJson = $script:config; DiskJson = $script:disks }
