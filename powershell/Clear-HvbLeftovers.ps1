@@ -36,7 +36,7 @@ $ProgressPreference = 'SilentlyContinue'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
 
 try {
-    $vms = if ($SkipCheckpoints) { @() } elseif ($VMName.Count) { @($VMName | ForEach-Object { Get-VM -Name $_ -ErrorAction SilentlyContinue }) } else { @(Get-VM) }
+    $vms = if ($SkipCheckpoints) { @() } elseif ($VMName.Count) { @(Get-VM | Where-Object { $VMName -contains $_.Name }) } else { @(Get-VM) }
     $cutoff = (Get-Date).AddHours(-$RecoveryOlderThanHours)
     $keepName = if ($KeepRunId) { "$Prefix-$KeepRunId" } else { '' }
     $checkpoints = foreach ($vm in $vms) {

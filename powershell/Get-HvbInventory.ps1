@@ -26,7 +26,7 @@ $VssIntegrationId = '5CED1297-4598-4915-A5FC-AD21BB4D02A4'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
 
 function ConvertTo-UtcText([datetime]$When) {
-    return $When.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ')
+    return $When.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
 }
 
 function Get-DiskChain([string]$Path) {
@@ -42,9 +42,17 @@ function Get-DiskChain([string]$Path) {
     return , $chain
 }
 
+function Test-PassThrough($Drive) {
+    # A pass-through disk has a DiskNumber, and a Path that describes the physical disk
+    # ("Disk 2 30.00 GB Bus 0 Lun 1 Target 0"): Get-VHD cannot open it.
+    return ($null -ne $Drive.DiskNumber) -or ("$($Drive.Path)" -notmatch '\.a?vhdx?$')
+}
+
 function Get-VmDescription($Vm) {
-    $disks = foreach ($drive in @(Get-VMHardDiskDrive -VM $Vm)) {
-        if (-not $drive.Path) { continue }  # pass-through disk: nothing to read as a file
+    $drives = @(Get-VMHardDiskDrive -VM $Vm)
+    $passThrough = @($drives | Where-Object { $_.Path -and (Test-PassThrough $_) } | ForEach-Object { "$($_.ControllerType) $($_.ControllerNumber):$($_.ControllerLocation) $($_.Path)" })
+    $disks = foreach ($drive in $drives) {
+        if (-not $drive.Path -or (Test-PassThrough $drive)) { continue }  # no file to read
         $vhd = Get-VHD -Path $drive.Path
         [ordered]@{
             controller      = "$($drive.ControllerType) $($drive.ControllerNumber):$($drive.ControllerLocation)"
@@ -64,6 +72,9 @@ function Get-VmDescription($Vm) {
             is_hvbackup = $snap.Name -like "$Prefix-*"
         }
     }
+    # Remove-VMSnapshot returns while the merge goes on: a VM with no checkpoint that still
+    # writes to an .avhdx has a merge running or stuck, which no checkpoint list shows.
+    $unmerged = if (@($checkpoints).Count -eq 0) { @($disks | Where-Object { $_.path -like '*.avhdx' } | ForEach-Object { $_.path }) } else { @() }
     $vss = Get-VMIntegrationService -VM $Vm | Where-Object { $_.Id -like "*$VssIntegrationId" } | Microsoft.PowerShell.Utility\Select-Object -First 1
     [ordered]@{
         id              = "$($Vm.Id)"
@@ -77,6 +88,8 @@ function Get-VmDescription($Vm) {
         config_path     = $Vm.ConfigurationLocation
         disks           = @($disks)
         checkpoints     = @($checkpoints)
+        passthrough_disks = $passThrough
+        unmerged_files  = @($unmerged)
         vss             = [ordered]@{
             present = [bool]$vss
             enabled = [bool]($vss -and $vss.Enabled)

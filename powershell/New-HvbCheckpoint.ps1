@@ -10,8 +10,13 @@
       2. creates a checkpoint named "<Prefix>-<RunId>" (running it again with the same RunId
          returns the existing checkpoint: idempotent);
       3. only if -AllowCrashConsistent was given and guest VSS failed: takes a standard
-         checkpoint instead and reports consistency "crash";
+         checkpoint instead, named "<Prefix>-<RunId> (crash-consistent)" (Hyper-V has no
+         cmdlet that writes a checkpoint's notes: the name is where the consistency stays),
+         and reports consistency "crash";
       4. with -Mode export: exports the checkpoint to <StagingPath>\<RunId> (Export-VMSnapshot).
+    Pass-through disks (physical disks, no file) are not in a checkpoint: they are listed in
+    "passthrough_disks" and not read. The VM is found by its exact name (Get-VM -Name would
+    read *?[] as wildcards).
     While the checkpoint exists the VM writes to new .avhdx files and the files listed in
     "disks[].chain" do not change: they are what the backup reads. The checkpoint is removed by
     Remove-HvbCheckpoint.ps1, which the orchestrator calls in every case.
@@ -78,9 +83,15 @@ function Get-VmConfiguration($Vm) {
     }
 }
 
+function Test-PassThrough($Drive) {
+    # A pass-through disk has a DiskNumber, and a Path that describes the physical disk
+    # ("Disk 2 30.00 GB Bus 0 Lun 1 Target 0"): Get-VHD cannot open it.
+    return ($null -ne $Drive.DiskNumber) -or ("$($Drive.Path)" -notmatch '\.a?vhdx?$')
+}
+
 function Get-FrozenDisks($Checkpoint) {
     foreach ($drive in @(Get-VMHardDiskDrive -VMSnapshot $Checkpoint)) {
-        if (-not $drive.Path) { continue }
+        if (-not $drive.Path -or (Test-PassThrough $drive)) { continue }
         [ordered]@{
             controller_type     = "$($drive.ControllerType)"
             controller_number   = [int]$drive.ControllerNumber
@@ -92,17 +103,30 @@ function Get-FrozenDisks($Checkpoint) {
     }
 }
 
+function Get-StagingVolume([string]$Path) {
+    # The volume that holds $Path: the longest volume root (drive letter or mount point)
+    # that starts it. A share (\\server\share) is refused: Export-VMSnapshot writes as the
+    # host's computer account there, and no volume of this host says how much room it has.
+    if ($Path -like '\\*') { Fail 'BAD_PARAMETER' "Staging $Path is a network share; give a folder on a local volume of $env:COMPUTERNAME." }
+    $full = [System.IO.Path]::GetFullPath($Path).TrimEnd('\') + '\'
+    $volume = @(Get-CimInstance -ClassName Win32_Volume | Where-Object { $_.Name -and $full.StartsWith($_.Name, [System.StringComparison]::OrdinalIgnoreCase) } | Sort-Object { $_.Name.Length } -Descending) | Microsoft.PowerShell.Utility\Select-Object -First 1
+    if (-not $volume) { Fail 'PATH_NOT_FOUND' "No volume of $env:COMPUTERNAME holds $Path." }
+    return $volume
+}
+
+$VssIntegrationId = '5CED1297-4598-4915-A5FC-AD21BB4D02A4'
 $vm = $null
 $originalType = $null
 try {
-    $found = @(Get-VM -Name $VMName -ErrorAction SilentlyContinue)
+    $found = @(Get-VM | Where-Object { $_.Name -eq $VMName })
     if ($found.Count -eq 0) { Fail 'VM_NOT_FOUND' "No VM named '$VMName' on $env:COMPUTERNAME." }
     if ($found.Count -gt 1) { Fail 'VM_AMBIGUOUS' "$($found.Count) VMs are named '$VMName' on $env:COMPUTERNAME; rename one." }
     $vm = $found[0]
     $name = "$Prefix-$RunId"
     if ($Mode -eq 'export' -and -not $StagingPath) { Fail 'BAD_PARAMETER' '-Mode export needs -StagingPath.' }
 
-    $existing = Get-VMSnapshot -VM $vm -Name $name -ErrorAction SilentlyContinue | Microsoft.PowerShell.Utility\Select-Object -First 1
+    $crashName = "$name (crash-consistent)"
+    $existing = Get-VMSnapshot -VM $vm | Where-Object { $_.Name -eq $name -or $_.Name -eq $crashName } | Microsoft.PowerShell.Utility\Select-Object -First 1
     if ($DryRun) {
         $result = [ordered]@{
             ok = $true; dry_run = $true; vm = $vm.Name; checkpoint_name = $name
@@ -118,46 +142,54 @@ try {
         $vssError = $null
         if ($existing) {
             $checkpoint = $existing
-            $consistency = if ($existing.Notes -like '*crash-consistent*') { 'crash' } else { 'application' }
+            $consistency = if ($existing.Name -eq $crashName) { 'crash' } else { 'application' }
         } else {
             $originalType = "$($vm.CheckpointType)"
             Set-VM -VM $vm -CheckpointType ProductionOnly
             try {
                 Wait-HvbJob (Checkpoint-VM -VM $vm -SnapshotName $name -AsJob) "The production checkpoint of $VMName" | Out-Null
             } catch {
+                if ($_.TargetObject.Code -eq 'TIMEOUT') { throw }
                 $vssError = if ($_.TargetObject.Message) { $_.TargetObject.Message } else { $_.Exception.Message }
-                if ($_.TargetObject.Code -eq 'TIMEOUT' -or -not $AllowCrashConsistent) {
+                # Guest VSS is the cause only when the VM runs and its backup integration
+                # service (matched by ID) is not healthy; anything else (disk full, a VM
+                # state, the host) is a checkpoint failure, with another hint and no retry.
+                $vss = Get-VMIntegrationService -VM $vm | Where-Object { $_.Id -like "*$VssIntegrationId" } | Microsoft.PowerShell.Utility\Select-Object -First 1
+                $guestVss = "$($vm.State)" -eq 'Running' -and -not ($vss -and $vss.Enabled -and "$($vss.PrimaryOperationalStatus)" -eq 'Ok')
+                if (-not $guestVss) { Fail 'CHECKPOINT_FAILED' "The checkpoint of $VMName failed: $vssError" }
+                if (-not $AllowCrashConsistent) {
                     Fail 'GUEST_VSS_FAILED' "The application-consistent checkpoint of $VMName failed (guest VSS): $vssError"
                 }
                 Set-VM -VM $vm -CheckpointType Standard
-                Wait-HvbJob (Checkpoint-VM -VM $vm -SnapshotName $name -AsJob) "The standard checkpoint of $VMName" | Out-Null
+                Wait-HvbJob (Checkpoint-VM -VM $vm -SnapshotName $crashName -AsJob) "The standard checkpoint of $VMName" | Out-Null
                 $consistency = 'crash'
             }
-            $checkpoint = Get-VMSnapshot -VM $vm -Name $name | Microsoft.PowerShell.Utility\Select-Object -First 1
-            if ($consistency -eq 'crash') {
-                Set-VMSnapshot -VMSnapshot $checkpoint -Notes "hvbackup run $RunId, crash-consistent: $vssError"
-            }
+            $taken = if ($consistency -eq 'crash') { $crashName } else { $name }
+            $checkpoint = Get-VMSnapshot -VM $vm | Where-Object { $_.Name -eq $taken } | Microsoft.PowerShell.Utility\Select-Object -First 1
         }
         $result = [ordered]@{
             ok              = $true
             vm              = $vm.Name
             vm_id           = "$($vm.Id)"
             checkpoint_id   = "$($checkpoint.Id)"
-            checkpoint_name = $name
+            checkpoint_name = "$($checkpoint.Name)"
             consistency     = $consistency
             vss_error       = $vssError
             reused          = [bool]$existing
             disks           = @(Get-FrozenDisks $checkpoint)
+            passthrough_disks = @(Get-VMHardDiskDrive -VMSnapshot $checkpoint | Where-Object { Test-PassThrough $_ } | ForEach-Object { "$($_.ControllerType) $($_.ControllerNumber):$($_.ControllerLocation) $($_.Path)" })
             configuration   = Get-VmConfiguration $vm
             export_path     = $null
             files           = @()
         }
         if ($Mode -eq 'export') {
             $target = Join-Path $StagingPath $RunId
-            $needed = ($result.disks | ForEach-Object { (Get-VHD -Path $_.path).FileSize } | Measure-Object -Sum).Sum
-            $drive = Get-CimInstance -ClassName Win32_Volume -Filter "DriveLetter = '$([System.IO.Path]::GetPathRoot($StagingPath).TrimEnd('\'))'"
-            if ($drive -and $drive.FreeSpace -lt $needed) {
-                Fail 'STAGING_FULL' "Staging volume of $StagingPath has $([int64]$drive.FreeSpace) bytes free; the export needs about $needed."
+            # The export holds every file of each chain, not only its top.
+            [int64]$needed = 0
+            foreach ($disk in $result.disks) { foreach ($file in $disk.chain) { $needed += [int64](Get-VHD -Path $file).FileSize } }
+            $drive = Get-StagingVolume $StagingPath
+            if ($drive.FreeSpace -lt $needed) {
+                Fail 'STAGING_FULL' "The volume $($drive.Name) of $StagingPath has $([int64]$drive.FreeSpace) bytes free; the export needs about $needed."
             }
             New-Item -ItemType Directory -Force -Path $target | Out-Null
             Wait-HvbJob (Export-VMSnapshot -VMSnapshot $checkpoint -Path $target -AsJob) "The export of $VMName" | Out-Null

@@ -29,9 +29,10 @@ function Fail([string]$Code, [string]$Message) {
 }
 
 try {
-    $vm = @(Get-VM -Name $VMName -ErrorAction SilentlyContinue) | Microsoft.PowerShell.Utility\Select-Object -First 1
+    # Exact name: Get-VM -Name reads *?[] as wildcards.
+    $vm = @(Get-VM | Where-Object { $_.Name -eq $VMName }) | Microsoft.PowerShell.Utility\Select-Object -First 1
     if (-not $vm) { Fail 'VM_NOT_FOUND' "No VM named '$VMName' on $env:COMPUTERNAME." }
-    $checkpoint = Get-VMSnapshot -VM $vm -Name $CheckpointName -ErrorAction SilentlyContinue | Microsoft.PowerShell.Utility\Select-Object -First 1
+    $checkpoint = Get-VMSnapshot -VM $vm | Where-Object { $_.Name -eq $CheckpointName } | Microsoft.PowerShell.Utility\Select-Object -First 1
     if (-not $checkpoint) {
         $result = [ordered]@{ ok = $true; vm = $VMName; checkpoint_name = $CheckpointName; removed = $false; already_absent = $true; merged = $true; merge_seconds = 0; remaining_files = @() }
     } elseif ($DryRun) {

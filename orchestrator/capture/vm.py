@@ -55,7 +55,8 @@ def checkpoint(host: HostSession, recorder: RunRecorder, vm: str, run_uid: str, 
         # connection): remove it now rather than leave it to the next run's sweep.
         try:
             with recorder.step("remove checkpoint", vm):
-                host.run("Remove-HvbCheckpoint", VMName=vm, CheckpointName=name)
+                for taken in (name, f"{name} (crash-consistent)"):
+                    host.run("Remove-HvbCheckpoint", VMName=vm, CheckpointName=taken)
         except HvbError:
             pass  # recorded by the step; the next run's sweep tries again
         raise
@@ -88,7 +89,9 @@ def checkpoint(host: HostSession, recorder: RunRecorder, vm: str, run_uid: str, 
             capture.findings.append(CheckpointNotMerged(
                 vm, "HVB-CHECKPOINT-NOT-MERGED",
                 f"checkpoint {made['checkpoint_name']} removed but its disks are not merged yet "
-                f"({', '.join(removed['remaining_files'])}); the next run sweeps it"))
+                f"({', '.join(removed['remaining_files'])}); Hyper-V goes on merging without a "
+                "checkpoint to sweep: check that these files disappear (hvbackup inventory "
+                "lists them under the VM) and the Hyper-V-VMMS event log"))
             recorder.event("WARNING", capture.findings[-1].headline)
         if mode == "export":
             host.run("Remove-HvbStaging", StagingPath=staging, RunId=run_uid)

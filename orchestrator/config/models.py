@@ -259,8 +259,9 @@ class WinrmSettings(SecretRef):
 class SimulatedFault(Model):
     """A failure the simulated host produces, on given dates (MSP timezone) or always."""
 
-    kind: Literal["guest-vss-failure", "merge-stuck", "leftover-checkpoint", "unreachable",
-                  "staging-full", "verifyonly-failure", "slow"]
+    kind: Literal["guest-vss-failure", "checkpoint-failure", "merge-stuck",
+                  "leftover-checkpoint", "unreachable", "staging-full",
+                  "verifyonly-failure", "slow"]
     """The failure to produce."""
     target: str | None = None
     """The VM, database or path it hits (all when absent)."""

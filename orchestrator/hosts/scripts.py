@@ -34,6 +34,9 @@ HINTS = {
     "GUEST_VSS_FAILED": "check the VM's 'Backup (volume shadow copy)' integration service and, "
                         "inside the guest, 'vssadmin list writers'; or allow crash-consistent "
                         "backups for this job (consistency: application-or-crash)",
+    "CHECKPOINT_FAILED": "not guest VSS (its integration service is healthy): read the host's "
+                         "Hyper-V-VMMS event log (19070/19080/19090) and check free space on "
+                         "the VM's volume",
     "VM_NOT_FOUND": "check the VM name in the job (hvbackup inventory lists the host's VMs)",
     "STAGING_FULL": "free space on the staging volume or point staging_dir elsewhere",
     "SQL_CONNECT_FAILED": "check that the instance runs and that the WinRM account may log in "

@@ -6,7 +6,9 @@ contract test checks both lists are equal); its result goes through JSON and the
 check as a real host's (:func:`orchestrator.hosts.scripts.interpret_result`).
 
 Faults are injected from the host's ``simulated.faults`` settings, optionally on given dates:
-guest VSS failure, a checkpoint that will not merge, a leftover checkpoint from a crashed run,
+guest VSS failure, a checkpoint that fails for another reason (checkpoint-failure), a merge
+that outlives its checkpoint (merge-stuck: the checkpoint is gone from the list, the VM still
+writes to its .avhdx), a leftover checkpoint from a crashed run,
 the host unreachable, the staging disk full, RESTORE VERIFYONLY failing, a slow host.
 """
 
@@ -31,8 +33,8 @@ from orchestrator.hosts.simworld import SimWorld, WorldSpec
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("guest-vss-failure", "merge-stuck", "leftover-checkpoint", "unreachable",
-               "staging-full", "verifyonly-failure", "slow")
+FAULT_KINDS = ("guest-vss-failure", "checkpoint-failure", "merge-stuck", "leftover-checkpoint",
+               "unreachable", "staging-full", "verifyonly-failure", "slow")
 DEFAULT_STAGING = "D:\\hvbackup-staging"
 SQL_DATA = "D:\\SQL\\Restored"
 
@@ -160,6 +162,7 @@ class SimulatedHost:
     ) -> dict[str, Any]:
         world = self.world
         self._inject_leftovers()
+        self._finish_merges()
         now = self._now()
         vms, leftovers = [], []
         for name, vm in sorted(world.state["vms"].items()):
@@ -180,6 +183,9 @@ class SimulatedHost:
                 "checkpoint_type": vm["checkpoint_type"], "config_path": vm["config_path"],
                 "disks": [self._disk_info(d["path"], i) for i, d in enumerate(vm["disks"])],
                 "checkpoints": checkpoints,
+                "passthrough_disks": [f"SCSI 0:{len(vm['disks']) + i} {p}"
+                                      for i, p in enumerate(vm.get("passthrough", []))],
+                "unmerged_files": [] if checkpoints else list(vm.get("unmerged", [])),
                 "vss": {"present": True, "enabled": True, "healthy": not vss_broken,
                         "status": "Error" if vss_broken else "Ok"},
             })
@@ -232,19 +238,20 @@ class SimulatedHost:
             if self._fault("leftover-checkpoint", name) and f"{name}:{day}" not in injected:
                 injected.append(f"{name}:{day}")
                 self._make_checkpoint(name, "hvbackup-crashed-" + day.replace("-", ""),
-                                      "Recovery", self._now() - timedelta(days=1), "")
+                                      "Recovery", self._now() - timedelta(days=1))
 
     # -- checkpoints ----------------------------------------------------------------------
 
     def _vm(self, name: str) -> dict[str, Any]:
+        # Exact (case-insensitive) names, never patterns: the scripts compare with -eq.
         matches = [k for k in self.world.state["vms"] if k.lower() == name.lower()]
         if not matches:
             raise _ScriptError("VM_NOT_FOUND", f"No VM named '{name}' on {self.label}.")
         vm: dict[str, Any] = self.world.state["vms"][matches[0]]
         return vm
 
-    def _make_checkpoint(self, vm_name: str, name: str, kind: str, when: datetime,
-                         notes: str) -> dict[str, Any]:
+    def _make_checkpoint(self, vm_name: str, name: str, kind: str,
+                         when: datetime) -> dict[str, Any]:
         vm = self._vm(vm_name)
         avhdx = []
         for disk in vm["disks"]:
@@ -253,7 +260,7 @@ class SimulatedHost:
             self.local_path(path).write_bytes(b"")  # the VM now writes here
             avhdx.append(path)
         cp = {"id": str(uuid.uuid4()), "name": name, "type": kind, "created_utc": _utc(when),
-              "avhdx": avhdx, "notes": notes, "merge_pending": False}
+              "avhdx": avhdx}
         vm["checkpoints"].append(cp)
         return cp
 
@@ -271,7 +278,9 @@ class SimulatedHost:
         name = f"{Prefix}-{RunId}"
         if Mode == "export" and not StagingPath:
             raise _ScriptError("BAD_PARAMETER", "-Mode export needs -StagingPath.")
-        existing = next((cp for cp in vm["checkpoints"] if cp["name"] == name), None)
+        crash_name = f"{name} (crash-consistent)"  # no cmdlet writes a checkpoint's notes
+        existing = next((cp for cp in vm["checkpoints"] if cp["name"] in (name, crash_name)),
+                        None)
         if DryRun:
             return {"ok": True, "dry_run": True, "vm": VMName, "checkpoint_name": name,
                     "planned": [f"set CheckpointType ProductionOnly (now "
@@ -281,9 +290,12 @@ class SimulatedHost:
         vss_error = None
         if existing:
             cp = existing
-            consistency = "crash" if "crash-consistent" in cp["notes"] else "application"
+            consistency = "crash" if cp["name"] == crash_name else "application"
         else:
             consistency = "application"
+            if self._fault("checkpoint-failure", VMName):
+                raise _ScriptError("CHECKPOINT_FAILED", f"The checkpoint of {VMName} failed: "
+                                   "there is not enough space on the disk (simulated).")
             if self._fault("guest-vss-failure", VMName):
                 vss_error = ("The guest's Volume Shadow Copy service failed to create the "
                              "application-consistent checkpoint (simulated).")
@@ -291,12 +303,14 @@ class SimulatedHost:
                     raise _ScriptError("GUEST_VSS_FAILED", f"The application-consistent checkpoint "
                                        f"of {VMName} failed (guest VSS): {vss_error}")
                 consistency = "crash"
-            notes = f"hvbackup run {RunId}, crash-consistent: {vss_error}" if vss_error else ""
-            cp = self._make_checkpoint(VMName, name, "Standard", self._now(), notes)
+            cp = self._make_checkpoint(VMName, crash_name if vss_error else name, "Standard",
+                                       self._now())
         result: dict[str, Any] = {
             "ok": True, "vm": VMName, "vm_id": vm["id"], "checkpoint_id": cp["id"],
-            "checkpoint_name": name, "consistency": consistency, "vss_error": vss_error,
+            "checkpoint_name": cp["name"], "consistency": consistency, "vss_error": vss_error,
             "reused": existing is not None, "disks": self._frozen_disks(vm),
+            "passthrough_disks": [f"SCSI 0:{len(vm['disks']) + i} {p}"
+                                  for i, p in enumerate(vm.get("passthrough", []))],
             "configuration": {
                 "name": VMName, "id": vm["id"], "generation": vm["generation"], "version": "10.0",
                 "cpu_count": vm["cpu_count"], "memory_startup_bytes": vm["memory_bytes"],
@@ -308,8 +322,17 @@ class SimulatedHost:
         }
         if Mode == "export":
             assert StagingPath is not None
-            if self._fault("staging-full"):
-                raise _ScriptError("STAGING_FULL", f"Staging volume of {StagingPath} is full.")
+            if StagingPath.startswith("\\\\"):
+                raise _ScriptError("BAD_PARAMETER", f"Staging {StagingPath} is a network share; "
+                                   f"give a folder on a local volume of {self.label}.")
+            # Every file of each chain goes into the export, not only its top.
+            needed = sum(self.local_path(f).stat().st_size
+                         for d in result["disks"] for f in d["chain"])
+            drive = StagingPath[:2].upper()
+            free = next(v["free_bytes"] for v in self._volumes() if v["drive"] == drive)
+            if self._fault("staging-full") or free < needed:
+                raise _ScriptError("STAGING_FULL", f"The volume {drive}\\ of {StagingPath} has "
+                                   f"{free} bytes free; the export needs about {needed}.")
             target = f"{StagingPath}\\{RunId}"
             files = []
             for disk in vm["disks"]:
@@ -345,15 +368,23 @@ class SimulatedHost:
                 "remaining_files": [] if merged else list(cp["avhdx"])}
 
     def _remove_checkpoint(self, vm_name: str, vm: dict[str, Any], cp: dict[str, Any]) -> bool:
-        """Remove ``cp``; with the 'merge-stuck' fault its .avhdx stays and the merge is
-        pending (the checkpoint remains listed, as a stuck merge shows on a real host)."""
+        """Remove ``cp``. Remove-VMSnapshot drops the checkpoint object at once and merges
+        afterwards: with the 'merge-stuck' fault the checkpoint is gone from every list while
+        its .avhdx stay attached (``unmerged``), until a day the fault no longer applies."""
+        vm["checkpoints"].remove(cp)
         if self._fault("merge-stuck", vm_name):
-            cp["merge_pending"] = True
+            vm.setdefault("unmerged", []).extend(cp["avhdx"])
             return False
         for path in cp["avhdx"]:
             self.local_path(path).unlink(missing_ok=True)
-        vm["checkpoints"].remove(cp)
         return True
+
+    def _finish_merges(self) -> None:
+        """Merges left running end once nothing holds them any more (the fault has passed)."""
+        for name, vm in self.world.state["vms"].items():
+            if vm.get("unmerged") and not self._fault("merge-stuck", name):
+                for path in vm.pop("unmerged"):
+                    self.local_path(path).unlink(missing_ok=True)
 
     def script_Clear_HvbLeftovers(
         self, *, Prefix: str = "hvbackup", VMName: list[str] | None = None, KeepRunId: str = "",
@@ -362,6 +393,7 @@ class SimulatedHost:
         SkipCheckpoints: bool = False, SkipShadowCopies: bool = False, DryRun: bool = False,
     ) -> dict[str, Any]:
         self._inject_leftovers()
+        self._finish_merges()
         world = self.world
         names = [] if SkipCheckpoints else (
             [self._vm_key(n) for n in VMName] if VMName else sorted(world.state["vms"]))

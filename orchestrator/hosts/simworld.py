@@ -44,6 +44,7 @@ class WorldSpec:
     share_large_files_mb: list[int] = field(default_factory=list)
     sql_database_mb: list[int] = field(default_factory=lambda: [2])  # in name order; last repeats
     sql_edition: str = "standard"
+    passthrough_vms: list[str] = field(default_factory=list)  # VMs with a physical disk too
 
 
 EDITIONS = {  # SERVERPROPERTY('Edition'), SERVERPROPERTY('EngineEdition')
@@ -129,6 +130,9 @@ class SimWorld:
                 "memory_bytes": (4 + 4 * rng.randrange(3)) * 1024**3, "state": "Running",
                 "checkpoint_type": "Production", "config_path": vm_dir,
                 "disks": [{"path": disk, "size_bytes": size}], "checkpoints": [],
+                # A pass-through disk: a physical disk of the host, described, not a file.
+                "passthrough": ["Disk 2 30.00 GB Bus 0 Lun 1 Target 0"]
+                if vm in self.spec.passthrough_vms else [],
                 "network_adapters": [{"name": "Network Adapter", "switch": "LAN",
                                       "mac": "00155D" + rng.randbytes(3).hex().upper(),
                                       "vlan_id": 0}],

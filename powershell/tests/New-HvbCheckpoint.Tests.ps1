@@ -5,10 +5,10 @@ Describe 'New-HvbCheckpoint' {
         $script:vm = New-FakeVm 'ERP01'
         Mock Get-VM { @($script:vm) }
         Mock Set-VM { return }
-        Mock Get-VMSnapshot { $null } -ParameterFilter { $Name -and $ErrorAction -eq 'SilentlyContinue' }
-        Mock Get-VMSnapshot { [pscustomobject]@{ Id = [guid]::NewGuid(); Name = 'hvbackup-r1'; Notes = '' } }
-        Mock Checkpoint-VM { New-FakeJob }
-        Mock Set-VMSnapshot { return }
+        $script:taken = @()
+        Mock Get-VMSnapshot { $script:taken }
+        Mock Checkpoint-VM { $script:taken += [pscustomobject]@{ Id = [guid]::NewGuid(); Name = $SnapshotName }; New-FakeJob }
+        Mock Get-VMIntegrationService { [pscustomobject]@{ Id = 'Microsoft:X\5CED1297-4598-4915-A5FC-AD21BB4D02A4'; Enabled = $true; PrimaryOperationalStatus = 'Error' } }
         Mock Get-VMHardDiskDrive { [pscustomobject]@{ Path = 'D:\Hyper-V\ERP01\ERP01.vhdx'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 0 } }
         Mock Get-VHD { [pscustomobject]@{ ParentPath = $null; Size = 100GB; FileSize = 40GB } }
         Mock Get-VMFirmware { [pscustomobject]@{ SecureBoot = 'On' } }
@@ -37,7 +37,32 @@ Describe 'New-HvbCheckpoint' {
         Mock Checkpoint-VM { $script:calls++; if ($script:calls -eq 1) { Start-Job -ScriptBlock { throw 'VSS failed' } } else { New-FakeJob } }
         $r = Invoke-Script 'New-HvbCheckpoint' @{ VMName = 'ERP01'; RunId = 'r1'; AllowCrashConsistent = $true }
         $r.consistency | Should -Be 'crash'
+        # No Hyper-V cmdlet writes a checkpoint's notes: the name carries the consistency.
+        $r.checkpoint_name | Should -Be 'hvbackup-r1 (crash-consistent)'
         Should -Invoke Set-VM -ParameterFilter { $CheckpointType -eq 'Standard' } -Times 1
+    }
+
+    It 'says CHECKPOINT_FAILED, not GUEST_VSS_FAILED, when the guest VSS service is healthy' {
+        Mock Get-VMIntegrationService { [pscustomobject]@{ Id = 'Microsoft:X\5CED1297-4598-4915-A5FC-AD21BB4D02A4'; Enabled = $true; PrimaryOperationalStatus = 'Ok' } }
+        Mock Checkpoint-VM { Start-Job -ScriptBlock { throw 'There is not enough space on the disk' } }
+        $r = Invoke-Script 'New-HvbCheckpoint' @{ VMName = 'ERP01'; RunId = 'r1'; AllowCrashConsistent = $true }
+        $r.error.code | Should -Be 'CHECKPOINT_FAILED'
+        Should -Invoke Set-VM -ParameterFilter { $CheckpointType -eq 'Standard' } -Times 0
+    }
+
+    It 'finds the VM by its exact name, never as a wildcard pattern' {
+        Mock Get-VM { @((New-FakeVm 'ERP01'), (New-FakeVm 'ERP02')) }
+        (Invoke-Script 'New-HvbCheckpoint' @{ VMName = 'ERP*'; RunId = 'r1' }).error.code | Should -Be 'VM_NOT_FOUND'
+        Should -Invoke Get-VM -ParameterFilter { $Name } -Times 0
+    }
+
+    It 'leaves pass-through disks out of the frozen disks' {
+        Mock Get-VMHardDiskDrive { @([pscustomobject]@{ Path = 'D:\Hyper-V\ERP01\ERP01.vhdx'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 0; DiskNumber = $null },
+                                     [pscustomobject]@{ Path = 'Disk 2 30.00 GB Bus 0 Lun 1 Target 0'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 1; DiskNumber = 2 }) }
+        $r = Invoke-Script 'New-HvbCheckpoint' @{ VMName = 'ERP01'; RunId = 'r1' }
+        @($r.disks).Count | Should -Be 1
+        @($r.passthrough_disks).Count | Should -Be 1
+        Should -Invoke Get-VHD -ParameterFilter { $Path -like 'Disk *' } -Times 0
     }
 
     It 'changes nothing with -DryRun' {
