@@ -84,11 +84,22 @@ def check_references(
             add((*cpath, "encryption", "escrow"),
                 "escrow is requested but msp.escrow_public_key_file is not set")
 
+        vm_jobs: dict[tuple[str, str], str] = {}  # (host, VM) -> the job that backs it up
         for job_name, job_raw in jobs.items():
             jpath = (*cpath, "jobs", job_name)
             if not _IDENT.match(str(job_name)):
                 add(jpath, _bad_name(job_name))
             job = _dict(job_raw)
+            if job.get("type") == "hyperv-vm" and isinstance(job.get("host"), str):
+                for i, vm in enumerate(_names_list(job.get("vms"))):
+                    key = (str(job["host"]), vm.lower())  # Hyper-V names ignore case
+                    if key in vm_jobs:
+                        add((*jpath, "vms", i),
+                            f"VM {vm!r} of host {job['host']!r} is already backed up by job "
+                            f"{vm_jobs[key]!r}: two jobs would take checkpoints of it and "
+                            "sweep each other's")
+                    else:
+                        vm_jobs[key] = str(job_name)
             host_ref = job.get("host")
             if isinstance(host_ref, str) and host_ref not in hosts:
                 add((*jpath, "host"),

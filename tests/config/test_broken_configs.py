@@ -140,6 +140,12 @@ CASES = [
     ("burst-below-sustained", "    path: /srv/baie\n", "    path: /srv/baie\n    bandwidth: {sustained_mbps: 10, burst_mbps: 5}\n", [
         ("baies.site-b.bandwidth", "burst_mbps must be at least sustained_mbps", "bandwidth:"),
     ]),
+    ("same-vm-in-two-jobs", "      partages:", "      erp-again:\n        type: hyperv-vm\n"
+     "        host: hv01\n        vms: [erp01]  # the same VM: Hyper-V ignores case\n"
+     "        schedule: \"daily 23:00\"\n      partages:", [
+        ("clients.acme.jobs.erp-again.vms[0]", "VM 'erp01' of host 'hv01' is already backed up "
+         "by job 'erp'", "# the same VM"),
+    ]),
     ("retention-keeps-nothing", '"daily 22:00"', '"daily 22:00"\n        retention: {}', [
         ("clients.acme.jobs.erp.retention", "keeps nothing", "retention:"),
     ]),
