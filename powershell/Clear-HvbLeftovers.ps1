@@ -5,11 +5,16 @@
 .DESCRIPTION
     Run at the start of every run, before anything new is created. It removes:
       - checkpoints named "<Prefix>-*" (an earlier run that crashed or was killed), except the
-        one of -KeepRunId;
-      - Recovery checkpoints older than -RecoveryOlderThanHours (left by a backup API call that
-        never finished; younger ones may belong to a backup running right now and are left);
-      - shadow copies whose IDs hvbackup recorded (given by -ShadowId, and those listed in
-        %ProgramData%\hvbackup\shadow-copies.txt), with their links.
+        one of -KeepRunId. Recovery checkpoints are never removed: hvbackup makes none (its
+        checkpoints are Standard/Production, named "<Prefix>-<run>"), so one belongs to another
+        backup product, whose run may still need it;
+      - shadow copies hvbackup recorded in %ProgramData%\hvbackup\shadow-copies.txt (or gives
+        by -ShadowId), with their per-run shares and mount folders, except those of -KeepRunId:
+        those of the same -Owner (the same job, which never runs twice at once) at once, those
+        of other owners only when recorded more than -ShadowOlderThanHours ago, since another
+        job of this host may be reading its copy right now. Shares and mount folders are found
+        by their exact recorded names, never by a pattern. A copy already gone still has its
+        share and mount folder removed.
     -SkipCheckpoints / -SkipShadowCopies leave one kind alone (a files job must not remove the
     checkpoint of a VM job running at the same time on the host, nor the reverse).
     It never touches a checkpoint or shadow copy it cannot attribute to hvbackup. Checkpoints
@@ -22,7 +27,8 @@ param(
     [string]$Prefix = 'hvbackup',
     [string[]]$VMName = @(),
     [string]$KeepRunId = '',
-    [int]$RecoveryOlderThanHours = 24,
+    [ValidatePattern('^[^\t\r\n]{1,200}$')][string]$Owner = 'hvbackup',
+    [int]$ShadowOlderThanHours = 24,
     [string[]]$ShadowId = @(),
     [string]$LinkRoot = (Join-Path $env:ProgramData 'hvbackup\shadow'),
     [int]$TimeoutSeconds = 3600,
@@ -37,13 +43,9 @@ $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
 
 try {
     $vms = if ($SkipCheckpoints) { @() } elseif ($VMName.Count) { @(Get-VM | Where-Object { $VMName -contains $_.Name }) } else { @(Get-VM) }
-    $cutoff = (Get-Date).AddHours(-$RecoveryOlderThanHours)
     $keepName = if ($KeepRunId) { "$Prefix-$KeepRunId" } else { '' }
     $checkpoints = foreach ($vm in $vms) {
-        $candidates = @(Get-VMSnapshot -VM $vm | Where-Object {
-                ($_.Name -like "$Prefix-*" -and $_.Name -ne $keepName) -or
-                ("$($_.SnapshotType)" -eq 'Recovery' -and $_.CreationTime -lt $cutoff)
-            })
+        $candidates = @(Get-VMSnapshot -VM $vm | Where-Object { $_.Name -like "$Prefix-*" -and $_.Name -ne $keepName -and $_.Name -ne "$keepName (crash-consistent)" })
         foreach ($cp in $candidates) {
             $entry = [ordered]@{ vm = $vm.Name; id = "$($cp.Id)"; name = $cp.Name; type = "$($cp.SnapshotType)"; removed = $false; merged = $false; error = $null }
             if (-not $DryRun) {
@@ -66,29 +68,54 @@ try {
         }
     }
 
-    $recorded = if (Test-Path $RecordFile) { @(Get-Content $RecordFile | Where-Object { $_ }) } else { @() }
-    $ids = if ($SkipShadowCopies) { @() } else { @($ShadowId + $recorded | Sort-Object -Unique) }
-    $shadows = foreach ($id in $ids) {
-        $entry = [ordered]@{ id = $id; removed = $false; error = $null }
-        $shadow = Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$id'"
+    # A record line: "<id or pending>`t<run>`t<owner>`t<created UTC>`t<volume>`t<mount>`t<share>"
+    # (an older line holds an ID alone: it is this host's own, of no known run or owner).
+    $lines = if (Test-Path $RecordFile) { @(Get-Content $RecordFile | Where-Object { $_ }) } else { @() }
+    $records = @(foreach ($line in $lines) {
+            $f = @($line -split "`t")
+            [pscustomobject]@{ Line = $line; Id = $f[0]; Run = "$($f[1])"; Owner = "$($f[2])"; Created = "$($f[3])"; Mount = "$($f[5])"; Share = "$($f[6])" }
+        })
+    foreach ($id in $ShadowId) {
+        if (-not ($records | Where-Object { $_.Id -eq $id })) { $records += [pscustomobject]@{ Line = $null; Id = $id; Run = ''; Owner = $Owner; Created = ''; Mount = ''; Share = '' } }
+    }
+    $cutoff = [DateTime]::UtcNow.AddHours(-$ShadowOlderThanHours)
+    $due = @(if (-not $SkipShadowCopies) {
+            $records | Where-Object {
+                $created = [DateTime]::MinValue
+                $old = (-not $_.Created) -or ([DateTime]::TryParse($_.Created, [System.Globalization.CultureInfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::RoundtripKind, [ref]$created) -and $created.ToUniversalTime() -lt $cutoff)
+                $_.Run -ne $KeepRunId -and ($_.Owner -eq $Owner -or -not $_.Run -or $old)
+            }
+        })
+    $gone = @()
+    $shadows = foreach ($group in @($due | Group-Object -Property { if ($_.Mount) { $_.Mount } else { $_.Id } })) {
+        $items = @($group.Group)
+        $id = @($items | Where-Object { $_.Id -ne 'pending' } | ForEach-Object { $_.Id })[0]
+        $mount = $items[0].Mount
+        $share = $items[0].Share
+        # By its ID, or (a run killed between creating and recording) by where it is exposed.
+        $shadow = if ($id) { Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$id'" }
+        elseif ($mount) { @(Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { "$($_.ExposedName)".TrimEnd('\') -eq $mount })[0] }
+        $entry = [ordered]@{ id = $(if ($shadow) { "$($shadow.ID)" } elseif ($id) { $id } else { 'pending' }); run = $items[0].Run; removed = $false; error = $null }
         if ($DryRun) {
             $entry.present = [bool]$shadow
         } else {
             try {
-                # Links first (a link is removed alone, never recursively through it).
-                foreach ($link in @(Get-ChildItem -Path $LinkRoot -Directory -ErrorAction SilentlyContinue | Where-Object { $_.LinkType -and "$($_.Target)" -like "*$($shadow.DeviceObject)*" })) {
-                    [System.IO.Directory]::Delete($link.FullName, $false)
-                }
+                if ($share -and (Get-SmbShare -Name $share -ErrorAction SilentlyContinue)) { Remove-SmbShare -Name $share -Force }
                 if ($shadow) { $shadow | Remove-CimInstance }
+                # The mount folder alone, never a recursive delete through it.
+                if ($mount -and (Test-Path -LiteralPath $mount)) { [System.IO.Directory]::Delete($mount, $false) }
                 $entry.removed = [bool]$shadow
-                $recorded = @($recorded | Where-Object { $_ -ne $id })
+                $gone += $items
             } catch {
                 $entry.error = [ordered]@{ code = 'SHADOW_REMOVE_FAILED'; message = $_.Exception.Message }
             }
         }
         $entry
     }
-    if (-not $DryRun -and (Test-Path $RecordFile)) { Set-Content -Path $RecordFile -Value $recorded }
+    if (-not $DryRun -and $gone.Count) {
+        $goneLines = @($gone | ForEach-Object { $_.Line })
+        Set-Content -Path $RecordFile -Value @($lines | Where-Object { $goneLines -notcontains $_ })
+    }
 
     $result = [ordered]@{
         ok            = $true

@@ -1,15 +1,27 @@
 <#
 .SYNOPSIS
-    Takes a shadow copy of the volumes holding the given folders and exposes them as links.
+    Takes a shadow copy of the volumes holding the given folders and shares each one for this
+    run, to the connected account only.
 
 .DESCRIPTION
-    For each volume of -Path: Win32_ShadowCopy.Create (context ClientAccessible); the new ID is
-    recorded at once in %ProgramData%\hvbackup\shadow-copies.txt, so that a run killed at any
-    point is cleaned by the next sweep (Clear-HvbLeftovers.ps1); then a directory link
-    <LinkRoot>\<RunId>-<drive letter> points at the copy's device (with the trailing backslash
-    it needs). "paths[].exposed" is where the backup reads each folder, frozen.
-    Every return code of Create is mapped to a named error. If anything fails, the copies
-    already made by this call are removed before the error is returned.
+    For each volume of -Path (the volume a folder is on, mount-point volumes included:
+    the longest Win32_Volume.Name that starts the path):
+      - DiskShadow, context "persistent" (VSS_CTX_APP_ROLLBACK): the writers take part, so
+        open databases on the shares are application-consistent; not ClientAccessible, so the
+        copy is not one of the users' Previous Versions (VSS_CTX_CLIENT_ACCESSIBLE implies
+        VSS_VOLSNAP_ATTR_NO_WRITERS);
+      - the copy is exposed as a mounted folder <LinkRoot>\<RunId>-<n> (a volume mount point,
+        which the SMB server crosses itself; a symbolic link to \\?\GLOBALROOT\Device\... is
+        left to the SMB client, which cannot follow a link to a local device);
+      - a hidden share hvb-<RunId>-<n>$ of that folder, read access for the account connected
+        through WinRM only ($PSSenderInfo.ConnectedUser), no offline caching.
+    Each step is recorded in %ProgramData%\hvbackup\shadow-copies.txt (one tab-separated line:
+    shadow id or "pending", run, owner, created UTC, volume, mount folder, share) before the
+    next one can fail, so that Clear-HvbLeftovers.ps1 removes what a killed run left.
+    "paths[].exposed" is where the backup reads each folder, frozen:
+    \\<COMPUTERNAME>\hvb-<RunId>-<n>$\<folder below the volume root>.
+    Idempotent for a RunId: a copy already made for it is reused. If anything fails, what this
+    call made is removed before the error is returned.
 
     Writes exactly one JSON object. -DryRun lists the volumes and changes nothing.
 #>
@@ -17,70 +29,111 @@
 param(
     [Parameter(Mandatory)][string[]]$Path,
     [Parameter(Mandatory)][ValidatePattern('^[A-Za-z0-9-]+$')][string]$RunId,
+    [ValidatePattern('^[^\t\r\n]{1,200}$')][string]$Owner = 'hvbackup',
     [string]$LinkRoot = (Join-Path $env:ProgramData 'hvbackup\shadow'),
     [switch]$DryRun
 )
 
 $ErrorActionPreference = 'Stop'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
-$CreateErrors = @{
-    1  = @('VSS_ACCESS_DENIED', 'access denied: the account needs local administrator rights')
-    2  = @('VSS_INVALID_ARGUMENT', 'invalid argument')
-    3  = @('VSS_VOLUME_NOT_FOUND', 'the volume was not found')
-    4  = @('VSS_VOLUME_NOT_SUPPORTED', 'the volume does not support shadow copies')
-    5  = @('VSS_UNSUPPORTED_CONTEXT', 'unsupported shadow copy context')
-    6  = @('VSS_INSUFFICIENT_STORAGE', 'not enough free space for the shadow copy storage area')
-    7  = @('VSS_VOLUME_IN_USE', 'the volume is in use')
-    8  = @('VSS_MAX_SHADOW_COPIES', 'the maximum number of shadow copies is reached: old copies must be removed')
-    9  = @('VSS_OPERATION_IN_PROGRESS', 'another shadow copy operation is in progress (another backup?)')
-    10 = @('VSS_PROVIDER_VETO', 'the shadow copy provider vetoed the operation')
-    11 = @('VSS_PROVIDER_NOT_REGISTERED', 'the shadow copy provider is not registered')
-    12 = @('VSS_PROVIDER_FAILURE', 'the shadow copy provider failed')
-    13 = @('VSS_UNKNOWN_ERROR', 'unknown error')
+
+function Invoke-HvbNative([string]$File, [string[]]$Arguments) {
+    # Windows PowerShell 5.1 turns a native command's stderr into error records; under 'Stop'
+    # the first line would end the script before its exit code is read, with a message that
+    # hides which step failed. Collect everything as text, then judge by the exit code.
+    $saved = $ErrorActionPreference
+    $ErrorActionPreference = 'Continue'
+    try {
+        $text = @(& $File @Arguments 2>&1 | ForEach-Object { "$_" }) -join "`n"
+        [pscustomobject]@{ ExitCode = $LASTEXITCODE; Output = $text }
+    } finally { $ErrorActionPreference = $saved }
 }
 
-$created = @()
+function Add-HvbRecord([string[]]$Fields) {
+    Add-Content -Path $RecordFile -Value ($Fields -join "`t")
+}
+
+function Get-HvbVolumeOf([string]$Folder, [object[]]$Volumes) {
+    # A folder belongs to the volume mounted deepest on its path (D:\Mounts\Data\x is on the
+    # volume mounted at D:\Mounts\Data\, not on D:\).
+    $full = [System.IO.Path]::GetFullPath($Folder).TrimEnd('\') + '\'
+    $holding = @($Volumes | Where-Object { $full.StartsWith($_.Name, [System.StringComparison]::OrdinalIgnoreCase) } |
+            Sort-Object -Property @{ Expression = { $_.Name.Length }; Descending = $true })
+    if ($holding.Count) { $holding[0] }
+}
+
+$made = @()  # this call's copies: [ordered] entries, undone on failure
 try {
-    $volumes = @($Path | ForEach-Object { [System.IO.Path]::GetPathRoot($_) } | Sort-Object -Unique)
     foreach ($p in $Path) {
-        if (-not (Test-Path -LiteralPath $p)) { throw [pscustomobject]@{ Code = 'PATH_NOT_FOUND'; Message = "The folder $p does not exist on $env:COMPUTERNAME." } }
+        if (-not (Test-Path -LiteralPath $p -PathType Container)) { throw [pscustomobject]@{ Code = 'PATH_NOT_FOUND'; Message = "The folder $p does not exist on $env:COMPUTERNAME." } }
     }
+    $allVolumes = @(Get-CimInstance -ClassName Win32_Volume -Filter 'DriveType = 3' | Where-Object { $_.Name -notlike '\\?\*' })
+    $byPath = [ordered]@{}
+    foreach ($p in $Path) {
+        $volume = Get-HvbVolumeOf $p $allVolumes
+        if (-not $volume) { throw [pscustomobject]@{ Code = 'VSS_VOLUME_NOT_FOUND'; Message = "No local volume holds $p on $env:COMPUTERNAME." } }
+        $byPath[$p] = $volume.Name
+    }
+    $volumes = @($byPath.Values | Sort-Object -Unique)
+    $reader = if ($PSSenderInfo -and $PSSenderInfo.ConnectedUser) { $PSSenderInfo.ConnectedUser } else { "$env:USERDOMAIN\$env:USERNAME" }
     if ($DryRun) {
-        $result = [ordered]@{ ok = $true; dry_run = $true; planned = @($volumes | ForEach-Object { "shadow copy of $_ exposed under $LinkRoot\$RunId-$($_.Substring(0, 1))" }) }
+        $i = 0
+        $planned = foreach ($v in $volumes) { $i++; "shadow copy of $v (writers involved) mounted at $LinkRoot\$RunId-$i, shared as hvb-$RunId-$i`$ to $reader only" }
+        $result = [ordered]@{ ok = $true; dry_run = $true; planned = @($planned) }
     } else {
         New-Item -ItemType Directory -Force -Path $LinkRoot, (Split-Path $RecordFile) | Out-Null
+        $i = 0
         $shadows = foreach ($volume in $volumes) {
-            $call = Invoke-CimMethod -ClassName Win32_ShadowCopy -MethodName Create -Arguments @{ Volume = $volume; Context = 'ClientAccessible' }
-            $code = [int]$call.ReturnValue
-            if ($code -ne 0) {
-                $known = if ($CreateErrors.ContainsKey($code)) { $CreateErrors[$code] } else { @('VSS_UNKNOWN_ERROR', "return code $code") }
-                throw [pscustomobject]@{ Code = $known[0]; Message = "Shadow copy of $volume failed: $($known[1]) (Win32_ShadowCopy.Create returned $code)." }
+            $i++
+            $mount = Join-Path $LinkRoot "$RunId-$i"
+            $share = "hvb-$RunId-$i`$"
+            $existing = Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { "$($_.ExposedName)".TrimEnd('\') -eq $mount }
+            if (-not $existing) {
+                if (Test-Path -LiteralPath $mount) { [System.IO.Directory]::Delete($mount, $false) }
+                New-Item -ItemType Directory -Path $mount | Out-Null
+                Add-HvbRecord @('pending', $RunId, $Owner, [DateTime]::UtcNow.ToString('o', [System.Globalization.CultureInfo]::InvariantCulture), $volume, $mount, $share)
+                $script = Join-Path (Split-Path $RecordFile) "diskshadow-$RunId-$i.txt"
+                Set-Content -Path $script -Encoding ASCII -Value @(
+                    'set context persistent', 'set verbose off',
+                    "add volume $volume alias hvb$i", 'create', "expose %hvb$i% $mount")
+                $call = Invoke-HvbNative "$env:SystemRoot\System32\diskshadow.exe" @('/s', $script)
+                Remove-Item -LiteralPath $script -ErrorAction SilentlyContinue
+                $existing = Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { "$($_.ExposedName)".TrimEnd('\') -eq $mount }
+                if ($call.ExitCode -ne 0 -or -not $existing) {
+                    $code = if ($call.Output -match 'VSS_E_INSUFFICIENT_STORAGE|0x8004231f') { 'VSS_INSUFFICIENT_STORAGE' }
+                    elseif ($call.Output -match 'VSS_E_SNAPSHOT_SET_IN_PROGRESS|0x80042316') { 'VSS_OPERATION_IN_PROGRESS' }
+                    elseif ($call.Output -match 'VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED|0x80042317') { 'VSS_MAX_SHADOW_COPIES' }
+                    elseif ($existing) { 'VSS_LINK_FAILED' } else { 'VSS_FAILED' }
+                    throw [pscustomobject]@{ Code = $code; Message = "Shadow copy of $volume failed (diskshadow exit code $($call.ExitCode)): $($call.Output)" }
+                }
             }
-            $id = $call.ShadowID
-            Add-Content -Path $RecordFile -Value $id  # recorded before anything else can fail
-            $created += $id
-            $shadow = Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$id'"
-            $link = Join-Path $LinkRoot "$RunId-$($volume.Substring(0, 1))"
-            if (Test-Path -LiteralPath $link) { [System.IO.Directory]::Delete($link, $false) }
-            $output = & cmd.exe /c mklink /d "$link" "$($shadow.DeviceObject)\" 2>&1
-            if ($LASTEXITCODE -ne 0) { throw [pscustomobject]@{ Code = 'VSS_LINK_FAILED'; Message = "Cannot link $link to the shadow copy: $output" } }
-            [ordered]@{ id = $id; volume = $volume; device_object = $shadow.DeviceObject; link = $link }
+            $id = "$($existing.ID)"
+            Add-HvbRecord @($id, $RunId, $Owner, [DateTime]::UtcNow.ToString('o', [System.Globalization.CultureInfo]::InvariantCulture), $volume, $mount, $share)
+            $entry = [ordered]@{ id = $id; volume = $volume; device_object = "$($existing.DeviceObject)"; link = $mount; share = $share; writers = -not $existing.NoWriters; client_accessible = [bool]$existing.ClientAccessible }
+            $made += $entry
+            $current = Get-SmbShare -Name $share -ErrorAction SilentlyContinue
+            if ($current -and $current.Path.TrimEnd('\') -ne $mount) { Remove-SmbShare -Name $share -Force }
+            if (-not $current -or $current.Path.TrimEnd('\') -ne $mount) {
+                New-SmbShare -Name $share -Path $mount -ReadAccess $reader -CachingMode None -FolderEnumerationMode AccessBased -Description "hvbackup run $RunId" | Out-Null
+            }
+            $entry
         }
         $exposed = foreach ($p in $Path) {
-            $root = [System.IO.Path]::GetPathRoot($p)
-            $shadow = $shadows | Where-Object { $_.volume -eq $root } | Microsoft.PowerShell.Utility\Select-Object -First 1
-            [ordered]@{ path = $p; exposed = Join-Path $shadow.link $p.Substring($root.Length) }
+            $volume = $byPath[$p]
+            $shadow = @($shadows | Where-Object { $_.volume -eq $volume })[0]
+            $below = ([System.IO.Path]::GetFullPath($p).TrimEnd('\') + '\').Substring($volume.Length).TrimEnd('\')
+            [ordered]@{ path = $p; exposed = ("\\$env:COMPUTERNAME\$($shadow.share)\$below").TrimEnd('\') }
         }
         $result = [ordered]@{ ok = $true; shadows = @($shadows); paths = @($exposed) }
     }
 } catch {
-    foreach ($id in $created) {
+    foreach ($entry in $made) {
         # Undo this call's copies; the sweep would do it later, better now.
         try {
-            $link = Join-Path $LinkRoot "$RunId-*"
-            Get-Item -Path $link -ErrorAction SilentlyContinue | ForEach-Object { [System.IO.Directory]::Delete($_.FullName, $false) }
-            Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$id'" | Remove-CimInstance
-        } catch { Write-Warning "Shadow copy $id could not be removed: $($_.Exception.Message)" }
+            Remove-SmbShare -Name $entry.share -Force -ErrorAction SilentlyContinue
+            Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$($entry.id)'" | Remove-CimInstance
+            if (Test-Path -LiteralPath $entry.link) { [System.IO.Directory]::Delete($entry.link, $false) }
+        } catch { Write-Warning "Shadow copy $($entry.id) could not be removed: $($_.Exception.Message)" }
     }
     $detail = $_.TargetObject
     $code = if ($detail.Code) { $detail.Code } else { 'VSS_FAILED' }

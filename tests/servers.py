@@ -52,6 +52,9 @@ class SambaServer:
     folder: Path
     user: str
     password: str
+    run_share: str = "hvb-run1-1$"  # a per-run share, granted to ``user`` only
+    run_folder: Path | None = None
+    admin_share: str = "D$"  # an administrative share: administrators only
 
 
 SMB_USER = "hvbsmbtest"
@@ -59,7 +62,13 @@ SMB_USER = "hvbsmbtest"
 
 @contextmanager
 def samba(root: Path) -> Iterator[SambaServer]:
-    """An smbd serving ``root/share`` as share ``data`` on 127.0.0.1, user ``hvbsmbtest``."""
+    """An smbd serving ``root/share`` as share ``data`` on 127.0.0.1, user ``hvbsmbtest``.
+
+    It keeps the rules a Windows host applies to the account onboarding creates: the
+    administrative share ``D$`` is refused to it (not an administrator; remote UAC), a per-run
+    share ``hvb-run1-1$`` is granted to it alone, and links are not followed by the server
+    (a Windows server leaves symbolic links to the client, MS-SMB2 2.2.2.2.1, and a link to a
+    local device cannot be followed from another machine)."""
     smbd = shutil.which("smbd") or "/usr/sbin/smbd"
     smbpasswd = shutil.which("smbpasswd") or "/usr/bin/smbpasswd"
     if not (os.path.exists(smbd) and os.path.exists(smbpasswd)):
@@ -73,6 +82,9 @@ def samba(root: Path) -> Iterator[SambaServer]:
     folder = root / "share"
     folder.mkdir(parents=True)
     shutil.chown(folder, SMB_USER)
+    run_folder, admin_folder = root / "run-share", root / "admin-D"
+    run_folder.mkdir()
+    admin_folder.mkdir()
     for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc"):
         (root / sub).mkdir()
     conf = root / "smb.conf"
@@ -98,12 +110,28 @@ def samba(root: Path) -> Iterator[SambaServer]:
     printing = bsd
     printcap name = /dev/null
     disable spoolss = yes
+    follow symlinks = no
 
 [data]
     path = {folder}
     read only = no
     valid users = {SMB_USER}
     # pytest's temporary folders are private to root: read them as root.
+    force user = root
+
+[hvb-run1-1$]
+    path = {run_folder}
+    read only = yes
+    browseable = no
+    valid users = {SMB_USER}
+    force user = root
+
+[D$]
+    path = {admin_folder}
+    read only = yes
+    browseable = no
+    # Administrators only: the test account is not one.
+    valid users = root
     force user = root
 """)
     password = "Smb-test-9f3a"
@@ -117,7 +145,7 @@ def samba(root: Path) -> Iterator[SambaServer]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, proc, "smbd", log)
-        yield SambaServer(port, "data", folder, SMB_USER, password)
+        yield SambaServer(port, "data", folder, SMB_USER, password, run_folder=run_folder)
     finally:
         stop(proc)
 

@@ -1,5 +1,6 @@
 """Folders: a shadow copy on Windows hosts (files open in applications are read as they were
-at one instant), read through its links, then removed; on a local host, read in place."""
+at one instant, writers involved), read through the per-run share the host made of it for
+the connected account, then removed; on a local host, read in place."""
 
 from __future__ import annotations
 
@@ -34,16 +35,18 @@ def excluded(job: FilesJob) -> Callable[[str], bool] | None:
 
 @contextmanager
 def shadow_copy(host: HostSession, recorder: RunRecorder, paths: list[str], run_uid: str,
-                use_vss: bool) -> Iterator[list[Exposed]]:
+                use_vss: bool, owner: str = "hvbackup") -> Iterator[list[Exposed]]:
+    """``owner`` (the job) lets another job's sweep on the host leave this copy alone."""
     if not use_vss:
         yield [Exposed(p, p, p) for p in paths]
         return
     with recorder.step("shadow copy", ", ".join(paths)) as figures:
-        made = host.run("New-HvbShadowCopy", Path=paths, RunId=run_uid)
+        made = host.run("New-HvbShadowCopy", Path=paths, RunId=run_uid, Owner=owner)
         figures.details = {"shadows": [s["id"] for s in made["shadows"]]}
     try:
         yield [Exposed(p["exposed"], p["path"], p["path"]) for p in made["paths"]]
     finally:
         with recorder.step("remove shadow copy", ", ".join(paths)):
             host.run("Remove-HvbShadowCopy", ShadowId=[s["id"] for s in made["shadows"]],
-                     LinkPath=[s["link"] for s in made["shadows"]])
+                     LinkPath=[s["link"] for s in made["shadows"]],
+                     ShareName=[s["share"] for s in made["shadows"]])

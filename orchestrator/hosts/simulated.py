@@ -388,7 +388,8 @@ class SimulatedHost:
 
     def script_Clear_HvbLeftovers(
         self, *, Prefix: str = "hvbackup", VMName: list[str] | None = None, KeepRunId: str = "",
-        RecoveryOlderThanHours: int = 24, ShadowId: list[str] | None = None,
+        Owner: str = "hvbackup", ShadowOlderThanHours: int = 24,
+        ShadowId: list[str] | None = None,
         LinkRoot: str = "C:\\ProgramData\\hvbackup\\shadow", TimeoutSeconds: int = 3600,
         SkipCheckpoints: bool = False, SkipShadowCopies: bool = False, DryRun: bool = False,
     ) -> dict[str, Any]:
@@ -397,15 +398,15 @@ class SimulatedHost:
         world = self.world
         names = [] if SkipCheckpoints else (
             [self._vm_key(n) for n in VMName] if VMName else sorted(world.state["vms"]))
-        cutoff = self._now() - timedelta(hours=RecoveryOlderThanHours)
         keep = f"{Prefix}-{KeepRunId}" if KeepRunId else ""
         checkpoints = []
         for name in [n for n in names if n]:
             vm = world.state["vms"][name]
             for cp in list(vm["checkpoints"]):
-                created = datetime.fromisoformat(cp["created_utc"].replace("Z", "+00:00"))
-                if not ((cp["name"].startswith(Prefix + "-") and cp["name"] != keep)
-                        or (cp["type"] == "Recovery" and created < cutoff)):
+                # Recovery checkpoints are another product's: hvbackup makes none.
+                # This run's own checkpoint is kept, under either of its names.
+                if not (cp["name"].startswith(Prefix + "-")
+                        and cp["name"] not in (keep, f"{keep} (crash-consistent)")):
                     continue
                 entry = {"vm": name, "id": cp["id"], "name": cp["name"], "type": cp["type"],
                          "removed": False, "merged": False, "error": None}
@@ -416,9 +417,17 @@ class SimulatedHost:
         shadows = []
         recorded = [] if SkipShadowCopies else world.state["shadow_record"]
         ids = [] if SkipShadowCopies else sorted(set((ShadowId or []) + recorded))
+        cutoff = _utc(self._now() - timedelta(hours=ShadowOlderThanHours))
         for sid in ids:
             present = sid in world.state["shadow_copies"]
-            entry = {"id": sid, "removed": False, "error": None}
+            shadow = world.state["shadow_copies"].get(sid, {})
+            run = shadow.get("run", "")
+            # Another job of this host may be reading its copy right now: only its own job's,
+            # or one recorded long enough ago to be over, is a leftover.
+            if run == KeepRunId or (run and shadow.get("owner") != Owner
+                                    and shadow["created_utc"] >= cutoff):
+                continue
+            entry = {"id": sid, "run": run, "removed": False, "error": None}
             if DryRun:
                 entry["present"] = present
             else:
@@ -535,59 +544,97 @@ class SimulatedHost:
     # -- shadow copies --------------------------------------------------------------------
 
     def script_New_HvbShadowCopy(
-        self, *, Path: list[str], RunId: str,
+        self, *, Path: list[str], RunId: str, Owner: str = "hvbackup",
         LinkRoot: str = "C:\\ProgramData\\hvbackup\\shadow", DryRun: bool = False,
     ) -> dict[str, Any]:
+        """As the script: a copy with writers (not ClientAccessible) per volume, mount-point
+        volumes included, mounted under LinkRoot and shared as ``hvb-<run>-<n>$`` to the
+        connected account only. The copy's device is a folder no drive path reaches: it is
+        read through the share, as an SMB client must (a link to the device, what mklink made,
+        could not be followed)."""
         paths = list(Path)
         for p in paths:
             if not self.local_path(p).is_dir():
                 raise _ScriptError("PATH_NOT_FOUND", f"The folder {p} does not exist on "
                                    f"{self.label}.")
-        volumes = sorted({p[:3].upper() for p in paths})
+        world = self.world
+        by_path = {p: self._volume_of(p) for p in paths}
+        volumes = sorted(set(by_path.values()))
         if DryRun:
             return {"ok": True, "dry_run": True,
-                    "planned": [f"shadow copy of {v} exposed under {LinkRoot}\\{RunId}-{v[0]}"
-                                for v in volumes]}
-        world = self.world
+                    "planned": [f"shadow copy of {v} (writers involved) mounted at "
+                                f"{LinkRoot}\\{RunId}-{i}, shared as hvb-{RunId}-{i}$"
+                                for i, v in enumerate(volumes, 1)]}
         shadows = []
-        for volume in volumes:
-            sid = "{" + str(uuid.uuid4()).upper() + "}"
-            world.state["shadow_record"].append(sid)  # recorded before anything can fail
-            link = f"{LinkRoot}\\{RunId}-{volume[0]}"
-            # The frozen view: a copy of the folders asked for, at the link's place.
-            for p in paths:
-                if p[:3].upper() == volume:
-                    dest = self.local_path(link + "\\" + p[3:])
-                    if dest.exists():
-                        shutil.rmtree(dest)
-                    shutil.copytree(self.local_path(p), dest)
-            n = len(world.state["shadow_copies"]) + 1
-            world.state["shadow_copies"][sid] = {
-                "volume": volume, "created_utc": _utc(self._now()), "link": link,
-                "device_object": f"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{n}"}
-            shadows.append({"id": sid, "volume": volume, "link": link,
-                            "device_object": world.state["shadow_copies"][sid]["device_object"]})
-        exposed = [{"path": p, "exposed": next(s["link"] for s in shadows
-                                               if s["volume"] == p[:3].upper()) + "\\" + p[3:]}
+        for i, volume in enumerate(volumes, 1):
+            mount, share = f"{LinkRoot}\\{RunId}-{i}", f"hvb-{RunId}-{i}$"
+            sid = next((k for k, v in world.state["shadow_copies"].items()
+                        if v["link"] == mount), None)
+            if sid is None:
+                sid = "{" + str(uuid.uuid4()).upper() + "}"
+                world.state["shadow_record"].append(sid)  # recorded before anything can fail
+                n = world.state["shadow_seq"] = world.state.get("shadow_seq", 0) + 1
+                device = self.root / "devices" / f"HarddiskVolumeShadowCopy{n}"
+                device.mkdir(parents=True)
+                # The frozen view: the folders asked for, as they are now, on the device.
+                for p in paths:
+                    if by_path[p] == volume:
+                        shutil.copytree(self.local_path(p), device / p[len(volume):],
+                                        dirs_exist_ok=True)
+                world.state["shadow_copies"][sid] = {
+                    "volume": volume, "created_utc": _utc(self._now()), "link": mount,
+                    "share": share, "run": RunId, "owner": Owner,
+                    "device_object": f"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{n}"}
+                # A volume mount point: crossed by the server itself.
+                self._link(self.local_path(mount), device)
+                self._link(self.root / "shares" / share, device)
+            entry = world.state["shadow_copies"][sid]
+            shadows.append({"id": sid, "volume": volume, "link": mount, "share": share,
+                            "device_object": entry["device_object"], "writers": True,
+                            "client_accessible": False})
+        host = self.label.split("/")[-1].upper()
+        exposed = [{"path": p, "exposed": f"\\\\{host}\\" + "\\".join(
+                        x for x in (next(s["share"] for s in shadows if s["volume"] == by_path[p]),
+                                    p[len(by_path[p]):].rstrip("\\")) if x)}
                    for p in paths]
         return {"ok": True, "shadows": shadows, "paths": exposed}
 
+    def _volume_of(self, path: str) -> str:
+        """The volume a folder is on: the deepest mount point on its path (``mount_points`` of
+        the world's state, e.g. ``D:\\Mounts\\Data\\``), else its drive."""
+        folder = path.rstrip("\\").upper() + "\\"
+        mounts = [m for m in self.world.state.get("mount_points", [])
+                  if folder.startswith(m.upper())]
+        return max(mounts, key=len) if mounts else path[:3].upper()
+
+    @staticmethod
+    def _link(where: Path, device: Path) -> None:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        if where.is_symlink():
+            where.unlink()
+        where.symlink_to(device, target_is_directory=True)
+
     def _drop_shadow(self, sid: str) -> None:
         shadow = self.world.state["shadow_copies"].pop(sid)
-        local = self.local_path(shadow["link"])
-        if local.exists():
-            shutil.rmtree(local)
+        for place in (self.local_path(shadow["link"]),
+                      self.root / "shares" / shadow.get("share", "-")):
+            if place.is_symlink():
+                place.unlink()  # the mount point or share alone, never through it
+        device = shadow["device_object"].rsplit("\\", 1)[-1]
+        shutil.rmtree(self.root / "devices" / device, ignore_errors=True)
 
     def script_Remove_HvbShadowCopy(
-        self, *, ShadowId: list[str], LinkPath: list[str] | None = None, DryRun: bool = False,
+        self, *, ShadowId: list[str], LinkPath: list[str] | None = None,
+        ShareName: list[str] | None = None, DryRun: bool = False,
     ) -> dict[str, Any]:
         world = self.world
-        links = []
-        for link in LinkPath or []:
-            present = self.local_path(link).exists()
+        shares = []
+        for name in ShareName or []:
+            local = self.root / "shares" / name
+            present = local.is_symlink()
             if present and not DryRun:
-                shutil.rmtree(self.local_path(link))
-            links.append({"path": link, "removed": present and not DryRun})
+                local.unlink()
+            shares.append({"name": name, "removed": present and not DryRun})
         shadows = []
         for sid in ShadowId:
             present = sid in world.state["shadow_copies"]
@@ -597,7 +644,15 @@ class SimulatedHost:
                 world.state["shadow_record"].remove(sid)
             shadows.append({"id": sid, "removed": present and not DryRun,
                             "already_absent": not present})
-        return {"ok": True, "dry_run": DryRun, "links": links, "shadow_copies": shadows}
+        links = []
+        for link in LinkPath or []:
+            local = self.local_path(link)
+            present = local.is_symlink() or local.exists()
+            if present and not DryRun:
+                local.unlink() if local.is_symlink() else local.rmdir()
+            links.append({"path": link, "removed": present and not DryRun})
+        return {"ok": True, "dry_run": DryRun, "shares": shares, "links": links,
+                "shadow_copies": shadows}
 
     # -- restore of a VM ------------------------------------------------------------------
 

@@ -77,7 +77,13 @@ def _block(rng: random.Random, kind: float) -> bytes | None:
 
 def volume_path(root: Path, windows_path: str) -> Path:
     """Where a drive path (``D:\\...``) of the simulated host kept in ``root`` lives on the
-    local disk: its volumes are folders (``volumes/D/...``)."""
+    local disk: its volumes are folders (``volumes/D/...``); a share of the host
+    (``\\\\HOST\\share\\...``, whatever name the host is given) is ``shares/<share>/...``."""
+    if windows_path.startswith("\\\\"):
+        parts = [p for p in windows_path[2:].split("\\") if p]
+        if len(parts) < 2:
+            raise ValueError(f"not a share path: {windows_path}")
+        return root.joinpath("shares", *parts[1:])
     win = PureWindowsPath(windows_path)
     drive = win.drive.rstrip(":").upper()
     if not drive or len(drive) != 1:

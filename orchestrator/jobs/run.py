@@ -180,7 +180,8 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                          SkipShadowCopies=True)
         elif isinstance(job, FilesJob) and host_cfg.transport != "local":
             with recorder.step("sweep leftovers", host_label):
-                host.run("Clear-HvbLeftovers", KeepRunId=uid, SkipCheckpoints=True)
+                host.run("Clear-HvbLeftovers", KeepRunId=uid, Owner=ref.label,
+                         SkipCheckpoints=True)
         repo = open_for_writing(loaded.repository(ref.client_name, copies[0]),
                                 sleep=ctx.sleep)
         try:
@@ -278,7 +279,8 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
     elif isinstance(job, FilesJob):
         use_vss = uses_vss(job, ref.client.hosts[job.host].transport)
         with gathered(ctx.loaded, job, recorder, ctx.clock.now()), \
-                shadow_copy(host, recorder, list(job.paths), uid, use_vss) as exposed:
+                shadow_copy(host, recorder, list(job.paths), uid, use_vss,
+                            owner=ref.label) as exposed:
             _read(recorder, source, backup, exposed, excluded(job))
         result.consistency = "application" if use_vss else "none"
 

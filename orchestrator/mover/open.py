@@ -13,7 +13,9 @@ from orchestrator.secrets import read_secret
 
 def open_source(settings: HostSettings) -> Source:
     """Simulated host: the folders that hold its volumes; local host: this machine; Windows
-    host: SMB with the WinRM account (administrative shares ``D$`` for drive paths)."""
+    host: SMB with the WinRM account, through the per-run shares the scripts make; drive paths
+    through administrative shares (``D$``) only outside the JEA endpoint, whose account is not
+    an administrator."""
     host, label = settings.host, settings.label
     if host.transport == "simulated":
         return LocalSource(label, mapper=partial(volume_path, settings.simulated_root))
@@ -23,4 +25,5 @@ def open_source(settings: HostSettings) -> Source:
     assert winrm is not None
     password = read_secret(f"the password of {label}", winrm.password_env,
                            settings.password_file)
-    return SmbSource(label, host.address, username=winrm.username, password=password)
+    return SmbSource(label, host.address, username=winrm.username, password=password,
+                     admin_shares=winrm.configuration_name is None)

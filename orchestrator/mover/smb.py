@@ -1,6 +1,16 @@
 """The one door to SMB shares (smbprotocol's ``smbclient``), for a Linux orchestrator reading
-a Windows host's files: ``\\\\host\\share\\...`` paths, or drive paths (``D:\\x``) read through
-the administrative share ``\\\\host\\D$\\x``.
+a Windows host's files.
+
+What a capture exposes is read through a **per-run share** the host script made for this run
+and granted to the connecting account only (``\\\\HOST\\hvb-<run>-<n>$\\...``): the account
+onboarding creates is not an administrator, and remote UAC filters even a local administrator's
+network token (KB 951016), so administrative shares (``\\\\host\\D$``) are refused to it. Drive
+paths (``D:\\x``) are read through ``D$`` only when the source is told the account is an
+administrator (``admin_shares=True``: the default endpoint, a domain administrator).
+
+An SMB client resolves symbolic links itself (MS-SMB2 2.2.2.2.1); a link to a local device
+(``\\\\?\\GLOBALROOT\\Device\\...``, what ``mklink /d`` to a shadow copy makes) cannot be
+followed from another machine, and smbprotocol refuses it: that is a permanent error here.
 
 Files are streamed in large reads; nothing is held whole in memory. smbprotocol exceptions
 become :class:`~orchestrator.errors.SourceError` here, with what to check.
@@ -21,6 +31,12 @@ log = logging.getLogger(__name__)
 
 _DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY
 _REPARSE_POINT = 0x400  # FILE_ATTRIBUTE_REPARSE_POINT
+RUN_SHARE_PREFIX = "hvb-"  # per-run shares: hvb-<run id>-<n>$, hidden, made by the host scripts
+
+
+def is_run_share(share: str) -> bool:
+    """Whether ``share`` is a per-run share a host script made (``hvb-...$``)."""
+    return share.lower().startswith(RUN_SHARE_PREFIX) and share.endswith("$")
 
 
 class SmbSource:
@@ -36,6 +52,7 @@ class SmbSource:
         port: int = 445,
         encrypt: bool = False,
         connection_timeout_s: int = 30,
+        admin_shares: bool = False,
     ) -> None:
         self.label = label
         self.server = server
@@ -44,18 +61,33 @@ class SmbSource:
         self._password = password
         self._encrypt = encrypt
         self._timeout = connection_timeout_s
+        self._admin_shares = admin_shares
         self._registered = False
 
     def __repr__(self) -> str:
         return f"SmbSource({self.label!r}, {self.server!r}, user={self._username!r})"
 
     def unc(self, path: str) -> str:
-        """``\\\\server\\share\\...`` for a UNC path or a drive path (admin share)."""
+        """``\\\\server\\share\\...`` for a UNC path or a drive path (admin share).
+
+        A per-run share names the host as the host knows itself (``\\\\HV01\\hvb-...$``): it is
+        read from the address this source connects to. A drive path needs the administrative
+        share: refused (SourceError, permanent) unless ``admin_shares``."""
         if path.startswith(("\\\\", "//")):
-            return path.replace("/", "\\")
+            unc = path.replace("/", "\\")
+            parts = unc[2:].split("\\", 2)
+            if len(parts) >= 2 and is_run_share(parts[1]):
+                return "\\\\" + "\\".join([self.server, *parts[1:]])
+            return unc
         win = PureWindowsPath(path)
         if not win.drive or not win.drive.endswith(":"):
             raise SourceError(f"{self.label}: {path} is neither a UNC path nor a drive path")
+        if not self._admin_shares:
+            raise SourceError(
+                f"{self.label}: {path} is a drive path: reading it needs the administrative "
+                f"share {win.drive[0]}$, which the account {self._username} (not an "
+                "administrator, and filtered by remote UAC) cannot open; the host script must "
+                "expose it through a per-run share")
         rest = "\\".join(win.parts[1:])
         return f"\\\\{self.server}\\{win.drive[0]}$\\{rest}"
 
@@ -79,11 +111,22 @@ class SmbSource:
         return smbclient
 
     def _translate(self, exc: BaseException, doing: str) -> SourceError:
-        from smbprotocol.exceptions import SMBAuthenticationError, SMBException, SMBOSError
+        from smbprotocol.exceptions import (
+            SMBAuthenticationError,
+            SMBException,
+            SMBLinkRedirectionError,
+            SMBOSError,
+        )
 
         where = f"{self.label}: SMB {self.server}:{self.port}"
         text = str(exc).replace(self._password, "***") if self._password else str(exc)
         text = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+        if isinstance(exc, SMBLinkRedirectionError):
+            # MS-SMB2 2.2.2.2.1: the client must resolve the link; one to a local device
+            # (a shadow copy's \\?\GLOBALROOT\Device\...) cannot be reached from here.
+            return SourceError(f"{where}: {doing}: the path goes through a link to "
+                               f"{exc.target} on the host, which an SMB client cannot follow; "
+                               "the host script must expose it through a share")
         if isinstance(exc, SMBAuthenticationError) or "STATUS_LOGON_FAILURE" in text:
             return SourceError(f"{where}: the account {self._username} was refused while "
                                f"{doing}; check its password and its rights on the share")
@@ -92,7 +135,9 @@ class SmbSource:
                 return SourceError(f"{where}: not found while {doing}")
             if exc.errno == errno.EACCES or "STATUS_ACCESS_DENIED" in text:
                 return SourceError(f"{where}: access denied while {doing}; the account needs "
-                                   "read rights (administrative shares need an administrator)")
+                                   "read rights on the share (administrative shares such as "
+                                   "D$ are refused to an account that is not an administrator, "
+                                   "and to local administrators by remote UAC)")
             if "NOT_FOUND" in text or "BAD_NETWORK_NAME" in text:
                 return SourceError(f"{where}: not found while {doing} ({text})")
             return SourceError(f"{where}: {doing}: {text}", permanent=False)

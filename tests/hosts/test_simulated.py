@@ -228,7 +228,13 @@ def test_shadow_copy_is_frozen_while_the_share_changes(tmp_path: Path,
     host = make_host(tmp_path, clock)
     made = host.run("New-HvbShadowCopy", Path=["D:\\Partages"], RunId="r1")
     exposed = made["paths"][0]["exposed"]
-    assert exposed == "C:\\ProgramData\\hvbackup\\shadow\\r1-D\\Partages"
+    # Read through a per-run share of the copy, never a drive path (admin share) nor a link.
+    assert exposed == "\\\\HV01\\hvb-r1-1$\\Partages"
+    shadow = made["shadows"][0]
+    assert shadow["share"] == "hvb-r1-1$"
+    assert shadow["link"] == "C:\\ProgramData\\hvbackup\\shadow\\r1-1"
+    # Writers take part, and the copy is not one of the users' Previous Versions.
+    assert shadow["writers"] and not shadow["client_accessible"]
     frozen = {p.relative_to(host.local_path(exposed)): sha(p)
               for p in host.local_path(exposed).rglob("*") if p.is_file()}
     live = host.local_path("D:\\Partages")
@@ -237,10 +243,59 @@ def test_shadow_copy_is_frozen_while_the_share_changes(tmp_path: Path,
     assert not (host.local_path(exposed) / "dossier0" / "new.txt").exists()
     inv = host.run("Get-HvbInventory")
     assert [s["id"] for s in inv["leftovers"]["shadow_copies"]] == [made["shadows"][0]["id"]]
-    removed = host.run("Remove-HvbShadowCopy", ShadowId=[made["shadows"][0]["id"]])
-    assert removed["shadow_copies"][0]["removed"]
+    removed = host.run("Remove-HvbShadowCopy", ShadowId=[made["shadows"][0]["id"]],
+                       ShareName=["hvb-r1-1$"], LinkPath=[shadow["link"]])
+    assert removed["shadow_copies"][0]["removed"] and removed["shares"][0]["removed"]
+    assert live.exists()  # the mount folder went alone, nothing through it
     assert not host.local_path(exposed).exists()
     assert host.run("Get-HvbInventory")["leftovers"]["shadow_copies"] == []
+
+
+def test_two_files_jobs_of_one_host_at_once_keep_each_other_s_shadow_copy(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    """Job B's sweep runs while job A reads its copy: A's copy stays; a leftover of B's own
+    job goes at once; another job's leftover goes once it is old enough to be over."""
+    host = make_host(tmp_path, clock)
+    a = host.run("New-HvbShadowCopy", Path=["D:\\Partages"], RunId="ra", Owner="acme/a")
+    crashed = host.run("New-HvbShadowCopy", Path=["D:\\Partages"], RunId="rb0", Owner="acme/b")
+    gone = host.run("New-HvbShadowCopy", Path=["D:\\Partages"], RunId="rc", Owner="acme/c")
+    host.run("Remove-HvbShadowCopy", ShadowId=[gone["shadows"][0]["id"]])  # gone, not unrecorded
+    host.world.state["shadow_record"].append(gone["shadows"][0]["id"])
+    host.world.save()
+    swept = host.run("Clear-HvbLeftovers", KeepRunId="rb", Owner="acme/b", SkipCheckpoints=True)
+    removed = [s["id"] for s in swept["shadow_copies"] if s["removed"]]
+    assert removed == [crashed["shadows"][0]["id"]]
+    exposed = a["paths"][0]["exposed"]
+    assert any(host.local_path(exposed).rglob("*"))  # A still reads its copy
+    clock.advance(timedelta(hours=25))
+    later = host.run("Clear-HvbLeftovers", KeepRunId="rb2", Owner="acme/b", SkipCheckpoints=True)
+    assert [s["id"] for s in later["shadow_copies"] if s["removed"]] == [a["shadows"][0]["id"]]
+    assert host.run("Get-HvbInventory")["leftovers"]["shadow_copies"] == []
+
+
+def test_the_sweep_leaves_other_products_recovery_checkpoints(tmp_path: Path,
+                                                              clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock)
+    vm = next(iter(host.world.state["vms"]))
+    host._make_checkpoint(vm, "Veeam backup", "Recovery", clock.now() - timedelta(days=3), "")
+    host.world.save()
+    swept = host.run("Clear-HvbLeftovers", SkipShadowCopies=True)
+    assert swept["checkpoints"] == []
+    assert [cp["name"] for cp in host.world.state["vms"][vm]["checkpoints"]] == ["Veeam backup"]
+
+
+def test_a_folder_on_a_mount_point_volume_gets_that_volume_s_copy(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock)
+    host.world.state["mount_points"] = ["D:\\Mounts\\Data\\"]
+    (host.local_path("D:\\Mounts\\Data\\Compta") / "x").mkdir(parents=True)
+    (host.local_path("D:\\Mounts\\Data\\Compta") / "x" / "f.txt").write_text("f")
+    host.world.save()
+    made = host.run("New-HvbShadowCopy", Path=["D:\\Partages", "D:\\Mounts\\Data\\Compta"],
+                    RunId="r1")
+    assert [s["volume"] for s in made["shadows"]] == ["D:\\", "D:\\Mounts\\Data\\"]
+    assert made["paths"][1]["exposed"] == "\\\\HV01\\hvb-r1-2$\\Compta"
+    assert (host.local_path(made["paths"][1]["exposed"]) / "x" / "f.txt").read_text() == "f"
 
 
 def test_shares_change_from_day_to_day(tmp_path: Path, clock: FrozenClock) -> None:

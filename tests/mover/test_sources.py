@@ -174,9 +174,69 @@ def test_smb_unreachable_server() -> None:
     assert info.value.permanent is False
 
 
-def test_drive_paths_map_to_the_administrative_share() -> None:
-    source = SmbSource("acme/hv01", "hv01.acme.local", username="u", password="p")
+def test_drive_paths_map_to_the_administrative_share_for_an_administrator_only() -> None:
+    source = SmbSource("acme/hv01", "hv01.acme.local", username="u", password="p",
+                       admin_shares=True)
     assert source.unc("D:\\Hyper-V\\ERP01.vhdx") == "\\\\hv01.acme.local\\D$\\Hyper-V\\ERP01.vhdx"
     assert source.unc("\\\\nas\\share\\x") == "\\\\nas\\share\\x"
     with pytest.raises(SourceError, match="neither a UNC path nor a drive path"):
         source.unc("relative\\path")
+
+
+def test_the_onboarding_account_reads_a_per_run_share_not_an_admin_share(
+        smb_server: SambaServer) -> None:
+    """The rules of a Windows host for the account onboarding creates: a per-run share granted
+    to it is read (named by the host's own name, reached at the address configured); a drive
+    path is refused before any request; the administrative share is denied by the server."""
+    assert smb_server.run_folder is not None
+    files = _tree(smb_server.run_folder / "Partages")
+    source = _smb(smb_server)
+    try:
+        root = "\\\\HV01\\hvb-run1-1$\\Partages"
+        walked = list(source.walk(root))
+        assert [f.path for f in walked] == [root + "\\" + r.replace("/", "\\")
+                                            for r in sorted(files)]
+        assert b"".join(read_blocks(source, root + "\\a.txt")) == b"hello"
+        with pytest.raises(SourceError, match="drive path: reading it needs the administrative "
+                           "share D\\$") as info:
+            source.open("D:\\Partages\\a.txt")
+        assert info.value.permanent
+    finally:
+        source.close()
+    admin = SmbSource("acme/hv01", "127.0.0.1", username=smb_server.user,
+                      password=smb_server.password, port=smb_server.port, admin_shares=True)
+    try:
+        with pytest.raises(SourceError, match=r"access denied .*administrative shares"):
+            admin.open("D:\\g.txt")
+    finally:
+        admin.close()
+
+
+def test_a_link_to_a_local_device_is_not_followed(smb_server: SambaServer) -> None:
+    """What mklink /d to a shadow copy made: the server leaves the link to the client, which
+    cannot reach \\\\?\\GLOBALROOT\\Device\\... (Samba here: follow symlinks = no)."""
+    (smb_server.folder / "shadow").mkdir()
+    os.symlink("/GLOBALROOT/Device/HarddiskVolumeShadowCopy1/",
+               smb_server.folder / "shadow" / "r1-D")
+    source = _smb(smb_server)
+    try:
+        with pytest.raises(SourceError, match="not found"):
+            list(source.walk(f"\\\\127.0.0.1\\{smb_server.share}\\shadow\\r1-D\\Partages"))
+        # The shadow folder lists no entry to follow: links are never walked into.
+        assert list(source.walk(f"\\\\127.0.0.1\\{smb_server.share}\\shadow")) == []
+    finally:
+        source.close()
+
+
+def test_a_link_smbprotocol_refuses_is_a_permanent_error_that_says_why() -> None:
+    """A Windows server answers STATUS_STOPPED_ON_SYMLINK; smbprotocol's resolve_path refuses a
+    target on a local path (exceptions.py): the error says so and is not retried."""
+    from smbprotocol.exceptions import SMBLinkRedirectionError
+
+    source = SmbSource("acme/hv01", "hv01", username="u", password="p")
+    exc = SMBLinkRedirectionError("Cannot resolve link targets that point to a local path",
+                                  "\\\\hv01\\C$\\ProgramData\\hvbackup\\shadow\\r1-D",
+                                  "\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy1\\")
+    error = source._translate(exc, "listing the shadow copy")
+    assert error.permanent
+    assert "GLOBALROOT" in error.message and "cannot follow" in error.message
