@@ -47,7 +47,7 @@ def test_every_error_code_has_its_runbook_in_both_languages() -> None:
 
 def test_every_host_script_code_is_explained() -> None:
     codes = _script_codes()
-    assert {"GUEST_VSS_FAILED", "STAGING_FULL", "TIMEOUT", "VSS_PROVIDER_VETO",
+    assert {"GUEST_VSS_FAILED", "STAGING_FULL", "TIMEOUT", "CHECKPOINT_FAILED",
             "ACCESS_DENIED"} <= codes
     for language in ("fr", "en"):
         page = (RUNBOOKS / language / "HVB-SCRIPT-FAILED.md").read_text(encoding="utf-8")

@@ -277,7 +277,7 @@ def test_the_sweep_leaves_other_products_recovery_checkpoints(tmp_path: Path,
                                                               clock: FrozenClock) -> None:
     host = make_host(tmp_path, clock)
     vm = next(iter(host.world.state["vms"]))
-    host._make_checkpoint(vm, "Veeam backup", "Recovery", clock.now() - timedelta(days=3), "")
+    host._make_checkpoint(vm, "Veeam backup", "Recovery", clock.now() - timedelta(days=3))
     host.world.save()
     swept = host.run("Clear-HvbLeftovers", SkipShadowCopies=True)
     assert swept["checkpoints"] == []
