@@ -1,13 +1,22 @@
 """The one door to Windows hosts over WinRM (pypsrp 0.9).
 
-A ``RunspacePool`` is opened once per session and each script runs as
-``PowerShell(pool).add_script(text).add_parameters(params)``; its single JSON output is parsed
-and checked against the script's schema. Through a JEA endpoint (``configuration_name``, made
-by powershell/onboarding/Initialize-HvbHost.ps1) no script text may run: the scripts are
-installed there as the functions of the Hvbackup module and called by name
-(``add_cmd(name)``), with the same parameters and the same result. Long scripts are polled
-(``begin_invoke`` then ``poll_invoke`` with a short WSMan timeout), never held in one request
-for hours, and stopped when their deadline passes.
+A ``RunspacePool`` is opened once per session on the host's session configuration
+(``configuration_name``: ``Microsoft.PowerShell`` by default, ``hvbackup`` for the JEA endpoint
+made by powershell/onboarding/Initialize-HvbHost.ps1). pypsrp builds the resource URI itself
+(``http://schemas.microsoft.com/powershell/<name>``), so it is given the bare name.
+
+Two modes, never mixed:
+
+* default endpoint: ``PowerShell(pool).add_script(text).add_parameters(params)``, the text of
+  powershell/<Script>.ps1;
+* JEA endpoint: no script text at all (the session is NoLanguage). The scripts are installed
+  there as the functions of the Hvbackup module, and each is called by name with parameters
+  only: ``add_cmdlet(<Script>).add_parameters(params)``, same parameters, same JSON result.
+
+Long scripts are polled (``begin_invoke`` then ``poll_invoke`` with a short WSMan timeout), never
+held in one request for hours, and stopped when their deadline passes. Every pipeline that was
+started is closed (``PowerShell.close()``: the WSMan Terminate signal), so the host does not keep
+it until the shell ends; ``close()`` deletes the shell.
 
 pypsrp, requests and spnego exceptions are translated into the error tree here, each with a
 sentence naming the host, the script and what to check.
@@ -32,15 +41,16 @@ from orchestrator.hosts import scripts
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 3600.0
+DEFAULT_CONFIGURATION_NAME = "Microsoft.PowerShell"  # the same as pypsrp.powershell's
+RESOURCE_URI_PREFIX = "http://schemas.microsoft.com/powershell/"
 POLL_TIMEOUT_S = 10
 
 
 class WinrmHost:
-    """A WinRM session to one Hyper-V host.
+    """A WinRM session to one Hyper-V host (not thread-safe: one run at a time).
 
-    ``pool_factory`` builds and opens the pypsrp ``RunspacePool``; tests replace it to exercise
-    the translation of pypsrp's behaviour without a Windows machine. ``powershell_factory``
-    likewise builds the ``PowerShell`` object.
+    Tests reach it through the real pypsrp classes, against a local WSMan server
+    (tests/hosts/wsman_standin.py): there is no hook to replace pypsrp.
     """
 
     def __init__(
@@ -58,8 +68,6 @@ class WinrmHost:
         operation_timeout_s: int = 20,
         read_timeout_s: int = 30,
         connect_retries: int = 3,
-        pool_factory: Callable[[WinrmHost], Any] | None = None,
-        powershell_factory: Callable[[Any], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if operation_timeout_s >= read_timeout_s:
@@ -72,20 +80,17 @@ class WinrmHost:
         self.ssl = ssl
         self.auth = auth
         self.cert_validation = cert_validation
-        self.configuration_name = configuration_name
+        self.configuration_name = _endpoint(configuration_name)
         self.operation_timeout_s = operation_timeout_s
         self.read_timeout_s = read_timeout_s
         self.connect_retries = connect_retries
-        self._pool_factory = pool_factory or _open_pool
-        self._powershell_factory = powershell_factory or _new_powershell
         self._clock = clock
         self._pool: Any = None
 
     @property
     def jea(self) -> bool:
         """Connected to a JEA endpoint rather than the administrators' default one."""
-        name = (self.configuration_name or "").rsplit("/", 1)[-1]
-        return bool(name) and name.lower() != "microsoft.powershell"
+        return self.configuration_name.lower() != DEFAULT_CONFIGURATION_NAME.lower()
 
     def __repr__(self) -> str:  # never shows the password
         return f"WinrmHost({self.label!r}, {self.address!r}, user={self.username!r})"
@@ -95,9 +100,10 @@ class WinrmHost:
     def _connect(self) -> Any:
         if self._pool is None:
             try:
-                self._pool = self._pool_factory(self)
+                self._pool = _open_pool(self)
             except Exception as exc:  # translated right here, never past this module
-                raise translate(exc, self, "connect") from None
+                raise translate(exc, self, f"opening a session on endpoint "
+                                           f"{self.configuration_name}") from None
         return self._pool
 
     def close(self) -> None:
@@ -114,23 +120,27 @@ class WinrmHost:
             **params: Any) -> dict[str, Any]:
         sent = scripts.check_call(script, params)
         text = scripts.load_script(script).text
-        deadline = self._clock() + (timeout_s or DEFAULT_TIMEOUT_S)
+        limit = timeout_s or DEFAULT_TIMEOUT_S
+        deadline = self._clock() + limit
         where = f"host {self.label} ({self.address})"
         pool = self._connect()
-        ps = self._powershell_factory(pool)
+        from pypsrp.powershell import PowerShell
+
+        ps = PowerShell(pool)
         if self.jea:
-            ps.add_cmd(script)  # the endpoint's function of that name: same script, installed
+            # NoLanguage session: the Hvbackup module's function of that name, parameters only.
+            ps.add_cmdlet(script)
         else:
             ps.add_script(text)
         if sent:
             ps.add_parameters(sent)
-        log.info("%s: running %s.ps1", self.label, script)
+        log.info("%s: running %s.ps1%s", self.label, script,
+                 f" (endpoint {self.configuration_name})" if self.jea else "")
         try:
             ps.begin_invoke()
             while _is_running(ps):
                 if self._clock() > deadline:
                     _stop_quietly(ps)
-                    limit = timeout_s or DEFAULT_TIMEOUT_S
                     raise HostTimeout(
                         f"{where}: {script}.ps1 did not finish within {limit:g} s; it was "
                         "stopped. Check the host's load and the operation it was doing."
@@ -141,7 +151,9 @@ class WinrmHost:
         except Exception as exc:
             self._pool = None  # a pool that failed mid-call is not reused (pypsrp issue #21)
             raise translate(exc, self, script) from None
-        errors = [str(e) for e in getattr(ps.streams, "error", [])]
+        finally:
+            _close_quietly(ps, self.label)
+        errors = [str(e) for e in ps.streams.error]
         if ps.had_errors or (errors and not ps.output):
             detail = "; ".join(errors) or "terminating error without a message"
             raise ScriptOutputInvalid(
@@ -154,7 +166,7 @@ class WinrmHost:
                 f"{where}: {script}.ps1 must write exactly one JSON object, it wrote "
                 f"{len(outputs)} output item(s): {str(outputs)[:300]}"
             )
-        for warning in getattr(ps.streams, "warning", []):
+        for warning in ps.streams.warning:
             log.warning("%s: %s.ps1: %s", self.label, script, warning)
         return scripts.interpret_result(script, where, str(outputs[0]))
 
@@ -172,8 +184,22 @@ def _stop_quietly(ps: Any) -> None:
         log.warning("could not stop a remote script: %s", exc)
 
 
+def _close_quietly(ps: Any, label: str) -> None:
+    """Release the pipeline on the host (WSMan Terminate signal); a pipeline pypsrp still sees
+    running (a failure mid-call) cannot be closed, and its shell is dropped instead."""
+    from pypsrp.complex_objects import PSInvocationState
+
+    if ps.state not in (PSInvocationState.COMPLETED, PSInvocationState.STOPPED,
+                        PSInvocationState.FAILED):
+        return
+    try:
+        ps.close()
+    except Exception as exc:  # the result is already in hand; the shell's end releases it
+        log.debug("closing a pipeline on %s: %s", label, exc)
+
+
 def _open_pool(host: WinrmHost) -> Any:
-    from pypsrp.powershell import DEFAULT_CONFIGURATION_NAME, RunspacePool
+    from pypsrp.powershell import RunspacePool
     from pypsrp.wsman import WSMan
 
     wsman = WSMan(
@@ -193,24 +219,29 @@ def _open_pool(host: WinrmHost) -> Any:
     )
     pool = RunspacePool(
         wsman,
-        configuration_name=_endpoint(host.configuration_name) or DEFAULT_CONFIGURATION_NAME,
+        configuration_name=host.configuration_name,
         no_profile=True,
     )
     pool.open()
     return pool
 
 
-def _endpoint(name: str | None) -> str | None:
-    """A JEA endpoint name as WSMan expects it (``http://schemas.microsoft.com/powershell/NAME``)."""
+def _endpoint(name: str | None) -> str:
+    """The session configuration name pypsrp expects: the bare name (``hvbackup``).
+
+    pypsrp's ``RunspacePool`` builds the resource URI ``http://schemas.microsoft.com/powershell/``
+    + name itself; a full URI given here (as ``Enter-PSSession -ConfigurationName`` accepts) is
+    brought back to its name so that the prefix is never doubled.
+    """
     if not name:
-        return None
-    return name if "/" in name else f"http://schemas.microsoft.com/powershell/{name}"
-
-
-def _new_powershell(pool: Any) -> Any:
-    from pypsrp.powershell import PowerShell
-
-    return PowerShell(pool)
+        return DEFAULT_CONFIGURATION_NAME
+    name = name.strip()
+    if name.lower().startswith(RESOURCE_URI_PREFIX):
+        name = name[len(RESOURCE_URI_PREFIX):]
+    if not name or "/" in name:
+        raise ValueError(f"'{name}' is not a PowerShell session configuration name "
+                         "(for example hvbackup, or Microsoft.PowerShell)")
+    return name
 
 
 def translate(exc: BaseException, host: WinrmHost, doing: str) -> HostError:
@@ -250,5 +281,10 @@ def translate(exc: BaseException, host: WinrmHost, doing: str) -> HostError:
         return HostError(f"{where}: WinRM answered HTTP {getattr(exc, 'code', '?')} while "
                          f"{doing}: {text}", permanent=False)
     if isinstance(exc, WSManFaultError):
-        return HostError(f"{where}: WinRM fault while {doing}: {text}", permanent=False)
+        hint = ""
+        if doing.startswith("opening a session"):
+            hint = (f" Check that the endpoint exists on the host (Get-PSSessionConfiguration "
+                    f"-Name {host.configuration_name}; the onboarding creates 'hvbackup') and "
+                    "that this account may use it.")
+        return HostError(f"{where}: WinRM fault while {doing}: {text}.{hint}", permanent=False)
     return HostError(f"{where}: {name} while {doing}: {text}", permanent=False)
