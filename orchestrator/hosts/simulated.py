@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import HostTimeout, HostUnreachable
-from orchestrator.hosts import scripts, simsql
+from orchestrator.hosts import scripts, simroots, simsql
 from orchestrator.hosts.simworld import SimWorld, WorldSpec
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,8 @@ class SimulatedHost:
         today: Callable[[], date],
         faults: tuple[Fault, ...] = (),
         sleep: Callable[[float], None] = time.sleep,
+        roots: simroots.Roots | None = None,
+        onboarded: bool = True,
     ) -> None:
         self.label = label
         self.root = root
@@ -101,6 +103,10 @@ class SimulatedHost:
         self.faults = faults
         self._sleep = sleep
         self._world: SimWorld | None = None
+        # What Initialize-HvbHost.ps1 recorded (roots.json); by default its own defaults and
+        # the folders of the host's files jobs. onboarded=False: a host never onboarded.
+        self.roots = roots if roots is not None or not onboarded else simroots.onboard(
+            [DEFAULT_STAGING], list(spec.shares), [simroots.DEFAULT_RESTORE])
 
     @property
     def world(self) -> SimWorld:
@@ -117,6 +123,10 @@ class SimulatedHost:
     def close(self) -> None:
         if self._world is not None:
             self._world.save()
+
+    def _root(self, path: str, kind: str) -> str:
+        """``path`` if inside the host's ``kind`` roots (Assert-HvbRoot), else RootRefused."""
+        return simroots.check(self.roots, path, kind, self.label)
 
     def _fault(self, kind: str, target: str | None = None) -> Fault | None:
         today = self._today()
@@ -146,7 +156,7 @@ class SimulatedHost:
             self._world = None
             try:
                 result = method(**sent)
-            except _ScriptError as exc:
+            except (_ScriptError, simroots.RootRefused) as exc:
                 result = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
             self.world.save()
         return scripts.interpret_result(script, where, json.dumps(result))
@@ -271,6 +281,8 @@ class SimulatedHost:
         name = f"{Prefix}-{RunId}"
         if Mode == "export" and not StagingPath:
             raise _ScriptError("BAD_PARAMETER", "-Mode export needs -StagingPath.")
+        if Mode == "export":
+            self._root(StagingPath or "", "staging")
         existing = next((cp for cp in vm["checkpoints"] if cp["name"] == name), None)
         if DryRun:
             return {"ok": True, "dry_run": True, "vm": VMName, "checkpoint_name": name,
@@ -414,6 +426,7 @@ class SimulatedHost:
             raise _ScriptError("SQL_CONNECT_FAILED", f"Cannot connect to SQL Server instance "
                                f"'{Instance}': a network-related or instance-specific error "
                                "occurred (simulated: no such instance).")
+        self._root(StagingPath, "staging")
         databases = Database or ["all"]
         # Standard, Enterprise and Developer write compressed backups; Express cannot.
         can_compress = entry["engine_edition"] in (2, 3)
@@ -462,7 +475,7 @@ class SimulatedHost:
 
     def script_Remove_HvbStaging(self, *, StagingPath: str, RunId: str,
                                  DryRun: bool = False) -> dict[str, Any]:
-        target = f"{StagingPath.rstrip(chr(92))}\\{RunId}"
+        target = f"{self._root(StagingPath, 'staging')}\\{RunId}"
         local = self.local_path(target)
         present = local.exists()
         size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) if present else 0
@@ -508,6 +521,7 @@ class SimulatedHost:
     ) -> dict[str, Any]:
         paths = list(Path)
         for p in paths:
+            self._root(p, "shares")
             if not self.local_path(p).is_dir():
                 raise _ScriptError("PATH_NOT_FOUND", f"The folder {p} does not exist on "
                                    f"{self.label}.")

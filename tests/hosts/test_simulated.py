@@ -11,10 +11,15 @@ import pytest
 
 from orchestrator.clock import FrozenClock
 from orchestrator.errors import HostTimeout, HostUnreachable, ScriptFailed
+from orchestrator.hosts import simroots
 from orchestrator.hosts.simulated import Fault, SimulatedHost
 from orchestrator.hosts.simworld import BLOCK, WorldSpec
 
 TODAY = date(2026, 11, 23)
+
+# As Initialize-HvbHost.ps1 -StagingRoot D:\hvbackup-staging, D:\s -ShareRoot D:\Partages
+# would record them (D:\s: the short staging folder of the SQL tests).
+ROOTS = simroots.onboard(["D:\\hvbackup-staging", "D:\\s"], ["D:\\Partages"], ["D:\\Restore"])
 
 
 def make_host(root: Path, clock: FrozenClock, *faults: Fault, seed: int = 1,
@@ -24,7 +29,7 @@ def make_host(root: Path, clock: FrozenClock, *faults: Fault, seed: int = 1,
     return SimulatedHost(
         "acme/hv01", root, spec, now=clock.now,
         today=lambda: clock.now().date(), faults=faults,
-        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+        sleep=(sleeps.append if sleeps is not None else lambda s: None), roots=ROOTS,
     )
 
 
