@@ -3,8 +3,9 @@
     Deletes one run's staging folder (<StagingPath>\<RunId>) once its files are in the backup.
 
 .DESCRIPTION
-    Only that folder is removed, and only if it really lies inside -StagingPath. Idempotent:
-    a folder already gone is reported as such. Writes exactly one JSON object.
+    Only that folder is removed, and only if -StagingPath lies inside a staging root recorded
+    on this host by Initialize-HvbHost.ps1 (PATH_NOT_ALLOWED otherwise). Idempotent: a folder
+    already gone is reported as such. Writes exactly one JSON object.
 #>
 [CmdletBinding()]
 param(
