@@ -49,6 +49,20 @@ function Invoke-Sql($Connection, [string]$Text, [hashtable]$Parameters = @{}) {
     return , $table
 }
 
+function Assert-HvbRoot([string]$Path, [string]$Kind) {
+    # The folders hvbackup may touch are the roots Initialize-HvbHost.ps1 wrote on this host
+    # (-StagingRoot, -ShareRoot, -RestoreRoot); the caller never chooses them. Local paths only.
+    $file = Join-Path $env:ProgramData 'hvbackup\roots.json'
+    if (-not (Test-Path -LiteralPath $file)) { throw [pscustomobject]@{ Code = 'ROOTS_NOT_CONFIGURED'; Message = "$file is missing: run Initialize-HvbHost.ps1 on $env:COMPUTERNAME (it records the folders hvbackup may use)." } }
+    $roots = @((Get-Content -LiteralPath $file -Raw | ConvertFrom-Json).$Kind | Where-Object { $_ })
+    $full = if ($Path -match '^[A-Za-z]:\\') { [System.IO.Path]::GetFullPath($Path).TrimEnd('\') } else { $null }
+    foreach ($root in $roots) {
+        $r = [System.IO.Path]::GetFullPath("$root").TrimEnd('\')
+        if ($full -and ($full -eq $r -or $full.StartsWith($r + '\', [System.StringComparison]::OrdinalIgnoreCase))) { return $full }
+    }
+    throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "$Path is not inside the $Kind folders allowed on $env:COMPUTERNAME ($(if ($roots) { $roots -join ', ' } else { 'none' })); Initialize-HvbHost.ps1 sets them (-StagingRoot, -ShareRoot, -RestoreRoot)." }
+}
+
 function Get-SafeFileName([string]$Name) {
     $invalid = [System.IO.Path]::GetInvalidFileNameChars()
     return -join ($Name.ToCharArray() | ForEach-Object { if ($invalid -contains $_) { '_' } else { $_ } })
@@ -79,6 +93,7 @@ GROUP BY d.name
     foreach ($row in $online.Rows) { $sizes[$row.name] = [int64]$row.size_bytes }
     $wanted = if ($Database -contains 'all') { @($sizes.Keys | Sort-Object) } else { @($Database) }
     $wanted = @($wanted | Where-Object { $ExcludeDatabase -notcontains $_ })
+    Assert-HvbRoot $StagingPath 'staging' | Out-Null
     $target = Join-Path $StagingPath $RunId
 
     if ($DryRun) {

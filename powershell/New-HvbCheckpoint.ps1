@@ -53,6 +53,20 @@ function Wait-HvbJob($Job, [string]$What) {
     try { return Receive-Job -Job $Job -Wait -ErrorAction Stop } finally { Remove-Job -Job $Job -Force }
 }
 
+function Assert-HvbRoot([string]$Path, [string]$Kind) {
+    # The folders hvbackup may touch are the roots Initialize-HvbHost.ps1 wrote on this host
+    # (-StagingRoot, -ShareRoot, -RestoreRoot); the caller never chooses them. Local paths only.
+    $file = Join-Path $env:ProgramData 'hvbackup\roots.json'
+    if (-not (Test-Path -LiteralPath $file)) { throw [pscustomobject]@{ Code = 'ROOTS_NOT_CONFIGURED'; Message = "$file is missing: run Initialize-HvbHost.ps1 on $env:COMPUTERNAME (it records the folders hvbackup may use)." } }
+    $roots = @((Get-Content -LiteralPath $file -Raw | ConvertFrom-Json).$Kind | Where-Object { $_ })
+    $full = if ($Path -match '^[A-Za-z]:\\') { [System.IO.Path]::GetFullPath($Path).TrimEnd('\') } else { $null }
+    foreach ($root in $roots) {
+        $r = [System.IO.Path]::GetFullPath("$root").TrimEnd('\')
+        if ($full -and ($full -eq $r -or $full.StartsWith($r + '\', [System.StringComparison]::OrdinalIgnoreCase))) { return $full }
+    }
+    throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "$Path is not inside the $Kind folders allowed on $env:COMPUTERNAME ($(if ($roots) { $roots -join ', ' } else { 'none' })); Initialize-HvbHost.ps1 sets them (-StagingRoot, -ShareRoot, -RestoreRoot)." }
+}
+
 function Get-DiskChain([string]$Path) {
     $chain = @()
     $current = $Path
@@ -77,8 +91,11 @@ function Get-VmConfiguration($Vm) {
         memory_minimum_bytes = [int64]$Vm.MemoryMinimum
         memory_maximum_bytes = [int64]$Vm.MemoryMaximum
         secure_boot          = if ($Vm.Generation -eq 2) { "$((Get-VMFirmware -VM $Vm).SecureBoot)" } else { 'Off' }
+        secure_boot_template = if ($Vm.Generation -eq 2) { "$((Get-VMFirmware -VM $Vm).SecureBootTemplate)" } else { '' }
+        tpm_enabled          = ($Vm.Generation -eq 2) -and [bool](Get-VMSecurity -VM $Vm).TpmEnabled
+        scsi_controllers     = @(Get-VMScsiController -VM $Vm).Count
         network_adapters     = @(Get-VMNetworkAdapter -VM $Vm | ForEach-Object {
-                [ordered]@{ name = $_.Name; switch = "$($_.SwitchName)"; mac = "$($_.MacAddress)"; vlan_id = [int]((Get-VMNetworkAdapterVlan -VMNetworkAdapter $_).AccessVlanId) }
+                [ordered]@{ name = $_.Name; switch = "$($_.SwitchName)"; mac = "$($_.MacAddress)"; dynamic_mac = [bool]$_.DynamicMacAddressEnabled; vlan_id = [int]((Get-VMNetworkAdapterVlan -VMNetworkAdapter $_).AccessVlanId) }
             })
     }
 }
@@ -124,6 +141,7 @@ try {
     $vm = $found[0]
     $name = "$Prefix-$RunId"
     if ($Mode -eq 'export' -and -not $StagingPath) { Fail 'BAD_PARAMETER' '-Mode export needs -StagingPath.' }
+    if ($Mode -eq 'export') { Assert-HvbRoot $StagingPath 'staging' | Out-Null }
 
     $crashName = "$name (crash-consistent)"
     $existing = Get-VMSnapshot -VM $vm | Where-Object { $_.Name -eq $name -or $_.Name -eq $crashName } | Microsoft.PowerShell.Utility\Select-Object -First 1

@@ -62,9 +62,24 @@ function Get-HvbVolumeOf([string]$Folder, [object[]]$Volumes) {
     if ($holding.Count) { $holding[0] }
 }
 
+function Assert-HvbRoot([string]$Path, [string]$Kind) {
+    # The folders hvbackup may touch are the roots Initialize-HvbHost.ps1 wrote on this host
+    # (-StagingRoot, -ShareRoot, -RestoreRoot); the caller never chooses them. Local paths only.
+    $file = Join-Path $env:ProgramData 'hvbackup\roots.json'
+    if (-not (Test-Path -LiteralPath $file)) { throw [pscustomobject]@{ Code = 'ROOTS_NOT_CONFIGURED'; Message = "$file is missing: run Initialize-HvbHost.ps1 on $env:COMPUTERNAME (it records the folders hvbackup may use)." } }
+    $roots = @((Get-Content -LiteralPath $file -Raw | ConvertFrom-Json).$Kind | Where-Object { $_ })
+    $full = if ($Path -match '^[A-Za-z]:\\') { [System.IO.Path]::GetFullPath($Path).TrimEnd('\') } else { $null }
+    foreach ($root in $roots) {
+        $r = [System.IO.Path]::GetFullPath("$root").TrimEnd('\')
+        if ($full -and ($full -eq $r -or $full.StartsWith($r + '\', [System.StringComparison]::OrdinalIgnoreCase))) { return $full }
+    }
+    throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "$Path is not inside the $Kind folders allowed on $env:COMPUTERNAME ($(if ($roots) { $roots -join ', ' } else { 'none' })); Initialize-HvbHost.ps1 sets them (-StagingRoot, -ShareRoot, -RestoreRoot)." }
+}
+
 $made = @()  # this call's copies: [ordered] entries, undone on failure
 try {
     foreach ($p in $Path) {
+        Assert-HvbRoot $p 'shares' | Out-Null
         if (-not (Test-Path -LiteralPath $p -PathType Container)) { throw [pscustomobject]@{ Code = 'PATH_NOT_FOUND'; Message = "The folder $p does not exist on $env:COMPUTERNAME." } }
     }
     $allVolumes = @(Get-CimInstance -ClassName Win32_Volume -Filter 'DriveType = 3' | Where-Object { $_.Name -notlike '\\?\*' })

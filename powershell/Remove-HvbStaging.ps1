@@ -3,8 +3,9 @@
     Deletes one run's staging folder (<StagingPath>\<RunId>) once its files are in the backup.
 
 .DESCRIPTION
-    Only that folder is removed, and only if it really lies inside -StagingPath. Idempotent:
-    a folder already gone is reported as such. Writes exactly one JSON object.
+    Only that folder is removed, and only if -StagingPath lies inside a staging root recorded
+    on this host by Initialize-HvbHost.ps1 (PATH_NOT_ALLOWED otherwise). Idempotent: a folder
+    already gone is reported as such. Writes exactly one JSON object.
 #>
 [CmdletBinding()]
 param(
@@ -15,8 +16,22 @@ param(
 
 $ErrorActionPreference = 'Stop'
 
+function Assert-HvbRoot([string]$Path, [string]$Kind) {
+    # The folders hvbackup may touch are the roots Initialize-HvbHost.ps1 wrote on this host
+    # (-StagingRoot, -ShareRoot, -RestoreRoot); the caller never chooses them. Local paths only.
+    $file = Join-Path $env:ProgramData 'hvbackup\roots.json'
+    if (-not (Test-Path -LiteralPath $file)) { throw [pscustomobject]@{ Code = 'ROOTS_NOT_CONFIGURED'; Message = "$file is missing: run Initialize-HvbHost.ps1 on $env:COMPUTERNAME (it records the folders hvbackup may use)." } }
+    $roots = @((Get-Content -LiteralPath $file -Raw | ConvertFrom-Json).$Kind | Where-Object { $_ })
+    $full = if ($Path -match '^[A-Za-z]:\\') { [System.IO.Path]::GetFullPath($Path).TrimEnd('\') } else { $null }
+    foreach ($root in $roots) {
+        $r = [System.IO.Path]::GetFullPath("$root").TrimEnd('\')
+        if ($full -and ($full -eq $r -or $full.StartsWith($r + '\', [System.StringComparison]::OrdinalIgnoreCase))) { return $full }
+    }
+    throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "$Path is not inside the $Kind folders allowed on $env:COMPUTERNAME ($(if ($roots) { $roots -join ', ' } else { 'none' })); Initialize-HvbHost.ps1 sets them (-StagingRoot, -ShareRoot, -RestoreRoot)." }
+}
+
 try {
-    $root = [System.IO.Path]::GetFullPath($StagingPath).TrimEnd('\')
+    $root = Assert-HvbRoot $StagingPath 'staging'
     $target = [System.IO.Path]::GetFullPath((Join-Path $root $RunId))
     if (-not $target.StartsWith($root + '\', [System.StringComparison]::OrdinalIgnoreCase)) {
         throw [pscustomobject]@{ Code = 'BAD_PARAMETER'; Message = "$target is not inside $root." }

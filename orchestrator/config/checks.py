@@ -228,11 +228,25 @@ def warnings(loaded: LoadedConfig, filename: str) -> list[ConfigProblem]:
                 env_set((*hpath, "password_env"), host.winrm.password_env)
                 file_exists((*hpath, "password_file"), host.winrm.password_file, "password file")
                 file_exists((*hpath, "ca_file"), host.winrm.ca_file, "CA file")
+                account = (host.winrm.username or "").replace("@", "\\").split("\\")
+                if host.winrm.configuration_name is None and "hvbackup" in account:
+                    warn((*hpath, "username"),
+                         "the account Initialize-HvbHost.ps1 makes is no administrator: it "
+                         "reaches only the JEA endpoint (add configuration_name: hvbackup)")
                 if not host.winrm.cert_validation:
                     warn((*hpath, "cert_validation"),
                          "certificate validation is off: anyone on the path can impersonate "
                          "this host")
         for jname, job in client.jobs.items():
+            machine = getattr(job, "instance", "").split("\\")[0].lower()
+            host_cfg = client.hosts.get(job.host)
+            names = {job.host.lower()} | ({host_cfg.address.split(".")[0].lower()}
+                                          if host_cfg and host_cfg.address else set())
+            if machine and machine not in {".", "(local)", "localhost"} | names:
+                warn((*cpath, "jobs", jname, "instance"),
+                     f"the instance runs on {machine.upper()}, not on host {job.host!r}: "
+                     "SQL Server is reached with the WinRM identity, which cannot hop to a "
+                     "second machine (declare that machine as a host)")
             copies = loaded.copies_of(client, job)
             if len(copies) == 1:
                 warn((*cpath, "jobs", jname),

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import HostTimeout, HostUnreachable
-from orchestrator.hosts import scripts, simsql
+from orchestrator.hosts import scripts, simroots, simsql
 from orchestrator.hosts.simworld import SimWorld, WorldSpec
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ class SimulatedHost:
         today: Callable[[], date],
         faults: tuple[Fault, ...] = (),
         sleep: Callable[[float], None] = time.sleep,
+        roots: simroots.Roots | None = None,
+        onboarded: bool = True,
     ) -> None:
         self.label = label
         self.root = root
@@ -103,6 +105,10 @@ class SimulatedHost:
         self.faults = faults
         self._sleep = sleep
         self._world: SimWorld | None = None
+        # What Initialize-HvbHost.ps1 recorded (roots.json); by default its own defaults and
+        # the folders of the host's files jobs. onboarded=False: a host never onboarded.
+        self.roots = roots if roots is not None or not onboarded else simroots.onboard(
+            [DEFAULT_STAGING], list(spec.shares), [simroots.DEFAULT_RESTORE])
 
     @property
     def world(self) -> SimWorld:
@@ -119,6 +125,10 @@ class SimulatedHost:
     def close(self) -> None:
         if self._world is not None:
             self._world.save()
+
+    def _root(self, path: str, kind: str) -> str:
+        """``path`` if inside the host's ``kind`` roots (Assert-HvbRoot), else RootRefused."""
+        return simroots.check(self.roots, path, kind, self.label)
 
     def _fault(self, kind: str, target: str | None = None) -> Fault | None:
         today = self._today()
@@ -148,7 +158,7 @@ class SimulatedHost:
             self._world = None
             try:
                 result = method(**sent)
-            except _ScriptError as exc:
+            except (_ScriptError, simroots.RootRefused) as exc:
                 result = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
             self.world.save()
         return scripts.interpret_result(script, where, json.dumps(result))
@@ -265,7 +275,9 @@ class SimulatedHost:
         return cp
 
     def _frozen_disks(self, vm: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"controller_type": "SCSI", "controller_number": 0, "controller_location": i,
+        return [{"controller_type": d.get("controller_type", "SCSI"),
+                 "controller_number": d.get("controller_number", 0),
+                 "controller_location": d.get("controller_location", i),
                  "path": d["path"], "chain": [d["path"]], "size_bytes": d["size_bytes"]}
                 for i, d in enumerate(vm["disks"])]
 
@@ -278,6 +290,8 @@ class SimulatedHost:
         name = f"{Prefix}-{RunId}"
         if Mode == "export" and not StagingPath:
             raise _ScriptError("BAD_PARAMETER", "-Mode export needs -StagingPath.")
+        if Mode == "export":
+            self._root(StagingPath or "", "staging")
         crash_name = f"{name} (crash-consistent)"  # no cmdlet writes a checkpoint's notes
         existing = next((cp for cp in vm["checkpoints"] if cp["name"] in (name, crash_name)),
                         None)
@@ -315,8 +329,8 @@ class SimulatedHost:
                 "name": VMName, "id": vm["id"], "generation": vm["generation"], "version": "10.0",
                 "cpu_count": vm["cpu_count"], "memory_startup_bytes": vm["memory_bytes"],
                 "dynamic_memory": False, "memory_minimum_bytes": vm["memory_bytes"],
-                "memory_maximum_bytes": vm["memory_bytes"], "secure_boot": "On",
-                "network_adapters": vm["network_adapters"],
+                "memory_maximum_bytes": vm["memory_bytes"],
+                **_hardware(vm),
             },
             "export_path": None, "files": [],
         }
@@ -455,6 +469,7 @@ class SimulatedHost:
             raise _ScriptError("SQL_CONNECT_FAILED", f"Cannot connect to SQL Server instance "
                                f"'{Instance}': a network-related or instance-specific error "
                                "occurred (simulated: no such instance).")
+        self._root(StagingPath, "staging")
         databases = Database or ["all"]
         # Standard, Enterprise and Developer write compressed backups; Express cannot.
         can_compress = entry["engine_edition"] in (2, 3)
@@ -503,7 +518,7 @@ class SimulatedHost:
 
     def script_Remove_HvbStaging(self, *, StagingPath: str, RunId: str,
                                  DryRun: bool = False) -> dict[str, Any]:
-        target = f"{StagingPath.rstrip(chr(92))}\\{RunId}"
+        target = f"{self._root(StagingPath, 'staging')}\\{RunId}"
         local = self.local_path(target)
         present = local.exists()
         size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) if present else 0
@@ -554,6 +569,7 @@ class SimulatedHost:
         could not be followed)."""
         paths = list(Path)
         for p in paths:
+            self._root(p, "shares")
             if not self.local_path(p).is_dir():
                 raise _ScriptError("PATH_NOT_FOUND", f"The folder {p} does not exist on "
                                    f"{self.label}.")
@@ -661,6 +677,7 @@ class SimulatedHost:
         ConfigurationJson: str | None = None, DiskJson: str | None = None,
         SwitchName: str | None = None, DryRun: bool = False,
     ) -> dict[str, Any]:
+        RestorePath = self._root(RestorePath, "restore")
         if not self.local_path(RestorePath).exists():
             raise _ScriptError("PATH_NOT_FOUND", f"{RestorePath} does not exist.")
         if self._vm_key(NewName):
@@ -672,22 +689,117 @@ class SimulatedHost:
         disks = json.loads(DiskJson) if DiskJson else []
         for disk in disks:
             for file in disk["chain"]:
+                self._root(file, "restore")
                 if not self.local_path(file).exists():
                     raise _ScriptError("PATH_NOT_FOUND", f"Restored disk file {file} is missing.")
         if DryRun:
             return {"ok": True, "dry_run": True, "planned": [f"create VM '{NewName}'",
                                                              f"attach {len(disks)} disk(s)"]}
-        config = json.loads(ConfigurationJson) if ConfigurationJson else {
-            "generation": 2, "cpu_count": 2, "memory_bytes": 4 * 1024**3, "network_adapters": []}
-        new_id = str(uuid.uuid4())
-        self.world.state["vms"][NewName] = {
-            "id": new_id, "generation": config["generation"], "cpu_count": config["cpu_count"],
-            "memory_bytes": config.get("memory_startup_bytes", 4 * 1024**3), "state": "Off",
-            "checkpoint_type": "Production", "config_path": RestorePath,
-            "disks": [{"path": d["chain"][0],
-                       "size_bytes": self.local_path(d["chain"][0]).stat().st_size}
-                      for d in disks],
-            "checkpoints": [], "network_adapters": config.get("network_adapters", []),
-        }
-        return {"ok": True, "vm": NewName, "vm_id": new_id, "mode": Mode, "state": "Off"}
+        if Mode == "import":
+            config, disks = self._exported(RestorePath)
+        else:
+            config = json.loads(ConfigurationJson or "{}")
+        if SwitchName and SwitchName not in self._switches():
+            raise _ScriptError("SWITCH_NOT_FOUND", f"No virtual switch named '{SwitchName}' on "
+                               f"{self.label} (Get-VMSwitch lists them).")
+        vm, not_restored = self._rebuild(config, disks, SwitchName, RestorePath)
+        self.world.state["vms"][NewName] = vm
+        return {"ok": True, "vm": NewName, "vm_id": vm["id"], "mode": Mode, "state": "Off",
+                "not_restored": not_restored}
 
+    def _switches(self) -> list[str]:
+        switches: list[str] = self.world.state.get("switches", ["LAN"])
+        return switches
+
+    def _exported(self, restore_path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The configuration and disks of the export under ``restore_path`` (as written by
+        New-HvbCheckpoint -Mode export)."""
+        local = self.local_path(restore_path)
+        vmcx = sorted(p for p in local.rglob("*.vmcx") if p.parent.name == "Virtual Machines")
+        if not vmcx:
+            raise _ScriptError("EXPORT_NOT_FOUND", f"No exported VM (Virtual Machines\\*.vmcx) "
+                               f"under {restore_path}.")
+        config: dict[str, Any] = json.loads(vmcx[0].read_text())
+        folder = vmcx[0].parent.parent / "Virtual Hard Disks"
+        names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        base = restore_path + "\\" + "\\".join(folder.relative_to(local).parts)
+        return config, [{"controller_type": "SCSI", "controller_number": 0,
+                         "controller_location": i, "chain": [f"{base}\\{n}"]}
+                        for i, n in enumerate(names)]
+
+    def _rebuild(self, config: dict[str, Any], disks: list[dict[str, Any]],
+                 switch_name: str | None, restore_path: str,
+                 ) -> tuple[dict[str, Any], list[str]]:
+        """The new VM, built in the order and under the rules of Restore-HvbVm.ps1: a new
+        VM has one SCSI controller (generation 2) or none (1); a disk goes only on a controller
+        that exists; a switch must exist to be connected. Returns it and what was not restored."""
+        not_restored: list[str] = []
+        generation = config.get("generation", 2)
+        vm: dict[str, Any] = {
+            "id": str(uuid.uuid4()), "generation": generation,
+            "cpu_count": config.get("cpu_count", 2),
+            "memory_bytes": config.get("memory_startup_bytes", 4 * 1024**3), "state": "Off",
+            "checkpoint_type": "Production", "config_path": restore_path, "disks": [],
+            "checkpoints": [], "network_adapters": [],
+            "scsi_controllers": 1 if generation == 2 else 0, "secure_boot": "Off",
+            "secure_boot_template": "", "tpm_enabled": False,
+        }
+        if generation == 2:
+            vm["secure_boot"] = config.get("secure_boot", "On")
+            template = config.get("secure_boot_template") or ""
+            vm["secure_boot_template"] = template or "MicrosoftWindows"
+            if vm["secure_boot"] == "On" and not template:
+                not_restored.append("Secure Boot template: not recorded by this backup; the "
+                                    "default (MicrosoftWindows) is set, a Linux guest needs "
+                                    "MicrosoftUEFICertificateAuthority.")
+            if config.get("tpm_enabled"):
+                vm["tpm_enabled"] = True
+                not_restored.append("vTPM: enabled with a new key protector; what the original "
+                                    "vTPM held (BitLocker keys, certificates) is not restored.")
+            elif "tpm_enabled" not in config:
+                not_restored.append("vTPM: not recorded by this backup; none is enabled.")
+        needed = max([config.get("scsi_controllers", 0)] + [
+            d["controller_number"] + 1 for d in disks if d["controller_type"] == "SCSI"])
+        vm["scsi_controllers"] = max(vm["scsi_controllers"], needed)  # Add-VMScsiController
+        for disk in disks:
+            if disk["controller_type"] == "SCSI" and \
+                    disk["controller_number"] >= vm["scsi_controllers"]:
+                raise _ScriptError("VM_RESTORE_FAILED", f"Add-VMHardDiskDrive: the VM has no "
+                                   f"SCSI controller {disk['controller_number']}.")
+            vm["disks"].append({
+                "path": disk["chain"][0],
+                "size_bytes": self.local_path(disk["chain"][0]).stat().st_size,
+                **{k: disk[k] for k in ("controller_type", "controller_number",
+                                        "controller_location")}})
+        for nic in config.get("network_adapters", []):
+            switch = switch_name or nic.get("switch") or ""
+            if switch and switch not in self._switches():
+                not_restored.append(f"network adapter '{nic['name']}': no switch '{switch}' on "
+                                    f"{self.label}, left disconnected.")
+                switch = ""
+            static = nic.get("mac") and nic.get("dynamic_mac") is False
+            if nic.get("mac") and "dynamic_mac" not in nic:
+                not_restored.append(f"network adapter '{nic['name']}': MAC address "
+                                    f"{nic['mac']} not known to be static; a new dynamic one "
+                                    "is used.")
+            vm["network_adapters"].append({
+                "name": nic["name"], "switch": switch, "dynamic_mac": not static,
+                "mac": nic["mac"] if static else "00155D" + uuid.uuid4().hex[:6].upper(),
+                "vlan_id": int(nic.get("vlan_id", 0))})
+        return vm, not_restored
+
+
+def _hardware(vm: dict[str, Any]) -> dict[str, Any]:
+    """What New-HvbCheckpoint.ps1 records of a VM's firmware, vTPM, controllers and adapters
+    (older simulated VMs lack the keys: the defaults of a new generation 2 VM)."""
+    gen2 = vm["generation"] == 2
+    return {
+        "secure_boot": vm.get("secure_boot", "On") if gen2 else "Off",
+        "secure_boot_template": vm.get("secure_boot_template", "MicrosoftWindows") if gen2
+        else "",
+        "tpm_enabled": gen2 and bool(vm.get("tpm_enabled", False)),
+        "scsi_controllers": vm.get("scsi_controllers", 1 if gen2 else 0),
+        "network_adapters": [{"name": n["name"], "switch": n["switch"], "mac": n["mac"],
+                              "dynamic_mac": n.get("dynamic_mac", True),
+                              "vlan_id": n["vlan_id"]} for n in vm["network_adapters"]],
+    }

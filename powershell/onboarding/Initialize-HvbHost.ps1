@@ -6,13 +6,21 @@
     Idempotent: each run creates what is missing, keeps what is right, repairs what drifted.
     1. An HTTPS WinRM listener (port 5986) with a certificate: the one given by
        -CertificateThumbprint, else a self-signed one issued by a small CA made here, whose
-       certificate is exported (PEM) for the orchestrator's `winrm: {ca_file: ...}`.
+       certificate is exported (PEM) for the orchestrator's `winrm: {ca_file: ...}`. It names
+       the host's DNS names and IP addresses (-IPAddress, default: its IPv4 addresses), so the
+       orchestrator may reach it by either; a certificate of ours lacking an address is remade.
     2. A firewall rule letting only -OrchestratorAddress reach port 5986.
     3. A dedicated local account (-AccountName) that is *not* an administrator.
     4. A JEA endpoint (-EndpointName, default "hvbackup"): the account may run hvbackup's own
        scripts (installed as the functions of the Hvbackup module, listed in the role
        capability Hvbackup.psrc) and nothing else: no shell, no other cmdlet. The functions run
-       as a temporary virtual account in the local Administrators and hvbackup-sql groups.
+       as a temporary virtual account in the local Administrators (named by its well-known
+       SID S-1-5-32-544: the name is localized) and hvbackup-sql groups.
+    4b. The folders hvbackup may touch, in %ProgramData%\hvbackup\roots.json (that folder
+       readable by Administrators and SYSTEM only): -StagingRoot (staging of exports and SQL
+       dumps, deleted run by run), -ShareRoot (folders of files jobs), -RestoreRoot (restored
+       VMs). Every host script refuses any other path (PATH_NOT_ALLOWED). Local folders only;
+       never a volume root for staging or restore, never Windows, Program Files or ProgramData.
     5. With -SqlInstance: a SQL login for the hvbackup-sql group, dbcreator (RESTORE
        VERIFYONLY) and db_backupoperator in every user database. Re-run after adding databases.
     -Remove undoes all of it. -DryRun says what would change and changes nothing.
@@ -31,6 +39,10 @@ param(
     [string]$CaExportPath = 'C:\ProgramData\hvbackup\hvbackup-winrm-ca.pem',
     [string]$EndpointName = 'hvbackup',
     [string[]]$SqlInstance = @(),
+    [string[]]$IPAddress = @(),
+    [string[]]$StagingRoot = @('D:\hvbackup-staging'),
+    [string[]]$ShareRoot = @(),
+    [string[]]$RestoreRoot = @('D:\Restore'),
     [switch]$Remove,
     [switch]$DryRun
 )
@@ -43,6 +55,11 @@ $FirewallRule = 'hvbackup-winrm-https'
 $OperatorsGroup = 'hvbackup-operators'
 $SqlGroup = 'hvbackup-sql'
 $ModuleRoot = Join-Path $env:ProgramFiles 'WindowsPowerShell\Modules\Hvbackup'
+$DataRoot = Join-Path $env:ProgramData 'hvbackup'
+$RootsFile = Join-Path $DataRoot 'roots.json'
+# Built-in groups by well-known SID: their names are localized ("Administrateurs").
+$AdministratorsSid = 'S-1-5-32-544'
+$SystemSid = 'S-1-5-18'
 $Steps = [System.Collections.Generic.List[object]]::new()
 
 function Step([string]$Item, [string]$Action, [string]$Detail) {
@@ -52,6 +69,23 @@ function Step([string]$Item, [string]$Action, [string]$Detail) {
 
 function Fail([string]$Code, [string]$Message) {
     throw [pscustomobject]@{ Code = $Code; Message = $Message }
+}
+
+function Get-HvbGroupName([string]$Sid) {
+    ([System.Security.Principal.SecurityIdentifier]$Sid).Translate([System.Security.Principal.NTAccount]).Value.Split('\')[-1]
+}
+
+function Get-HvbAddresses {
+    if ($IPAddress.Count) { return @($IPAddress) }
+    @(Get-NetIPAddress -AddressFamily IPv4 -ErrorAction SilentlyContinue |
+        Where-Object { $_.IPAddress -notlike '127.*' -and $_.IPAddress -notlike '169.254.*' } | ForEach-Object IPAddress)
+}
+
+function Test-HvbSan($Cert, [string[]]$Addresses) {
+    # The SAN text is localized ("IP Address=", "Adresse IP="): look for the addresses alone.
+    $san = @($Cert.Extensions | Where-Object { $_.Oid.Value -eq '2.5.29.17' } | ForEach-Object { $_.Format($false) }) -join ','
+    foreach ($address in $Addresses) { if ($san -notmatch "(^|[^0-9.])$([regex]::Escape($address))($|[^0-9.])") { return $false } }
+    return $true
 }
 
 function Get-HvbCertificate {
@@ -65,19 +99,23 @@ function Get-HvbCertificate {
     $mine = Get-ChildItem -Path Cert:\LocalMachine\My |
         Where-Object { $_.FriendlyName -eq $FriendlyName -and $_.NotAfter -gt $soon } |
         Sort-Object NotAfter -Descending | Select-Object -First 1
+    $addresses = @(Get-HvbAddresses)
+    if ($mine -and -not (Test-HvbSan $mine $addresses)) { $mine = $null }  # remade with every address
     if ($mine) {
         Step 'certificate' 'kept' "$($mine.Subject), valid until $($mine.NotAfter.ToString('yyyy-MM-dd'))"
         return $mine
     }
     $names = @([System.Net.Dns]::GetHostName(), [System.Net.Dns]::GetHostEntry('').HostName) | Select-Object -Unique
     if ($DryRun) {
-        Step 'certificate' 'created' "CA and certificate for $($names -join ', ')"
+        Step 'certificate' 'created' "CA and certificate for $((@($names) + $addresses) -join ', ')"
         return $null
     }
     $ca = New-SelfSignedCertificate -Subject "CN=hvbackup WinRM CA $($names[0])" -FriendlyName $CaFriendlyName `
         -KeyUsage @('CertSign', 'CRLSign') -KeyExportPolicy NonExportable -NotAfter (Get-Date).AddYears(10) `
         -CertStoreLocation Cert:\LocalMachine\My -TextExtension @('2.5.29.19={critical}{text}ca=1&pathlength=0')
-    $cert = New-SelfSignedCertificate -DnsName $names -FriendlyName $FriendlyName -Signer $ca `
+    # -DnsName makes DNS entries only: an address needs an IPAddress entry of the SAN.
+    $san = '2.5.29.17={text}' + ((@($names | ForEach-Object { "DNS=$_" }) + @($addresses | ForEach-Object { "IPAddress=$_" })) -join '&')
+    $cert = New-SelfSignedCertificate -Subject "CN=$($names[0])" -TextExtension @($san) -FriendlyName $FriendlyName -Signer $ca `
         -KeyExportPolicy NonExportable -NotAfter (Get-Date).AddYears(5) -CertStoreLocation Cert:\LocalMachine\My
     Step 'certificate' 'created' "$($cert.Subject) issued by $($ca.Subject)"
     return $cert
@@ -155,6 +193,53 @@ function Set-HvbAccount {
     } else { Step 'membership' 'kept' "$AccountName in $OperatorsGroup" }
 }
 
+function Test-HvbRoot([string]$Root, [string]$Kind) {
+    if ($Root -notmatch '^[A-Za-z]:\\') { Fail 'BAD_PARAMETER' "-${Kind}Root ${Root}: give a local folder (D:\...), not a share or a relative path." }
+    $full = [System.IO.Path]::GetFullPath($Root).TrimEnd('\')
+    if ($Kind -ne 'Share' -and $full.Length -le 2) { Fail 'BAD_PARAMETER' "-${Kind}Root ${Root}: a whole volume; give a folder of its own (D:\hvbackup-staging)." }
+    $protected = @($env:SystemRoot, $env:ProgramFiles, ${env:ProgramFiles(x86)}, $env:ProgramData) | Where-Object { $_ }
+    foreach ($p in $protected) {
+        $system = [System.IO.Path]::GetFullPath($p).TrimEnd('\')
+        if ($full -eq $system -or $system.StartsWith($full + '\', [System.StringComparison]::OrdinalIgnoreCase) -or $full.StartsWith($system + '\', [System.StringComparison]::OrdinalIgnoreCase)) {
+            Fail 'BAD_PARAMETER' "-${Kind}Root ${Root} overlaps $system, which hvbackup must never read, write or delete."
+        }
+    }
+    return $full
+}
+
+function Set-HvbRoots {
+    $roots = [ordered]@{
+        staging = @($StagingRoot | ForEach-Object { Test-HvbRoot $_ 'Staging' })
+        shares  = @($ShareRoot | ForEach-Object { Test-HvbRoot $_ 'Share' })
+        restore = @($RestoreRoot | ForEach-Object { Test-HvbRoot $_ 'Restore' })
+    }
+    $json = $roots | ConvertTo-Json -Compress -Depth 3
+    $detail = "staging: $($roots.staging -join ', '); shares: $($roots.shares -join ', '); restore: $($roots.restore -join ', ')"
+    $present = Test-Path -LiteralPath $RootsFile
+    if ($present -and ((Get-Content -LiteralPath $RootsFile -Raw) -eq $json)) { Step 'roots' 'kept' $detail }
+    else {
+        if (-not $DryRun) {
+            New-Item -ItemType Directory -Path $DataRoot -Force | Out-Null
+            Set-Content -LiteralPath $RootsFile -Value $json -NoNewline -Encoding utf8
+        }
+        Step 'roots' $(if ($present) { 'updated' } else { 'created' }) $detail
+    }
+    # ProgramData lets every user create files in its folders: this one is for Administrators
+    # and SYSTEM only (the roots, the shadow copy record, the transcripts).
+    $acl = if (Test-Path -LiteralPath $DataRoot) { Get-Acl -LiteralPath $DataRoot }
+    $others = @($acl.Access | Where-Object { $_.IdentityReference.Translate([System.Security.Principal.SecurityIdentifier]).Value -notin @($AdministratorsSid, $SystemSid) })
+    if ($acl -and $acl.AreAccessRulesProtected -and $others.Count -eq 0) { Step 'data folder' 'kept' "$DataRoot (Administrators, SYSTEM)"; return }
+    if (-not $DryRun) {
+        $acl = New-Object System.Security.AccessControl.DirectorySecurity
+        $acl.SetAccessRuleProtection($true, $false)
+        foreach ($sid in @($AdministratorsSid, $SystemSid)) {
+            $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule((New-Object System.Security.Principal.SecurityIdentifier $sid), 'FullControl', 'ContainerInherit, ObjectInherit', 'None', 'Allow')))
+        }
+        Set-Acl -LiteralPath $DataRoot -AclObject $acl
+    }
+    Step 'data folder' 'updated' "$DataRoot (Administrators, SYSTEM)"
+}
+
 function Install-HvbModule {
     # hvbackup's scripts (the folder above this one) become the functions of the Hvbackup
     # module; the role capability makes exactly those visible.
@@ -185,7 +270,7 @@ function Register-HvbEndpoint([bool]$Changed) {
     $pssc = Join-Path $env:TEMP "hvbackup-$([guid]::NewGuid()).pssc"
     if (-not $DryRun) {
         New-PSSessionConfigurationFile -Path $pssc -SessionType RestrictedRemoteServer -RunAsVirtualAccount `
-            -RunAsVirtualAccountGroups @('Administrators', $SqlGroup) -TranscriptDirectory 'C:\ProgramData\hvbackup\transcripts' `
+            -RunAsVirtualAccountGroups @((Get-HvbGroupName $AdministratorsSid), $SqlGroup) -TranscriptDirectory 'C:\ProgramData\hvbackup\transcripts' `
             -RoleDefinitions @{ "$env:COMPUTERNAME\$OperatorsGroup" = @{ RoleCapabilities = 'Hvbackup' } }
         try {
             if ($existing) { Unregister-PSSessionConfiguration -Name $EndpointName -Force -NoServiceRestart }
@@ -222,6 +307,10 @@ function Remove-Hvb {
         Step 'module' 'removed' $ModuleRoot
     } else { Step 'module' 'absent' $ModuleRoot }
     foreach ($instance in $SqlInstance) { Invoke-HvbSqlGrant $instance $true }
+    if (Test-Path -LiteralPath $RootsFile) {
+        if (-not $DryRun) { Remove-Item -LiteralPath $RootsFile }
+        Step 'roots' 'removed' $RootsFile
+    } else { Step 'roots' 'absent' $RootsFile }
     if (Get-LocalUser -Name $AccountName -ErrorAction SilentlyContinue) {
         if (-not $DryRun) { Remove-LocalUser -Name $AccountName }
         Step 'account' 'removed' $AccountName
@@ -266,12 +355,14 @@ try {
         Set-HvbListener $cert
         Set-HvbFirewall
         Set-HvbAccount
+        Set-HvbRoots
         $changed = Install-HvbModule
         Register-HvbEndpoint $changed
         foreach ($instance in $SqlInstance) { Invoke-HvbSqlGrant $instance $false }
         $result = [ordered]@{
             ok = $true; dry_run = [bool]$DryRun; removed = $false; steps = $Steps
             ca_file = $caFile
+            addresses = @(Get-HvbAddresses)
             configuration = [ordered]@{ port = 5986; scheme = 'https'; auth = 'ntlm'; username = "$env:COMPUTERNAME\$AccountName"; configuration_name = $EndpointName }
         }
     }

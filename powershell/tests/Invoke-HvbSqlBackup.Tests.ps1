@@ -7,6 +7,8 @@ BeforeAll {
 }
 
 Describe 'Invoke-HvbSqlBackup' -Skip:(-not $env:HVB_PESTER_SQL_INSTANCE) {
+    BeforeEach { Set-HvbTestRoots @{ staging = @($script:staging, $env:TEMP); shares = @(); restore = @() } }
+
     It 'backs up master with COPY_ONLY and CHECKSUM and verifies it' {
         $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('master'); StagingPath = $script:staging; RunId = 'pester1'; TrustServerCertificate = $true }
         $r.ok | Should -BeTrue

@@ -5,6 +5,7 @@ Describe 'New-HvbShadowCopy' {
         Mock Test-Path { $true } -ParameterFilter { $LiteralPath -eq 'D:\Partages' }
         Mock New-Item { return }
         Mock Add-Content { return }
+        Set-HvbTestRoots @{ staging = @(); shares = @('D:\Partages', 'D:\Nope'); restore = @() }
     }
 
     It 'maps return code <code> to <name>' -TestCases @(
@@ -31,5 +32,12 @@ Describe 'New-HvbShadowCopy' {
     It 'refuses a folder that does not exist' {
         Mock Test-Path { $false } -ParameterFilter { $LiteralPath -eq 'D:\Nope' }
         (Invoke-Script 'New-HvbShadowCopy' @{ Path = @('D:\Nope'); RunId = 'r1' }).error.code | Should -Be 'PATH_NOT_FOUND'
+    }
+
+    It 'refuses a folder outside the share roots (registry hives of C:)' {
+        Mock Invoke-CimMethod { throw 'must not be called' }
+        foreach ($bad in @('C:\', 'C:\Windows\System32\config', 'D:\Partages\..\Hyper-V', '\\srv\share')) {
+            (Invoke-Script 'New-HvbShadowCopy' @{ Path = @($bad); RunId = 'r1' }).error.code | Should -Be 'PATH_NOT_ALLOWED'
+        }
     }
 }

@@ -6,6 +6,7 @@ Describe 'Remove-HvbStaging' {
         New-Item -ItemType Directory -Path (Join-Path $script:root 'r1') -Force | Out-Null
         Set-Content -Path (Join-Path $script:root 'r1\COMPTA.bak') -Value ('x' * 1000)
         New-Item -ItemType Directory -Path (Join-Path $script:root 'other-run') -Force | Out-Null
+        Set-HvbTestRoots @{ staging = @($script:root); shares = @(); restore = @() }
     }
     AfterEach { Remove-Item -Recurse -Force $script:root }
 
@@ -19,5 +20,18 @@ Describe 'Remove-HvbStaging' {
     It 'is idempotent' {
         Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:root; RunId = 'r1' } | Out-Null
         (Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:root; RunId = 'r1' }).removed | Should -BeFalse
+    }
+
+    It 'refuses a folder outside the staging roots recorded at onboarding' {
+        Mock Remove-Item { throw 'must not be called' }
+        foreach ($bad in @('C:\', (Split-Path $script:root), '\\attacker\share', (Join-Path $script:root '..'))) {
+            (Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $bad; RunId = 'other-run' }).error.code | Should -Be 'PATH_NOT_ALLOWED'
+        }
+        Test-Path (Join-Path $script:root 'other-run') | Should -BeTrue
+    }
+
+    It 'refuses everything on a host never onboarded' {
+        Mock Test-Path { $false } -ParameterFilter { $LiteralPath -like '*hvbackup\roots.json' }
+        (Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:root; RunId = 'r1' }).error.code | Should -Be 'ROOTS_NOT_CONFIGURED'
     }
 }

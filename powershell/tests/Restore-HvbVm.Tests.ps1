@@ -15,7 +15,13 @@ Describe 'Restore-HvbVm' {
         Mock Add-VMHardDiskDrive { return }
         Mock Get-VMNetworkAdapter { @() }
         Mock Get-VMSwitch { $null }
-        Mock Add-VMNetworkAdapter { return }
+        Mock Add-VMNetworkAdapter { [pscustomobject]@{ Name = $Name } }
+        Mock Get-VMScsiController { @([pscustomobject]@{ ControllerNumber = 0 }) }
+        Mock Add-VMScsiController { return }
+        Mock Set-VMKeyProtector { return }
+        Mock Enable-VMTPM { return }
+        Mock Set-VMNetworkAdapterVlan { return }
+        Set-HvbTestRoots @{ staging = @(); shares = @(); restore = @($script:root) }
     }
     AfterEach { Remove-Item -Recurse -Force $script:root }
 
@@ -33,6 +39,39 @@ Describe 'Restore-HvbVm' {
         $r = Invoke-Script 'Restore-HvbVm' @{ RestorePath = $script:root; NewName = 'ERP01-restored'; ConfigurationJson = $script:config; DiskJson = $two }
         $r.ok | Should -BeTrue
         Should -Invoke Add-VMHardDiskDrive -Times 2
+    }
+
+    It 'brings back a second SCSI controller, the Secure Boot template, the vTPM, a static MAC and its VLAN' {
+        $config = '{"generation":2,"cpu_count":2,"memory_startup_bytes":4294967296,"dynamic_memory":false,"memory_minimum_bytes":0,"memory_maximum_bytes":0,"secure_boot":"On","secure_boot_template":"MicrosoftUEFICertificateAuthority","tpm_enabled":true,"scsi_controllers":2,"network_adapters":[{"name":"Prod","switch":"LAN","mac":"00155D0A0B0C","dynamic_mac":false,"vlan_id":20}]}'
+        Set-Content -Path (Join-Path $script:root 'data.vhdx') -Value 'disk'
+        $disks = ConvertTo-Json -Compress @(
+            @{ controller_type = 'SCSI'; controller_number = 0; controller_location = 0; chain = @((Join-Path $script:root 'ERP01.vhdx')) },
+            @{ controller_type = 'SCSI'; controller_number = 1; controller_location = 3; chain = @((Join-Path $script:root 'data.vhdx')) })
+        Mock Get-VMSwitch { [pscustomobject]@{ Name = 'LAN' } }
+        $r = Invoke-Script 'Restore-HvbVm' @{ RestorePath = $script:root; NewName = 'APP01-r'; ConfigurationJson = $config; DiskJson = $disks }
+        $r.ok | Should -BeTrue
+        Should -Invoke Add-VMScsiController -Times 1
+        Should -Invoke Add-VMHardDiskDrive -Times 1 -ParameterFilter { $ControllerNumber -eq 1 -and $ControllerLocation -eq 3 }
+        Should -Invoke Set-VMFirmware -Times 1 -ParameterFilter { $SecureBootTemplate -eq 'MicrosoftUEFICertificateAuthority' }
+        Should -Invoke Enable-VMTPM -Times 1
+        Should -Invoke Add-VMNetworkAdapter -Times 1 -ParameterFilter { $StaticMacAddress -eq '00155D0A0B0C' -and $SwitchName -eq 'LAN' }
+        Should -Invoke Set-VMNetworkAdapterVlan -Times 1 -ParameterFilter { $VlanId -eq 20 -and $Access }
+        @($r.not_restored) | Should -HaveCount 1
+        $r.not_restored[0] | Should -BeLike 'vTPM*'
+    }
+
+    It 'says what it could not restore: a missing switch leaves the adapter disconnected' {
+        $r = Invoke-Script 'Restore-HvbVm' @{ RestorePath = $script:root; NewName = 'ERP01-restored'; ConfigurationJson = $script:config; DiskJson = $script:disks }
+        ($r.not_restored -join ' ') | Should -BeLike "*no switch 'LAN'*"
+    }
+
+    It 'refuses a restore folder or disk outside the restore roots' {
+        $r = Invoke-Script 'Restore-HvbVm' @{ RestorePath = 'C:\Windows'; NewName = 'X'; ConfigurationJson = $script:config; DiskJson = $script:disks }
+        $r.error.code | Should -Be 'PATH_NOT_ALLOWED'
+        $outside = ConvertTo-Json -Compress @(@{ controller_type = 'SCSI'; controller_number = 0; controller_location = 0; chain = @('D:\Hyper-V\ERP01\ERP01.vhdx') })
+        $r = Invoke-Script 'Restore-HvbVm' @{ RestorePath = $script:root; NewName = 'X'; ConfigurationJson = $script:config; DiskJson = $outside }
+        $r.error.code | Should -Be 'PATH_NOT_ALLOWED'
+        Should -Invoke New-VM -Times 0
     }
 
     It 'never touches an existing VM of the same name' {

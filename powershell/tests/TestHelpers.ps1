@@ -7,7 +7,7 @@ $HyperVCommands = @{
     'Set-VM' = 'param($VM, $CheckpointType, $ProcessorCount, [switch]$DynamicMemory, $MemoryMinimumBytes, $MemoryMaximumBytes)'
     'New-VM' = 'param($Name, $Generation, $MemoryStartupBytes, [switch]$NoVHD, $Path)'
     'Rename-VM' = 'param($VM, $NewName)'
-    'Import-VM' = 'param($Path, [switch]$Copy, [switch]$GenerateNewId, $VirtualMachinePath, $VhdDestinationPath)'
+    'Import-VM' = 'param($Path, [switch]$Copy, [switch]$GenerateNewId, $VirtualMachinePath, $VhdDestinationPath, $CompatibilityReport)'
     'Checkpoint-VM' = 'param($VM, $SnapshotName, [switch]$AsJob)'
     'Get-VMSnapshot' = 'param($VM, $VMName, $Name, $ErrorAction)'
     'Set-VMSnapshot' = 'param($VMSnapshot, $Notes)'
@@ -19,9 +19,18 @@ $HyperVCommands = @{
     'Set-VHD' = 'param($Path, $ParentPath, [switch]$IgnoreIdMismatch)'
     'Get-VMIntegrationService' = 'param($VM)'
     'Get-VMFirmware' = 'param($VM)'
-    'Set-VMFirmware' = 'param($VM, $EnableSecureBoot)'
+    'Set-VMFirmware' = 'param($VM, $EnableSecureBoot, $SecureBootTemplate)'
+    'Get-VMSecurity' = 'param($VM)'
+    'Set-VMKeyProtector' = 'param($VM, [switch]$NewLocalKeyProtector)'
+    'Enable-VMTPM' = 'param($VM)'
+    'Get-VMScsiController' = 'param($VM)'
+    'Add-VMScsiController' = 'param($VM)'
+    'Compare-VM' = 'param($Path, [switch]$Copy, [switch]$GenerateNewId, $VirtualMachinePath, $VhdDestinationPath)'
+    'Connect-VMNetworkAdapter' = 'param([Parameter(ValueFromPipeline)]$VMNetworkAdapter, $SwitchName)'
+    'Disconnect-VMNetworkAdapter' = 'param([Parameter(ValueFromPipeline)]$VMNetworkAdapter)'
+    'Set-VMNetworkAdapterVlan' = 'param($VMNetworkAdapter, [switch]$Access, $VlanId)'
     'Get-VMNetworkAdapter' = 'param($VM)'
-    'Add-VMNetworkAdapter' = 'param($VM, $Name, $SwitchName)'
+    'Add-VMNetworkAdapter' = 'param($VM, $Name, $SwitchName, $StaticMacAddress, [switch]$Passthru)'
     'Remove-VMNetworkAdapter' = 'param([Parameter(ValueFromPipeline)]$VMNetworkAdapter)'
     'Get-VMNetworkAdapterVlan' = 'param($VMNetworkAdapter)'
     'Get-VMSwitch' = 'param($Name, $ErrorAction)'
@@ -32,6 +41,13 @@ foreach ($name in $HyperVCommands.Keys) {
     }
 }
 if (-not $env:ProgramData) { $env:ProgramData = Join-Path ([System.IO.Path]::GetTempPath()) 'ProgramData' }
+
+function Set-HvbTestRoots([hashtable]$Roots) {
+    # The roots.json Initialize-HvbHost.ps1 writes, mocked: the tests never touch the real one.
+    $json = $Roots | ConvertTo-Json -Compress
+    Mock Test-Path { $true } -ParameterFilter { $LiteralPath -like '*hvbackup\roots.json' }
+    Mock Get-Content { $json } -ParameterFilter { $LiteralPath -like '*hvbackup\roots.json' }
+}
 
 function New-FakeVm([string]$Name = 'ERP01') {
     [pscustomobject]@{

@@ -19,7 +19,7 @@ EXAMPLE = str(REPO / "config" / "example.yaml")
 def test_validate_prints_the_summary(cli) -> None:
     result = cli("validate", "-c", EXAMPLE)
     assert result.code == 0, result.err
-    assert "valid — 3 clients, 4 hosts, 8 jobs, 2 baies" in result.out
+    assert "valid — 3 clients, 7 hosts, 8 jobs, 2 baies" in result.out
     lines = result.out.splitlines()
     erp = next(ln for ln in lines if ln.startswith("acme/erp "))
     # The frozen clock is Monday 23/11/2026 10:00 in Paris: next run is tonight.

@@ -16,7 +16,7 @@ import zstandard
 
 from orchestrator.clock import FrozenClock
 from orchestrator.errors import ScriptFailed
-from orchestrator.hosts import simsql
+from orchestrator.hosts import simroots, simsql
 from orchestrator.hosts.simulated import Fault, SimulatedHost
 from orchestrator.hosts.simworld import WorldSpec
 
@@ -29,13 +29,18 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 11, 23, 21, 0, tzinfo=UTC))
 
 
+# Onboarded with D:\s as a staging root, the folder these tests stage into.
+ROOTS = simroots.onboard(["D:\\s"], ["D:\\Partages"], ["D:\\Restore"])
+
+
 def make_host(root: Path, clock: FrozenClock, *faults: Fault, sizes: tuple[int, ...] = (4, 1),
               edition: str = "standard", large: tuple[int, ...] = ()) -> SimulatedHost:
     spec = WorldSpec(sql={"SQL01\\COMPTA": []}, shares=["D:\\Partages"], share_files=20,
                      sql_database_mb=list(sizes), sql_edition=edition,
                      share_large_files_mb=list(large))
     return SimulatedHost("acme/hv01", root, spec, now=clock.now,
-                         today=lambda: clock.now().date(), faults=faults, sleep=lambda s: None)
+                         today=lambda: clock.now().date(), faults=faults, sleep=lambda s: None,
+                         roots=ROOTS)
 
 
 def dump(host: SimulatedHost, run: str, **params: object) -> Path:

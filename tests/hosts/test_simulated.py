@@ -11,10 +11,15 @@ import pytest
 
 from orchestrator.clock import FrozenClock
 from orchestrator.errors import HostTimeout, HostUnreachable, ScriptFailed
+from orchestrator.hosts import simroots
 from orchestrator.hosts.simulated import Fault, SimulatedHost
 from orchestrator.hosts.simworld import BLOCK, WorldSpec
 
 TODAY = date(2026, 11, 23)
+
+# As Initialize-HvbHost.ps1 -StagingRoot D:\hvbackup-staging, D:\s -ShareRoot D:\Partages
+# would record them (D:\s: the short staging folder of the SQL tests).
+ROOTS = simroots.onboard(["D:\\hvbackup-staging", "D:\\s"], ["D:\\Partages"], ["D:\\Restore"])
 
 
 def make_host(root: Path, clock: FrozenClock, *faults: Fault, seed: int = 1,
@@ -24,7 +29,7 @@ def make_host(root: Path, clock: FrozenClock, *faults: Fault, seed: int = 1,
     return SimulatedHost(
         "acme/hv01", root, spec, now=clock.now,
         today=lambda: clock.now().date(), faults=faults,
-        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+        sleep=(sleeps.append if sleeps is not None else lambda s: None), roots=ROOTS,
     )
 
 
@@ -287,6 +292,8 @@ def test_the_sweep_leaves_other_products_recovery_checkpoints(tmp_path: Path,
 def test_a_folder_on_a_mount_point_volume_gets_that_volume_s_copy(
         tmp_path: Path, clock: FrozenClock) -> None:
     host = make_host(tmp_path, clock)
+    host.roots = simroots.onboard(["D:\\s"], ["D:\\Partages", "D:\\Mounts\\Data"],
+                                  [simroots.DEFAULT_RESTORE])  # the share root onboarded
     host.world.state["mount_points"] = ["D:\\Mounts\\Data\\"]
     (host.local_path("D:\\Mounts\\Data\\Compta") / "x").mkdir(parents=True)
     (host.local_path("D:\\Mounts\\Data\\Compta") / "x" / "f.txt").write_text("f")

@@ -72,6 +72,7 @@ def test_names_with_wildcard_characters_are_exact(tmp_path: Path, clock: FrozenC
 
 def test_export_to_a_share_is_refused(tmp_path: Path, clock: FrozenClock) -> None:
     host = make_host(tmp_path, clock)
-    with pytest.raises(ScriptFailed, match="BAD_PARAMETER"):
+    # A share is never an onboarded root: refused before anything is written.
+    with pytest.raises(ScriptFailed, match="PATH_NOT_ALLOWED"):
         host.run("New-HvbCheckpoint", VMName="ERP01", RunId="r1", Mode="export",
                  StagingPath="\\\\nas\\staging")

@@ -36,10 +36,62 @@ Describe 'Initialize-HvbHost' {
         Mock Unregister-PSSessionConfiguration { $script:state.endpoint = $null }
         Mock New-PSSessionConfigurationFile { $null }
         Mock New-ModuleManifest { $null }
-        Mock New-SelfSignedCertificate { $c = [pscustomobject]@{ Subject = 'CN=x'; Issuer = 'CN=ca'; Thumbprint = 'AB12'; NotAfter = (Get-Date).AddYears(5); FriendlyName = $FriendlyName; RawData = [byte[]](1, 2, 3) }; $script:state.certs += $c; $c }
+        Mock New-SelfSignedCertificate {
+            $san = [pscustomobject]@{ Oid = [pscustomobject]@{ Value = '2.5.29.17' }; Text = "$TextExtension" } |
+                Add-Member -MemberType ScriptMethod -Name Format -Value { param($multiLine) $this.Text } -PassThru
+            $c = [pscustomobject]@{ Subject = 'CN=x'; Issuer = 'CN=ca'; Thumbprint = 'AB12'; NotAfter = (Get-Date).AddYears(5); FriendlyName = $FriendlyName; RawData = [byte[]](1, 2, 3); Extensions = @($san) }
+            $script:state.certs += $c; $c
+        }
+        Mock Get-NetIPAddress { @([pscustomobject]@{ IPAddress = '192.0.2.10' }, [pscustomobject]@{ IPAddress = '127.0.0.1' }) }
+        # roots.json and its folder: kept in $script:state, never written to the machine.
+        Mock Test-Path { [bool]$script:state.roots } -ParameterFilter { $LiteralPath -like '*hvbackup\roots.json' }
+        Mock Get-Content { $script:state.roots } -ParameterFilter { $LiteralPath -like '*hvbackup\roots.json' }
+        Mock Set-Content { $script:state.roots = $Value } -ParameterFilter { $LiteralPath -like '*hvbackup\roots.json' }
+        Mock Remove-Item { $script:state.roots = $null } -ParameterFilter { $LiteralPath -like '*hvbackup\roots.json' }
+        Mock Test-Path { $true } -ParameterFilter { $LiteralPath -like '*ProgramData\hvbackup' }
+        Mock New-Item { return } -ParameterFilter { $Path -like '*ProgramData\hvbackup' }
+        Mock Get-Acl { $script:state.acl }
+        Mock Set-Acl { $script:state.acl = [pscustomobject]@{ AreAccessRulesProtected = $true; Access = @() } }
         Mock Get-ChildItem -ParameterFilter { $Path -eq 'Cert:\LocalMachine\My' } { $script:state.certs }
         Mock Get-ChildItem -ParameterFilter { $Path -eq 'WSMan:\localhost\Listener' } { $script:state.listener }
         Mock New-Item -ParameterFilter { $Path -eq 'WSMan:\localhost\Listener' } { $script:state.listener = [pscustomobject]@{ Name = 'Listener_1'; Keys = @('Transport=HTTPS') } }
+    }
+
+    It 'names Administrators by its SID (localized names), certifies the IP addresses and records the roots' {
+        $r = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; AccountPassword = $script:Password; ShareRoot = @('D:\Partages') }
+        $r.ok | Should -BeTrue
+        $admins = ([System.Security.Principal.SecurityIdentifier]'S-1-5-32-544').Translate([System.Security.Principal.NTAccount]).Value.Split('\')[-1]
+        Should -Invoke New-PSSessionConfigurationFile -Times 1 -ParameterFilter { $RunAsVirtualAccountGroups -contains $admins -and $RunAsVirtualAccountGroups -contains 'hvbackup-sql' }
+        Should -Invoke New-SelfSignedCertificate -Times 1 -ParameterFilter { "$TextExtension" -like '*IPAddress=192.0.2.10*' -and "$TextExtension" -notlike '*127.0.0.1*' }
+        $r.addresses | Should -Contain '192.0.2.10'
+        $roots = $script:state.roots | ConvertFrom-Json
+        $roots.staging | Should -Be @('D:\hvbackup-staging')
+        $roots.shares | Should -Be @('D:\Partages')
+        Action $r 'roots' | Should -Be 'created'
+        Action $r 'data folder' | Should -Be 'updated'
+        $again = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; ShareRoot = @('D:\Partages') }
+        Action $again 'roots' | Should -Be 'kept'
+        Action $again 'certificate' | Should -Be 'kept'
+        Action $again 'data folder' | Should -Be 'kept'
+    }
+
+    It 'remakes its certificate when an address is missing from it' {
+        Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; AccountPassword = $script:Password } | Out-Null
+        $r = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; IPAddress = @('198.51.100.7') }
+        Action $r 'certificate' | Should -Be 'created'
+    }
+
+    It 'refuses root <root> for <kind>' -TestCases @(
+        @{ kind = 'StagingRoot'; root = 'D:\' },
+        @{ kind = 'ShareRoot'; root = 'C:\' },
+        @{ kind = 'ShareRoot'; root = 'C:\Windows\System32\config' },
+        @{ kind = 'StagingRoot'; root = 'C:\ProgramData' },
+        @{ kind = 'RestoreRoot'; root = '\\nas\restore' }
+    ) {
+        param($kind, $root)
+        $r = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; AccountPassword = $script:Password; $kind = @($root) }
+        $r.error.code | Should -Be 'BAD_PARAMETER'
+        $script:state.roots | Should -BeNullOrEmpty
     }
 
     It 'refuses to run without -OrchestratorAddress' {
