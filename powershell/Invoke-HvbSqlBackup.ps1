@@ -11,8 +11,11 @@
     server's 'backup compression default'): the orchestrator deduplicates the pages of one
     night's dump against the last one's, which a compressed dump prevents, and compresses what
     it sends. -Compression asks for COMPRESSION; on an edition that cannot write compressed
-    backups (Express) the dump is made uncompressed and the result says so
-    (compression_requested true, compression false).
+    backups (Web, Express) the dump is made uncompressed and the result says so
+    (compression_requested true, compression false). The edition is told by
+    SERVERPROPERTY('EditionID'), not 'EngineEdition': EngineEdition 2 covers Standard, Web and
+    Business Intelligence alike, and Web has no backup compression (sql-docs
+    editions-and-components-of-sql-server-2022.md, "RDBMS high availability").
     Database and file names are passed as SQL parameters, never pasted into the statement.
 
     -Database all means every database but tempdb that is ONLINE; -ExcludeDatabase removes some.
@@ -64,9 +67,12 @@ $connection = New-Object System.Data.SqlClient.SqlConnection $builder.Connection
 
 try {
     try { $connection.Open() } catch { throw [pscustomobject]@{ Code = 'SQL_CONNECT_FAILED'; Message = "Cannot connect to SQL Server instance '$Instance': $($_.Exception.InnerException.Message)$($_.Exception.Message)" } }
-    $server = (Invoke-Sql $connection "SELECT CAST(SERVERPROPERTY('EngineEdition') AS int) AS engine_edition, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition").Rows[0]
-    # EngineEdition 2 (Standard, also Web) and 3 (Enterprise, Developer) can compress.
-    $canCompress = [int]$server.engine_edition -in 2, 3
+    $server = (Invoke-Sql $connection "SELECT CAST(SERVERPROPERTY('EditionID') AS bigint) AS edition_id, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition").Rows[0]
+    # Editions that write compressed backups, by EditionID (serverproperty-transact-sql.md):
+    # Enterprise, Enterprise core-based, Evaluation, Business Intelligence, Developer, Standard.
+    # Not Web (1293598313) nor Express (-1592396055, -133711905); an unknown edition is not
+    # assumed to compress (the dump is then uncompressed, never failed).
+    $canCompress = [int64]$server.edition_id -in @(1804890536, 1872460670, 610778273, 284895786, -2117995310, -1534726760)
     $compress = [bool]$Compression -and $canCompress
     $option = if ($compress) { ', COMPRESSION' } elseif ($canCompress) { ', NO_COMPRESSION' } else { '' }
     $online = Invoke-Sql $connection @'

@@ -27,7 +27,7 @@ from typing import Any
 
 from orchestrator.errors import HostTimeout, HostUnreachable
 from orchestrator.hosts import scripts, simsql
-from orchestrator.hosts.simworld import SimWorld, WorldSpec
+from orchestrator.hosts.simworld import SimWorld, WorldSpec, edition_of
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class SimulatedHost:
                for db, info in sorted(entry["databases"].items())]
         return {"instance": instance, "version": entry["version"], "edition": entry["edition"],
                 "engine_edition": entry["engine_edition"],
-                "supports_compression": entry["engine_edition"] in (2, 3), "databases": dbs}
+                "supports_compression": edition_of(entry).backup_compression, "databases": dbs}
 
     def _volumes(self) -> list[dict[str, Any]]:
         out = []
@@ -415,8 +415,9 @@ class SimulatedHost:
                                f"'{Instance}': a network-related or instance-specific error "
                                "occurred (simulated: no such instance).")
         databases = Database or ["all"]
-        # Standard, Enterprise and Developer write compressed backups; Express cannot.
-        can_compress = entry["engine_edition"] in (2, 3)
+        # Standard, Enterprise and Developer write compressed backups; Web and Express cannot
+        # (EngineEdition is 2 for Web as for Standard: the edition decides).
+        can_compress = edition_of(entry).backup_compression
         compress = Compression and can_compress
         # Without COMPRESSION or NO_COMPRESSION, BACKUP follows the server's "backup
         # compression default": the script always says which it wants.

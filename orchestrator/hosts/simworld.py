@@ -46,12 +46,34 @@ class WorldSpec:
     sql_edition: str = "standard"
 
 
-EDITIONS = {  # SERVERPROPERTY('Edition'), SERVERPROPERTY('EngineEdition')
-    "standard": ("Standard Edition (64-bit)", 2),
-    "enterprise": ("Enterprise Edition: Core-based Licensing (64-bit)", 3),
-    "developer": ("Developer Edition (64-bit)", 3),
-    "express": ("Express Edition (64-bit)", 4),
+@dataclass(frozen=True)
+class Edition:
+    """A SQL Server edition as SERVERPROPERTY reports it, and what it can do (sql-docs
+    serverproperty-transact-sql.md; editions-and-components-of-sql-server-2022.md, "RDBMS high
+    availability": backup compression and database snapshots on Enterprise and Standard, not on
+    Web nor Express; Developer has every Enterprise feature)."""
+
+    name: str  # SERVERPROPERTY('Edition')
+    engine_edition: int  # SERVERPROPERTY('EngineEdition'): 2 for Standard, Web and BI alike
+    edition_id: int  # SERVERPROPERTY('EditionID')
+    backup_compression: bool
+    database_snapshots: bool
+
+
+EDITIONS = {
+    "standard": Edition("Standard Edition (64-bit)", 2, -1534726760, True, True),
+    "web": Edition("Web Edition (64-bit)", 2, 1293598313, False, False),
+    "enterprise": Edition("Enterprise Edition: Core-based Licensing (64-bit)", 3, 1872460670,
+                          True, True),
+    "developer": Edition("Developer Edition (64-bit)", 3, -2117995310, True, True),
+    "express": Edition("Express Edition (64-bit)", 4, -1592396055, False, False),
 }
+
+
+def edition_of(entry: dict[str, Any]) -> Edition:
+    """The edition of a simulated instance (``state["sql"][instance]``)."""
+    return next((e for e in EDITIONS.values() if e.name == entry["edition"]),
+                EDITIONS["express"])
 
 
 def _rng(*parts: object) -> random.Random:
@@ -134,9 +156,9 @@ class SimWorld:
                                       "vlan_id": 0}],
             }
         for instance, names in self.spec.sql.items():
-            edition, engine = EDITIONS[self.spec.sql_edition]
+            edition = EDITIONS[self.spec.sql_edition]
             entry = self.state["sql"].setdefault(instance, {
-                "edition": edition, "engine_edition": engine,
+                "edition": edition.name, "engine_edition": edition.engine_edition,
                 "version": "16.0.4135.4", "databases": {},
             })
             sizes = self.spec.sql_database_mb or [2]

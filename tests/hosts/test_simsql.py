@@ -135,6 +135,23 @@ def test_compression_only_when_asked_and_never_on_express(tmp_path: Path,
     assert all(not d["compressed"] and d["verified"] for d in result["databases"])
 
 
+def test_web_edition_cannot_compress_although_its_engine_edition_is_standards(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    # SERVERPROPERTY('EngineEdition') is 2 for Standard, Web and BI; Web writes no compressed
+    # backup (editions-and-components-of-sql-server-2022.md): COMPRESSION would fail there.
+    web = make_host(tmp_path, clock, edition="web")
+    inventory = web.run("Get-HvbInventory")["sql"][0]
+    assert (inventory["edition"], inventory["engine_edition"]) == ("Web Edition (64-bit)", 2)
+    assert inventory["supports_compression"] is False
+    planned = web.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1", Compression=True, DryRun=True)["planned"]
+    assert planned[0] == "BACKUP DATABASE [COMPTA] WITH COPY_ONLY, CHECKSUM then RESTORE VERIFYONLY"
+    result = web.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                     RunId="r1", Compression=True)
+    assert (result["compression"], result["compression_requested"]) == (False, True)
+    assert all(not d["compressed"] and d["verified"] for d in result["databases"])
+
+
 @pytest.mark.parametrize("compression", [False, True])
 def test_restore_gives_back_the_database_byte_for_byte(tmp_path: Path, clock: FrozenClock,
                                                        compression: bool) -> None:
