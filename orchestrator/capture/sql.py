@@ -13,6 +13,15 @@ from orchestrator.findings import Finding, ObjectFailed
 from orchestrator.history.recorder import RunRecorder
 from orchestrator.hosts.session import HostSession
 
+# Why `databases: all` left a database out (Invoke-HvbSqlBackup.ps1, 'skipped').
+LEFT_OUT = {
+    "system": "a system database (name it in databases: to back it up)",
+    "snapshot": "a database snapshot, which cannot be backed up",
+    "standby": "in standby (read-only between log restores), which cannot be backed up",
+    "not_online": "{state}, not ONLINE: it cannot be backed up until it is brought online",
+    "excluded": "in exclude_databases",
+}
+
 
 @dataclass
 class SqlCapture:
@@ -35,7 +44,13 @@ def native_backups(host: HostSession, recorder: RunRecorder, job: SqlServerJob, 
             )
             figures.details = {"databases": [{k: d[k] for k in ("name", "size_bytes",
                                                                 "verified", "compressed")}
-                                             for d in result["databases"]]}
+                                             for d in result["databases"]],
+                               "skipped": result.get("skipped", [])}
+        # databases: all leaves some out, each for a reason the run log keeps.
+        for left in result.get("skipped", []):
+            recorder.event("WARNING" if left["reason"] == "not_online" else "INFO",
+                           f"{job.instance}\\{left['name']} left out of 'all': "
+                           + LEFT_OUT[left["reason"]].format(state=left["state"]))
         # .get: a host whose scripts predate backup_compression does not say; its dumps stay as
         # they were (compressed where the edition can) until the host is onboarded again.
         if result.get("compression_requested") and not result["compression"]:

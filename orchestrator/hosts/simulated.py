@@ -27,7 +27,7 @@ from typing import Any
 
 from orchestrator.errors import HostTimeout, HostUnreachable
 from orchestrator.hosts import scripts, simsql
-from orchestrator.hosts.simworld import SimWorld, WorldSpec, edition_of
+from orchestrator.hosts.simworld import SimWorld, WorldSpec, edition_of, next_database_id
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,29 @@ class _ScriptError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+_UNFIT_WHY = {
+    "tempdb": "tempdb cannot be backed up",
+    "snapshot": "it is a database snapshot, which cannot be backed up (back up its source "
+                "database)",
+    "standby": "it is in standby (read-only between log restores) and cannot be backed up "
+               "until its restore sequence ends",
+}
+
+
+def _sql_unfit(name: str, info: dict[str, Any]) -> str | None:
+    """Why BACKUP DATABASE cannot take this database at all (sys.databases: name, state_desc,
+    is_in_standby, source_database_id), or None; as Invoke-HvbSqlBackup.ps1's Get-Unfit."""
+    if name == "tempdb":
+        return "tempdb"
+    if info["source_database"]:
+        return "snapshot"
+    if info["state"] != "ONLINE":
+        return "not_online"
+    if info["is_in_standby"]:
+        return "standby"
+    return None
 
 
 def _utc(when: datetime) -> str:
@@ -205,9 +228,9 @@ class SimulatedHost:
                 "format": "VHDX"}
 
     def _sql_instance(self, instance: str, entry: dict[str, Any]) -> dict[str, Any]:
-        dbs = [{"name": db, "recovery_model": info["recovery_model"], "state": "ONLINE",
+        dbs = [{"name": db, "recovery_model": info["recovery_model"], "state": info["state"],
                 "size_bytes": self.local_path(info["path"]).stat().st_size}
-               for db, info in sorted(entry["databases"].items())]
+               for db, info in sorted(entry["databases"].items()) if db != "tempdb"]
         return {"instance": instance, "version": entry["version"], "edition": entry["edition"],
                 "engine_edition": entry["engine_edition"],
                 "supports_compression": edition_of(entry).backup_compression, "databases": dbs}
@@ -422,24 +445,49 @@ class SimulatedHost:
         # Without COMPRESSION or NO_COMPRESSION, BACKUP follows the server's "backup
         # compression default": the script always says which it wants.
         option = "COMPRESSION" if compress else "NO_COMPRESSION" if can_compress else ""
-        wanted = sorted(entry["databases"]) if "all" in databases else list(databases)
-        wanted = [d for d in wanted if d not in (ExcludeDatabase or [])]
+        excluded = ExcludeDatabase or []
+        skipped: list[dict[str, str]] = []
+        if "all" in databases:
+            wanted = []
+            for name, info in sorted(entry["databases"].items()):
+                if name == "tempdb":
+                    continue
+                reason = _sql_unfit(name, info) or (
+                    "system" if info["database_id"] <= 4 else
+                    "excluded" if name in excluded else None)
+                if reason:
+                    skipped.append({"name": name, "reason": reason, "state": info["state"]})
+                else:
+                    wanted.append(name)
+        else:
+            wanted = [d for d in databases if d not in excluded]
         target = f"{StagingPath}\\{RunId}"
         if DryRun:
             return {"ok": True, "dry_run": True, "instance": Instance, "compression": compress,
                     "compression_requested": Compression, "staging": target,
                     "planned": [f"BACKUP DATABASE [{d}] WITH COPY_ONLY, CHECKSUM"
                                 f"{', ' + option if option else ''} then RESTORE VERIFYONLY"
-                                for d in wanted]}
+                                for d in wanted], "skipped": skipped}
         results = []
         for name in wanted:
             item: dict[str, Any] = {"name": name, "file": None, "size_bytes": 0,
                                     "compressed": compress, "verified": False, "duration_s": 0.4,
                                     "error": None}
             info = entry["databases"].get(name)
+            unfit = _sql_unfit(name, info) if info else None
             if info is None:
                 item["error"] = {"code": "DB_NOT_FOUND", "message": f"Database '{name}' does not "
-                                 f"exist or is not online on {Instance}."}
+                                 f"exist on {Instance}."}
+            elif unfit:
+                why = (f"it is {info['state']}: only an ONLINE database can be backed up"
+                       if unfit == "not_online" else _UNFIT_WHY[unfit])
+                item["error"] = {"code": "DB_NOT_BACKUPABLE",
+                                 "message": f"Database '{name}' on {Instance}: {why}."}
+            elif not info["backup_operator"]:
+                # Msg 262, as BACKUP says it to a login without db_backupoperator there.
+                item["error"] = {"code": "SQL_BACKUP_FAILED", "message": f"BACKUP DATABASE "
+                                 f"[{name}] failed: BACKUP DATABASE permission denied in "
+                                 f"database '{name}'."}
             elif self._fault("staging-full", name):
                 item["error"] = {"code": "STAGING_FULL", "message": f"The staging volume of "
                                  f"{target} has 0 bytes free; '{name}' needs more."}
@@ -459,7 +507,7 @@ class SimulatedHost:
             results.append(item)
         return {"ok": True, "instance": Instance, "edition": entry["edition"],
                 "compression": compress, "compression_requested": Compression,
-                "staging": target, "databases": results}
+                "staging": target, "databases": results, "skipped": skipped}
 
     def script_Remove_HvbStaging(self, *, StagingPath: str, RunId: str,
                                  DryRun: bool = False) -> dict[str, Any]:
@@ -498,7 +546,12 @@ class SimulatedHost:
                     "planned": ["RESTORE DATABASE @target FROM DISK = @file WITH CHECKSUM, "
                                 "RECOVERY, MOVE ..."]}
         simsql.restore_dump(self.local_path(BackupFile), self.local_path(data_file))
-        entry["databases"][target] = {"path": data_file, "recovery_model": "FULL"}
+        previous = entry["databases"].get(target, {})
+        entry["databases"][target] = {
+            "path": data_file, "recovery_model": "FULL",
+            "database_id": previous.get("database_id") or next_database_id(entry),
+            "state": "ONLINE", "is_in_standby": False, "source_database": None,
+            "backup_operator": True}
         return {"ok": True, "database": target, "instance": Instance, "moves": moves}
 
     # -- shadow copies --------------------------------------------------------------------

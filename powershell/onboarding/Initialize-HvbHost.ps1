@@ -14,7 +14,9 @@
        capability Hvbackup.psrc) and nothing else: no shell, no other cmdlet. The functions run
        as a temporary virtual account in the local Administrators and hvbackup-sql groups.
     5. With -SqlInstance: a SQL login for the hvbackup-sql group, dbcreator (RESTORE
-       VERIFYONLY) and db_backupoperator in every user database. Re-run after adding databases.
+       VERIFYONLY) and db_backupoperator in every writable database but tempdb (master, model
+       and msdb included, for a job that names them; model passes it on to databases created
+       later). Re-run after restoring or attaching databases.
     -Remove undoes all of it. -DryRun says what would change and changes nothing.
     Writes exactly one JSON object: the steps taken, the CA file, what to put in the
     orchestrator's configuration.
@@ -201,7 +203,7 @@ function Invoke-HvbSqlGrant([string]$Instance, [bool]$Revoke) {
         "IF SUSER_ID(N'$login') IS NOT NULL DROP LOGIN [$login];"
     } else {
         "IF SUSER_ID(N'$login') IS NULL CREATE LOGIN [$login] FROM WINDOWS; ALTER SERVER ROLE dbcreator ADD MEMBER [$login]; " +
-        "EXEC sp_MSforeachdb N'IF DB_ID(''?'') > 4 BEGIN USE [?]; IF USER_ID(N''$login'') IS NULL CREATE USER [$login] FOR LOGIN [$login]; ALTER ROLE db_backupoperator ADD MEMBER [$login]; END';"
+        "EXEC sp_MSforeachdb N'IF DB_ID(''?'') <> 2 AND DATABASEPROPERTYEX(''?'', ''Updateability'') = ''READ_WRITE'' BEGIN USE [?]; IF USER_ID(N''$login'') IS NULL CREATE USER [$login] FOR LOGIN [$login]; ALTER ROLE db_backupoperator ADD MEMBER [$login]; END';"
     }
     if (-not $DryRun) {
         $sqlcmd = Get-Command sqlcmd.exe -ErrorAction SilentlyContinue
@@ -209,7 +211,7 @@ function Invoke-HvbSqlGrant([string]$Instance, [bool]$Revoke) {
         & $sqlcmd.Source -S $Instance -E -b -Q $query | Out-Null
         if ($LASTEXITCODE -ne 0) { Fail 'SQL_CONNECT_FAILED' "sqlcmd on $Instance failed (exit $LASTEXITCODE): run this script as a sysadmin of the instance." }
     }
-    Step "SQL $Instance" $(if ($Revoke) { 'removed' } else { 'updated' }) "${login}: dbcreator, db_backupoperator in every user database"
+    Step "SQL $Instance" $(if ($Revoke) { 'removed' } else { 'updated' }) "${login}: dbcreator, db_backupoperator in every writable database but tempdb"
 }
 
 function Remove-Hvb {

@@ -60,7 +60,8 @@ def test_databases_have_the_sizes_asked_and_look_like_data_files(tmp_path: Path,
     host = make_host(tmp_path, clock, sizes=(4, 1))
     sizes = {d["name"]: d["size_bytes"] for d in
              host.run("Get-HvbInventory")["sql"][0]["databases"]}
-    assert sizes == {"COMPTA": 4 * 1024 * 1024, "PAIE": 1024 * 1024}
+    assert sizes == {"COMPTA": 4 * 1024 * 1024, "PAIE": 1024 * 1024,  # and the system ones
+                     "master": 16 * PAGE, "model": 16 * PAGE, "msdb": 16 * PAGE}
     mdf = pages(host.local_path(MDF))
     # The 96-byte page header: page id at byte 12, slot count at 24, LSN at 30, checksum at 92.
     assert [struct.unpack_from("<I", p, 12)[0] for p in mdf] == list(range(len(mdf)))
@@ -219,3 +220,74 @@ def test_shares_hold_large_files_that_change_as_theirs_do(tmp_path: Path,
     assert pst >= 5 and (share / names[0]).stat().st_size > sizes[0]  # the mailbox grows
     assert zip_ <= 4 and iso == 0
     assert len(list(share.rglob("document-*.txt"))) > 0
+
+
+def make_dba_host(root: Path, clock: FrozenClock, edition: str = "standard") -> SimulatedHost:
+    """An instance as a DBA leaves it: a snapshot, a log-shipping secondary in standby, an
+    offline archive, and the system databases."""
+    spec = WorldSpec(sql={"SQL01\\COMPTA": ["COMPTA", "PAIE", "ARCHIVES", "ERP_LS"]},
+                     sql_database_mb=[1], sql_edition=edition)
+    host = SimulatedHost("acme/hv01", root, spec, now=clock.now,
+                         today=lambda: clock.now().date(), sleep=lambda s: None)
+    host.world.sql_snapshot("SQL01\\COMPTA", "COMPTA", "COMPTA_avant_cloture")
+    host.world.sql_set_state("SQL01\\COMPTA", "ARCHIVES", "OFFLINE")
+    host.world.sql_set_state("SQL01\\COMPTA", "ERP_LS", standby=True)
+    return host
+
+
+def test_all_is_the_user_databases_that_can_be_backed_up_and_says_what_it_left_out(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    host = make_dba_host(tmp_path, clock)
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1", Database=["all"], ExcludeDatabase=["PAIE"])
+    assert [(d["name"], d["verified"]) for d in result["databases"]] == [("COMPTA", True)]
+    assert result["skipped"] == [
+        {"name": "ARCHIVES", "reason": "not_online", "state": "OFFLINE"},
+        {"name": "COMPTA_avant_cloture", "reason": "snapshot", "state": "ONLINE"},
+        {"name": "ERP_LS", "reason": "standby", "state": "ONLINE"},
+        {"name": "PAIE", "reason": "excluded", "state": "ONLINE"},
+        {"name": "master", "reason": "system", "state": "ONLINE"},
+        {"name": "model", "reason": "system", "state": "ONLINE"},
+        {"name": "msdb", "reason": "system", "state": "ONLINE"}]
+    planned = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                       RunId="r2", DryRun=True)
+    assert len(planned["planned"]) == 2 and len(planned["skipped"]) == 6
+
+
+def test_system_databases_named_explicitly_are_backed_up_the_impossible_ones_refused(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    host = make_dba_host(tmp_path, clock)
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1", Database=["master", "msdb", "model", "tempdb",
+                                            "COMPTA_avant_cloture", "ERP_LS", "ARCHIVES"])
+    outcome = {d["name"]: d["error"]["code"] if d["error"] else d["verified"]
+               for d in result["databases"]}
+    assert outcome == {"master": True, "msdb": True, "model": True,
+                       "tempdb": "DB_NOT_BACKUPABLE", "COMPTA_avant_cloture": "DB_NOT_BACKUPABLE",
+                       "ERP_LS": "DB_NOT_BACKUPABLE", "ARCHIVES": "DB_NOT_BACKUPABLE"}
+    messages = {d["name"]: d["error"]["message"] for d in result["databases"] if d["error"]}
+    assert "database snapshot" in messages["COMPTA_avant_cloture"]
+    assert "standby" in messages["ERP_LS"] and "OFFLINE" in messages["ARCHIVES"]
+    assert result["skipped"] == []
+
+
+def test_backup_needs_db_backupoperator_in_the_database(tmp_path: Path,
+                                                        clock: FrozenClock) -> None:
+    # Onboarding made the login db_backupoperator where it could; a database restored from
+    # elsewhere since has no such user, and BACKUP says so (Msg 262).
+    host = make_dba_host(tmp_path, clock)
+    world = host.world
+    world.state["sql"]["SQL01\\COMPTA"]["databases"]["msdb"]["backup_operator"] = False
+    world.save()
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1", Database=["msdb", "COMPTA"])
+    errors = {d["name"]: d["error"] and d["error"]["message"] for d in result["databases"]}
+    assert errors == {"msdb": "BACKUP DATABASE [msdb] failed: BACKUP DATABASE permission "
+                              "denied in database 'msdb'.", "COMPTA": None}
+
+
+@pytest.mark.parametrize("edition", ["web", "express"])
+def test_web_and_express_have_no_database_snapshots(tmp_path: Path, clock: FrozenClock,
+                                                    edition: str) -> None:
+    with pytest.raises(ValueError, match="no database snapshots"):
+        make_dba_host(tmp_path, clock, edition)

@@ -86,6 +86,18 @@ def test_sql_job_keeps_the_native_dumps(tmp_path: Path) -> None:
     assert not any(staging.rglob("*.bak")), "staging emptied after the run"
 
 
+def test_all_databases_leaves_the_system_ones_out_and_the_run_log_says_so(
+        tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    result = s.run("compta")  # databases: [all]
+    assert result.status == "REUSSIE", result
+    with s.sessions() as session:
+        messages = [e.message for e in session.scalars(select(RunEventRow))]
+    assert [m for m in messages if "left out" in m] == [
+        f"SQL01\\COMPTA\\{name} left out of 'all': a system database (name it in databases: "
+        "to back it up)" for name in ("master", "model", "msdb")]
+
+
 def test_one_failed_database_is_an_echec_naming_it(tmp_path: Path) -> None:
     s = Setup(tmp_path, faults="{kind: verifyonly-failure, target: PAIE}")
     result = s.run("compta")
