@@ -18,6 +18,13 @@
     editions-and-components-of-sql-server-2022.md, "RDBMS high availability").
     Database and file names are passed as SQL parameters, never pasted into the statement.
 
+    The .bak is written by the SQL Server service, not by the caller: "the account under which
+    the SQL Server service runs must have write permissions to the backup device" (sql-docs
+    backup-transact-sql.md, Permissions). The run's folder, and only it, grants Modify to the
+    instance's per-service SID, NT SERVICE\MSSQLSERVER or NT SERVICE\MSSQL$<instance>
+    (configure-windows-service-accounts-and-permissions.md, "Service SID"), which is in the
+    service's token whatever account it runs as; the result names it (service_account).
+
     -Database all means the instance's user databases (database_id above 4) that can be backed
     up: not the system databases (master, model, msdb: name them to back them up), not a
     database snapshot (source_database_id set: a snapshot cannot be backed up), not a database
@@ -75,7 +82,8 @@ $connection = New-Object System.Data.SqlClient.SqlConnection $builder.Connection
 
 try {
     try { $connection.Open() } catch { throw [pscustomobject]@{ Code = 'SQL_CONNECT_FAILED'; Message = "Cannot connect to SQL Server instance '$Instance': $($_.Exception.InnerException.Message)$($_.Exception.Message)" } }
-    $server = (Invoke-Sql $connection "SELECT CAST(SERVERPROPERTY('EditionID') AS bigint) AS edition_id, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition").Rows[0]
+    $server = (Invoke-Sql $connection "SELECT CAST(SERVERPROPERTY('EditionID') AS bigint) AS edition_id, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition, ISNULL(CAST(SERVERPROPERTY('InstanceName') AS nvarchar(128)), N'') AS instance_name").Rows[0]
+    $service = if ("$($server.instance_name)") { "NT SERVICE\MSSQL`$$($server.instance_name)" } else { 'NT SERVICE\MSSQLSERVER' }
     # Editions that write compressed backups, by EditionID (serverproperty-transact-sql.md):
     # Enterprise, Enterprise core-based, Evaluation, Business Intelligence, Developer, Standard.
     # Not Web (1293598313) nor Express (-1592396055, -133711905); an unknown edition is not
@@ -118,9 +126,15 @@ GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database
     $target = Join-Path $StagingPath $RunId
 
     if ($DryRun) {
-        $result = [ordered]@{ ok = $true; dry_run = $true; instance = $Instance; compression = $compress; compression_requested = [bool]$Compression; staging = $target; planned = @($wanted | ForEach-Object { "BACKUP DATABASE [$_] WITH COPY_ONLY, CHECKSUM$option then RESTORE VERIFYONLY" }); skipped = @($skipped) }
+        $result = [ordered]@{ ok = $true; dry_run = $true; instance = $Instance; compression = $compress; compression_requested = [bool]$Compression; staging = $target; service_account = $service; planned = @($wanted | ForEach-Object { "BACKUP DATABASE [$_] WITH COPY_ONLY, CHECKSUM$option then RESTORE VERIFYONLY" }); skipped = @($skipped) }
     } else {
         New-Item -ItemType Directory -Force -Path $target | Out-Null
+        try {
+            $folder = New-Object System.IO.DirectoryInfo $target
+            $acl = $folder.GetAccessControl([System.Security.AccessControl.AccessControlSections]::Access)
+            $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule($service, 'Modify', 'ContainerInherit, ObjectInherit', 'None', 'Allow')))
+            $folder.SetAccessControl($acl)
+        } catch { throw [pscustomobject]@{ Code = 'STAGING_GRANT_FAILED'; Message = "Cannot give the SQL Server service ($service) write access to ${target}: $($_.Exception.Message)" } }
         $databases = foreach ($name in $wanted) {
             $entry = [ordered]@{ name = $name; file = $null; size_bytes = 0; compressed = $compress; verified = $false; duration_s = 0; error = $null }
             $started = Get-Date
@@ -160,7 +174,7 @@ GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database
             $entry.duration_s = [math]::Round(((Get-Date) - $started).TotalSeconds, 1)
             $entry
         }
-        $result = [ordered]@{ ok = $true; instance = $Instance; edition = "$($server.edition)"; compression = $compress; compression_requested = [bool]$Compression; staging = $target; databases = @($databases); skipped = @($skipped) }
+        $result = [ordered]@{ ok = $true; instance = $Instance; edition = "$($server.edition)"; compression = $compress; compression_requested = [bool]$Compression; staging = $target; service_account = $service; databases = @($databases); skipped = @($skipped) }
     }
 } catch {
     $detail = $_.TargetObject

@@ -22,12 +22,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from orchestrator.errors import HostTimeout, HostUnreachable
 from orchestrator.hosts import scripts, simsql
-from orchestrator.hosts.simworld import SimWorld, WorldSpec, edition_of, next_database_id
+from orchestrator.hosts.simworld import (
+    SQL_ROOT,
+    SimWorld,
+    WorldSpec,
+    edition_of,
+    next_database_id,
+    service_sid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -462,12 +469,16 @@ class SimulatedHost:
         else:
             wanted = [d for d in databases if d not in excluded]
         target = f"{StagingPath}\\{RunId}"
+        service = service_sid(Instance)
         if DryRun:
             return {"ok": True, "dry_run": True, "instance": Instance, "compression": compress,
                     "compression_requested": Compression, "staging": target,
+                    "service_account": service,
                     "planned": [f"BACKUP DATABASE [{d}] WITH COPY_ONLY, CHECKSUM"
                                 f"{', ' + option if option else ''} then RESTORE VERIFYONLY"
                                 for d in wanted], "skipped": skipped}
+        self.local_path(target).mkdir(parents=True, exist_ok=True)
+        self._grant_modify(target, service)
         results = []
         for name in wanted:
             item: dict[str, Any] = {"name": name, "file": None, "size_bytes": 0,
@@ -491,6 +502,12 @@ class SimulatedHost:
             elif self._fault("staging-full", name):
                 item["error"] = {"code": "STAGING_FULL", "message": f"The staging volume of "
                                  f"{target} has 0 bytes free; '{name}' needs more."}
+            elif not self._may_write(target, service):
+                # Msg 3201: BACKUP opens the file as the service, which needs the right.
+                item["error"] = {"code": "SQL_BACKUP_FAILED", "message": f"BACKUP DATABASE "
+                                 f"[{name}] failed: Cannot open backup device "
+                                 f"'{target}\\{name}.bak'. Operating system error 5(Access is "
+                                 "denied.). BACKUP DATABASE is terminating abnormally."}
             else:
                 file = f"{target}\\{name}.bak"
                 bak = self.local_path(file)
@@ -507,7 +524,26 @@ class SimulatedHost:
             results.append(item)
         return {"ok": True, "instance": Instance, "edition": entry["edition"],
                 "compression": compress, "compression_requested": Compression,
-                "staging": target, "databases": results, "skipped": skipped}
+                "staging": target, "service_account": service, "databases": results,
+                "skipped": skipped}
+
+    def _grant_modify(self, folder: str, principal: str) -> None:
+        """Modify for ``principal`` on ``folder``, inherited below (an ACE as Set-Acl adds it).
+        Grants on folders since deleted are forgotten."""
+        acl = self.world.state.setdefault("acl", {})
+        for path in [p for p in acl if not self.local_path(p).exists()]:
+            del acl[path]
+        acl.setdefault(folder.lower(), [])
+        if principal not in acl[folder.lower()]:
+            acl[folder.lower()].append(principal)
+
+    def _may_write(self, folder: str, principal: str) -> bool:
+        """Whether ``principal`` may create files in ``folder``: an ACE on it or a parent, or
+        SQL Server's own folders (setup grants the service SID its data folders)."""
+        acl = self.world.state.get("acl", {})
+        path = PureWindowsPath(folder)
+        return any(str(p).lower() == SQL_ROOT.lower() or principal in acl.get(str(p).lower(), [])
+                   for p in (path, *path.parents))
 
     def script_Remove_HvbStaging(self, *, StagingPath: str, RunId: str,
                                  DryRun: bool = False) -> dict[str, Any]:

@@ -71,6 +71,14 @@ EDITIONS = {
 }
 
 
+def service_sid(instance: str) -> str:
+    """The per-service SID of an instance's SQL Server service, as an account name
+    (configure-windows-service-accounts-and-permissions.md, "Service SID")."""
+    _, _, name = instance.partition("\\")
+    return f"NT SERVICE\\MSSQL${name}" if name and name.upper() != "MSSQLSERVER" \
+        else "NT SERVICE\\MSSQLSERVER"
+
+
 def edition_of(entry: dict[str, Any]) -> Edition:
     """The edition of a simulated instance (``state["sql"][instance]``)."""
     return next((e for e in EDITIONS.values() if e.name == entry["edition"]),

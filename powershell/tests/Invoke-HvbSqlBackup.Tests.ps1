@@ -32,6 +32,14 @@ Describe 'Invoke-HvbSqlBackup' -Skip:(-not $env:HVB_PESTER_SQL_INSTANCE) {
         ($r.databases | Where-Object name -EQ 'tempdb').error.code | Should -Be 'DB_NOT_BACKUPABLE'
     }
 
+    It 'gives the SQL Server service SID Modify on the run folder, and only there' {
+        $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('model'); StagingPath = $script:staging; RunId = 'pester6'; TrustServerCertificate = $true }
+        $r.service_account | Should -Match '^NT SERVICE\\MSSQL(SERVER|\$.+)$'
+        @((Get-Acl -LiteralPath $r.staging).Access | ForEach-Object { $_.IdentityReference.Value }) | Should -Contain $r.service_account
+        @((Get-Acl -LiteralPath $script:staging).Access | Where-Object { -not $_.IsInherited } | ForEach-Object { $_.IdentityReference.Value }) | Should -Not -Contain $r.service_account
+        $r.databases[0].verified | Should -BeTrue
+    }
+
     It 'reports an unknown database without failing the others' {
         $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('master', 'nope'); StagingPath = $script:staging; RunId = 'pester2'; TrustServerCertificate = $true }
         ($r.databases | Where-Object name -EQ 'nope').error.code | Should -Be 'DB_NOT_FOUND'

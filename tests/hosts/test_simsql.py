@@ -291,3 +291,21 @@ def test_web_and_express_have_no_database_snapshots(tmp_path: Path, clock: Froze
                                                     edition: str) -> None:
     with pytest.raises(ValueError, match="no database snapshots"):
         make_dba_host(tmp_path, clock, edition)
+
+
+def test_the_run_folder_grants_the_sql_server_service_which_writes_the_dump(
+        tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = make_host(tmp_path, clock)
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA",
+                      StagingPath="D:\\hvbackup-staging", RunId="r1")
+    assert result["service_account"] == "NT SERVICE\\MSSQL$COMPTA"
+    assert host.world.state["acl"]["d:\\hvbackup-staging\\r1"] == ["NT SERVICE\\MSSQL$COMPTA"]
+    assert all(d["verified"] for d in result["databases"])
+    # Without the grant the service cannot create the file, whoever asked for the backup.
+    monkeypatch.setattr(SimulatedHost, "_grant_modify", lambda self, folder, principal: None)
+    refused = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA",
+                       StagingPath="D:\\hvbackup-staging", RunId="r2")
+    assert {d["error"]["code"] for d in refused["databases"]} == {"SQL_BACKUP_FAILED"}
+    assert "Operating system error 5(Access is denied.)" in refused["databases"][0]["error"][
+        "message"]
+    assert not list(host.local_path("D:\\hvbackup-staging\\r2").iterdir())
