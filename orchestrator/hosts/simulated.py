@@ -559,8 +559,8 @@ class SimulatedHost:
     def script_Restore_HvbSqlDatabase(
         self, *, Instance: str, BackupFile: str, DatabaseName: str, TargetName: str | None = None,
         DataPath: str | None = None, LogPath: str | None = None, Replace: bool = False,
-        TrustServerCertificate: bool = False, CommandTimeoutSeconds: int = 3600,
-        DryRun: bool = False,
+        OverwriteProduction: bool = False, TrustServerCertificate: bool = False,
+        CommandTimeoutSeconds: int = 3600, DryRun: bool = False,
     ) -> dict[str, Any]:
         entry = self.world.state["sql"].get(Instance)
         if entry is None:
@@ -568,9 +568,19 @@ class SimulatedHost:
         if not self.local_path(BackupFile).exists():
             raise _ScriptError("PATH_NOT_FOUND", f"Backup file {BackupFile} does not exist.")
         target = TargetName or f"{DatabaseName}_restore_{self._now():%Y%m%d%H%M}"
-        if target in entry["databases"] and not Replace:
+        exists = target in entry["databases"]
+        if exists and not Replace:
             raise _ScriptError("TARGET_EXISTS", f"Database '{target}' already exists on "
                                f"{Instance}; pick another -TargetName, or add -Replace.")
+        # Only a database an earlier restore made beside the original carries the marker
+        # (extended property hvbackup.restored); overwriting any other needs the second switch.
+        ours = exists and bool(entry["databases"][target].get("restored_by_hvbackup"))
+        if exists and not ours and not OverwriteProduction:
+            raise _ScriptError("TARGET_NOT_HVBACKUP", f"Database '{target}' on {Instance} was "
+                               "not made by an hvbackup restore: it may be production. "
+                               "Overwriting it needs -Replace -OverwriteProduction (recorded), "
+                               "after a copy of the current one.")
+        overwrote = exists and not ours
         if not simsql.verify_dump(self.local_path(BackupFile)):
             raise _ScriptError("SQL_RESTORE_FAILED", f"RESTORE DATABASE [{target}] failed: the "
                                "backup set is damaged (checksum).")
@@ -580,15 +590,18 @@ class SimulatedHost:
         if DryRun:
             return {"ok": True, "dry_run": True, "database": target, "moves": moves,
                     "planned": ["RESTORE DATABASE @target FROM DISK = @file WITH CHECKSUM, "
-                                "RECOVERY, MOVE ..."]}
+                                "RECOVERY, MOVE ..."], "replaced": exists,
+                    "overwrote_production": overwrote}
         simsql.restore_dump(self.local_path(BackupFile), self.local_path(data_file))
         previous = entry["databases"].get(target, {})
         entry["databases"][target] = {
             "path": data_file, "recovery_model": "FULL",
             "database_id": previous.get("database_id") or next_database_id(entry),
             "state": "ONLINE", "is_in_standby": False, "source_database": None,
-            "backup_operator": True}
-        return {"ok": True, "database": target, "instance": Instance, "moves": moves}
+            "backup_operator": True,
+            "restored_by_hvbackup": target != DatabaseName and not overwrote}
+        return {"ok": True, "database": target, "instance": Instance, "moves": moves,
+                "replaced": exists, "overwrote_production": overwrote}
 
     # -- shadow copies --------------------------------------------------------------------
 

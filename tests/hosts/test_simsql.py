@@ -309,3 +309,27 @@ def test_the_run_folder_grants_the_sql_server_service_which_writes_the_dump(
     assert "Operating system error 5(Access is denied.)" in refused["databases"][0]["error"][
         "message"]
     assert not list(host.local_path("D:\\hvbackup-staging\\r2").iterdir())
+
+
+def test_replace_overwrites_only_a_restored_copy_production_needs_its_own_switch(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock)
+    bak = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                   RunId="r1")["databases"][0]["file"]
+
+    def restore(**params: object) -> dict[str, object]:
+        return host.run("Restore-HvbSqlDatabase", Instance="SQL01\\COMPTA", BackupFile=bak,
+                        DatabaseName="COMPTA", **params)
+
+    copy = restore(TargetName="COMPTA_copie")
+    assert (copy["replaced"], copy["overwrote_production"]) == (False, False)
+    again = restore(TargetName="COMPTA_copie", Replace=True)  # a copy hvbackup made
+    assert (again["replaced"], again["overwrote_production"]) == (True, False)
+    with pytest.raises(ScriptFailed, match="TARGET_NOT_HVBACKUP"):
+        restore(TargetName="COMPTA", Replace=True)  # production: -Replace is not enough
+    with pytest.raises(ScriptFailed, match="TARGET_NOT_HVBACKUP"):
+        restore(TargetName="PAIE", Replace=True, DryRun=True)
+    over = restore(TargetName="COMPTA", Replace=True, OverwriteProduction=True)
+    assert (over["replaced"], over["overwrote_production"]) == (True, True)
+    with pytest.raises(ScriptFailed, match="TARGET_NOT_HVBACKUP"):  # it is production again
+        restore(TargetName="COMPTA", Replace=True)
