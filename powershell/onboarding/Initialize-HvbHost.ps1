@@ -203,7 +203,7 @@ function Invoke-HvbSqlGrant([string]$Instance, [bool]$Revoke) {
         "IF SUSER_ID(N'$login') IS NOT NULL DROP LOGIN [$login];"
     } else {
         "IF SUSER_ID(N'$login') IS NULL CREATE LOGIN [$login] FROM WINDOWS; ALTER SERVER ROLE dbcreator ADD MEMBER [$login]; " +
-        "EXEC sp_MSforeachdb N'IF DB_ID(''?'') <> 2 AND DATABASEPROPERTYEX(''?'', ''Updateability'') = ''READ_WRITE'' BEGIN USE [?]; IF USER_ID(N''$login'') IS NULL CREATE USER [$login] FOR LOGIN [$login]; ALTER ROLE db_backupoperator ADD MEMBER [$login]; END';"
+        "EXEC sp_MSforeachdb N'IF EXISTS (SELECT 1 FROM sys.databases WHERE name = N''?'' AND database_id <> 2 AND state = 0 AND is_read_only = 0 AND is_in_standby = 0 AND source_database_id IS NULL) BEGIN USE [?]; IF USER_ID(N''$login'') IS NULL CREATE USER [$login] FOR LOGIN [$login]; ALTER ROLE db_backupoperator ADD MEMBER [$login]; END';"
     }
     if (-not $DryRun) {
         $sqlcmd = Get-Command sqlcmd.exe -ErrorAction SilentlyContinue
