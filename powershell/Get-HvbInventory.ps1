@@ -116,15 +116,17 @@ function Get-SqlInstances {
             $connection.Open()
             $command = $connection.CreateCommand()
             $command.CommandTimeout = 60
-            $command.CommandText = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(64)), CAST(SERVERPROPERTY('Edition') AS nvarchar(128)), CAST(SERVERPROPERTY('EngineEdition') AS int)"
+            $command.CommandText = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(64)), CAST(SERVERPROPERTY('Edition') AS nvarchar(128)), CAST(SERVERPROPERTY('EngineEdition') AS int), CAST(SERVERPROPERTY('EditionID') AS bigint)"
             $reader = $command.ExecuteReader()
             [void]$reader.Read()
             $entry.version = $reader.GetString(0)
             $entry.edition = $reader.GetString(1)
             $entry.engine_edition = $reader.GetInt32(2)
+            $editionId = $reader.GetInt64(3)
             $reader.Close()
-            # Backup compression: Standard (2) and Enterprise/Developer (3); not Express (4).
-            $entry.supports_compression = $entry.engine_edition -in 2, 3
+            # Backup compression by EditionID, as Invoke-HvbSqlBackup decides it: EngineEdition 2
+            # is Standard, Web and BI alike, and Web cannot compress backups.
+            $entry.supports_compression = $editionId -in @(1804890536, 1872460670, 610778273, 284895786, -2117995310, -1534726760)
             $command.CommandText = @'
 SELECT d.name, d.recovery_model_desc, d.state_desc,
        CAST(SUM(CAST(f.size AS bigint)) * 8192 AS bigint)

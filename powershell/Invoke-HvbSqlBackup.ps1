@@ -11,11 +11,29 @@
     server's 'backup compression default'): the orchestrator deduplicates the pages of one
     night's dump against the last one's, which a compressed dump prevents, and compresses what
     it sends. -Compression asks for COMPRESSION; on an edition that cannot write compressed
-    backups (Express) the dump is made uncompressed and the result says so
-    (compression_requested true, compression false).
+    backups (Web, Express) the dump is made uncompressed and the result says so
+    (compression_requested true, compression false). The edition is told by
+    SERVERPROPERTY('EditionID'), not 'EngineEdition': EngineEdition 2 covers Standard, Web and
+    Business Intelligence alike, and Web has no backup compression (sql-docs
+    editions-and-components-of-sql-server-2022.md, "RDBMS high availability").
     Database and file names are passed as SQL parameters, never pasted into the statement.
 
-    -Database all means every database but tempdb that is ONLINE; -ExcludeDatabase removes some.
+    The .bak is written by the SQL Server service, not by the caller: "the account under which
+    the SQL Server service runs must have write permissions to the backup device" (sql-docs
+    backup-transact-sql.md, Permissions). The run's folder, and only it, grants Modify to the
+    instance's per-service SID, NT SERVICE\MSSQLSERVER or NT SERVICE\MSSQL$<instance>
+    (configure-windows-service-accounts-and-permissions.md, "Service SID"), which is in the
+    service's token whatever account it runs as; the result names it (service_account).
+
+    -Database all means the instance's user databases (database_id above 4) that can be backed
+    up: not the system databases (master, model, msdb: name them to back them up), not a
+    database snapshot (source_database_id set: a snapshot cannot be backed up), not a database
+    in standby (is_in_standby: read-only between log restores) nor one whose state is not
+    ONLINE (OFFLINE, RESTORING, RECOVERY_PENDING, SUSPECT, EMERGENCY...); sql-docs
+    sys-databases-transact-sql.md. Each left out is listed under 'skipped' with its reason
+    (system, snapshot, standby, not_online, excluded). -ExcludeDatabase removes some more.
+    A database named explicitly is backed up whatever it is, system databases included, unless
+    it cannot be (tempdb, a snapshot, standby, not ONLINE): its result says DB_NOT_BACKUPABLE.
     One database failing does not stop the others: each has its own result. The script fails
     as a whole only when the instance cannot be reached.
 
@@ -78,35 +96,78 @@ $connection = New-Object System.Data.SqlClient.SqlConnection $builder.Connection
 
 try {
     try { $connection.Open() } catch { throw [pscustomobject]@{ Code = 'SQL_CONNECT_FAILED'; Message = "Cannot connect to SQL Server instance '$Instance': $($_.Exception.InnerException.Message)$($_.Exception.Message)" } }
-    $server = (Invoke-Sql $connection "SELECT CAST(SERVERPROPERTY('EngineEdition') AS int) AS engine_edition, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition").Rows[0]
-    # EngineEdition 2 (Standard, also Web) and 3 (Enterprise, Developer) can compress.
-    $canCompress = [int]$server.engine_edition -in 2, 3
+    $server = (Invoke-Sql $connection "SELECT CAST(SERVERPROPERTY('EditionID') AS bigint) AS edition_id, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition, ISNULL(CAST(SERVERPROPERTY('InstanceName') AS nvarchar(128)), N'') AS instance_name").Rows[0]
+    $service = if ("$($server.instance_name)") { "NT SERVICE\MSSQL`$$($server.instance_name)" } else { 'NT SERVICE\MSSQLSERVER' }
+    # Editions that write compressed backups, by EditionID (serverproperty-transact-sql.md):
+    # Enterprise, Enterprise core-based, Evaluation, Business Intelligence, Developer, Standard.
+    # Not Web (1293598313) nor Express (-1592396055, -133711905); an unknown edition is not
+    # assumed to compress (the dump is then uncompressed, never failed).
+    $canCompress = [int64]$server.edition_id -in @(1804890536, 1872460670, 610778273, 284895786, -2117995310, -1534726760)
     $compress = [bool]$Compression -and $canCompress
     $option = if ($compress) { ', COMPRESSION' } elseif ($canCompress) { ', NO_COMPRESSION' } else { '' }
-    $online = Invoke-Sql $connection @'
-SELECT d.name, CAST(SUM(CAST(f.size AS bigint)) * 8192 AS bigint) AS size_bytes
-FROM sys.databases d JOIN sys.master_files f ON f.database_id = d.database_id
-WHERE d.name <> 'tempdb' AND d.state_desc = 'ONLINE'
-GROUP BY d.name
+    $catalog = Invoke-Sql $connection @'
+SELECT d.name, d.database_id, d.state_desc, CAST(d.is_in_standby AS int) AS is_in_standby,
+       CASE WHEN d.source_database_id IS NULL THEN 0 ELSE 1 END AS is_snapshot,
+       CAST(ISNULL(SUM(CAST(f.size AS bigint)), 0) * 8192 AS bigint) AS size_bytes
+FROM sys.databases d LEFT JOIN sys.master_files f ON f.database_id = d.database_id
+GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database_id
 '@
-    $sizes = @{}
-    foreach ($row in $online.Rows) { $sizes[$row.name] = [int64]$row.size_bytes }
-    $wanted = if ($Database -contains 'all') { @($sizes.Keys | Sort-Object) } else { @($Database) }
-    $wanted = @($wanted | Where-Object { $ExcludeDatabase -notcontains $_ })
+    $rows = @{}
+    foreach ($row in $catalog.Rows) { $rows[$row.name] = $row }
+    # Why a database cannot be backed up at all, or $null.
+    function Get-Unfit($row) {
+        if ($row.name -eq 'tempdb') { return 'tempdb' }
+        if ([int]$row.is_snapshot) { return 'snapshot' }
+        if ($row.state_desc -ne 'ONLINE') { return 'not_online' }
+        if ([int]$row.is_in_standby) { return 'standby' }
+        return $null
+    }
+    $skipped = @()
+    if ($Database -contains 'all') {
+        $wanted = @()
+        foreach ($name in @($rows.Keys | Sort-Object)) {
+            $row = $rows[$name]
+            if ($name -eq 'tempdb') { continue }
+            $reason = Get-Unfit $row
+            if (-not $reason -and [int]$row.database_id -le 4) { $reason = 'system' }
+            if (-not $reason -and $ExcludeDatabase -contains $name) { $reason = 'excluded' }
+            if ($reason) { $skipped += [ordered]@{ name = $name; reason = $reason; state = "$($row.state_desc)" } }
+            else { $wanted += $name }
+        }
+    } else {
+        $wanted = @($Database | Where-Object { $ExcludeDatabase -notcontains $_ })
+    }
     Assert-HvbRoot $StagingPath 'staging' | Out-Null
     $target = Join-Path $StagingPath $RunId
 
     if ($DryRun) {
-        $result = [ordered]@{ ok = $true; dry_run = $true; instance = $Instance; compression = $compress; compression_requested = [bool]$Compression; staging = $target; planned = @($wanted | ForEach-Object { "BACKUP DATABASE [$_] WITH COPY_ONLY, CHECKSUM$option then RESTORE VERIFYONLY" }) }
+        $result = [ordered]@{ ok = $true; dry_run = $true; instance = $Instance; compression = $compress; compression_requested = [bool]$Compression; staging = $target; service_account = $service; planned = @($wanted | ForEach-Object { "BACKUP DATABASE [$_] WITH COPY_ONLY, CHECKSUM$option then RESTORE VERIFYONLY" }); skipped = @($skipped) }
     } else {
         New-Item -ItemType Directory -Force -Path $target | Out-Null
+        try {
+            $folder = New-Object System.IO.DirectoryInfo $target
+            $acl = $folder.GetAccessControl([System.Security.AccessControl.AccessControlSections]::Access)
+            $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule($service, 'Modify', 'ContainerInherit, ObjectInherit', 'None', 'Allow')))
+            $folder.SetAccessControl($acl)
+        } catch { throw [pscustomobject]@{ Code = 'STAGING_GRANT_FAILED'; Message = "Cannot give the SQL Server service ($service) write access to ${target}: $($_.Exception.Message)" } }
         $databases = foreach ($name in $wanted) {
             $entry = [ordered]@{ name = $name; file = $null; size_bytes = 0; compressed = $compress; verified = $false; duration_s = 0; error = $null }
             $started = Get-Date
             try {
-                if (-not $sizes.ContainsKey($name)) { throw [pscustomobject]@{ Code = 'DB_NOT_FOUND'; Message = "Database '$name' does not exist or is not online on $Instance." } }
+                if (-not $rows.ContainsKey($name)) { throw [pscustomobject]@{ Code = 'DB_NOT_FOUND'; Message = "Database '$name' does not exist on $Instance." } }
+                $unfit = Get-Unfit $rows[$name]
+                if ($unfit) {
+                    $why = switch ($unfit) {
+                        'tempdb' { 'tempdb cannot be backed up' }
+                        'snapshot' { 'it is a database snapshot, which cannot be backed up (back up its source database)' }
+                        'standby' { 'it is in standby (read-only between log restores) and cannot be backed up until its restore sequence ends' }
+                        default { "it is $($rows[$name].state_desc): only an ONLINE database can be backed up" }
+                    }
+                    throw [pscustomobject]@{ Code = 'DB_NOT_BACKUPABLE'; Message = "Database '$name' on ${Instance}: $why." }
+                }
+                $size = [int64]$rows[$name].size_bytes
                 $free = (Get-CimInstance -ClassName Win32_Volume -Filter "DriveLetter = '$([System.IO.Path]::GetPathRoot($target).TrimEnd('\'))'").FreeSpace
-                if ($free -and $free -lt $sizes[$name]) { throw [pscustomobject]@{ Code = 'STAGING_FULL'; Message = "The staging volume of $target has $free bytes free; '$name' may need up to $($sizes[$name])." } }
+                if ($free -and $free -lt $size) { throw [pscustomobject]@{ Code = 'STAGING_FULL'; Message = "The staging volume of $target has $free bytes free; '$name' may need up to $size." } }
                 $file = Join-Path $target ((Get-SafeFileName $name) + '.bak')
                 $options = "COPY_ONLY, CHECKSUM$option, INIT, FORMAT"
                 try {
@@ -128,7 +189,7 @@ GROUP BY d.name
             $entry.duration_s = [math]::Round(((Get-Date) - $started).TotalSeconds, 1)
             $entry
         }
-        $result = [ordered]@{ ok = $true; instance = $Instance; edition = "$($server.edition)"; compression = $compress; compression_requested = [bool]$Compression; staging = $target; databases = @($databases) }
+        $result = [ordered]@{ ok = $true; instance = $Instance; edition = "$($server.edition)"; compression = $compress; compression_requested = [bool]$Compression; staging = $target; service_account = $service; databases = @($databases); skipped = @($skipped) }
     }
 } catch {
     $detail = $_.TargetObject

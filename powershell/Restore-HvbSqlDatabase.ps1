@@ -6,8 +6,14 @@
     RESTORE FILELISTONLY reads the logical files of the backup; each is moved (WITH MOVE) to the
     instance's default data or log folder (or -DataPath / -LogPath) under a name made from the
     target database. The target defaults to "<DatabaseName>_restore_<yyyyMMddHHmm>", so the
-    production database is never overwritten by accident; restoring over an existing database
-    needs both -TargetName and -Replace. RESTORE ... WITH CHECKSUM.
+    production database is never overwritten by accident. RESTORE ... WITH CHECKSUM.
+
+    Overwriting an existing database: -Replace overwrites only a database an earlier restore
+    made beside the original (it carries the extended property 'hvbackup.restored', which
+    this script sets after restoring under another name). Any other database (production, or
+    one this login cannot read) also needs -OverwriteProduction, a distinct switch that the
+    result reports (overwrote_production) and the JEA transcript records; after such a
+    restore the database carries no marker, so the next -Replace alone refuses it again.
 
     Writes exactly one JSON object. -DryRun reports the statement's plan and changes nothing.
 #>
@@ -20,6 +26,7 @@ param(
     [string]$DataPath,
     [string]$LogPath,
     [switch]$Replace,
+    [switch]$OverwriteProduction,
     [switch]$TrustServerCertificate,
     [int]$CommandTimeoutSeconds = 3600,
     [switch]$DryRun
@@ -51,6 +58,17 @@ try {
     try { $connection.Open() } catch { throw [pscustomobject]@{ Code = 'SQL_CONNECT_FAILED'; Message = "Cannot connect to SQL Server instance '$Instance': $($_.Exception.Message)" } }
     $exists = (Invoke-Sql $connection 'SELECT COUNT(*) AS n FROM sys.databases WHERE name = @name' @{ '@name' = $TargetName }).Rows[0].n -gt 0
     if ($exists -and -not $Replace) { throw [pscustomobject]@{ Code = 'TARGET_EXISTS'; Message = "Database '$TargetName' already exists on $Instance; pick another -TargetName, or add -Replace to overwrite it." } }
+    $ours = $false
+    if ($exists) {
+        try {
+            $found = (Invoke-Sql $connection "DECLARE @q nvarchar(max) = N'SELECT COUNT(*) AS n FROM ' + QUOTENAME(@name) + N'.sys.extended_properties WHERE class = 0 AND name = N''hvbackup.restored'''; EXEC sp_executesql @q" @{ '@name' = $TargetName }).Rows
+            $ours = [int]$found[0].n -gt 0
+        } catch { $ours = $false }  # a database this login cannot even read is not one it made
+        if (-not $ours -and -not $OverwriteProduction) { throw [pscustomobject]@{ Code = 'TARGET_NOT_HVBACKUP'; Message = "Database '$TargetName' on $Instance was not made by an hvbackup restore: it may be production. Overwriting it needs -Replace -OverwriteProduction (recorded), after a copy of the current one." } }
+    }
+    $overwroteProduction = $exists -and -not $ours
+    # Marked as ours only when it is a copy beside the original, never what replaced production.
+    $mark = ($TargetName -ne $DatabaseName) -and -not $overwroteProduction
     $defaults = (Invoke-Sql $connection "SELECT CAST(SERVERPROPERTY('InstanceDefaultDataPath') AS nvarchar(400)) AS data, CAST(SERVERPROPERTY('InstanceDefaultLogPath') AS nvarchar(400)) AS log").Rows[0]
     $dataDir = if ($DataPath) { $DataPath } else { $defaults.data }
     $logDir = if ($LogPath) { $LogPath } else { $defaults.log }
@@ -69,11 +87,18 @@ try {
     }
     $moveClause = (1..$index | ForEach-Object { "MOVE @l$_ TO @p$_" }) -join ', '
     $statement = "RESTORE DATABASE @target FROM DISK = @file WITH CHECKSUM, RECOVERY, $moveClause$(if ($Replace) { ', REPLACE' })"
+    $marker = if ($mark) {
+        "IF NOT EXISTS (SELECT 1 FROM sys.extended_properties WHERE class = 0 AND name = N''hvbackup.restored'') EXEC sys.sp_addextendedproperty @name = N''hvbackup.restored'', @value = @v"
+    } else {
+        "IF EXISTS (SELECT 1 FROM sys.extended_properties WHERE class = 0 AND name = N''hvbackup.restored'') EXEC sys.sp_dropextendedproperty @name = N''hvbackup.restored''"
+    }
+    $markStatement = "DECLARE @q nvarchar(max) = N'USE ' + QUOTENAME(@target) + N'; $marker'; EXEC sp_executesql @q, N'@v nvarchar(400)', @v = @value"
     if ($DryRun) {
-        $result = [ordered]@{ ok = $true; dry_run = $true; database = $TargetName; moves = @($moves); planned = @($statement) }
+        $result = [ordered]@{ ok = $true; dry_run = $true; database = $TargetName; moves = @($moves); planned = @($statement); replaced = $exists; overwrote_production = $overwroteProduction }
     } else {
         try { Invoke-Sql $connection $statement $parameters | Out-Null } catch { throw [pscustomobject]@{ Code = 'SQL_RESTORE_FAILED'; Message = "RESTORE DATABASE [$TargetName] failed: $($_.Exception.Message)" } }
-        $result = [ordered]@{ ok = $true; database = $TargetName; instance = $Instance; moves = @($moves) }
+        Invoke-Sql $connection $markStatement @{ '@target' = $TargetName; '@value' = "restored from $DatabaseName ($([System.IO.Path]::GetFileName($BackupFile))) on $((Get-Date).ToUniversalTime().ToString('o', [System.Globalization.CultureInfo]::InvariantCulture))" } | Out-Null
+        $result = [ordered]@{ ok = $true; database = $TargetName; instance = $Instance; moves = @($moves); replaced = $exists; overwrote_production = $overwroteProduction }
     }
 } catch {
     $detail = $_.TargetObject

@@ -295,8 +295,8 @@ class SimulatedSettings(Model):
     """Sizes (MB) of the simulated SQL Server databases, in the order of their names (COMPTA,
     PAIE for `all`); the last size is used for the rest. Each grows a little every day.
     """
-    sql_edition: Literal["standard", "enterprise", "developer", "express"] = "standard"
-    """Edition of the simulated SQL Server instances (express cannot compress backups)."""
+    sql_edition: Literal["standard", "web", "enterprise", "developer", "express"] = "standard"
+    """Edition of the simulated SQL Server instances (web and express cannot compress backups)."""
     faults: list[SimulatedFault] = Field(default_factory=list)
     """Failures to inject."""
 

@@ -24,12 +24,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from orchestrator.errors import HostTimeout, HostUnreachable
 from orchestrator.hosts import scripts, simroots, simsql
-from orchestrator.hosts.simworld import SimWorld, WorldSpec
+from orchestrator.hosts.simworld import (
+    SQL_ROOT,
+    SimWorld,
+    WorldSpec,
+    edition_of,
+    next_database_id,
+    service_sid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,29 @@ class _ScriptError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+_UNFIT_WHY = {
+    "tempdb": "tempdb cannot be backed up",
+    "snapshot": "it is a database snapshot, which cannot be backed up (back up its source "
+                "database)",
+    "standby": "it is in standby (read-only between log restores) and cannot be backed up "
+               "until its restore sequence ends",
+}
+
+
+def _sql_unfit(name: str, info: dict[str, Any]) -> str | None:
+    """Why BACKUP DATABASE cannot take this database at all (sys.databases: name, state_desc,
+    is_in_standby, source_database_id), or None; as Invoke-HvbSqlBackup.ps1's Get-Unfit."""
+    if name == "tempdb":
+        return "tempdb"
+    if info["source_database"]:
+        return "snapshot"
+    if info["state"] != "ONLINE":
+        return "not_online"
+    if info["is_in_standby"]:
+        return "standby"
+    return None
 
 
 def _utc(when: datetime) -> str:
@@ -221,12 +251,12 @@ class SimulatedHost:
                 "format": "VHDX"}
 
     def _sql_instance(self, instance: str, entry: dict[str, Any]) -> dict[str, Any]:
-        dbs = [{"name": db, "recovery_model": info["recovery_model"], "state": "ONLINE",
+        dbs = [{"name": db, "recovery_model": info["recovery_model"], "state": info["state"],
                 "size_bytes": self.local_path(info["path"]).stat().st_size}
-               for db, info in sorted(entry["databases"].items())]
+               for db, info in sorted(entry["databases"].items()) if db != "tempdb"]
         return {"instance": instance, "version": entry["version"], "edition": entry["edition"],
                 "engine_edition": entry["engine_edition"],
-                "supports_compression": entry["engine_edition"] in (2, 3), "databases": dbs}
+                "supports_compression": edition_of(entry).backup_compression, "databases": dbs}
 
     def _volumes(self) -> list[dict[str, Any]]:
         out = []
@@ -471,33 +501,69 @@ class SimulatedHost:
                                "occurred (simulated: no such instance).")
         self._root(StagingPath, "staging")
         databases = Database or ["all"]
-        # Standard, Enterprise and Developer write compressed backups; Express cannot.
-        can_compress = entry["engine_edition"] in (2, 3)
+        # Standard, Enterprise and Developer write compressed backups; Web and Express cannot
+        # (EngineEdition is 2 for Web as for Standard: the edition decides).
+        can_compress = edition_of(entry).backup_compression
         compress = Compression and can_compress
         # Without COMPRESSION or NO_COMPRESSION, BACKUP follows the server's "backup
         # compression default": the script always says which it wants.
         option = "COMPRESSION" if compress else "NO_COMPRESSION" if can_compress else ""
-        wanted = sorted(entry["databases"]) if "all" in databases else list(databases)
-        wanted = [d for d in wanted if d not in (ExcludeDatabase or [])]
+        excluded = ExcludeDatabase or []
+        skipped: list[dict[str, str]] = []
+        if "all" in databases:
+            wanted = []
+            for name, info in sorted(entry["databases"].items()):
+                if name == "tempdb":
+                    continue
+                reason = _sql_unfit(name, info) or (
+                    "system" if info["database_id"] <= 4 else
+                    "excluded" if name in excluded else None)
+                if reason:
+                    skipped.append({"name": name, "reason": reason, "state": info["state"]})
+                else:
+                    wanted.append(name)
+        else:
+            wanted = [d for d in databases if d not in excluded]
         target = f"{StagingPath}\\{RunId}"
+        service = service_sid(Instance)
         if DryRun:
             return {"ok": True, "dry_run": True, "instance": Instance, "compression": compress,
                     "compression_requested": Compression, "staging": target,
+                    "service_account": service,
                     "planned": [f"BACKUP DATABASE [{d}] WITH COPY_ONLY, CHECKSUM"
                                 f"{', ' + option if option else ''} then RESTORE VERIFYONLY"
-                                for d in wanted]}
+                                for d in wanted], "skipped": skipped}
+        self.local_path(target).mkdir(parents=True, exist_ok=True)
+        self._grant_modify(target, service)
         results = []
         for name in wanted:
             item: dict[str, Any] = {"name": name, "file": None, "size_bytes": 0,
                                     "compressed": compress, "verified": False, "duration_s": 0.4,
                                     "error": None}
             info = entry["databases"].get(name)
+            unfit = _sql_unfit(name, info) if info else None
             if info is None:
                 item["error"] = {"code": "DB_NOT_FOUND", "message": f"Database '{name}' does not "
-                                 f"exist or is not online on {Instance}."}
+                                 f"exist on {Instance}."}
+            elif unfit:
+                why = (f"it is {info['state']}: only an ONLINE database can be backed up"
+                       if unfit == "not_online" else _UNFIT_WHY[unfit])
+                item["error"] = {"code": "DB_NOT_BACKUPABLE",
+                                 "message": f"Database '{name}' on {Instance}: {why}."}
+            elif not info["backup_operator"]:
+                # Msg 262, as BACKUP says it to a login without db_backupoperator there.
+                item["error"] = {"code": "SQL_BACKUP_FAILED", "message": f"BACKUP DATABASE "
+                                 f"[{name}] failed: BACKUP DATABASE permission denied in "
+                                 f"database '{name}'."}
             elif self._fault("staging-full", name):
                 item["error"] = {"code": "STAGING_FULL", "message": f"The staging volume of "
                                  f"{target} has 0 bytes free; '{name}' needs more."}
+            elif not self._may_write(target, service):
+                # Msg 3201: BACKUP opens the file as the service, which needs the right.
+                item["error"] = {"code": "SQL_BACKUP_FAILED", "message": f"BACKUP DATABASE "
+                                 f"[{name}] failed: Cannot open backup device "
+                                 f"'{target}\\{name}.bak'. Operating system error 5(Access is "
+                                 "denied.). BACKUP DATABASE is terminating abnormally."}
             else:
                 file = f"{target}\\{name}.bak"
                 bak = self.local_path(file)
@@ -514,7 +580,26 @@ class SimulatedHost:
             results.append(item)
         return {"ok": True, "instance": Instance, "edition": entry["edition"],
                 "compression": compress, "compression_requested": Compression,
-                "staging": target, "databases": results}
+                "staging": target, "service_account": service, "databases": results,
+                "skipped": skipped}
+
+    def _grant_modify(self, folder: str, principal: str) -> None:
+        """Modify for ``principal`` on ``folder``, inherited below (an ACE as Set-Acl adds it).
+        Grants on folders since deleted are forgotten."""
+        acl = self.world.state.setdefault("acl", {})
+        for path in [p for p in acl if not self.local_path(p).exists()]:
+            del acl[path]
+        acl.setdefault(folder.lower(), [])
+        if principal not in acl[folder.lower()]:
+            acl[folder.lower()].append(principal)
+
+    def _may_write(self, folder: str, principal: str) -> bool:
+        """Whether ``principal`` may create files in ``folder``: an ACE on it or a parent, or
+        SQL Server's own folders (setup grants the service SID its data folders)."""
+        acl = self.world.state.get("acl", {})
+        path = PureWindowsPath(folder)
+        return any(str(p).lower() == SQL_ROOT.lower() or principal in acl.get(str(p).lower(), [])
+                   for p in (path, *path.parents))
 
     def script_Remove_HvbStaging(self, *, StagingPath: str, RunId: str,
                                  DryRun: bool = False) -> dict[str, Any]:
@@ -530,8 +615,8 @@ class SimulatedHost:
     def script_Restore_HvbSqlDatabase(
         self, *, Instance: str, BackupFile: str, DatabaseName: str, TargetName: str | None = None,
         DataPath: str | None = None, LogPath: str | None = None, Replace: bool = False,
-        TrustServerCertificate: bool = False, CommandTimeoutSeconds: int = 3600,
-        DryRun: bool = False,
+        OverwriteProduction: bool = False, TrustServerCertificate: bool = False,
+        CommandTimeoutSeconds: int = 3600, DryRun: bool = False,
     ) -> dict[str, Any]:
         entry = self.world.state["sql"].get(Instance)
         if entry is None:
@@ -539,9 +624,19 @@ class SimulatedHost:
         if not self.local_path(BackupFile).exists():
             raise _ScriptError("PATH_NOT_FOUND", f"Backup file {BackupFile} does not exist.")
         target = TargetName or f"{DatabaseName}_restore_{self._now():%Y%m%d%H%M}"
-        if target in entry["databases"] and not Replace:
+        exists = target in entry["databases"]
+        if exists and not Replace:
             raise _ScriptError("TARGET_EXISTS", f"Database '{target}' already exists on "
                                f"{Instance}; pick another -TargetName, or add -Replace.")
+        # Only a database an earlier restore made beside the original carries the marker
+        # (extended property hvbackup.restored); overwriting any other needs the second switch.
+        ours = exists and bool(entry["databases"][target].get("restored_by_hvbackup"))
+        if exists and not ours and not OverwriteProduction:
+            raise _ScriptError("TARGET_NOT_HVBACKUP", f"Database '{target}' on {Instance} was "
+                               "not made by an hvbackup restore: it may be production. "
+                               "Overwriting it needs -Replace -OverwriteProduction (recorded), "
+                               "after a copy of the current one.")
+        overwrote = exists and not ours
         if not simsql.verify_dump(self.local_path(BackupFile)):
             raise _ScriptError("SQL_RESTORE_FAILED", f"RESTORE DATABASE [{target}] failed: the "
                                "backup set is damaged (checksum).")
@@ -551,10 +646,18 @@ class SimulatedHost:
         if DryRun:
             return {"ok": True, "dry_run": True, "database": target, "moves": moves,
                     "planned": ["RESTORE DATABASE @target FROM DISK = @file WITH CHECKSUM, "
-                                "RECOVERY, MOVE ..."]}
+                                "RECOVERY, MOVE ..."], "replaced": exists,
+                    "overwrote_production": overwrote}
         simsql.restore_dump(self.local_path(BackupFile), self.local_path(data_file))
-        entry["databases"][target] = {"path": data_file, "recovery_model": "FULL"}
-        return {"ok": True, "database": target, "instance": Instance, "moves": moves}
+        previous = entry["databases"].get(target, {})
+        entry["databases"][target] = {
+            "path": data_file, "recovery_model": "FULL",
+            "database_id": previous.get("database_id") or next_database_id(entry),
+            "state": "ONLINE", "is_in_standby": False, "source_database": None,
+            "backup_operator": True,
+            "restored_by_hvbackup": target != DatabaseName and not overwrote}
+        return {"ok": True, "database": target, "instance": Instance, "moves": moves,
+                "replaced": exists, "overwrote_production": overwrote}
 
     # -- shadow copies --------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ BLOCK = 64 * 1024
 HYPERV_ROOT = "D:\\Hyper-V"
 SQL_ROOT = "D:\\SQL"
 DEFAULT_DATABASES = ("COMPTA", "PAIE")
+SYSTEM_DATABASES = ("master", "tempdb", "model", "msdb")  # database_id 1 to 4
 _WORDS = (b"facture client commande livraison stock article remise total TVA echeance "
           b"reglement fournisseur devis avoir compte journal ecriture lettrage ")
 
@@ -47,12 +48,42 @@ class WorldSpec:
     passthrough_vms: list[str] = field(default_factory=list)  # VMs with a physical disk too
 
 
-EDITIONS = {  # SERVERPROPERTY('Edition'), SERVERPROPERTY('EngineEdition')
-    "standard": ("Standard Edition (64-bit)", 2),
-    "enterprise": ("Enterprise Edition: Core-based Licensing (64-bit)", 3),
-    "developer": ("Developer Edition (64-bit)", 3),
-    "express": ("Express Edition (64-bit)", 4),
+@dataclass(frozen=True)
+class Edition:
+    """A SQL Server edition as SERVERPROPERTY reports it, and what it can do (sql-docs
+    serverproperty-transact-sql.md; editions-and-components-of-sql-server-2022.md, "RDBMS high
+    availability": backup compression and database snapshots on Enterprise and Standard, not on
+    Web nor Express; Developer has every Enterprise feature)."""
+
+    name: str  # SERVERPROPERTY('Edition')
+    engine_edition: int  # SERVERPROPERTY('EngineEdition'): 2 for Standard, Web and BI alike
+    edition_id: int  # SERVERPROPERTY('EditionID')
+    backup_compression: bool
+    database_snapshots: bool
+
+
+EDITIONS = {
+    "standard": Edition("Standard Edition (64-bit)", 2, -1534726760, True, True),
+    "web": Edition("Web Edition (64-bit)", 2, 1293598313, False, False),
+    "enterprise": Edition("Enterprise Edition: Core-based Licensing (64-bit)", 3, 1872460670,
+                          True, True),
+    "developer": Edition("Developer Edition (64-bit)", 3, -2117995310, True, True),
+    "express": Edition("Express Edition (64-bit)", 4, -1592396055, False, False),
 }
+
+
+def service_sid(instance: str) -> str:
+    """The per-service SID of an instance's SQL Server service, as an account name
+    (configure-windows-service-accounts-and-permissions.md, "Service SID")."""
+    _, _, name = instance.partition("\\")
+    return f"NT SERVICE\\MSSQL${name}" if name and name.upper() != "MSSQLSERVER" \
+        else "NT SERVICE\\MSSQLSERVER"
+
+
+def edition_of(entry: dict[str, Any]) -> Edition:
+    """The edition of a simulated instance (``state["sql"][instance]``)."""
+    return next((e for e in EDITIONS.values() if e.name == entry["edition"]),
+                EDITIONS["express"])
 
 
 def _rng(*parts: object) -> random.Random:
@@ -118,6 +149,29 @@ class SimWorld:
         tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
         tmp.replace(self.state_file)
 
+    # -- SQL Server states, as a DBA leaves them -----------------------------------------
+
+    def sql_snapshot(self, instance: str, source: str, name: str) -> None:
+        """``CREATE DATABASE name AS SNAPSHOT OF source``; raises ValueError on an edition
+        without database snapshots (Web, Express)."""
+        entry = self.state["sql"][instance]
+        if not edition_of(entry).database_snapshots:
+            raise ValueError(f"{entry['edition']} has no database snapshots")
+        origin = entry["databases"][source]
+        entry["databases"][name] = {
+            "path": origin["path"], "recovery_model": origin["recovery_model"],
+            "database_id": next_database_id(entry), "state": "ONLINE", "is_in_standby": False,
+            "source_database": source, "backup_operator": origin["backup_operator"]}
+        self.save()
+
+    def sql_set_state(self, instance: str, name: str, state: str = "ONLINE",
+                      standby: bool = False) -> None:
+        """``ALTER DATABASE ... SET OFFLINE`` and the like (``state`` as sys.databases
+        state_desc), or ``RESTORE LOG ... WITH STANDBY`` (ONLINE, read-only, standby)."""
+        info = self.state["sql"][instance]["databases"][name]
+        info.update(state=state, is_in_standby=standby)
+        self.save()
+
     # -- creation -------------------------------------------------------------------------
 
     def _ensure_objects(self) -> None:
@@ -144,12 +198,20 @@ class SimWorld:
                                       "vlan_id": 0}],
             }
         for instance, names in self.spec.sql.items():
-            edition, engine = EDITIONS[self.spec.sql_edition]
+            edition = EDITIONS[self.spec.sql_edition]
             entry = self.state["sql"].setdefault(instance, {
-                "edition": edition, "engine_edition": engine,
+                "edition": edition.name, "engine_edition": edition.engine_edition,
                 "version": "16.0.4135.4", "databases": {},
             })
             sizes = self.spec.sql_database_mb or [2]
+            for database_id, db in enumerate(SYSTEM_DATABASES, 1):
+                if db not in entry["databases"]:
+                    path = f"{SQL_ROOT}\\{_safe(instance)}\\{db}.mdf"
+                    made = simsql.create_database(self.local_path(path), 0,
+                                                  f"{seed}:{instance}:{db}")
+                    entry["databases"][db] = {
+                        "path": path, "recovery_model": "SIMPLE", **made,
+                        "database_id": database_id}
             for index, db in enumerate(names or list(DEFAULT_DATABASES)):
                 if db in entry["databases"]:
                     continue
@@ -158,6 +220,14 @@ class SimWorld:
                 made = simsql.create_database(self.local_path(path), size,
                                               f"{seed}:{instance}:{db}")
                 entry["databases"][db] = {"path": path, "recovery_model": "FULL", **made}
+            for info in entry["databases"].values():  # states written before these keys
+                info.setdefault("database_id", next_database_id(entry))
+                info.setdefault("state", "ONLINE")
+                info.setdefault("is_in_standby", False)
+                info.setdefault("source_database", None)
+                # The hvbackup-sql login is a db_backupoperator where onboarding granted it:
+                # every database but tempdb (powershell/onboarding/Initialize-HvbHost.ps1).
+                info.setdefault("backup_operator", True)
         for share in self.spec.shares:
             if share in self.state["shares"]:
                 continue
@@ -224,6 +294,8 @@ class SimWorld:
                         f.write(data)
         for instance, entry in self.state["sql"].items():
             for db, info in entry["databases"].items():
+                if info.get("source_database") or info.get("state", "ONLINE") != "ONLINE":
+                    continue  # a snapshot is its source frozen; an offline database is shut
                 simsql.change_database(self.local_path(info["path"]), info,
                                        f"{seed}:{instance}:{db}:{day}")
         for share, info in self.state["shares"].items():
@@ -244,6 +316,11 @@ class SimWorld:
                 n = info["next_file"]
                 info["next_file"] = n + 1
                 self._write_share_file(folder, f"dossier{n % 7}/document-{n:05d}.txt", rng)
+
+
+def next_database_id(entry: dict[str, Any]) -> int:
+    """The database_id SQL Server gives the next database of the instance ``entry``."""
+    return max((d.get("database_id", 0) for d in entry["databases"].values()), default=4) + 1
 
 
 def _safe(instance: str) -> str:

@@ -22,7 +22,9 @@
        VMs). Every host script refuses any other path (PATH_NOT_ALLOWED). Local folders only;
        never a volume root for staging or restore, never Windows, Program Files or ProgramData.
     5. With -SqlInstance: a SQL login for the hvbackup-sql group, dbcreator (RESTORE
-       VERIFYONLY) and db_backupoperator in every user database. Re-run after adding databases.
+       VERIFYONLY) and db_backupoperator in every writable database but tempdb (master, model
+       and msdb included, for a job that names them; model passes it on to databases created
+       later). Re-run after restoring or attaching databases.
     -Remove undoes all of it. -DryRun says what would change and changes nothing.
     Writes exactly one JSON object: the steps taken, the CA file, what to put in the
     orchestrator's configuration.
@@ -286,7 +288,7 @@ function Invoke-HvbSqlGrant([string]$Instance, [bool]$Revoke) {
         "IF SUSER_ID(N'$login') IS NOT NULL DROP LOGIN [$login];"
     } else {
         "IF SUSER_ID(N'$login') IS NULL CREATE LOGIN [$login] FROM WINDOWS; ALTER SERVER ROLE dbcreator ADD MEMBER [$login]; " +
-        "EXEC sp_MSforeachdb N'IF DB_ID(''?'') > 4 BEGIN USE [?]; IF USER_ID(N''$login'') IS NULL CREATE USER [$login] FOR LOGIN [$login]; ALTER ROLE db_backupoperator ADD MEMBER [$login]; END';"
+        "EXEC sp_MSforeachdb N'IF EXISTS (SELECT 1 FROM sys.databases WHERE name = N''?'' AND database_id <> 2 AND state = 0 AND is_read_only = 0 AND is_in_standby = 0 AND source_database_id IS NULL) BEGIN USE [?]; IF USER_ID(N''$login'') IS NULL CREATE USER [$login] FOR LOGIN [$login]; ALTER ROLE db_backupoperator ADD MEMBER [$login]; END';"
     }
     if (-not $DryRun) {
         $sqlcmd = Get-Command sqlcmd.exe -ErrorAction SilentlyContinue
@@ -294,7 +296,7 @@ function Invoke-HvbSqlGrant([string]$Instance, [bool]$Revoke) {
         & $sqlcmd.Source -S $Instance -E -b -Q $query | Out-Null
         if ($LASTEXITCODE -ne 0) { Fail 'SQL_CONNECT_FAILED' "sqlcmd on $Instance failed (exit $LASTEXITCODE): run this script as a sysadmin of the instance." }
     }
-    Step "SQL $Instance" $(if ($Revoke) { 'removed' } else { 'updated' }) "${login}: dbcreator, db_backupoperator in every user database"
+    Step "SQL $Instance" $(if ($Revoke) { 'removed' } else { 'updated' }) "${login}: dbcreator, db_backupoperator in every writable database but tempdb"
 }
 
 function Remove-Hvb {

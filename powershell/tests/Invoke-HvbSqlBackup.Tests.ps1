@@ -25,6 +25,23 @@ Describe 'Invoke-HvbSqlBackup' -Skip:(-not $env:HVB_PESTER_SQL_INSTANCE) {
         $r.databases[0].verified | Should -BeTrue
     }
 
+    It 'leaves the system databases out of all and says so, backs them up when named' {
+        $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('all'); StagingPath = $script:staging; RunId = 'pester4'; TrustServerCertificate = $true; DryRun = $true }
+        @($r.skipped | Where-Object reason -EQ 'system' | ForEach-Object name) | Sort-Object | Should -Be @('master', 'model', 'msdb')
+        $r.planned | Where-Object { $_ -like '*[[]master]*' -or $_ -like '*[[]tempdb]*' } | Should -BeNullOrEmpty
+        $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('model', 'tempdb'); StagingPath = $script:staging; RunId = 'pester5'; TrustServerCertificate = $true }
+        ($r.databases | Where-Object name -EQ 'model').verified | Should -BeTrue
+        ($r.databases | Where-Object name -EQ 'tempdb').error.code | Should -Be 'DB_NOT_BACKUPABLE'
+    }
+
+    It 'gives the SQL Server service SID Modify on the run folder, and only there' {
+        $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('model'); StagingPath = $script:staging; RunId = 'pester6'; TrustServerCertificate = $true }
+        $r.service_account | Should -Match '^NT SERVICE\\MSSQL(SERVER|\$.+)$'
+        @((Get-Acl -LiteralPath $r.staging).Access | ForEach-Object { $_.IdentityReference.Value }) | Should -Contain $r.service_account
+        @((Get-Acl -LiteralPath $script:staging).Access | Where-Object { -not $_.IsInherited } | ForEach-Object { $_.IdentityReference.Value }) | Should -Not -Contain $r.service_account
+        $r.databases[0].verified | Should -BeTrue
+    }
+
     It 'reports an unknown database without failing the others' {
         $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('master', 'nope'); StagingPath = $script:staging; RunId = 'pester2'; TrustServerCertificate = $true }
         ($r.databases | Where-Object name -EQ 'nope').error.code | Should -Be 'DB_NOT_FOUND'

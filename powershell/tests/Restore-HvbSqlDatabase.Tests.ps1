@@ -14,4 +14,20 @@ Describe 'Restore-HvbSqlDatabase' {
         $r.ok | Should -BeTrue
         $r.database | Should -BeLike 'model_restore_*'
     }
+
+    It 'overwrites with -Replace only a copy it made; any other database needs -OverwriteProduction (needs HVB_PESTER_SQL_INSTANCE)' -Skip:(-not $env:HVB_PESTER_SQL_INSTANCE) {
+        $staging = Join-Path ([System.IO.Path]::GetTempPath()) 'hvbackup-pester'
+        $sql = @{ Instance = $env:HVB_PESTER_SQL_INSTANCE; TrustServerCertificate = $true }
+        $backup = Invoke-Script 'Invoke-HvbSqlBackup' ($sql + @{ Database = @('model'); StagingPath = $staging; RunId = 'pester7' })
+        $file = $backup.databases[0].file
+        $copy = Invoke-Script 'Restore-HvbSqlDatabase' ($sql + @{ BackupFile = $file; DatabaseName = 'model'; TargetName = 'hvb_pester_copy' })
+        $copy.ok | Should -BeTrue
+        $again = Invoke-Script 'Restore-HvbSqlDatabase' ($sql + @{ BackupFile = $file; DatabaseName = 'model'; TargetName = 'hvb_pester_copy'; Replace = $true })
+        $again.replaced | Should -BeTrue
+        $again.overwrote_production | Should -BeFalse
+        $refused = Invoke-Script 'Restore-HvbSqlDatabase' ($sql + @{ BackupFile = $file; DatabaseName = 'model'; TargetName = 'msdb'; Replace = $true; DryRun = $true })
+        $refused.error.code | Should -Be 'TARGET_NOT_HVBACKUP'
+        $planned = Invoke-Script 'Restore-HvbSqlDatabase' ($sql + @{ BackupFile = $file; DatabaseName = 'model'; TargetName = 'msdb'; Replace = $true; OverwriteProduction = $true; DryRun = $true })
+        $planned.overwrote_production | Should -BeTrue
+    }
 }

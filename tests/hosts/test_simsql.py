@@ -30,7 +30,7 @@ def clock() -> FrozenClock:
 
 
 # Onboarded with D:\s as a staging root, the folder these tests stage into.
-ROOTS = simroots.onboard(["D:\\s"], ["D:\\Partages"], ["D:\\Restore"])
+ROOTS = simroots.onboard(["D:\\s", "D:\\hvbackup-staging"], ["D:\\Partages"], ["D:\\Restore"])
 
 
 def make_host(root: Path, clock: FrozenClock, *faults: Fault, sizes: tuple[int, ...] = (4, 1),
@@ -65,7 +65,8 @@ def test_databases_have_the_sizes_asked_and_look_like_data_files(tmp_path: Path,
     host = make_host(tmp_path, clock, sizes=(4, 1))
     sizes = {d["name"]: d["size_bytes"] for d in
              host.run("Get-HvbInventory")["sql"][0]["databases"]}
-    assert sizes == {"COMPTA": 4 * 1024 * 1024, "PAIE": 1024 * 1024}
+    assert sizes == {"COMPTA": 4 * 1024 * 1024, "PAIE": 1024 * 1024,  # and the system ones
+                     "master": 16 * PAGE, "model": 16 * PAGE, "msdb": 16 * PAGE}
     mdf = pages(host.local_path(MDF))
     # The 96-byte page header: page id at byte 12, slot count at 24, LSN at 30, checksum at 92.
     assert [struct.unpack_from("<I", p, 12)[0] for p in mdf] == list(range(len(mdf)))
@@ -140,6 +141,23 @@ def test_compression_only_when_asked_and_never_on_express(tmp_path: Path,
     assert all(not d["compressed"] and d["verified"] for d in result["databases"])
 
 
+def test_web_edition_cannot_compress_although_its_engine_edition_is_standards(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    # SERVERPROPERTY('EngineEdition') is 2 for Standard, Web and BI; Web writes no compressed
+    # backup (editions-and-components-of-sql-server-2022.md): COMPRESSION would fail there.
+    web = make_host(tmp_path, clock, edition="web")
+    inventory = web.run("Get-HvbInventory")["sql"][0]
+    assert (inventory["edition"], inventory["engine_edition"]) == ("Web Edition (64-bit)", 2)
+    assert inventory["supports_compression"] is False
+    planned = web.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1", Compression=True, DryRun=True)["planned"]
+    assert planned[0] == "BACKUP DATABASE [COMPTA] WITH COPY_ONLY, CHECKSUM then RESTORE VERIFYONLY"
+    result = web.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                     RunId="r1", Compression=True)
+    assert (result["compression"], result["compression_requested"]) == (False, True)
+    assert all(not d["compressed"] and d["verified"] for d in result["databases"])
+
+
 @pytest.mark.parametrize("compression", [False, True])
 def test_restore_gives_back_the_database_byte_for_byte(tmp_path: Path, clock: FrozenClock,
                                                        compression: bool) -> None:
@@ -207,3 +225,116 @@ def test_shares_hold_large_files_that_change_as_theirs_do(tmp_path: Path,
     assert pst >= 5 and (share / names[0]).stat().st_size > sizes[0]  # the mailbox grows
     assert zip_ <= 4 and iso == 0
     assert len(list(share.rglob("document-*.txt"))) > 0
+
+
+def make_dba_host(root: Path, clock: FrozenClock, edition: str = "standard") -> SimulatedHost:
+    """An instance as a DBA leaves it: a snapshot, a log-shipping secondary in standby, an
+    offline archive, and the system databases."""
+    spec = WorldSpec(sql={"SQL01\\COMPTA": ["COMPTA", "PAIE", "ARCHIVES", "ERP_LS"]},
+                     sql_database_mb=[1], sql_edition=edition)
+    host = SimulatedHost("acme/hv01", root, spec, now=clock.now,
+                         today=lambda: clock.now().date(), sleep=lambda s: None, roots=ROOTS)
+    host.world.sql_snapshot("SQL01\\COMPTA", "COMPTA", "COMPTA_avant_cloture")
+    host.world.sql_set_state("SQL01\\COMPTA", "ARCHIVES", "OFFLINE")
+    host.world.sql_set_state("SQL01\\COMPTA", "ERP_LS", standby=True)
+    return host
+
+
+def test_all_is_the_user_databases_that_can_be_backed_up_and_says_what_it_left_out(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    host = make_dba_host(tmp_path, clock)
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1", Database=["all"], ExcludeDatabase=["PAIE"])
+    assert [(d["name"], d["verified"]) for d in result["databases"]] == [("COMPTA", True)]
+    assert result["skipped"] == [
+        {"name": "ARCHIVES", "reason": "not_online", "state": "OFFLINE"},
+        {"name": "COMPTA_avant_cloture", "reason": "snapshot", "state": "ONLINE"},
+        {"name": "ERP_LS", "reason": "standby", "state": "ONLINE"},
+        {"name": "PAIE", "reason": "excluded", "state": "ONLINE"},
+        {"name": "master", "reason": "system", "state": "ONLINE"},
+        {"name": "model", "reason": "system", "state": "ONLINE"},
+        {"name": "msdb", "reason": "system", "state": "ONLINE"}]
+    planned = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                       RunId="r2", DryRun=True)
+    assert len(planned["planned"]) == 2 and len(planned["skipped"]) == 6
+
+
+def test_system_databases_named_explicitly_are_backed_up_the_impossible_ones_refused(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    host = make_dba_host(tmp_path, clock)
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1", Database=["master", "msdb", "model", "tempdb",
+                                            "COMPTA_avant_cloture", "ERP_LS", "ARCHIVES"])
+    outcome = {d["name"]: d["error"]["code"] if d["error"] else d["verified"]
+               for d in result["databases"]}
+    assert outcome == {"master": True, "msdb": True, "model": True,
+                       "tempdb": "DB_NOT_BACKUPABLE", "COMPTA_avant_cloture": "DB_NOT_BACKUPABLE",
+                       "ERP_LS": "DB_NOT_BACKUPABLE", "ARCHIVES": "DB_NOT_BACKUPABLE"}
+    messages = {d["name"]: d["error"]["message"] for d in result["databases"] if d["error"]}
+    assert "database snapshot" in messages["COMPTA_avant_cloture"]
+    assert "standby" in messages["ERP_LS"] and "OFFLINE" in messages["ARCHIVES"]
+    assert result["skipped"] == []
+
+
+def test_backup_needs_db_backupoperator_in_the_database(tmp_path: Path,
+                                                        clock: FrozenClock) -> None:
+    # Onboarding made the login db_backupoperator where it could; a database restored from
+    # elsewhere since has no such user, and BACKUP says so (Msg 262).
+    host = make_dba_host(tmp_path, clock)
+    world = host.world
+    world.state["sql"]["SQL01\\COMPTA"]["databases"]["msdb"]["backup_operator"] = False
+    world.save()
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1", Database=["msdb", "COMPTA"])
+    errors = {d["name"]: d["error"] and d["error"]["message"] for d in result["databases"]}
+    assert errors == {"msdb": "BACKUP DATABASE [msdb] failed: BACKUP DATABASE permission "
+                              "denied in database 'msdb'.", "COMPTA": None}
+
+
+@pytest.mark.parametrize("edition", ["web", "express"])
+def test_web_and_express_have_no_database_snapshots(tmp_path: Path, clock: FrozenClock,
+                                                    edition: str) -> None:
+    with pytest.raises(ValueError, match="no database snapshots"):
+        make_dba_host(tmp_path, clock, edition)
+
+
+def test_the_run_folder_grants_the_sql_server_service_which_writes_the_dump(
+        tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = make_host(tmp_path, clock)
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA",
+                      StagingPath="D:\\hvbackup-staging", RunId="r1")
+    assert result["service_account"] == "NT SERVICE\\MSSQL$COMPTA"
+    assert host.world.state["acl"]["d:\\hvbackup-staging\\r1"] == ["NT SERVICE\\MSSQL$COMPTA"]
+    assert all(d["verified"] for d in result["databases"])
+    # Without the grant the service cannot create the file, whoever asked for the backup.
+    monkeypatch.setattr(SimulatedHost, "_grant_modify", lambda self, folder, principal: None)
+    refused = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA",
+                       StagingPath="D:\\hvbackup-staging", RunId="r2")
+    assert {d["error"]["code"] for d in refused["databases"]} == {"SQL_BACKUP_FAILED"}
+    assert "Operating system error 5(Access is denied.)" in refused["databases"][0]["error"][
+        "message"]
+    assert not list(host.local_path("D:\\hvbackup-staging\\r2").iterdir())
+
+
+def test_replace_overwrites_only_a_restored_copy_production_needs_its_own_switch(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    host = make_host(tmp_path, clock)
+    bak = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                   RunId="r1")["databases"][0]["file"]
+
+    def restore(**params: object) -> dict[str, object]:
+        return host.run("Restore-HvbSqlDatabase", Instance="SQL01\\COMPTA", BackupFile=bak,
+                        DatabaseName="COMPTA", **params)
+
+    copy = restore(TargetName="COMPTA_copie")
+    assert (copy["replaced"], copy["overwrote_production"]) == (False, False)
+    again = restore(TargetName="COMPTA_copie", Replace=True)  # a copy hvbackup made
+    assert (again["replaced"], again["overwrote_production"]) == (True, False)
+    with pytest.raises(ScriptFailed, match="TARGET_NOT_HVBACKUP"):
+        restore(TargetName="COMPTA", Replace=True)  # production: -Replace is not enough
+    with pytest.raises(ScriptFailed, match="TARGET_NOT_HVBACKUP"):
+        restore(TargetName="PAIE", Replace=True, DryRun=True)
+    over = restore(TargetName="COMPTA", Replace=True, OverwriteProduction=True)
+    assert (over["replaced"], over["overwrote_production"]) == (True, True)
+    with pytest.raises(ScriptFailed, match="TARGET_NOT_HVBACKUP"):  # it is production again
+        restore(TargetName="COMPTA", Replace=True)

@@ -52,7 +52,8 @@ def test_inventory_lists_what_the_jobs_name(tmp_path: Path, clock: FrozenClock) 
     assert erp["disks"][0]["size_bytes"] == 4 * 1024 * 1024
     # Sparse like a real dynamic VHDX: less allocated than its size.
     assert erp["disks"][0]["file_size_bytes"] < erp["disks"][0]["size_bytes"]
-    assert [d["name"] for d in inv["sql"][0]["databases"]] == ["COMPTA", "PAIE"]
+    assert [d["name"] for d in inv["sql"][0]["databases"]] == [
+        "COMPTA", "PAIE", "master", "model", "msdb"]  # every database but tempdb
     assert {v["drive"] for v in inv["volumes"]} == {"C:", "D:"}
     assert inv["leftovers"] == {"checkpoints": [], "shadow_copies": []}
 

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from orchestrator.capture.sql import native_backups
+from orchestrator.config.models import SqlServerJob
 from orchestrator.history.models import RunEventRow, RunRow, SnapshotRow
-from orchestrator.history.recorder import RunAlreadyClaimed
+from orchestrator.history.recorder import RunAlreadyClaimed, RunRecorder
 from orchestrator.jobs.run import run_job
 from orchestrator.store.restore import local_relative
 from tests.world import Setup
@@ -84,6 +86,50 @@ def test_sql_job_keeps_the_native_dumps(tmp_path: Path) -> None:
     assert baks == ["COMPTA.bak", "PAIE.bak"]
     staging = s.host().local_path("D:\\hvbackup-staging")
     assert not any(staging.rglob("*.bak")), "staging emptied after the run"
+
+
+def test_all_databases_leaves_the_system_ones_out_and_the_run_log_says_so(
+        tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    result = s.run("compta")  # databases: [all]
+    assert result.status == "REUSSIE", result
+    with s.sessions() as session:
+        messages = [e.message for e in session.scalars(select(RunEventRow))]
+    assert [m for m in messages if "left out" in m] == [
+        f"SQL01\\COMPTA\\{name} left out of 'all': a system database (name it in databases: "
+        "to back it up)" for name in ("master", "model", "msdb")]
+
+
+class RecordingHost:
+    """The simulated host's door, noting the timeout of each call."""
+
+    def __init__(self, host: Any) -> None:
+        self.host, self.label = host, host.label
+        self.timeouts: list[tuple[str, bool, float | None]] = []
+
+    def run(self, script: str, /, *, timeout_s: float | None = None,
+            **params: Any) -> dict[str, Any]:
+        self.timeouts.append((script, bool(params.get("DryRun")), timeout_s))
+        return dict(self.host.run(script, timeout_s=timeout_s, **params))
+
+    def close(self) -> None:
+        self.host.close()
+
+
+def test_the_sql_timeout_grows_with_the_databases_all_stands_for(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    job = s.loaded.job("acme/compta").job
+    assert isinstance(job, SqlServerJob) and job.databases == ["all"]
+    host = RecordingHost(s.host())
+    recorder = RunRecorder(s.sessions, s.clock.now)
+    recorder.start("acme", "compta", "202611232200-c0c0c0", s.clock.now(), timedelta(hours=8),
+                   "schedule")
+    with native_backups(host, recorder, job, "202611232200-c0c0c0",
+                        "D:\\hvbackup-staging") as dumps:
+        assert len(dumps.exposed) == 2  # COMPTA and PAIE
+    hour = job.command_timeout_s
+    assert host.timeouts[:2] == [("Invoke-HvbSqlBackup", True, 2 * hour + 600),
+                                 ("Invoke-HvbSqlBackup", False, 2 * hour * 2 + 600)]
 
 
 def test_one_failed_database_is_an_echec_naming_it(tmp_path: Path) -> None:
