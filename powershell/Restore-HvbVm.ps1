@@ -56,7 +56,7 @@ $notRestored = [System.Collections.Generic.List[string]]::new()
 try {
     $RestorePath = Assert-HvbRoot $RestorePath 'restore'
     if (-not (Test-Path -LiteralPath $RestorePath)) { Fail 'PATH_NOT_FOUND' "$RestorePath does not exist." }
-    if (@(Get-VM -Name $NewName -ErrorAction SilentlyContinue).Count) { Fail 'VM_EXISTS' "A VM named '$NewName' already exists on $env:COMPUTERNAME; choose another name." }
+    if (@(Get-VM | Where-Object { $_.Name -eq $NewName }).Count) { Fail 'VM_EXISTS' "A VM named '$NewName' already exists on $env:COMPUTERNAME; choose another name." }
     if ($Mode -eq 'import') {
         $vmcx = Get-ChildItem -Path $RestorePath -Recurse -Filter '*.vmcx' | Where-Object { $_.DirectoryName -like '*Virtual Machines*' } | Microsoft.PowerShell.Utility\Select-Object -First 1
         if (-not $vmcx) { Fail 'EXPORT_NOT_FOUND' "No exported VM (Virtual Machines\*.vmcx) under $RestorePath." }

@@ -126,12 +126,7 @@ def test_the_documented_list_is_the_real_one() -> None:
 
 # Restore-HvbVm's own Get-VM call belongs to the restore rework (defect 13); until it lands
 # this marks it, and strict=True makes the fix remove the mark.
-_NAME_PATTERN_PENDING = {"Restore-HvbVm"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="restore rework"))
-    if n in _NAME_PATTERN_PENDING else n for n in SCRIPTS])
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_vm_names_are_never_wildcard_patterns(name: str) -> None:
     """Get-VM -Name (and -VMName elsewhere) accept wildcards (windows-powershell-docs
     hyper-v/Get-VM.md, -Name: "Accept wildcard characters: True"): 'ERP*' would match every
