@@ -125,6 +125,9 @@ class JobRow(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=_now)
     updated_at: Mapped[datetime] = mapped_column(default=_now)
+    # Since when its schedule is expected: its creation, or the last change of its schedule,
+    # window or enabled state (no run was due before under the schedule it has now).
+    expected_since: Mapped[datetime] = mapped_column(default=_now)
 
     client: Mapped[ClientRow] = relationship(back_populates="jobs")
 

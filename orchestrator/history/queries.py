@@ -63,11 +63,21 @@ def run_at(session: Session, client: str, job: str, scheduled_for: datetime) -> 
         RunRow.scheduled_for == scheduled_for)).first()
 
 
-def jobs_created(session: Session) -> dict[tuple[str, str], datetime]:
-    """When each job entered the history (nothing was expected of it before)."""
-    rows = session.execute(select(ClientRow.key, JobRow.key, JobRow.created_at)
+def jobs_expected_since(session: Session) -> dict[tuple[str, str], datetime]:
+    """Since when each job's schedule is expected (its creation, or the last change of its
+    schedule): nothing was due before."""
+    rows = session.execute(select(ClientRow.key, JobRow.key, JobRow.expected_since)
                            .join(ClientRow)).all()
-    return {(client, job): created for client, job, created in rows}
+    return {(client, job): since for client, job, since in rows}
+
+
+def runs_scheduled_since(session: Session, since: datetime) -> set[tuple[str, str, datetime]]:
+    """``(client, job, scheduled_for)`` of every run in the history scheduled after ``since``,
+    whatever its state."""
+    rows = session.execute(select(ClientRow.key, JobRow.key, RunRow.scheduled_for)
+                           .join(JobRow, RunRow.job_id == JobRow.id).join(ClientRow)
+                           .where(RunRow.scheduled_for > since)).all()
+    return {(client, job, when) for client, job, when in rows}
 
 
 def recent_figures(session: Session, client: str, job: str, *, before_uid: str,
@@ -141,3 +151,13 @@ def had_jobs(session: Session, client: str, before: datetime) -> bool:
     expected of it then, and there is nothing to report)."""
     return session.scalars(select(JobRow.id).join(ClientRow).where(
         ClientRow.key == client, JobRow.created_at < before)).first() is not None
+
+
+def night_expected(session: Session, client: str, start: datetime, end: datetime) -> bool:
+    """Whether ``client`` owes a report for the night ``[start, end)``: one of its jobs existed
+    when it began, or one ran (or was recorded NON EXECUTEE) during it."""
+    if had_jobs(session, client, start):
+        return True
+    return session.scalars(select(RunRow.id).join(JobRow).join(ClientRow).where(
+        ClientRow.key == client, RunRow.scheduled_for >= start,
+        RunRow.scheduled_for < end)).first() is not None

@@ -184,6 +184,10 @@ def close_interrupted(sessions: sessionmaker[Session], now: datetime,
                 "during it); the next run cleans what it left on the host"))
             _close(run, [finding])
             run.finished_at = now
+            for step in session.scalars(select(RunStepRow).where(
+                    RunStepRow.run_id == run.id, RunStepRow.status == "running")):
+                step.status, step.finished_at = "failed", now  # it never ended either
+                step.error_code, step.error_message = finding.code, "interrupted"
             session.add(RunEventRow(run_id=run.id, at=now, level="ERROR",
                                     message=finding.message))
             closed.append(run.uid)

@@ -87,11 +87,15 @@ def sync_config(session: Session, loaded: LoadedConfig, now: datetime, actor: st
         jrow = jobs.get((ref.client_name, ref.job_name))
         if jrow is None:
             jrow = JobRow(client_id=clients[ref.client_name].id, key=ref.job_name,
-                          created_at=now, updated_at=now, **job_values)
+                          created_at=now, updated_at=now, expected_since=now, **job_values)
             session.add(jrow)
             result.jobs_added.append(ref.label)
-        elif _apply(jrow, job_values, now):
-            result.updated += 1
+        else:
+            expected = (jrow.schedule, jrow.window_hours, jrow.active)
+            if _apply(jrow, job_values, now):
+                result.updated += 1
+                if (jrow.schedule, jrow.window_hours, jrow.active) != expected:
+                    jrow.expected_since = now  # nothing was due before under this schedule
     configured = {(r.client_name, r.job_name) for r in loaded.jobs()}
     for (client_key, job_key), jrow in jobs.items():
         if (client_key, job_key) not in configured and jrow.active:
@@ -130,6 +134,6 @@ def backdate_jobs(session: Session, when: datetime) -> int:
     Returns how many were changed."""
     changed = 0
     for job in session.scalars(select(JobRow).where(JobRow.created_at > when)):
-        job.created_at = when
+        job.created_at = job.expected_since = when
         changed += 1
     return changed

@@ -7,8 +7,9 @@ Every tick (30 s, driven by the ``schedule`` library):
   at most ``max_workers`` runs at once, and one run at a time per host;
 * after 11:00 (MSP time), once a day, maintenance (``maintenance.py``) in the background;
 * the morning (``morning.py``): from 07:00 the clients' reports of the night and the
-  hotline's summary, once (the history says which went out); at every tick the late reports
-  and the alerts.
+  hotline's summary, once (the history says which went out; a scheduler that was down over
+  a morning sends them late); at every tick the reports late past their deadline, and the
+  alerts.
 SIGTERM: no new run is started, running ones finish, then the daemon exits. SIGHUP: the
 configuration is read again at the next cycle; runs in progress keep the one they started with,
 and a broken file is reported and ignored (the previous configuration stays). After each cycle
@@ -127,15 +128,11 @@ class Daemon:
                                                         ref, request)
 
     def _morning(self, now: datetime) -> None:
-        the_night = morning.night_of(self.ctx, now)
-        told = morning.Told()
         try:
-            if morning.reports_due(self.ctx, now):
-                told.digests = morning.send_reports(self.ctx, the_night, now)
-            watched = morning.watch(self.ctx, the_night, now)
-            told.missing, told.alerts = watched.missing, watched.alerts
+            told = morning.tell(self.ctx, now)
         except HvbError as exc:  # the next tick tries again; the outbox has the messages
             log.warning("reports: %s", exc)
+            return
         if self.listener and (told.digests or told.missing or told.alerts):
             self.listener.told(now, told)
 

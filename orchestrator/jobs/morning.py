@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from orchestrator.history.queries import had_jobs, report_made
+from orchestrator.history.queries import night_expected, report_made
 from orchestrator.jobs.context import RunContext
 from orchestrator.report.digest import Digest, night_bounds, send_digest
 from orchestrator.report.hotline import missing_digests, send_alerts, send_summary
 
 REPORT_HOUR = 7  # the clients' reports of the night go out from 07:00, MSP time
+CATCH_UP = 7  # nights whose reports a scheduler that was down still sends, late
 
 
 def night_of(ctx: RunContext, now: datetime) -> date:
@@ -19,8 +20,13 @@ def night_of(ctx: RunContext, now: datetime) -> date:
     return now.astimezone(ctx.loaded.config.msp.timezone).date() - timedelta(days=1)
 
 
-def reports_due(ctx: RunContext, now: datetime) -> bool:
-    return now.astimezone(ctx.loaded.config.msp.timezone).hour >= REPORT_HOUR
+def nights_due(ctx: RunContext, now: datetime) -> list[date]:
+    """The nights whose reports are due by ``now``: last night once it is 07:00, and the six
+    before it (a scheduler that was down over a morning sends those late), oldest first."""
+    last = night_of(ctx, now)
+    if now.astimezone(ctx.loaded.config.msp.timezone).hour < REPORT_HOUR:
+        last -= timedelta(days=1)
+    return [last - timedelta(days=n) for n in range(CATCH_UP - 1, -1, -1)]
 
 
 @dataclass
@@ -37,11 +43,11 @@ def send_reports(ctx: RunContext, night: date, now: datetime) -> list[Digest]:
     message, and the report's absence becomes an alert after its deadline)."""
     loaded = ctx.loaded
     send_it = loaded.config.smtp is not None
-    _start, end = night_bounds(loaded, night)
+    start, end = night_bounds(loaded, night)
     digests = []
     for client, settings in loaded.config.clients.items():
         with ctx.sessions() as session:
-            due = (settings.jobs and had_jobs(session, client, end)
+            due = (settings.jobs and night_expected(session, client, start, end)
                    and not report_made(session, "digest", client, night))
         if due:
             digest, _email = send_digest(loaded, ctx.sessions, client, night, now,
@@ -49,17 +55,20 @@ def send_reports(ctx: RunContext, night: date, now: datetime) -> list[Digest]:
             digests.append(digest)
     with ctx.sessions() as session:
         summary_due = not report_made(session, "summary", None, night) and any(
-            had_jobs(session, client, end) for client in loaded.config.clients)
+            night_expected(session, client, start, end) for client in loaded.config.clients)
     if summary_due:
         send_summary(loaded, ctx.sessions, night, now, send_it=send_it)
     return digests
 
 
-def watch(ctx: RunContext, night: date, now: datetime) -> Told:
-    """At every tick: reports late past their deadline become alerts; alerts not yet sent go
-    out in one message."""
+def tell(ctx: RunContext, now: datetime) -> Told:
+    """At every tick: the reports due and not yet made (late ones included), then the reports
+    that did not go out by their deadline become alerts, then the alerts not yet sent go out
+    in one message. Raises MailError (the next tick tries again)."""
     told = Told()
-    told.missing = missing_digests(ctx.loaded, ctx.sessions, night, now)
+    for night in nights_due(ctx, now):
+        told.digests += send_reports(ctx, night, now)
+        told.missing += missing_digests(ctx.loaded, ctx.sessions, night, now)
     told.alerts = send_alerts(ctx.loaded, ctx.sessions, now,
                               send_it=ctx.loaded.config.smtp is not None)
     return told

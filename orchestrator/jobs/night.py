@@ -19,7 +19,11 @@ from sqlalchemy import update
 from orchestrator.config.load import JobRef
 from orchestrator.findings import Missed
 from orchestrator.history.models import RunRequestRow
-from orchestrator.history.queries import jobs_created, pending_requests, run_at
+from orchestrator.history.queries import (
+    jobs_expected_since,
+    pending_requests,
+    runs_scheduled_since,
+)
 from orchestrator.history.recorder import RunAlreadyClaimed, record_missed
 from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.offboard import offboarded
@@ -29,7 +33,9 @@ from orchestrator.schedule.spec import runs_between
 
 log = logging.getLogger(__name__)
 
-LOOKBACK = timedelta(hours=36)  # how far back a scheduler that was down looks for runs
+# How far back a scheduler that was down looks for the runs it missed: the longest retention
+# in the contracts (5 weeks) is what a client could still ask about.
+LOOKBACK = timedelta(days=35)
 
 
 @dataclass(frozen=True)
@@ -57,23 +63,25 @@ def due_runs(refs: list[JobRef], tz: ZoneInfo, since: datetime, now: datetime) -
 
 
 def expected(ctx: RunContext, now: datetime) -> list[Due]:
-    """The scheduled runs of the last 36 hours the history has no run for, oldest first:
-    due (window open) or missed (window passed)."""
+    """The scheduled runs of the last 35 days the history has no run for, oldest first: due
+    (window open) or missed (window passed). A scheduler that was down for days thus records
+    every night it missed; nothing is expected before a job existed or had its schedule."""
     loaded = ctx.loaded
+    since = now - LOOKBACK
     with ctx.sessions() as session:
-        created = jobs_created(session)
+        expected_since = jobs_expected_since(session)
+        recorded = runs_scheduled_since(session, since)
     today = now.astimezone(loaded.config.msp.timezone).date()
     ended = {c for c in loaded.config.clients if offboarded(ctx.sessions, c, today)}
     out = []
-    for due in due_runs(list(loaded.jobs()), loaded.config.msp.timezone, now - LOOKBACK, now):
-        if due.scheduled_for < created.get((due.ref.client_name, due.ref.job_name), now):
-            continue  # scheduled before the job existed: nothing was expected
+    for due in due_runs(list(loaded.jobs()), loaded.config.msp.timezone, since, now):
+        key = (due.ref.client_name, due.ref.job_name)
+        if due.scheduled_for < expected_since.get(key, now):
+            continue  # before the job existed, or under a schedule it no longer has
         if due.ref.client_name in ended:
             continue  # contract ended: nothing expected either
-        with ctx.sessions() as session:
-            if run_at(session, due.ref.client_name, due.ref.job_name,
-                      due.scheduled_for) is not None:
-                continue
+        if (*key, due.scheduled_for) in recorded:
+            continue
         out.append(due)
     return out
 

@@ -175,13 +175,15 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
     try:
         source = open_source(loaded.host(host_label))
         if isinstance(job, HypervVmJob):
-            with recorder.step("sweep leftovers", host_label):
-                host.run("Clear-HvbLeftovers", VMName=list(job.vms), KeepRunId=uid,
-                         SkipShadowCopies=True)
+            with recorder.step("sweep leftovers", host_label) as figures:
+                swept = host.run("Clear-HvbLeftovers", VMName=list(job.vms), KeepRunId=uid,
+                                 SkipShadowCopies=True)
+                _swept(recorder, figures, swept)
         elif isinstance(job, FilesJob) and host_cfg.transport != "local":
-            with recorder.step("sweep leftovers", host_label):
-                host.run("Clear-HvbLeftovers", KeepRunId=uid, Owner=ref.label,
-                         SkipCheckpoints=True)
+            with recorder.step("sweep leftovers", host_label) as figures:
+                swept = host.run("Clear-HvbLeftovers", KeepRunId=uid, Owner=ref.label,
+                                 SkipCheckpoints=True)
+                _swept(recorder, figures, swept)
         repo = open_for_writing(loaded.repository(ref.client_name, copies[0]),
                                 sleep=ctx.sleep)
         try:
@@ -239,6 +241,21 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
             recorder.event("WARNING", f"the volume used could not be measured: {exc.message}")
     finally:
         host.close()
+
+
+def _swept(recorder: RunRecorder, figures: StepFigures, swept: dict[str, Any]) -> None:
+    """What an earlier run left on the host and this one removed: kept as evidence (a run that
+    left a checkpoint behind did not end as it should have)."""
+    checkpoints = [c for c in swept.get("checkpoints", []) if c["removed"]]
+    copies = [c for c in swept.get("shadow_copies", []) if c["removed"]]
+    figures.details = {"checkpoints": [f"{c['vm']}: {c['name']}" for c in checkpoints],
+                       "shadow_copies": [c["id"] for c in copies]}
+    for c in checkpoints:
+        recorder.event("WARNING", f"{c['vm']}: removed checkpoint {c['name']!r} left by an "
+                       "earlier run")
+    if copies:
+        recorder.event("WARNING", f"removed {len(copies)} shadow copy(ies) left by an earlier "
+                       "run")
 
 
 def _backup_options(ctx: RunContext, job: AnyJob) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.config.load import LoadedConfig
 from orchestrator.findings import AlertKind, RunStatus, Severity, from_dict, worst
 from orchestrator.history.models import AlertRow, ClientRow, EmailRow, JobRow, RunRow
-from orchestrator.history.queries import had_jobs, run_by_uid
+from orchestrator.history.queries import night_expected, run_by_uid
 from orchestrator.report.digest import build_digest, night_bounds
 from orchestrator.report.mail import build, deliver
 from orchestrator.report.render import render
@@ -124,8 +124,9 @@ def send_summary(loaded: LoadedConfig, sessions: sessionmaker[Session], night: d
 
 def missing_digests(loaded: LoadedConfig, sessions: sessionmaker[Session], night: date,
                     now: datetime) -> list[str]:
-    """After the deadline: clients whose digest for ``night`` was not delivered (sent by SMTP;
-    or, when no SMTP is configured, written to the outbox). Each becomes an alert once."""
+    """After the deadline: clients whose digest for ``night`` was not delivered by the deadline
+    (sent by SMTP; or, when no SMTP is configured, written to the outbox), whether it never
+    went out or went out late. Each becomes an alert once."""
     tz = loaded.config.msp.timezone
     hour, minute = (int(x) for x in loaded.config.msp.digest_deadline.split(":"))
     deadline = local_instant(date.fromordinal(night.toordinal() + 1), time(hour, minute), tz)
@@ -140,23 +141,32 @@ def missing_digests(loaded: LoadedConfig, sessions: sessionmaker[Session], night
             if client.key not in loaded.config.clients or not loaded.config.clients[
                     client.key].jobs:
                 continue
-            if not had_jobs(session, client.key, night_bounds(loaded, night)[1]):
+            if not night_expected(session, client.key, *night_bounds(loaded, night)):
                 continue  # no job of it existed that night: no report was due
-            sent = session.scalars(select(EmailRow.id).where(
+            sent = session.scalars(select(EmailRow).where(
                 EmailRow.client_id == client.id, EmailRow.kind == "digest",
-                EmailRow.report_date == night, EmailRow.status.in_(delivered))).first()
+                EmailRow.report_date == night, EmailRow.status.in_(delivered))
+                .order_by(EmailRow.created_at)).first()
+            on_time = sent is not None and (sent.sent_at or sent.created_at) <= deadline
             known = any((a.details or {}).get("night") == night.isoformat()
                         for a in session.scalars(select(AlertRow).where(
                             AlertRow.client_id == client.id,
                             AlertRow.kind == AlertKind.REPORT_MISSING.value)))
-            if sent is None and not known:
-                session.add(AlertRow(
-                    kind=AlertKind.REPORT_MISSING.value, severity="error", client_id=client.id,
-                    created_at=now, details={"night": night.isoformat()},
-                    message=f"the report of {night:%d/%m/%Y} was not sent to "
-                    f"{client.name} by {loaded.config.msp.digest_deadline}: the client has no "
-                    "news of their backups"))
-                missing.append(client.key)
+            if on_time or known:
+                continue
+            if sent is None:
+                message = (f"the report of {night:%d/%m/%Y} was not sent to {client.name} by "
+                           f"{loaded.config.msp.digest_deadline}: the client has no news of "
+                           "their backups")
+            else:  # it went out, but the client waited for it (the scheduler was down?)
+                when = (sent.sent_at or sent.created_at).astimezone(tz)
+                message = (f"the report of {night:%d/%m/%Y} went out to {client.name} late, "
+                           f"on {when:%d/%m/%Y at %H:%M} (deadline "
+                           f"{loaded.config.msp.digest_deadline}): was the scheduler down?")
+            session.add(AlertRow(
+                kind=AlertKind.REPORT_MISSING.value, severity="error", client_id=client.id,
+                created_at=now, details={"night": night.isoformat()}, message=message))
+            missing.append(client.key)
     return missing
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.errors import HistoryError, SchemaOutOfDate
@@ -165,10 +165,19 @@ def test_upgrade_from_the_first_revision_keeps_the_data(db_url: str) -> None:
     with _alembic_config(engine) as (cfg, _conn):
         command.upgrade(cfg, "0001")
     assert current_revision(engine) == "0001"
-    with session_factory(engine)() as session, session.begin():
-        _job(session)
+    created = "2026-11-23 00:00:00"
+    with engine.begin() as conn:  # the tables as revision 0001 made them, not today's models
+        conn.execute(text("INSERT INTO clients (key, name, language, active, created_at, "
+                          "updated_at) VALUES ('acme', 'ACME', 'fr', true, :t, :t)"),
+                     {"t": created})
+        conn.execute(text("INSERT INTO jobs (client_id, key, type, host, schedule, "
+                          "window_hours, objects, copies, active, created_at, updated_at) "
+                          "SELECT id, 'erp', 'hyperv-vm', 'hv01', 'daily 22:00', 8, '[]', '[]', "
+                          "true, :t, :t FROM clients"), {"t": created})
     assert upgrade(engine) == ("0001", head_revision())
     with session_factory(engine)() as session:
-        assert [j.key for j in session.scalars(select(JobRow))] == ["erp"]
+        [job] = session.scalars(select(JobRow))
+        assert job.key == "erp"
+        assert job.expected_since == job.created_at  # a job's schedule is expected from its start
     assert "baie_usage" in inspect(engine).get_table_names()
     engine.dispose()

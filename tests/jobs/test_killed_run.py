@@ -48,6 +48,8 @@ def test_killed_vm_backup_is_closed_and_cleaned_by_the_next_run(tmp_path: Path) 
     with s.sessions() as session:  # the hotline is told, as of any ECHEC
         [alert] = session.scalars(select(AlertRow))
         assert alert.kind == "echec" and "was interrupted" in alert.message
+        [killed_run] = session.scalars(select(RunRow))
+        assert {st.status for st in killed_run.steps} <= {"ok", "failed"}  # none left running
     result = s.run("erp")
     assert result.status == "REUSSIE", result
     assert s.host().run("Get-HvbInventory")["leftovers"]["checkpoints"] == []

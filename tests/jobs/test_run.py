@@ -278,3 +278,16 @@ def test_checkpoint_taken_but_call_lost_is_removed_in_the_same_run(
     assert found(result) == [("object_failed", "ERP01", "HVB-HOST-TIMEOUT", None)]
     monkeypatch.setattr(SimulatedHost, "run", real_run)
     assert s.host().run("Get-HvbInventory")["leftovers"]["checkpoints"] == []
+
+
+def test_a_leftover_checkpoint_swept_is_kept_as_evidence(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: leftover-checkpoint, target: DC01}")
+    result = s.run("erp")
+    assert result.status == "REUSSIE"
+    with s.sessions() as session:
+        run = session.scalars(select(RunRow).where(RunRow.uid == result.uid)).one()
+        [sweep] = [st for st in run.steps if st.name == "sweep leftovers"]
+        messages = [e.message for e in session.scalars(select(RunEventRow))]
+    assert sweep.details["checkpoints"] and sweep.details["checkpoints"][0].startswith("DC01: ")
+    assert any(m.startswith("DC01: removed checkpoint 'hvbackup-") and "left by an earlier run"
+               in m for m in messages)

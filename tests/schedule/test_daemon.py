@@ -199,3 +199,65 @@ def test_sighup_reloads_the_configuration_and_keeps_the_old_one_when_broken(
     assert "configuration reloaded" in err and "4 job(s)" in err
     assert "configuration not reloaded, the previous one stays in use" in err
     assert "version" in err.split("configuration not reloaded")[1]
+
+
+def test_a_scheduler_down_for_days_records_every_night_it_missed(tmp_path: Path) -> None:
+    s = Setup(tmp_path, start=datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+    s.clock.set(datetime(2026, 11, 26, 10, 0, tzinfo=UTC))  # down from the 23rd to the 26th
+    daemon = Daemon(s.ctx)
+    daemon.tick()
+    daemon.wait_idle()
+    missed = {k for k, v in statuses(s).items() if v == "NON EXECUTEE"}
+    assert missed == {(job, f"{day} {hour}") for day in (23, 24, 25)
+                      for job, hour in (("partages", "20:00"), ("erp", "21:00"),
+                                        ("compta", "22:00"))}
+
+
+def test_a_changed_schedule_expects_nothing_before_the_change(tmp_path: Path) -> None:
+    from orchestrator.config import load_config
+
+    s = Setup(tmp_path, start=datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+    s.clock.set(datetime(2026, 11, 23, 22, 50, tzinfo=UTC))
+    daemon = Daemon(s.ctx, reload=lambda: load_config(s.config))
+    while daemon.tick():
+        daemon.wait_idle()
+    assert statuses(s)[("erp", "23 21:00")] == "REUSSIE"
+    # The technician moves erp from 22:00 to 23:30 (Paris) after tonight's run.
+    s.config.write_text(s.config.read_text().replace('schedule: "daily 22:00"',
+                                                     'schedule: "daily 23:30"'))
+    daemon.ask_reload()
+    daemon.cycle()
+    daemon.wait_idle()
+    s.clock.set(datetime(2026, 11, 24, 10, 0, tzinfo=UTC))
+    daemon.tick()
+    daemon.wait_idle()
+    erp = {k: v for k, v in statuses(s).items() if k[0] == "erp"}
+    assert erp == {("erp", "23 21:00"): "REUSSIE"}  # no NON EXECUTEE at 22:30 UTC the 23rd
+
+
+def test_reports_of_mornings_the_scheduler_missed_go_out_late_and_the_hotline_is_told(
+        tmp_path: Path) -> None:
+    from orchestrator.history.models import AlertRow, EmailRow
+
+    s = Setup(tmp_path, start=datetime(2026, 11, 22, 8, 0, tzinfo=UTC))
+    s.clock.set(datetime(2026, 11, 22, 22, 50, tzinfo=UTC))
+    daemon = Daemon(s.ctx)
+    while daemon.tick():  # the night of the 22nd runs
+        daemon.wait_idle()
+    daemon.wait_idle()
+    s.clock.set(datetime(2026, 11, 24, 9, 30, tzinfo=UTC))  # down over two mornings
+    daemon.tick()
+    daemon.wait_idle()
+    with s.sessions() as session:
+        digests = sorted(e.report_date.isoformat() for e in session.scalars(
+            select(EmailRow).where(EmailRow.kind == "digest")) if e.report_date)
+        alerts = sorted(a.message for a in session.scalars(
+            select(AlertRow).where(AlertRow.kind == "report_missing")))
+    assert digests == ["2026-11-22", "2026-11-23"]  # both nights reported, none forgotten
+    assert len(alerts) == 2
+    assert alerts[0].startswith("the report of 22/11/2026 went out to ACME late, on "
+                                "24/11/2026 at 10:30 (deadline 08:00)")
+    daemon.tick()  # told once
+    with s.sessions() as session:
+        assert session.scalars(select(func.count()).select_from(EmailRow).where(
+            EmailRow.kind == "digest")).one() == 2
