@@ -15,6 +15,9 @@
         job of this host may be reading its copy right now. Shares and mount folders are found
         by their exact recorded names, never by a pattern. A copy already gone still has its
         share and mount folder removed.
+      - per-run shares of staging folders (hvb-<run>-sql$, hvb-<run>-vm$, path inside an
+        onboarded staging root), except -KeepRunId's, once their folder is gone or older than
+        -ShadowOlderThanHours (the share alone: the folder is Remove-HvbStaging.ps1's).
     -SkipCheckpoints / -SkipShadowCopies leave one kind alone (a files job must not remove the
     checkpoint of a VM job running at the same time on the host, nor the reverse).
     It never touches a checkpoint or shadow copy it cannot attribute to hvbackup. Checkpoints
@@ -117,11 +120,32 @@ try {
         Set-Content -Path $RecordFile -Value @($lines | Where-Object { $goneLines -notcontains $_ })
     }
 
+    # Per-run shares of staging folders (hvb-<run>-sql$, hvb-<run>-vm$), their path inside an
+    # onboarded staging root: a run that is over left its share when its folder is gone or
+    # older than -ShadowOlderThanHours; another job's run now has a young folder, kept.
+    $rootsFile = Join-Path $env:ProgramData 'hvbackup\roots.json'
+    $stagingRoots = if (Test-Path -LiteralPath $rootsFile) { @((Get-Content -LiteralPath $rootsFile -Raw | ConvertFrom-Json).staging | Where-Object { $_ } | ForEach-Object { [System.IO.Path]::GetFullPath("$_").TrimEnd('\') }) } else { @() }
+    $runShares = foreach ($share in @(Get-SmbShare -ErrorAction SilentlyContinue | Where-Object { $_.Name -match '^hvb-([A-Za-z0-9-]+)-(sql|vm)\$$' })) {
+        $run = [regex]::Match($share.Name, '^hvb-([A-Za-z0-9-]+)-(sql|vm)\$$').Groups[1].Value
+        $path = "$($share.Path)".TrimEnd('\')
+        $inRoot = @($stagingRoots | Where-Object { $path.StartsWith($_ + '\', [System.StringComparison]::OrdinalIgnoreCase) }).Count -gt 0
+        if (-not $inRoot -or $run -eq $KeepRunId) { continue }
+        $folder = Get-Item -LiteralPath $path -ErrorAction SilentlyContinue
+        if ($folder -and $folder.CreationTimeUtc -ge $cutoff) { continue }
+        $entry = [ordered]@{ name = $share.Name; path = $path; removed = $false; error = $null }
+        if (-not $DryRun) {
+            try { Remove-SmbShare -Name $share.Name -Force; $entry.removed = $true }
+            catch { $entry.error = [ordered]@{ code = 'SHARE_REMOVE_FAILED'; message = $_.Exception.Message } }
+        }
+        $entry
+    }
+
     $result = [ordered]@{
         ok            = $true
         dry_run       = [bool]$DryRun
         checkpoints   = @($checkpoints)
         shadow_copies = @($shadows)
+        run_shares    = @($runShares)
     }
 } catch {
     $result = [ordered]@{ ok = $false; error = [ordered]@{ code = 'SWEEP_FAILED'; message = $_.Exception.Message } }

@@ -25,6 +25,13 @@
     (configure-windows-service-accounts-and-permissions.md, "Service SID"), which is in the
     service's token whatever account it runs as; the result names it (service_account).
 
+    The .bak files are read by the orchestrator as the account connected through WinRM, which
+    onboarding makes no administrator (no D$): the run folder is shared as the hidden
+    hvb-<RunId>-sql$, read for that account only ($PSSenderInfo.ConnectedUser), no offline
+    caching, and that account gets read on the folder's ACL; databases[].exposed is
+    \\<COMPUTERNAME>\hvb-<RunId>-sql$\<file>, databases[].file the local path.
+    Remove-HvbStaging.ps1 removes the share, then the folder (docs/lab/shares.md).
+
     -Database all means the instance's user databases (database_id above 4) that can be backed
     up: not the system databases (master, model, msdb: name them to back them up), not a
     database snapshot (source_database_id set: a snapshot cannot be backed up), not a database
@@ -79,6 +86,26 @@ function Assert-HvbRoot([string]$Path, [string]$Kind) {
         if ($full -and ($full -eq $r -or $full.StartsWith($r + '\', [System.StringComparison]::OrdinalIgnoreCase))) { return $full }
     }
     throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "$Path is not inside the $Kind folders allowed on $env:COMPUTERNAME ($(if ($roots) { $roots -join ', ' } else { 'none' })); Initialize-HvbHost.ps1 sets them (-StagingRoot, -ShareRoot, -RestoreRoot)." }
+}
+
+function Publish-HvbRunShare([string]$Folder, [string]$Name) {
+    # The orchestrator reads this run's files as the account connected through WinRM, which is
+    # no administrator (no D$): a hidden share of the run folder, read for that account only,
+    # no offline caching; and a read ACE on the folder itself, since a share's ACL alone opens
+    # nothing NTFS refuses. Idempotent: the same share of the same folder is kept.
+    $reader = if ($PSSenderInfo -and $PSSenderInfo.ConnectedUser) { $PSSenderInfo.ConnectedUser } else { "$env:USERDOMAIN\$env:USERNAME" }
+    try {
+        $folderInfo = New-Object System.IO.DirectoryInfo $Folder
+        $acl = $folderInfo.GetAccessControl([System.Security.AccessControl.AccessControlSections]::Access)
+        $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule($reader, 'ReadAndExecute', 'ContainerInherit, ObjectInherit', 'None', 'Allow')))
+        $folderInfo.SetAccessControl($acl)
+        $current = Get-SmbShare -Name $Name -ErrorAction SilentlyContinue
+        if ($current -and $current.Path.TrimEnd('\') -ne $Folder.TrimEnd('\')) { Remove-SmbShare -Name $Name -Force }
+        if (-not $current -or $current.Path.TrimEnd('\') -ne $Folder.TrimEnd('\')) {
+            New-SmbShare -Name $Name -Path $Folder -ReadAccess $reader -CachingMode None -FolderEnumerationMode AccessBased -Description "hvbackup run folder" | Out-Null
+        }
+    } catch { throw [pscustomobject]@{ Code = 'SHARE_FAILED'; Message = "Cannot share $Folder as $Name to ${reader}: $($_.Exception.Message)" } }
+    return "\\$env:COMPUTERNAME\$Name"
 }
 
 function Get-SafeFileName([string]$Name) {
@@ -150,8 +177,10 @@ GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database
             $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule($service, 'Modify', 'ContainerInherit, ObjectInherit', 'None', 'Allow')))
             $folder.SetAccessControl($acl)
         } catch { throw [pscustomobject]@{ Code = 'STAGING_GRANT_FAILED'; Message = "Cannot give the SQL Server service ($service) write access to ${target}: $($_.Exception.Message)" } }
+        $share = "hvb-$RunId-sql`$"
+        $unc = Publish-HvbRunShare $target $share
         $databases = foreach ($name in $wanted) {
-            $entry = [ordered]@{ name = $name; file = $null; size_bytes = 0; compressed = $compress; verified = $false; duration_s = 0; error = $null }
+            $entry = [ordered]@{ name = $name; file = $null; exposed = $null; size_bytes = 0; compressed = $compress; verified = $false; duration_s = 0; error = $null }
             $started = Get-Date
             try {
                 if (-not $rows.ContainsKey($name)) { throw [pscustomobject]@{ Code = 'DB_NOT_FOUND'; Message = "Database '$name' does not exist on $Instance." } }
@@ -177,6 +206,7 @@ GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database
                     Invoke-Sql $connection 'RESTORE VERIFYONLY FROM DISK = @file WITH CHECKSUM' @{ '@file' = $file } | Out-Null
                 } catch { throw [pscustomobject]@{ Code = 'SQL_VERIFY_FAILED'; Message = "RESTORE VERIFYONLY of [$name] failed: the backup file is not usable: $($_.Exception.Message)" } }
                 $entry.file = $file
+                $entry.exposed = "$unc\$(Split-Path -Leaf $file)"
                 $entry.size_bytes = [int64](Get-Item -LiteralPath $file).Length
                 $entry.verified = $true
             } catch {
@@ -189,7 +219,7 @@ GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database
             $entry.duration_s = [math]::Round(((Get-Date) - $started).TotalSeconds, 1)
             $entry
         }
-        $result = [ordered]@{ ok = $true; instance = $Instance; edition = "$($server.edition)"; compression = $compress; compression_requested = [bool]$Compression; staging = $target; service_account = $service; databases = @($databases); skipped = @($skipped) }
+        $result = [ordered]@{ ok = $true; instance = $Instance; edition = "$($server.edition)"; compression = $compress; compression_requested = [bool]$Compression; staging = $target; service_account = $service; share = $share; databases = @($databases); skipped = @($skipped) }
     }
 } catch {
     $detail = $_.TargetObject

@@ -13,7 +13,14 @@
          checkpoint instead, named "<Prefix>-<RunId> (crash-consistent)" (Hyper-V has no
          cmdlet that writes a checkpoint's notes: the name is where the consistency stays),
          and reports consistency "crash";
-      4. with -Mode export: exports the checkpoint to <StagingPath>\<RunId> (Export-VMSnapshot).
+      4. with -Mode export: exports the checkpoint to <StagingPath>\<RunId> (Export-VMSnapshot)
+         and shares that folder as the hidden hvb-<RunId>-vm$, read for the connected account
+         only ($PSSenderInfo.ConnectedUser), no offline caching, with a read ACE on the folder:
+         files[].exposed is where the orchestrator reads each file (\\<COMPUTERNAME>\hvb-...$\...),
+         files[].path its local name. Remove-HvbStaging.ps1 removes share and folder.
+    Through the JEA endpoint only -Mode export is accepted (CHECKPOINT_MODE_REFUSED): the frozen
+    chain of checkpoint mode stays in the VM's own folder, which the onboarded account cannot
+    read, and hvbackup does not change production disks' ACLs (docs/lab/shares.md).
     Pass-through disks (physical disks, no file) are not in a checkpoint: they are listed in
     "passthrough_disks" and not read. The VM is found by its exact name (Get-VM -Name would
     read *?[] as wildcards).
@@ -131,6 +138,26 @@ function Get-StagingVolume([string]$Path) {
     return $volume
 }
 
+function Publish-HvbRunShare([string]$Folder, [string]$Name) {
+    # The orchestrator reads this run's files as the account connected through WinRM, which is
+    # no administrator (no D$): a hidden share of the run folder, read for that account only,
+    # no offline caching; and a read ACE on the folder itself, since a share's ACL alone opens
+    # nothing NTFS refuses. Idempotent: the same share of the same folder is kept.
+    $reader = if ($PSSenderInfo -and $PSSenderInfo.ConnectedUser) { $PSSenderInfo.ConnectedUser } else { "$env:USERDOMAIN\$env:USERNAME" }
+    try {
+        $folderInfo = New-Object System.IO.DirectoryInfo $Folder
+        $acl = $folderInfo.GetAccessControl([System.Security.AccessControl.AccessControlSections]::Access)
+        $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule($reader, 'ReadAndExecute', 'ContainerInherit, ObjectInherit', 'None', 'Allow')))
+        $folderInfo.SetAccessControl($acl)
+        $current = Get-SmbShare -Name $Name -ErrorAction SilentlyContinue
+        if ($current -and $current.Path.TrimEnd('\') -ne $Folder.TrimEnd('\')) { Remove-SmbShare -Name $Name -Force }
+        if (-not $current -or $current.Path.TrimEnd('\') -ne $Folder.TrimEnd('\')) {
+            New-SmbShare -Name $Name -Path $Folder -ReadAccess $reader -CachingMode None -FolderEnumerationMode AccessBased -Description "hvbackup run folder" | Out-Null
+        }
+    } catch { throw [pscustomobject]@{ Code = 'SHARE_FAILED'; Message = "Cannot share $Folder as $Name to ${reader}: $($_.Exception.Message)" } }
+    return "\\$env:COMPUTERNAME\$Name"
+}
+
 $VssIntegrationId = '5CED1297-4598-4915-A5FC-AD21BB4D02A4'
 $vm = $null
 $originalType = $null
@@ -142,6 +169,12 @@ try {
     $name = "$Prefix-$RunId"
     if ($Mode -eq 'export' -and -not $StagingPath) { Fail 'BAD_PARAMETER' '-Mode export needs -StagingPath.' }
     if ($Mode -eq 'export') { Assert-HvbRoot $StagingPath 'staging' | Out-Null }
+    elseif ($PSSenderInfo -and "$($PSSenderInfo.ConfigurationName)" -notlike 'Microsoft.*') {
+        # Through the JEA endpoint the files are read as the onboarded account, which the VM's
+        # own folder (NTFS: SYSTEM, Administrators, the VM's virtual account) gives nothing;
+        # hvbackup never changes production disks' ACLs (docs/lab/shares.md).
+        Fail 'CHECKPOINT_MODE_REFUSED' "Checkpoint mode reads the frozen disks in ${VMName}'s own folder, which the hvbackup account (no administrator, through the JEA endpoint) cannot read on $env:COMPUTERNAME, and hvbackup does not change the permissions of production disks: set mode: export on this job (docs/lab/shares.md)."
+    }
 
     $crashName = "$name (crash-consistent)"
     $existing = Get-VMSnapshot -VM $vm | Where-Object { $_.Name -eq $name -or $_.Name -eq $crashName } | Microsoft.PowerShell.Utility\Select-Object -First 1
@@ -199,6 +232,7 @@ try {
             configuration   = Get-VmConfiguration $vm
             export_path     = $null
             files           = @()
+            share           = $null
         }
         if ($Mode -eq 'export') {
             $target = Join-Path $StagingPath $RunId
@@ -211,8 +245,12 @@ try {
             }
             New-Item -ItemType Directory -Force -Path $target | Out-Null
             Wait-HvbJob (Export-VMSnapshot -VMSnapshot $checkpoint -Path $target -AsJob) "The export of $VMName" | Out-Null
+            $share = "hvb-$RunId-vm`$"
+            $unc = Publish-HvbRunShare $target $share
             $result.export_path = $target
-            $result.files = @(Get-ChildItem -Path $target -Recurse -File | ForEach-Object { [ordered]@{ path = $_.FullName; size_bytes = [int64]$_.Length } })
+            $result.share = $share
+            $prefix = [System.IO.Path]::GetFullPath($target).TrimEnd('\').Length
+            $result.files = @(Get-ChildItem -Path $target -Recurse -File | ForEach-Object { [ordered]@{ path = $_.FullName; size_bytes = [int64]$_.Length; exposed = $unc + $_.FullName.Substring($prefix) } })
         }
     }
 } catch {

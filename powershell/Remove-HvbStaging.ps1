@@ -3,6 +3,8 @@
     Deletes one run's staging folder (<StagingPath>\<RunId>) once its files are in the backup.
 
 .DESCRIPTION
+    The run's share of the folder (hvb-<RunId>-sql$ or hvb-<RunId>-vm$, made by
+    Invoke-HvbSqlBackup.ps1 or New-HvbCheckpoint.ps1 -Mode export) is removed first.
     Only that folder is removed, and only if -StagingPath lies inside a staging root recorded
     on this host by Initialize-HvbHost.ps1 (PATH_NOT_ALLOWED otherwise). Idempotent: a folder
     already gone is reported as such. Writes exactly one JSON object.
@@ -37,9 +39,18 @@ try {
         throw [pscustomobject]@{ Code = 'BAD_PARAMETER'; Message = "$target is not inside $root." }
     }
     $present = Test-Path -LiteralPath $target
+    # The run's shares of this folder (hvb-<RunId>-sql$, hvb-<RunId>-vm$) go first: no reader
+    # is left when the folder goes. Found by their exact names and path, never a pattern.
+    $shares = foreach ($name in @("hvb-$RunId-sql`$", "hvb-$RunId-vm`$")) {
+        $share = Get-SmbShare -Name $name -ErrorAction SilentlyContinue
+        if ($share -and $share.Path.TrimEnd('\') -eq $target.TrimEnd('\')) {
+            if (-not $DryRun) { Remove-SmbShare -Name $name -Force }
+            [ordered]@{ name = $name; removed = -not $DryRun }
+        }
+    }
     $bytes = if ($present) { [int64](Get-ChildItem -LiteralPath $target -Recurse -File | Microsoft.PowerShell.Utility\Measure-Object -Property Length -Sum).Sum } else { 0 }
     if ($present -and -not $DryRun) { Remove-Item -LiteralPath $target -Recurse -Force }
-    $result = [ordered]@{ ok = $true; dry_run = [bool]$DryRun; path = $target; removed = ($present -and -not $DryRun); bytes_freed = $(if ($DryRun) { 0 } else { $bytes }) }
+    $result = [ordered]@{ ok = $true; dry_run = [bool]$DryRun; path = $target; removed = ($present -and -not $DryRun); bytes_freed = $(if ($DryRun) { 0 } else { $bytes }); shares = @($shares) }
 } catch {
     $detail = $_.TargetObject
     $code = if ($detail.Code) { $detail.Code } else { 'STAGING_REMOVE_FAILED' }

@@ -54,6 +54,9 @@ class SambaServer:
     password: str
     run_share: str = "hvb-run1-1$"  # a per-run share, granted to ``user`` only
     run_folder: Path | None = None
+    # The staging shares of one run (Invoke-HvbSqlBackup, New-HvbCheckpoint -Mode export),
+    # granted to ``user`` only: share name -> the folder behind it.
+    staging_shares: dict[str, Path] | None = None
     admin_share: str = "D$"  # an administrative share: administrators only
 
 
@@ -85,6 +88,17 @@ def samba(root: Path) -> Iterator[SambaServer]:
     run_folder, admin_folder = root / "run-share", root / "admin-D"
     run_folder.mkdir()
     admin_folder.mkdir()
+    staging = {"hvb-run1-sql$": root / "staging-run1-sql", "hvb-run1-vm$": root / "staging-run1-vm"}
+    for where in staging.values():
+        where.mkdir()
+    staging_conf = "".join(f"""
+[{name}]
+    path = {where}
+    read only = yes
+    browseable = no
+    valid users = {SMB_USER}
+    force user = root
+""" for name, where in staging.items())
     for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc"):
         (root / sub).mkdir()
     conf = root / "smb.conf"
@@ -126,6 +140,7 @@ def samba(root: Path) -> Iterator[SambaServer]:
     valid users = {SMB_USER}
     force user = root
 
+{staging_conf}
 [D$]
     path = {admin_folder}
     read only = yes
@@ -145,7 +160,8 @@ def samba(root: Path) -> Iterator[SambaServer]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, proc, "smbd", log)
-        yield SambaServer(port, "data", folder, SMB_USER, password, run_folder=run_folder)
+        yield SambaServer(port, "data", folder, SMB_USER, password, run_folder=run_folder,
+                          staging_shares=staging)
     finally:
         stop(proc)
 

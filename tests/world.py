@@ -6,7 +6,7 @@ configuration synced into it; a frozen clock, and sleeps recorded instead of sle
 
 ``Setup(tmp_path)`` builds all of it under ``tmp_path``; the keyword arguments change one thing
 (faults injected on the host, the VM job's consistency, the start time, the simulated host,
-extra lines of the SQL job).
+extra lines of the SQL job or of the VM job).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ clients:
         vms: [ERP01, DC01]
         consistency: {consistency}
         schedule: "daily 22:00"
-        retries: 1
+        retries: 1{vm}
       compta:
         type: sql-server
         host: hv01
@@ -80,7 +80,7 @@ class Setup:
     def __init__(self, root: Path, faults: str = "", consistency: str = "application",
                  start: datetime = datetime(2026, 11, 23, 21, 0, tzinfo=UTC),
                  simulated: str = SIMULATED,
-                 sql: str = "") -> None:
+                 sql: str = "", vm: str = "") -> None:
         self.root = root
         for baie in ("baie-a", "baie-b"):  # the arrays are mounted
             (root / baie).mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,8 @@ class Setup:
         (root / "acme.pub").write_text(self.key.public.text() + "\n")
         self.config = write_config(root, CONFIG.format(root=root, faults=faults,
                                                        consistency=consistency,
-                                                       simulated=simulated, sql=sql))
+                                                       simulated=simulated, sql=sql,
+                                                       vm=vm))
         self.loaded = load_config(self.config)
         self.clock = FrozenClock(start)
         engine = open_engine(self.loaded.database_url)

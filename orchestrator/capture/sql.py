@@ -80,7 +80,10 @@ def native_backups(host: HostSession, recorder: RunRecorder, job: SqlServerJob, 
                 recorder.event("ERROR", f"{db['name']}: {db['error']['message']}")
             else:
                 shown = f"{job.instance}\\{db['name']}.bak"
-                capture.exposed.append(Exposed(db["file"], shown, db["name"]))
+                # Read through the run's share of the staging folder (databases[].exposed);
+                # a host whose scripts predate it gives the drive path.
+                capture.exposed.append(Exposed(db.get("exposed") or db["file"], shown,
+                                               db["name"]))
         yield capture
     finally:
         with recorder.step("remove staging", job.instance):

@@ -67,7 +67,10 @@ def checkpoint(host: HostSession, recorder: RunRecorder, vm: str, run_uid: str, 
             f"{made.get('vss_error') or 'unknown reason'})", "GUEST_VSS_FAILED"))
         recorder.event("WARNING", capture.findings[-1].headline)
     if mode == "export":
-        capture.exposed = [Exposed(f["path"], f["path"], vm) for f in made["files"]]
+        # Read through the run's share of the export folder (files[].exposed); a host whose
+        # scripts predate it gives drive paths, which only an administrator reads.
+        capture.exposed = [Exposed(f.get("exposed") or f["path"], f["path"], vm)
+                           for f in made["files"]]
     else:
         seen: set[str] = set()
         for disk in made["disks"]:

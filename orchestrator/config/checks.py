@@ -115,6 +115,17 @@ def check_references(
                 if transport == "local" and job.get("vss") is True:
                     add((*jpath, "vss"), f"host {host_ref!r} is 'transport: local': shadow copies "
                                          "(VSS) exist only on Windows hosts")
+                host_raw = _dict(hosts[host_ref])
+                least = (_dict(host_raw.get("winrm")).get("configuration_name") is not None
+                         or _dict(host_raw.get("simulated")).get("jea") is True)
+                if jtype == "hyperv-vm" and least and job.get("mode", "checkpoint") != "export":
+                    # docs/lab/shares.md: the frozen chain stays in the VM's folder, whose
+                    # NTFS ACLs give the onboarded account nothing; production disks' ACLs
+                    # are not changed. The export goes to staging, shared for the run.
+                    add((*jpath, "mode") if "mode" in job else jpath,
+                        f"host {host_ref!r} is reached through the JEA endpoint, whose account "
+                        "cannot read the VM's own folder: checkpoint mode would fail every "
+                        "night; set 'mode: export' (the export is read through a per-run share)")
                 if job.get("prepare") == "orchestrator" and transport != "local":
                     add((*jpath, "prepare"), "the orchestrator's self-backup reads this "
                                              f"machine's files: host {host_ref!r} must be "

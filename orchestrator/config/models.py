@@ -299,6 +299,11 @@ class SimulatedSettings(Model):
     """Edition of the simulated SQL Server instances (web and express cannot compress backups)."""
     faults: list[SimulatedFault] = Field(default_factory=list)
     """Failures to inject."""
+    jea: bool = False
+    """Reached as through the JEA endpoint with the account onboarding makes (no
+    administrator): only the per-run shares can be read, not drive paths, and checkpoint mode
+    is refused (docs/lab/shares.md).
+    """
 
 
 class Host(Model):

@@ -71,4 +71,5 @@ def _simulated(settings: HostSettings, clock: Clock) -> SimulatedHost:
         return clock.now().astimezone(tz).date()
 
     return SimulatedHost(settings.label, settings.simulated_root, spec, now=clock.now,
-                         today=today, faults=faults)
+                         today=today, faults=faults,
+                         jea=simulated is not None and simulated.jea)

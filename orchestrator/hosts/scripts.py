@@ -37,6 +37,9 @@ HINTS = {
     "CHECKPOINT_FAILED": "not guest VSS (its integration service is healthy): read the host's "
                          "Hyper-V-VMMS event log (19070/19080/19090) and check free space on "
                          "the VM's volume",
+    "CHECKPOINT_MODE_REFUSED": "the account the JEA endpoint connects with cannot read the "
+                               "VM's own folder: set mode: export on the job (hvbackup "
+                               "validate says so)",
     "VM_NOT_FOUND": "check the VM name in the job (hvbackup inventory lists the host's VMs)",
     "STAGING_FULL": "free space on the staging volume or point staging_dir elsewhere",
     "SQL_CONNECT_FAILED": "check that the instance runs and that the WinRM account may log in "

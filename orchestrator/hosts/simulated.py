@@ -43,6 +43,13 @@ log = logging.getLogger(__name__)
 FAULT_KINDS = ("guest-vss-failure", "checkpoint-failure", "merge-stuck", "leftover-checkpoint",
                "unreachable", "staging-full", "verifyonly-failure", "slow")
 DEFAULT_STAGING = "D:\\hvbackup-staging"
+# $PSSenderInfo.ConnectedUser: the account the orchestrator connects with (onboarding's).
+CONNECTED_USER = "HV01\\hvbackup"
+CHECKPOINT_MODE_REFUSED = (
+    "Checkpoint mode reads the frozen disks in {vm}'s own folder, which the hvbackup account "
+    "(no administrator, through the JEA endpoint) cannot read on {host}, and hvbackup does not "
+    "change the permissions of production disks: set mode: export on this job "
+    "(docs/lab/shares.md).")
 SQL_DATA = "D:\\SQL\\Restored"
 
 
@@ -126,6 +133,7 @@ class SimulatedHost:
         sleep: Callable[[float], None] = time.sleep,
         roots: simroots.Roots | None = None,
         onboarded: bool = True,
+        jea: bool = False,
     ) -> None:
         self.label = label
         self.root = root
@@ -135,6 +143,9 @@ class SimulatedHost:
         self.faults = faults
         self._sleep = sleep
         self._world: SimWorld | None = None
+        # Reached through the JEA endpoint with the onboarded account, no administrator: it
+        # reads only the per-run shares, and the VMs' own folders give it nothing.
+        self.jea = jea
         # What Initialize-HvbHost.ps1 recorded (roots.json); by default its own defaults and
         # the folders of the host's files jobs. onboarded=False: a host never onboarded.
         self.roots = roots if roots is not None or not onboarded else simroots.onboard(
@@ -322,6 +333,9 @@ class SimulatedHost:
             raise _ScriptError("BAD_PARAMETER", "-Mode export needs -StagingPath.")
         if Mode == "export":
             self._root(StagingPath or "", "staging")
+        elif self.jea:
+            raise _ScriptError("CHECKPOINT_MODE_REFUSED", CHECKPOINT_MODE_REFUSED.format(
+                vm=VMName, host=self.label))
         crash_name = f"{name} (crash-consistent)"  # no cmdlet writes a checkpoint's notes
         existing = next((cp for cp in vm["checkpoints"] if cp["name"] in (name, crash_name)),
                         None)
@@ -389,7 +403,10 @@ class SimulatedHost:
             self.local_path(config).parent.mkdir(parents=True, exist_ok=True)
             self.local_path(config).write_text(json.dumps(result["configuration"]))
             files.append({"path": config, "size_bytes": self.local_path(config).stat().st_size})
-            result["export_path"], result["files"] = target, files
+            share = self._share_run_folder(target, f"hvb-{RunId}-vm$", RunId)
+            for file in files:
+                file["exposed"] = self._exposed(share, target, file["path"])
+            result["export_path"], result["files"], result["share"] = target, files, share
         return result
 
     def script_Remove_HvbCheckpoint(
@@ -481,7 +498,19 @@ class SimulatedHost:
                 if sid in world.state["shadow_record"]:
                     world.state["shadow_record"].remove(sid)
             shadows.append(entry)
-        return {"ok": True, "dry_run": DryRun, "checkpoints": checkpoints, "shadow_copies": shadows}
+        # Per-run shares of staging folders: a run that is over (its folder gone, or made
+        # longer ago than ShadowOlderThanHours) left its share behind; a share of another
+        # job running now is younger and its folder is there.
+        run_shares = []
+        for share, info in sorted(world.state.get("run_shares", {}).items()):
+            if info["run"] == KeepRunId:
+                continue
+            if self.local_path(info["path"]).exists() and info["created_utc"] >= cutoff:
+                continue
+            run_shares.append({"name": share, "path": info["path"],
+                               "removed": not DryRun and self._unshare(share), "error": None})
+        return {"ok": True, "dry_run": DryRun, "checkpoints": checkpoints, "shadow_copies": shadows,
+                "run_shares": run_shares}
 
     def _vm_key(self, name: str) -> str | None:
         return next((k for k in self.world.state["vms"] if k.lower() == name.lower()), None)
@@ -535,6 +564,7 @@ class SimulatedHost:
                                 for d in wanted], "skipped": skipped}
         self.local_path(target).mkdir(parents=True, exist_ok=True)
         self._grant_modify(target, service)
+        share = self._share_run_folder(target, f"hvb-{RunId}-sql$", RunId)
         results = []
         for name in wanted:
             item: dict[str, Any] = {"name": name, "file": None, "size_bytes": 0,
@@ -572,7 +602,8 @@ class SimulatedHost:
                 if self._fault("verifyonly-failure", name):
                     simsql.damage(bak)
                 if simsql.verify_dump(bak):
-                    item.update(file=file, verified=True, size_bytes=bak.stat().st_size)
+                    item.update(file=file, verified=True, size_bytes=bak.stat().st_size,
+                                exposed=self._exposed(share, target, file))
                 else:
                     item["error"] = {"code": "SQL_VERIFY_FAILED", "message": f"RESTORE VERIFYONLY "
                                      f"of [{name}] failed: the backup file is not usable: "
@@ -581,7 +612,7 @@ class SimulatedHost:
         return {"ok": True, "instance": Instance, "edition": entry["edition"],
                 "compression": compress, "compression_requested": Compression,
                 "staging": target, "service_account": service, "databases": results,
-                "skipped": skipped}
+                "skipped": skipped, "share": share}
 
     def _grant_modify(self, folder: str, principal: str) -> None:
         """Modify for ``principal`` on ``folder``, inherited below (an ACE as Set-Acl adds it).
@@ -601,16 +632,58 @@ class SimulatedHost:
         return any(str(p).lower() == SQL_ROOT.lower() or principal in acl.get(str(p).lower(), [])
                    for p in (path, *path.parents))
 
+    # -- per-run shares of staging folders ------------------------------------------------
+
+    def _share_run_folder(self, folder: str, share: str, run: str) -> str:
+        """As the scripts' Publish-HvbRunShare: ``folder`` shared as the hidden ``share``, read
+        for the connected account only (share ACL and an inherited NTFS read ACE), no offline
+        caching; idempotent (the same share of the same folder is kept, another folder's
+        replaced). Recorded in the state, as Get-SmbShare would list it."""
+        shares = self.world.state.setdefault("run_shares", {})
+        self._grant_read(folder, CONNECTED_USER)
+        if shares.get(share, {}).get("path", "").lower() != folder.lower():
+            self._link(self.root / "shares" / share, self.local_path(folder))
+            shares[share] = {"path": folder, "run": run, "reader": CONNECTED_USER,
+                             "created_utc": _utc(self._now())}
+        return share
+
+    def _exposed(self, share: str, folder: str, path: str) -> str:
+        """``path`` (inside ``folder``) as the orchestrator reads it: ``\\\\HOST\\share\\...``."""
+        host = self.label.split("/")[-1].upper()
+        return f"\\\\{host}\\{share}" + path[len(folder):]
+
+    def _unshare(self, share: str) -> bool:
+        """Remove-SmbShare: the share alone, never the folder behind it."""
+        link = self.root / "shares" / share
+        present = share in self.world.state.get("run_shares", {})
+        self.world.state.get("run_shares", {}).pop(share, None)
+        if link.is_symlink():
+            link.unlink()
+        return present
+
+    def _grant_read(self, folder: str, principal: str) -> None:
+        """Read for ``principal`` on ``folder``, inherited below (NTFS: the share's ACL alone
+        does not let a non-administrator open the files)."""
+        readers = self.world.state.setdefault("acl_read", {})
+        readers.setdefault(folder.lower(), [])
+        if principal not in readers[folder.lower()]:
+            readers[folder.lower()].append(principal)
+
     def script_Remove_HvbStaging(self, *, StagingPath: str, RunId: str,
                                  DryRun: bool = False) -> dict[str, Any]:
         target = f"{self._root(StagingPath, 'staging')}\\{RunId}"
         local = self.local_path(target)
         present = local.exists()
         size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) if present else 0
+        # The shares of the folder first (no reader left), then the folder.
+        shares = [{"name": name, "removed": not DryRun and self._unshare(name)}
+                  for name, info in sorted(self.world.state.get("run_shares", {}).items())
+                  if info["path"].lower() == target.lower()]
         if present and not DryRun:
             shutil.rmtree(local)
+            self.world.state.get("acl_read", {}).pop(target.lower(), None)
         return {"ok": True, "dry_run": DryRun, "path": target, "removed": present and not DryRun,
-                "bytes_freed": 0 if DryRun else size}
+                "bytes_freed": 0 if DryRun else size, "shares": shares}
 
     def script_Restore_HvbSqlDatabase(
         self, *, Instance: str, BackupFile: str, DatabaseName: str, TargetName: str | None = None,

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from orchestrator.config.resolved import HostSettings
+from orchestrator.errors import SourceError
 from orchestrator.hosts.simworld import volume_path
-from orchestrator.mover.smb import SmbSource
+from orchestrator.mover.smb import SmbSource, is_run_share
 from orchestrator.mover.source import LocalSource, Source
 from orchestrator.secrets import read_secret
+
+
+def _run_shares_only(label: str, root: Path, windows_path: str) -> Path:
+    """A simulated host reached as the onboarded account: what SmbSource without
+    ``admin_shares`` reads, the per-run shares (``\\\\HOST\\hvb-...$``), and nothing else."""
+    parts = [p for p in windows_path[2:].split("\\") if p] if windows_path.startswith(
+        "\\\\") else []
+    if len(parts) < 2 or not is_run_share(parts[1]):
+        raise SourceError(f"{label}: {windows_path} is not on a per-run share: reading it needs "
+                          "the administrative share, which the onboarded account (not an "
+                          "administrator) cannot open; the host script must expose it through "
+                          "a per-run share")
+    return volume_path(root, windows_path)
 
 
 def open_source(settings: HostSettings) -> Source:
@@ -18,6 +33,9 @@ def open_source(settings: HostSettings) -> Source:
     an administrator."""
     host, label = settings.host, settings.label
     if host.transport == "simulated":
+        if host.simulated is not None and host.simulated.jea:
+            return LocalSource(label, mapper=partial(_run_shares_only, label,
+                                                     settings.simulated_root))
         return LocalSource(label, mapper=partial(volume_path, settings.simulated_root))
     if host.transport == "local":
         return LocalSource(label)

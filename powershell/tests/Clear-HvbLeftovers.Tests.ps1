@@ -24,4 +24,23 @@ Describe 'Clear-HvbLeftovers' {
         $r.checkpoints[0].removed | Should -BeFalse
         Should -Invoke Remove-VMSnapshot -Times 0
     }
+
+    It "removes the run shares of staging folders that are over, not a running job's nor another share" {
+        $staging = Join-Path ([System.IO.Path]::GetTempPath()) ('hvb-sweep-' + [guid]::NewGuid())
+        New-Item -ItemType Directory -Path (Join-Path $staging 'now') -Force | Out-Null
+        Set-HvbTestRoots @{ staging = @($staging); shares = @(); restore = @() }
+        try {
+            Mock Get-SmbShare { @(
+                    [pscustomobject]@{ Name = 'hvb-gone-sql$'; Path = (Join-Path $staging 'gone') },
+                    [pscustomobject]@{ Name = 'hvb-now-vm$'; Path = (Join-Path $staging 'now') },
+                    [pscustomobject]@{ Name = 'hvb-mine-sql$'; Path = (Join-Path $staging 'mine') },
+                    [pscustomobject]@{ Name = 'hvb-x-sql$'; Path = 'C:\Windows' },
+                    [pscustomobject]@{ Name = 'Compta$'; Path = (Join-Path $staging 'gone') }) }
+            Mock Remove-SmbShare { return }
+            $r = Invoke-Script 'Clear-HvbLeftovers' @{ KeepRunId = 'mine'; SkipCheckpoints = $true }
+            @($r.run_shares | ForEach-Object { $_.name }) | Should -Be @('hvb-gone-sql$')
+            Should -Invoke Remove-SmbShare -Times 1 -ParameterFilter { $Name -eq 'hvb-gone-sql$' }
+        } finally { Remove-Item -Recurse -Force $staging }
+    }
+
 }

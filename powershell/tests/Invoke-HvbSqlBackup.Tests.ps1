@@ -42,6 +42,18 @@ Describe 'Invoke-HvbSqlBackup' -Skip:(-not $env:HVB_PESTER_SQL_INSTANCE) {
         $r.databases[0].verified | Should -BeTrue
     }
 
+    It 'shares the run folder to the connected account only and gives the share paths' {
+        $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('model'); StagingPath = $script:staging; RunId = 'pester7'; TrustServerCertificate = $true }
+        $r.share | Should -Be 'hvb-pester7-sql$'
+        $r.databases[0].exposed | Should -Be "\\$env:COMPUTERNAME\hvb-pester7-sql$\model.bak"
+        $access = @(Get-SmbShareAccess -Name $r.share)
+        $access.Count | Should -Be 1
+        $access[0].AccessRight | Should -Be 'Read'
+        (Get-SmbShare -Name $r.share).CachingMode | Should -Be 'None'
+        Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:staging; RunId = 'pester7' } | Out-Null
+        Get-SmbShare -Name $r.share -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
     It 'reports an unknown database without failing the others' {
         $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('master', 'nope'); StagingPath = $script:staging; RunId = 'pester2'; TrustServerCertificate = $true }
         ($r.databases | Where-Object name -EQ 'nope').error.code | Should -Be 'DB_NOT_FOUND'

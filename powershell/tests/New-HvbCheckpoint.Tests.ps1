@@ -76,4 +76,38 @@ Describe 'New-HvbCheckpoint' {
         Mock Get-VM { @() }
         (Invoke-Script 'New-HvbCheckpoint' @{ VMName = 'NOPE'; RunId = 'r1' }).error.code | Should -Be 'VM_NOT_FOUND'
     }
+
+    It 'refuses checkpoint mode through the JEA endpoint, before any checkpoint' {
+        $global:PSSenderInfo = [pscustomobject]@{ ConnectedUser = 'HV01\hvbackup'; ConfigurationName = 'hvbackup' }
+        try {
+            $r = Invoke-Script 'New-HvbCheckpoint' @{ VMName = 'ERP01'; RunId = 'r1' }
+            $r.error.code | Should -Be 'CHECKPOINT_MODE_REFUSED'
+            $r.error.message | Should -Match 'mode: export'
+            Should -Invoke Checkpoint-VM -Times 0
+        } finally { Remove-Variable -Name PSSenderInfo -Scope Global -ErrorAction SilentlyContinue }
+    }
+
+    It 'shares the export folder to the connected account and gives the share paths' {
+        $staging = Join-Path ([System.IO.Path]::GetTempPath()) ('hvb-export-' + [guid]::NewGuid())
+        New-Item -ItemType Directory -Path $staging | Out-Null
+        Set-HvbTestRoots @{ staging = @($staging); shares = @(); restore = @() }
+        $global:PSSenderInfo = [pscustomobject]@{ ConnectedUser = 'HV01\hvbackup'; ConfigurationName = 'hvbackup' }
+        try {
+            Mock Get-CimInstance { [pscustomobject]@{ Name = [System.IO.Path]::GetPathRoot($staging); FreeSpace = 1TB } } -ParameterFilter { $ClassName -eq 'Win32_Volume' }
+            Mock Export-VMSnapshot { New-Item -ItemType Directory -Force -Path (Join-Path $Path 'ERP01\Virtual Hard Disks') | Out-Null; Set-Content -Path (Join-Path $Path 'ERP01\Virtual Hard Disks\ERP01.vhdx') -Value 'x'; New-FakeJob }
+            Mock Get-SmbShare { $null }
+            Mock New-SmbShare { [pscustomobject]@{ Name = $Name; Path = $Path } }
+            $r = Invoke-Script 'New-HvbCheckpoint' @{ VMName = 'ERP01'; RunId = 'r1'; Mode = 'export'; StagingPath = $staging }
+            $r.ok | Should -BeTrue
+            $r.share | Should -Be 'hvb-r1-vm$'
+            $r.files[0].exposed | Should -Be "\\$env:COMPUTERNAME\hvb-r1-vm$\ERP01\Virtual Hard Disks\ERP01.vhdx"
+            Should -Invoke New-SmbShare -Times 1 -ParameterFilter { $Name -eq 'hvb-r1-vm$' -and $ReadAccess -eq 'HV01\hvbackup' -and $CachingMode -eq 'None' -and -not $FullAccess -and -not $ChangeAccess }
+            $ace = (Get-Acl (Join-Path $staging 'r1')).Access | Where-Object { "$($_.IdentityReference)" -eq 'HV01\hvbackup' }
+            $ace | Should -Not -BeNullOrEmpty
+        } finally {
+            Remove-Variable -Name PSSenderInfo -Scope Global -ErrorAction SilentlyContinue
+            Remove-Item -Recurse -Force $staging
+        }
+    }
+
 }

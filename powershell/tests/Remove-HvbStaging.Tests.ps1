@@ -17,6 +17,19 @@ Describe 'Remove-HvbStaging' {
         Test-Path (Join-Path $script:root 'other-run') | Should -BeTrue
     }
 
+    It "removes the run's share before its folder, and no other share" {
+        $script:order = @()
+        Mock Get-SmbShare { [pscustomobject]@{ Name = $Name; Path = (Join-Path $script:root 'r1') } } -ParameterFilter { $Name -eq 'hvb-r1-sql$' }
+        Mock Get-SmbShare { $null } -ParameterFilter { $Name -ne 'hvb-r1-sql$' }
+        Mock Remove-SmbShare { $script:order += "share $Name" }
+        $r = Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:root; RunId = 'r1' }
+        $r.shares[0].name | Should -Be 'hvb-r1-sql$'
+        $r.shares[0].removed | Should -BeTrue
+        $script:order | Should -Be @('share hvb-r1-sql$')
+        Should -Invoke Remove-SmbShare -Times 1 -ParameterFilter { $Name -eq 'hvb-r1-sql$' }
+        Test-Path (Join-Path $script:root 'r1') | Should -BeFalse
+    }
+
     It 'is idempotent' {
         Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:root; RunId = 'r1' } | Out-Null
         (Invoke-Script 'Remove-HvbStaging' @{ StagingPath = $script:root; RunId = 'r1' }).removed | Should -BeFalse

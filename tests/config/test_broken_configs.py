@@ -17,6 +17,17 @@ CASES = [
          "shedule:"),
         ("clients.acme.jobs.erp.schedule", "missing required key 'schedule'", "erp:"),
     ]),
+    # docs/lab/shares.md: the JEA account cannot read a VM's own folder; export mode is required.
+    ("checkpoint-mode-through-jea", "operation_timeout_s: 20}",
+     "operation_timeout_s: 20, configuration_name: hvbackup}", [
+         ("clients.acme.jobs.erp", "set 'mode: export'", "erp:"),
+     ]),
+    ("explicit-checkpoint-mode-through-jea",
+     "operation_timeout_s: 20}\n    jobs:\n      erp:\n        type: hyperv-vm\n",
+     "operation_timeout_s: 20, configuration_name: hvbackup}\n    jobs:\n      erp:\n"
+     "        type: hyperv-vm\n        mode: checkpoint\n", [
+         ("clients.acme.jobs.erp.mode", "cannot read the VM's own folder", "mode: checkpoint"),
+     ]),
     ("misspelt-top-level-key", "baies:", "baie:", [
         ("baie", "unknown key 'baie'; did you mean 'baies'?", "baie:"),
     ]),

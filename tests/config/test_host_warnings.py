@@ -21,6 +21,9 @@ def test_the_onboarded_account_without_the_endpoint_is_warned(tmp_path: Path) ->
     assert "clients.acme.hosts.hv01.winrm.username: the account Initialize-HvbHost.ps1" in said
     with_endpoint = mutate("username: 'HV01\\hvbackup'",
                            "username: 'HV01\\hvbackup', configuration_name: hvbackup", onboarded)
+    # Through the endpoint a VM job must export (docs/lab/shares.md; an error otherwise).
+    with_endpoint = mutate("vms: [ERP01, DC01]\n", "vms: [ERP01, DC01]\n        mode: export\n",
+                           with_endpoint)
     assert "Initialize-HvbHost" not in _warnings(tmp_path, with_endpoint)
 
 

@@ -17,7 +17,7 @@ from orchestrator.history.models import RunEventRow, RunRow, SnapshotRow
 from orchestrator.history.recorder import RunAlreadyClaimed, RunRecorder
 from orchestrator.jobs.run import run_job
 from orchestrator.store.restore import local_relative
-from tests.world import Setup
+from tests.world import SIMULATED, Setup
 
 
 def found(result: Any) -> list[tuple[str, str | None, str, str | None]]:
@@ -291,3 +291,37 @@ def test_a_leftover_checkpoint_swept_is_kept_as_evidence(tmp_path: Path) -> None
     assert sweep.details["checkpoints"] and sweep.details["checkpoints"][0].startswith("DC01: ")
     assert any(m.startswith("DC01: removed checkpoint 'hvbackup-") and "left by an earlier run"
                in m for m in messages)
+
+
+# The host reached as the onboarded account through the JEA endpoint: no administrator, so
+# only the per-run shares can be read (the simulated source refuses drive paths, as SmbSource
+# without admin_shares does; tests/mover reads such shares from a real Samba server).
+JEA = SIMULATED + ", jea: true"
+
+
+def test_a_vm_export_job_reads_the_export_through_the_run_share(tmp_path: Path) -> None:
+    s = Setup(tmp_path, simulated=JEA, vm="\n        mode: export")
+    result = s.run("erp")
+    assert result.status == "REUSSIE", result
+    host = s.host()
+    disk = "D:\\Hyper-V\\ERP01\\Virtual Hard Disks\\ERP01.vhdx"
+    out = tmp_path / "out"
+    s.restore("erp", out)
+    restored = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.vhdx"))
+    # Recorded under the export folder's real name, not under the share it was read from.
+    assert restored[0].startswith("D/hvbackup-staging/") and "hvb-" not in restored[0]
+    assert {sha(p) for p in out.rglob("ERP01.vhdx")} == {sha(host.local_path(disk))}
+    assert host.world.state["run_shares"] == {}  # removed with the staging folder
+    assert not (host.root / "shares").exists() or not any((host.root / "shares").iterdir())
+
+
+def test_a_sql_job_reads_the_dumps_through_the_run_share(tmp_path: Path) -> None:
+    s = Setup(tmp_path, simulated=JEA, vm="\n        mode: export")  # validate requires it
+    result = s.run("compta")
+    assert result.status == "REUSSIE", result
+    out = tmp_path / "out"
+    s.restore("compta", out)
+    assert sorted(p.name for p in out.rglob("*.bak")) == ["COMPTA.bak", "PAIE.bak"]
+    host = s.host()
+    assert host.world.state["run_shares"] == {}
+    assert not any(host.local_path("D:\\hvbackup-staging").rglob("*.bak"))

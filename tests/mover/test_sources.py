@@ -212,6 +212,32 @@ def test_the_onboarding_account_reads_a_per_run_share_not_an_admin_share(
         admin.close()
 
 
+def test_the_onboarding_account_reads_sql_dumps_and_vm_exports_through_their_run_shares(
+        smb_server: SambaServer) -> None:
+    """What Invoke-HvbSqlBackup and New-HvbCheckpoint -Mode export return to a JEA caller
+    (databases[].exposed, files[].exposed): read by the account that is no administrator; the
+    drive paths of the same files (databases[].file, files[].path) are refused to it."""
+    assert smb_server.staging_shares is not None
+    sql, vm = smb_server.staging_shares["hvb-run1-sql$"], smb_server.staging_shares["hvb-run1-vm$"]
+    (sql / "COMPTA.bak").write_bytes(b"TAPE" * 1000)
+    (vm / "ERP01" / "Virtual Hard Disks").mkdir(parents=True)
+    (vm / "ERP01" / "Virtual Hard Disks" / "ERP01.vhdx").write_bytes(b"vhdxfile" * 4096)
+    source = _smb(smb_server)
+    try:
+        bak = "\\\\HV01\\hvb-run1-sql$\\COMPTA.bak"
+        assert b"".join(read_blocks(source, bak)) == b"TAPE" * 1000
+        export = "\\\\HV01\\hvb-run1-vm$"
+        assert [f.path for f in source.walk(export)] == [
+            export + "\\ERP01\\Virtual Hard Disks\\ERP01.vhdx"]
+        assert source.stat(export + "\\ERP01\\Virtual Hard Disks\\ERP01.vhdx").size == 8 * 4096
+        for drive_path in ("D:\\hvbackup-staging\\run1\\COMPTA.bak",
+                           "D:\\hvbackup-staging\\run1\\ERP01\\Virtual Hard Disks\\ERP01.vhdx"):
+            with pytest.raises(SourceError, match="administrative share D\\$"):
+                source.open(drive_path)
+    finally:
+        source.close()
+
+
 def test_a_link_to_a_local_device_is_not_followed(smb_server: SambaServer) -> None:
     """What mklink /d to a shadow copy made: the server leaves the link to the client, which
     cannot reach \\\\?\\GLOBALROOT\\Device\\... (Samba here: follow symlinks = no)."""
