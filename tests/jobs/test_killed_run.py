@@ -24,7 +24,7 @@ def test_killed_vm_backup_is_closed_and_cleaned_by_the_next_run(tmp_path: Path) 
     s = Setup(tmp_path)
     slow = tmp_path / "slow.yaml"  # the same setup, with a host that answers slowly
     slow.write_text(CONFIG.format(root=tmp_path, faults="{kind: slow, delay_s: 1.5}",
-                                  consistency="application", simulated=SIMULATED, sql=""))
+                                  consistency="application", simulated=SIMULATED, sql="", vm=""))
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "backup", "-c",
                              str(slow), "acme/erp"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
