@@ -180,12 +180,19 @@ def _staging(staging: str, jobs: list[Any], inventory: dict[str, Any]) -> list[V
 def _leftovers(inventory: dict[str, Any]) -> list[Verdict]:
     left = inventory.get("leftovers", {})
     checkpoints, shadows = left.get("checkpoints", []), left.get("shadow_copies", [])
-    if not checkpoints and not shadows:
-        return [Verdict("leftovers", OK, "no checkpoint or shadow copy left by hvbackup")]
     names = ", ".join(f"{c['vm']}: {c['name']}" for c in checkpoints[:5])
-    return [Verdict("leftovers", WARN, f"{len(checkpoints)} checkpoint(s) and {len(shadows)} "
-                    f"shadow copy(ies) left by interrupted runs ({names}); the next run "
-                    "removes them")]
+    out = [Verdict("leftovers", WARN, f"{len(checkpoints)} checkpoint(s) and {len(shadows)} "
+                   f"shadow copy(ies) left by interrupted runs ({names}); the next run "
+                   "removes them")] if checkpoints or shadows else [
+        Verdict("leftovers", OK, "no checkpoint or shadow copy left by hvbackup")]
+    unmerged = [(vm.get("name", "?"), f) for vm in inventory.get("vms", [])
+                for f in vm.get("unmerged_files") or []]
+    if unmerged:  # a merge that outlived its checkpoint: the VM still writes to these
+        out.append(Verdict("merges", WARN, f"{len(unmerged)} differencing disk(s) not merged "
+                           "after their checkpoint was removed ("
+                           + ", ".join(f"{vm}: {f}" for vm, f in unmerged[:5])
+                           + "): see Hyper-V Manager (Merging) and HVB-CHECKPOINT-NOT-MERGED"))
+    return out
 
 
 def _trial(session: HostSession, jobs: list[Any], staging: str, run_id: str) -> list[Verdict]:

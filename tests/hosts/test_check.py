@@ -94,6 +94,9 @@ def test_trial_catches_a_stuck_merge_and_a_damaged_dump(tmp_path: Path, cli) -> 
         assert [v["name"] for v in inventory["vms"] if v["unmerged_files"]] == ["DC01"]
     finally:
         host.close()
+    done, out, _ = _check(cli, s)  # and the next check says so
+    merges = next(x for x in out.splitlines() if "merges" in x)
+    assert merges.startswith("warning") and "DC01: " in merges and ".avhdx" in merges
 
 
 def test_json_and_unknown_host(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
