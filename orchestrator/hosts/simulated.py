@@ -691,6 +691,15 @@ class SimulatedHost:
         OverwriteProduction: bool = False, TrustServerCertificate: bool = False,
         CommandTimeoutSeconds: int = 3600, DryRun: bool = False,
     ) -> dict[str, Any]:
+        # A fresh dump in staging, or one brought back from a baie into a restore folder.
+        try:
+            BackupFile = self._root(BackupFile, "restore")
+        except simroots.RootRefused as exc:
+            if exc.code != "PATH_NOT_ALLOWED":
+                raise
+            BackupFile = self._root(BackupFile, "staging")
+        DataPath = DataPath and self._root(DataPath, "restore")
+        LogPath = LogPath and self._root(LogPath, "restore")
         entry = self.world.state["sql"].get(Instance)
         if entry is None:
             raise _ScriptError("SQL_CONNECT_FAILED", f"Cannot connect to '{Instance}'.")
