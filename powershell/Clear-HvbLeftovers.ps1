@@ -8,8 +8,9 @@
         one of -KeepRunId. Recovery checkpoints are never removed: hvbackup makes none (its
         checkpoints are Standard/Production, named "<Prefix>-<run>"), so one belongs to another
         backup product, whose run may still need it;
-      - shadow copies hvbackup recorded in %ProgramData%\hvbackup\shadow-copies.txt (or gives
-        by -ShadowId), with their per-run shares and mount folders, except those of -KeepRunId:
+      - shadow copies hvbackup recorded in %ProgramData%\hvbackup\shadow-copies.txt (an ID of
+        -ShadowId that the file does not record is left alone: hvbackup did not make it), with
+        their per-run shares and mount folders, except those of -KeepRunId:
         those of the same -Owner (the same job, which never runs twice at once) at once, those
         of other owners only when recorded more than -ShadowOlderThanHours ago, since another
         job of this host may be reading its copy right now. Shares and mount folders are found
@@ -27,12 +28,12 @@
 #>
 [CmdletBinding()]
 param(
-    [string]$Prefix = 'hvbackup',
+    [ValidatePattern('^[A-Za-z0-9]+$')][string]$Prefix = 'hvbackup',
     [string[]]$VMName = @(),
     [string]$KeepRunId = '',
     [ValidatePattern('^[^\t\r\n]{1,200}$')][string]$Owner = 'hvbackup',
     [int]$ShadowOlderThanHours = 24,
-    [string[]]$ShadowId = @(),
+    [ValidatePattern('^\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}$')][string[]]$ShadowId = @(),
     [string]$LinkRoot = (Join-Path $env:ProgramData 'hvbackup\shadow'),
     [int]$TimeoutSeconds = 3600,
     [switch]$SkipCheckpoints,
@@ -43,12 +44,17 @@ param(
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
+$Guid = '^\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}$'
 
 try {
+    # Mount folders are found from the record, never under a folder the caller names.
+    if ([System.IO.Path]::GetFullPath($LinkRoot).TrimEnd('\') -ne (Join-Path $env:ProgramData 'hvbackup\shadow')) {
+        throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "-LinkRoot $LinkRoot refused: hvbackup's mount folders are under $(Join-Path $env:ProgramData 'hvbackup\shadow') only." }
+    }
     $vms = if ($SkipCheckpoints) { @() } elseif ($VMName.Count) { @(Get-VM | Where-Object { $VMName -contains $_.Name }) } else { @(Get-VM) }
     $keepName = if ($KeepRunId) { "$Prefix-$KeepRunId" } else { '' }
     $checkpoints = foreach ($vm in $vms) {
-        $candidates = @(Get-VMSnapshot -VM $vm | Where-Object { $_.Name -like "$Prefix-*" -and $_.Name -ne $keepName -and $_.Name -ne "$keepName (crash-consistent)" })
+        $candidates = @(Get-VMSnapshot -VM $vm | Where-Object { $_.Name.StartsWith("$Prefix-", [System.StringComparison]::OrdinalIgnoreCase) -and $_.Name -ne $keepName -and $_.Name -ne "$keepName (crash-consistent)" })
         foreach ($cp in $candidates) {
             $entry = [ordered]@{ vm = $vm.Name; id = "$($cp.Id)"; name = $cp.Name; type = "$($cp.SnapshotType)"; removed = $false; merged = $false; error = $null }
             if (-not $DryRun) {
@@ -78,9 +84,6 @@ try {
             $f = @($line -split "`t")
             [pscustomobject]@{ Line = $line; Id = $f[0]; Run = "$($f[1])"; Owner = "$($f[2])"; Created = "$($f[3])"; Mount = "$($f[5])"; Share = "$($f[6])" }
         })
-    foreach ($id in $ShadowId) {
-        if (-not ($records | Where-Object { $_.Id -eq $id })) { $records += [pscustomobject]@{ Line = $null; Id = $id; Run = ''; Owner = $Owner; Created = ''; Mount = ''; Share = '' } }
-    }
     $cutoff = [DateTime]::UtcNow.AddHours(-$ShadowOlderThanHours)
     $due = @(if (-not $SkipShadowCopies) {
             $records | Where-Object {
@@ -92,7 +95,7 @@ try {
     $gone = @()
     $shadows = foreach ($group in @($due | Group-Object -Property { if ($_.Mount) { $_.Mount } else { $_.Id } })) {
         $items = @($group.Group)
-        $id = @($items | Where-Object { $_.Id -ne 'pending' } | ForEach-Object { $_.Id })[0]
+        $id = @($items | Where-Object { $_.Id -match $Guid } | ForEach-Object { $_.Id })[0]
         $mount = $items[0].Mount
         $share = $items[0].Share
         # By its ID, or (a run killed between creating and recording) by where it is exposed.
@@ -148,6 +151,9 @@ try {
         run_shares    = @($runShares)
     }
 } catch {
-    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = 'SWEEP_FAILED'; message = $_.Exception.Message } }
+    $detail = $_.TargetObject
+    $code = if ($detail.Code) { $detail.Code } else { 'SWEEP_FAILED' }
+    $message = if ($detail.Message) { $detail.Message } else { $_.Exception.Message }
+    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = $code; message = $message } }
 }
 $result | ConvertTo-Json -Compress -Depth 8

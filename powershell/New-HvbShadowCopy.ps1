@@ -15,6 +15,8 @@
         left to the SMB client, which cannot follow a link to a local device);
       - a hidden share hvb-<RunId>-<n>$ of that folder, read access for the account connected
         through WinRM only ($PSSenderInfo.ConnectedUser), no offline caching.
+    -LinkRoot may only be its default, %ProgramData%\hvbackup\shadow (PATH_NOT_ALLOWED otherwise):
+    the caller never chooses where folders are made, mounted and shared.
     Each step is recorded in %ProgramData%\hvbackup\shadow-copies.txt (one tab-separated line:
     shadow id or "pending", run, owner, created UTC, volume, mount folder, share) before the
     next one can fail, so that Clear-HvbLeftovers.ps1 removes what a killed run left.
@@ -78,6 +80,10 @@ function Assert-HvbRoot([string]$Path, [string]$Kind) {
 
 $made = @()  # this call's copies: [ordered] entries, undone on failure
 try {
+    # Folders are made, mounted and shared under hvbackup's own folder only, never the caller's.
+    $ownLinkRoot = Join-Path $env:ProgramData 'hvbackup\shadow'
+    if ([System.IO.Path]::GetFullPath($LinkRoot).TrimEnd('\') -ne $ownLinkRoot) { throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "-LinkRoot $LinkRoot refused: hvbackup's mount folders are under $ownLinkRoot only." } }
+    $LinkRoot = $ownLinkRoot
     foreach ($p in $Path) {
         Assert-HvbRoot $p 'shares' | Out-Null
         if (-not (Test-Path -LiteralPath $p -PathType Container)) { throw [pscustomobject]@{ Code = 'PATH_NOT_FOUND'; Message = "The folder $p does not exist on $env:COMPUTERNAME." } }

@@ -9,13 +9,16 @@
     existed is still attached or present. A merge still running at the deadline is reported
     with "merged": false (the backup itself is fine; the host needs a look).
 
+    Only hvbackup's checkpoints: -CheckpointName is "hvbackup-<run>" or
+    "hvbackup-<run> (crash-consistent)"; PowerShell refuses any other name before the script runs.
+
     Idempotent: a checkpoint that no longer exists is reported as already removed.
     Writes exactly one JSON object. -DryRun reports what would be done and changes nothing.
 #>
 [CmdletBinding()]
 param(
     [Parameter(Mandatory)][string]$VMName,
-    [Parameter(Mandatory)][string]$CheckpointName,
+    [Parameter(Mandatory)][ValidatePattern('^hvbackup-[A-Za-z0-9-]+( \(crash-consistent\))?$')][string]$CheckpointName,
     [int]$TimeoutSeconds = 3600,
     [int]$PollSeconds = 5,
     [switch]$DryRun

@@ -7,11 +7,14 @@
     Each per-run share is removed first (no reader left), then the shadow copy (which ends its
     exposure), then its mount folder on its own (never a recursive delete through it), then its
     lines are struck from %ProgramData%\hvbackup\shadow-copies.txt. Idempotent: what is already
-    gone is reported as such. Writes exactly one JSON object.
+    gone is reported as such. Only what that file records is touched: a shadow copy present but
+    not recorded there (another product's) is refused with SHADOW_NOT_HVBACKUP, a -LinkPath that
+    is not the recorded mount folder of one of the -ShadowId with PATH_NOT_ALLOWED, before
+    anything is removed. Writes exactly one JSON object.
 #>
 [CmdletBinding()]
 param(
-    [Parameter(Mandatory)][string[]]$ShadowId,
+    [Parameter(Mandatory)][ValidatePattern('^\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}$')][string[]]$ShadowId,
     [string[]]$LinkPath = @(),
     [ValidatePattern('^hvb-[A-Za-z0-9-]+\$$')][string[]]$ShareName = @(),
     [switch]$DryRun
@@ -21,6 +24,22 @@ $ErrorActionPreference = 'Stop'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
 
 try {
+    # A line is "<id or pending>`t<run>`t<owner>`t<created>`t<volume>`t<mount>`t<share>".
+    $recorded = @(if (Test-Path $RecordFile) {
+            foreach ($line in @(Get-Content $RecordFile | Where-Object { $_ })) { $f = @($line -split "`t"); [pscustomobject]@{ Id = $f[0]; Mount = "$($f[5])" } }
+        })
+    foreach ($id in $ShadowId) {
+        if (-not @($recorded | Where-Object { $_.Id -eq $id }).Count -and (Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$id'")) {
+            throw [pscustomobject]@{ Code = 'SHADOW_NOT_HVBACKUP'; Message = "Shadow copy $id on $env:COMPUTERNAME is not recorded in ${RecordFile}: hvbackup did not make it, and leaves it alone." }
+        }
+    }
+    $mounts = @($recorded | Where-Object { $_.Mount -and $ShadowId -contains $_.Id } | ForEach-Object { [System.IO.Path]::GetFullPath($_.Mount).TrimEnd('\') })
+    foreach ($link in $LinkPath) {
+        $full = if ($link -match '^[A-Za-z]:\\') { [System.IO.Path]::GetFullPath($link).TrimEnd('\') }
+        if (-not ($full -and $mounts -contains $full) -and (Test-Path -LiteralPath $link)) {
+            throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "$link is not the recorded mount folder of shadow copy $($ShadowId -join ', ') on $env:COMPUTERNAME; hvbackup removes no other folder." }
+        }
+    }
     $shares = foreach ($name in $ShareName) {
         $present = [bool](Get-SmbShare -Name $name -ErrorAction SilentlyContinue)
         if ($present -and -not $DryRun) { Remove-SmbShare -Name $name -Force }
@@ -37,7 +56,6 @@ try {
         [ordered]@{ path = $link; removed = ($present -and -not $DryRun) }
     }
     if (-not $DryRun -and (Test-Path $RecordFile)) {
-        # A line is "<id or pending>`t<run>`t<owner>`t<created>`t<volume>`t<mount>`t<share>".
         Set-Content -Path $RecordFile -Value @(Get-Content $RecordFile | Where-Object {
                 $fields = $_ -split "`t"
                 $_ -and $ShadowId -notcontains $fields[0] -and -not ($fields.Count -ge 6 -and $LinkPath -contains $fields[5])
@@ -45,6 +63,9 @@ try {
     }
     $result = [ordered]@{ ok = $true; dry_run = [bool]$DryRun; shares = @($shares); links = @($links); shadow_copies = @($shadows) }
 } catch {
-    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = 'SHADOW_REMOVE_FAILED'; message = $_.Exception.Message } }
+    $detail = $_.TargetObject
+    $code = if ($detail.Code) { $detail.Code } else { 'SHADOW_REMOVE_FAILED' }
+    $message = if ($detail.Message) { $detail.Message } else { $_.Exception.Message }
+    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = $code; message = $message } }
 }
 $result | ConvertTo-Json -Compress -Depth 8

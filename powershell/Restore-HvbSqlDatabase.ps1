@@ -15,6 +15,10 @@
     result reports (overwrote_production) and the JEA transcript records; after such a
     restore the database carries no marker, so the next -Replace alone refuses it again.
 
+    -BackupFile must lie inside an onboarded restore or staging root, -DataPath and -LogPath
+    inside a restore root (PATH_NOT_ALLOWED; local paths only: a \\server\share backup file
+    would make the host authenticate to that server).
+
     Writes exactly one JSON object. -DryRun reports the statement's plan and changes nothing.
 #>
 [CmdletBinding()]
@@ -45,6 +49,20 @@ function Invoke-Sql($Connection, [string]$Text, [hashtable]$Parameters = @{}) {
     return , $table
 }
 
+function Assert-HvbRoot([string]$Path, [string]$Kind) {
+    # The folders hvbackup may touch are the roots Initialize-HvbHost.ps1 wrote on this host
+    # (-StagingRoot, -ShareRoot, -RestoreRoot); the caller never chooses them. Local paths only.
+    $file = Join-Path $env:ProgramData 'hvbackup\roots.json'
+    if (-not (Test-Path -LiteralPath $file)) { throw [pscustomobject]@{ Code = 'ROOTS_NOT_CONFIGURED'; Message = "$file is missing: run Initialize-HvbHost.ps1 on $env:COMPUTERNAME (it records the folders hvbackup may use)." } }
+    $roots = @((Get-Content -LiteralPath $file -Raw | ConvertFrom-Json).$Kind | Where-Object { $_ })
+    $full = if ($Path -match '^[A-Za-z]:\\') { [System.IO.Path]::GetFullPath($Path).TrimEnd('\') } else { $null }
+    foreach ($root in $roots) {
+        $r = [System.IO.Path]::GetFullPath("$root").TrimEnd('\')
+        if ($full -and ($full -eq $r -or $full.StartsWith($r + '\', [System.StringComparison]::OrdinalIgnoreCase))) { return $full }
+    }
+    throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "$Path is not inside the $Kind folders allowed on $env:COMPUTERNAME ($(if ($roots) { $roots -join ', ' } else { 'none' })); Initialize-HvbHost.ps1 sets them (-StagingRoot, -ShareRoot, -RestoreRoot)." }
+}
+
 $builder = New-Object System.Data.SqlClient.SqlConnectionStringBuilder
 $builder['Data Source'] = $Instance
 $builder['Integrated Security'] = $true
@@ -53,6 +71,10 @@ if ($TrustServerCertificate) { $builder['TrustServerCertificate'] = $true }
 $connection = New-Object System.Data.SqlClient.SqlConnection $builder.ConnectionString
 
 try {
+    # A fresh dump in staging, or one brought back from a baie into a restore folder.
+    $BackupFile = try { Assert-HvbRoot $BackupFile 'restore' } catch { if ($_.TargetObject.Code -ne 'PATH_NOT_ALLOWED') { throw }; Assert-HvbRoot $BackupFile 'staging' }
+    if ($DataPath) { $DataPath = Assert-HvbRoot $DataPath 'restore' }
+    if ($LogPath) { $LogPath = Assert-HvbRoot $LogPath 'restore' }
     if (-not (Test-Path -LiteralPath $BackupFile)) { throw [pscustomobject]@{ Code = 'PATH_NOT_FOUND'; Message = "Backup file $BackupFile does not exist." } }
     if (-not $TargetName) { $TargetName = '{0}_restore_{1:yyyyMMddHHmm}' -f $DatabaseName, (Get-Date) }
     try { $connection.Open() } catch { throw [pscustomobject]@{ Code = 'SQL_CONNECT_FAILED'; Message = "Cannot connect to SQL Server instance '$Instance': $($_.Exception.Message)" } }

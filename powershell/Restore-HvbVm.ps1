@@ -16,6 +16,8 @@
     switch does not exist here is left disconnected. "not_restored" lists, in plain words,
     whatever of the original VM could not be brought back (empty when everything was).
     -RestorePath and every disk file must lie inside a restore root recorded at onboarding.
+    -NewName is a VM name, also the folder made under -RestorePath: letters, digits, space,
+    . _ - ( ), at most 100 characters, no ".." (PowerShell refuses anything else).
     An existing VM with the target name is never touched: the script stops with VM_EXISTS.
 
     Writes exactly one JSON object. -DryRun reports what would be done and changes nothing.
@@ -23,7 +25,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Mandatory)][string]$RestorePath,
-    [Parameter(Mandatory)][string]$NewName,
+    [Parameter(Mandatory)][ValidatePattern('^(?!.*\.\.)\w[\w .()-]{0,99}$')][string]$NewName,
     [ValidateSet('import', 'recreate')][string]$Mode = 'recreate',
     [string]$ConfigurationJson,
     [string]$DiskJson,

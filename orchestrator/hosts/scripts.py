@@ -56,6 +56,9 @@ class Parameter:
     name: str
     type: str
     mandatory: bool
+    # [ValidatePattern('...')]: PowerShell refuses a value (each item of an array) it does not
+    # match, case-insensitively, before the script runs.
+    pattern: str | None = None
 
     @property
     def is_switch(self) -> bool:
@@ -94,6 +97,9 @@ def _error_schema() -> dict[str, Any]:
 _PARAM_START = re.compile(r"^\s*param\s*\(", re.IGNORECASE | re.MULTILINE)
 
 
+_VALIDATE_PATTERN = re.compile(r"\[ValidatePattern\(\s*'((?:[^']|'')*)'\s*\)\]", re.IGNORECASE)
+
+
 def parse_parameters(text: str) -> dict[str, Parameter]:
     """The parameters of a script's top-level ``param()`` block (name, type, mandatory)."""
     match = _PARAM_START.search(text)
@@ -117,10 +123,12 @@ def parse_parameters(text: str) -> dict[str, Parameter]:
             continue
         attributes, name = plain[: found.start()], found.group(1)
         types = re.findall(r"\[([A-Za-z][\w.]*(?:\[\])?)\]", attributes)
+        pattern = _VALIDATE_PATTERN.search(piece)
         params[name] = Parameter(
             name=name,
             type=types[-1] if types else "object",
             mandatory=bool(re.search(r"Mandatory", attributes, re.IGNORECASE)),
+            pattern=pattern.group(1).replace("''", "'") if pattern else None,
         )
     return params
 
@@ -153,7 +161,8 @@ def check_call(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Check a call against the script's param() block; returns the parameters to send.
 
     Switches set to False are dropped (absent = off). Raises UsageError on an unknown or
-    missing mandatory parameter: a bug in the caller, caught before touching a host.
+    missing mandatory parameter, or a value its [ValidatePattern] refuses (as PowerShell would
+    before the script runs): a bug in the caller, caught before touching a host.
     """
     script = load_script(name)
     unknown = sorted(set(params) - set(script.parameters))
@@ -166,6 +175,12 @@ def check_call(name: str, params: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"{name}.ps1 needs {', '.join(missing)}")
     sent: dict[str, Any] = {}
     for key, value in params.items():
+        pattern = script.parameters[key].pattern
+        if pattern and value is not None:
+            for item in value if isinstance(value, list | tuple) else [value]:
+                if not re.search(pattern, str(item), re.IGNORECASE):
+                    raise UsageError(f"{name}.ps1 refuses -{key} {item!r}: it must match "
+                                     f"{pattern}")
         if script.parameters[key].is_switch:
             if value:
                 sent[key] = True

@@ -51,6 +51,8 @@ CHECKPOINT_MODE_REFUSED = (
     "change the permissions of production disks: set mode: export on this job "
     "(docs/lab/shares.md).")
 SQL_DATA = "D:\\SQL\\Restored"
+# New-HvbShadowCopy mounts its copies here, and nowhere else (-LinkRoot may only name it).
+LINK_ROOT = "C:\\ProgramData\\hvbackup\\shadow"
 
 
 _THREAD_LOCK = threading.Lock()
@@ -170,6 +172,13 @@ class SimulatedHost:
     def _root(self, path: str, kind: str) -> str:
         """``path`` if inside the host's ``kind`` roots (Assert-HvbRoot), else RootRefused."""
         return simroots.check(self.roots, path, kind, self.label)
+
+    def _link_root(self, link_root: str) -> str:
+        """The mount folders' root, if ``link_root`` names it; else PATH_NOT_ALLOWED."""
+        if (simroots._full(link_root) or "").lower() != LINK_ROOT.lower():
+            raise _ScriptError("PATH_NOT_ALLOWED", f"-LinkRoot {link_root} refused: hvbackup's "
+                               f"mount folders are under {LINK_ROOT} only.")
+        return LINK_ROOT
 
     def _fault(self, kind: str, target: str | None = None) -> Fault | None:
         today = self._today()
@@ -454,6 +463,7 @@ class SimulatedHost:
         LinkRoot: str = "C:\\ProgramData\\hvbackup\\shadow", TimeoutSeconds: int = 3600,
         SkipCheckpoints: bool = False, SkipShadowCopies: bool = False, DryRun: bool = False,
     ) -> dict[str, Any]:
+        self._link_root(LinkRoot)
         self._inject_leftovers()
         self._finish_merges()
         world = self.world
@@ -466,7 +476,7 @@ class SimulatedHost:
             for cp in list(vm["checkpoints"]):
                 # Recovery checkpoints are another product's: hvbackup makes none.
                 # This run's own checkpoint is kept, under either of its names.
-                if not (cp["name"].startswith(Prefix + "-")
+                if not (cp["name"].lower().startswith(Prefix.lower() + "-")
                         and cp["name"] not in (keep, f"{keep} (crash-consistent)")):
                     continue
                 entry = {"vm": name, "id": cp["id"], "name": cp["name"], "type": cp["type"],
@@ -477,7 +487,8 @@ class SimulatedHost:
                 checkpoints.append(entry)
         shadows = []
         recorded = [] if SkipShadowCopies else world.state["shadow_record"]
-        ids = [] if SkipShadowCopies else sorted(set((ShadowId or []) + recorded))
+        # An ID the record does not hold is not hvbackup's: it is left alone.
+        ids = [] if SkipShadowCopies else sorted(set(recorded))
         cutoff = _utc(self._now() - timedelta(hours=ShadowOlderThanHours))
         for sid in ids:
             present = sid in world.state["shadow_copies"]
@@ -691,6 +702,15 @@ class SimulatedHost:
         OverwriteProduction: bool = False, TrustServerCertificate: bool = False,
         CommandTimeoutSeconds: int = 3600, DryRun: bool = False,
     ) -> dict[str, Any]:
+        # A fresh dump in staging, or one brought back from a baie into a restore folder.
+        try:
+            BackupFile = self._root(BackupFile, "restore")
+        except simroots.RootRefused as exc:
+            if exc.code != "PATH_NOT_ALLOWED":
+                raise
+            BackupFile = self._root(BackupFile, "staging")
+        DataPath = DataPath and self._root(DataPath, "restore")
+        LogPath = LogPath and self._root(LogPath, "restore")
         entry = self.world.state["sql"].get(Instance)
         if entry is None:
             raise _ScriptError("SQL_CONNECT_FAILED", f"Cannot connect to '{Instance}'.")
@@ -744,6 +764,7 @@ class SimulatedHost:
         read through the share, as an SMB client must (a link to the device, what mklink made,
         could not be followed)."""
         paths = list(Path)
+        LinkRoot = self._link_root(LinkRoot)
         for p in paths:
             self._root(p, "shares")
             if not self.local_path(p).is_dir():
@@ -820,6 +841,23 @@ class SimulatedHost:
         ShareName: list[str] | None = None, DryRun: bool = False,
     ) -> dict[str, Any]:
         world = self.world
+        # Only what shadow-copies.txt records: another product's copy, or a folder that is not
+        # the mount folder of one of these copies, is refused before anything is removed.
+        for sid in ShadowId:
+            if sid not in world.state["shadow_record"] and sid in world.state["shadow_copies"]:
+                raise _ScriptError("SHADOW_NOT_HVBACKUP", f"Shadow copy {sid} on {self.label} "
+                                   "is not recorded in C:\\ProgramData\\hvbackup\\"
+                                   "shadow-copies.txt: hvbackup did not make it, and leaves it "
+                                   "alone.")
+        mounts = {world.state["shadow_copies"][sid]["link"].lower() for sid in ShadowId
+                  if sid in world.state["shadow_record"] and sid in world.state["shadow_copies"]}
+        for link in LinkPath or []:
+            local = self.local_path(link)
+            full = simroots._full(link)
+            if not (full and full.lower() in mounts) and (local.is_symlink() or local.exists()):
+                raise _ScriptError("PATH_NOT_ALLOWED", f"{link} is not the recorded mount "
+                                   f"folder of shadow copy {', '.join(ShadowId)} on "
+                                   f"{self.label}; hvbackup removes no other folder.")
         shares = []
         for name in ShareName or []:
             local = self.root / "shares" / name

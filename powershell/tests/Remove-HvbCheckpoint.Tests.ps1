@@ -27,6 +27,15 @@ Describe 'Remove-HvbCheckpoint' {
         $r.remaining_files | Should -Contain 'D:\Hyper-V\ERP01_1.avhdx'
     }
 
+    It 'removes only hvbackup checkpoints, the crash-consistent name included' {
+        foreach ($name in @('Avant mise à jour', 'hvbackup-r1 (copie)', 'HVB-r1')) {
+            { Invoke-Script 'Remove-HvbCheckpoint' @{ VMName = 'ERP01'; CheckpointName = $name } } | Should -Throw
+        }
+        Should -Invoke Remove-VMSnapshot -Times 0
+        Mock Get-VMSnapshot { $null } -ParameterFilter { $Name }
+        (Invoke-Script 'Remove-HvbCheckpoint' @{ VMName = 'ERP01'; CheckpointName = 'hvbackup-r1 (crash-consistent)' }).ok | Should -BeTrue
+    }
+
     It 'is idempotent when the checkpoint is already gone' {
         Mock Get-VMSnapshot { $null } -ParameterFilter { $Name }
         $r = Invoke-Script 'Remove-HvbCheckpoint' @{ VMName = 'ERP01'; CheckpointName = 'hvbackup-r1' }

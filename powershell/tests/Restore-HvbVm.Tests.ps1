@@ -74,6 +74,13 @@ Describe 'Restore-HvbVm' {
         Should -Invoke New-VM -Times 0
     }
 
+    It 'refuses a VM name that is not one (it would lead Join-Path out of the restore folder)' {
+        foreach ($name in @('..\..\Windows', 'a/b', '..', ('x' * 101))) {
+            { Invoke-Script 'Restore-HvbVm' @{ RestorePath = $script:root; NewName = $name; Mode = 'import' } } | Should -Throw
+        }
+        Should -Invoke New-VM -Times 0
+    }
+
     It 'never touches an existing VM of the same name' {
         Mock Get-VM { @(New-FakeVm 'ERP01') } -ParameterFilter { $Name }
         $r = Invoke-Script 'Restore-HvbVm' @{ RestorePath = $script:root; NewName = 'ERP01'; ConfigurationJson = $script:config; DiskJson = $script:disks }

@@ -51,7 +51,7 @@ def _dumps_restored_byte_for_byte(tmp_path: Path, sizes_mb: list[int]) -> None:
     for name, size_mb in zip(("COMPTA", "PAIE"), sizes_mb, strict=True):
         bak = next(out.rglob(f"{name}.bak"))
         assert bak.stat().st_size > size_mb * MB
-        back = f"D:\\Restaurations\\{name}.bak"
+        back = f"D:\\Restore\\{name}.bak"
         host.local_path(back).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(bak, host.local_path(back))
         restored = host.run("Restore-HvbSqlDatabase", Instance="SQL01\\COMPTA",
