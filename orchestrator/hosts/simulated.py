@@ -115,6 +115,13 @@ def _sql_unfit(name: str, info: dict[str, Any]) -> str | None:
     return None
 
 
+def _sql_read_only_refused(info: dict[str, Any]) -> bool:
+    """A read-only database this login may not back up (HAS_PERMS_BY_NAME 'BACKUP DATABASE' is
+    0: no db_backupoperator user, which a read-only database cannot be given); as
+    Invoke-HvbSqlBackup.ps1. BACKUP itself reads a read-only database like any other."""
+    return bool(info.get("is_read_only")) and not info["backup_operator"]
+
+
 def _utc(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -546,6 +553,7 @@ class SimulatedHost:
                     continue
                 reason = _sql_unfit(name, info) or (
                     "system" if info["database_id"] <= 4 else
+                    "read_only" if _sql_read_only_refused(info) else
                     "excluded" if name in excluded else None)
                 if reason:
                     skipped.append({"name": name, "reason": reason, "state": info["state"]})
@@ -580,6 +588,13 @@ class SimulatedHost:
                        if unfit == "not_online" else _UNFIT_WHY[unfit])
                 item["error"] = {"code": "DB_NOT_BACKUPABLE",
                                  "message": f"Database '{name}' on {Instance}: {why}."}
+            elif _sql_read_only_refused(info):
+                item["error"] = {"code": "DB_READ_ONLY", "message": f"Database '{name}' on "
+                                 f"{Instance} is read-only and this login may not back it up: "
+                                 "onboarding could not add its user there (a read-only database "
+                                 "takes no new user). A DBA sets it READ_WRITE, reruns "
+                                 "Initialize-HvbHost.ps1 and sets it READ_ONLY again, or removes "
+                                 "it from databases."}
             elif not info["backup_operator"]:
                 # Msg 262, as BACKUP says it to a login without db_backupoperator there.
                 item["error"] = {"code": "SQL_BACKUP_FAILED", "message": f"BACKUP DATABASE "

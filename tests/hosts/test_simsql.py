@@ -338,3 +338,24 @@ def test_replace_overwrites_only_a_restored_copy_production_needs_its_own_switch
     assert (over["replaced"], over["overwrote_production"]) == (True, True)
     with pytest.raises(ScriptFailed, match="TARGET_NOT_HVBACKUP"):  # it is production again
         restore(TargetName="COMPTA", Replace=True)
+
+
+def test_read_only_databases_without_a_backup_user_are_left_out_or_refused_clearly(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    # A read-only database at onboarding could be given no db_backupoperator user (it takes
+    # no new user); BACKUP is allowed in a read-only database, so one made read-only after
+    # onboarding keeps its user and is backed up.
+    host = make_dba_host(tmp_path, clock)
+    host.world.sql_set_state("SQL01\\COMPTA", "ARCHIVES", "ONLINE")
+    host.world.sql_set_read_only("SQL01\\COMPTA", "ARCHIVES", onboarded_since=True)
+    host.world.sql_set_read_only("SQL01\\COMPTA", "PAIE")
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1")
+    assert [(d["name"], d["verified"], d["error"]) for d in result["databases"]] == [
+        ("COMPTA", True, None), ("PAIE", True, None)]
+    assert {"name": "ARCHIVES", "reason": "read_only", "state": "ONLINE"} in result["skipped"]
+    named = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                     RunId="r2", Database=["ARCHIVES", "PAIE"])
+    outcome = {d["name"]: d["error"] and d["error"]["code"] for d in named["databases"]}
+    assert outcome == {"ARCHIVES": "DB_READ_ONLY", "PAIE": None}
+    assert "READ_WRITE" in named["databases"][0]["error"]["message"]
