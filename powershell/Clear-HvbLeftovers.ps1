@@ -43,6 +43,20 @@ param(
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
+$RecordLockSeconds = 120
+
+function Use-HvbShadowRecord([scriptblock]$Action) {
+    # Every read and write of the record holds this host-wide mutex: two jobs of one host
+    # (files jobs, their sweeps) would otherwise lose each other's lines or meet "file in use".
+    # Held for the file alone, never across diskshadow or a removal. A holder that died leaves
+    # the mutex abandoned: the next waiter gets it (AbandonedMutexException), the file whole.
+    $hvbMutex = New-Object System.Threading.Mutex($false, 'Global\hvbackup-shadow-record')
+    try {
+        try { $hvbHeld = $hvbMutex.WaitOne([TimeSpan]::FromSeconds($RecordLockSeconds)) } catch [System.Threading.AbandonedMutexException] { $hvbHeld = $true }
+        if (-not $hvbHeld) { throw [pscustomobject]@{ Code = 'SHADOW_RECORD_BUSY'; Message = "$RecordFile stayed locked by another hvbackup script for $RecordLockSeconds s (mutex Global\hvbackup-shadow-record): a script of this host hangs; see which (Get-Process powershell, wsmprovhost) and end it." } }
+        try { & $Action } finally { $hvbMutex.ReleaseMutex() }
+    } finally { $hvbMutex.Dispose() }
+}
 
 try {
     $vms = if ($SkipCheckpoints) { @() } elseif ($VMName.Count) { @(Get-VM | Where-Object { $VMName -contains $_.Name }) } else { @(Get-VM) }
@@ -73,7 +87,7 @@ try {
 
     # A record line: "<id or pending>`t<run>`t<owner>`t<created UTC>`t<volume>`t<mount>`t<share>"
     # (an older line holds an ID alone: it is this host's own, of no known run or owner).
-    $lines = if (Test-Path $RecordFile) { @(Get-Content $RecordFile | Where-Object { $_ }) } else { @() }
+    $lines = @(Use-HvbShadowRecord { if (Test-Path $RecordFile) { @(Get-Content $RecordFile | Where-Object { $_ }) } })
     $records = @(foreach ($line in $lines) {
             $f = @($line -split "`t")
             [pscustomobject]@{ Line = $line; Id = $f[0]; Run = "$($f[1])"; Owner = "$($f[2])"; Created = "$($f[3])"; Mount = "$($f[5])"; Share = "$($f[6])" }
@@ -116,8 +130,9 @@ try {
         $entry
     }
     if (-not $DryRun -and $gone.Count) {
+        # Read again under the lock: lines another job added since the first read are kept.
         $goneLines = @($gone | ForEach-Object { $_.Line })
-        Set-Content -Path $RecordFile -Value @($lines | Where-Object { $goneLines -notcontains $_ })
+        Use-HvbShadowRecord { if (Test-Path $RecordFile) { Set-Content -Path $RecordFile -Value @(Get-Content $RecordFile | Where-Object { $_ -and $goneLines -notcontains $_ }) } }
     }
 
     # Per-run shares of staging folders (hvb-<run>-sql$, hvb-<run>-vm$), their path inside an
@@ -148,6 +163,7 @@ try {
         run_shares    = @($runShares)
     }
 } catch {
-    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = 'SWEEP_FAILED'; message = $_.Exception.Message } }
+    $detail = $_.TargetObject
+    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = $(if ($detail.Code) { $detail.Code } else { 'SWEEP_FAILED' }); message = $(if ($detail.Message) { $detail.Message } else { $_.Exception.Message }) } }
 }
 $result | ConvertTo-Json -Compress -Depth 8

@@ -19,6 +19,20 @@ param(
 
 $ErrorActionPreference = 'Stop'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
+$RecordLockSeconds = 120
+
+function Use-HvbShadowRecord([scriptblock]$Action) {
+    # Every read and write of the record holds this host-wide mutex: two jobs of one host
+    # (files jobs, their sweeps) would otherwise lose each other's lines or meet "file in use".
+    # Held for the file alone, never across diskshadow or a removal. A holder that died leaves
+    # the mutex abandoned: the next waiter gets it (AbandonedMutexException), the file whole.
+    $hvbMutex = New-Object System.Threading.Mutex($false, 'Global\hvbackup-shadow-record')
+    try {
+        try { $hvbHeld = $hvbMutex.WaitOne([TimeSpan]::FromSeconds($RecordLockSeconds)) } catch [System.Threading.AbandonedMutexException] { $hvbHeld = $true }
+        if (-not $hvbHeld) { throw [pscustomobject]@{ Code = 'SHADOW_RECORD_BUSY'; Message = "$RecordFile stayed locked by another hvbackup script for $RecordLockSeconds s (mutex Global\hvbackup-shadow-record): a script of this host hangs; see which (Get-Process powershell, wsmprovhost) and end it." } }
+        try { & $Action } finally { $hvbMutex.ReleaseMutex() }
+    } finally { $hvbMutex.Dispose() }
+}
 
 try {
     $shares = foreach ($name in $ShareName) {
@@ -36,15 +50,20 @@ try {
         if ($present -and -not $DryRun) { [System.IO.Directory]::Delete($link, $false) }
         [ordered]@{ path = $link; removed = ($present -and -not $DryRun) }
     }
-    if (-not $DryRun -and (Test-Path $RecordFile)) {
+    if (-not $DryRun) {
         # A line is "<id or pending>`t<run>`t<owner>`t<created>`t<volume>`t<mount>`t<share>".
-        Set-Content -Path $RecordFile -Value @(Get-Content $RecordFile | Where-Object {
-                $fields = $_ -split "`t"
-                $_ -and $ShadowId -notcontains $fields[0] -and -not ($fields.Count -ge 6 -and $LinkPath -contains $fields[5])
-            })
+        Use-HvbShadowRecord {
+            if (Test-Path $RecordFile) {
+                Set-Content -Path $RecordFile -Value @(Get-Content $RecordFile | Where-Object {
+                        $fields = $_ -split "`t"
+                        $_ -and $ShadowId -notcontains $fields[0] -and -not ($fields.Count -ge 6 -and $LinkPath -contains $fields[5])
+                    })
+            }
+        }
     }
     $result = [ordered]@{ ok = $true; dry_run = [bool]$DryRun; shares = @($shares); links = @($links); shadow_copies = @($shadows) }
 } catch {
-    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = 'SHADOW_REMOVE_FAILED'; message = $_.Exception.Message } }
+    $detail = $_.TargetObject
+    $result = [ordered]@{ ok = $false; error = [ordered]@{ code = $(if ($detail.Code) { $detail.Code } else { 'SHADOW_REMOVE_FAILED' }); message = $(if ($detail.Message) { $detail.Message } else { $_.Exception.Message }) } }
 }
 $result | ConvertTo-Json -Compress -Depth 8

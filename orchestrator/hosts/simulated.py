@@ -122,6 +122,18 @@ def _sql_read_only_refused(info: dict[str, Any]) -> bool:
     return bool(info.get("is_read_only")) and not info["backup_operator"]
 
 
+def _recorded_ids(record: list[str]) -> list[str]:
+    """The shadow copy IDs of the record's lines (%ProgramData%\\hvbackup\\shadow-copies.txt):
+    "<id or pending>\\t<run>\\t<owner>\\t<created>\\t<volume>\\t<mount>\\t<share>", or an
+    older line holding the ID alone."""
+    return [line.split("\t")[0] for line in record if line and line.split("\t")[0] != "pending"]
+
+
+def _strike(record: list[str], sid: str) -> None:
+    """The lines of ``sid`` struck from the record, the other lines kept."""
+    record[:] = [line for line in record if line.split("\t")[0] != sid]
+
+
 def _utc(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -249,9 +261,9 @@ class SimulatedHost:
             })
         sql = [] if SkipSql else [self._sql_instance(instance, entry)
                                   for instance, entry in sorted(world.state["sql"].items())]
+        recorded = _recorded_ids(world.state["shadow_record"])
         shadows = [{"id": sid, "volume": s["volume"], "created_utc": s["created_utc"]}
-                   for sid, s in world.state["shadow_copies"].items()
-                   if sid in world.state["shadow_record"]]
+                   for sid, s in world.state["shadow_copies"].items() if sid in recorded]
         return {
             "ok": True,
             "host": {"name": self.label.split("/")[-1].upper(),
@@ -483,7 +495,7 @@ class SimulatedHost:
                     entry["removed"], entry["merged"] = True, merged
                 checkpoints.append(entry)
         shadows = []
-        recorded = [] if SkipShadowCopies else world.state["shadow_record"]
+        recorded = [] if SkipShadowCopies else _recorded_ids(world.state["shadow_record"])
         ids = [] if SkipShadowCopies else sorted(set((ShadowId or []) + recorded))
         cutoff = _utc(self._now() - timedelta(hours=ShadowOlderThanHours))
         for sid in ids:
@@ -502,8 +514,7 @@ class SimulatedHost:
                 if present:
                     self._drop_shadow(sid)
                 entry["removed"] = present
-                if sid in world.state["shadow_record"]:
-                    world.state["shadow_record"].remove(sid)
+                _strike(world.state["shadow_record"], sid)
             shadows.append(entry)
         # Per-run shares of staging folders: a run that is over (its folder gone, or made
         # longer ago than ShadowOlderThanHours) left its share behind; a share of another
@@ -779,7 +790,9 @@ class SimulatedHost:
                         if v["link"] == mount), None)
             if sid is None:
                 sid = "{" + str(uuid.uuid4()).upper() + "}"
-                world.state["shadow_record"].append(sid)  # recorded before anything can fail
+                # Recorded before anything can fail, one line as New-HvbShadowCopy.ps1 writes it.
+                world.state["shadow_record"].append("\t".join(
+                    (sid, RunId, Owner, _utc(self._now()), volume, mount, share)))
                 n = world.state["shadow_seq"] = world.state.get("shadow_seq", 0) + 1
                 device = self.root / "devices" / f"HarddiskVolumeShadowCopy{n}"
                 device.mkdir(parents=True)
@@ -847,8 +860,8 @@ class SimulatedHost:
             present = sid in world.state["shadow_copies"]
             if present and not DryRun:
                 self._drop_shadow(sid)
-            if not DryRun and sid in world.state["shadow_record"]:
-                world.state["shadow_record"].remove(sid)
+            if not DryRun:
+                _strike(world.state["shadow_record"], sid)
             shadows.append({"id": sid, "removed": present and not DryRun,
                             "already_absent": not present})
         links = []
