@@ -114,6 +114,16 @@ function Publish-HvbRunShare([string]$Folder, [string]$Name) {
     return "\\$env:COMPUTERNAME\$Name"
 }
 
+function Get-StagingVolume([string]$Path) {
+    # The volume that holds $Path: the longest volume root (drive letter or mount point) that
+    # starts it, as New-HvbCheckpoint.ps1 finds it. A folder on a volume mounted at
+    # D:\Mounts\Staging\ is on that volume, which has no drive letter of its own.
+    $full = [System.IO.Path]::GetFullPath($Path).TrimEnd('\') + '\'
+    $volume = @(Get-CimInstance -ClassName Win32_Volume | Where-Object { $_.Name -and $full.StartsWith($_.Name, [System.StringComparison]::OrdinalIgnoreCase) } | Sort-Object { $_.Name.Length } -Descending) | Microsoft.PowerShell.Utility\Select-Object -First 1
+    if (-not $volume) { throw [pscustomobject]@{ Code = 'PATH_NOT_FOUND'; Message = "No volume of $env:COMPUTERNAME holds $Path." } }
+    return $volume
+}
+
 function Get-SafeFileName([string]$Name) {
     $invalid = [System.IO.Path]::GetInvalidFileNameChars()
     return -join ($Name.ToCharArray() | ForEach-Object { if ($invalid -contains $_) { '_' } else { $_ } })
@@ -207,8 +217,9 @@ GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database
                     throw [pscustomobject]@{ Code = 'DB_READ_ONLY'; Message = "Database '$name' on $Instance is read-only and this login may not back it up: onboarding could not add its user there (a read-only database takes no new user). A DBA sets it READ_WRITE, reruns Initialize-HvbHost.ps1 and sets it READ_ONLY again, or removes it from databases." }
                 }
                 $size = [int64]$rows[$name].size_bytes
-                $free = (Get-CimInstance -ClassName Win32_Volume -Filter "DriveLetter = '$([System.IO.Path]::GetPathRoot($target).TrimEnd('\'))'").FreeSpace
-                if ($free -and $free -lt $size) { throw [pscustomobject]@{ Code = 'STAGING_FULL'; Message = "The staging volume of $target has $free bytes free; '$name' may need up to $size." } }
+                $volume = Get-StagingVolume $target
+                $free = [int64]$volume.FreeSpace
+                if ($free -lt $size) { throw [pscustomobject]@{ Code = 'STAGING_FULL'; Message = "The staging volume $($volume.Name) of $target has $free bytes free; '$name' may need up to $size." } }
                 $file = Join-Path $target ((Get-SafeFileName $name) + '.bak')
                 $options = "COPY_ONLY, CHECKSUM$option, INIT, FORMAT"
                 try {

@@ -299,6 +299,16 @@ class SimulatedHost:
                         "size_bytes": size, "free_bytes": max(0, free)})
         return out
 
+    def _free_bytes(self, path: str) -> int:
+        """Free bytes of the volume holding ``path`` (Win32_Volume.FreeSpace of the deepest
+        volume root that starts it): a drive's from ``_volumes``, a mount point's from
+        ``mount_point_free`` of the world's state (500 GB unless set)."""
+        volume = self._volume_of(path)
+        if len(volume) > 3:
+            return int(self.world.state.get("mount_point_free", {}).get(volume, 500 * 10**9))
+        return int(next((v["free_bytes"] for v in self._volumes()
+                         if v["drive"] == volume[:2]), 0))
+
     def _inject_leftovers(self) -> None:
         """The 'leftover-checkpoint' fault: a checkpoint as left by a run killed yesterday
         (once per day the fault applies, as a crash happens once)."""
@@ -611,9 +621,13 @@ class SimulatedHost:
                 item["error"] = {"code": "SQL_BACKUP_FAILED", "message": f"BACKUP DATABASE "
                                  f"[{name}] failed: BACKUP DATABASE permission denied in "
                                  f"database '{name}'."}
-            elif self._fault("staging-full", name):
-                item["error"] = {"code": "STAGING_FULL", "message": f"The staging volume of "
-                                 f"{target} has 0 bytes free; '{name}' needs more."}
+            elif self._fault("staging-full", name) or (
+                    self._free_bytes(target) < self.local_path(info["path"]).stat().st_size):
+                volume = self._volume_of(target)
+                free = 0 if self._fault("staging-full", name) else self._free_bytes(target)
+                item["error"] = {"code": "STAGING_FULL", "message": f"The staging volume "
+                                 f"{volume} of {target} has {free} bytes free; '{name}' needs "
+                                 "more."}
             elif not self._may_write(target, service):
                 # Msg 3201: BACKUP opens the file as the service, which needs the right.
                 item["error"] = {"code": "SQL_BACKUP_FAILED", "message": f"BACKUP DATABASE "
