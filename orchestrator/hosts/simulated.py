@@ -288,26 +288,33 @@ class SimulatedHost:
                 "engine_edition": entry["engine_edition"],
                 "supports_compression": edition_of(entry).backup_compression, "databases": dbs}
 
+    _DRIVES = (("C:", 200 * 10**9), ("D:", 2000 * 10**9))
+
+    def _drive_free(self, drive: str, size: int) -> int:
+        folder = self.root / "volumes" / drive[0]
+        used = sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file()) \
+            if folder.exists() else 0
+        return size // 2 - used
+
     def _volumes(self) -> list[dict[str, Any]]:
         out = []
-        for drive, size in (("C:", 200 * 10**9), ("D:", 2000 * 10**9)):
-            folder = self.root / "volumes" / drive[0]
-            used = sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file()) \
-                if folder.exists() else 0
-            free = 0 if drive == "D:" and self._fault("staging-full") else size // 2 - used
+        for drive, size in self._DRIVES:
+            free = 0 if drive == "D:" and self._fault("staging-full") else \
+                self._drive_free(drive, size)
             out.append({"drive": drive, "label": "Data" if drive == "D:" else "System",
                         "size_bytes": size, "free_bytes": max(0, free)})
         return out
 
     def _free_bytes(self, path: str) -> int:
         """Free bytes of the volume holding ``path`` (Win32_Volume.FreeSpace of the deepest
-        volume root that starts it): a drive's from ``_volumes``, a mount point's from
+        volume root that starts it): a drive's as ``_volumes`` counts it, a mount point's from
         ``mount_point_free`` of the world's state (500 GB unless set)."""
         volume = self._volume_of(path)
         if len(volume) > 3:
             return int(self.world.state.get("mount_point_free", {}).get(volume, 500 * 10**9))
-        return int(next((v["free_bytes"] for v in self._volumes()
-                         if v["drive"] == volume[:2]), 0))
+        # Without the staging-full fault, which says per database when it strikes.
+        return next((max(0, self._drive_free(d, size)) for d, size in self._DRIVES
+                     if d == volume[:2]), 0)
 
     def _inject_leftovers(self) -> None:
         """The 'leftover-checkpoint' fault: a checkpoint as left by a run killed yesterday
