@@ -21,7 +21,9 @@
     -SkipCheckpoints / -SkipShadowCopies leave one kind alone (a files job must not remove the
     checkpoint of a VM job running at the same time on the host, nor the reverse).
     It never touches a checkpoint or shadow copy it cannot attribute to hvbackup. Checkpoints
-    are removed with Remove-VMSnapshot, which merges their disks (never deleting .avhdx files).
+    are removed with Remove-VMSnapshot, which merges their disks (never deleting .avhdx files);
+    "merged" is true once the .avhdx made when each was taken are gone (waited for, all
+    together, up to -TimeoutSeconds), else false with remaining_files.
 
     Idempotent. Writes exactly one JSON object. -DryRun lists what would go and changes nothing.
 #>
@@ -61,12 +63,18 @@ function Use-HvbShadowRecord([scriptblock]$Action) {
 try {
     $vms = if ($SkipCheckpoints) { @() } elseif ($VMName.Count) { @(Get-VM | Where-Object { $VMName -contains $_.Name }) } else { @(Get-VM) }
     $keepName = if ($KeepRunId) { "$Prefix-$KeepRunId" } else { '' }
+    $watchedOf = @{}
     $checkpoints = foreach ($vm in $vms) {
         $candidates = @(Get-VMSnapshot -VM $vm | Where-Object { $_.Name -like "$Prefix-*" -and $_.Name -ne $keepName -and $_.Name -ne "$keepName (crash-consistent)" })
         foreach ($cp in $candidates) {
-            $entry = [ordered]@{ vm = $vm.Name; id = "$($cp.Id)"; name = $cp.Name; type = "$($cp.SnapshotType)"; removed = $false; merged = $false; error = $null }
+            $entry = [ordered]@{ vm = $vm.Name; id = "$($cp.Id)"; name = $cp.Name; type = "$($cp.SnapshotType)"; removed = $false; merged = $false; remaining_files = @(); error = $null }
             if (-not $DryRun) {
                 try {
+                    # The .avhdx made when it was taken: the VM's when it is the latest, else its
+                    # children's (as Remove-HvbCheckpoint.ps1). They are gone once merged.
+                    $children = @(Get-VMSnapshot -VM $vm | Where-Object { $_.ParentSnapshotId -eq $cp.Id })
+                    $drives = if ($children.Count) { @($children | ForEach-Object { Get-VMHardDiskDrive -VMSnapshot $_ }) } else { @(Get-VMHardDiskDrive -VM $vm) }
+                    $watchedOf[$entry.id] = @($drives | Where-Object { $_.Path -like '*.avhdx' } | ForEach-Object Path | Sort-Object -Unique)
                     $job = Remove-VMSnapshot -VMSnapshot $cp -AsJob
                     if (-not (Wait-Job -Job $job -Timeout $TimeoutSeconds)) {
                         Stop-Job -Job $job
@@ -75,14 +83,25 @@ try {
                     Receive-Job -Job $job -Wait -ErrorAction Stop | Out-Null
                     Remove-Job -Job $job -Force
                     $entry.removed = $true
-                    $left = @(Get-VMSnapshot -VM $vm)
-                    $entry.merged = ($left.Count -gt 0) -or -not @(Get-VMHardDiskDrive -VM $vm | Where-Object { $_.Path -like '*.avhdx' })
                 } catch {
                     $entry.error = [ordered]@{ code = 'CHECKPOINT_REMOVE_FAILED'; message = $_.Exception.Message }
                 }
             }
             $entry
         }
+    }
+    # Merges go on after Remove-VMSnapshot returns: wait for them all, as long as one removal.
+    $merging = @($checkpoints | Where-Object { $_.removed })
+    $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
+    while ($merging.Count) {
+        foreach ($entry in $merging) {
+            $attached = @(Get-VMHardDiskDrive -VM (@($vms | Where-Object { $_.Name -eq $entry.vm })[0]) | ForEach-Object Path)
+            $entry.remaining_files = @($watchedOf[$entry.id] | Where-Object { ($attached -contains $_) -or (Test-Path -LiteralPath $_) })
+            $entry.merged = $entry.remaining_files.Count -eq 0
+        }
+        $merging = @($merging | Where-Object { -not $_.merged })
+        if (-not $merging.Count -or (Get-Date) -ge $deadline) { break }
+        Start-Sleep -Seconds 5
     }
 
     # A record line: "<id or pending>`t<run>`t<owner>`t<created UTC>`t<volume>`t<mount>`t<share>"

@@ -506,10 +506,13 @@ class SimulatedHost:
                         and cp["name"] not in (keep, f"{keep} (crash-consistent)")):
                     continue
                 entry = {"vm": name, "id": cp["id"], "name": cp["name"], "type": cp["type"],
-                         "removed": False, "merged": False, "error": None}
+                         "removed": False, "merged": False, "remaining_files": [],
+                         "error": None}
                 if not DryRun:
+                    # Merged once the .avhdx made when it was taken are gone (waited for).
                     merged = self._remove_checkpoint(name, vm, cp)
-                    entry["removed"], entry["merged"] = True, merged
+                    entry.update(removed=True, merged=merged,
+                                 remaining_files=[] if merged else list(cp["avhdx"]))
                 checkpoints.append(entry)
         shadows = []
         recorded = [] if SkipShadowCopies else _recorded_ids(world.state["shadow_record"])
