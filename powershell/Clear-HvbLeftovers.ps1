@@ -22,7 +22,9 @@
     -SkipCheckpoints / -SkipShadowCopies leave one kind alone (a files job must not remove the
     checkpoint of a VM job running at the same time on the host, nor the reverse).
     It never touches a checkpoint or shadow copy it cannot attribute to hvbackup. Checkpoints
-    are removed with Remove-VMSnapshot, which merges their disks (never deleting .avhdx files).
+    are removed with Remove-VMSnapshot, which merges their disks (never deleting .avhdx files);
+    "merged" is true once the .avhdx made when each was taken are gone (waited for, all
+    together, up to -TimeoutSeconds), else false with remaining_files.
 
     Idempotent. Writes exactly one JSON object. -DryRun lists what would go and changes nothing.
 #>
@@ -45,6 +47,20 @@ $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
 $Guid = '^\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}$'
+$RecordLockSeconds = 120
+
+function Use-HvbShadowRecord([scriptblock]$Action) {
+    # Every read and write of the record holds this host-wide mutex: two jobs of one host
+    # (files jobs, their sweeps) would otherwise lose each other's lines or meet "file in use".
+    # Held for the file alone, never across diskshadow or a removal. A holder that died leaves
+    # the mutex abandoned: the next waiter gets it (AbandonedMutexException), the file whole.
+    $hvbMutex = New-Object System.Threading.Mutex($false, 'Global\hvbackup-shadow-record')
+    try {
+        try { $hvbHeld = $hvbMutex.WaitOne([TimeSpan]::FromSeconds($RecordLockSeconds)) } catch [System.Threading.AbandonedMutexException] { $hvbHeld = $true }
+        if (-not $hvbHeld) { throw [pscustomobject]@{ Code = 'SHADOW_RECORD_BUSY'; Message = "$RecordFile stayed locked by another hvbackup script for $RecordLockSeconds s (mutex Global\hvbackup-shadow-record): a script of this host hangs; see which (Get-Process powershell, wsmprovhost) and end it." } }
+        try { & $Action } finally { $hvbMutex.ReleaseMutex() }
+    } finally { $hvbMutex.Dispose() }
+}
 
 try {
     # Mount folders are found from the record, never under a folder the caller names.
@@ -53,12 +69,18 @@ try {
     }
     $vms = if ($SkipCheckpoints) { @() } elseif ($VMName.Count) { @(Get-VM | Where-Object { $VMName -contains $_.Name }) } else { @(Get-VM) }
     $keepName = if ($KeepRunId) { "$Prefix-$KeepRunId" } else { '' }
+    $watchedOf = @{}
     $checkpoints = foreach ($vm in $vms) {
         $candidates = @(Get-VMSnapshot -VM $vm | Where-Object { $_.Name.StartsWith("$Prefix-", [System.StringComparison]::OrdinalIgnoreCase) -and $_.Name -ne $keepName -and $_.Name -ne "$keepName (crash-consistent)" })
         foreach ($cp in $candidates) {
-            $entry = [ordered]@{ vm = $vm.Name; id = "$($cp.Id)"; name = $cp.Name; type = "$($cp.SnapshotType)"; removed = $false; merged = $false; error = $null }
+            $entry = [ordered]@{ vm = $vm.Name; id = "$($cp.Id)"; name = $cp.Name; type = "$($cp.SnapshotType)"; removed = $false; merged = $false; remaining_files = @(); error = $null }
             if (-not $DryRun) {
                 try {
+                    # The .avhdx made when it was taken: the VM's when it is the latest, else its
+                    # children's (as Remove-HvbCheckpoint.ps1). They are gone once merged.
+                    $children = @(Get-VMSnapshot -VM $vm | Where-Object { $_.ParentSnapshotId -eq $cp.Id })
+                    $drives = if ($children.Count) { @($children | ForEach-Object { Get-VMHardDiskDrive -VMSnapshot $_ }) } else { @(Get-VMHardDiskDrive -VM $vm) }
+                    $watchedOf[$entry.id] = @($drives | Where-Object { $_.Path -like '*.avhdx' } | ForEach-Object Path | Sort-Object -Unique)
                     $job = Remove-VMSnapshot -VMSnapshot $cp -AsJob
                     if (-not (Wait-Job -Job $job -Timeout $TimeoutSeconds)) {
                         Stop-Job -Job $job
@@ -67,8 +89,6 @@ try {
                     Receive-Job -Job $job -Wait -ErrorAction Stop | Out-Null
                     Remove-Job -Job $job -Force
                     $entry.removed = $true
-                    $left = @(Get-VMSnapshot -VM $vm)
-                    $entry.merged = ($left.Count -gt 0) -or -not @(Get-VMHardDiskDrive -VM $vm | Where-Object { $_.Path -like '*.avhdx' })
                 } catch {
                     $entry.error = [ordered]@{ code = 'CHECKPOINT_REMOVE_FAILED'; message = $_.Exception.Message }
                 }
@@ -76,10 +96,23 @@ try {
             $entry
         }
     }
+    # Merges go on after Remove-VMSnapshot returns: wait for them all, as long as one removal.
+    $merging = @($checkpoints | Where-Object { $_.removed })
+    $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
+    while ($merging.Count) {
+        foreach ($entry in $merging) {
+            $attached = @(Get-VMHardDiskDrive -VM (@($vms | Where-Object { $_.Name -eq $entry.vm })[0]) | ForEach-Object Path)
+            $entry.remaining_files = @($watchedOf[$entry.id] | Where-Object { ($attached -contains $_) -or (Test-Path -LiteralPath $_) })
+            $entry.merged = $entry.remaining_files.Count -eq 0
+        }
+        $merging = @($merging | Where-Object { -not $_.merged })
+        if (-not $merging.Count -or (Get-Date) -ge $deadline) { break }
+        Start-Sleep -Seconds 5
+    }
 
     # A record line: "<id or pending>`t<run>`t<owner>`t<created UTC>`t<volume>`t<mount>`t<share>"
     # (an older line holds an ID alone: it is this host's own, of no known run or owner).
-    $lines = if (Test-Path $RecordFile) { @(Get-Content $RecordFile | Where-Object { $_ }) } else { @() }
+    $lines = @(Use-HvbShadowRecord { if (Test-Path $RecordFile) { @(Get-Content $RecordFile | Where-Object { $_ }) } })
     $records = @(foreach ($line in $lines) {
             $f = @($line -split "`t")
             [pscustomobject]@{ Line = $line; Id = $f[0]; Run = "$($f[1])"; Owner = "$($f[2])"; Created = "$($f[3])"; Mount = "$($f[5])"; Share = "$($f[6])" }
@@ -119,8 +152,9 @@ try {
         $entry
     }
     if (-not $DryRun -and $gone.Count) {
+        # Read again under the lock: lines another job added since the first read are kept.
         $goneLines = @($gone | ForEach-Object { $_.Line })
-        Set-Content -Path $RecordFile -Value @($lines | Where-Object { $goneLines -notcontains $_ })
+        Use-HvbShadowRecord { if (Test-Path $RecordFile) { Set-Content -Path $RecordFile -Value @(Get-Content $RecordFile | Where-Object { $_ -and $goneLines -notcontains $_ }) } }
     }
 
     # Per-run shares of staging folders (hvb-<run>-sql$, hvb-<run>-vm$), their path inside an

@@ -24,6 +24,20 @@ $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $VssIntegrationId = '5CED1297-4598-4915-A5FC-AD21BB4D02A4'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
+$RecordLockSeconds = 120
+
+function Use-HvbShadowRecord([scriptblock]$Action) {
+    # Every read and write of the record holds this host-wide mutex: two jobs of one host
+    # (files jobs, their sweeps) would otherwise lose each other's lines or meet "file in use".
+    # Held for the file alone, never across diskshadow or a removal. A holder that died leaves
+    # the mutex abandoned: the next waiter gets it (AbandonedMutexException), the file whole.
+    $hvbMutex = New-Object System.Threading.Mutex($false, 'Global\hvbackup-shadow-record')
+    try {
+        try { $hvbHeld = $hvbMutex.WaitOne([TimeSpan]::FromSeconds($RecordLockSeconds)) } catch [System.Threading.AbandonedMutexException] { $hvbHeld = $true }
+        if (-not $hvbHeld) { throw [pscustomobject]@{ Code = 'SHADOW_RECORD_BUSY'; Message = "$RecordFile stayed locked by another hvbackup script for $RecordLockSeconds s (mutex Global\hvbackup-shadow-record): a script of this host hangs; see which (Get-Process powershell, wsmprovhost) and end it." } }
+        try { & $Action } finally { $hvbMutex.ReleaseMutex() }
+    } finally { $hvbMutex.Dispose() }
+}
 
 function ConvertTo-UtcText([datetime]$When) {
     return $When.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
@@ -169,7 +183,10 @@ try {
             }
         }
     }
-    $recorded = if (Test-Path $RecordFile) { @(Get-Content $RecordFile | Where-Object { $_ }) } else { @() }
+    # A record line: "<id or pending>`t<run>`t<owner>`t<created>`t<volume>`t<mount>`t<share>"
+    # (an older line holds the ID alone): the ID is the first field.
+    $recorded = @(Use-HvbShadowRecord { if (Test-Path $RecordFile) { @(Get-Content $RecordFile | Where-Object { $_ }) } } |
+        ForEach-Object { @($_ -split "`t")[0] } | Where-Object { $_ -ne 'pending' })
     $leftShadows = foreach ($shadow in @(Get-CimInstance -ClassName Win32_ShadowCopy)) {
         if ($recorded -contains $shadow.ID) {
             [ordered]@{ id = $shadow.ID; volume = $shadow.VolumeName; created_utc = ConvertTo-UtcText $shadow.InstallDate }

@@ -37,10 +37,16 @@
     database snapshot (source_database_id set: a snapshot cannot be backed up), not a database
     in standby (is_in_standby: read-only between log restores) nor one whose state is not
     ONLINE (OFFLINE, RESTORING, RECOVERY_PENDING, SUSPECT, EMERGENCY...); sql-docs
-    sys-databases-transact-sql.md. Each left out is listed under 'skipped' with its reason
-    (system, snapshot, standby, not_online, excluded). -ExcludeDatabase removes some more.
+    sys-databases-transact-sql.md. Nor a read-only database (is_read_only) the login cannot
+    back up: BACKUP needs sysadmin, db_owner or db_backupoperator (backup-transact-sql.md,
+    Permissions), onboarding makes the login db_backupoperator by adding its user to each
+    database, and a read-only database takes no new user (it is not modified), so one that was
+    read-only at onboarding has none; HAS_PERMS_BY_NAME(..., 'BACKUP DATABASE') tells. Each
+    left out is listed under 'skipped' with its reason (system, snapshot, standby, not_online,
+    read_only, excluded). -ExcludeDatabase removes some more.
     A database named explicitly is backed up whatever it is, system databases included, unless
-    it cannot be (tempdb, a snapshot, standby, not ONLINE): its result says DB_NOT_BACKUPABLE.
+    it cannot be (tempdb, a snapshot, standby, not ONLINE): its result says DB_NOT_BACKUPABLE;
+    a read-only one the login cannot back up says DB_READ_ONLY.
     One database failing does not stop the others: each has its own result. The script fails
     as a whole only when the instance cannot be reached.
 
@@ -108,6 +114,16 @@ function Publish-HvbRunShare([string]$Folder, [string]$Name) {
     return "\\$env:COMPUTERNAME\$Name"
 }
 
+function Get-StagingVolume([string]$Path) {
+    # The volume that holds $Path: the longest volume root (drive letter or mount point) that
+    # starts it, as New-HvbCheckpoint.ps1 finds it. A folder on a volume mounted at
+    # D:\Mounts\Staging\ is on that volume, which has no drive letter of its own.
+    $full = [System.IO.Path]::GetFullPath($Path).TrimEnd('\') + '\'
+    $volume = @(Get-CimInstance -ClassName Win32_Volume | Where-Object { $_.Name -and $full.StartsWith($_.Name, [System.StringComparison]::OrdinalIgnoreCase) } | Sort-Object { $_.Name.Length } -Descending) | Microsoft.PowerShell.Utility\Select-Object -First 1
+    if (-not $volume) { throw [pscustomobject]@{ Code = 'PATH_NOT_FOUND'; Message = "No volume of $env:COMPUTERNAME holds $Path." } }
+    return $volume
+}
+
 function Get-SafeFileName([string]$Name) {
     $invalid = [System.IO.Path]::GetInvalidFileNameChars()
     return -join ($Name.ToCharArray() | ForEach-Object { if ($invalid -contains $_) { '_' } else { $_ } })
@@ -135,9 +151,11 @@ try {
     $catalog = Invoke-Sql $connection @'
 SELECT d.name, d.database_id, d.state_desc, CAST(d.is_in_standby AS int) AS is_in_standby,
        CASE WHEN d.source_database_id IS NULL THEN 0 ELSE 1 END AS is_snapshot,
+       CAST(d.is_read_only AS int) AS is_read_only,
+       ISNULL(HAS_PERMS_BY_NAME(d.name, N'DATABASE', N'BACKUP DATABASE'), 0) AS can_backup,
        CAST(ISNULL(SUM(CAST(f.size AS bigint)), 0) * 8192 AS bigint) AS size_bytes
 FROM sys.databases d LEFT JOIN sys.master_files f ON f.database_id = d.database_id
-GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database_id
+GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database_id, d.is_read_only
 '@
     $rows = @{}
     foreach ($row in $catalog.Rows) { $rows[$row.name] = $row }
@@ -157,6 +175,7 @@ GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database
             if ($name -eq 'tempdb') { continue }
             $reason = Get-Unfit $row
             if (-not $reason -and [int]$row.database_id -le 4) { $reason = 'system' }
+            if (-not $reason -and [int]$row.is_read_only -and -not [int]$row.can_backup) { $reason = 'read_only' }
             if (-not $reason -and $ExcludeDatabase -contains $name) { $reason = 'excluded' }
             if ($reason) { $skipped += [ordered]@{ name = $name; reason = $reason; state = "$($row.state_desc)" } }
             else { $wanted += $name }
@@ -194,9 +213,13 @@ GROUP BY d.name, d.database_id, d.state_desc, d.is_in_standby, d.source_database
                     }
                     throw [pscustomobject]@{ Code = 'DB_NOT_BACKUPABLE'; Message = "Database '$name' on ${Instance}: $why." }
                 }
+                if ([int]$rows[$name].is_read_only -and -not [int]$rows[$name].can_backup) {
+                    throw [pscustomobject]@{ Code = 'DB_READ_ONLY'; Message = "Database '$name' on $Instance is read-only and this login may not back it up: onboarding could not add its user there (a read-only database takes no new user). A DBA sets it READ_WRITE, reruns Initialize-HvbHost.ps1 and sets it READ_ONLY again, or removes it from databases." }
+                }
                 $size = [int64]$rows[$name].size_bytes
-                $free = (Get-CimInstance -ClassName Win32_Volume -Filter "DriveLetter = '$([System.IO.Path]::GetPathRoot($target).TrimEnd('\'))'").FreeSpace
-                if ($free -and $free -lt $size) { throw [pscustomobject]@{ Code = 'STAGING_FULL'; Message = "The staging volume of $target has $free bytes free; '$name' may need up to $size." } }
+                $volume = Get-StagingVolume $target
+                $free = [int64]$volume.FreeSpace
+                if ($free -lt $size) { throw [pscustomobject]@{ Code = 'STAGING_FULL'; Message = "The staging volume $($volume.Name) of $target has $free bytes free; '$name' may need up to $size." } }
                 $file = Join-Path $target ((Get-SafeFileName $name) + '.bak')
                 $options = "COPY_ONLY, CHECKSUM$option, INIT, FORMAT"
                 try {

@@ -38,6 +38,7 @@ param(
 
 $ErrorActionPreference = 'Stop'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
+$RecordLockSeconds = 120
 
 function Invoke-HvbNative([string]$File, [string[]]$Arguments) {
     # Windows PowerShell 5.1 turns a native command's stderr into error records; under 'Stop'
@@ -51,8 +52,21 @@ function Invoke-HvbNative([string]$File, [string[]]$Arguments) {
     } finally { $ErrorActionPreference = $saved }
 }
 
+function Use-HvbShadowRecord([scriptblock]$Action) {
+    # Every read and write of the record holds this host-wide mutex: two jobs of one host
+    # (files jobs, their sweeps) would otherwise lose each other's lines or meet "file in use".
+    # Held for the file alone, never across diskshadow or a removal. A holder that died leaves
+    # the mutex abandoned: the next waiter gets it (AbandonedMutexException), the file whole.
+    $hvbMutex = New-Object System.Threading.Mutex($false, 'Global\hvbackup-shadow-record')
+    try {
+        try { $hvbHeld = $hvbMutex.WaitOne([TimeSpan]::FromSeconds($RecordLockSeconds)) } catch [System.Threading.AbandonedMutexException] { $hvbHeld = $true }
+        if (-not $hvbHeld) { throw [pscustomobject]@{ Code = 'SHADOW_RECORD_BUSY'; Message = "$RecordFile stayed locked by another hvbackup script for $RecordLockSeconds s (mutex Global\hvbackup-shadow-record): a script of this host hangs; see which (Get-Process powershell, wsmprovhost) and end it." } }
+        try { & $Action } finally { $hvbMutex.ReleaseMutex() }
+    } finally { $hvbMutex.Dispose() }
+}
+
 function Add-HvbRecord([string[]]$Fields) {
-    Add-Content -Path $RecordFile -Value ($Fields -join "`t")
+    Use-HvbShadowRecord { Add-Content -Path $RecordFile -Value ($Fields -join "`t") }
 }
 
 function Get-HvbVolumeOf([string]$Folder, [object[]]$Volumes) {

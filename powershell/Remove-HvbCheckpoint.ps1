@@ -6,8 +6,11 @@
     Remove-VMSnapshot merges the checkpoint's .avhdx files into their parents (never delete
     .avhdx files by hand). The merge may go on after the cmdlet returns: this script waits,
     up to -TimeoutSeconds, until none of the files the VM was writing to while the checkpoint
-    existed is still attached or present. A merge still running at the deadline is reported
-    with "merged": false (the backup itself is fine; the host needs a look).
+    existed is still attached or present. Those are the .avhdx made when the checkpoint was
+    taken: the VM's own disks when it is the latest, else the disks of its child checkpoints
+    (Get-VMHardDiskDrive -VMSnapshot). A merge still running at the deadline, or files that
+    cannot be told, are reported with "merged": false (the backup itself is fine; the host
+    needs a look).
 
     Only hvbackup's checkpoints: -CheckpointName is "hvbackup-<run>" or
     "hvbackup-<run> (crash-consistent)"; PowerShell refuses any other name before the script runs.
@@ -41,9 +44,11 @@ try {
     } elseif ($DryRun) {
         $result = [ordered]@{ ok = $true; dry_run = $true; vm = $VMName; checkpoint_name = $CheckpointName; planned = @("remove checkpoint '$CheckpointName' ($($checkpoint.Id)) and wait for the merge") }
     } else {
-        # The files written since the checkpoint: they must disappear once merged.
-        $isLatest = -not @(Get-VMSnapshot -VM $vm | Where-Object { $_.ParentSnapshotId -eq $checkpoint.Id })
-        $watched = if ($isLatest) { @(Get-VMHardDiskDrive -VM $vm | Where-Object { $_.Path -like '*.avhdx' } | ForEach-Object Path) } else { @() }
+        # The files written since the checkpoint: they must disappear once merged. Of the VM
+        # when it is the latest, else of the checkpoints taken after it (its children).
+        $children = @(Get-VMSnapshot -VM $vm | Where-Object { $_.ParentSnapshotId -eq $checkpoint.Id })
+        $drives = if ($children.Count) { @($children | ForEach-Object { Get-VMHardDiskDrive -VMSnapshot $_ }) } else { @(Get-VMHardDiskDrive -VM $vm) }
+        $watched = @($drives | Where-Object { $_.Path -like '*.avhdx' } | ForEach-Object Path | Sort-Object -Unique)
         $job = Remove-VMSnapshot -VMSnapshot $checkpoint -AsJob
         if (-not (Wait-Job -Job $job -Timeout $TimeoutSeconds)) {
             Stop-Job -Job $job

@@ -22,11 +22,27 @@ param(
 
 $ErrorActionPreference = 'Stop'
 $RecordFile = Join-Path $env:ProgramData 'hvbackup\shadow-copies.txt'
+$RecordLockSeconds = 120
+
+function Use-HvbShadowRecord([scriptblock]$Action) {
+    # Every read and write of the record holds this host-wide mutex: two jobs of one host
+    # (files jobs, their sweeps) would otherwise lose each other's lines or meet "file in use".
+    # Held for the file alone, never across diskshadow or a removal. A holder that died leaves
+    # the mutex abandoned: the next waiter gets it (AbandonedMutexException), the file whole.
+    $hvbMutex = New-Object System.Threading.Mutex($false, 'Global\hvbackup-shadow-record')
+    try {
+        try { $hvbHeld = $hvbMutex.WaitOne([TimeSpan]::FromSeconds($RecordLockSeconds)) } catch [System.Threading.AbandonedMutexException] { $hvbHeld = $true }
+        if (-not $hvbHeld) { throw [pscustomobject]@{ Code = 'SHADOW_RECORD_BUSY'; Message = "$RecordFile stayed locked by another hvbackup script for $RecordLockSeconds s (mutex Global\hvbackup-shadow-record): a script of this host hangs; see which (Get-Process powershell, wsmprovhost) and end it." } }
+        try { & $Action } finally { $hvbMutex.ReleaseMutex() }
+    } finally { $hvbMutex.Dispose() }
+}
 
 try {
     # A line is "<id or pending>`t<run>`t<owner>`t<created>`t<volume>`t<mount>`t<share>".
-    $recorded = @(if (Test-Path $RecordFile) {
-            foreach ($line in @(Get-Content $RecordFile | Where-Object { $_ })) { $f = @($line -split "`t"); [pscustomobject]@{ Id = $f[0]; Mount = "$($f[5])" } }
+    $recorded = @(Use-HvbShadowRecord {
+            if (Test-Path $RecordFile) {
+                foreach ($line in @(Get-Content $RecordFile | Where-Object { $_ })) { $f = @($line -split "`t"); [pscustomobject]@{ Id = $f[0]; Mount = "$($f[5])" } }
+            }
         })
     foreach ($id in $ShadowId) {
         if (-not @($recorded | Where-Object { $_.Id -eq $id }).Count -and (Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$id'")) {
@@ -55,11 +71,16 @@ try {
         if ($present -and -not $DryRun) { [System.IO.Directory]::Delete($link, $false) }
         [ordered]@{ path = $link; removed = ($present -and -not $DryRun) }
     }
-    if (-not $DryRun -and (Test-Path $RecordFile)) {
-        Set-Content -Path $RecordFile -Value @(Get-Content $RecordFile | Where-Object {
-                $fields = $_ -split "`t"
-                $_ -and $ShadowId -notcontains $fields[0] -and -not ($fields.Count -ge 6 -and $LinkPath -contains $fields[5])
-            })
+    if (-not $DryRun) {
+        # A line is "<id or pending>`t<run>`t<owner>`t<created>`t<volume>`t<mount>`t<share>".
+        Use-HvbShadowRecord {
+            if (Test-Path $RecordFile) {
+                Set-Content -Path $RecordFile -Value @(Get-Content $RecordFile | Where-Object {
+                        $fields = $_ -split "`t"
+                        $_ -and $ShadowId -notcontains $fields[0] -and -not ($fields.Count -ge 6 -and $LinkPath -contains $fields[5])
+                    })
+            }
+        }
     }
     $result = [ordered]@{ ok = $true; dry_run = [bool]$DryRun; shares = @($shares); links = @($links); shadow_copies = @($shadows) }
 } catch {

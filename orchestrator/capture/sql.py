@@ -20,6 +20,8 @@ LEFT_OUT = {
     "snapshot": "a database snapshot, which cannot be backed up",
     "standby": "in standby (read-only between log restores), which cannot be backed up",
     "not_online": "{state}, not ONLINE: it cannot be backed up until it is brought online",
+    "read_only": "read-only, and the hvbackup login has no user in it to back it up (see "
+                 "DB_READ_ONLY)",
     "excluded": "in exclude_databases",
 }
 

@@ -117,6 +117,25 @@ def _sql_unfit(name: str, info: dict[str, Any]) -> str | None:
     return None
 
 
+def _sql_read_only_refused(info: dict[str, Any]) -> bool:
+    """A read-only database this login may not back up (HAS_PERMS_BY_NAME 'BACKUP DATABASE' is
+    0: no db_backupoperator user, which a read-only database cannot be given); as
+    Invoke-HvbSqlBackup.ps1. BACKUP itself reads a read-only database like any other."""
+    return bool(info.get("is_read_only")) and not info["backup_operator"]
+
+
+def _recorded_ids(record: list[str]) -> list[str]:
+    """The shadow copy IDs of the record's lines (%ProgramData%\\hvbackup\\shadow-copies.txt):
+    "<id or pending>\\t<run>\\t<owner>\\t<created>\\t<volume>\\t<mount>\\t<share>", or an
+    older line holding the ID alone."""
+    return [line.split("\t")[0] for line in record if line and line.split("\t")[0] != "pending"]
+
+
+def _strike(record: list[str], sid: str) -> None:
+    """The lines of ``sid`` struck from the record, the other lines kept."""
+    record[:] = [line for line in record if line.split("\t")[0] != sid]
+
+
 def _utc(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -251,9 +270,9 @@ class SimulatedHost:
             })
         sql = [] if SkipSql else [self._sql_instance(instance, entry)
                                   for instance, entry in sorted(world.state["sql"].items())]
+        recorded = _recorded_ids(world.state["shadow_record"])
         shadows = [{"id": sid, "volume": s["volume"], "created_utc": s["created_utc"]}
-                   for sid, s in world.state["shadow_copies"].items()
-                   if sid in world.state["shadow_record"]]
+                   for sid, s in world.state["shadow_copies"].items() if sid in recorded]
         return {
             "ok": True,
             "host": {"name": self.label.split("/")[-1].upper(),
@@ -278,16 +297,33 @@ class SimulatedHost:
                 "engine_edition": entry["engine_edition"],
                 "supports_compression": edition_of(entry).backup_compression, "databases": dbs}
 
+    _DRIVES = (("C:", 200 * 10**9), ("D:", 2000 * 10**9))
+
+    def _drive_free(self, drive: str, size: int) -> int:
+        folder = self.root / "volumes" / drive[0]
+        used = sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file()) \
+            if folder.exists() else 0
+        return size // 2 - used
+
     def _volumes(self) -> list[dict[str, Any]]:
         out = []
-        for drive, size in (("C:", 200 * 10**9), ("D:", 2000 * 10**9)):
-            folder = self.root / "volumes" / drive[0]
-            used = sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file()) \
-                if folder.exists() else 0
-            free = 0 if drive == "D:" and self._fault("staging-full") else size // 2 - used
+        for drive, size in self._DRIVES:
+            free = 0 if drive == "D:" and self._fault("staging-full") else \
+                self._drive_free(drive, size)
             out.append({"drive": drive, "label": "Data" if drive == "D:" else "System",
                         "size_bytes": size, "free_bytes": max(0, free)})
         return out
+
+    def _free_bytes(self, path: str) -> int:
+        """Free bytes of the volume holding ``path`` (Win32_Volume.FreeSpace of the deepest
+        volume root that starts it): a drive's as ``_volumes`` counts it, a mount point's from
+        ``mount_point_free`` of the world's state (500 GB unless set)."""
+        volume = self._volume_of(path)
+        if len(volume) > 3:
+            return int(self.world.state.get("mount_point_free", {}).get(volume, 500 * 10**9))
+        # Without the staging-full fault, which says per database when it strikes.
+        return next((max(0, self._drive_free(d, size)) for d, size in self._DRIVES
+                     if d == volume[:2]), 0)
 
     def _inject_leftovers(self) -> None:
         """The 'leftover-checkpoint' fault: a checkpoint as left by a run killed yesterday
@@ -480,13 +516,16 @@ class SimulatedHost:
                         and cp["name"] not in (keep, f"{keep} (crash-consistent)")):
                     continue
                 entry = {"vm": name, "id": cp["id"], "name": cp["name"], "type": cp["type"],
-                         "removed": False, "merged": False, "error": None}
+                         "removed": False, "merged": False, "remaining_files": [],
+                         "error": None}
                 if not DryRun:
+                    # Merged once the .avhdx made when it was taken are gone (waited for).
                     merged = self._remove_checkpoint(name, vm, cp)
-                    entry["removed"], entry["merged"] = True, merged
+                    entry.update(removed=True, merged=merged,
+                                 remaining_files=[] if merged else list(cp["avhdx"]))
                 checkpoints.append(entry)
         shadows = []
-        recorded = [] if SkipShadowCopies else world.state["shadow_record"]
+        recorded = [] if SkipShadowCopies else _recorded_ids(world.state["shadow_record"])
         # An ID the record does not hold is not hvbackup's: it is left alone.
         ids = [] if SkipShadowCopies else sorted(set(recorded))
         cutoff = _utc(self._now() - timedelta(hours=ShadowOlderThanHours))
@@ -506,8 +545,7 @@ class SimulatedHost:
                 if present:
                     self._drop_shadow(sid)
                 entry["removed"] = present
-                if sid in world.state["shadow_record"]:
-                    world.state["shadow_record"].remove(sid)
+                _strike(world.state["shadow_record"], sid)
             shadows.append(entry)
         # Per-run shares of staging folders: a run that is over (its folder gone, or made
         # longer ago than ShadowOlderThanHours) left its share behind; a share of another
@@ -557,6 +595,7 @@ class SimulatedHost:
                     continue
                 reason = _sql_unfit(name, info) or (
                     "system" if info["database_id"] <= 4 else
+                    "read_only" if _sql_read_only_refused(info) else
                     "excluded" if name in excluded else None)
                 if reason:
                     skipped.append({"name": name, "reason": reason, "state": info["state"]})
@@ -591,14 +630,25 @@ class SimulatedHost:
                        if unfit == "not_online" else _UNFIT_WHY[unfit])
                 item["error"] = {"code": "DB_NOT_BACKUPABLE",
                                  "message": f"Database '{name}' on {Instance}: {why}."}
+            elif _sql_read_only_refused(info):
+                item["error"] = {"code": "DB_READ_ONLY", "message": f"Database '{name}' on "
+                                 f"{Instance} is read-only and this login may not back it up: "
+                                 "onboarding could not add its user there (a read-only database "
+                                 "takes no new user). A DBA sets it READ_WRITE, reruns "
+                                 "Initialize-HvbHost.ps1 and sets it READ_ONLY again, or removes "
+                                 "it from databases."}
             elif not info["backup_operator"]:
                 # Msg 262, as BACKUP says it to a login without db_backupoperator there.
                 item["error"] = {"code": "SQL_BACKUP_FAILED", "message": f"BACKUP DATABASE "
                                  f"[{name}] failed: BACKUP DATABASE permission denied in "
                                  f"database '{name}'."}
-            elif self._fault("staging-full", name):
-                item["error"] = {"code": "STAGING_FULL", "message": f"The staging volume of "
-                                 f"{target} has 0 bytes free; '{name}' needs more."}
+            elif self._fault("staging-full", name) or (
+                    self._free_bytes(target) < self.local_path(info["path"]).stat().st_size):
+                volume = self._volume_of(target)
+                free = 0 if self._fault("staging-full", name) else self._free_bytes(target)
+                item["error"] = {"code": "STAGING_FULL", "message": f"The staging volume "
+                                 f"{volume} of {target} has {free} bytes free; '{name}' needs "
+                                 "more."}
             elif not self._may_write(target, service):
                 # Msg 3201: BACKUP opens the file as the service, which needs the right.
                 item["error"] = {"code": "SQL_BACKUP_FAILED", "message": f"BACKUP DATABASE "
@@ -785,7 +835,9 @@ class SimulatedHost:
                         if v["link"] == mount), None)
             if sid is None:
                 sid = "{" + str(uuid.uuid4()).upper() + "}"
-                world.state["shadow_record"].append(sid)  # recorded before anything can fail
+                # Recorded before anything can fail, one line as New-HvbShadowCopy.ps1 writes it.
+                world.state["shadow_record"].append("\t".join(
+                    (sid, RunId, Owner, _utc(self._now()), volume, mount, share)))
                 n = world.state["shadow_seq"] = world.state.get("shadow_seq", 0) + 1
                 device = self.root / "devices" / f"HarddiskVolumeShadowCopy{n}"
                 device.mkdir(parents=True)
@@ -841,16 +893,17 @@ class SimulatedHost:
         ShareName: list[str] | None = None, DryRun: bool = False,
     ) -> dict[str, Any]:
         world = self.world
+        recorded = set(_recorded_ids(world.state["shadow_record"]))
         # Only what shadow-copies.txt records: another product's copy, or a folder that is not
         # the mount folder of one of these copies, is refused before anything is removed.
         for sid in ShadowId:
-            if sid not in world.state["shadow_record"] and sid in world.state["shadow_copies"]:
+            if sid not in recorded and sid in world.state["shadow_copies"]:
                 raise _ScriptError("SHADOW_NOT_HVBACKUP", f"Shadow copy {sid} on {self.label} "
                                    "is not recorded in C:\\ProgramData\\hvbackup\\"
                                    "shadow-copies.txt: hvbackup did not make it, and leaves it "
                                    "alone.")
         mounts = {world.state["shadow_copies"][sid]["link"].lower() for sid in ShadowId
-                  if sid in world.state["shadow_record"] and sid in world.state["shadow_copies"]}
+                  if sid in recorded and sid in world.state["shadow_copies"]}
         for link in LinkPath or []:
             local = self.local_path(link)
             full = simroots._full(link)
@@ -870,8 +923,8 @@ class SimulatedHost:
             present = sid in world.state["shadow_copies"]
             if present and not DryRun:
                 self._drop_shadow(sid)
-            if not DryRun and sid in world.state["shadow_record"]:
-                world.state["shadow_record"].remove(sid)
+            if not DryRun:
+                _strike(world.state["shadow_record"], sid)
             shadows.append({"id": sid, "removed": present and not DryRun,
                             "already_absent": not present})
         links = []

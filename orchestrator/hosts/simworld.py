@@ -172,6 +172,18 @@ class SimWorld:
         info.update(state=state, is_in_standby=standby)
         self.save()
 
+    def sql_set_read_only(self, instance: str, name: str, read_only: bool = True,
+                          onboarded_since: bool = False) -> None:
+        """``ALTER DATABASE ... SET READ_ONLY`` (or ``READ_WRITE``). A database made read-only
+        after onboarding keeps the hvbackup-sql user onboarding gave it; ``onboarded_since``
+        says onboarding ran while it was read-only, which could add no user to it (a read-only
+        database is not modified; Initialize-HvbHost.ps1 grants writable databases only)."""
+        info = self.state["sql"][instance]["databases"][name]
+        info["is_read_only"] = read_only
+        if read_only and onboarded_since:
+            info["backup_operator"] = False
+        self.save()
+
     # -- creation -------------------------------------------------------------------------
 
     def _ensure_objects(self) -> None:
@@ -224,6 +236,7 @@ class SimWorld:
                 info.setdefault("database_id", next_database_id(entry))
                 info.setdefault("state", "ONLINE")
                 info.setdefault("is_in_standby", False)
+                info.setdefault("is_read_only", False)
                 info.setdefault("source_database", None)
                 # The hvbackup-sql login is a db_backupoperator where onboarding granted it:
                 # every database but tempdb (powershell/onboarding/Initialize-HvbHost.ps1).

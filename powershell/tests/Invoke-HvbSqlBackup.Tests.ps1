@@ -54,6 +54,26 @@ Describe 'Invoke-HvbSqlBackup' -Skip:(-not $env:HVB_PESTER_SQL_INSTANCE) {
         Get-SmbShare -Name $r.share -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
     }
 
+    It 'backs up a read-only database the login may back up (sysadmin here), in all and named' {
+        # A login without a user there gets skipped reason read_only / DB_READ_ONLY instead:
+        # that case needs a second, non-sysadmin login (tests/hosts/test_simsql.py models it).
+        $c = New-Object System.Data.SqlClient.SqlConnection "Data Source=$($script:instance);Integrated Security=true;TrustServerCertificate=true"
+        $c.Open()
+        $cmd = $c.CreateCommand()
+        $cmd.CommandText = "IF DB_ID(N'hvb_pester_ro') IS NULL CREATE DATABASE hvb_pester_ro; ALTER DATABASE hvb_pester_ro SET READ_ONLY;"
+        [void]$cmd.ExecuteNonQuery()
+        try {
+            $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('all'); StagingPath = $script:staging; RunId = 'pester8'; TrustServerCertificate = $true; DryRun = $true }
+            @($r.skipped | ForEach-Object name) | Should -Not -Contain 'hvb_pester_ro'
+            $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('hvb_pester_ro'); StagingPath = $script:staging; RunId = 'pester8'; TrustServerCertificate = $true }
+            $r.databases[0].verified | Should -BeTrue
+        } finally {
+            $cmd.CommandText = "ALTER DATABASE hvb_pester_ro SET READ_WRITE; DROP DATABASE hvb_pester_ro;"
+            [void]$cmd.ExecuteNonQuery()
+            $c.Dispose()
+        }
+    }
+
     It 'reports an unknown database without failing the others' {
         $r = Invoke-Script 'Invoke-HvbSqlBackup' @{ Instance = $script:instance; Database = @('master', 'nope'); StagingPath = $script:staging; RunId = 'pester2'; TrustServerCertificate = $true }
         ($r.databases | Where-Object name -EQ 'nope').error.code | Should -Be 'DB_NOT_FOUND'

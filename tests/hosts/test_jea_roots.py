@@ -131,7 +131,8 @@ def test_only_recorded_shadow_copies_and_their_own_mount_folders_are_removed(
     mine = host.run("New-HvbShadowCopy", Path=["D:\\Partages"], RunId="r1")["shadows"][0]
     other = host.run("New-HvbShadowCopy", Path=["D:\\Partages"], RunId="r2")["shadows"][0]
     # Another product's copy: on the host, not in shadow-copies.txt.
-    host.world.state["shadow_record"].remove(other["id"])
+    record = host.world.state["shadow_record"]  # "<id>\t<run>\t<owner>..." lines
+    record[:] = [line for line in record if line.split("\t")[0] != other["id"]]
     host.world.save()
     with pytest.raises(ScriptFailed, match="SHADOW_NOT_HVBACKUP"):
         host.run("Remove-HvbShadowCopy", ShadowId=[mine["id"], other["id"]])

@@ -19,6 +19,7 @@ from orchestrator.errors import ScriptFailed
 from orchestrator.hosts import simroots, simsql
 from orchestrator.hosts.simulated import Fault, SimulatedHost
 from orchestrator.hosts.simworld import WorldSpec
+from tests.conftest import REPO
 
 PAGE = 8192
 MDF = "D:\\SQL\\SQL01_COMPTA\\COMPTA.mdf"
@@ -338,3 +339,54 @@ def test_replace_overwrites_only_a_restored_copy_production_needs_its_own_switch
     assert (over["replaced"], over["overwrote_production"]) == (True, True)
     with pytest.raises(ScriptFailed, match="TARGET_NOT_HVBACKUP"):  # it is production again
         restore(TargetName="COMPTA", Replace=True)
+
+
+def test_read_only_databases_without_a_backup_user_are_left_out_or_refused_clearly(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    # A read-only database at onboarding could be given no db_backupoperator user (it takes
+    # no new user); BACKUP is allowed in a read-only database, so one made read-only after
+    # onboarding keeps its user and is backed up.
+    host = make_dba_host(tmp_path, clock)
+    host.world.sql_set_state("SQL01\\COMPTA", "ARCHIVES", "ONLINE")
+    host.world.sql_set_read_only("SQL01\\COMPTA", "ARCHIVES", onboarded_since=True)
+    host.world.sql_set_read_only("SQL01\\COMPTA", "PAIE")
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                      RunId="r1")
+    assert [(d["name"], d["verified"], d["error"]) for d in result["databases"]] == [
+        ("COMPTA", True, None), ("PAIE", True, None)]
+    assert {"name": "ARCHIVES", "reason": "read_only", "state": "ONLINE"} in result["skipped"]
+    named = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath="D:\\s",
+                     RunId="r2", Database=["ARCHIVES", "PAIE"])
+    outcome = {d["name"]: d["error"] and d["error"]["code"] for d in named["databases"]}
+    assert outcome == {"ARCHIVES": "DB_READ_ONLY", "PAIE": None}
+    assert "READ_WRITE" in named["databases"][0]["error"]["message"]
+
+
+def test_free_space_is_that_of_the_mount_point_volume_the_staging_folder_is_on(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    # A staging folder on a volume mounted at D:\Mounts\Staging\ has no drive letter: its free
+    # space is that volume's (Win32_Volume.Name the deepest prefix), not D:'s, nor unknown.
+    host = make_host(tmp_path, clock, sizes=(4, 1))
+    host.roots = simroots.onboard(["D:\\Mounts\\Staging\\hvb"], ["D:\\Partages"], ["D:\\Restore"])
+    host.world.state["mount_points"] = ["D:\\Mounts\\Staging\\"]
+    host.world.state["mount_point_free"] = {"D:\\Mounts\\Staging\\": 2 * 1024 * 1024}
+    host.world.save()
+    result = host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA",
+                      StagingPath="D:\\Mounts\\Staging\\hvb", RunId="r1")
+    outcome = {d["name"]: d["error"] and d["error"]["code"] for d in result["databases"]}
+    assert outcome == {"COMPTA": "STAGING_FULL", "PAIE": None}
+    assert "D:\\Mounts\\Staging\\ " in result["databases"][0]["error"]["message"]
+
+
+def test_the_script_finds_the_staging_volume_by_its_deepest_root() -> None:
+    # Filtering Win32_Volume by DriveLetter found nothing on a mount point, and the check was
+    # skipped in silence.
+    text = (REPO / "powershell" / "Invoke-HvbSqlBackup.ps1").read_text(encoding="utf-8")
+    check = text[text.index("$size = [int64]$rows[$name].size_bytes"):]
+    check = check[:check.index("$file = ")]
+    assert "DriveLetter" not in text and "Get-StagingVolume $target" in check
+    assert "if ($free -lt $size)" in check
+    finder = text[text.index("function Get-StagingVolume"):]
+    finder = finder[:finder.index("\n}\n")]
+    assert "$full.StartsWith($_.Name, [System.StringComparison]::OrdinalIgnoreCase)" in finder
+    assert "Sort-Object { $_.Name.Length } -Descending" in finder
