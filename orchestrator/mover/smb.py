@@ -30,6 +30,7 @@ from orchestrator.mover.source import FileInfo
 log = logging.getLogger(__name__)
 
 _DIRECTORY = 0x10  # FILE_ATTRIBUTE_DIRECTORY
+_NAME_SURROGATE = 0x20000000  # bit "N" of a reparse tag: the entry names another one
 _REPARSE_POINT = 0x400  # FILE_ATTRIBUTE_REPARSE_POINT
 RUN_SHARE_PREFIX = "hvb-"  # per-run shares: hvb-<run id>-<n>$, hidden, made by the host scripts
 
@@ -37,6 +38,16 @@ RUN_SHARE_PREFIX = "hvb-"  # per-run shares: hvb-<run id>-<n>$, hidden, made by 
 def is_run_share(share: str) -> bool:
     """Whether ``share`` is a per-run share a host script made (``hvb-...$``)."""
     return share.lower().startswith(RUN_SHARE_PREFIX) and share.endswith("$")
+
+
+def is_link(attributes: int, reparse_tag: int) -> bool:
+    """Whether a directory entry is a link to elsewhere (never followed): a reparse point whose
+    tag has the name-surrogate bit (symbolic links, junctions, mount points), per MS-FSCC
+    2.1.2.1 (Reparse Tags). Other reparse points (Data Deduplication 0x80000013, HSM, cloud
+    files, WOF) hold the file's data, which the SMB server serves: leaving them out would lose
+    files on deduplicated volumes. In FileIdFullDirectoryInformation the EaSize field carries
+    the reparse tag when FILE_ATTRIBUTE_REPARSE_POINT is set (MS-FSCC 2.4.18)."""
+    return bool(attributes & _REPARSE_POINT) and bool(reparse_tag & _NAME_SURROGATE)
 
 
 class SmbSource:
@@ -170,6 +181,9 @@ class SmbSource:
         return FileInfo(path, st.st_size, st.st_mtime, stat_module.S_ISDIR(st.st_mode))
 
     def walk(self, root: str) -> Iterator[FileInfo]:
+        """Every file under ``root``; symbolic links, junctions and mount points are left out,
+        other reparse points (deduplicated, tiered or cloud files) are read as the files they
+        are."""
         client = self._session()
 
         def visit(host_folder: str) -> Iterator[FileInfo]:
@@ -182,7 +196,7 @@ class SmbSource:
                 host_path = str(PureWindowsPath(host_folder, entry.name))
                 # The listing already carries size and attributes: no request per file.
                 info = entry.smb_info
-                if info.file_attributes & _REPARSE_POINT:
+                if is_link(info.file_attributes, info.ea_size):
                     continue  # links and junctions: never followed (loops, other volumes)
                 if info.file_attributes & _DIRECTORY:
                     yield from visit(host_path)

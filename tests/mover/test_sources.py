@@ -266,3 +266,17 @@ def test_a_link_smbprotocol_refuses_is_a_permanent_error_that_says_why() -> None
     error = source._translate(exc, "listing the shadow copy")
     assert error.permanent
     assert "GLOBALROOT" in error.message and "cannot follow" in error.message
+
+
+def test_links_are_left_out_but_deduplicated_files_are_read() -> None:
+    """Reparse tags (MS-FSCC 2.1.2.1): links carry the name-surrogate bit, files whose data a
+    filter holds (Data Deduplication, cloud, WOF) do not; those are files to back up."""
+    from orchestrator.mover.smb import is_link
+
+    reparse = 0x400
+    assert is_link(reparse, 0xA000000C)  # IO_REPARSE_TAG_SYMLINK
+    assert is_link(reparse | 0x10, 0xA0000003)  # IO_REPARSE_TAG_MOUNT_POINT (junction)
+    assert not is_link(reparse, 0x80000013)  # IO_REPARSE_TAG_DEDUP: a deduplicated file
+    assert not is_link(reparse, 0x80000017)  # IO_REPARSE_TAG_WOF: a compressed system file
+    assert not is_link(reparse, 0x9000001A)  # IO_REPARSE_TAG_CLOUD: a OneDrive file
+    assert not is_link(0x20, 0)  # an ordinary file
