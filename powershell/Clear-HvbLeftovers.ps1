@@ -71,7 +71,7 @@ try {
     $keepName = if ($KeepRunId) { "$Prefix-$KeepRunId" } else { '' }
     $watchedOf = @{}
     $checkpoints = foreach ($vm in $vms) {
-        $candidates = @(Get-VMSnapshot -VM $vm | Where-Object { $_.Name.StartsWith("$Prefix-", [System.StringComparison]::OrdinalIgnoreCase) -and $_.Name -ne $keepName -and $_.Name -ne "$keepName (crash-consistent)" })
+        $candidates = @(Get-VMSnapshot -VM $vm | Where-Object { "$($_.SnapshotType)" -ne 'Recovery' -and $_.Name.StartsWith("$Prefix-", [System.StringComparison]::OrdinalIgnoreCase) -and $_.Name -ne $keepName -and $_.Name -ne "$keepName (crash-consistent)" })
         foreach ($cp in $candidates) {
             $entry = [ordered]@{ vm = $vm.Name; id = "$($cp.Id)"; name = $cp.Name; type = "$($cp.SnapshotType)"; removed = $false; merged = $false; remaining_files = @(); error = $null }
             if (-not $DryRun) {

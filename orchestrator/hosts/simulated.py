@@ -333,8 +333,10 @@ class SimulatedHost:
         for name in self.world.state["vms"]:
             if self._fault("leftover-checkpoint", name) and f"{name}:{day}" not in injected:
                 injected.append(f"{name}:{day}")
+                # Checkpoint-VM makes what hvbackup leaves behind: type Standard (Recovery
+                # checkpoints are made through WMI by backup products, never by hvbackup).
                 self._make_checkpoint(name, "hvbackup-crashed-" + day.replace("-", ""),
-                                      "Recovery", self._now() - timedelta(days=1))
+                                      "Standard", self._now() - timedelta(days=1))
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -512,7 +514,8 @@ class SimulatedHost:
             for cp in list(vm["checkpoints"]):
                 # Recovery checkpoints are another product's: hvbackup makes none.
                 # This run's own checkpoint is kept, under either of its names.
-                if not (cp["name"].lower().startswith(Prefix.lower() + "-")
+                if not (cp["type"] != "Recovery"
+                        and cp["name"].lower().startswith(Prefix.lower() + "-")
                         and cp["name"] not in (keep, f"{keep} (crash-consistent)")):
                     continue
                 entry = {"vm": name, "id": cp["id"], "name": cp["name"], "type": cp["type"],

@@ -69,9 +69,7 @@ Describe 'Clear-HvbLeftovers' {
             Should -Invoke Remove-VMSnapshot -Times 0 -ParameterFilter { "$($VMSnapshot.SnapshotType)" -eq 'Recovery' }
         }
 
-        # The script filters checkpoints by name only; its description says a Recovery checkpoint is
-        # never removed. Skipped until the script also checks SnapshotType.
-        It 'never removes a Recovery checkpoint, even one whose name starts with the prefix' -Skip {
+        It 'never removes a Recovery checkpoint, even one whose name starts with the prefix' {
             $script:snapshots = @([pscustomobject]@{ Id = [guid]::NewGuid(); Name = 'hvbackup-other'; SnapshotType = 'Recovery'; CreationTime = (Get-Date).AddMinutes(-5) })
             $r = Invoke-Script 'Clear-HvbLeftovers' @{ SkipShadowCopies = $true }
             @($r.checkpoints).Count | Should -Be 0

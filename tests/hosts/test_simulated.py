@@ -284,10 +284,13 @@ def test_the_sweep_leaves_other_products_recovery_checkpoints(tmp_path: Path,
     host = make_host(tmp_path, clock)
     vm = next(iter(host.world.state["vms"]))
     host._make_checkpoint(vm, "Veeam backup", "Recovery", clock.now() - timedelta(days=3))
+    # Even one whose name happens to start with hvbackup's prefix: the type decides.
+    host._make_checkpoint(vm, "hvbackup-other", "Recovery", clock.now() - timedelta(days=3))
     host.world.save()
     swept = host.run("Clear-HvbLeftovers", SkipShadowCopies=True)
     assert swept["checkpoints"] == []
-    assert [cp["name"] for cp in host.world.state["vms"][vm]["checkpoints"]] == ["Veeam backup"]
+    assert [cp["name"] for cp in host.world.state["vms"][vm]["checkpoints"]] == [
+        "Veeam backup", "hvbackup-other"]
 
 
 def test_a_folder_on_a_mount_point_volume_gets_that_volume_s_copy(
