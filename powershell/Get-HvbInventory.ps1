@@ -13,7 +13,7 @@
 #>
 [CmdletBinding()]
 param(
-    [string]$Prefix = 'hvbackup',
+    [ValidatePattern('^[A-Za-z0-9]+$')][string]$Prefix = 'hvbackup',
     [int]$RecoveryOlderThanHours = 24,
     [switch]$SkipSql,
     [int]$SqlConnectTimeoutSeconds = 15,

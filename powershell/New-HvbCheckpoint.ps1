@@ -34,7 +34,7 @@
 param(
     [Parameter(Mandatory)][string]$VMName,
     [Parameter(Mandatory)][ValidatePattern('^[A-Za-z0-9-]+$')][string]$RunId,
-    [string]$Prefix = 'hvbackup',
+    [ValidatePattern('^[A-Za-z0-9]+$')][string]$Prefix = 'hvbackup',
     [switch]$AllowCrashConsistent,
     [ValidateSet('checkpoint', 'export')][string]$Mode = 'checkpoint',
     [string]$StagingPath,

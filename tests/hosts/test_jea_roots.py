@@ -93,6 +93,8 @@ GUID = "{0D4E5F6A-1B2C-4D3E-8F9A-0B1C2D3E4F5A}"
     # -like "*-*": every user checkpoint merged away.
     ("Clear-HvbLeftovers", {"Prefix": "*"}),
     ("Clear-HvbLeftovers", {"Prefix": "hvb?ckup"}),
+    ("Get-HvbInventory", {"Prefix": "*"}),
+    ("New-HvbCheckpoint", {"VMName": "ERP01", "RunId": "r1", "Prefix": "hvb*"}),
     # Anyone's checkpoint.
     ("Remove-HvbCheckpoint", {"VMName": "ERP01", "CheckpointName": "Avant mise à jour"}),
     ("Remove-HvbCheckpoint", {"VMName": "ERP01", "CheckpointName": "hvbackup-r1 (copie)"}),
