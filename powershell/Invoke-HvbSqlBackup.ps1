@@ -116,8 +116,10 @@ function Publish-HvbRunShare([string]$Folder, [string]$Name) {
 
 function Get-StagingVolume([string]$Path) {
     # The volume that holds $Path: the longest volume root (drive letter or mount point) that
-    # starts it, as New-HvbCheckpoint.ps1 finds it. A folder on a volume mounted at
-    # D:\Mounts\Staging\ is on that volume, which has no drive letter of its own.
+    # starts it (a folder on a volume mounted at D:\Mounts\Staging\ is on that volume, which
+    # has no drive letter of its own). A share (\\server\share) is refused: the host writes as
+    # its computer account there, and no volume of this host says how much room it has.
+    if ($Path -like '\\*') { throw [pscustomobject]@{ Code = 'BAD_PARAMETER'; Message = "Staging $Path is a network share; give a folder on a local volume of $env:COMPUTERNAME." } }
     $full = [System.IO.Path]::GetFullPath($Path).TrimEnd('\') + '\'
     $volume = @(Get-CimInstance -ClassName Win32_Volume | Where-Object { $_.Name -and $full.StartsWith($_.Name, [System.StringComparison]::OrdinalIgnoreCase) } | Sort-Object { $_.Name.Length } -Descending) | Microsoft.PowerShell.Utility\Select-Object -First 1
     if (-not $volume) { throw [pscustomobject]@{ Code = 'PATH_NOT_FOUND'; Message = "No volume of $env:COMPUTERNAME holds $Path." } }

@@ -75,12 +75,14 @@ function Assert-HvbRoot([string]$Path, [string]$Kind) {
 }
 
 function Get-DiskChain([string]$Path) {
+    # The file itself, then each parent up to the base disk.
     $chain = @()
     $current = $Path
     while ($current) {
         $chain += $current
-        $current = (Get-VHD -Path $current).ParentPath
-        if ($chain.Count -gt 64) { Fail 'DISK_CHAIN_LOOP' "The parent chain of $Path does not end." }
+        $vhd = Get-VHD -Path $current
+        $current = $vhd.ParentPath
+        if ($chain.Count -gt 64) { throw [pscustomobject]@{ Code = 'DISK_CHAIN_LOOP'; Message = "The parent chain of $Path does not end." } }
     }
     return , $chain
 }
@@ -128,13 +130,14 @@ function Get-FrozenDisks($Checkpoint) {
 }
 
 function Get-StagingVolume([string]$Path) {
-    # The volume that holds $Path: the longest volume root (drive letter or mount point)
-    # that starts it. A share (\\server\share) is refused: Export-VMSnapshot writes as the
-    # host's computer account there, and no volume of this host says how much room it has.
-    if ($Path -like '\\*') { Fail 'BAD_PARAMETER' "Staging $Path is a network share; give a folder on a local volume of $env:COMPUTERNAME." }
+    # The volume that holds $Path: the longest volume root (drive letter or mount point) that
+    # starts it (a folder on a volume mounted at D:\Mounts\Staging\ is on that volume, which
+    # has no drive letter of its own). A share (\\server\share) is refused: the host writes as
+    # its computer account there, and no volume of this host says how much room it has.
+    if ($Path -like '\\*') { throw [pscustomobject]@{ Code = 'BAD_PARAMETER'; Message = "Staging $Path is a network share; give a folder on a local volume of $env:COMPUTERNAME." } }
     $full = [System.IO.Path]::GetFullPath($Path).TrimEnd('\') + '\'
     $volume = @(Get-CimInstance -ClassName Win32_Volume | Where-Object { $_.Name -and $full.StartsWith($_.Name, [System.StringComparison]::OrdinalIgnoreCase) } | Sort-Object { $_.Name.Length } -Descending) | Microsoft.PowerShell.Utility\Select-Object -First 1
-    if (-not $volume) { Fail 'PATH_NOT_FOUND' "No volume of $env:COMPUTERNAME holds $Path." }
+    if (-not $volume) { throw [pscustomobject]@{ Code = 'PATH_NOT_FOUND'; Message = "No volume of $env:COMPUTERNAME holds $Path." } }
     return $volume
 }
 

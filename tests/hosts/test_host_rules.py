@@ -180,3 +180,21 @@ def test_times_are_formatted_with_the_invariant_culture(name: str) -> None:
         if re.search(r"['\"][^'\"]*[:/][^'\"]*['\"]", text) and "InvariantCulture" not in text:
             bad.append(f"line {call.start_point[0] + 1}: {call.text.decode()}")
     assert not bad, f"{name}.ps1 formats a time with the host's culture: {bad}"
+
+
+def test_a_helper_copied_into_several_scripts_is_the_same_everywhere() -> None:
+    """Each script runs alone (by hand, and as one function of the JEA module), so a helper
+    several of them need (Assert-HvbRoot, Use-HvbShadowRecord, Publish-HvbRunShare, ...) is
+    copied into each: the copies must not drift apart."""
+    import re
+    from collections import defaultdict
+
+    bodies: dict[str, dict[str, str]] = defaultdict(dict)
+    for path in sorted((REPO / "powershell").glob("*.ps1")):
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"^function ([\w-]+).*?^}$", text, flags=re.M | re.S):
+            bodies[match.group(1)][path.name] = match.group(0)
+    shared = {name: copies for name, copies in bodies.items() if len(copies) > 1}
+    assert "Assert-HvbRoot" in shared and "Use-HvbShadowRecord" in shared  # the scan found them
+    for name, copies in shared.items():
+        assert len(set(copies.values())) == 1, f"{name} differs between {sorted(copies)}"
