@@ -20,8 +20,6 @@ not recorded anywhere we could read (docs/lab/winrm.md, item 2).
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import ssl
 import struct
 import threading
@@ -38,6 +36,8 @@ from xml.sax.saxutils import escape
 from pypsrp.messages import MessageType
 from pypsrp.powershell import Fragment
 from pypsrp.serializer import Serializer
+
+from tests.certs import self_signed
 
 PS_PREFIX = "http://schemas.microsoft.com/powershell/"
 NS = {
@@ -415,36 +415,12 @@ def _commands(raw: bytes) -> list[Cmd]:
 # -- the HTTPS listener --------------------------------------------------------------------
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that is its own CA (the file given as ``ca_file``)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hv01.standin.test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = folder / "winrm.pem", folder / "winrm.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
 
 
 @contextmanager
 def serving(standin: WsmanStandIn, folder: Path) -> Iterator[Path]:
     """Listen on 127.0.0.1 (HTTPS, Basic auth) until the block ends; yields the CA file."""
-    cert_file, key_file = self_signed(folder)
+    cert_file, key_file = self_signed(folder, "hv01.standin.test", "winrm")
     expected = "Basic " + base64.b64encode(
         f"{standin.username}:{standin.password}".encode()).decode()
 

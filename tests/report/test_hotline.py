@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from orchestrator.report.hotline import missing_digests, send_alerts, send_summary
+from tests.certs import self_signed
 from tests.report.test_mail import quick_retries, smtp_server, with_smtp  # noqa: F401
 from tests.world import Setup
 
@@ -110,7 +111,7 @@ def test_starttls_with_the_relays_private_ca(tmp_path: Path) -> None:
     from tests.report.test_mail import Inbox
     from tests.servers import free_port
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path, "relay.test", "relay")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     inbox = Inbox()
@@ -133,32 +134,6 @@ def test_starttls_with_the_relays_private_ca(tmp_path: Path) -> None:
         controller.stop()
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "relay.pem", folder / "relay.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def test_alerts_link_to_the_dashboard_when_its_address_is_known(tmp_path: Path) -> None:
