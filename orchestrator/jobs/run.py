@@ -57,6 +57,7 @@ from orchestrator.report.hotline import record_run_alert
 from orchestrator.report.sanity import WINDOW, Flag, RunFigures, check
 from orchestrator.store.backup import Backup, backing_up
 from orchestrator.store.open import open_for_writing
+from orchestrator.store.repository import Repository, SnapshotInfo
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,28 @@ def _retrying(ctx: RunContext, ref: JobRef, recorder: RunRecorder, what: str,
     raise AssertionError("unreachable")
 
 
+
+def _copy(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: RunResult,
+          repo: Repository, other: str, info: SnapshotInfo) -> None:
+    """Copy to ``other`` what it lacks, then compare the two baies by content."""
+    try:
+        with recorder.step("copy", other) as figures:
+            second = open_target(ctx.loaded.baie(other, ref.client_name), sleep=ctx.sleep)
+            try:
+                figures.bytes_sent = copy_repository(repo.target, second)
+                compared = parity(repo, second)
+            finally:
+                second.close()
+            figures.details = {"parity": compared.identical,
+                               "missing": compared.problems()[:20]}
+        if not compared.identical:
+            result.findings.append(CopyIncomplete(
+                other, "HVB-COPY-INCOMPLETE",
+                f"the copies differ: {compared.summary()}"))
+        _catalog(ctx, ref, uid, other, info.id, info.meta)
+    except HvbError as exc:
+        result.findings.append(CopyFailed.of(exc, other))
+
 def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: RunResult,
          deadline: datetime) -> None:
     loaded, job = ctx.loaded, ref.job
@@ -204,25 +227,10 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
             result.snapshot = info.id
             result.figures = figures
             _catalog(ctx, ref, uid, copies[0], info.id, info.meta)
+            for other in copies[1:]:
+                _copy(ctx, ref, uid, recorder, result, repo, other, info)
         finally:
             repo.close()
-        for other in copies[1:]:
-            try:
-                with recorder.step("copy", other) as figures:
-                    second = open_target(loaded.baie(other, ref.client_name), sleep=ctx.sleep)
-                    try:
-                        figures.bytes_sent = copy_repository(repo.target, second)
-                        missing = parity(repo.target, second)
-                    finally:
-                        second.close()
-                    figures.details = {"parity": not missing, "missing": missing[:20]}
-                if missing:
-                    result.findings.append(CopyIncomplete(
-                        other, "HVB-COPY-INCOMPLETE",
-                        f"the copy lacks {len(missing)} restore point(s) of the first copy"))
-                _catalog(ctx, ref, uid, other, info.id, info.meta)
-            except HvbError as exc:
-                result.findings.append(CopyFailed.of(exc, other))
         try:
             with recorder.step("retention", ref.job.retention.policy().describe()) as figures:
                 decisions = apply_retention(loaded, ref, ctx.sessions, ctx.clock.now(),
