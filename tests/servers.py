@@ -173,11 +173,14 @@ class SshServer:
     key_file: Path
     known_hosts: Path
     root: Path  # a folder the tests may use as the baie
+    sftp_log: Path | None = None  # each SFTP request, when sshd(sftp_flags=...) asked for it
 
 
 @contextmanager
-def sshd(workdir: Path) -> Iterator[SshServer]:
-    """OpenSSH's sshd on 127.0.0.1, key authentication for the current user, internal-sftp."""
+def sshd(workdir: Path, *, sftp_flags: str | None = None) -> Iterator[SshServer]:
+    """OpenSSH's sshd on 127.0.0.1, key authentication for the current user, internal-sftp.
+    With ``sftp_flags`` (``""``, or ``-P fsync`` to refuse a request) the subsystem is the
+    sftp-server program instead, logging each request to ``SshServer.sftp_log``."""
     sshd_bin = "/usr/sbin/sshd"
     if not os.path.exists(sshd_bin):
         pytest.fail("OpenSSH server is not installed: run `make services` (make test does it)")
@@ -191,6 +194,9 @@ def sshd(workdir: Path) -> Iterator[SshServer]:
     known = workdir / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
     user = pwd.getpwuid(os.getuid()).pw_name
+    sftp_log = workdir / "sftp-server.log"
+    subsystem = "internal-sftp" if sftp_flags is None else (
+        f"/usr/lib/openssh/sftp-server {sftp_flags} -e -l VERBOSE 2>>{sftp_log}")
     config = workdir / "sshd_config"
     config.write_text(f"""
 Port {port}
@@ -204,7 +210,7 @@ PubkeyAuthentication yes
 PermitRootLogin prohibit-password
 StrictModes no
 UsePAM no
-Subsystem sftp internal-sftp
+Subsystem sftp {subsystem}
 LogLevel ERROR
 """)
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
@@ -217,6 +223,6 @@ LogLevel ERROR
     root.mkdir()
     try:
         wait_for_port(port, proc, "sshd", log)
-        yield SshServer(port, user, workdir / "client_key", known, root)
+        yield SshServer(port, user, workdir / "client_key", known, root, sftp_log)
     finally:
         stop(proc)
