@@ -15,6 +15,7 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.findings import AlertKind, RunStatus, Severity, from_dict, worst
 from orchestrator.history.models import AlertRow, ClientRow, EmailRow, JobRow, RunRow
 from orchestrator.history.queries import night_expected, run_by_uid
+from orchestrator.jobs.offboard import destructions_ahead
 from orchestrator.report.digest import build_digest, night_bounds
 from orchestrator.report.mail import build, deliver
 from orchestrator.report.render import render
@@ -107,12 +108,14 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
 
 def send_summary(loaded: LoadedConfig, sessions: sessionmaker[Session], night: date,
                  now: datetime, *, send_it: bool) -> list[Any]:
-    """All clients' nights, worst first, to the hotline."""
+    """All clients' nights, worst first, to the hotline; first, the data destructions (contract
+    ends) due within 7 days."""
     digests = [build_digest(sessions, loaded, client, night, now)
                for client in loaded.config.clients]
     digests.sort(key=lambda d: (d.status.rank, d.client))
     rendered = render("summary", loaded.config.msp.language, loaded.config.msp.timezone,
-                      digests=digests, night=night, msp=loaded.config.msp.name)
+                      digests=digests, night=night, msp=loaded.config.msp.name,
+                      destructions=destructions_ahead(loaded, sessions, now))
     msg = build(loaded, rendered, list(loaded.config.msp.hotline),
                 status=worst([d.status for d in digests], RunStatus.REUSSIE), client="*",
                 when=night, data={"clients": [{"client": d.client, "status": d.status}
