@@ -73,3 +73,85 @@ def test_a_server_without_fsync_still_gets_the_files_and_it_is_said_once(
         "fsync@openssh.com: files are uploaded and renamed into place, but their durability "
         "on the array is left to the server")
     assert re.findall(r'fsync "', logged(refusing)) == []  # and it was not asked
+
+
+class _Refusing:
+    """asyncssh's own SFTP server, which offers fsync@openssh.com, made to answer it with
+    "operation unsupported" (an array whose file system cannot sync, say)."""
+
+    def __init__(self, root: Path) -> None:
+        import asyncio
+        import threading
+
+        import asyncssh
+
+        self.root = root
+        root.mkdir(parents=True)
+        host_key = asyncssh.generate_private_key("ssh-ed25519")
+        client_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.key_file = root.parent / "client_key"
+        client_key.write_private_key(str(self.key_file))
+        (root.parent / "authorized_keys").write_bytes(client_key.export_public_key())
+        self.fsyncs = 0
+        outer = self
+
+        class Server(asyncssh.SFTPServer):  # type: ignore[misc]
+            def fsync(self, file_obj: object) -> None:
+                outer.fsyncs += 1
+                raise asyncssh.SFTPOpUnsupported("fsync not supported by this file system")
+
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def start() -> None:
+            self.server = await asyncssh.listen(
+                "127.0.0.1", 0, server_host_keys=[host_key],
+                authorized_client_keys=str(root.parent / "authorized_keys"),
+                sftp_factory=Server, allow_scp=False)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(30)
+        assert ready.wait(30)
+        self.known_hosts = root.parent / "known_hosts"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} "
+                                    f"{host_key.export_public_key().decode()}")
+
+    def close(self) -> None:
+        import asyncio
+
+        async def stop() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        self.loop.close()
+
+
+def test_a_server_that_offers_fsync_but_refuses_it_is_said_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import getpass
+
+    caplog.set_level(logging.WARNING, "orchestrator.baie.sftp")
+    server = _Refusing(tmp_path / "baie")
+    try:
+        t = SftpTarget("lyon-2", "127.0.0.1", user=getpass.getuser(), key_file=server.key_file,
+                       known_hosts=server.known_hosts, root=str(server.root), port=server.port)
+        try:
+            for n in range(3):
+                t.put(f"index/{n:04d}", b"index file %d" % n)
+        finally:
+            t.close()
+        assert server.fsyncs == 1  # asked once, then no more
+    finally:
+        server.close()
+    assert [(server.root / "index" / f"{n:04d}").read_bytes() for n in range(3)] == \
+        [b"index file %d" % n for n in range(3)]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "the SFTP server refuses (fsync not supported by this file system) " \
+        "fsync@openssh.com: files are uploaded and renamed into place" in warnings[0]
