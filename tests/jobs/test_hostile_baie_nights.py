@@ -77,4 +77,20 @@ def test_a_planted_snapshot_is_reported_and_never_counted(tmp_path: Path) -> Non
     # The copy carries every file by name, planted ones too: both baies report them.
     assert [f.object for f in unknown] == ["site-a", "site-b"]
     assert all(t[:12] in f.message for t in twins for f in unknown)
-    assert all((tmp_path / "baie-a" / "acme" / "snapshots" / t).exists() for t in twins)  # left as is
+    planted = tmp_path / "baie-a" / "acme" / "snapshots"
+    assert all((planted / t).exists() for t in twins)  # left as they are
+
+
+def test_verify_compares_the_baie_with_the_history(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    s = Setup(tmp_path)
+    s.run("partages")
+    s.clock.advance(timedelta(days=1))
+    second = s.run("partages")
+    clean = cli("verify", "-c", str(s.config), "acme", "--baie", "site-b")
+    assert clean.code == 0, clean.out + clean.err
+    assert "no problem found" in clean.out
+    (tmp_path / "baie-b" / "acme" / "snapshots" / str(second.snapshot)).unlink()
+    rolled = cli("verify", "-c", str(s.config), "acme", "--baie", "site-b")
+    assert rolled.code == 4
+    assert "1 restore point(s) the history committed are gone from baie site-b" in rolled.out
+    assert str(second.snapshot)[:12] in rolled.out
