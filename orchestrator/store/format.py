@@ -11,14 +11,18 @@ Pack (``data/<2 hex>/<sha256 of the whole file>``)::
 
 Index file (``index/<sha256>``): nonce || AES-256-GCM(index key, zstd(packs and entries)).
 
-Snapshot file (``snapshots/<sha256>``)::
+Snapshot file (``snapshots/<sha256>``), version 2::
 
-    "HVBSNAP1"
+    "HVBSNAP2"
     u32 length, meta: nonce || AES-GCM(index key, zstd(json))          figures, job, time
     u32 count, then count x (u32 length, nonce || AES-GCM(index key,    the chunk ids, in
         up to 2^20 chunk ids))                                          segments
     u32 length, sealed tree key
-    tree: nonce || AES-GCM(tree key, zstd(json))                        file names and ranges
+    u32 length, tree: nonce || AES-GCM(tree key, zstd(json))            file names and ranges
+    Ed25519 signature (64) of the repository id and the SHA-256 of all the above
+
+Version 1 ("HVBSNAP1", before December 2026): no tree length, no signature, other AADs; read
+and restored, never authenticated. Both are parsed strictly (a padded part is refused).
 """
 
 from __future__ import annotations

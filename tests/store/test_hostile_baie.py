@@ -10,13 +10,32 @@ from pathlib import Path
 import pytest
 
 from orchestrator.baie.local import LocalTarget
+from orchestrator.baie.sftp import SftpTarget
+from orchestrator.baie.target import Target
 from orchestrator.errors import ForgedRepository, StoreError
 from orchestrator.store import format as fmt
 from orchestrator.store.keys import PrivateKey, WriterKeys, unseal
 from orchestrator.store.repository import Repository
 from orchestrator.store.restore import Restorer
 from orchestrator.store.verify import verify
+from tests.servers import SshServer, sshd
 from tests.store.helpers import Store, restored
+
+
+@pytest.fixture(scope="module")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+def _baie(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Target:
+    if kind == "local":
+        return LocalTarget("site-a", tmp_path / "baie")
+    server: SshServer = request.getfixturevalue("ssh_server")
+    (tmp_path / "sftp-baie").mkdir()
+    return SftpTarget("paris-1", "127.0.0.1", user=server.user, key_file=server.key_file,
+                      known_hosts=server.known_hosts, root=str(tmp_path / "sftp-baie"),
+                      port=server.port)
 
 
 def _u32(n: int) -> bytes:
@@ -34,15 +53,16 @@ def _assemble(magic: bytes, meta: bytes, segments: list[bytes], sealed: bytes, t
     return b"".join([*out, _u32(len(tree)), tree, signature])
 
 
-def _plant(target: LocalTarget, data: bytes) -> str:
+def _plant(target: Target, data: bytes) -> str:
     snap_id = fmt.sha256(data).hex()
     target.put(f"snapshots/{snap_id}", data)  # named by its content, as a careful forger does
     return snap_id
 
 
-def _two_nights(tmp_path: Path) -> tuple[Store, Path, bytes, bytes, str, str]:
+def _two_nights(tmp_path: Path, target: Target | None = None
+                ) -> tuple[Store, Path, bytes, bytes, str, str]:
     """Two nights of one 4 MiB disk image (same size, same chunk count, other bytes)."""
-    store = Store(tmp_path)
+    store = Store(tmp_path, target)
     src = tmp_path / "ERP01.vhdx"
     monday, tuesday = os.urandom(4 << 20), os.urandom(4 << 20)
     src.write_bytes(monday)
@@ -73,10 +93,12 @@ def _attempt(store: Store, snap_id: str, src: Path, out: Path, key: PrivateKey) 
     return "restored"
 
 
-def test_swapped_padded_or_recombined_snapshot_parts_are_refused(tmp_path: Path) -> None:
-    store, src, monday, tuesday, first, second = _two_nights(tmp_path)
+@pytest.mark.parametrize("kind", ["local", "sftp"])
+def test_swapped_padded_or_recombined_snapshot_parts_are_refused(
+        tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    store, src, monday, tuesday, first, second = _two_nights(tmp_path,
+                                                             _baie(kind, tmp_path, request))
     target = store.target
-    assert isinstance(target, LocalTarget)
     a = fmt._split_snapshot(target.get(f"snapshots/{first}"), "a")
     b = fmt._split_snapshot(target.get(f"snapshots/{second}"), "b")
     assert a.version == b.version == 2 and len(a.segments) == len(b.segments) == 1
@@ -109,7 +131,7 @@ def test_swapped_padded_or_recombined_snapshot_parts_are_refused(tmp_path: Path)
         outcomes[what] = _attempt(store, snap_id, src, tmp_path / f"out{n}", key)
     trials, refused = len(outcomes), sum(o == "refused" for o in outcomes.values())
     wrongly_restored = [w for w, o in outcomes.items() if o == "restored"]
-    print(f"hostile snapshot parts: {trials} trials, {refused} refused, "
+    print(f"hostile snapshot parts ({kind}): {trials} trials, {refused} refused, "
           f"{len(wrongly_restored)} wrongly restored")
     assert wrongly_restored == []
 
@@ -126,6 +148,7 @@ def test_swapped_padded_or_recombined_snapshot_parts_are_refused(tmp_path: Path)
     assert restored(tmp_path / "real1", src).read_bytes() == monday
     assert _attempt(store, second, src, tmp_path / "real2", key) == "restored"
     assert restored(tmp_path / "real2", src).read_bytes() == tuesday
+    target.close()
 
 
 def test_the_orchestrator_leaves_refused_snapshots_out_of_its_listing(tmp_path: Path) -> None:
