@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from orchestrator.baie.local import LocalTarget
+from orchestrator.dashboard.problems import problems
 from orchestrator.history.models import AlertRow
 from orchestrator.store import format as fmt
 from orchestrator.store.open import open_for_writing
@@ -58,6 +59,9 @@ def test_newest_point_deleted_on_both_baies_is_an_alert_at_the_next_backup(tmp_p
     with s.sessions() as session:
         alerts = list(session.scalars(select(AlertRow).where(AlertRow.kind == "rollback")))
     assert len(alerts) == 1 and "gone from baie" in alerts[0].message
+    [shown] = problems(s.sessions)  # the hotline's dashboard
+    assert (shown.job, shown.status) == ("partages", "AVERTISSEMENT")
+    assert "gone from baie" in shown.message
 
 
 def test_a_planted_snapshot_is_reported_and_never_counted(tmp_path: Path) -> None:
