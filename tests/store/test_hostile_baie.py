@@ -221,3 +221,28 @@ def test_snapshots_written_before_signing_still_restore_and_are_reported(tmp_pat
         assert report.unauthenticated == [f"{legacy_id[:12]} (erp, {header.meta['time'][:16]})"]
     finally:
         repo.close()
+
+
+def test_prune_deletes_nothing_while_snapshot_files_are_refused(tmp_path: Path) -> None:
+    """A config whose repository id was changed makes every signed snapshot fail its
+    signature: nothing may then look unreferenced to prune."""
+    import json
+
+    from orchestrator.errors import RepositoryCorrupt
+    from orchestrator.store.prune import prune
+
+    store, _src, _m, _t, first, second = _two_nights(tmp_path)
+    packs = sorted(p.name for p in (tmp_path / "baie" / "data").rglob("*") if p.is_file())
+    config = json.loads(store.target.get("config"))
+    config["id"] = "0" * 32
+    store.target.put("config", json.dumps(config).encode())
+    repo = store.writer_repo()
+    try:
+        assert repo.snapshots() == [] and len(repo.refused) == 2
+        with pytest.raises(RepositoryCorrupt, match="prune stopped, nothing deleted"):
+            prune(repo)
+    finally:
+        repo.close()
+    assert sorted(p.name for p in (tmp_path / "baie" / "data").rglob("*")
+                  if p.is_file()) == packs
+    assert store.target.stat(f"snapshots/{first}") and store.target.stat(f"snapshots/{second}")
