@@ -174,6 +174,10 @@ def test_keys_check_records_the_signing_key_on_first_use(setup, cli, tmp_path: P
     key = read_key_file(tmp_path / "acme.key", PASS)
     old = tmp_path / "old.key"
     write_key_file(old, key, PASS, "acme")  # as keys init wrote them before
+    before = cli("restore", "-c", str(config), "acme/partages", "--to", str(tmp_path / "o1"),
+                 "--key-file", str(old))
+    assert before.code == 0, before.err
+    assert "nothing proves who wrote this repository" in before.out
     first = cli("keys", "check", "-c", str(config), "acme", "--key-file", str(old))
     assert first.code == 0, first.err
     assert "FIRST USE" in first.out and "Check this fingerprint with your provider" in first.out
