@@ -25,7 +25,8 @@ this tree at the adapter that talks to the library and never travel past it::
     │   └── SourceError                    reading exposed files (local path, SMB)
     ├── StoreError                exit 4   the backup repository
     │   ├── RepositoryCorrupt              permanent
-    │   └── KeyMismatch                    permanent: wrong key file or passphrase
+    │   ├── KeyMismatch                    permanent: wrong key file or passphrase
+    │   └── ForgedRepository               permanent: not written by the client's orchestrator
     ├── BaieError                 exit 5   where repository files live
     │   ├── BaieUnreachable                retryable
     │   ├── BaieAuthError                  permanent (credentials, unknown host key)
@@ -149,6 +150,12 @@ class RepositoryCorrupt(StoreError):
 
 class KeyMismatch(StoreError):
     code = "HVB-KEY"
+
+
+class ForgedRepository(StoreError):
+    """The repository's writer is not the orchestrator the client's key file records."""
+
+    code = "HVB-STORE-FORGED"
 
 
 class BaieError(HvbError):

@@ -15,7 +15,11 @@ each instance carries the object, the codes and the hotline's message::
     ├── CheckpointNotMerged          warning     -        AVERTISSEMENT
     ├── CopyFailed                   warning     copy     AVERTISSEMENT
     ├── CopyIncomplete               warning     copy     AVERTISSEMENT
-    └── RetentionFailed              warning     -        AVERTISSEMENT
+    ├── RetentionFailed              warning     -        AVERTISSEMENT
+    ├── SnapshotMissing              warning     rollback AVERTISSEMENT: a committed restore
+    │                                                     point is gone from a baie
+    └── SnapshotUnknown              warning     rollback AVERTISSEMENT: a baie holds a
+                                                          snapshot no run committed
 
 Nothing downstream reads a message to decide anything: the status comes from
 :func:`status_of`, the alert from ``alert``, the runbook from ``code`` and ``script_code``, and
@@ -75,6 +79,7 @@ class AlertKind(StrEnum):
     QUOTA_WARNING = "quota_warning"  # 10 % over the subscribed volume: 30 days to act
     QUOTA_BLOCKED = "quota_blocked"  # still over 30 days later: backups stopped
     REPORT_MISSING = "report_missing"  # the client's report did not go out by its deadline
+    ROLLBACK = "rollback"  # a baie lacks a committed snapshot, or holds one never committed
 
     @property
     def is_quota(self) -> bool:
@@ -157,10 +162,18 @@ class RetentionFailed(Finding):
     kind = "retention_failed"
 
 
+class SnapshotMissing(Finding):
+    kind, alert = "snapshot_missing", AlertKind.ROLLBACK
+
+
+class SnapshotUnknown(Finding):
+    kind, alert = "snapshot_unknown", AlertKind.ROLLBACK
+
+
 KINDS: dict[str, type[Finding]] = {
     cls.kind: cls for cls in (RunFailed, ObjectFailed, Interrupted, Missed, StoppedAfterSnapshot,
                               CrashConsistent, CheckpointNotMerged, CopyFailed, CopyIncomplete,
-                              RetentionFailed)
+                              RetentionFailed, SnapshotMissing, SnapshotUnknown)
 }
 
 

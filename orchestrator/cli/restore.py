@@ -13,6 +13,7 @@ from orchestrator.cli.keys import open_key
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.store.open import default_baie, open_for_reading
+from orchestrator.store.repository import Repository, SnapshotInfo
 from orchestrator.store.restore import Restorer, RestoreStats
 
 
@@ -54,4 +55,20 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
             repo.close()
     ui.print(f"restored {stats.files} file(s), {human_bytes(stats.bytes)}, from snapshot "
              f"{info.id[:12]} ({info.meta['time'][:16]}) of {args.job} on {baie} into {args.to}")
+    for line in trust_notes(repo, [info], args.key_file):
+        ui.print(line)
     return 0
+
+
+def trust_notes(repo: Repository, snapshots: list[SnapshotInfo], key_file: str) -> list[str]:
+    """What is not proven about these snapshots, said plainly (empty when all is)."""
+    notes = []
+    if not repo.writer_proven:
+        notes.append(f"WARNING: {key_file} records no orchestrator signing key, so nothing "
+                     "proves who wrote this repository; run 'hvbackup keys check' once to "
+                     "record it")
+    old = [s for s in snapshots if not s.authenticated]
+    if old:
+        notes.append(f"note: {len(old)} snapshot(s) written before snapshots were signed "
+                     f"(not authenticated): {', '.join(s.id[:12] for s in old[:10])}")
+    return notes

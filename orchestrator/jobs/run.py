@@ -46,6 +46,7 @@ from orchestrator.history.queries import known_job, recent_figures, run_by_uid
 from orchestrator.history.recorder import RunRecorder, StepFigures
 from orchestrator.hosts.open import open_host
 from orchestrator.hosts.session import HostSession
+from orchestrator.jobs import rollback
 from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.copy import copy_repository, parity
 from orchestrator.jobs.offboard import offboarded
@@ -239,6 +240,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                                    "forgotten": sum(not d.keep for d in decisions)}
         except HvbError as exc:
             result.findings.append(RetentionFailed.of(exc))
+        result.findings.extend(_against_history(ctx, ref, copies))
         try:
             state = measure_and_judge(ctx.sessions, loaded, ref.client_name, copies,
                                       ctx.clock.now())
@@ -323,6 +325,24 @@ def _read(recorder: RunRecorder, source: Source, backup: Backup, exposed: list[E
             figures.bytes_read = backup.stats.bytes_read - before[0]
             figures.files = backup.stats.files - before[1]
             figures.bytes_new = backup.stats.bytes_new - before[2]
+
+
+def _against_history(ctx: RunContext, ref: JobRef, copies: list[str]) -> list[Finding]:
+    """Each copy's snapshot names against the snapshots the history committed (rollback,
+    planted files); a baie that cannot be listed is left to the copy's own finding."""
+    found: list[Finding] = []
+    for baie in copies:
+        try:
+            target = open_target(ctx.loaded.baie(baie, ref.client_name), sleep=ctx.sleep)
+            try:
+                present = rollback.listed(target)
+            finally:
+                target.close()
+        except HvbError:
+            continue
+        with ctx.sessions() as session:
+            found += rollback.compare(session, ref.client_name, baie, present).findings()
+    return found
 
 
 def _catalog(ctx: RunContext, ref: JobRef, uid: str, baie: str, snapshot_id: str,

@@ -210,7 +210,8 @@ class Backup:
             tree_key = os.urandom(32)
             data = fmt.encode_snapshot(header, {"files": self._files}, seal(tree_key,
                                        self.repo.recipients), tree_key,
-                                       self.repo.writer.index_key)
+                                       self.repo.writer.index_key, sign=self.repo.writer.sign,
+                                       repository_id=self.repo.id)
             name = f"snapshots/{fmt.sha256(data).hex()}"
             self.repo.target.flush()  # what the snapshot refers to is on disk first
             self.repo.target.put(name, data)

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from orchestrator.errors import RepositoryCorrupt
 from orchestrator.store import format as fmt
 from orchestrator.store.locks import Lock
 from orchestrator.store.repository import Repository, SnapshotInfo
@@ -52,6 +53,11 @@ def prune(repo: Repository, *, dry_run: bool = False,
     with Lock(repo.target, "exclusive", "prune").acquire(wait=wait):
         repo.sync_index()
         snapshots = repo.snapshots()
+        if repo.refused:  # what they reference is unknown: deleting could lose a real point
+            raise RepositoryCorrupt(
+                f"{repo.target.label}: prune stopped, nothing deleted: {len(repo.refused)} "
+                "snapshot file(s) are refused (not signed by this client's orchestrator, see "
+                "'hvbackup verify'); remove them once investigated")
         report.snapshots = len(snapshots)
         referenced: set[bytes] = set()
         for info in snapshots:

@@ -28,11 +28,25 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.baie.target import Target
-from orchestrator.errors import BaieError, KeyMismatch, RepositoryCorrupt, StoreError
+from orchestrator.errors import (
+    BaieError,
+    ForgedRepository,
+    KeyMismatch,
+    RepositoryCorrupt,
+    StoreError,
+)
 from orchestrator.store import format as fmt
 from orchestrator.store.chunker import CDC_SIZES, LEGACY_CDC_SIZES, CdcSizes, check_cdc_sizes
 from orchestrator.store.index import IndexCache
-from orchestrator.store.keys import PrivateKey, PublicKey, WriterKeys, seal, unseal
+from orchestrator.store.keys import (
+    PrivateKey,
+    PublicKey,
+    WriterKeys,
+    seal,
+    signature_valid,
+    signer_fingerprint,
+    unseal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +57,9 @@ REPO_VERSION = 1
 class SnapshotInfo:
     name: str  # snapshots/<hex>
     meta: dict[str, Any]
+    # Signed by the writer (version 2): every part, the job and time are the writer's. False:
+    # a version 1 snapshot, written before snapshots were signed (see repository-format.md).
+    authenticated: bool = True
 
     @property
     def id(self) -> str:
@@ -78,6 +95,12 @@ class Repository:
         self.recipients = recipients
         self.config = config
         self.cache = cache
+        # Snapshot files on the baie that are not this writer's (altered, padded, forged):
+        # left out of every listing, reported by verify. Name -> why.
+        self.refused: dict[str, str] = {}
+        # False when the client's key file records no signing key yet: the snapshots are
+        # signed by this repository's writer, but nothing proves it is the client's.
+        self.writer_proven = True
 
     @property
     def id(self) -> str:
@@ -149,9 +172,16 @@ class Repository:
         config = cls.read_config(target)
         if config is None:
             raise StoreError(f"{target.label}: no repository here")
-        writer = unseal(base64.b64decode(config["writer_sealed"]), key)
+        writer = WriterKeys(unseal(base64.b64decode(config["writer_sealed"]), key))
+        if key.signer is not None and key.signer != writer.signer:
+            raise ForgedRepository(
+                f"{target.label}: this repository was not written by the orchestrator your key "
+                f"file records (signing key {signer_fingerprint(writer.signer)}, expected "
+                f"{signer_fingerprint(key.signer)}): it is refused; ask your provider")
         cache = IndexCache(cache_root / config["id"] / "index.sqlite")
-        return cls(target, WriterKeys(writer), [key.public], config, cache)
+        repo = cls(target, writer, [key.public], config, cache)
+        repo.writer_proven = key.signer is not None
+        return repo
 
     # -- index ----------------------------------------------------------------------------
 
@@ -217,16 +247,39 @@ class Repository:
     # -- snapshots ------------------------------------------------------------------------
 
     def snapshots(self) -> list[SnapshotInfo]:
-        """Every snapshot, oldest first (headers only: no key needed beyond the writer's)."""
+        """Every snapshot, oldest first (headers only: no key needed beyond the writer's).
+        A file that is not a snapshot this writer signed (altered, padded, parts of two
+        snapshots put together, another writer's) is left out and kept in :attr:`refused`;
+        version 1 snapshots (unsigned) come with ``authenticated`` False."""
         out = []
+        self.refused = {}
         for entry in self.target.list("snapshots"):
             data = self.target.get(entry.name)
             if fmt.sha256(data).hex() != entry.name.rsplit("/", 1)[-1]:
                 raise RepositoryCorrupt(f"{self.target.label}: {entry.name} is damaged "
                                         "(its content does not match its name)")
-            header = fmt.decode_snapshot_header(data, self.writer.index_key, entry.name)
-            out.append(SnapshotInfo(entry.name, header.meta))
+            try:
+                info = self._snapshot_info(entry.name, data)
+            except RepositoryCorrupt as exc:
+                log.warning("%s: %s refused: %s", self.target.label, entry.name, exc)
+                self.refused[entry.name] = str(exc)
+                continue
+            out.append(info)
         return sorted(out, key=lambda s: (s.meta["time"], s.name))
+
+    def _signed(self, name: str, data: bytes) -> bool:
+        """True for a version 2 snapshot signed by this writer, False for a version 1 one;
+        raises RepositoryCorrupt for anything else."""
+        if fmt.snapshot_version(data, name) != 2:
+            return False
+        fmt.check_snapshot_signature(
+            data, self.id, lambda sig, msg: signature_valid(self.writer.signer, sig, msg), name)
+        return True
+
+    def _snapshot_info(self, name: str, data: bytes) -> SnapshotInfo:
+        signed = self._signed(name, data)
+        header = fmt.decode_snapshot_header(data, self.writer.index_key, name)
+        return SnapshotInfo(name, header.meta, authenticated=signed)
 
     def find_snapshot(self, ref: str, *, job: str | None = None) -> SnapshotInfo:
         """``latest`` or a (prefix of a) snapshot id, optionally among one job's snapshots."""
@@ -236,17 +289,32 @@ class Repository:
         if ref == "latest":
             return snaps[-1]
         found = [s for s in snaps if s.id.startswith(ref)]
+        refused = [n for n in self.refused if n.rsplit("/", 1)[-1].startswith(ref)]
+        if not found and refused:
+            raise RepositoryCorrupt(f"{self.target.label}: snapshot {ref} is refused: "
+                                    f"{self.refused[refused[0]]}")
         if len(found) != 1:
             raise StoreError(f"{self.target.label}: {'no' if not found else 'several'} "
                              f"snapshot(s) match {ref!r}")
         return found[0]
 
+    def _snapshot_data(self, info: SnapshotInfo) -> bytes:
+        """The snapshot's bytes, checked again (the baie may have changed them since they
+        were listed): its name, and for a signed one its signature."""
+        data = self.target.get(info.name)
+        if fmt.sha256(data).hex() != info.id:
+            raise RepositoryCorrupt(f"{self.target.label}: {info.name} is damaged "
+                                    "(its content does not match its name)")
+        if self._signed(info.name, data) != info.authenticated:
+            raise RepositoryCorrupt(f"{self.target.label}: {info.name} changed version")
+        return data
+
     def snapshot_header(self, info: SnapshotInfo) -> fmt.SnapshotHeader:
-        return fmt.decode_snapshot_header(self.target.get(info.name), self.writer.index_key,
+        return fmt.decode_snapshot_header(self._snapshot_data(info), self.writer.index_key,
                                           info.name)
 
     def snapshot_tree(self, info: SnapshotInfo, key: PrivateKey) -> dict[str, Any]:
-        data = self.target.get(info.name)
+        data = self._snapshot_data(info)
         try:
             tree_key = unseal(fmt.snapshot_sealed_key(data, info.name), key)
         except KeyMismatch as exc:

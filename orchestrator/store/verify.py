@@ -41,6 +41,8 @@ class VerifyReport:
     bytes_read: int = 0
     chunks_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    unauthenticated: list[str] = field(default_factory=list)  # version 1 snapshots (unsigned)
+    writer_proven: bool = True  # False: the key file records no signing key yet
 
     @property
     def ok(self) -> bool:
@@ -55,6 +57,12 @@ def verify(repo: Repository, *, subset: float = 0.0, key: PrivateKey | None = No
     repo.sync_index()
     snapshots = repo.snapshots()
     report.snapshots = len(snapshots)
+    report.writer_proven = repo.writer_proven
+    report.unauthenticated = [f"{s.id[:12]} ({s.meta.get('job', '')}, {s.meta['time'][:16]})"
+                              for s in snapshots if not s.authenticated]
+    for name, why in sorted(repo.refused.items()):
+        report.problems.append(Problem(f"snapshot {name.rsplit('/', 1)[-1][:12]} is refused, "
+                                       f"never restored: {why}"))
     indexed = repo.cache.packs()
     present = {bytes.fromhex(e.name.rsplit("/", 1)[-1]): e.size for e in repo.target.list("data")}
     report.packs = len(indexed)

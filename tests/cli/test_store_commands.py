@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -150,3 +151,74 @@ def test_passphrase_needed_without_a_terminal(cli, tmp_path: Path) -> None:
                  "--key-file", str(tmp_path / "k"))
     assert result.code == 2
     assert "set HVBACKUP_PASSPHRASE" in result.err
+
+
+def test_keys_init_records_the_orchestrator_signing_key(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, _src, _info, out = setup
+    from orchestrator.store.keys import WriterKeys, read_key_file, signer_fingerprint
+
+    writer = load_config(config).repository("acme", "site-a").writer_key
+    signer = WriterKeys(base64.b64decode(writer.read_text())).signer
+    assert read_key_file(tmp_path / "acme.key", PASS).signer == signer
+    assert f"orchestrator signing key recorded in the key file: {signer_fingerprint(signer)}" \
+        in out
+    assert read_key_file(tmp_path / "escrow.key", PASS).signer is None
+
+
+def test_keys_check_records_the_signing_key_on_first_use(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A key file made before snapshots were signed records no signing key: the first
+    check says so plainly and records it; the next check and restores use it."""
+    config = setup[0]
+    from orchestrator.store.keys import read_key_file, write_key_file
+
+    key = read_key_file(tmp_path / "acme.key", PASS)
+    old = tmp_path / "old.key"
+    write_key_file(old, key, PASS, "acme")  # as keys init wrote them before
+    before = cli("restore", "-c", str(config), "acme/partages", "--to", str(tmp_path / "o1"),
+                 "--key-file", str(old))
+    assert before.code == 0, before.err
+    assert "nothing proves who wrote this repository" in before.out
+    first = cli("keys", "check", "-c", str(config), "acme", "--key-file", str(old))
+    assert first.code == 0, first.err
+    assert "FIRST USE" in first.out and "Check this fingerprint with your provider" in first.out
+    assert read_key_file(old, PASS).signer == key.signer
+    assert oct(old.stat().st_mode & 0o777) == "0o600"
+    again = cli("keys", "check", "-c", str(config), "acme", "--key-file", str(old))
+    assert "FIRST USE" not in again.out and "signed by the orchestrator the key file" in again.out
+
+
+def test_a_forged_repository_is_refused_by_restore_verify_check(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The baie's owner holds the client's public key: it replaces the repository with one
+    of its own (another writer key, sealed to the client). Nothing of it is restored."""
+    config = setup[0]
+    from orchestrator.baie.local import LocalTarget
+    from orchestrator.store.keys import read_public_key
+    from orchestrator.store.repository import Repository
+
+    baie = tmp_path / "baie-a" / "acme"
+    for child in ("config", "snapshots", "index", "data"):
+        path = baie / child
+        if path.is_dir():
+            import shutil
+
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    public = read_public_key(tmp_path / "keys" / "acme.pub")
+    forged = Repository.open_for_writing(LocalTarget("site-a", baie), os.urandom(32), [public],
+                                         tmp_path / "forger-cache")
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "virement.txt").write_text("IBAN du fraudeur\n")
+    backup_paths(forged, LocalSource("l"), [str(fake)], {"client": "acme", "job": "partages",
+                                                         "run": "x"})
+    forged.close()
+    key_file = str(tmp_path / "acme.key")
+    for args in (("restore", "-c", str(config), "acme/partages", "--to", str(tmp_path / "out"),
+                  "--key-file", key_file),
+                 ("verify", "-c", str(config), "acme", "--key-file", key_file),
+                 ("keys", "check", "-c", str(config), "acme", "--key-file", key_file)):
+        result = cli(*args)
+        assert result.code == 4, (args, result.out, result.err)
+        assert "not written by the orchestrator your key file records" in result.err
+    assert not (tmp_path / "out").exists()
