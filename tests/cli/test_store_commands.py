@@ -244,3 +244,55 @@ def test_a_killed_restore_leaves_nothing_behind_the_next_one(setup, cli, tmp_pat
     assert list(caches.iterdir()) == []
     for path in src.rglob("*.txt"):
         assert sha_of(restored(out, path)) == sha_of(path)
+
+
+def _restore_at_a_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
+    """``hvbackup ARGS`` with its stdin and stderr on a terminal (a pty), answering the first
+    question with ``answer``; returns the exit code and what the terminal showed."""
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", *args], cwd=REPO,
+                            stdin=terminal, stderr=terminal, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    os.close(terminal)
+    shown = b""
+    while b"[y/N] " not in shown:
+        try:
+            data = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the command ended without asking
+            break
+        if not data:
+            break
+        shown += data
+    if b"[y/N] " in shown:
+        os.write(controller, answer)
+    proc.wait(timeout=120)
+    try:
+        while data := os.read(controller, 4096):
+            shown += data
+    except OSError:
+        pass
+    os.close(controller)
+    return proc.returncode, shown.decode(errors="replace")
+
+
+def test_restore_at_a_terminal_asks_before_overwriting(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, src, _info, _ = setup
+    out = tmp_path / "out"
+    args = ["restore", "-c", str(config), "acme/partages", "--to", str(out), "--key-file",
+            str(tmp_path / "acme.key")]
+    assert cli(*args).code == 0
+    first = min(src.rglob("*.txt"))
+    restored(out, first).write_bytes(b"modified by the user since")
+    code, shown = _restore_at_a_terminal(args, b"n\n")
+    assert f"30 file(s) already exist in {out} (" in shown and "Overwrite them? [y/N]" in shown
+    assert code == 2
+    assert restored(out, first).read_bytes() == b"modified by the user since"
+    code, shown = _restore_at_a_terminal(args, b"oui\n")
+    assert code == 0, shown
+    assert sha_of(restored(out, first)) == sha_of(first)
