@@ -1,14 +1,16 @@
 """Where a recorded file name is restored under ``--to``, and which names are refused.
 
 A snapshot records names as the host gave them: ``D:\\Partages\\a.txt`` or
-``\\\\NAS\\compta\\a.txt`` for Windows sources, ``/srv/x`` for this machine. The anchor (drive
-letter, UNC server and share, POSIX root) becomes the first folder under ``--to`` (``D``,
-``NAS_compta``); what follows must be plain names. A name that could reach outside ``--to`` once
-normalised, on this machine or on a Windows one, is refused (:class:`UnsafeName`), whatever the
-name's origin: ``..`` (also ``..\\..`` inside one POSIX component, and ``.. `` which Windows
-trims to ``..``), a drive-relative name (``C:..\\x``), a root-relative one (``\\x``), a device
-path (``\\\\?\\``, ``\\\\.\\``), a colon (drive or alternate data stream), a Windows device name
-(``CON``, ``NUL.txt``, ``COM1``...), a NUL byte or a control character.
+``\\\\NAS\\compta\\a.txt`` for Windows sources, ``/srv/x`` for this machine. The anchor
+(drive letter, UNC server and share, POSIX root) becomes the first folder under ``--to``
+(``D``, ``NAS_compta``; ``unc`` for a relative Windows name such as a SQL dump's
+``SQL01\\COMPTA\\COMPTA.bak``); what follows must be plain names. A name that could reach
+outside ``--to`` once normalised, on this machine or on a Windows one, is refused
+(:class:`UnsafeName`), whatever the name's origin: ``..`` (also ``..\\..`` inside one POSIX
+component, and ``.. `` which Windows trims to ``..``), a drive-relative name (``C:..\\x``), a
+root-relative one (``\\x``), a device path (``\\\\?\\``, ``\\\\.\\``), a colon (drive or
+alternate data stream), a Windows device name (``CON``, ``NUL.txt``, ``COM1``...), a NUL byte
+or a control character.
 
 Pure functions: no file is touched here (links inside ``--to`` are :mod:`restoreout`'s job).
 """
@@ -36,8 +38,10 @@ class UnsafeName(ValueError):
 
 
 def is_windows_name(name: str) -> bool:
-    """A name recorded from a Windows source (drive or UNC path)."""
-    return bool(_DRIVE.match(name)) or name.startswith("\\")
+    """A name recorded from a Windows source: a drive or UNC path, or a relative one with
+    backslashes (a SQL Server dump is recorded as ``SQL01\\COMPTA\\COMPTA.bak``). A name that
+    starts with ``/`` comes from a POSIX source, where a backslash is an ordinary letter."""
+    return bool(_DRIVE.match(name)) or ("\\" in name and not name.startswith("/"))
 
 
 def restore_parts(name: str, *, windows_target: bool | None = None) -> tuple[str, ...]:
@@ -78,6 +82,8 @@ def _windows_anchor(name: str) -> tuple[str, str]:
         return f"{pieces[0]}_{pieces[1]}", pieces[2] if len(pieces) > 2 else ""
     if name.startswith("\\"):
         raise UnsafeName(name, "is relative to the root of an unknown drive")
+    if not _DRIVE.match(name):
+        return "unc", name  # relative (an instance's dumps): under unc/, as always
     if name[2:3] not in ("\\", "/"):
         raise UnsafeName(name, f"is relative to the current folder of drive {name[:2]}")
     return name[0].upper(), name[3:]

@@ -108,6 +108,7 @@ def test_a_link_in_the_restore_folder_is_not_written_through(tmp_path: Path) -> 
     ("/srv/partages/a b.txt", ("srv", "partages", "a b.txt")),
     ("/srv/a\\b", ("srv", "a\\b")),  # a backslash is a letter in a Linux name
     ("/srv/./a", ("srv", "a")),
+    ("SQL01\\COMPTA\\COMPTA.bak", ("unc", "SQL01", "COMPTA", "COMPTA.bak")),  # a SQL dump
 ])
 def test_ordinary_names_keep_their_place(name: str, parts: tuple[str, ...]) -> None:
     assert restore_parts(name, windows_target=False) == parts
@@ -132,6 +133,8 @@ def test_ordinary_names_keep_their_place(name: str, parts: tuple[str, ...]) -> N
     ("/srv/a\x00b", "NUL byte"),
     ("/srv/a\nb", "control character"),
     ("/", "names no file"),
+    ("SQL01\\..\\..\\x", "goes up a folder"),
+    ("..\\..\\x", "goes up a folder"),
 ])
 def test_names_that_could_leave_the_folder_are_refused(name: str, reason: str) -> None:
     with pytest.raises(UnsafeName) as caught:
