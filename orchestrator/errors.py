@@ -14,6 +14,7 @@ this tree at the adapter that talks to the library and never travel past it::
 
     HvbError                      exit 1   generic failure
     ├── UsageError                exit 2   bad command line
+    │   └── TargetExists                   restore: files already there, no --overwrite
     ├── SecretMissing             exit 2   a *_env variable unset, a *_file unreadable
     ├── ConfigError               exit 2   invalid YAML configuration (lists every problem)
     ├── HostError                 exit 3   a Windows host or its scripts
@@ -25,6 +26,7 @@ this tree at the adapter that talks to the library and never travel past it::
     │   └── SourceError                    reading exposed files (local path, SMB)
     ├── StoreError                exit 4   the backup repository
     │   ├── RepositoryCorrupt              permanent
+    │   ├── RestoreIncomplete              names refused (outside --to): the others restored
     │   ├── KeyMismatch                    permanent: wrong key file or passphrase
     │   └── ForgedRepository               permanent: not written by the client's orchestrator
     ├── BaieError                 exit 5   where repository files live
@@ -71,6 +73,13 @@ class UsageError(HvbError):
 
     code = "HVB-USAGE"
     exit_code = 2
+
+
+class TargetExists(UsageError):
+    """``hvbackup restore``: files to restore are already in ``--to`` and ``--overwrite`` was
+    not given (nor confirmed at the terminal); nothing was written."""
+
+    code = "HVB-RESTORE-EXISTS"
 
 
 @dataclass(frozen=True, order=True)
@@ -146,6 +155,13 @@ class StoreError(HvbError):
 
 class RepositoryCorrupt(StoreError):
     code = "HVB-STORE-CORRUPT"
+
+
+class RestoreIncomplete(StoreError):
+    """Files of a snapshot were not restored because their recorded name would lead outside
+    the restore folder; the message names them. The other files were restored."""
+
+    code = "HVB-RESTORE-REFUSED"
 
 
 class KeyMismatch(StoreError):

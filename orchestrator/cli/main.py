@@ -40,6 +40,7 @@ from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import HvbError
 from orchestrator.logsetup import setup_logging
+from orchestrator.private import private_files
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
     setup_logging(args.verbose)
     ui = Ui()
     try:
-        code: int = args.handler(args, clock or SystemClock(), ui)
+        with private_files():
+            code: int = args.handler(args, clock or SystemClock(), ui)
         return code
     except HvbError as exc:
         ui.error(exc.message)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _IDENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_THIS_MACHINE = {"localhost", "127.0.0.1", "::1", "[::1]"}  # no network between us and it
 _WINDOWS_JOBS = {"hyperv-vm": "Hyper-V", "sql-server": "SQL Server"}
 
 
@@ -53,6 +54,14 @@ def check_references(
         if not _IDENT.match(str(name)):
             add(("baies", name), _bad_name(name))
     _check_distinct_baies(baies, add)
+
+    smtp = _dict(data.get("smtp"))
+    if smtp.get("security") == "none" and smtp.get("username") \
+            and str(smtp.get("host", "")).lower() not in _THIS_MACHINE:
+        add(("smtp", "security"),
+            f"security: none with a username: the password of {smtp['username']} would cross "
+            "the network in clear; use starttls (port 587) or tls (port 465), or a relay on "
+            "this machine (localhost)")
 
     msp = _dict(data.get("msp"))
     for client_name, client_raw in _dict(data.get("clients")).items():

@@ -25,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from orchestrator.retention.policy import RetentionPolicy
 from orchestrator.schedule.spec import Schedule, parse_schedule
@@ -33,9 +35,36 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+# Longest text any value may be: a Windows path with the \\?\ prefix (Microsoft, "Maximum
+# Path Length Limitation": about 32,767 characters). Names have tighter limits below.
+MAX_TEXT = 32767
+DISPLAY_NAME_MAX = 200  # what a report's subject line and the dashboard can show
+VM_NAME_MAX = 100  # Hyper-V Manager refuses longer VM names
+SQL_NAME_MAX = 128  # sysname: nvarchar(128), SQL Server's limit for a database name
+QUOTA_GB_MAX = 1_000_000  # a petabyte
+MBPS_MAX = 400_000  # 400 Gbit/s, the fastest Ethernet
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True,
-                              use_attribute_docstrings=True)
+                              use_attribute_docstrings=True, str_max_length=MAX_TEXT)
+
+
+def _database_url(value: str) -> str:
+    """A URL SQLAlchemy parses, for a backend the history supports; the password, if the URL
+    holds one, is never shown."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        shown = re.sub(r":[^:@/]*@", ":***@", value)[:60]
+        raise ValueError(f"{shown!r} is not a database URL (e.g. "
+                         "sqlite:///var/lib/hvbackup/hvbackup.db or "
+                         "postgresql+psycopg://hvbackup@db.msp.example/hvbackup)") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        shown = url.render_as_string(hide_password=True)
+        raise ValueError(f"{shown!r}: the history lives in SQLite or PostgreSQL "
+                         "(sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)")
+    return value
 
 
 def _email(value: str) -> str:
@@ -99,6 +128,11 @@ TimezoneField = Annotated[
 ]
 NonEmptyNames = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1),
                           AfterValidator(_unique)]
+VmNames = Annotated[list[Annotated[str, Field(min_length=1, max_length=VM_NAME_MAX)]],
+                    Field(min_length=1), AfterValidator(_unique)]
+SqlNames = Annotated[list[Annotated[str, Field(min_length=1, max_length=SQL_NAME_MAX)]],
+                     Field(min_length=1), AfterValidator(_unique)]
+DisplayName = Annotated[str, Field(min_length=1, max_length=DISPLAY_NAME_MAX)]
 Language = Literal["fr", "en"]
 
 
@@ -121,7 +155,7 @@ class SecretRef(Model):
 
 
 class Msp(Model):
-    name: str = Field(min_length=1)
+    name: DisplayName
     """The MSP's name, as the clients read it in reports."""
     hotline: list[Email] = Field(min_length=1)
     """Addresses of the hotline: alerts, the morning summary, missing reports."""
@@ -152,7 +186,9 @@ class Smtp(SecretRef):
     port: int = Field(default=587, ge=1, le=65535)
     """Its port (587 STARTTLS, 465 TLS, 25 plain)."""
     security: Literal["starttls", "tls", "none"] = "starttls"
-    """starttls, tls (implicit, port 465) or none."""
+    """starttls, tls (implicit, port 465) or none; none with a username only to a relay on
+    this machine (localhost, 127.0.0.1, ::1): elsewhere the password would cross the network
+    in clear."""
     username: str | None = None
     """Login on the relay (then password_env or password_file)."""
     from_: Annotated[str, AfterValidator(_sender)] = Field(alias="from")
@@ -170,9 +206,9 @@ class Smtp(SecretRef):
 
 
 class Bandwidth(Model):
-    sustained_mbps: float = Field(gt=0)
+    sustained_mbps: float = Field(gt=0, le=MBPS_MAX, allow_inf_nan=False)
     """Sustained upload limit, Mbit/s."""
-    burst_mbps: float | None = Field(default=None, gt=0)
+    burst_mbps: float | None = Field(default=None, gt=0, le=MBPS_MAX, allow_inf_nan=False)
     """Short bursts up to this rate, Mbit/s (at least sustained_mbps)."""
 
     @model_validator(mode="after")
@@ -381,8 +417,8 @@ def _chunk_kib(value: int) -> int:
 class HypervVmJob(JobBase):
     type: Literal["hyperv-vm"]
     """hyperv-vm: Hyper-V virtual machines, by production checkpoint."""
-    vms: NonEmptyNames
-    """VM names as Hyper-V shows them."""
+    vms: VmNames
+    """VM names as Hyper-V shows them (at most 100 characters)."""
     consistency: Literal["application", "application-or-crash"] = "application"
     """application (VSS inside the guest, else ECHEC) or application-or-crash (falls back to
     crash-consistent, reported AVERTISSEMENT).
@@ -402,8 +438,8 @@ class SqlServerJob(JobBase):
     """sql-server: native COPY_ONLY dumps, verified."""
     instance: str = Field(min_length=1)
     """Instance, e.g. `SQL01\\COMPTA` or `MSSQLSERVER`."""
-    databases: NonEmptyNames
-    """Database names, or `all` (user databases)."""
+    databases: SqlNames
+    """Database names (at most 128 characters), or `all` (user databases)."""
     exclude_databases: list[str] = Field(default_factory=list)
     """Names left out of `all`."""
     trust_server_certificate: bool = False
@@ -441,14 +477,15 @@ Job = Annotated[AnyJob, Field(discriminator="type")]
 
 
 class Client(Model):
-    name: str = Field(min_length=1)
+    name: DisplayName
     """The client's name as it reads it in its reports."""
     contacts: list[Email] = Field(min_length=1)
     """Who receives the daily report."""
     language: Language | None = None
     """fr or en (default: the MSP's)."""
-    quota_gb: float | None = Field(default=None, ge=0)
-    """Subscribed volume, GB: 10 % over it, the client is told and has 30 days."""
+    quota_gb: float | None = Field(default=None, gt=0, le=QUOTA_GB_MAX, allow_inf_nan=False)
+    """Subscribed volume, GB (more than 0, at most 1000000): 10 % over it, the client is told
+    and has 30 days."""
     encryption: Encryption | None = None
     """The client's key (required before its first backup)."""
     copies: list[str] | None = Field(default=None, min_length=1)
@@ -471,8 +508,9 @@ class Config(Model):
     """Where the orchestrator keeps its state (history, caches); default /var/lib/hvbackup for root,
     ~/.local/state/hvbackup otherwise, %PROGRAMDATA%\\hvbackup on Windows.
     """
-    database: str | None = None
-    """SQLAlchemy URL of the history (default: SQLite in state_dir)."""
+    database: Annotated[str, AfterValidator(_database_url)] | None = None
+    """SQLAlchemy URL of the history: `sqlite:///PATH` or `postgresql+psycopg://USER@HOST/DB`
+    (default: SQLite in state_dir)."""
     msp: Msp
     """The MSP itself."""
     smtp: Smtp | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import smtplib
 import ssl
 import time
@@ -22,6 +23,7 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import MailError
 from orchestrator.history.models import EmailRow
 from orchestrator.history.queries import client_row
+from orchestrator.private import private_dir
 from orchestrator.report.render import Rendered
 from orchestrator.secrets import read_secret
 
@@ -50,10 +52,10 @@ def build(loaded: LoadedConfig, rendered: Rendered, recipients: list[str], *, st
 
 
 def outbox_copy(loaded: LoadedConfig, msg: EmailMessage, name: str) -> Path:
-    folder = loaded.state_dir / "outbox"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(loaded.state_dir / "outbox")  # client mails: this account's only
     path = folder / f"{name}.eml"
-    path.write_bytes(bytes(msg))
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(bytes(msg))
     return path
 
 
