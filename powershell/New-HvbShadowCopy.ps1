@@ -14,7 +14,11 @@
         which the SMB server crosses itself; a symbolic link to \\?\GLOBALROOT\Device\... is
         left to the SMB client, which cannot follow a link to a local device);
       - a hidden share hvb-<RunId>-<n>$ of that folder, read access for the account connected
-        through WinRM only ($PSSenderInfo.ConnectedUser), no offline caching.
+        through WinRM only ($PSSenderInfo.ConnectedUser), no offline caching, folder
+        enumeration Unrestricted: each file keeps its NTFS ACL (the stricter of share and NTFS
+        wins), and a file the account may not read must be listed, so that the run names it,
+        not hidden as access-based enumeration would. Initialize-HvbHost.ps1 -ShareRoot gives
+        the account an inherited Read ACE on the files roots.
     -LinkRoot may only be its default, %ProgramData%\hvbackup\shadow (PATH_NOT_ALLOWED otherwise):
     the caller never chooses where folders are made, mounted and shared.
     Each step is recorded in %ProgramData%\hvbackup\shadow-copies.txt (one tab-separated line:
@@ -149,7 +153,10 @@ try {
             $current = Get-SmbShare -Name $share -ErrorAction SilentlyContinue
             if ($current -and $current.Path.TrimEnd('\') -ne $mount) { Remove-SmbShare -Name $share -Force }
             if (-not $current -or $current.Path.TrimEnd('\') -ne $mount) {
-                New-SmbShare -Name $share -Path $mount -ReadAccess $reader -CachingMode None -FolderEnumerationMode AccessBased -Description "hvbackup run $RunId" | Out-Null
+                # Unrestricted: with AccessBased, SMB would hide the files whose NTFS ACL
+                # refuses the account, and they would be left out silently; listed, they are
+                # refused at open and the run names them (docs/host-scripts.md).
+                New-SmbShare -Name $share -Path $mount -ReadAccess $reader -CachingMode None -FolderEnumerationMode Unrestricted -Description "hvbackup run $RunId" | Out-Null
             }
             $entry
         }

@@ -28,7 +28,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from orchestrator.errors import HostTimeout, HostUnreachable
-from orchestrator.hosts import scripts, simroots, simsql
+from orchestrator.hosts import scripts, simacl, simroots, simsql
 from orchestrator.hosts.simworld import (
     SQL_ROOT,
     SimWorld,
@@ -852,7 +852,9 @@ class SimulatedHost:
                 world.state["shadow_copies"][sid] = {
                     "volume": volume, "created_utc": _utc(self._now()), "link": mount,
                     "share": share, "run": RunId, "owner": Owner,
-                    "device_object": f"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{n}"}
+                    "device_object": f"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{n}",
+                    # The copy keeps the files' NTFS permissions as they were (simacl.py).
+                    "ntfs_protected": simacl.protected_under(world.state, volume)}
                 # A volume mount point: crossed by the server itself.
                 self._link(self.local_path(mount), device)
                 self._link(self.root / "shares" / share, device)

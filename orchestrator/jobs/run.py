@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from orchestrator.baie.open import open_target
 from orchestrator.capture import Exposed
-from orchestrator.capture.files import excluded, shadow_copy, uses_vss
+from orchestrator.capture.files import excluded, files_unreadable, shadow_copy, uses_vss
 from orchestrator.capture.selfbackup import gathered
 from orchestrator.capture.sql import native_backups
 from orchestrator.capture.vm import VmCapture, allows_crash, checkpoint, consistency_of
@@ -283,7 +283,7 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
 
                     capture = _retrying(ctx, ref, recorder, vm, deadline, take)
                     captures.append(capture)
-                    _read(recorder, source, backup, capture.exposed, None)
+                    _read(recorder, source, backup, capture.exposed, None, result.findings)
                 result.findings.extend(capture.findings)  # the merge is known on release
             except HvbError as exc:
                 result.findings.append(ObjectFailed.of(exc, vm))
@@ -291,30 +291,36 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
     elif isinstance(job, SqlServerJob):
         with native_backups(host, recorder, job, uid, staging) as dumps:
             result.findings.extend(dumps.findings)
-            _read(recorder, source, backup, dumps.exposed, None)
+            _read(recorder, source, backup, dumps.exposed, None, result.findings)
         result.consistency = "application"
     elif isinstance(job, FilesJob):
         use_vss = uses_vss(job, ref.client.hosts[job.host].transport)
         with gathered(ctx.loaded, job, recorder, ctx.clock.now()), \
                 shadow_copy(host, recorder, list(job.paths), uid, use_vss,
                             owner=ref.label) as exposed:
-            _read(recorder, source, backup, exposed, excluded(job))
+            _read(recorder, source, backup, exposed, excluded(job), result.findings)
         result.consistency = "application" if use_vss else "none"
 
 
 def _read(recorder: RunRecorder, source: Source, backup: Backup, exposed: list[Exposed],
-          skip: Callable[[str], bool] | None) -> None:
+          skip: Callable[[str], bool] | None, findings: list[Finding]) -> None:
     by_object: dict[str, list[Exposed]] = {}
     for item in exposed:
         by_object.setdefault(item.obj, []).append(item)
     for obj, items in by_object.items():
         before = backup.stats.bytes_read, backup.stats.files, backup.stats.bytes_new
+        denied_before = len(backup.denied)
         with recorder.step("read", obj) as figures:
             for item in items:
                 backup.add_path(source, item.path, shown_as=item.shown_as, skip=skip)
             figures.bytes_read = backup.stats.bytes_read - before[0]
             figures.files = backup.stats.files - before[1]
             figures.bytes_new = backup.stats.bytes_new - before[2]
+            denied = backup.denied[denied_before:]
+            if denied:
+                figures.details = {"denied": denied[:100], "denied_count": len(denied)}
+        if denied:
+            findings.append(files_unreadable(obj, denied))
 
 
 def _catalog(ctx: RunContext, ref: JobRef, uid: str, baie: str, snapshot_id: str,

@@ -198,3 +198,22 @@ def test_a_helper_copied_into_several_scripts_is_the_same_everywhere() -> None:
     assert "Assert-HvbRoot" in shared and "Use-HvbShadowRecord" in shared  # the scan found them
     for name, copies in shared.items():
         assert len(set(copies.values())) == 1, f"{name} differs between {sorted(copies)}"
+
+
+def _parameter(elements: list[ts.Node], name: str) -> str | None:
+    wanted = f"-{name.lower()}"
+    for i, element in enumerate(elements):
+        if element.type == "command_parameter" and element.text.decode().lower() == wanted:
+            return elements[i + 1].text.decode() if i + 1 < len(elements) else ""
+    return None
+
+
+def test_a_shadow_copy_share_lists_the_files_the_account_may_not_read() -> None:
+    """Access-based enumeration hides from a user what NTFS refuses him (windows-powershell-docs
+    smbshare/New-SmbShare.md, -FolderEnumerationMode): such a file would be left out of a files
+    backup silently. The shadow-copy share is Unrestricted, so it is listed, refused at open
+    and named in the run (HVB-SOURCE-DENIED)."""
+    shares = [els for _line, name, els in _commands("New-HvbShadowCopy")
+              if name.lower() == "new-smbshare"]
+    assert shares, "New-HvbShadowCopy makes no share"
+    assert {_parameter(els, "FolderEnumerationMode") for els in shares} == {"Unrestricted"}
