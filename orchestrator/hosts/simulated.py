@@ -8,7 +8,8 @@ check as a real host's (:func:`orchestrator.hosts.scripts.interpret_result`).
 Faults are injected from the host's ``simulated.faults`` settings, optionally on given dates:
 guest VSS failure, a checkpoint that fails for another reason (checkpoint-failure), a merge
 that outlives its checkpoint (merge-stuck: the checkpoint is gone from the list, the VM still
-writes to its .avhdx), a leftover checkpoint from a crashed run,
+writes to its .avhdx), a leftover checkpoint from a crashed run, a shadow copy DiskShadow
+creates but cannot expose on its mount folder (expose-failure, target: the volume, ``D:\\``),
 the host unreachable, the staging disk full, RESTORE VERIFYONLY failing, a slow host.
 """
 
@@ -41,7 +42,7 @@ from orchestrator.hosts.simworld import (
 log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("guest-vss-failure", "checkpoint-failure", "merge-stuck", "leftover-checkpoint",
-               "unreachable", "staging-full", "verifyonly-failure", "slow")
+               "unreachable", "staging-full", "verifyonly-failure", "slow", "expose-failure")
 DEFAULT_STAGING = "D:\\hvbackup-staging"
 # $PSSenderInfo.ConnectedUser: the account the orchestrator connects with (onboarding's).
 CONNECTED_USER = "HV01\\hvbackup"
@@ -832,6 +833,7 @@ class SimulatedHost:
                                 f"{LinkRoot}\\{RunId}-{i}, shared as hvb-{RunId}-{i}$"
                                 for i, v in enumerate(volumes, 1)]}
         shadows = []
+        made_now: list[str] = []  # this call's copies: removed if a later step fails
         for i, volume in enumerate(volumes, 1):
             mount, share = f"{LinkRoot}\\{RunId}-{i}", f"hvb-{RunId}-{i}$"
             sid = next((k for k, v in world.state["shadow_copies"].items()
@@ -855,6 +857,18 @@ class SimulatedHost:
                     "device_object": f"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{n}",
                     # The copy keeps the files' NTFS permissions as they were (simacl.py).
                     "ntfs_protected": simacl.protected_under(world.state, volume)}
+                made_now.append(sid)
+                if self._fault("expose-failure", volume):
+                    # DiskShadow's "create" succeeded, its "expose" did not: the script finds
+                    # the copy by the ID DiskShadow printed and removes it with this call's
+                    # others, mount folders and shares included.
+                    for made in made_now:
+                        self._drop_shadow(made)
+                        _strike(world.state["shadow_record"], made)
+                    raise _ScriptError(
+                        "VSS_LINK_FAILED", f"Shadow copy of {volume} failed (diskshadow exit "
+                        f"code 1): * Shadow copy ID = {sid} %hvb{i}% ... The last operation "
+                        "failed. Returned HRESULT: 0x80042306")
                 # A volume mount point: crossed by the server itself.
                 self._link(self.local_path(mount), device)
                 self._link(self.root / "shares" / share, device)
