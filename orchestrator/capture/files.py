@@ -65,5 +65,6 @@ def shadow_copy(host: HostSession, recorder: RunRecorder, paths: list[str], run_
     finally:
         with recorder.step("remove shadow copy", ", ".join(paths)):
             host.run("Remove-HvbShadowCopy", ShadowId=[s["id"] for s in made["shadows"]],
+                     RunId=run_uid,
                      LinkPath=[s["link"] for s in made["shadows"]],
                      ShareName=[s["share"] for s in made["shadows"]])

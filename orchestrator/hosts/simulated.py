@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -908,7 +909,7 @@ class SimulatedHost:
         shutil.rmtree(self.root / "devices" / device, ignore_errors=True)
 
     def script_Remove_HvbShadowCopy(
-        self, *, ShadowId: list[str], LinkPath: list[str] | None = None,
+        self, *, ShadowId: list[str], RunId: str, LinkPath: list[str] | None = None,
         ShareName: list[str] | None = None, DryRun: bool = False,
     ) -> dict[str, Any]:
         world = self.world
@@ -923,16 +924,27 @@ class SimulatedHost:
                                    "alone.")
         mounts = {world.state["shadow_copies"][sid]["link"].lower() for sid in ShadowId
                   if sid in recorded and sid in world.state["shadow_copies"]}
+        # Mount folders of this run by name: a call repeated after its record lines were struck.
+        own_mount = re.compile(re.escape(f"{LINK_ROOT}\\{RunId}-") + r"[0-9]+", re.I)
         for link in LinkPath or []:
-            local = self.local_path(link)
+            # Decided before the disk is looked at: an absent folder and a refused one get the
+            # same answer (no existence oracle).
             full = simroots._full(link)
-            if not (full and full.lower() in mounts) and (local.is_symlink() or local.exists()):
-                raise _ScriptError("PATH_NOT_ALLOWED", f"{link} is not the recorded mount "
-                                   f"folder of shadow copy {', '.join(ShadowId)} on "
+            if not (full and (full.lower() in mounts or own_mount.fullmatch(full))):
+                raise _ScriptError("PATH_NOT_ALLOWED", f"{link} is not a mount folder of "
+                                   f"shadow copy {', '.join(ShadowId)} of run {RunId} on "
                                    f"{self.label}; hvbackup removes no other folder.")
+        for name in ShareName or []:
+            if not re.fullmatch(rf"hvb-{re.escape(RunId)}-[0-9]+\$", name, re.I):
+                raise _ScriptError("SHARE_OTHER_RUN", f"The share {name} is not a shadow-copy "
+                                   f"share of run {RunId} (hvb-{RunId}-<n>$) on {self.label}: "
+                                   "another run's, or a staging share, is left alone.")
         shares = []
         for name in ShareName or []:
-            local = self.root / "shares" / name
+            # Share names are case-insensitive on Windows.
+            shares_dir = self.root / "shares"
+            local = next((p for p in shares_dir.iterdir() if p.name.lower() == name.lower()),
+                         shares_dir / name) if shares_dir.is_dir() else shares_dir / name
             present = local.is_symlink()
             if present and not DryRun:
                 local.unlink()

@@ -69,5 +69,5 @@ def test_a_file_protected_after_the_copy_is_still_read_from_the_copy(tmp_path: P
     source = open_source(s.loaded.host("acme/hv01"))
     exposed = made["paths"][0]["exposed"]
     assert not any(f.denied for f in source.walk(exposed))
-    host.run("Remove-HvbShadowCopy", ShadowId=[made["shadows"][0]["id"]],
+    host.run("Remove-HvbShadowCopy", ShadowId=[made["shadows"][0]["id"]], RunId="r1",
              LinkPath=[made["shadows"][0]["link"]], ShareName=[made["shadows"][0]["share"]])
