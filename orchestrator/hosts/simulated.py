@@ -556,8 +556,13 @@ class SimulatedHost:
         # longer ago than ShadowOlderThanHours) left its share behind; a share of another
         # job running now is younger and its folder is there.
         run_shares = []
+        staging_roots = [r.lower() + "\\" for r in (self.roots.staging if self.roots else ())]
         for share, info in sorted(world.state.get("run_shares", {}).items()):
-            if info["run"] == KeepRunId:
+            # hvbackup's by name (hvb-<run>-sql$ / -vm$) and by place (inside a staging root),
+            # as the script finds them among every share of the host.
+            named = re.fullmatch(r"hvb-([A-Za-z0-9-]+)-(sql|vm)\$", share, re.I)
+            inside = any(info["path"].rstrip("\\").lower().startswith(r) for r in staging_roots)
+            if not named or not inside or named.group(1) == KeepRunId:
                 continue
             if self.local_path(info["path"]).exists() and info["created_utc"] >= cutoff:
                 continue

@@ -184,6 +184,13 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 swept = host.run("Clear-HvbLeftovers", KeepRunId=uid, Owner=ref.label,
                                  SkipCheckpoints=True)
                 _swept(recorder, figures, swept)
+        elif isinstance(job, SqlServerJob) and host_cfg.transport != "local":
+            # The run shares (hvb-<run>-sql$) a crashed SQL run left: the host of a SQL job may
+            # be a SQL Server VM that no VM or files job visits. No checkpoint, no shadow copy.
+            with recorder.step("sweep leftovers", host_label) as figures:
+                swept = host.run("Clear-HvbLeftovers", KeepRunId=uid, SkipCheckpoints=True,
+                                 SkipShadowCopies=True)
+                _swept(recorder, figures, swept)
         repo = open_for_writing(loaded.repository(ref.client_name, copies[0]),
                                 sleep=ctx.sleep)
         try:
@@ -248,13 +255,17 @@ def _swept(recorder: RunRecorder, figures: StepFigures, swept: dict[str, Any]) -
     left a checkpoint behind did not end as it should have)."""
     checkpoints = [c for c in swept.get("checkpoints", []) if c["removed"]]
     copies = [c for c in swept.get("shadow_copies", []) if c["removed"]]
+    shares = [s["name"] for s in swept.get("run_shares", []) if s["removed"]]
     figures.details = {"checkpoints": [f"{c['vm']}: {c['name']}" for c in checkpoints],
-                       "shadow_copies": [c["id"] for c in copies]}
+                       "shadow_copies": [c["id"] for c in copies], "run_shares": shares}
     for c in checkpoints:
         recorder.event("WARNING", f"{c['vm']}: removed checkpoint {c['name']!r} left by an "
                        "earlier run")
     if copies:
         recorder.event("WARNING", f"removed {len(copies)} shadow copy(ies) left by an earlier "
+                       "run")
+    if shares:
+        recorder.event("WARNING", f"removed the share(s) {', '.join(shares)} left by an earlier "
                        "run")
 
 
