@@ -1005,7 +1005,8 @@ class SimulatedHost:
         if SwitchName and SwitchName not in self._switches():
             raise _ScriptError("SWITCH_NOT_FOUND", f"No virtual switch named '{SwitchName}' on "
                                f"{self.label} (Get-VMSwitch lists them).")
-        vm, not_restored = self._rebuild(config, disks, SwitchName, RestorePath)
+        vm, not_restored = self._rebuild(config, disks, SwitchName, RestorePath,
+                                         imported=Mode == "import")
         self.world.state["vms"][NewName] = vm
         return {"ok": True, "vm": NewName, "vm_id": vm["id"], "mode": Mode, "state": "Off",
                 "not_restored": not_restored}
@@ -1031,7 +1032,7 @@ class SimulatedHost:
                         for i, n in enumerate(names)]
 
     def _rebuild(self, config: dict[str, Any], disks: list[dict[str, Any]],
-                 switch_name: str | None, restore_path: str,
+                 switch_name: str | None, restore_path: str, imported: bool = False,
                  ) -> tuple[dict[str, Any], list[str]]:
         """The new VM, built in the order and under the rules of Restore-HvbVm.ps1: a new
         VM has one SCSI controller (generation 2) or none (1); a disk goes only on a controller
@@ -1085,11 +1086,93 @@ class SimulatedHost:
                 not_restored.append(f"network adapter '{nic['name']}': MAC address "
                                     f"{nic['mac']} not known to be static; a new dynamic one "
                                     "is used.")
+            vlan = _vlan(nic)
+            if (vlan["vlan_mode"], vlan["private_vlan_mode"] if vlan["vlan_mode"] == "Private"
+                    else "") not in VLAN_MODES:
+                not_restored.append(f"network adapter '{nic['name']}': VLAN mode "
+                                    f"'{vlan['vlan_mode']}' {vlan['private_vlan_mode']} not "
+                                    "known to this script; the adapter is untagged "
+                                    "(Set-VMNetworkAdapterVlan).")
+                vlan = _vlan({})
             vm["network_adapters"].append({
                 "name": nic["name"], "switch": switch, "dynamic_mac": not static,
                 "mac": nic["mac"] if static else "00155D" + uuid.uuid4().hex[:6].upper(),
-                "vlan_id": int(nic.get("vlan_id", 0))})
+                "vlan_id": int(nic.get("vlan_id", 0)), **vlan})
+        self._restore_dvds_and_boot(config, vm, not_restored, imported)
+        self._restore_automatic_actions(config, vm, not_restored, imported)
+        for nic in vm["network_adapters"]:
+            # A static MAC kept is the original's: said when a VM of this host has it.
+            same = sorted(name for name, other in self.world.state["vms"].items()
+                          if any(n["mac"] == nic["mac"] for n in other["network_adapters"]))
+            if not nic["dynamic_mac"] and same:
+                not_restored.append(
+                    f"network adapter '{nic['name']}': its static MAC address {nic['mac']} is "
+                    f"also that of VM {', '.join(same)} on {self.label}: never run both on the "
+                    "same network, or give this one a new address "
+                    "(Set-VMNetworkAdapter -DynamicMacAddress).")
         return vm, not_restored
+
+    def _restore_dvds_and_boot(self, config: dict[str, Any], vm: dict[str, Any],
+                               not_restored: list[str], imported: bool) -> None:
+        """DVD drives at their locations (an ISO not on this host: the drive left empty), then
+        the boot order by device: Import-VM keeps both as the export has them."""
+        if "dvd_drives" not in config:
+            not_restored.append("DVD drives: not recorded by this backup; none is added.")
+        vm["dvd_drives"] = []
+        for dvd in config.get("dvd_drives", []):
+            iso = dvd.get("path") or ""
+            if iso and not imported and not self.local_path(iso).is_file():
+                not_restored.append(
+                    f"DVD drive {dvd['controller_type']} {dvd['controller_number']}:"
+                    f"{dvd['controller_location']}: the ISO {iso} is not on {self.label}; the "
+                    "drive is left empty (Set-VMDvdDrive -Path).")
+                iso = ""
+            vm["dvd_drives"].append({**dvd, "path": iso})
+        if "boot_order" not in config:
+            not_restored.append("boot order: not recorded by this backup; Hyper-V's default "
+                                "order is kept.")
+            vm["boot_order"] = _default_boot_order(vm)
+            return
+        if vm["generation"] != 2 or imported:
+            vm["boot_order"] = [dict(e) for e in config["boot_order"]]
+            return
+        entries = _boot_devices(vm)
+        wanted = []
+        for want in config["boot_order"]:
+            found = next((e for e in entries if _same_device(e, want)), None)
+            if found is not None:
+                wanted.append(found)
+            elif want["kind"] == "file":
+                not_restored.append(
+                    f"boot entry '{want.get('description', '')}' ({want.get('path', '')}): a "
+                    "loader entry the guest's own boot manager writes; it comes back at the "
+                    "first start, after the disks.")
+            else:
+                not_restored.append(f"boot entry '{want.get('description', '')}': its device "
+                                    "is not on the new VM; left out of the boot order.")
+        vm["boot_order"] = wanted + [e for e in entries if e not in wanted]
+
+    @staticmethod
+    def _restore_automatic_actions(config: dict[str, Any], vm: dict[str, Any],
+                                   not_restored: list[str], imported: bool) -> None:
+        """As recorded, except a start action Start: a copy that started with the host would
+        run beside the original."""
+        if "automatic_start_action" not in config:
+            if not imported:
+                not_restored.append("automatic start and stop actions: not recorded by this "
+                                    "backup; Hyper-V's defaults are kept.")
+            vm.update(automatic_start_action="StartIfRunning", automatic_start_delay=0,
+                      automatic_stop_action="Save")
+            return
+        vm.update(automatic_start_action=config["automatic_start_action"],
+                  automatic_start_delay=int(config.get("automatic_start_delay", 0)),
+                  automatic_stop_action=config.get("automatic_stop_action", "Save"))
+        if vm["automatic_start_action"] == "Start":
+            vm["automatic_start_action"] = "Nothing"
+            not_restored.append("automatic start action: it was Start; the copy is set to "
+                                "Nothing so that it never starts with the host beside the "
+                                "original (Set-VM -AutomaticStartAction Start once it replaces "
+                                "it).")
 
 
 def _hardware(vm: dict[str, Any]) -> dict[str, Any]:
@@ -1104,5 +1187,57 @@ def _hardware(vm: dict[str, Any]) -> dict[str, Any]:
         "scsi_controllers": vm.get("scsi_controllers", 1 if gen2 else 0),
         "network_adapters": [{"name": n["name"], "switch": n["switch"], "mac": n["mac"],
                               "dynamic_mac": n.get("dynamic_mac", True),
-                              "vlan_id": n["vlan_id"]} for n in vm["network_adapters"]],
+                              "vlan_id": n["vlan_id"], **_vlan(n)}
+                             for n in vm["network_adapters"]],
+        "dvd_drives": [dict(d) for d in vm.get("dvd_drives", [])],
+        "boot_order": [dict(e) for e in vm.get("boot_order") or _default_boot_order(vm)],
+        # Hyper-V's defaults for a new VM.
+        "automatic_start_action": vm.get("automatic_start_action", "StartIfRunning"),
+        "automatic_start_delay": int(vm.get("automatic_start_delay", 0)),
+        "automatic_stop_action": vm.get("automatic_stop_action", "Save"),
     }
+
+
+def _vlan(nic: dict[str, Any]) -> dict[str, Any]:
+    """A port's VLAN setting as Get-VMNetworkAdapterVlan gives it (the modes are exclusive:
+    Untagged, Access, Trunk, Private with Isolated, Community or Promiscuous)."""
+    return {"vlan_mode": nic.get("vlan_mode") or ("Access" if nic.get("vlan_id") else
+                                                  "Untagged"),
+            "native_vlan_id": int(nic.get("native_vlan_id", 0)),
+            "allowed_vlan_ids": nic.get("allowed_vlan_ids", ""),
+            "private_vlan_mode": nic.get("private_vlan_mode", ""),
+            "primary_vlan_id": int(nic.get("primary_vlan_id", 0)),
+            "secondary_vlan_id": int(nic.get("secondary_vlan_id", 0)),
+            "secondary_vlan_ids": nic.get("secondary_vlan_ids", "")}
+
+
+VLAN_MODES = {("Untagged", ""), ("Access", ""), ("Trunk", ""), ("Private", "Isolated"),
+              ("Private", "Community"), ("Private", "Promiscuous")}
+
+
+def _boot_devices(vm: dict[str, Any]) -> list[dict[str, Any]]:
+    """A generation 2 VM's boot entries for its devices, in Hyper-V's order for a new VM
+    (drives as attached, then network adapters)."""
+    drives = [{"kind": kind, **{k: d[k] for k in ("controller_type", "controller_number",
+                                                   "controller_location")},
+               "description": "EFI SCSI Device"}
+              for kind, key in (("disk", "disks"), ("dvd", "dvd_drives"))
+              for d in vm.get(key, []) if "controller_type" in d]
+    return drives + [{"kind": "network", "adapter": n["name"], "description": "EFI Network"}
+                     for n in vm["network_adapters"]]
+
+
+def _default_boot_order(vm: dict[str, Any]) -> list[dict[str, Any]]:
+    if vm["generation"] != 2:
+        return [{"kind": "bios", "device": d} for d in ("CD", "IDE", "LegacyNetworkAdapter",
+                                                        "Floppy")]
+    return _boot_devices(vm)
+
+
+def _same_device(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a["kind"] != b["kind"]:
+        return False
+    if a["kind"] == "network":
+        return bool(a.get("adapter") == b.get("adapter"))
+    return all(a.get(k) == b.get(k) for k in ("controller_type", "controller_number",
+                                              "controller_location"))
