@@ -24,6 +24,8 @@ this tree at the adapter that talks to the library and never travel past it::
     │   ├── ScriptFailed                   the script ran and reported an error code
     │   ├── ScriptOutputInvalid            permanent: the script broke its contract
     │   └── SourceError                    reading exposed files (local path, SMB)
+    │       └── SourceDenied               permanent: one file or folder the account may
+    │                                      not read (NTFS); named in the run, never fatal
     ├── StoreError                exit 4   the backup repository
     │   ├── RepositoryCorrupt              permanent
     │   ├── RestoreIncomplete              names refused (outside --to): the others restored
@@ -146,6 +148,18 @@ class SourceError(HostError):
     """Reading a file the capture exposes (locally or over SMB) failed."""
 
     code = "HVB-SOURCE"
+
+
+class SourceDenied(SourceError):
+    """One file or folder the reading account may not read: its own NTFS ACL refuses it
+    (inheritance disabled, or an explicit deny), although the share grants the account Read.
+    ``path`` is the host's name for it. A files run names it (AVERTISSEMENT) and reads on."""
+
+    code = "HVB-SOURCE-DENIED"
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message, permanent=True)
+        self.path = path
 
 
 class StoreError(HvbError):

@@ -13,6 +13,8 @@ each instance carries the object, the codes and the hotline's message::
     ├── StoppedAfterSnapshot         warning     -        AVERTISSEMENT: the point is saved
     ├── CrashConsistent              warning     -        AVERTISSEMENT
     ├── CheckpointNotMerged          warning     -        AVERTISSEMENT
+    ├── FilesUnreadable              warning     -        AVERTISSEMENT: files of a folder
+    │                                                     the account may not read (NTFS)
     ├── CopyFailed                   warning     copy     AVERTISSEMENT
     ├── CopyIncomplete               warning     copy     AVERTISSEMENT
     ├── RetentionFailed              warning     -        AVERTISSEMENT
@@ -150,6 +152,13 @@ class CheckpointNotMerged(Finding):
     kind = "checkpoint_not_merged"
 
 
+class FilesUnreadable(Finding):
+    """Files (or sub-folders) of a folder that the reading account may not read, their NTFS
+    ACL refusing it: the folder's restore point has everything else; ``message`` names them."""
+
+    kind = "files_unreadable"
+
+
 class CopyFailed(Finding):
     kind, alert = "copy_failed", AlertKind.COPY
 
@@ -172,8 +181,8 @@ class SnapshotUnknown(Finding):
 
 KINDS: dict[str, type[Finding]] = {
     cls.kind: cls for cls in (RunFailed, ObjectFailed, Interrupted, Missed, StoppedAfterSnapshot,
-                              CrashConsistent, CheckpointNotMerged, CopyFailed, CopyIncomplete,
-                              RetentionFailed, SnapshotMissing, SnapshotUnknown)
+                              CrashConsistent, CheckpointNotMerged, FilesUnreadable, CopyFailed,
+                              CopyIncomplete, RetentionFailed, SnapshotMissing, SnapshotUnknown)
 }
 
 

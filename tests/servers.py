@@ -7,6 +7,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,12 @@ class SambaServer:
     # granted to ``user`` only: share name -> the folder behind it.
     staging_shares: dict[str, Path] | None = None
     admin_share: str = "D$"  # an administrative share: administrators only
+    # A per-run shadow-copy share read with the account's own rights (no "force user"): each
+    # file's permissions apply on top of the share's Read, as NTFS ACLs do on Windows. Files
+    # left to their owner (root, mode 0600/0700) stand for entries whose inheritance is
+    # disabled; the others (0644/0755) for what inherits onboarding's Read ACE.
+    ntfs_share: str = "hvb-run2-1$"
+    ntfs_folder: Path | None = None
 
 
 SMB_USER = "hvbsmbtest"
@@ -91,6 +98,9 @@ def samba(root: Path) -> Iterator[SambaServer]:
     staging = {"hvb-run1-sql$": root / "staging-run1-sql", "hvb-run1-vm$": root / "staging-run1-vm"}
     for where in staging.values():
         where.mkdir()
+    # Outside pytest's folders (private to root): the account must reach it as itself.
+    ntfs_folder = Path(tempfile.mkdtemp(prefix="hvb-samba-ntfs-"))
+    ntfs_folder.chmod(0o755)
     staging_conf = "".join(f"""
 [{name}]
     path = {where}
@@ -141,6 +151,12 @@ def samba(root: Path) -> Iterator[SambaServer]:
     force user = root
 
 {staging_conf}
+[hvb-run2-1$]
+    path = {ntfs_folder}
+    read only = yes
+    browseable = no
+    valid users = {SMB_USER}
+
 [D$]
     path = {admin_folder}
     read only = yes
@@ -161,9 +177,10 @@ def samba(root: Path) -> Iterator[SambaServer]:
     try:
         wait_for_port(port, proc, "smbd", log)
         yield SambaServer(port, "data", folder, SMB_USER, password, run_folder=run_folder,
-                          staging_shares=staging)
+                          staging_shares=staging, ntfs_folder=ntfs_folder)
     finally:
         stop(proc)
+        shutil.rmtree(ntfs_folder, ignore_errors=True)
 
 
 @dataclass

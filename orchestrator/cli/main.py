@@ -28,6 +28,7 @@ from orchestrator.cli import (
     quota,
     report,
     restore,
+    restore_sql,
     selfbackup,
     serve,
     service,
@@ -45,7 +46,8 @@ from orchestrator.private import private_files
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
-            verify, prune, quota, report, client, users, serve, service, selfbackup, db)
+            restore_sql, verify, prune, quota, report, client, users, serve, service, selfbackup,
+            db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

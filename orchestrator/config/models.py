@@ -297,7 +297,7 @@ class SimulatedFault(Model):
 
     kind: Literal["guest-vss-failure", "checkpoint-failure", "merge-stuck",
                   "leftover-checkpoint", "unreachable", "staging-full",
-                  "verifyonly-failure", "slow"]
+                  "verifyonly-failure", "slow", "expose-failure"]
     """The failure to produce."""
     target: str | None = None
     """The VM, database or path it hits (all when absent)."""

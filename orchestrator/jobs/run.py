@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from orchestrator.baie.open import open_target
 from orchestrator.capture import Exposed
-from orchestrator.capture.files import excluded, shadow_copy, uses_vss
+from orchestrator.capture.files import excluded, files_unreadable, shadow_copy, uses_vss
 from orchestrator.capture.selfbackup import gathered
 from orchestrator.capture.sql import native_backups
 from orchestrator.capture.vm import VmCapture, allows_crash, checkpoint, consistency_of
@@ -208,6 +208,13 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 swept = host.run("Clear-HvbLeftovers", KeepRunId=uid, Owner=ref.label,
                                  SkipCheckpoints=True)
                 _swept(recorder, figures, swept)
+        elif isinstance(job, SqlServerJob) and host_cfg.transport != "local":
+            # The run shares (hvb-<run>-sql$) a crashed SQL run left: the host of a SQL job may
+            # be a SQL Server VM that no VM or files job visits. No checkpoint, no shadow copy.
+            with recorder.step("sweep leftovers", host_label) as figures:
+                swept = host.run("Clear-HvbLeftovers", KeepRunId=uid, SkipCheckpoints=True,
+                                 SkipShadowCopies=True)
+                _swept(recorder, figures, swept)
         repo = open_for_writing(loaded.repository(ref.client_name, copies[0]),
                                 sleep=ctx.sleep)
         try:
@@ -258,13 +265,17 @@ def _swept(recorder: RunRecorder, figures: StepFigures, swept: dict[str, Any]) -
     left a checkpoint behind did not end as it should have)."""
     checkpoints = [c for c in swept.get("checkpoints", []) if c["removed"]]
     copies = [c for c in swept.get("shadow_copies", []) if c["removed"]]
+    shares = [s["name"] for s in swept.get("run_shares", []) if s["removed"]]
     figures.details = {"checkpoints": [f"{c['vm']}: {c['name']}" for c in checkpoints],
-                       "shadow_copies": [c["id"] for c in copies]}
+                       "shadow_copies": [c["id"] for c in copies], "run_shares": shares}
     for c in checkpoints:
         recorder.event("WARNING", f"{c['vm']}: removed checkpoint {c['name']!r} left by an "
                        "earlier run")
     if copies:
         recorder.event("WARNING", f"removed {len(copies)} shadow copy(ies) left by an earlier "
+                       "run")
+    if shares:
+        recorder.event("WARNING", f"removed the share(s) {', '.join(shares)} left by an earlier "
                        "run")
 
 
@@ -293,7 +304,7 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
 
                     capture = _retrying(ctx, ref, recorder, vm, deadline, take)
                     captures.append(capture)
-                    _read(recorder, source, backup, capture.exposed, None)
+                    _read(recorder, source, backup, capture.exposed, None, result.findings)
                 result.findings.extend(capture.findings)  # the merge is known on release
             except HvbError as exc:
                 result.findings.append(ObjectFailed.of(exc, vm))
@@ -301,30 +312,36 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
     elif isinstance(job, SqlServerJob):
         with native_backups(host, recorder, job, uid, staging) as dumps:
             result.findings.extend(dumps.findings)
-            _read(recorder, source, backup, dumps.exposed, None)
+            _read(recorder, source, backup, dumps.exposed, None, result.findings)
         result.consistency = "application"
     elif isinstance(job, FilesJob):
         use_vss = uses_vss(job, ref.client.hosts[job.host].transport)
         with gathered(ctx.loaded, job, recorder, ctx.clock.now()), \
                 shadow_copy(host, recorder, list(job.paths), uid, use_vss,
                             owner=ref.label) as exposed:
-            _read(recorder, source, backup, exposed, excluded(job))
+            _read(recorder, source, backup, exposed, excluded(job), result.findings)
         result.consistency = "application" if use_vss else "none"
 
 
 def _read(recorder: RunRecorder, source: Source, backup: Backup, exposed: list[Exposed],
-          skip: Callable[[str], bool] | None) -> None:
+          skip: Callable[[str], bool] | None, findings: list[Finding]) -> None:
     by_object: dict[str, list[Exposed]] = {}
     for item in exposed:
         by_object.setdefault(item.obj, []).append(item)
     for obj, items in by_object.items():
         before = backup.stats.bytes_read, backup.stats.files, backup.stats.bytes_new
+        denied_before = len(backup.denied)
         with recorder.step("read", obj) as figures:
             for item in items:
                 backup.add_path(source, item.path, shown_as=item.shown_as, skip=skip)
             figures.bytes_read = backup.stats.bytes_read - before[0]
             figures.files = backup.stats.files - before[1]
             figures.bytes_new = backup.stats.bytes_new - before[2]
+            denied = backup.denied[denied_before:]
+            if denied:
+                figures.details = {"denied": denied[:100], "denied_count": len(denied)}
+        if denied:
+            findings.append(files_unreadable(obj, denied))
 
 
 def _against_history(ctx: RunContext, ref: JobRef, copies: list[str]) -> list[Finding]:
