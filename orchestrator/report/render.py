@@ -40,5 +40,8 @@ def render(kind: str, language: str, tz: ZoneInfo, **context: Any) -> Rendered:
     env = _environment(language, tz)
     subject = env.get_template(f"{language}/{kind}.subject.txt").render(**context).strip()
     text = env.get_template(f"{language}/{kind}.text.txt").render(**context)
-    html = env.get_template(f"{language}/{kind}.html").render(subject=subject, **context)
+    # The HTML part gets the text as a plain str: a template that includes the text template
+    # would capture it as markup and leave what the host or the configuration said unescaped.
+    html = env.get_template(f"{language}/{kind}.html").render(subject=subject, text_part=text,
+                                                               **context)
     return Rendered(" ".join(subject.split()), text, html)
