@@ -9,16 +9,27 @@ otherwise. The app answers these exceptions (app.py): the message page, or for /
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dashboard.auth import Viewer
+from orchestrator.dashboard.problems import Problem
 from orchestrator.dashboard.queries import NotFound, client_of_run
 from orchestrator.dashboard.request import csrf_ok
 from orchestrator.history.models import AlertRow, ClientRow
 
 COMMENT_MAX = 1000
+
+
+def without_internal_notes(viewer: Viewer, found: list[Problem]) -> list[Problem]:
+    """The problems as ``viewer`` may read them: the hotline's acknowledgements (who, and their
+    comment) are internal notes, never shown to a client account."""
+    if viewer.staff:
+        return found
+    return [replace(p, acknowledged_by=None, acknowledged_comment=None) for p in found]
 
 
 class Refused(Exception):

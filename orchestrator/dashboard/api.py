@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from orchestrator.dashboard.access import visible_client, visible_run
+from orchestrator.dashboard.access import visible_client, visible_run, without_internal_notes
 from orchestrator.dashboard.problems import problems
 from orchestrator.dashboard.queries import client_page, clients, job_runs, run_page
 from orchestrator.dashboard.request import Caller, settings_of
@@ -194,7 +194,8 @@ def list_problems(request: Request, who: Caller, client: str | None = None,
     """What needs attention, worst and oldest first (the dashboard's home page)."""
     if client is not None:
         visible_client(who, client)
-    found = problems(settings_of(request).sessions, client=who.client or client)
+    found = without_internal_notes(
+        who, problems(settings_of(request).sessions, client=who.client or client))
     return [ProblemOut(client=p.client, job=p.job, status=p.status, since=p.since,
                        consecutive_failures=p.failures, last_success=p.last_success,
                        message=p.message, run_uid=p.run_uid,

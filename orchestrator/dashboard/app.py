@@ -22,14 +22,13 @@ from starlette.middleware.sessions import SessionMiddleware
 from orchestrator import __version__
 from orchestrator.dashboard import api, metrics, pages
 from orchestrator.dashboard.access import Refused
-from orchestrator.dashboard.auth import Throttle
+from orchestrator.dashboard.auth import SESSION_HOURS, Throttle
 from orchestrator.dashboard.queries import NotFound
 from orchestrator.dashboard.request import DashboardSettings, LoginRequired, render, seen_viewer
 
 __all__ = ["DashboardSettings", "create_app"]
 
 SESSION_COOKIE = "hvbackup_session"
-SESSION_HOURS = 12
 CSP = ("default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 

@@ -30,6 +30,9 @@ WORDS: dict[str, dict[str, str]] = {
     "password": {"fr": "Mot de passe", "en": "Password"},
     "bad_login": {"fr": "Identifiant ou mot de passe incorrect.",
                   "en": "Wrong user name or password."},
+    "form_expired": {"fr": "Le formulaire a expiré\u202f: rechargez la page, puis "
+                           "reconnectez-vous.",
+                     "en": "The form expired: reload the page, then log in again."},
     "throttled": {"fr": "Trop d'essais. Réessayez dans {minutes} min.",
                   "en": "Too many attempts. Try again in {minutes} min."},
     "last_30_days": {"fr": "30 derniers jours", "en": "Last 30 days"},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated
 
@@ -22,9 +23,17 @@ from orchestrator.dashboard.access import (
     visible_alert,
     visible_client,
     visible_run,
+    without_internal_notes,
 )
 from orchestrator.dashboard.accounts import authenticate
-from orchestrator.dashboard.auth import fingerprint
+from orchestrator.dashboard.auth import (
+    DEVICE_COOKIE,
+    device_cookie,
+    end_session,
+    known_device,
+    login_keys,
+    open_session,
+)
 from orchestrator.dashboard.charts import volume_svg
 from orchestrator.dashboard.markdown import to_html
 from orchestrator.dashboard.problems import problems
@@ -93,13 +102,17 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, username: Annotated[str, Form(max_length=100)],
           password: Annotated[str, Form(max_length=1000)],
-          next: Annotated[str, Form()] = "/") -> Response:
+          next: Annotated[str, Form()] = "/", csrf: Annotated[str, Form()] = "") -> Response:
     settings = settings_of(request)
+    if not csrf_ok(request, csrf):  # a login form posted from another site
+        return render(request, settings, None, "login.html", status_code=400,
+                      next=_safe_next(next), error=("form_expired", 0))
     throttle = settings.throttle
     assert throttle is not None
     address = request.client.host if request.client else "?"
-    keys = (f"user:{username.lower()}", f"ip:{address}")
-    wait = throttle.wait(*keys)
+    device = known_device(settings.secret, username, request.cookies.get(DEVICE_COOKIE))
+    keys = login_keys(username, address, device)
+    wait = throttle.wait(keys)
     now = settings.now()
     if wait is not None:
         minutes = max(1, math.ceil(wait.total_seconds() / 60))
@@ -110,18 +123,26 @@ def login(request: Request, username: Annotated[str, Form(max_length=100)],
         session.add(AuditRow(at=now, actor=f"web:{username}@{address}",
                              action="login" if user else "login.failed", target=username))
     if user is None:
-        throttle.failed(*keys)
+        throttle.failed(keys)
         return render(request, settings, None, "login.html", status_code=401,
                       next=_safe_next(next), error=("bad_login", 0))
-    throttle.succeeded(keys[0])
+    throttle.succeeded(keys)
+    end_session(settings.sessions, request.session.get("sid"), now)
     request.session.clear()  # a new session at each login (no fixation)
-    request.session.update({"uid": user.id, "pv": fingerprint(user.password_hash)})
-    return RedirectResponse(_safe_next(next), status_code=303)
+    request.session["sid"] = open_session(settings.sessions, user.id, address, now)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if device is None:
+        response.set_cookie(DEVICE_COOKIE, device_cookie(settings.secret, user.username),
+                            max_age=365 * 86400, httponly=True, samesite="lax",
+                            secure=settings.secure_cookies)
+    return response
 
 
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
     if csrf_ok(request, csrf):
+        settings = settings_of(request)
+        end_session(settings.sessions, request.session.get("sid"), settings.now())
         request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
@@ -130,7 +151,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
-    found = problems(settings.sessions, client=viewer.client)
+    found = without_internal_notes(viewer, problems(settings.sessions, client=viewer.client))
     choices = {"clients": sorted({p.client for p in found}),
                "baies": sorted({b for p in found for b in p.baies})}
     shown = [p for p in found if (not client or p.client == client)
@@ -178,6 +199,8 @@ def run_view(request: Request, uid: str) -> Response:
     settings = settings_of(request)
     visible_run(settings.sessions, viewer, uid)
     page = run_page(settings.sessions, uid)
+    if not viewer.staff:  # the hotline's notes stay internal
+        page = replace(page, acknowledgements=[])
     return render(request, settings, viewer, "run.html", page=page,
                   flash=request.query_params.get("flash"))
 

@@ -51,11 +51,11 @@ def settings_of(request: Request) -> DashboardSettings:
 
 def session_viewer(request: Request, settings: DashboardSettings) -> Viewer | None:
     """The logged-in person, or None (their session cookie is cleared when it went stale)."""
-    user_id = request.session.get("uid")
-    if user_id is None:
+    token = request.session.get("sid")
+    if token is None:
         return None
-    with settings.sessions() as session:
-        viewer = viewer_of(session, user_id, request.session.get("pv"))
+    with settings.sessions() as session, session.begin():
+        viewer = viewer_of(session, token, settings.now())
         if viewer is not None and viewer.client is not None:
             # The portal speaks the client's language.
             request.scope["hvbackup.client_language"] = session.scalars(

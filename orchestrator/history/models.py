@@ -343,6 +343,24 @@ class ApiTokenRow(Base):
     last_used_at: Mapped[datetime | None]
 
 
+class WebSessionRow(Base):
+    """A dashboard session. The cookie holds a random token; only its SHA-256 is kept here, so
+    ending a row (logout, password change, removed account) ends the session for whoever
+    holds a copy of the cookie."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index(None, "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    address: Mapped[str] = mapped_column(String(100))
+
+
 class RunRequestRow(Base):
     """"Run now", asked from the dashboard; the scheduler starts it at its next tick (one run
     per host still holds) and writes the run's uid here."""

@@ -23,6 +23,7 @@ from orchestrator.history.models import AlertRow, RunRow
 from orchestrator.history.recorder import RunRecorder, StepFigures
 from orchestrator.report.hotline import record_run_alert, send_alerts
 from tests.conftest import REPO
+from tests.dashboard.site import Site
 from tests.world import Setup
 
 
@@ -89,8 +90,8 @@ def test_the_runbook_link_of_a_script_code_leads_to_its_row(tmp_path: Path) -> N
                                  secure_cookies=False)
     add_user(s.sessions, "marie", "hotline password 1", "hotline", None, "test", s.clock.now())
     web = TestClient(create_app(settings), follow_redirects=False)
-    assert web.post("/login", data={"username": "marie", "password": "hotline password 1",
-                                    "next": "/"}).status_code == 303
+    assert Site.post_login(web, {"username": "marie", "password": "hotline password 1",
+                                 "next": "/"}).status_code == 303
     shown = web.get(f"/runs/{result.uid}").text
     href = "/runbooks/HVB-SCRIPT-FAILED?lang=fr#GUEST_VSS_FAILED"
     assert f'href="{href}"' in shown
