@@ -28,6 +28,7 @@ from orchestrator.cli import (
     quota,
     report,
     restore,
+    runbook,
     selfbackup,
     serve,
     service,
@@ -44,7 +45,8 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
-            verify, prune, quota, report, client, users, serve, service, selfbackup, db)
+            verify, prune, quota, report, runbook, client, users, serve, service, selfbackup,
+            db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

@@ -125,6 +125,9 @@ class Msp(Model):
     """The MSP's name, as the clients read it in reports."""
     hotline: list[Email] = Field(min_length=1)
     """Addresses of the hotline: alerts, the morning summary, missing reports."""
+    phone: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[0-9+ ().-]+$")] | None \
+        = None
+    """The hotline's phone number, as the clients read it at the end of their reports."""
     timezone: TimezoneField = ZoneInfo("Europe/Paris")
     """Time zone of schedules, report dates and the dashboard."""
     language: Language = "fr"

@@ -40,13 +40,15 @@ def run_link(loaded: LoadedConfig, uid: str) -> str | None:
 
 def runbook_link(loaded: LoadedConfig, code: str, language: str,
                  script_code: str | None = None) -> str:
-    """Where the runbook of ``code`` is read: the dashboard, else its place in the docs. A host
-    script's own code is a row of the HVB-SCRIPT-FAILED page, linked by its anchor."""
+    """Where the runbook of ``code`` is read: the dashboard, else ``hvbackup runbook CODE``.
+    A host script's own code is a row of the HVB-SCRIPT-FAILED page, linked by its anchor."""
     base = loaded.config.msp.dashboard_url
     anchor = f"#{script_code}" if script_code else ""
     if base:
         return f"{base.rstrip('/')}/runbooks/{code}?lang={language}{anchor}"
-    return f"docs/runbooks/{language}/{code}.md{anchor}"
+    # No dashboard: the command that shows it on the orchestrator (never a source path).
+    lang = "" if language == "fr" else f" --lang {language}"
+    return f"hvbackup runbook{lang} {code}" + (f" ({script_code})" if script_code else "")
 
 
 def record_run_alert(sessions: sessionmaker[Session], run_uid: str, now: datetime) -> None:
@@ -98,10 +100,11 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
     rendered = render("alerts", language, loaded.config.msp.timezone, alerts=lines,
                       msp=loaded.config.msp.name)
     msg = build(loaded, rendered, list(loaded.config.msp.hotline), status=RunStatus.ECHEC,
-                client="*",
-                when=now.date(), data={"alerts": [asdict(line) for line in lines]})
+                client="*", when=now.date(), data={"alerts": [asdict(line) for line in lines]},
+                kind="alerts", now=now)
+    local = now.astimezone(loaded.config.msp.timezone)  # outbox names in the MSP's time
     deliver(loaded, sessions, msg, kind="alert", client=None, report_date=now.date(),
-            name=f"{now:%Y-%m-%dT%H%M%S}-alerts", now=now, send_it=send_it)
+            name=f"{local:%Y-%m-%dT%H%M%S}-alerts", now=now, send_it=send_it)
     return len(lines)
 
 
@@ -116,7 +119,7 @@ def send_summary(loaded: LoadedConfig, sessions: sessionmaker[Session], night: d
     msg = build(loaded, rendered, list(loaded.config.msp.hotline),
                 status=worst([d.status for d in digests], RunStatus.REUSSIE), client="*",
                 when=night, data={"clients": [{"client": d.client, "status": d.status}
-                                              for d in digests]})
+                                              for d in digests]}, kind="summary", now=now)
     deliver(loaded, sessions, msg, kind="summary", client=None, report_date=night,
             name=f"{night.isoformat()}-summary", now=now, send_it=send_it)
     return digests
@@ -201,7 +204,8 @@ def _tell_client_about_quota(loaded: LoadedConfig, sessions: sessionmaker[Sessio
                       blocked=blocked, deadline=now + timedelta(days=30),
                       hotline=list(loaded.config.msp.hotline))
     msg = build(loaded, rendered, list(settings.contacts), status=RunStatus.AVERTISSEMENT,
-                client=client,
-                when=now.date(), data={"used": used, "quota": quota, "blocked": blocked})
+                client=client, when=now.date(),
+                data={"used": used, "quota": quota, "blocked": blocked}, kind="quota", now=now)
+    local = now.astimezone(loaded.config.msp.timezone)
     deliver(loaded, sessions, msg, kind="quota", client=client, report_date=now.date(),
-            name=f"{now:%Y-%m-%dT%H%M%S}-{client}-quota", now=now, send_it=send_it)
+            name=f"{local:%Y-%m-%dT%H%M%S}-{client}-quota", now=now, send_it=send_it)

@@ -75,13 +75,12 @@ def test_the_runbook_link_of_a_script_code_leads_to_its_row(tmp_path: Path) -> N
         run = session.scalars(select(RunRow)).one()
         assert (run.error_code, run.script_code) == ("HVB-SCRIPT-FAILED", "GUEST_VSS_FAILED")
 
-    # The hotline's alert (no dashboard address: the link is the runbook file in the docs).
+    # The hotline's alert (no dashboard address: the command that shows the runbook).
     send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False)
     [mail] = sorted((tmp_path / "state" / "outbox").glob("*-alerts.eml"))
     text = mail.read_text(encoding="utf-8")
-    link = "docs/runbooks/fr/HVB-SCRIPT-FAILED.md#GUEST_VSS_FAILED"
-    assert f"que faire : {link}" in text
-    page = (REPO / link.partition("#")[0]).read_text(encoding="utf-8")
+    assert "que faire : hvbackup runbook HVB-SCRIPT-FAILED (GUEST_VSS_FAILED)" in text
+    page = (REPO / "docs/runbooks/fr/HVB-SCRIPT-FAILED.md").read_text(encoding="utf-8")
     assert "| `GUEST_VSS_FAILED` |" in page
 
     # The run's page on the dashboard links to the row, and the row is there.
