@@ -30,9 +30,6 @@ WORDS: dict[str, dict[str, str]] = {
     "password": {"fr": "Mot de passe", "en": "Password"},
     "bad_login": {"fr": "Identifiant ou mot de passe incorrect.",
                   "en": "Wrong user name or password."},
-    "form_expired": {"fr": "Le formulaire a expiré\u202f: rechargez la page, puis "
-                           "reconnectez-vous.",
-                     "en": "The form expired: reload the page, then log in again."},
     "throttled": {"fr": "Trop d'essais. Réessayez dans {minutes} min.",
                   "en": "Too many attempts. Try again in {minutes} min."},
     "last_30_days": {"fr": "30 derniers jours", "en": "Last 30 days"},
@@ -89,6 +86,58 @@ WORDS: dict[str, dict[str, str]] = {
     "none": {"fr": "aucun", "en": "none"},
     "by": {"fr": "par", "en": "by"},
 }
+
+
+# What the history records in English words (step names and states, triggers, consistencies),
+# shown in the page's language; a value missing here is shown as it is.
+TERMS: dict[str, dict[str, dict[str, str]]] = {
+    "step": {
+        "connect": {"fr": "connexion à l'hôte", "en": "connect to the host"},
+        "sweep leftovers": {"fr": "nettoyage des restes", "en": "sweep leftovers"},
+        "checkpoint": {"fr": "point de contrôle", "en": "checkpoint"},
+        "remove checkpoint": {"fr": "suppression du point de contrôle",
+                              "en": "remove checkpoint"},
+        "read": {"fr": "lecture", "en": "read"},
+        "sql backup": {"fr": "sauvegarde SQL", "en": "SQL backup"},
+        "remove staging": {"fr": "suppression des fichiers de transit",
+                           "en": "remove staging"},
+        "shadow copy": {"fr": "cliché instantané", "en": "shadow copy"},
+        "remove shadow copy": {"fr": "suppression du cliché instantané",
+                               "en": "remove shadow copy"},
+        "commit snapshot": {"fr": "enregistrement du point de restauration",
+                            "en": "commit restore point"},
+        "copy": {"fr": "copie", "en": "copy"},
+        "retention": {"fr": "rétention", "en": "retention"},
+        "gather orchestrator files": {"fr": "collecte des fichiers de l'orchestrateur",
+                                      "en": "gather orchestrator files"},
+    },
+    "step_status": {
+        "ok": {"fr": "réussie", "en": "ok"},
+        "failed": {"fr": "échouée", "en": "failed"},
+        "running": {"fr": "en cours", "en": "running"},
+        "skipped": {"fr": "sautée", "en": "skipped"},
+        "warning": {"fr": "à vérifier", "en": "warning"},
+    },
+    "trigger": {
+        "schedule": {"fr": "planifié", "en": "scheduled"},
+        "dashboard": {"fr": "tableau de bord", "en": "dashboard"},
+        "manual": {"fr": "manuel (ligne de commande)", "en": "manual (command line)"},
+        "self-backup": {"fr": "sauvegarde de l'orchestrateur", "en": "orchestrator self-backup"},
+    },
+    "consistency": {
+        "application": {"fr": "applicative (VSS)", "en": "application (VSS)"},
+        "crash": {"fr": "sans VSS (crash-consistent)", "en": "crash-consistent (no VSS)"},
+        "none": {"fr": "fichiers tels quels", "en": "files as they are"},
+    },
+}
+
+
+def term(kind: str, value: str | None, language: str) -> str:
+    """``value`` (a step name, a step state, a trigger, a consistency) in ``language``."""
+    if value is None:
+        return "-"
+    entry = TERMS.get(kind, {}).get(value)
+    return value if entry is None else entry.get(language, value)
 
 
 def translate(key: str, language: str, **values: object) -> str:

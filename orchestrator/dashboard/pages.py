@@ -106,7 +106,7 @@ def login(request: Request, username: Annotated[str, Form(max_length=100)],
     settings = settings_of(request)
     if not csrf_ok(request, csrf):  # a login form posted from another site
         return render(request, settings, None, "login.html", status_code=400,
-                      next=_safe_next(next), error=("form_expired", 0))
+                      next=_safe_next(next), error=("csrf", 0))
     throttle = settings.throttle
     assert throttle is not None
     address = request.client.host if request.client else "?"

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator import __version__
 from orchestrator.dashboard.auth import Throttle, Viewer, token_viewer, viewer_of
-from orchestrator.dashboard.i18n import translate
+from orchestrator.dashboard.i18n import term, translate
 from orchestrator.history.models import ClientRow
 from orchestrator.humanize import age, duration, size
 
@@ -141,6 +141,9 @@ class Ui:
 
     def t(self, key: str, **values: object) -> str:
         return translate(key, self.language, **values)
+
+    def term(self, kind: str, value: str | None) -> str:
+        return term(kind, value, self.language)
 
     def size(self, n: int | None) -> str:
         return "-" if n is None else size(float(n), self.language)
