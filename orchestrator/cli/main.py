@@ -33,6 +33,7 @@ from orchestrator.cli import (
     serve,
     service,
     snapshots,
+    usage,
     users,
     validate,
     verify,
@@ -45,8 +46,8 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
-            verify, prune, quota, report, runbook, client, users, serve, service, selfbackup,
-            db)
+            verify, prune, quota, usage, report, runbook, client, users, serve, service,
+            selfbackup, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

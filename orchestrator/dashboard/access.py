@@ -19,7 +19,7 @@ from orchestrator.dashboard.auth import Viewer
 from orchestrator.dashboard.problems import Problem
 from orchestrator.dashboard.queries import NotFound, client_of_run
 from orchestrator.dashboard.request import csrf_ok
-from orchestrator.history.models import AlertRow, ClientRow
+from orchestrator.history.models import AlertRow, ClientRow, Role
 
 COMMENT_MAX = 1000
 
@@ -52,6 +52,12 @@ class Forbidden(Refused):
 
 class Invalid(Refused):
     """400: the form is not what the action needs (``comment_needed``)."""
+
+
+def admin_only(viewer: Viewer) -> None:
+    """Invoicing figures are the MSP's: admins only (Forbidden otherwise)."""
+    if viewer.role != Role.ADMIN.value:
+        raise Forbidden("forbidden")
 
 
 def visible_client(viewer: Viewer, client: str) -> str:

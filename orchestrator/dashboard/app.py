@@ -10,6 +10,7 @@ login page), NotFound (404) and Refused (403, 400) from access.py.
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +44,8 @@ def _templates(settings: DashboardSettings) -> jinja2.Environment:
         "%d/%m/%Y %H:%M")
     env.filters["hm"] = lambda t: "-" if t is None else t.astimezone(tz).strftime("%H:%M:%S")
     env.filters["day"] = lambda d: d.strftime("%d/%m")
+    env.filters["day_full"] = lambda d: "-" if d is None else (
+        d.astimezone(tz).date() if isinstance(d, datetime) else d).strftime("%d/%m/%Y")
     env.filters["urlq"] = lambda s: quote(str(s), safe="")
     return env
 

@@ -42,6 +42,13 @@ WORDS: dict[str, dict[str, str]] = {
                       "en": "over by more than 10 %: client told, 30 days to act"},
     "quota_blocked": {"fr": "sauvegardes arrêtées : dépassement depuis plus de 30 jours",
                       "en": "backups stopped: over for more than 30 days"},
+    "quota_tier_due": {"fr": "dépassé depuis plus de 30 jours : passage à la tranche supérieure",
+                       "en": "over for more than 30 days: moving to the next tier"},
+    "until": {"fr": "jusqu'au", "en": "until"},
+    "tier_moved": {"fr": "Tranche de {old} à {new}, facturée à partir du {since} "
+                         "(décidé le {on}, après 30 jours au-dessus).",
+                   "en": "Tier moved from {old} to {new}, billed from {since} "
+                         "(decided on {on}, after 30 days over)."},
     "quota_none": {"fr": "pas de volume souscrit", "en": "no subscribed volume"},
     "no_quota": {"fr": "pas de volume souscrit", "en": "no subscribed volume"},
     "restore_points": {"fr": "Points de restauration", "en": "Restore points"},
@@ -84,6 +91,8 @@ WORDS: dict[str, dict[str, str]] = {
     "auto_refresh": {"fr": "Actualisé automatiquement chaque minute",
                      "en": "Refreshes every minute"},
     "none": {"fr": "aucun", "en": "none"},
+    "bad_month": {"fr": "Mois invalide : donnez-le sous la forme AAAA-MM (par exemple 2026-11).",
+                  "en": "Invalid month: give it as YYYY-MM (e.g. 2026-11)."},
     "by": {"fr": "par", "en": "by"},
 }
 

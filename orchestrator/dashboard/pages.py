@@ -18,6 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from orchestrator.dashboard.access import (
+    Invalid,
+    admin_only,
     comment_of,
     staff_form,
     visible_alert,
@@ -60,6 +62,7 @@ from orchestrator.history.models import (
 )
 from orchestrator.history.queries import job_row
 from orchestrator.humanize import size
+from orchestrator.jobs.usage import month_usage, parse_month, to_csv
 from orchestrator.resources import runbook_files
 
 router = APIRouter(include_in_schema=False)
@@ -91,6 +94,22 @@ def runbook(request: Request, code: str = "README") -> Response:
         raise NotFound(f"no runbook {code!r}")
     body = to_html(page.read_text(encoding="utf-8"), language)
     return render(request, settings, viewer, "runbook.html", code=code, body=body)
+
+
+@router.get("/usage.csv")
+def usage_csv(request: Request, month: str) -> Response:
+    """A month of usage per client as CSV, for invoicing (admin accounts only)."""
+    viewer = page_viewer(request)
+    admin_only(viewer)
+    settings = settings_of(request)
+    try:
+        first = parse_month(month)
+    except ValueError:
+        raise Invalid("bad_month") from None
+    with settings.sessions() as session:
+        rows = month_usage(session, first, settings.timezone)
+    return Response(to_csv(rows, first), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="hvbackup-usage-{first:%Y-%m}.csv"'})
 
 
 @router.get("/login", response_class=HTMLResponse)

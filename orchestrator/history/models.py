@@ -100,6 +100,8 @@ class ClientRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(5), default="fr")
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    quota_on_overrun: Mapped[str] = mapped_column(String(20), default="block",
+                                                  server_default="block")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     offboard_on: Mapped[date | None] = mapped_column(Date)
     destroyed_at: Mapped[datetime | None]
@@ -244,6 +246,23 @@ class BaieUsageRow(Base):
     baie: Mapped[str] = mapped_column(String(64))
     measured_at: Mapped[datetime]
     bytes_stored: Mapped[int] = mapped_column(BigInteger)
+
+
+class QuotaTierMoveRow(Base):
+    """A client's subscribed volume moved up to the next tier after its grace period
+    (``quota.on_overrun: next_tier``): from ``from_bytes`` to ``to_bytes``, decided at
+    ``decided_at``, billed from ``billed_from`` (the first day of the following month)."""
+
+    __tablename__ = "quota_tier_moves"
+    __table_args__ = (Index(None, "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    decided_at: Mapped[datetime]
+    billed_from: Mapped[date] = mapped_column(Date)
+    from_bytes: Mapped[int] = mapped_column(BigInteger)
+    to_bytes: Mapped[int] = mapped_column(BigInteger)
+    used_bytes: Mapped[int] = mapped_column(BigInteger)
 
 
 class AlertRow(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,14 @@ def _environment(language: str, tz: ZoneInfo) -> jinja2.Environment:
     env.filters["size"] = lambda n: "-" if n is None else size(float(n), language)
     env.filters["dur"] = lambda s: "-" if s is None else duration(float(s), language)
     env.filters["dt"] = lambda t: "-" if t is None else _local(t, tz)
+    env.filters["date"] = lambda t: "-" if t is None else _day(t, tz)
     return env
+
+
+def _day(when: date | datetime, tz: ZoneInfo) -> str:
+    """A day as people read it: a time is first put in the MSP's time zone."""
+    day = when.astimezone(tz).date() if isinstance(when, datetime) else when
+    return day.strftime("%d/%m/%Y")
 
 
 def _local(when: datetime, tz: ZoneInfo) -> str:
