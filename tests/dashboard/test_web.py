@@ -340,3 +340,26 @@ def test_the_hotlines_notes_stay_internal(tmp_path: Path) -> None:
         assert "client pénible" not in shown and "marie" not in shown, path
     for problem in site.browser().get("/api/v1/problems", headers=site.token("acme-it")).json():
         assert problem["acknowledged_by"] is None and problem["acknowledged_comment"] is None
+
+
+def test_the_months_usage_is_for_admins(tmp_path: Path) -> None:
+    from orchestrator.dashboard.accounts import add_user
+
+    site = Site(tmp_path)
+    add_user(site.sessions, "paul", "admin password 1", "admin", None, "test", site.clock.now())
+    admin = site.browser()
+    assert site.post_login(admin, {"username": "paul", "password": "admin password 1"}
+                           ).status_code == 303
+    answer = admin.get("/usage.csv?month=2026-11")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert 'filename="hvbackup-usage-2026-11.csv"' in answer.headers["content-disposition"]
+    lines = answer.text.splitlines()
+    assert lines[0].startswith("month,client,name,subscribed_gb_start")
+    acme = [line for line in lines if line.startswith("2026-11,acme,ACME,")]
+    assert acme and all(line.endswith(",1,0,1,0") for line in acme)  # 1 REUSSIE, 1 ECHEC
+    assert admin.get("/usage.csv?month=novembre").status_code == 400
+    assert site.login("marie").get("/usage.csv?month=2026-11").status_code == 403
+    api = site.browser().get("/api/v1/usage?month=2026-11", headers=site.token("paul")).json()
+    assert [c["client"] for c in api["clients"]] == ["acme", "durand"]
+    assert site.browser().get("/api/v1/usage?month=2026-11",
+                              headers=site.token("acme-it")).status_code == 403
