@@ -80,12 +80,13 @@ class AlertKind(StrEnum):
     COPY = "copy"
     QUOTA_WARNING = "quota_warning"  # 10 % over the subscribed volume: 30 days to act
     QUOTA_BLOCKED = "quota_blocked"  # still over 30 days later: backups stopped
+    QUOTA_TIER = "quota_tier"  # still over 30 days later: moved up a tier (next_tier contracts)
     REPORT_MISSING = "report_missing"  # the client's report did not go out by its deadline
     ROLLBACK = "rollback"  # a baie lacks a committed snapshot, or holds one never committed
 
     @property
     def is_quota(self) -> bool:
-        return self in (AlertKind.QUOTA_WARNING, AlertKind.QUOTA_BLOCKED)
+        return self in (AlertKind.QUOTA_WARNING, AlertKind.QUOTA_BLOCKED, AlertKind.QUOTA_TIER)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from orchestrator.cli.common import add_config_argument, load_from_args
 from orchestrator.cli.interactive import ask_passphrase
+from orchestrator.cli.timefmt import snapshot_time
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.errors import StoreError, UsageError
@@ -151,7 +152,8 @@ def run_check(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
             repo.close()
     baie = default_baie(loaded, args.client, args.baie)
     ui.print(f"OK: {args.key_file} opens the latest snapshot of {args.client} on {baie}: "
-             f"{latest.id[:12]} ({latest.meta.get('job')}, {latest.meta['time'][:16]}), "
+             f"{latest.id[:12]} ({latest.meta.get('job')}, "
+             f"{snapshot_time(latest.meta, loaded.config.msp.timezone)}), "
              f"{len(tree['files'])} file(s)")
     if key.signer is None:
         # Trust on first use: key files made before snapshots were signed record no signer.

@@ -29,10 +29,12 @@ from orchestrator.cli import (
     report,
     restore,
     restore_sql,
+    runbook,
     selfbackup,
     serve,
     service,
     snapshots,
+    usage,
     users,
     validate,
     verify,
@@ -46,8 +48,8 @@ from orchestrator.private import private_files
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
-            restore_sql, verify, prune, quota, report, client, users, serve, service, selfbackup,
-            db)
+            restore_sql, verify, prune, quota, usage, report, runbook, client, users, serve,
+            service, selfbackup, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

@@ -11,6 +11,7 @@ from typing import Any
 from orchestrator.cli.common import add_config_argument, load_from_args
 from orchestrator.cli.interactive import Progress, human_bytes
 from orchestrator.cli.keys import open_key
+from orchestrator.cli.timefmt import snapshot_time
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.errors import RestoreIncomplete
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         ui.print(f"removed {stats.partials_removed} partial file(s) left in {args.to} by an "
                  "interrupted restore")
     ui.print(f"restored {stats.files} file(s), {human_bytes(stats.bytes)}, from snapshot "
-             f"{info.id[:12]} ({info.meta['time'][:16]}) of {args.job} on {baie} into {args.to}")
+             f"{info.id[:12]} ({snapshot_time(info.meta, loaded.config.msp.timezone)}) of "
+             f"{args.job} on {baie} into {args.to}")
     if stats.overwritten:
         ui.print(f"{stats.overwritten} existing file(s) in {args.to} were overwritten")
     for line in trust_notes(repo, [info], args.key_file):

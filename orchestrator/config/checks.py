@@ -84,6 +84,8 @@ def check_references(
                            "'_' and '.'")
             _check_host(_dict(host_raw), hpath, add)
 
+        _check_quota(client, msp, cpath, add)
+
         encryption = _dict(client.get("encryption"))
         if jobs and not encryption.get("public_key_file"):
             add((*cpath, "encryption"),
@@ -155,6 +157,31 @@ def check_references(
                     "'all' already means every database: list names, or 'all' alone "
                     "(use exclude_databases to leave some out)")
     return problems
+
+
+def _check_quota(client: dict[str, Any], msp: dict[str, Any], cpath: PathKey,
+                 add: Any) -> None:
+    """A client moved up tiers has a subscribed volume that is one of the MSP's tiers."""
+    policy = _dict(client.get("quota")).get("on_overrun") or _dict(msp.get("quota")).get(
+        "on_overrun") or "block"
+    if policy != "next_tier":
+        return
+    tiers = msp.get("volume_tiers_gb")
+    where = (*cpath, "quota", "on_overrun") if "on_overrun" in _dict(client.get("quota")) \
+        else cpath
+    if not isinstance(tiers, list) or not tiers:
+        add(where, "quota.on_overrun is next_tier but msp.volume_tiers_gb lists no tiers "
+                   "(e.g. volume_tiers_gb: [100, 250, 500, 1000])")
+        return
+    volume = client.get("quota_gb")
+    if volume is None:
+        add(where, "quota.on_overrun is next_tier but the client has no quota_gb: set it to "
+                   "its subscribed tier")
+    elif isinstance(volume, int | float) and not any(
+            isinstance(t, int | float) and abs(t - volume) < 1e-9 for t in tiers):
+        shown = ", ".join(f"{t:g}" for t in tiers if isinstance(t, int | float))
+        add((*cpath, "quota_gb"), f"quota_gb {volume:g} is not one of the MSP's tiers "
+                                  f"({shown}): a client moved up tiers subscribes to one")
 
 
 def _bad_name(name: object) -> str:

@@ -104,6 +104,10 @@ class LoadedConfig:
     def copies_of(self, client: Client, job: JobBase) -> list[str]:
         return list(job.copies or client.copies or [])
 
+    def on_overrun_of(self, client: Client) -> str:
+        """block or next_tier: the client's own choice, else the MSP's."""
+        return client.quota.on_overrun or self.config.msp.quota.on_overrun
+
     def language_of(self, client: Client) -> str:
         return client.language or self.config.msp.language
 

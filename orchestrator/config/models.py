@@ -8,6 +8,7 @@ Cross-references (a job's host, copies naming baies, ...) are checked in
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import date
 from email.utils import parseaddr
@@ -154,11 +155,39 @@ class SecretRef(Model):
         return bool(self.password_env or self.password_file)
 
 
+def _increasing(values: list[float]) -> list[float]:
+    for before, after in itertools.pairwise(values):
+        if after <= before:
+            raise ValueError(f"tiers must increase: {after:g} comes after {before:g}")
+    return values
+
+
+OnOverrun = Literal["block", "next_tier"]
+VolumeGb = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class QuotaPolicy(Model):
+    on_overrun: OnOverrun = "block"
+    """What happens once a client has stayed 10 % over its subscribed volume past its 30 days:
+    block (new backups stop with an explicit ECHEC "quota dépassé") or next_tier (backups go
+    on; the subscribed volume becomes the smallest of `msp.volume_tiers_gb` that holds the
+    data, billed from the following month).
+    """
+
+
+class ClientQuotaPolicy(Model):
+    on_overrun: OnOverrun | None = None
+    """block or next_tier for this client (default: `msp.quota.on_overrun`)."""
+
+
 class Msp(Model):
     name: DisplayName
     """The MSP's name, as the clients read it in reports."""
     hotline: list[Email] = Field(min_length=1)
     """Addresses of the hotline: alerts, the morning summary, missing reports."""
+    phone: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[0-9+ ().-]+$")] | None \
+        = None
+    """The hotline's phone number, as the clients read it at the end of their reports."""
     timezone: TimezoneField = ZoneInfo("Europe/Paris")
     """Time zone of schedules, report dates and the dashboard."""
     language: Language = "fr"
@@ -174,6 +203,13 @@ class Msp(Model):
     """Public address of the dashboard (e.g. `https://sauvegardes.msp.example`): alerts link
     to the failed run's page and to the runbook of its error code there.
     """
+    quota: QuotaPolicy = Field(default_factory=QuotaPolicy)
+    """What the contracts say about a client over its subscribed volume (each client may say
+    otherwise under its own `quota:`)."""
+    volume_tiers_gb: Annotated[list[VolumeGb], Field(min_length=1),
+                               AfterValidator(_increasing)] | None = None
+    """The volumes the MSP sells, GB, increasing (e.g. `[100, 250, 500, 1000]`); needed by
+    clients with `quota.on_overrun: next_tier`, whose `quota_gb` must be one of them."""
     heartbeat_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     """URL pinged (HTTP GET) after every scheduler cycle, healthchecks-style, so that a dead
     orchestrator is noticed by something outside it; `/fail` is added when a cycle failed.
@@ -486,6 +522,8 @@ class Client(Model):
     quota_gb: float | None = Field(default=None, gt=0, le=QUOTA_GB_MAX, allow_inf_nan=False)
     """Subscribed volume, GB (more than 0, at most 1000000): 10 % over it, the client is told
     and has 30 days."""
+    quota: ClientQuotaPolicy = Field(default_factory=ClientQuotaPolicy)
+    """What happens after those 30 days for this client (`on_overrun`)."""
     encryption: Encryption | None = None
     """The client's key (required before its first backup)."""
     copies: list[str] | None = Field(default=None, min_length=1)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,18 @@ log = logging.getLogger(__name__)
 
 
 def build(loaded: LoadedConfig, rendered: Rendered, recipients: list[str], *, status: str,
-          client: str, when: date, data: dict[str, Any]) -> EmailMessage:
+          client: str, when: date, data: dict[str, Any], kind: str,
+          now: datetime) -> EmailMessage:
+    """A message of ``kind`` (digest, alerts, summary, quota) made at ``now``: its Date is
+    that time in the MSP's time zone; ``client`` is ``*`` for the hotline's messages about
+    every client (its JSON part is then named after the kind)."""
     msg = EmailMessage()
     sender = loaded.config.smtp.from_ if loaded.config.smtp else (
         f"hvbackup <{loaded.config.msp.hotline[0]}>")
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Subject"] = rendered.subject
-    msg["Date"] = formatdate(localtime=False)
+    msg["Date"] = format_datetime(now.astimezone(loaded.config.msp.timezone))
     msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">"))
     msg["X-HVBackup-Status"] = status
     msg["X-HVBackup-Client"] = client
@@ -47,7 +51,8 @@ def build(loaded: LoadedConfig, rendered: Rendered, recipients: list[str], *, st
     msg.add_alternative(rendered.html, subtype="html")
     msg.add_attachment(json.dumps(data, default=str, indent=1, ensure_ascii=False).encode(),
                        maintype="application", subtype="json",
-                       filename=f"hvbackup-{client}-{when.isoformat()}.json")
+                       filename=f"hvbackup-{kind if client == '*' else client}-"
+                                f"{when.isoformat()}.json")
     return msg
 
 

@@ -203,6 +203,27 @@ CASES = [
     ("client-display-name-too-long", "name: ACME SARL", f"name: {'ACME ' * 100}", [
         ("clients.acme.name", "must be at most 200 characters (got 499)", "name: ACME ACME"),
     ]),
+    # Tiers (quota.on_overrun: next_tier): increasing, and the client's volume one of them.
+    ("tiers-not-increasing", "  timezone: Europe/Paris", "  timezone: Europe/Paris\n"
+     "  volume_tiers_gb: [100, 500, 250]", [
+         ("msp.volume_tiers_gb", "tiers must increase: 250 comes after 500", "volume_tiers_gb"),
+     ]),
+    ("tier-not-a-number", "  timezone: Europe/Paris", "  timezone: Europe/Paris\n"
+     "  volume_tiers_gb: [100, lots]", [
+         ("msp.volume_tiers_gb[1]", "expected a number", "volume_tiers_gb"),
+     ]),
+    ("next-tier-without-tiers", "    quota_gb: 500", "    quota_gb: 500\n"
+     "    quota: {on_overrun: next_tier}", [
+         ("clients.acme.quota.on_overrun", "msp.volume_tiers_gb lists no tiers", "on_overrun"),
+     ]),
+    ("next-tier-volume-not-a-tier", "  timezone: Europe/Paris", "  timezone: Europe/Paris\n"
+     "  volume_tiers_gb: [100, 250, 1000]\n  quota: {on_overrun: next_tier}", [
+         ("clients.acme.quota_gb", "quota_gb 500 is not one of the MSP's tiers (100, 250, 1000)",
+          "quota_gb: 500"),
+     ]),
+    ("unknown-overrun", "    quota_gb: 500", "    quota_gb: 500\n    quota: {on_overrun: bill}", [
+         ("clients.acme.quota.on_overrun", "block", "on_overrun"),
+     ]),
 ]
 
 
