@@ -19,6 +19,8 @@ WORDS: dict[str, dict[str, str]] = {
     "never_seen": {"fr": "aucune récente", "en": "none recently"},
     "error": {"fr": "Erreur", "en": "Error"},
     "acknowledged": {"fr": "Pris en charge", "en": "Acknowledged"},
+    "acknowledged_by": {"fr": "{who}, le {when}\u00a0: {comment}",
+                        "en": "{who}, on {when}: {comment}"},
     "acknowledge": {"fr": "Prendre en charge", "en": "Acknowledge"},
     "comment": {"fr": "Commentaire", "en": "Comment"},
     "nothing_to_do": {"fr": "Rien à traiter : toutes les tâches ont réussi.",

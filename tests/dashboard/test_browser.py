@@ -96,7 +96,8 @@ def test_hotline_sees_the_failure_opens_the_run_and_acknowledges_it(
     _shot(page, "dashboard-run.png")
     page.click("header a >> nth=1")  # À traiter
     ack = page.locator('tr.problem[data-client="acme"] td.ack').inner_text()
-    assert ack == "marie: hôte en maintenance, client prévenu"
+    assert ack.startswith("marie, le ")
+    assert ack.endswith("\u00a0: hôte en maintenance, client prévenu")
     with site.sessions() as session:  # audited
         assert session.scalars(select(AuditRow.actor).where(
             AuditRow.action == "run.acknowledge")).all() == ["web:marie"]
