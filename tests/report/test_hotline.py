@@ -46,7 +46,8 @@ def test_morning_summary_worst_first(tmp_path: Path, smtp_server) -> None:  # ty
     assert msg["Subject"] == ("[ECHEC] Synthèse des sauvegardes du 23/11/2026 — 1 client(s) "
                               "en échec sur 1")
     text = msg.get_body(("plain",)).get_content()
-    assert "ECHEC  ACME (acme) : 1/2 réussis" in text
+    assert "ECHEC  ACME (acme) : 1/3 réussis" in text
+    assert "- compta : PRÉVUE le 23/11 23:00" in text  # scheduled later that night
     assert "- erp : ECHEC — ERP01: host acme/hv01 (simulated): New-HvbCheckpoint.ps1 failed " \
         "(GUEST_VSS_FAILED)" in text
 
@@ -99,7 +100,9 @@ def test_english_hotline_messages(tmp_path: Path, smtp_server) -> None:  # type:
     assert "new problems since the last alert" in alert.get_body(("plain",)).get_content()
     assert summary["Subject"] == ("[ECHEC] Backups summary of 23/11/2026 — 1 client(s) failing "
                                   "out of 1")
-    assert "ECHEC  ACME (acme): 0/1 succeeded" in summary.get_body(("plain",)).get_content()
+    text = summary.get_body(("plain",)).get_content()
+    assert "ECHEC  ACME (acme): 0/2 succeeded" in text
+    assert "- compta: PRÉVUE for 23/11 23:00" in text
     assert summary["X-HVBackup-Status"] == "ECHEC"
 
 
