@@ -40,6 +40,7 @@ from orchestrator.dashboard.request import (
     language_of,
     page_viewer,
     render,
+    scheduler_state,
     settings_of,
 )
 from orchestrator.dashboard.statuses import PROBLEM_STATUSES
@@ -130,7 +131,8 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
-    found = problems(settings.sessions, client=viewer.client)
+    found = problems(settings.sessions, tz=settings.timezone, now=settings.now(),
+                     client=viewer.client)
     choices = {"clients": sorted({p.client for p in found}),
                "baies": sorted({b for p in found for b in p.baies})}
     shown = [p for p in found if (not client or p.client == client)
@@ -147,7 +149,7 @@ def client_list(request: Request) -> Response:
         return RedirectResponse(f"/clients/{viewer.client}", status_code=303)
     settings = settings_of(request)
     return render(request, settings, viewer, "clients.html",
-                  clients=clients(settings.sessions))
+                  clients=clients(settings.sessions, tz=settings.timezone, now=settings.now()))
 
 
 @router.get("/clients/{key}", response_class=HTMLResponse)
@@ -239,4 +241,6 @@ def run_now(request: Request, key: str, job: str,
                                       requested_at=now))
             session.add(AuditRow(at=now, actor=f"web:{viewer.username}", action="job.run_now",
                                  target=f"{key}/{job}"))
-    return RedirectResponse(f"/clients/{key}?flash=run_requested", status_code=303)
+    _seen, late = scheduler_state(settings.sessions, now)
+    flash = "run_requested_no_scheduler" if late else "run_requested"
+    return RedirectResponse(f"/clients/{key}?flash={flash}", status_code=303)

@@ -1,6 +1,8 @@
 """"À traiter": what the hotline must look at first. Every job whose last run is not a clean
-REUSSIE (ECHEC, NON EXECUTEE, AVERTISSEMENT, or flagged INHABITUELLE), and every open quota or
-report alert; worst first, then the oldest. A client account sees only its own client."""
+REUSSIE (ECHEC, NON EXECUTEE, AVERTISSEMENT, or flagged INHABITUELLE), every job that is late
+(a scheduled run whose window passed with no run in the history: the scheduler was down and
+recorded nothing), and every open quota or report alert; worst first, then the oldest. A client
+account sees only its own client."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +27,8 @@ from orchestrator.history.models import (
     RunStatus,
     UserRow,
 )
+from orchestrator.history.queries import schedules_and_last_runs
+from orchestrator.schedule.late import of_jobs
 
 WINDOW = timedelta(days=10)  # runs read at once per job in trouble; longer streaks cost 2 seeks
 
@@ -43,13 +48,18 @@ class Problem:
     baies: list[str] = field(default_factory=list)  # the job's copies (filter by baie)
     alert_id: int | None = None  # quota and report problems are alerts, acknowledged as such
     acknowledged_at: datetime | None = None
+    # Late: the first scheduled run that has no run in the history, and how many are missing.
+    late_since: datetime | None = None
+    missed_runs: int = 0
 
     def last_success_age(self, now: datetime) -> timedelta | None:
         return now - self.last_success if self.last_success else None
 
 
-def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> list[Problem]:
-    """The problems, worst and oldest first; ``client`` limits to one client (portal).
+def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
+             client: str | None = None) -> list[Problem]:
+    """The problems at ``now``, worst and oldest first; ``client`` limits to one client
+    (portal). Lateness is judged on the schedules in ``tz`` (``schedule/late.py``).
 
     A handful of statements whatever the history's length: every job's last finished run (one
     index seek per job on ``runs(job_id, scheduled_for)``), then for the jobs in trouble only
@@ -99,6 +109,7 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
                                  ack[1] if ack else None,
                                  [str(b) for b in copies or []],
                                  acknowledged_at=ack[2] if ack else None))
+        found += _late(session, found, tz, now, client)
         alerts = select(AlertRow, ClientRow).join(ClientRow).where(
             AlertRow.resolved_at.is_(None),
             AlertRow.kind.in_([AlertKind.QUOTA_WARNING.value, AlertKind.QUOTA_BLOCKED.value,
@@ -125,6 +136,36 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
                                  baies=[baie] if baie else [], alert_id=alert.id,
                                  acknowledged_at=alert_ack[2] if alert_ack else None))
     return sorted(found, key=lambda p: (SEVERITY.get(p.status, 9), p.since, p.client))
+
+
+def _late(session: Session, found: list[Problem], tz: ZoneInfo, now: datetime,
+          client: str | None) -> list[Problem]:
+    """Late jobs: marked on their problem when they have one, else a NON EXECUTEE problem of
+    their own (the last run was fine, and nothing ran since)."""
+    rows = schedules_and_last_runs(session, client)
+    late = of_jobs(rows, tz, now)
+    names = {row[0]: (row[1], row[2]) for row in rows}
+    by_job = {(p.client, p.job): p for p in found}
+    new: list[Problem] = []
+    quiet = [job_id for job_id, found_late in late.items() if found_late.late
+             and names[job_id] not in by_job]
+    successes = dict(session.execute(select(RunRow.job_id, func.max(RunRow.finished_at)).where(
+        RunRow.job_id.in_(quiet), RunRow.status == RunStatus.REUSSIE.value)
+        .group_by(RunRow.job_id)).all()) if quiet else {}
+    for job_id, lateness in late.items():
+        if not lateness.late:
+            continue
+        owner, job = names[job_id]
+        assert lateness.since is not None
+        known = by_job.get((owner, job))
+        if known is not None:
+            known.late_since, known.missed_runs = lateness.since, len(lateness.missed)
+            continue
+        new.append(Problem(owner, job, RunStatus.NON_EXECUTEE.value, lateness.since,
+                           len(lateness.missed), aware(successes.get(job_id)),
+                           f"no run since {lateness.since:%Y-%m-%d %H:%M} UTC", None,
+                           late_since=lateness.since, missed_runs=len(lateness.missed)))
+    return new
 
 
 def _streak_acknowledgements(session: Session, since: dict[int, datetime]

@@ -12,13 +12,16 @@ Every tick (30 s, driven by the ``schedule`` library):
   alerts.
 SIGTERM: no new run is started, running ones finish, then the daemon exits. SIGHUP: the
 configuration is read again at the next cycle; runs in progress keep the one they started with,
-and a broken file is reported and ignored (the previous configuration stays). After each cycle
-the heartbeat URL, when configured, is pinged.
+and a broken file is reported and ignored (the previous configuration stays). After each tick
+that went through, the scheduler is marked seen in the history (the dashboard says when it was
+last seen); after each cycle the heartbeat URL, when configured, is pinged.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +36,7 @@ from orchestrator.errors import HvbError
 from orchestrator.history.sync import sync_config
 from orchestrator.jobs import maintenance, morning, night
 from orchestrator.jobs.context import RunContext, close_interrupted_runs
-from orchestrator.jobs.heartbeat import ping
+from orchestrator.jobs.heartbeat import ping, record_beat
 from orchestrator.jobs.night import Due
 from orchestrator.jobs.run import RunResult
 
@@ -64,6 +67,8 @@ class Daemon:
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self._maintained: date | None = None
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = ctx.clock.now()
 
     # -- one tick ---------------------------------------------------------------------------
 
@@ -89,6 +94,7 @@ class Daemon:
         self._requested(now)
         self._maintenance(now)
         self._morning(now)
+        record_beat(self.ctx.sessions, self.name, self.started_at, now)
         return started
 
     def _start(self, host: str, task: Callable[..., object], *args: object) -> bool:

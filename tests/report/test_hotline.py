@@ -71,7 +71,8 @@ def test_a_report_that_did_not_go_out_is_an_alert(tmp_path: Path) -> None:
     from orchestrator.dashboard.problems import problems
     from orchestrator.history.models import AlertRow, ClientRow, EmailRow
 
-    assert [p.status for p in problems(s.sessions)] == ["report"]
+    tz = s.loaded.config.msp.timezone
+    assert [p.status for p in problems(s.sessions, tz=tz, now=s.clock.now())] == ["report"]
     with s.sessions() as session, session.begin():
         acme = session.scalars(select(ClientRow).where(ClientRow.key == "acme")).one()
         session.add(EmailRow(kind="digest", client_id=acme.id, report_date=night,
@@ -81,7 +82,7 @@ def test_a_report_that_did_not_go_out_is_an_alert(tmp_path: Path) -> None:
     with s.sessions() as session:
         alert = session.scalars(select(AlertRow).where(AlertRow.kind == "report_missing")).one()
         assert alert.resolved_at == later
-    assert problems(s.sessions) == []
+    assert problems(s.sessions, tz=s.loaded.config.msp.timezone, now=s.clock.now()) == []
 
 
 def test_english_hotline_messages(tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
