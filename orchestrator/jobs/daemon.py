@@ -38,7 +38,7 @@ from orchestrator.jobs import maintenance, morning, night
 from orchestrator.jobs.context import RunContext, close_interrupted_runs
 from orchestrator.jobs.heartbeat import ping, record_beat
 from orchestrator.jobs.night import Due
-from orchestrator.jobs.run import RunResult
+from orchestrator.jobs.run import Claim, RunResult
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,24 @@ class Daemon:
                 if night.record_not_run(self.ctx, due, now) and self.listener:
                     self.listener.missed(due)
                 continue
-            if self._start(due.host, self._run, due, replace(self.ctx)):
+            if not self._free(due.host):
+                continue  # its turn comes at a later tick
+            # Claimed here, before the morning below builds any report: a run started at this
+            # tick is told in progress, never missing.
+            claim = night.claim_due(self.ctx, due)
+            if claim is not None and self._start(due.host, self._run, due, replace(self.ctx),
+                                                 claim):
                 started.append(due)
         self._requested(now)
         self._maintenance(now)
         self._morning(now)
         record_beat(self.ctx.sessions, self.name, self.started_at, now)
         return started
+
+    def _free(self, host: str) -> bool:
+        """Whether a run on ``host`` could start now (only this thread starts runs)."""
+        with self._lock:
+            return host not in self._running and len(self._running) < self.max_workers
 
     def _start(self, host: str, task: Callable[..., object], *args: object) -> bool:
         """Run ``task`` in the pool unless its host is busy or every worker is (its turn comes
@@ -106,8 +117,8 @@ class Daemon:
             self._running[host] = self._pool.submit(task, *args)
             return True
 
-    def _run(self, due: Due, ctx: RunContext) -> None:
-        result = night.run_due(ctx, due)
+    def _run(self, due: Due, ctx: RunContext, claim: Claim | None = None) -> None:
+        result = night.run_due(ctx, due, claim)
         if result is not None and self.listener:
             self.listener.finished(due, result)
 

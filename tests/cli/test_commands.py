@@ -86,11 +86,11 @@ def test_db_upgrade_twice_records_clients_and_jobs(cli, tmp_path: Path, backend:
     config = _config_with_db(tmp_path, url)
     first = cli("db", "upgrade", "-c", str(config))
     assert first.code == 0, first.err
-    assert "schema created (revision 0006)" in first.out
+    assert "schema created (revision 0007)" in first.out
     assert "clients: 1 (1 new), jobs: 3 (3 new)" in first.out
     second = cli("db", "upgrade", "-c", str(config))
     assert second.code == 0, second.err
-    assert "schema already current (revision 0006)" in second.out
+    assert "schema already current (revision 0007)" in second.out
     assert "clients: 1 (0 new), jobs: 3 (0 new)" in second.out
     engine = open_engine(url)
     with session_factory(engine)() as session:
