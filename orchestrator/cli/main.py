@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from orchestrator import __version__
 from orchestrator.cli import (
+    acknowledge,
     backup,
     client,
     daemon,
@@ -44,7 +45,8 @@ from orchestrator.logsetup import setup_logging
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
-            verify, prune, quota, report, client, users, serve, service, selfbackup, db)
+            verify, prune, quota, report, client, users, acknowledge, serve, service,
+            selfbackup, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

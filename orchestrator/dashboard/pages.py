@@ -24,6 +24,7 @@ from orchestrator.dashboard.access import (
     visible_run,
 )
 from orchestrator.dashboard.accounts import authenticate
+from orchestrator.dashboard.acknowledge import acknowledge_run
 from orchestrator.dashboard.auth import fingerprint
 from orchestrator.dashboard.charts import volume_svg
 from orchestrator.dashboard.markdown import to_html
@@ -48,7 +49,6 @@ from orchestrator.history.models import (
     AcknowledgementRow,
     AuditRow,
     RunRequestRow,
-    RunRow,
 )
 from orchestrator.history.queries import job_row
 from orchestrator.humanize import size
@@ -193,12 +193,8 @@ def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = ""
     staff_form(request, viewer, csrf)
     comment = comment_of(comment)
     now = settings.now()
-    with settings.sessions() as session, session.begin():
-        run = session.scalars(select(RunRow).where(RunRow.uid == uid)).one()
-        session.add(AcknowledgementRow(job_id=run.job_id, run_id=run.id, user_id=viewer.user_id,
-                                       at=now, comment=comment))
-        session.add(AuditRow(at=now, actor=f"web:{viewer.username}", action="run.acknowledge",
-                             target=uid, details={"comment": comment}))
+    acknowledge_run(settings.sessions, uid, viewer.user_id, comment, now,
+                    f"web:{viewer.username}")
     return RedirectResponse(f"/runs/{uid}", status_code=303)
 
 
