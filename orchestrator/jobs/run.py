@@ -270,7 +270,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                                    "forgotten": sum(not d.keep for d in decisions)}
         except HvbError as exc:
             result.findings.append(RetentionFailed.of(exc))
-        result.findings.extend(_against_history(ctx, ref, copies))
+        result.findings.extend(_against_history(ctx, ref, uid, copies))
         try:
             state = measure_and_judge(ctx.sessions, loaded, ref.client_name, copies,
                                       ctx.clock.now())
@@ -367,7 +367,8 @@ def _read(recorder: RunRecorder, source: Source, backup: Backup, exposed: list[E
             findings.append(files_unreadable(obj, denied))
 
 
-def _against_history(ctx: RunContext, ref: JobRef, copies: list[str]) -> list[Finding]:
+def _against_history(ctx: RunContext, ref: JobRef, uid: str, copies: list[str]
+                     ) -> list[Finding]:
     """Each copy's snapshot names against the snapshots the history committed (rollback,
     planted files); a baie that cannot be listed is left to the copy's own finding."""
     found: list[Finding] = []
@@ -381,7 +382,8 @@ def _against_history(ctx: RunContext, ref: JobRef, copies: list[str]) -> list[Fi
         except HvbError:
             continue
         with ctx.sessions() as session:
-            found += rollback.compare(session, ref.client_name, baie, present).findings()
+            found += rollback.compare(session, ref.client_name, baie, present,
+                                      current_run=uid).findings()
     return found
 
 

@@ -38,15 +38,18 @@ def test_an_acknowledged_outage_stays_acknowledged_until_the_job_succeeds(
     site.clock.advance(timedelta(days=1))  # the host is still down the next night
     again = site.s.run("partages")
     assert again.status == "ECHEC"
+    web = site.login("marie")  # a new day, a new session (they last 12 hours)
     home = web.get("/").text
     assert f'href="/runs/{again.uid}"' in home  # the row is about the new failure...
     assert _ack_cell(home, "partages") == ACK
 
     site.clock.advance(timedelta(days=1))  # the host is back: the job succeeds
     assert site.s.run("partages").status == "REUSSIE"
+    web = site.login("marie")
     assert 'data-job="partages"' not in web.get("/").text
     site.clock.advance(timedelta(days=1))
     site.s.loaded.config.clients["acme"].hosts["hv01"].simulated.faults[0].dates.append(
         site.clock.now().date())
     assert site.s.run("partages").status == "ECHEC"  # a new outage: not acknowledged yet
+    web = site.login("marie")
     assert _ack_cell(web.get("/").text, "partages") == "-"

@@ -13,6 +13,7 @@ from urllib.parse import urldefrag, urlsplit
 
 from orchestrator.dashboard.accounts import add_user
 from orchestrator.dashboard.app import DashboardSettings, create_app
+from tests.dashboard.site import Site
 from tests.world import Setup
 
 HREF = re.compile(r'href="([^"]+)"')
@@ -30,7 +31,7 @@ def test_every_link_resolves(tmp_path: Path) -> None:
         sessions=s.sessions, timezone=s.loaded.config.msp.timezone, language="fr",
         now=s.clock.now, secret="a secret for tests", secure_cookies=False)),
         follow_redirects=False)
-    assert web.post("/login", data={"username": "marie", "password": "hotline password 1",
+    assert Site.post_login(web, {"username": "marie", "password": "hotline password 1",
                                     "next": "/"}).status_code == 303
     pages: dict[str, str] = {}
     anchors: list[tuple[str, str, str]] = []  # (from, page, anchor)

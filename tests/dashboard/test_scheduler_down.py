@@ -19,7 +19,7 @@ from orchestrator.dashboard.app import DashboardSettings, create_app
 from orchestrator.dashboard.auth import create_token
 from orchestrator.jobs.daemon import Daemon
 from orchestrator.report.digest import send_digest
-from tests.dashboard.site import csrf_of
+from tests.dashboard.site import Site, csrf_of
 from tests.world import Setup
 
 PASSWORDS = {"marie": "hotline password 1", "acme-it": "acme portal password"}
@@ -50,7 +50,7 @@ def dashboard(s: Setup) -> tuple[TestClient, TestClient]:
     out = []
     for name in ("marie", "acme-it"):
         web = TestClient(app, follow_redirects=False)
-        assert web.post("/login", data={"username": name, "password": PASSWORDS[name],
+        assert Site.post_login(web, {"username": name, "password": PASSWORDS[name],
                                         "next": "/"}).status_code == 303
         out.append(web)
     return out[0], out[1]
