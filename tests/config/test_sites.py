@@ -1,0 +1,158 @@
+"""Sites: hosts say which site's agent reaches them; an agent receives its site's part only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config.load import load_config_text
+from orchestrator.config.models import Config
+from orchestrator.errors import UsageError
+from tests.config.base import line_of
+from tests.conftest import write_config
+
+TWO_SITES = """\
+version: 1
+database: postgresql+psycopg://hvbackup@db.msp.example/hvbackup
+msp:
+  name: MSP Test
+  hotline: [hotline@msp.example]
+  heartbeat_url: https://hc.example/ping/5b3a0c2e-secret-uuid
+smtp:
+  host: smtp.msp.example
+  username: backups@msp.example
+  password_env: HVB_SMTP_PASSWORD
+  from: "Backups <backups@msp.example>"
+sites:
+  acme-siege:
+    name: ACME, siège de Lyon
+    heartbeat_minutes: 30
+  bobco-usine:
+    name: BobCo, usine
+baies:
+  baie-acme-1: {type: local, path: /srv/acme-1}
+  baie-acme-2: {type: local, path: /srv/acme-2}
+  baie-bob: {type: local, path: /srv/bob}
+  baie-central: {type: local, path: /srv/central}
+clients:
+  acme:
+    name: ACME SARL
+    contacts: [it@acme.example]
+    encryption: {public_key_file: keys/acme.pub}
+    copies: [baie-acme-1, baie-acme-2]
+    hosts:
+      hv-acme:
+        address: hv01.acme.local
+        site: acme-siege
+        winrm: {username: 'ACME\\\\svc', password_env: ACME_WINRM_PASSWORD}
+      hv-acme-annexe:
+        address: hv02.annexe-acme.local
+        winrm: {username: 'ACME\\\\svc', password_file: /etc/hvbackup/annexe.pass}
+    jobs:
+      erp-acme:
+        type: hyperv-vm
+        host: hv-acme
+        vms: [ERP01]
+        schedule: "daily 22:00"
+      annexe-files:
+        type: files
+        host: hv-acme-annexe
+        paths: ['D:\\\\Annexe']
+        schedule: "daily 23:00"
+        copies: [baie-central]
+  bobco:
+    name: BobCo Industries
+    contacts: [dsi@bobco.example]
+    encryption: {public_key_file: keys/bobco.pub}
+    copies: [baie-bob]
+    hosts:
+      hv-bob:
+        address: srv-hyperv.bobco.lan
+        site: bobco-usine
+        winrm: {username: 'BOBCO\\\\backup', password_env: BOBCO_WINRM_PASSWORD}
+    jobs:
+      usine-compta:
+        type: sql-server
+        host: hv-bob
+        instance: 'SRV-HYPERV\\\\COMPTA'
+        databases: [all]
+        schedule: "daily 21:00"
+"""
+
+BOBCO_TRACES = ["bobco", "BobCo", "hv-bob", "srv-hyperv.bobco.lan", "usine-compta",
+                "BOBCO_WINRM_PASSWORD", "baie-bob", "dsi@bobco.example", "/srv/bob"]
+SERVER_ONLY = ["db.msp.example", "smtp.msp.example", "HVB_SMTP_PASSWORD",
+               "5b3a0c2e-secret-uuid"]
+
+
+def test_the_part_of_a_site_holds_nothing_of_another_site() -> None:
+    loaded = load_config_text(TWO_SITES, "hvbackup.yaml")
+    text = json.dumps(loaded.site_part("acme-siege"), ensure_ascii=False)
+    for trace in BOBCO_TRACES + SERVER_ONLY:
+        assert trace not in text, trace
+    # Nor what ACME has on another site (its annex is reached from the central server).
+    for trace in ["hv-acme-annexe", "annexe-acme.local", "annexe-files", "baie-central",
+                  "/etc/hvbackup/annexe.pass"]:
+        assert trace not in text, trace
+    # What the agent needs is there, the secret as the name of its variable.
+    for needed in ["hv01.acme.local", "erp-acme", "ERP01", "daily 22:00", "baie-acme-1",
+                   "baie-acme-2", "ACME_WINRM_PASSWORD", "keys/acme.pub", "ACME, siège de Lyon"]:
+        assert needed in text, needed
+
+
+def test_the_part_of_a_site_loads_as_a_configuration_of_its_own() -> None:
+    loaded = load_config_text(TWO_SITES, "hvbackup.yaml")
+    part = Config.model_validate(loaded.site_part("bobco-usine"))
+    assert list(part.clients) == ["bobco"]
+    assert list(part.clients["bobco"].jobs) == ["usine-compta"]
+    assert list(part.baies) == ["baie-bob"]
+    assert part.sites["bobco-usine"].heartbeat_minutes == 15
+    assert part.clients["bobco"].hosts["hv-bob"].winrm is not None
+    assert part.clients["bobco"].hosts["hv-bob"].winrm.password_env == "BOBCO_WINRM_PASSWORD"
+
+
+def test_hosts_without_a_site_belong_to_the_central_server() -> None:
+    loaded = load_config_text(TWO_SITES, "hvbackup.yaml")
+    assert loaded.config.clients["acme"].hosts["hv-acme-annexe"].site == "central"
+    part = loaded.site_part("central")
+    assert list(part["clients"]) == ["acme"]
+    assert list(part["clients"]["acme"]["hosts"]) == ["hv-acme-annexe"]
+    assert list(part["clients"]["acme"]["jobs"]) == ["annexe-files"]
+    assert list(part["baies"]) == ["baie-central"]
+
+
+def test_an_unknown_site_is_refused_with_the_known_ones() -> None:
+    loaded = load_config_text(TWO_SITES, "hvbackup.yaml")
+    with pytest.raises(UsageError) as caught:
+        loaded.site_part("acme-siège")
+    assert "did you mean 'acme-siege'?" in caught.value.message
+
+
+def test_a_host_naming_an_undeclared_site_is_located(cli, tmp_path: Path) -> None:
+    text = TWO_SITES.replace("site: bobco-usine", "site: bobco-usin")
+    path = write_config(tmp_path, text)
+    result = cli("validate", "-c", str(path))
+    assert result.code == 2, result.err
+    assert "Traceback" not in result.err
+    assert (f"{path}:{line_of(text, 'site: bobco-usin')}: clients.bobco.hosts.hv-bob.site: "
+            "site 'bobco-usin' is not declared under 'sites:'; did you mean 'bobco-usine'?"
+            ) in result.err
+
+
+def test_a_site_name_must_be_an_identifier(cli, tmp_path: Path) -> None:
+    text = TWO_SITES.replace("  acme-siege:\n", "  ACME Siège:\n").replace(
+        "site: acme-siege", "site: ACME Siège")
+    path = write_config(tmp_path, text)
+    result = cli("validate", "-c", str(path))
+    assert result.code == 2, result.err
+    assert (f"{path}:{line_of(text, 'ACME Siège:')}: sites.ACME Siège: 'ACME Siège' is not a "
+            "valid name: use lower-case letters") in result.err
+
+
+def test_the_central_site_needs_no_declaration(cli, tmp_path: Path) -> None:
+    text = TWO_SITES.replace("        address: hv02.annexe-acme.local\n",
+                             "        address: hv02.annexe-acme.local\n        site: central\n")
+    result = cli("validate", "-c", str(write_config(tmp_path, text)))
+    assert result.code == 0, result.err
