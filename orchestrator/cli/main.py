@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from orchestrator import __version__
 from orchestrator.cli import (
+    agent,
     backup,
     client,
     daemon,
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
             restore_sql, verify, prune, quota, usage, report, runbook, client, users, serve,
-            service, selfbackup, db)
+            service, selfbackup, db, agent)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

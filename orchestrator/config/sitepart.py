@@ -62,3 +62,10 @@ def site_part(config: Config, site: str) -> dict[str, Any]:
     if site in whole.get("sites", {}):
         part["sites"] = {site: whole["sites"][site]}
     return part
+
+
+def site_jobs(config: Config, site: str) -> set[tuple[str, str]]:
+    """``(client, job)`` of every job on ``site``'s hosts."""
+    return {(cname, jname) for cname, client in config.clients.items()
+            for jname, job in client.jobs.items()
+            if job.host in client.hosts and client.hosts[job.host].site == site}
