@@ -1,19 +1,30 @@
 """``hvbackup agent``: site agents. On the central server: ``token`` (a single-use enrollment
-token for a site, printed once), ``list`` and ``revoke``. See docs/agents.md."""
+token for a site, printed once), ``list`` and ``revoke``. On the site's machine: ``enroll``
+and ``deliver`` (the spool's runs to the server). See docs/agents.md."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from orchestrator import __version__
+from orchestrator.agent import server as door
+from orchestrator.agent import state as agent_state
+from orchestrator.agent.protocol import EnrollIn
 from orchestrator.agent.registry import ENROLLMENT_HOURS_MAX, create_enrollment, list_agents, revoke
+from orchestrator.agent.spool import Spool, deliver
 from orchestrator.cli.common import actor, add_config_argument, context, load_from_args
 from orchestrator.cli.timefmt import local_str
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.config.sitepart import site_names
 from orchestrator.config.suggest import did_you_mean
-from orchestrator.errors import UsageError
+from orchestrator.errors import ServerUnreachable, UsageError
 
 
 def register(sub: Any) -> None:
@@ -36,6 +47,30 @@ def register(sub: Any) -> None:
     add_config_argument(drop)
     drop.add_argument("name", help="the agent's name (see 'hvbackup agent list')")
     drop.set_defaults(handler=run_revoke)
+
+    enroll = actions.add_parser("enroll", help="on the site's machine: enroll this agent "
+                                "with the central server")
+    enroll.add_argument("--server", required=True, metavar="URL",
+                        help="the central server, e.g. https://sauvegardes.msp.example")
+    enroll.add_argument("--token", metavar="TOKEN",
+                        help=f"the enrollment token (default: ${ENROLL_TOKEN_ENV})")
+    enroll.add_argument("--ca-file", metavar="FILE",
+                        help="the private CA that signed the server's certificate")
+    enroll.add_argument("--name", help="this agent's name (default: the machine's name)")
+    _state_argument(enroll)
+    enroll.set_defaults(handler=run_enroll)
+    send = actions.add_parser("deliver", help="on the site's machine: send the runs that "
+                              "wait in the spool")
+    _state_argument(send)
+    send.set_defaults(handler=run_deliver)
+
+
+ENROLL_TOKEN_ENV = "HVBACKUP_AGENT_ENROLL_TOKEN"
+
+
+def _state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="the agent's state folder (default: 'agent' in the state folder)")
 
 
 def run_token(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
@@ -74,4 +109,44 @@ def run_revoke(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     ctx = context(load_from_args(args), clock)
     site = revoke(ctx.sessions, args.name, actor(), clock.now())
     ui.print(f"agent {args.name} (site {site}) revoked: its token is refused from now on")
+    return 0
+
+
+def run_enroll(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
+    url = agent_state.server_url(args.server)
+    token = args.token or os.environ.get(ENROLL_TOKEN_ENV)
+    if not token:
+        raise UsageError(f"an enrollment token is needed: --token or ${ENROLL_TOKEN_ENV} "
+                         "(create one on the server: hvbackup agent token --site SITE)")
+    ca_file = os.path.abspath(args.ca_file) if args.ca_file else None
+    if ca_file and not os.path.isfile(ca_file):
+        raise UsageError(f"--ca-file {args.ca_file}: no such file")
+    name = args.name or socket.gethostname().split(".")[0]
+    try:
+        request = EnrollIn(token=token, name=name, version=__version__)
+    except ValidationError:
+        raise UsageError(f"--name {name!r}: use letters, digits, '.', '-' and '_' (at most "
+                         "100), starting with a letter or digit") from None
+    answer = door.enroll(url, Path(ca_file) if ca_file else None, request)
+    folder = agent_state.agent_dir(args.state_dir)
+    agent_state.save(folder, agent_state.AgentState(url, answer.site, answer.name, ca_file),
+                     answer.agent_token)
+    ui.print(f"agent {answer.name} enrolled for site {answer.site} with {url} "
+             f"(state in {folder})")
+    return 0
+
+
+def run_deliver(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
+    folder = agent_state.agent_dir(args.state_dir)
+    enrolled, token = agent_state.load(folder)
+    spool = Spool(folder / agent_state.SPOOL_FILE)
+    with door.HttpServer(enrolled.server, enrolled.ca_path, token) as server:
+        result = deliver(spool, server, clock.now())
+    for line in result.refused:
+        ui.warn(f"refused by the server, kept in the spool: {line}")
+    if result.unreachable:
+        ui.error(f"{result.delivered} run(s) delivered, {result.waiting} waiting: "
+                 f"{result.unreachable}")
+        return ServerUnreachable.exit_code
+    ui.print(f"{result.delivered} run(s) delivered to {enrolled.server}, none waiting")
     return 0

@@ -80,6 +80,7 @@ BOBCO_TRACES = ["bobco", "BobCo", "hv-bob", "srv-hyperv.bobco.lan", "usine-compt
 
 def write_two_sites(folder: Path) -> Path:
     """The configuration in ``folder``, its history a SQLite file beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "hvbackup.yaml"
     text = TWO_SITES.replace("postgresql+psycopg://hvbackup@db.msp.example/hvbackup",
                              f"sqlite:///{folder / 'history.db'}")
