@@ -161,6 +161,12 @@ def test_no_token_or_a_dashboard_token_is_no_agent(central: Central) -> None:
         assert central.web.get(f"{API}/config", headers=headers).status_code == 401
 
 
+def test_an_agent_token_opens_nothing_of_the_dashboard_api(central: Central) -> None:
+    acme = central.enroll("acme-siege", "srv-acme")
+    for path in ("/api/v1/clients", "/api/v1/problems", "/metrics"):
+        assert central.web.get(path, headers=acme).status_code == 401, path
+
+
 def test_the_same_run_delivered_twice_is_recorded_once(central: Central) -> None:
     acme = central.enroll("acme-siege", "srv-acme")
     run = a_run("202611222200-acme01", "acme", "erp-acme")
