@@ -46,6 +46,7 @@ class AgentInfo:
     enrolled_at: datetime
     last_seen_at: datetime | None
     version: str | None
+    queued_runs: int
     revoked_at: datetime | None
 
 
@@ -92,7 +93,7 @@ def enroll(sessions: sessionmaker[Session], enrollment_token: str, name: str, ve
             raise UsageError(f"an agent named {name!r} is already enrolled: revoke it first "
                              f"('hvbackup agent revoke {name}') or choose another name")
         row = AgentRow(site=site, name=name, token_sha256=sha256(token), enrolled_at=now,
-                       last_seen_at=now, version=version[:40], running=[])
+                       last_seen_at=now, version=version[:40], running=[], queued_runs=0)
         session.add(row)
         session.flush()
         session.execute(update(AgentEnrollmentRow).where(AgentEnrollmentRow.id == enrollment_id)
@@ -119,9 +120,9 @@ def agent_of(session: Session, token: str, now: datetime) -> AgentIdentity | Non
 
 
 def heartbeat(session: Session, agent: AgentIdentity, version: str, running: list[Any],
-              now: datetime) -> None:
+              queued_runs: int, now: datetime) -> None:
     session.execute(update(AgentRow).where(AgentRow.id == agent.id).values(
-        version=version[:40], running=running, last_seen_at=now))
+        version=version[:40], running=running, queued_runs=queued_runs, last_seen_at=now))
 
 
 def revoke(sessions: sessionmaker[Session], name: str, actor: str, now: datetime) -> str:
@@ -147,4 +148,4 @@ def list_agents(sessions: sessionmaker[Session]) -> list[AgentInfo]:
         rows = session.scalars(select(AgentRow).order_by(AgentRow.site, AgentRow.name,
                                                          AgentRow.id)).all()
         return [AgentInfo(r.name, r.site, r.enrolled_at, r.last_seen_at, r.version,
-                          r.revoked_at) for r in rows]
+                          r.queued_runs, r.revoked_at) for r in rows]

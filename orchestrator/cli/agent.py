@@ -95,13 +95,13 @@ def run_list(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     ctx = context(loaded, clock)
     tz = loaded.config.msp.timezone
     rows = [[a.name, a.site, a.version or "-", local_str(a.enrolled_at, tz),
-             local_str(a.last_seen_at, tz) if a.last_seen_at else "never",
+             local_str(a.last_seen_at, tz) if a.last_seen_at else "never", str(a.queued_runs),
              f"revoked {local_str(a.revoked_at, tz)}" if a.revoked_at else "enrolled"]
             for a in list_agents(ctx.sessions)]
     if not rows:
         ui.print("no agent enrolled (create a token with: hvbackup agent token --site SITE)")
         return 0
-    ui.table(["AGENT", "SITE", "VERSION", "ENROLLED", "LAST SEEN", "STATE"], rows)
+    ui.table(["AGENT", "SITE", "VERSION", "ENROLLED", "LAST SEEN", "WAITING", "STATE"], rows)
     return 0
 
 

@@ -129,5 +129,6 @@ def post_heartbeat(request: Request, agent: Agent, body: HeartbeatIn) -> Heartbe
     now = settings.now()
     with settings.sessions() as session, session.begin():
         registry.heartbeat(session, agent, body.version,
-                           [r.model_dump(mode="json") for r in body.running], now)
+                           [r.model_dump(mode="json") for r in body.running],
+                           body.queued_runs, now)
     return HeartbeatOut(site=agent.site, server_time=now)

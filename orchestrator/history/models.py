@@ -399,7 +399,7 @@ class AgentRow(Base):
     """A site agent (``hvbackup agent enroll``). Only the SHA-256 of its token is kept: the
     token is given once, at enrollment. A revoked agent is kept (what it delivered stays
     attributed) and refused everywhere. ``running`` is what its last heartbeat said it was
-    doing."""
+    doing, ``queued_runs`` how many runs its spool still held."""
 
     __tablename__ = "agents"
     __table_args__ = (Index(None, "site"),)
@@ -412,6 +412,7 @@ class AgentRow(Base):
     last_seen_at: Mapped[datetime | None]
     version: Mapped[str | None] = mapped_column(String(40))
     running: Mapped[list[Any]] = mapped_column(default=list)
+    queued_runs: Mapped[int] = mapped_column(Integer, default=0)  # not delivered yet
     revoked_at: Mapped[datetime | None]
 
 

@@ -231,7 +231,9 @@ def test_the_heartbeat_records_version_and_running_jobs(central: Central, cli) -
         assert row.version == "1.2.0"
         assert row.running[0]["step"] == "upload"
         assert row.last_seen_at == central.clock.now()
+        assert row.queued_runs == 2
     listed = cli("agent", "list", "-c", str(central.path))
     assert listed.code == 0, listed.err
     line = next(ln for ln in listed.out.splitlines() if ln.startswith("srv-acme"))
-    assert "acme-siege" in line and "1.2.0" in line and "enrolled" in line
+    assert line.split() == ["srv-acme", "acme-siege", "1.2.0", "Mon", "23/11/2026", "10:00",
+                            "Mon", "23/11/2026", "11:00", "2", "enrolled"]

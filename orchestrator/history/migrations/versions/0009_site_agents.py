@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("version", sa.String(length=40), nullable=True),
         sa.Column("running", sa.JSON(), nullable=False),
+        sa.Column("queued_runs", sa.Integer(), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agents")),
         sa.UniqueConstraint("token_sha256", name=op.f("uq_agents_token_sha256")),
