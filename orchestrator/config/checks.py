@@ -265,6 +265,11 @@ def warnings(loaded: LoadedConfig, filename: str) -> list[ConfigProblem]:
 
     file_exists(("msp", "escrow_public_key_file"), cfg.msp.escrow_public_key_file,
                 "escrow public key")
+    used_sites = {h.site for c in cfg.clients.values() for h in c.hosts.values()}
+    for site in cfg.sites:
+        if site not in used_sites and site != CENTRAL_SITE:
+            warn(("sites", site), "no host names this site ('site: " + site + "'): its agent "
+                                  "would have nothing to do")
     if cfg.smtp:
         env_set(("smtp", "password_env"), cfg.smtp.password_env)
         file_exists(("smtp", "password_file"), cfg.smtp.password_file, "password file")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.load import load_config_text
+from orchestrator.config.load import load_config, load_config_text
 from orchestrator.config.models import Config
 from orchestrator.errors import UsageError
 from tests.config.base import line_of
@@ -87,3 +87,11 @@ def test_the_central_site_needs_no_declaration(cli, tmp_path: Path) -> None:
                              "        address: hv02.annexe-acme.local\n        site: central\n")
     result = cli("validate", "-c", str(write_config(tmp_path, text)))
     assert result.code == 0, result.err
+
+
+def test_a_site_no_host_names_is_warned(tmp_path: Path) -> None:
+    text = TWO_SITES.replace("sites:\n", "sites:\n  dupont-entrepot: {name: Dupont}\n")
+    warned = "\n".join(str(w) for w in load_config(write_config(tmp_path, text)).warnings)
+    assert (f"{tmp_path / 'hvbackup.yaml'}:{line_of(text, 'dupont-entrepot')}: "
+            "sites.dupont-entrepot: no host names this site") in warned
+    assert "acme-siege: no host" not in warned and "bobco-usine: no host" not in warned

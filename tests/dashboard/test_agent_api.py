@@ -4,11 +4,14 @@ agents refused, runs delivered exactly once (docs/agents.md)."""
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from orchestrator.agent import registry
 from orchestrator.clock import FrozenClock
 from orchestrator.dashboard.accounts import add_user
 from orchestrator.dashboard.auth import create_token
@@ -237,3 +240,48 @@ def test_the_heartbeat_records_version_and_running_jobs(central: Central, cli) -
     line = next(ln for ln in listed.out.splitlines() if ln.startswith("srv-acme"))
     assert line.split() == ["srv-acme", "acme-siege", "1.2.0", "Mon", "23/11/2026", "10:00",
                             "Mon", "23/11/2026", "11:00", "2", "enrolled"]
+
+
+def _race(calls: list[Callable[[], object]]) -> list[object]:
+    """Run ``calls`` at the same instant, each in its own thread; their results or errors."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:  # the outcome, error or not, is what the test compares
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_two_agents_racing_with_one_token_cannot_both_enroll(
+        tmp_path: Path, clock: FrozenClock, postgres_url: str) -> None:
+    central = Central(tmp_path, clock, database=postgres_url)
+    token = central.enrollment("acme-siege")
+    outcomes = _race([
+        lambda name=name: registry.enroll(central.sessions, token, name, "1.0.0", clock.now())
+        for name in ("srv-a", "srv-b", "srv-c", "srv-d")])
+    refused = [o for o in outcomes if isinstance(o, registry.EnrollmentRefused)]
+    assert len(refused) == 3, outcomes
+    with central.sessions() as session:
+        assert len(session.scalars(select(AgentRow)).all()) == 1
+
+
+def test_one_run_delivered_twice_at_the_same_moment_is_recorded_once(
+        tmp_path: Path, clock: FrozenClock, postgres_url: str) -> None:
+    central = Central(tmp_path, clock, database=postgres_url)
+    acme = central.enroll("acme-siege", "srv-acme")
+    run = a_run("202611222200-acme01", "acme", "erp-acme")
+    answers = _race([lambda: central.web.post(f"{API}/runs", headers=acme, json=run)
+                     for _ in range(4)])
+    assert sorted(a.json()["recorded"] for a in answers) == [  # type: ignore[attr-defined]
+        False, False, False, True]
+    assert _runs(central) == 1
