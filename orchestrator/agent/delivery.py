@@ -77,7 +77,7 @@ def _insert(session: Session, agent: AgentIdentity, run: RunIn) -> None:
                 if run.started_at else None)
     row = RunRow(uid=run.uid, job_id=job.id, trigger=run.trigger,
                  scheduled_for=run.scheduled_for, window_ends_at=run.window_ends_at,
-                 state=RunState.FINISHED.value, status=run.status,
+                 state=RunState.FINISHED.value, status=run.status.value,
                  claimed_by=f"agent:{agent.name}"[:200], started_at=run.started_at,
                  finished_at=run.finished_at, duration_s=duration, consistency=run.consistency,
                  bytes_read=run.bytes_read, bytes_new=run.bytes_new, bytes_sent=run.bytes_sent,

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from orchestrator.findings import RunStatus
+
 PREFIX = "/api/agent/v1"
 
 Name = Annotated[str, Field(min_length=1, max_length=64)]
@@ -76,7 +78,7 @@ class RunIn(Message):
     window_ends_at: AwareDatetime | None = None
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime
-    status: Annotated[str, Field(min_length=1, max_length=20)]
+    status: RunStatus
     consistency: Annotated[str, Field(max_length=20)] | None = None
     bytes_read: Figure | None = None
     bytes_new: Figure | None = None

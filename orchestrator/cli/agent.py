@@ -24,7 +24,7 @@ from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.config.sitepart import site_names
 from orchestrator.config.suggest import did_you_mean
-from orchestrator.errors import ServerUnreachable, UsageError
+from orchestrator.errors import ServerRefused, ServerUnreachable, UsageError
 
 
 def register(sub: Any) -> None:
@@ -143,10 +143,10 @@ def run_deliver(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     with door.HttpServer(enrolled.server, enrolled.ca_path, token) as server:
         result = deliver(spool, server, clock.now())
     for line in result.refused:
-        ui.warn(f"refused by the server, kept in the spool: {line}")
+        ui.error(f"refused by the server, kept in the spool and no longer sent: {line}")
     if result.unreachable:
         ui.error(f"{result.delivered} run(s) delivered, {result.waiting} waiting: "
                  f"{result.unreachable}")
         return ServerUnreachable.exit_code
     ui.print(f"{result.delivered} run(s) delivered to {enrolled.server}, none waiting")
-    return 0
+    return ServerRefused.exit_code if result.refused else 0

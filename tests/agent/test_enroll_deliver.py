@@ -142,3 +142,30 @@ def test_plain_http_is_refused_beyond_this_machine(cli, tmp_path: Path) -> None:
                  "--token", "hve_x", "--state-dir", str(tmp_path / "agent"))
     assert result.code == 2
     assert "plain http would send the agent's token in clear; use https" in result.err
+
+
+def test_a_run_the_server_refuses_is_kept_and_the_others_go(cli, tmp_path: Path,
+                                                            clock: FrozenClock) -> None:
+    central = Central(tmp_path / "central", clock)
+    agent_dir = tmp_path / "agent"
+    with serve_tls(central.app, tmp_path) as (url, ca):
+        assert cli("agent", "enroll", "--server", url, "--token",
+                   central.enrollment("acme-siege"), "--ca-file", str(ca), "--name",
+                   "srv-acme", "--state-dir", str(agent_dir)).code == 0
+        # A job moved to another site since the run was made, queued between two others.
+        spool = Spool(agent_dir / SPOOL_FILE)
+        for uid, client, job in [("202611222200-acme01", "acme", "erp-acme"),
+                                 ("202611222200-bob01", "bobco", "usine-compta"),
+                                 ("202611232200-acme02", "acme", "erp-acme")]:
+            night = uid[6:8]
+            run = a_run(uid, client, job, scheduled_for=f"2026-11-{night}T21:00:00+00:00")
+            assert spool.add(RunIn.model_validate(run), clock.now())
+        result = cli("agent", "deliver", "--state-dir", str(agent_dir))
+        assert result.code == 8
+        assert "2 run(s) delivered" in result.out
+        assert ("refused by the server, kept in the spool and no longer sent: "
+                "202611222200-bob01: run 202611222200-bob01 refused (403): the job is not "
+                "one of site 'acme-siege''s jobs") in result.err
+        assert [uid for uid, _ in spool.refused()] == ["202611222200-bob01"]
+        assert spool.waiting() == []
+    assert _runs(central) == ["202611222200-acme01", "202611232200-acme02"]

@@ -61,7 +61,7 @@ def a_run(uid: str, client: str, job: str, **extra: Any) -> dict[str, Any]:
     run: dict[str, Any] = {
         "uid": uid, "client": client, "job": job, "scheduled_for": start,
         "window_ends_at": "2026-11-23T05:00:00+00:00", "started_at": start,
-        "finished_at": "2026-11-22T21:42:00+00:00", "status": "OK",
+        "finished_at": "2026-11-22T21:42:00+00:00", "status": "REUSSIE",
         "consistency": "application", "bytes_read": 40_000_000_000,
         "bytes_new": 1_200_000_000, "bytes_sent": 700_000_000, "files": 3,
         "steps": [

@@ -191,7 +191,7 @@ def test_the_same_run_delivered_twice_is_recorded_once(central: Central) -> None
     assert page.status_code == 200, page.text
     body = page.json()
     assert (body["client"], body["job"], body["status"], body["bytes_sent"]) == (
-        "acme", "erp-acme", "OK", 700_000_000)
+        "acme", "erp-acme", "REUSSIE", 700_000_000)
     assert body["duration_s"] == 42 * 60
     assert [s["name"] for s in body["steps"]] == ["checkpoint", "upload"]
     assert [e["message"] for e in body["log"]][-1] == "run finished"
@@ -215,7 +215,8 @@ def test_a_malformed_run_is_refused_and_nothing_recorded(central: Central) -> No
     acme = central.enroll("acme-siege", "srv-acme")
     naive = a_run("r-naive", "acme", "erp-acme", finished_at="2026-11-22T21:42:00")
     extra = a_run("r-extra", "acme", "erp-acme", password="x")
-    for body in (naive, extra):
+    unknown_status = a_run("r-status", "acme", "erp-acme", status="OK")
+    for body in (naive, extra, unknown_status):
         assert central.web.post(f"{API}/runs", headers=acme, json=body).status_code == 422
     assert _runs(central) == 0
 
