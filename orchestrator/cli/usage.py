@@ -53,11 +53,11 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         return 0
     table = []
     for row in rows:
-        subscribed = "-" if row.subscribed_end is None else human_bytes(row.subscribed_end)
-        if row.tier_moves:
-            subscribed += " (moved " + ", ".join(
-                f"{m.decided_at.astimezone(tz):%d/%m} from {human_bytes(m.from_bytes)}"
-                for m in row.tier_moves) + ")"
+        subscribed = "-" if row.subscribed_start is None else human_bytes(row.subscribed_start)
+        for m in row.tier_moves:  # the month is billed at its start's volume
+            subscribed += (f", then {human_bytes(m.to_bytes)} from "
+                           f"{m.decided_at.astimezone(tz):%d/%m} (billed from "
+                           f"{m.billed_from:%d/%m/%Y})")
         runs = " ".join(f"{status}={count}" for status, count in row.runs.items() if count)
         for baie in baies_or_none(row.baies):
             table.append([row.client, subscribed, baie.baie if baie else "-",

@@ -35,6 +35,11 @@ class RunAlreadyClaimed(HvbError):
     permanent = False
 
 
+class JobAlreadyRunning(RunAlreadyClaimed):
+    """Another run of the same job is in progress (a second `hvbackup backup`, a run now during
+    the scheduled run): two runs of one job would sweep each other's checkpoints."""
+
+
 @dataclass
 class StepFigures:
     bytes_read: int | None = None
@@ -66,6 +71,12 @@ class RunRecorder:
         with self._sessions() as session, session.begin():
             job_row = known_job(session, client, job)
             now = self._now()
+            busy = _running_run_of(session, job_row.id, now)
+            if busy is not None:
+                raise JobAlreadyRunning(
+                    f"{client}/{job} is already running: run {busy.uid}, started "
+                    f"{busy.started_at:%Y-%m-%d %H:%M} UTC by {busy.claimed_by}; wait for it to "
+                    "end (a second run would remove the first one's checkpoints)")
             row = RunRow(uid=uid, job_id=job_row.id, trigger=trigger, scheduled_for=scheduled_for,
                          window_ends_at=scheduled_for + window, state=RunState.RUNNING.value,
                          claimed_by=f"{socket.gethostname()}:{os.getpid()}", started_at=now,
@@ -166,6 +177,21 @@ def record_missed(sessions: sessionmaker[Session], client: str, job: str, uid: s
     except IntegrityError:
         return False
     return True
+
+
+def _running_run_of(session: Session, job_id: int, now: datetime) -> RunRow | None:
+    """A run of the job still in progress: its process alive on this machine, or, from
+    another machine, within its window (and the hour after it that close_interrupted waits)."""
+    here = socket.gethostname()
+    for run in session.scalars(select(RunRow).where(RunRow.job_id == job_id,
+                                                    RunRow.state == RunState.RUNNING.value)):
+        host, _, pid = (run.claimed_by or "").rpartition(":")
+        if host == here and pid.isdigit():
+            if int(pid) == os.getpid() or procs.pid_alive(int(pid)):
+                return run
+        elif run.window_ends_at is None or run.window_ends_at + timedelta(hours=1) >= now:
+            return run
+    return None
 
 
 def close_interrupted(sessions: sessionmaker[Session], now: datetime,

@@ -199,10 +199,14 @@ def _trial(session: HostSession, jobs: list[Any], staging: str, run_id: str) -> 
     out = []
     for job in jobs:
         if isinstance(job, HypervVmJob):
+            # The trial takes what the job takes: a checkpoint, or (mode: export, required
+            # through the JEA endpoint) a checkpoint exported to staging, removed afterwards.
+            export = job.mode == "export"
             for vm in job.vms:
                 try:
                     made = session.run("New-HvbCheckpoint", VMName=vm, RunId=run_id,
-                                       AllowCrashConsistent=True, Mode="checkpoint")
+                                       AllowCrashConsistent=True, Mode=job.mode,
+                                       StagingPath=staging if export else None)
                 except HvbError as exc:
                     out.append(Verdict(f"trial VM {vm}", FAIL, exc.message))
                     continue
@@ -219,8 +223,13 @@ def _trial(session: HostSession, jobs: list[Any], staging: str, run_id: str) -> 
                                        "Manager (the next run retries the removal)"))
                 else:
                     out.append(Verdict(f"trial VM {vm}", OK, f"{made['consistency']} "
-                                       f"checkpoint taken and merged in "
-                                       f"{removed['merge_seconds']} s"))
+                                       f"checkpoint taken{', exported' if export else ''} "
+                                       f"and merged in {removed['merge_seconds']} s"))
+            if export:
+                try:
+                    session.run("Remove-HvbStaging", StagingPath=staging, RunId=run_id)
+                except HvbError as exc:
+                    out.append(Verdict("trial staging", WARN, exc.message))
         elif isinstance(job, SqlServerJob):
             try:
                 result = session.run("Invoke-HvbSqlBackup", Instance=job.instance,

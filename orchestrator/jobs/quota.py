@@ -176,6 +176,7 @@ def check_before_run(sessions: sessionmaker[Session], loaded: LoadedConfig, clie
     state = client_state(sessions, loaded, client, now)
     if state.status == "blocked":
         assert state.warned_since is not None and state.quota is not None
+        _record_block(sessions, loaded, client, state, now)
         raise QuotaExceeded(
             f"quota dépassé: {client} uses {size(state.used, 'en')} of "
             f"{size(state.quota, 'en')} subscribed, over by more than 10 % since "
@@ -219,13 +220,32 @@ def measure_and_judge(sessions: sessionmaker[Session], loaded: LoadedConfig, cli
     return state
 
 
+def _record_block(sessions: sessionmaker[Session], loaded: LoadedConfig, client: str,
+                  state: QuotaState, now: datetime) -> None:
+    """The first run refused for volume records the block (the client and the hotline are
+    told once, by the next alerts) and closes the warning it follows."""
+    with sessions() as session, session.begin():
+        owner = known_client(session, client)
+        open_alerts = {a.kind: a for a in session.scalars(select(AlertRow).where(
+            AlertRow.client_id == owner.id, AlertRow.resolved_at.is_(None),
+            AlertRow.kind.in_([k.value for k in QUOTA_ALERTS])))}
+        if AlertKind.QUOTA_BLOCKED.value in open_alerts:
+            return
+        warning = open_alerts.get(AlertKind.QUOTA_WARNING.value)
+        if warning is not None:
+            warning.resolved_at = now
+        session.add(_alert(AlertKind.QUOTA_BLOCKED, owner, state, now, loaded))
+
+
 def _alert(kind: AlertKind, owner: ClientRow, state: QuotaState, now: datetime,
            loaded: LoadedConfig) -> AlertRow:
     assert state.quota is not None and state.grace_ends is not None
-    after = {"block": "backups stop", "next_tier": "the next tier is billed"}[state.on_overrun]
-    said = (f"; {after} on {state.grace_ends.astimezone(loaded.config.msp.timezone):%d/%m/%Y} "
-            "unless the volume is raised or data removed" if kind == AlertKind.QUOTA_WARNING
-            else "; backups are stopped")
+    ends = state.grace_ends.astimezone(loaded.config.msp.timezone)
+    after = {"block": f"backups stop on {ends:%d/%m/%Y}",
+             "next_tier": f"the client moves to the next tier on {ends:%d/%m/%Y}, billed from "
+                          f"{first_of_next_month(ends.date()):%d/%m/%Y}"}[state.on_overrun]
+    said = (f"; {after} unless the volume is raised or data removed"
+            if kind == AlertKind.QUOTA_WARNING else "; backups are stopped")
     return AlertRow(
         kind=kind.value, severity="warning" if kind == AlertKind.QUOTA_WARNING else "error",
         client_id=owner.id, created_at=now,

@@ -136,3 +136,22 @@ def test_winrm_host_without_jea_endpoint(tmp_path: Path, cli) -> None:  # type: 
     assert next(x for x in lines if " endpoint " in x).startswith("warning")
     assert "configuration_name: hvbackup" in done.out
     assert next(x for x in lines if " connection " in x).startswith("FAIL")
+
+
+def test_trial_through_jea_exports_as_the_job_does(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from tests.world import SIMULATED
+
+    s = Setup(tmp_path, simulated=SIMULATED + ", jea: true", vm="\n        mode: export")
+    done, out, _ = _check(cli, s, "--trial")
+    lines = out.splitlines()
+    for vm in ("ERP01", "DC01"):
+        trial = next(x for x in lines if f"trial VM {vm}" in x)
+        assert trial.startswith("ok") and "export" in trial, out
+    assert done.code == 0, out
+    host = s.host()
+    try:  # nothing of the trial is left on the host: no checkpoint, no export, no share
+        leftovers = host.run("Get-HvbInventory")["leftovers"]
+        assert leftovers["checkpoints"] == [], leftovers
+        assert not leftovers.get("shares"), leftovers
+    finally:
+        host.close()

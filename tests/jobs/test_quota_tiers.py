@@ -183,3 +183,12 @@ def test_a_block_client_is_told_the_same_date_it_is_stopped_on(tmp_path: Path) -
     assert s.run("partages").status == "REUSSIE"  # 22/12: still within the 30 days
     s.clock.advance(timedelta(days=1))
     assert s.run("partages").status == "ECHEC"  # 23/12: stopped, as announced
+    assert s.run("erp").status == "ECHEC"
+    send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False)
+    _warned, stopped = _quota_mails(tmp_path)  # told once that it is stopped, and why
+    body = stopped.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "les nouvelles sauvegardes sont arrêtées" in body
+    with s.sessions() as session:
+        open_alerts = [a.kind for a in session.scalars(select(AlertRow).where(
+            AlertRow.resolved_at.is_(None)))]
+    assert open_alerts.count("quota_blocked") == 1 and "quota_warning" not in open_alerts

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from orchestrator.capture.sql import native_backups
 from orchestrator.config.models import SqlServerJob
-from orchestrator.history.models import RunEventRow, RunRow, SnapshotRow
+from orchestrator.history.models import JobRow, RunEventRow, RunRow, SnapshotRow
 from orchestrator.history.recorder import RunAlreadyClaimed, RunRecorder
 from orchestrator.jobs.run import run_job
 from orchestrator.store.restore import local_relative
@@ -328,3 +328,21 @@ def test_a_sql_job_reads_the_dumps_through_the_run_share(tmp_path: Path) -> None
     host = s.host()
     assert host.world.state["run_shares"] == {}
     assert not any(host.local_path("D:\\hvbackup-staging").rglob("*.bak"))
+
+
+def test_a_second_run_of_a_job_in_progress_is_refused(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """`hvbackup backup` started twice: the second must not sweep the first one's checkpoint."""
+    from orchestrator.history.recorder import JobAlreadyRunning
+    from orchestrator.jobs.run import claim_run
+
+    s = Setup(tmp_path)
+    ref = s.loaded.job("acme/erp")
+    first = claim_run(s.ctx, ref)  # in progress, in this (live) process
+    with pytest.raises(JobAlreadyRunning, match="acme/erp is already running: run "):
+        s.run("erp")
+    refused = cli("backup", "-c", str(s.config), "acme/erp")
+    assert refused.code != 0 and f"run {first.uid}" in refused.err
+    assert s.run("compta").status == "REUSSIE"  # another job of the host is not held
+    with s.sessions() as session:
+        assert [r.uid for r in session.scalars(select(RunRow).join(JobRow).where(
+            JobRow.key == "erp"))] == [first.uid]
