@@ -15,6 +15,10 @@ each instance carries the object, the codes and the hotline's message::
     ├── CheckpointNotMerged          warning     -        AVERTISSEMENT
     ├── CopyFailed                   warning     copy     AVERTISSEMENT
     ├── CopyIncomplete               warning     copy     AVERTISSEMENT
+    ├── BaieDamaged                  warning     -        AVERTISSEMENT: the point is saved
+    │                                                     whole; damage found on the baie
+    │                                                     was left out, re-sent or copied
+    │                                                     back (HVB-STORE-CORRUPT)
     └── RetentionFailed              warning     -        AVERTISSEMENT
 
 Nothing downstream reads a message to decide anything: the status comes from
@@ -157,10 +161,19 @@ class RetentionFailed(Finding):
     kind = "retention_failed"
 
 
+class BaieDamaged(Finding):
+    """Before the backup, files of the repository were found missing or damaged on the baie
+    (store/health.py); tonight's point does not count on them, and is whole. A warning, not a
+    success: a baie that loses or changes files needs a person (disks, tampering), and older
+    restore points may have lost what only those files held."""
+
+    kind = "baie_damaged"
+
+
 KINDS: dict[str, type[Finding]] = {
     cls.kind: cls for cls in (RunFailed, ObjectFailed, Interrupted, Missed, StoppedAfterSnapshot,
                               CrashConsistent, CheckpointNotMerged, CopyFailed, CopyIncomplete,
-                              RetentionFailed)
+                              RetentionFailed, BaieDamaged)
 }
 
 

@@ -68,6 +68,9 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     ui.print(f"{args.client} on {baie}: {report.snapshots} snapshot(s), {report.packs} pack(s); "
              f"{report.packs_read} read back ({human_bytes(report.bytes_read)})"
              + (f", {report.chunks_checked} chunk(s) decrypted and checked" if key else ""))
+    if report.strays:
+        ui.print(f"{len(report.strays)} file(s) that are not the repository's, ignored: "
+                 + ", ".join(report.strays[:10]))
     if report.ok:
         ui.print("no problem found")
         return 0

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from orchestrator.errors import RepositoryCorrupt
 from orchestrator.store import format as fmt
 from orchestrator.store.locks import Lock
 from orchestrator.store.repository import Repository, SnapshotInfo
@@ -52,6 +53,13 @@ def prune(repo: Repository, *, dry_run: bool = False,
     with Lock(repo.target, "exclusive", "prune").acquire(wait=wait):
         repo.sync_index()
         snapshots = repo.snapshots()
+        damaged = repo.damaged_snapshots()
+        if damaged and not dry_run:
+            # Their chunks cannot be known: deleting anything could take what they need.
+            raise RepositoryCorrupt(
+                f"{repo.target.label}: prune stopped, {len(damaged)} snapshot file(s) are "
+                f"damaged ({', '.join(sorted(damaged)[:3])}): put them back from the other "
+                "baie or remove them (runbook HVB-STORE-CORRUPT)")
         report.snapshots = len(snapshots)
         referenced: set[bytes] = set()
         for info in snapshots:
