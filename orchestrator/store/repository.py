@@ -201,7 +201,7 @@ class Repository:
         """Open for reading with a client (or escrow) private key."""
         config = cls.read_config(target)
         if config is None:
-            raise StoreError(f"{target.label}: no repository here")
+            raise StoreError(f"{target.label}: no repository here (no config file)")
         writer = unseal(base64.b64decode(config["writer_sealed"]), key)
         cache = IndexCache(cache_root / config["id"] / "index.sqlite")
         return cls(target, WriterKeys(writer), [key.public], config, cache)

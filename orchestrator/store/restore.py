@@ -110,7 +110,10 @@ class Restorer:
                                   where)[0]
             except (RepositoryCorrupt, BaieError):
                 continue
-        raise error
+        if isinstance(error, RepositoryCorrupt) and where in error.message:
+            raise error
+        raise RepositoryCorrupt(f"{where}: chunk {entry.chunk_id.hex()[:16]} cannot be read "
+                                f"({error.message})") from None
 
     def _read(self, pack_id: bytes, offset: int, length: int, entries: list[fmt.PackEntry],
               sizes: dict[bytes, int], where: str) -> list[bytes]:
