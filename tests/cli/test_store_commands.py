@@ -150,3 +150,29 @@ def test_passphrase_needed_without_a_terminal(cli, tmp_path: Path) -> None:
                  "--key-file", str(tmp_path / "k"))
     assert result.code == 2
     assert "set HVBACKUP_PASSPHRASE" in result.err
+
+
+def test_a_damaged_and_a_stray_snapshot_file_do_not_hide_the_others(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, src, info, _ = setup
+    loaded = load_config(config)
+    repo = open_for_writing(loaded.repository("acme", "site-a"))
+    second, _ = backup_paths(repo, LocalSource("l"), [str(src)],
+                             {"client": "acme", "job": "partages", "run": "run-2"})
+    repo.close()
+    snapshots = tmp_path / "baie-a" / "acme" / "snapshots"
+    (snapshots / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    damaged = snapshots / info.id
+    damaged.write_bytes(damaged.read_bytes()[:-7])
+    result = cli("snapshots", "-c", str(config), "acme/partages")
+    assert result.code == 0, result.err
+    assert "acme/partages on site-a: 1 restore point(s)" in result.out
+    assert second.id[:12] in result.out
+    assert f"skipped snapshots/{info.id}: snapshots/{info.id} is damaged" in result.err
+    result = cli("verify", "-c", str(config), "acme", "--key-file", str(tmp_path / "acme.key"))
+    assert result.code == 4
+    assert f"snapshots/{info.id} is damaged" in result.out
+    assert "1 file(s) that are not the repository's, ignored: snapshots/.DS_Store" in result.out
+    out = tmp_path / "out"
+    result = cli("restore", "-c", str(config), "acme/partages", "--to", str(out),
+                 "--key-file", str(tmp_path / "acme.key"))
+    assert result.code == 0, result.err

@@ -459,3 +459,18 @@ def test_figures() -> None:
     print("\n" + "\n".join(lines))
     assert total["before:wrong"] == total["after:wrong"] == 0
     assert total["healed"] == total["trials"]
+
+
+def test_prune_stops_while_a_snapshot_file_is_damaged(world: World) -> None:
+    from orchestrator.store.prune import prune
+
+    [victim] = damage(world, "flip", "snapshots")
+    packs = _files_in(world, "data")
+    repo = world.writer_repo(world.target())
+    try:
+        with pytest.raises(HvbError, match=rf"prune stopped, 1 snapshot file\(s\) are damaged "
+                                           rf"\(snapshots/{victim.name}\)"):
+            prune(repo)
+    finally:
+        repo.close()
+    assert _files_in(world, "data") == packs  # nothing deleted
