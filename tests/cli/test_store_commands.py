@@ -152,7 +152,7 @@ def test_passphrase_needed_without_a_terminal(cli, tmp_path: Path) -> None:
     assert "set HVBACKUP_PASSPHRASE" in result.err
 
 
-def test_a_damaged_and_a_stray_snapshot_file_do_not_hide_the_others(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_and_stray_snapshot_files_leave_the_others(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config, src, info, _ = setup
     loaded = load_config(config)
     repo = open_for_writing(loaded.repository("acme", "site-a"))
