@@ -22,7 +22,9 @@ from pathlib import Path
 
 from orchestrator.store.format import PackEntry
 
-CACHE_VERSION = 3
+# The tables added since (spare, damaged_packs, checked) start empty in an older cache, which
+# is right for it: no rebuild of every repository's cache for them.
+CACHE_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     id BLOB PRIMARY KEY, pack BLOB NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
