@@ -104,14 +104,17 @@ def check(repo: Repository, *, other: Target | None = None, rng: random.Random |
     rng = rng or random.Random()
     health = Health(repo.target.label)
     listed = repo.packs_listed()
-    indexed = repo.cache.packs()
+    current = repo.cache.packs()
+    before = repo.indexed_before_listing
+    # Only packs indexed before the listing was taken are judged by it (see adopt_orphans).
+    indexed = current if before is None else {p: s for p, s in before.items() if p in current}
     bad: dict[bytes, str] = {}
     for pack_id, size in indexed.items():
         if pack_id not in listed:
             bad[pack_id] = "is missing from the baie"
         elif listed[pack_id] != size:
             bad[pack_id] = f"has {listed[pack_id]} bytes instead of {size}"
-    rolling = [p for p in repo.cache.least_checked(64) if p not in bad]
+    rolling = [p for p in repo.cache.least_checked(64) if p in indexed and p not in bad]
     full: list[bytes] = []
     budget = 0
     for pack_id in rolling:

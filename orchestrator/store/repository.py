@@ -90,6 +90,7 @@ class Repository:
         # Repository files found damaged since opened (name -> what is wrong): named, skipped.
         self.damaged_files: dict[str, str] = {}
         self._packs_listed: dict[bytes, int] | None = None
+        self.indexed_before_listing: dict[bytes, int] | None = None
         self.config_repaired_from: str | None = None  # the config was copied back from there
 
     @property
@@ -263,6 +264,9 @@ class Repository:
         """Index the packs no index file names. Each is read back whole first (these are few:
         the tail of an interrupted backup): a damaged one is remembered and never adopted."""
         indexed = self.cache.packs()
+        # What the cache held before the listing: a pack another backup of this client adds
+        # meanwhile may be missing from the listing without being missing from the baie.
+        self.indexed_before_listing = indexed
         known_bad = self.cache.damaged()
         adopted = []
         for pack_id, size in self.list_packs().items():

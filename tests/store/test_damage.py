@@ -22,6 +22,7 @@ import hashlib
 import os
 import random
 import shutil
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -474,3 +475,34 @@ def test_prune_stops_while_a_snapshot_file_is_damaged(world: World) -> None:
     finally:
         repo.close()
     assert _files_in(world, "data") == packs  # nothing deleted
+
+
+def test_each_backup_reads_back_little_and_every_pack_in_turn(world: World) -> None:
+    """The checks cost a listing, a few headers and a bounded sample: the rolling sample goes
+    through every pack before reading one again, so a flip that kept the size is found."""
+    from orchestrator.store.health import check
+
+    packs = {p.name for p in _files_in(world, "data")}
+    assert len(packs) >= 5
+    victim = _files_in(world, "data")[-1]
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0x04  # same size: only reading it back shows it
+    victim.write_bytes(bytes(raw))
+    repo = world.writer_repo(world.target())
+    try:
+        read: list[int] = []
+        found_at = None
+        for night in range(len(packs) + 1):
+            repo.sync_index()
+            health = check(repo, full_check_bytes=1, header_checks=0,
+                           now=time.time() + night * 86400)
+            read.append(health.packs_checked)
+            if health.packs and found_at is None:
+                found_at = night
+                assert [d.name for d in health.packs] == [f"data/{victim.parent.name}/"
+                                                          f"{victim.name}"]
+                assert "does not match its name" in health.packs[0].what
+        assert set(read) == {1}  # one pack a night with this budget, never all of them
+        assert found_at is not None and found_at < len(packs)
+    finally:
+        repo.close()
