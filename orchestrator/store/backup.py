@@ -219,6 +219,7 @@ class Backup:
             self.repo.target.flush()  # what the snapshot refers to is on disk first
             self.repo.target.put(name, data)
             self.repo.target.flush()
+            self.repo.cache.mark_snapshot_files([(name, len(data), int(time.time()))])
             for image_map in self._new_maps:
                 image_map.commit()  # the next backup compares with what this one stored
             self._new_maps = []

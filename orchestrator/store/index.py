@@ -9,8 +9,9 @@ indexed, by reading their headers).
 A chunk held by several packs (sent again after its first pack was found damaged, or copied by
 prune) has one place in ``chunks`` and the others in ``spare``: a restore that finds the first
 place damaged reads another, and dropping a pack promotes the spare places of its chunks.
-``damaged_packs`` remembers the packs found damaged (never adopted again) and ``checked`` when
-each pack was last read back (the rolling sample of store/health.py).
+``damaged_packs`` remembers the packs found damaged (never adopted again), ``checked`` when
+each pack was last read back, ``snapshot_files`` the size of each snapshot file seen intact and
+when it was last read back (the checks of store/health.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ CREATE INDEX IF NOT EXISTS spare_by_pack ON spare(pack);
 CREATE TABLE IF NOT EXISTS damaged_packs (id BLOB PRIMARY KEY, reason TEXT NOT NULL)
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checked (pack BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshot_files (name TEXT PRIMARY KEY, size INTEGER NOT NULL,
+    at INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -59,7 +62,8 @@ class IndexCache:
                                    "DROP TABLE IF EXISTS index_files; "
                                    "DROP TABLE IF EXISTS spare; "
                                    "DROP TABLE IF EXISTS damaged_packs; "
-                                   "DROP TABLE IF EXISTS checked;")
+                                   "DROP TABLE IF EXISTS checked; "
+                                   "DROP TABLE IF EXISTS snapshot_files;")
             self._db.execute(f"PRAGMA user_version = {CACHE_VERSION}")
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()  # one connection, used by the uploader threads too
@@ -161,6 +165,21 @@ class IndexCache:
                 "WHERE pack = ?1 UNION ALL SELECT id, offset, length, raw_length, flags, "
                 "key_index FROM spare WHERE pack = ?1 ORDER BY 2", (pack_id,)).fetchall()
         return [PackEntry(bytes(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def snapshot_files(self) -> dict[str, tuple[int, int]]:
+        """Snapshot files seen intact: name -> (size, when last read back)."""
+        with self._lock:
+            return {r[0]: (r[1], r[2]) for r in
+                    self._db.execute("SELECT name, size, at FROM snapshot_files")}
+
+    def mark_snapshot_files(self, rows: Iterable[tuple[str, int, int]]) -> None:
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO snapshot_files VALUES (?, ?, ?)", rows)
+
+    def forget_snapshot_files(self, names: Iterable[str]) -> None:
+        with self._transaction():
+            self._db.executemany("DELETE FROM snapshot_files WHERE name = ?",
+                                 ((n,) for n in names))
 
     def known_index_files(self) -> set[str]:
         with self._lock:

@@ -31,7 +31,7 @@ from typing import Any
 
 import zstandard
 
-from orchestrator.baie.target import Target
+from orchestrator.baie.target import Entry, Target
 from orchestrator.errors import BaieError, KeyMismatch, RepositoryCorrupt, StoreError
 from orchestrator.store import format as fmt
 from orchestrator.store.chunker import CDC_SIZES, LEGACY_CDC_SIZES, CdcSizes, check_cdc_sizes
@@ -321,26 +321,35 @@ class Repository:
         writer's). A damaged snapshot file is named in ``damaged_files`` and left out; a file
         that is not ours is ignored: neither stops the others being listed and restored."""
         out = []
-        for _snap_id, entry in ours("snapshots", self.target.list("snapshots"), self.strays,
-                                    self.target.label):
-            try:
-                data = self.target.get(entry.name)
-                if fmt.sha256(data).hex() != entry.name.rsplit("/", 1)[-1]:
-                    raise RepositoryCorrupt(f"{entry.name} is damaged (its content does not "
-                                            "match its name)")
-                header = fmt.decode_snapshot_header(data, self.writer.index_key, entry.name)
-                if not isinstance(header.meta, dict) or not isinstance(header.meta.get("time"),
-                                                                        str):
-                    raise RepositoryCorrupt(f"{entry.name} has no readable time")
-            except (RepositoryCorrupt, BaieError) as exc:
-                self._damaged(entry.name, str(exc))
-                continue
-            except UNREADABLE as exc:  # what only a writer holding the key could cause
-                self._damaged(entry.name, f"{entry.name} is unreadable ({exc})")
-                continue
-            self.damaged_files.pop(entry.name, None)
-            out.append(SnapshotInfo(entry.name, header.meta))
+        for _snap_id, entry in self.list_snapshots():
+            info = self.read_snapshot(entry.name)
+            if info is not None:
+                out.append(info)
         return sorted(out, key=lambda s: (s.meta["time"], s.name))
+
+    def list_snapshots(self) -> list[tuple[bytes, Entry]]:
+        """The snapshot files (strays left out), with their sizes, without reading them."""
+        return ours("snapshots", self.target.list("snapshots"), self.strays, self.target.label)
+
+    def read_snapshot(self, name: str) -> SnapshotInfo | None:
+        """One snapshot file's header, or None when it is damaged (then named in
+        ``damaged_files``)."""
+        try:
+            data = self.target.get(name)
+            if fmt.sha256(data).hex() != name.rsplit("/", 1)[-1]:
+                raise RepositoryCorrupt(f"{name} is damaged (its content does not match its "
+                                        "name)")
+            header = fmt.decode_snapshot_header(data, self.writer.index_key, name)
+            if not isinstance(header.meta, dict) or not isinstance(header.meta.get("time"), str):
+                raise RepositoryCorrupt(f"{name} has no readable time")
+        except (RepositoryCorrupt, BaieError) as exc:
+            self._damaged(name, str(exc))
+            return None
+        except UNREADABLE as exc:  # what only a writer holding the key could cause
+            self._damaged(name, f"{name} is unreadable ({exc})")
+            return None
+        self.damaged_files.pop(name, None)
+        return SnapshotInfo(name, header.meta)
 
     def damaged_snapshots(self) -> dict[str, str]:
         """Snapshot files found damaged by the last :meth:`snapshots` (name -> what)."""

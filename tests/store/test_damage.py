@@ -506,3 +506,34 @@ def test_each_backup_reads_back_little_and_every_pack_in_turn(world: World) -> N
         assert found_at is not None and found_at < len(packs)
     finally:
         repo.close()
+
+
+class _Counting(LocalTarget):
+    """The real local baie, counting whole-file reads per folder."""
+
+    def __init__(self, label: str, root: Path) -> None:
+        super().__init__(label, root)
+        self.whole: Counter[str] = Counter()
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if offset == 0 and length is None:
+            self.whole[name.split("/", 1)[0]] += 1
+        return super().get(name, offset, length)
+
+
+def test_the_checks_before_a_backup_do_not_read_every_file(world: World) -> None:
+    from orchestrator.store.health import check
+
+    target = _Counting("site-a", world.baie_a)
+    repo = world.writer_repo(target)
+    try:
+        for _night in range(2):
+            target.whole.clear()
+            repo.sync_index()
+            health = check(repo, full_check_bytes=1)
+            assert not health.found
+            # one pack and one snapshot file read back whole; the rest is a listing
+            assert (target.whole["data"], target.whole["snapshots"]) == (1, 1)
+            assert target.whole["index"] == 0
+    finally:
+        repo.close()
