@@ -144,8 +144,14 @@ def check(repo: Repository, *, other: Target | None = None, rng: random.Random |
         if pack_id in listed and "missing" not in what:
             repo.cache.mark_damaged(pack_id, what)
         log.warning("%s: pack %s %s", repo.target.label, pack_id.hex()[:16], what)
-        if other is not None and _copy_back(repo, other, pack_id, entries):
-            damage.repaired_from = other.label
+        if other is not None:
+            try:
+                if _copy_back(repo, other, pack_id, entries):
+                    damage.repaired_from = other.label
+            except BaieError as exc:  # unreachable: not waited for again for each pack
+                log.warning("%s: not used to repair %s: %s", other.label, repo.target.label,
+                            exc)
+                other = None
     _check_snapshots(repo, int(now or time.time()))
     health.files = dict(repo.damaged_files)
     if repo.config_repaired_from:
@@ -214,20 +220,23 @@ def _header(repo: Repository, pack_id: bytes, size: int, health: Health) -> str 
 
 def _copy_back(repo: Repository, other: Target, pack_id: bytes,
                entries: list[fmt.PackEntry]) -> bool:
-    """Put back the pack from ``other`` when it holds it intact; index it again."""
+    """Put back the pack from ``other`` when it holds it intact; index it again. Raises
+    BaieError when ``other`` cannot be reached (or the first baie cannot be written)."""
     name = fmt.pack_name(pack_id)
     try:
         if other.stat(name) is None:
             return False
         data = other.get(name)
-        if fmt.sha256(data) != pack_id:
-            log.warning("%s: pack %s is damaged there too", other.label, pack_id.hex()[:16])
-            return False
-        repo.target.put(name, data)
-        repo.target.flush()
     except BaieError as exc:
+        if not exc.permanent:
+            raise
         log.warning("pack %s not copied back from %s: %s", pack_id.hex()[:16], other.label, exc)
         return False
+    if fmt.sha256(data) != pack_id:
+        log.warning("%s: pack %s is damaged there too", other.label, pack_id.hex()[:16])
+        return False
+    repo.target.put(name, data)  # the first baie failing is the backup's error
+    repo.target.flush()
     if not entries:  # only known by its header
         entries, _sealed = fmt.parse_trailer(data[-fmt.trailer_length(data[-16:], name):],
                                              repo.writer.index_key, name)

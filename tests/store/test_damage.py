@@ -537,3 +537,22 @@ def test_the_checks_before_a_backup_do_not_read_every_file(world: World) -> None
             assert target.whole["index"] == 0
     finally:
         repo.close()
+
+
+def test_with_the_second_copy_unreachable_the_chunks_are_sent_again(world: World) -> None:
+    for victim in _files_in(world, "data")[:3]:
+        victim.unlink()
+    gone = LocalTarget("site-b", world.root / "baie-b", mount=world.root / "unmounted")
+    repo = world.writer_repo(world.target())
+    try:
+        from orchestrator.store.backup import backing_up
+
+        with backing_up(repo, "backup erp", other=gone, pack_size=PACK) as run:
+            run.add_path(LocalSource("local"), str(world.src))
+            run.commit({"client": "acme", "job": "erp"})
+        assert run.health is not None
+        assert [d.repaired_from for d in run.health.packs] == [None, None, None]
+        assert "0 copied back from the other baie, 3 dropped" in run.health.summary()
+    finally:
+        repo.close()
+    assert newest_restores(world, world.target(), _files(world.src))
