@@ -141,7 +141,7 @@ def check(repo: Repository, *, other: Target | None = None, rng: random.Random |
         health.packs.append(damage)
         entries = repo.cache.pack_entries(pack_id)
         repo.cache.remove_packs([pack_id])
-        if pack_id in listed and "missing" not in what:
+        if pack_id in listed:  # there but wrong: never adopted again (a missing one may be)
             repo.cache.mark_damaged(pack_id, what)
         log.warning("%s: pack %s %s", repo.target.label, pack_id.hex()[:16], what)
         if other is not None:
@@ -154,9 +154,6 @@ def check(repo: Repository, *, other: Target | None = None, rng: random.Random |
                 other = None
     _check_snapshots(repo, int(now or time.time()))
     health.files = dict(repo.damaged_files)
-    if repo.config_repaired_from:
-        health.files["config"] = "the repository config was missing or damaged"
-        health.repaired_files.append("config")
     if other is not None:
         for name in sorted(health.files):
             if _copy_file_back(repo.target, other, name):
@@ -165,6 +162,9 @@ def check(repo: Repository, *, other: Target | None = None, rng: random.Random |
             repo.damaged_files = {n: w for n, w in repo.damaged_files.items()
                                   if n not in health.repaired_files}
             repo.sync_index()  # a repaired index file is read now
+    if repo.config_repaired_from:  # put back when the repository was opened
+        health.files["config"] = "the repository config was missing or damaged"
+        health.repaired_files.append("config")
     health.strays = list(repo.strays.names)
     return health
 

@@ -161,7 +161,12 @@ class Repository:
             if damage is not None:
                 raise damage
             return None, False
-        target.put("config", json.dumps(theirs, indent=1).encode())
+        try:
+            target.put("config", other.get("config"))  # the same bytes on both copies
+        except BaieError:
+            if damage is not None:
+                raise damage from None
+            raise
         target.flush()
         log.warning("%s: the repository config was %s: copied back from %s", target.label,
                     "damaged" if damage else "missing", other.label)
