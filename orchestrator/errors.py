@@ -14,6 +14,7 @@ this tree at the adapter that talks to the library and never travel past it::
 
     HvbError                      exit 1   generic failure
     ├── UsageError                exit 2   bad command line
+    │   └── TargetExists                   restore: files already there, no --overwrite
     ├── SecretMissing             exit 2   a *_env variable unset, a *_file unreadable
     ├── ConfigError               exit 2   invalid YAML configuration (lists every problem)
     ├── HostError                 exit 3   a Windows host or its scripts
@@ -23,9 +24,13 @@ this tree at the adapter that talks to the library and never travel past it::
     │   ├── ScriptFailed                   the script ran and reported an error code
     │   ├── ScriptOutputInvalid            permanent: the script broke its contract
     │   └── SourceError                    reading exposed files (local path, SMB)
+    │       └── SourceDenied               permanent: one file or folder the account may
+    │                                      not read (NTFS); named in the run, never fatal
     ├── StoreError                exit 4   the backup repository
     │   ├── RepositoryCorrupt              permanent
-    │   └── KeyMismatch                    permanent: wrong key file or passphrase
+    │   ├── RestoreIncomplete              names refused (outside --to): the others restored
+    │   ├── KeyMismatch                    permanent: wrong key file or passphrase
+    │   └── ForgedRepository               permanent: not written by the client's orchestrator
     ├── BaieError                 exit 5   where repository files live
     │   ├── BaieUnreachable                retryable
     │   ├── BaieAuthError                  permanent (credentials, unknown host key)
@@ -70,6 +75,13 @@ class UsageError(HvbError):
 
     code = "HVB-USAGE"
     exit_code = 2
+
+
+class TargetExists(UsageError):
+    """``hvbackup restore``: files to restore are already in ``--to`` and ``--overwrite`` was
+    not given (nor confirmed at the terminal); nothing was written."""
+
+    code = "HVB-RESTORE-EXISTS"
 
 
 @dataclass(frozen=True, order=True)
@@ -138,6 +150,18 @@ class SourceError(HostError):
     code = "HVB-SOURCE"
 
 
+class SourceDenied(SourceError):
+    """One file or folder the reading account may not read: its own NTFS ACL refuses it
+    (inheritance disabled, or an explicit deny), although the share grants the account Read.
+    ``path`` is the host's name for it. A files run names it (AVERTISSEMENT) and reads on."""
+
+    code = "HVB-SOURCE-DENIED"
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message, permanent=True)
+        self.path = path
+
+
 class StoreError(HvbError):
     code = "HVB-STORE"
     exit_code = 4
@@ -147,8 +171,21 @@ class RepositoryCorrupt(StoreError):
     code = "HVB-STORE-CORRUPT"
 
 
+class RestoreIncomplete(StoreError):
+    """Files of a snapshot were not restored because their recorded name would lead outside
+    the restore folder; the message names them. The other files were restored."""
+
+    code = "HVB-RESTORE-REFUSED"
+
+
 class KeyMismatch(StoreError):
     code = "HVB-KEY"
+
+
+class ForgedRepository(StoreError):
+    """The repository's writer is not the orchestrator the client's key file records."""
+
+    code = "HVB-STORE-FORGED"
 
 
 class BaieError(HvbError):

@@ -13,13 +13,19 @@ each instance carries the object, the codes and the hotline's message::
     ├── StoppedAfterSnapshot         warning     -        AVERTISSEMENT: the point is saved
     ├── CrashConsistent              warning     -        AVERTISSEMENT
     ├── CheckpointNotMerged          warning     -        AVERTISSEMENT
+    ├── FilesUnreadable              warning     -        AVERTISSEMENT: files of a folder
+    │                                                     the account may not read (NTFS)
     ├── CopyFailed                   warning     copy     AVERTISSEMENT
     ├── CopyIncomplete               warning     copy     AVERTISSEMENT
     ├── BaieDamaged                  warning     -        AVERTISSEMENT: the point is saved
     │                                                     whole; damage found on the baie
     │                                                     was left out, re-sent or copied
     │                                                     back (HVB-STORE-CORRUPT)
-    └── RetentionFailed              warning     -        AVERTISSEMENT
+    ├── RetentionFailed              warning     -        AVERTISSEMENT
+    ├── SnapshotMissing              warning     rollback AVERTISSEMENT: a committed restore
+    │                                                     point is gone from a baie
+    └── SnapshotUnknown              warning     rollback AVERTISSEMENT: a baie holds a
+                                                          snapshot no run committed
 
 Nothing downstream reads a message to decide anything: the status comes from
 :func:`status_of`, the alert from ``alert``, the runbook from ``code`` and ``script_code``, and
@@ -78,11 +84,13 @@ class AlertKind(StrEnum):
     COPY = "copy"
     QUOTA_WARNING = "quota_warning"  # 10 % over the subscribed volume: 30 days to act
     QUOTA_BLOCKED = "quota_blocked"  # still over 30 days later: backups stopped
+    QUOTA_TIER = "quota_tier"  # still over 30 days later: moved up a tier (next_tier contracts)
     REPORT_MISSING = "report_missing"  # the client's report did not go out by its deadline
+    ROLLBACK = "rollback"  # a baie lacks a committed snapshot, or holds one never committed
 
     @property
     def is_quota(self) -> bool:
-        return self in (AlertKind.QUOTA_WARNING, AlertKind.QUOTA_BLOCKED)
+        return self in (AlertKind.QUOTA_WARNING, AlertKind.QUOTA_BLOCKED, AlertKind.QUOTA_TIER)
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,13 @@ class CheckpointNotMerged(Finding):
     kind = "checkpoint_not_merged"
 
 
+class FilesUnreadable(Finding):
+    """Files (or sub-folders) of a folder that the reading account may not read, their NTFS
+    ACL refusing it: the folder's restore point has everything else; ``message`` names them."""
+
+    kind = "files_unreadable"
+
+
 class CopyFailed(Finding):
     kind, alert = "copy_failed", AlertKind.COPY
 
@@ -170,10 +185,19 @@ class BaieDamaged(Finding):
     kind = "baie_damaged"
 
 
+class SnapshotMissing(Finding):
+    kind, alert = "snapshot_missing", AlertKind.ROLLBACK
+
+
+class SnapshotUnknown(Finding):
+    kind, alert = "snapshot_unknown", AlertKind.ROLLBACK
+
+
 KINDS: dict[str, type[Finding]] = {
     cls.kind: cls for cls in (RunFailed, ObjectFailed, Interrupted, Missed, StoppedAfterSnapshot,
-                              CrashConsistent, CheckpointNotMerged, CopyFailed, CopyIncomplete,
-                              RetentionFailed, BaieDamaged)
+                              CrashConsistent, CheckpointNotMerged, FilesUnreadable, CopyFailed,
+                              CopyIncomplete, RetentionFailed, BaieDamaged, SnapshotMissing,
+                              SnapshotUnknown)
 }
 
 

@@ -40,3 +40,40 @@ def _windows_pid_alive(pid: int) -> bool:
         return code.value == _STILL_ACTIVE
     finally:
         kernel32.CloseHandle(handle)
+
+
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started, as an opaque token (equal for the same process, different
+    for a later one given the same pid), or None when it is gone or the platform does not say.
+    Linux: the start time in clock ticks since boot (field 22 of ``/proc/<pid>/stat``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: count after it.
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def boot_id() -> str | None:
+    """This machine's current boot (Linux): a process recorded under another boot is gone."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def machine_id() -> str | None:
+    """This installation's identity (Linux ``/etc/machine-id``, kept across reboots): two
+    machines that happen to share a host name are told apart by it."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as f:
+                found = f.read().strip()
+        except OSError:
+            continue
+        if found:
+            return found
+    return None

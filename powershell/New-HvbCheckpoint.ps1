@@ -104,9 +104,32 @@ function Get-VmConfiguration($Vm) {
         tpm_enabled          = ($Vm.Generation -eq 2) -and [bool](Get-VMSecurity -VM $Vm).TpmEnabled
         scsi_controllers     = @(Get-VMScsiController -VM $Vm).Count
         network_adapters     = @(Get-VMNetworkAdapter -VM $Vm | ForEach-Object {
-                [ordered]@{ name = $_.Name; switch = "$($_.SwitchName)"; mac = "$($_.MacAddress)"; dynamic_mac = [bool]$_.DynamicMacAddressEnabled; vlan_id = [int]((Get-VMNetworkAdapterVlan -VMNetworkAdapter $_).AccessVlanId) }
+                # VLAN modes are exclusive (Set-VMNetworkAdapterVlan): Untagged, Access, Trunk,
+                # Private (Isolated, Community or Promiscuous); each with its own IDs.
+                $vlan = Get-VMNetworkAdapterVlan -VMNetworkAdapter $_
+                [ordered]@{ name = $_.Name; switch = "$($_.SwitchName)"; mac = "$($_.MacAddress)"; dynamic_mac = [bool]$_.DynamicMacAddressEnabled; vlan_id = [int]$vlan.AccessVlanId
+                    vlan_mode = "$($vlan.OperationMode)"; native_vlan_id = [int]$vlan.NativeVlanId; allowed_vlan_ids = "$($vlan.AllowedVlanIdListString)"
+                    private_vlan_mode = "$($vlan.PrivateVlanMode)"; primary_vlan_id = [int]$vlan.PrimaryVlanId; secondary_vlan_id = [int]$vlan.SecondaryVlanId; secondary_vlan_ids = "$($vlan.SecondaryVlanIdListString)" }
             })
+        dvd_drives           = @(Get-VMDvdDrive -VM $Vm | ForEach-Object { [ordered]@{ controller_type = "$($_.ControllerType)"; controller_number = [int]$_.ControllerNumber; controller_location = [int]$_.ControllerLocation; path = "$($_.Path)" } })
+        # Generation 2: the firmware's boot entries, each named by the device it starts from
+        # (the devices of a recreated VM are new objects); generation 1: the BIOS order.
+        boot_order           = if ($Vm.Generation -eq 2) { @((Get-VMFirmware -VM $Vm).BootOrder | ForEach-Object { Get-HvbBootEntry $_ }) } else { @((Get-VMBios -VM $Vm).StartupOrder | ForEach-Object { [ordered]@{ kind = 'bios'; device = "$_" } }) }
+        automatic_start_action = "$($Vm.AutomaticStartAction)"
+        automatic_start_delay  = [int]$Vm.AutomaticStartDelay
+        automatic_stop_action  = "$($Vm.AutomaticStopAction)"
     }
+}
+
+function Get-HvbBootEntry($Entry) {
+    $device = $Entry.Device
+    if ($device -is [Microsoft.HyperV.PowerShell.HardDiskDrive] -or $device -is [Microsoft.HyperV.PowerShell.DvdDrive]) {
+        $kind = if ($device -is [Microsoft.HyperV.PowerShell.DvdDrive]) { 'dvd' } else { 'disk' }
+        return [ordered]@{ kind = $kind; controller_type = "$($device.ControllerType)"; controller_number = [int]$device.ControllerNumber; controller_location = [int]$device.ControllerLocation; description = "$($Entry.Description)" }
+    }
+    if ($device -is [Microsoft.HyperV.PowerShell.VMNetworkAdapter]) { return [ordered]@{ kind = 'network'; adapter = "$($device.Name)"; description = "$($Entry.Description)" } }
+    # A file entry (an OS loader such as "Windows Boot Manager"): the guest writes it again.
+    [ordered]@{ kind = 'file'; path = "$($Entry.FirmwarePath)"; description = "$($Entry.Description)" }
 }
 
 function Test-PassThrough($Drive) {

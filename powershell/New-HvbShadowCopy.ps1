@@ -14,7 +14,11 @@
         which the SMB server crosses itself; a symbolic link to \\?\GLOBALROOT\Device\... is
         left to the SMB client, which cannot follow a link to a local device);
       - a hidden share hvb-<RunId>-<n>$ of that folder, read access for the account connected
-        through WinRM only ($PSSenderInfo.ConnectedUser), no offline caching.
+        through WinRM only ($PSSenderInfo.ConnectedUser), no offline caching, folder
+        enumeration Unrestricted: each file keeps its NTFS ACL (the stricter of share and NTFS
+        wins), and a file the account may not read must be listed, so that the run names it,
+        not hidden as access-based enumeration would. Initialize-HvbHost.ps1 -ShareRoot gives
+        the account an inherited Read ACE on the files roots.
     -LinkRoot may only be its default, %ProgramData%\hvbackup\shadow (PATH_NOT_ALLOWED otherwise):
     the caller never chooses where folders are made, mounted and shared.
     Each step is recorded in %ProgramData%\hvbackup\shadow-copies.txt (one tab-separated line:
@@ -63,6 +67,16 @@ function Use-HvbShadowRecord([scriptblock]$Action) {
         if (-not $hvbHeld) { throw [pscustomobject]@{ Code = 'SHADOW_RECORD_BUSY'; Message = "$RecordFile stayed locked by another hvbackup script for $RecordLockSeconds s (mutex Global\hvbackup-shadow-record): a script of this host hangs; see which (Get-Process powershell, wsmprovhost) and end it." } }
         try { & $Action } finally { $hvbMutex.ReleaseMutex() }
     } finally { $hvbMutex.Dispose() }
+}
+
+function Test-HvbHresult([string]$Text, [string]$Name, [string]$Hex) {
+    # VSS errors reach DiskShadow's output by name (VSS_E_...) or as a number, in whichever form
+    # the component printed it: 0x8004231F, 8004231f, or decimal, unsigned (2147754783) or
+    # signed (-2147212513, an HRESULT being an Int32). Any of them, never inside a longer word.
+    # The code comes as hex text: a literal 0x8004231F is an Int32 (negative) in PowerShell.
+    $unsigned = [System.Convert]::ToUInt32($Hex, 16)
+    $signed = [System.BitConverter]::ToInt32([System.BitConverter]::GetBytes($unsigned), 0)
+    $Text -match ('(?<![0-9A-Za-z_-])(' + $Name + '|(0x)?' + $Hex + '|' + $unsigned + '|' + $signed + ')(?![0-9A-Za-z_])')
 }
 
 function Add-HvbRecord([string[]]$Fields) {
@@ -127,6 +141,9 @@ try {
                 if (Test-Path -LiteralPath $mount) { [System.IO.Directory]::Delete($mount, $false) }
                 New-Item -ItemType Directory -Path $mount | Out-Null
                 Add-HvbRecord @('pending', $RunId, $Owner, [DateTime]::UtcNow.ToString('o', [System.Globalization.CultureInfo]::InvariantCulture), $volume, $mount, $share)
+                # The copies there were before: a copy DiskShadow makes and then fails to expose
+                # is found by its ID in DiskShadow's output, and removed with the rest.
+                $before = @(Get-CimInstance -ClassName Win32_ShadowCopy | ForEach-Object { "$($_.ID)" })
                 $script = Join-Path (Split-Path $RecordFile) "diskshadow-$RunId-$i.txt"
                 Set-Content -Path $script -Encoding ASCII -Value @(
                     'set context persistent', 'set verbose off',
@@ -135,10 +152,18 @@ try {
                 Remove-Item -LiteralPath $script -ErrorAction SilentlyContinue
                 $existing = Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { "$($_.ExposedName)".TrimEnd('\') -eq $mount }
                 if ($call.ExitCode -ne 0 -or -not $existing) {
-                    $code = if ($call.Output -match 'VSS_E_INSUFFICIENT_STORAGE|0x8004231f') { 'VSS_INSUFFICIENT_STORAGE' }
-                    elseif ($call.Output -match 'VSS_E_SNAPSHOT_SET_IN_PROGRESS|0x80042316') { 'VSS_OPERATION_IN_PROGRESS' }
-                    elseif ($call.Output -match 'VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED|0x80042317') { 'VSS_MAX_SHADOW_COPIES' }
-                    elseif ($existing) { 'VSS_LINK_FAILED' } else { 'VSS_FAILED' }
+                    # Undone by the catch below like the copies already made: the copy DiskShadow
+                    # created (exposed or not), its mount folder, a share of that name.
+                    $named = @([regex]::Matches("$($call.Output)", '\{[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}') | ForEach-Object { $_.Value.ToUpperInvariant() })
+                    $leaked = @(Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object {
+                            $sid = "$($_.ID)"
+                            $before -notcontains $sid -and ($named -contains $sid.ToUpperInvariant() -or "$($_.ExposedName)".TrimEnd('\') -eq $mount) })
+                    foreach ($copy in $leaked) { $made += [ordered]@{ id = "$($copy.ID)"; link = $mount; share = $share } }
+                    if (-not $leaked) { $made += [ordered]@{ id = $null; link = $mount; share = $share } }
+                    $code = if (Test-HvbHresult $call.Output 'VSS_E_INSUFFICIENT_STORAGE' '8004231F') { 'VSS_INSUFFICIENT_STORAGE' }
+                    elseif (Test-HvbHresult $call.Output 'VSS_E_SNAPSHOT_SET_IN_PROGRESS' '80042316') { 'VSS_OPERATION_IN_PROGRESS' }
+                    elseif (Test-HvbHresult $call.Output 'VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED' '80042317') { 'VSS_MAX_SHADOW_COPIES' }
+                    elseif ($leaked) { 'VSS_LINK_FAILED' } else { 'VSS_FAILED' }
                     throw [pscustomobject]@{ Code = $code; Message = "Shadow copy of $volume failed (diskshadow exit code $($call.ExitCode)): $($call.Output)" }
                 }
             }
@@ -149,7 +174,10 @@ try {
             $current = Get-SmbShare -Name $share -ErrorAction SilentlyContinue
             if ($current -and $current.Path.TrimEnd('\') -ne $mount) { Remove-SmbShare -Name $share -Force }
             if (-not $current -or $current.Path.TrimEnd('\') -ne $mount) {
-                New-SmbShare -Name $share -Path $mount -ReadAccess $reader -CachingMode None -FolderEnumerationMode AccessBased -Description "hvbackup run $RunId" | Out-Null
+                # Unrestricted: with AccessBased, SMB would hide the files whose NTFS ACL
+                # refuses the account, and they would be left out silently; listed, they are
+                # refused at open and the run names them (docs/host-scripts.md).
+                New-SmbShare -Name $share -Path $mount -ReadAccess $reader -CachingMode None -FolderEnumerationMode Unrestricted -Description "hvbackup run $RunId" | Out-Null
             }
             $entry
         }
@@ -165,8 +193,8 @@ try {
     foreach ($entry in $made) {
         # Undo this call's copies; the sweep would do it later, better now.
         try {
-            Remove-SmbShare -Name $entry.share -Force -ErrorAction SilentlyContinue
-            Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$($entry.id)'" | Remove-CimInstance
+            if (Get-SmbShare -Name $entry.share -ErrorAction SilentlyContinue) { Remove-SmbShare -Name $entry.share -Force }
+            if ($entry.id) { Get-CimInstance -ClassName Win32_ShadowCopy -Filter "ID = '$($entry.id)'" | Remove-CimInstance }
             if (Test-Path -LiteralPath $entry.link) { [System.IO.Directory]::Delete($entry.link, $false) }
         } catch { Write-Warning "Shadow copy $($entry.id) could not be removed: $($_.Exception.Message)" }
     }

@@ -8,13 +8,18 @@
     exposure), then its mount folder on its own (never a recursive delete through it), then its
     lines are struck from %ProgramData%\hvbackup\shadow-copies.txt. Idempotent: what is already
     gone is reported as such. Only what that file records is touched: a shadow copy present but
-    not recorded there (another product's) is refused with SHADOW_NOT_HVBACKUP, a -LinkPath that
-    is not the recorded mount folder of one of the -ShadowId with PATH_NOT_ALLOWED, before
-    anything is removed. Writes exactly one JSON object.
+    not recorded there (another product's) is refused with SHADOW_NOT_HVBACKUP, before anything
+    is removed. A -LinkPath must be the recorded mount folder of one of the -ShadowId, or this
+    run's own mount folder name (%ProgramData%\hvbackup\shadow\<RunId>-<n>, so that a call
+    repeated after its record lines were struck still succeeds); any other is PATH_NOT_ALLOWED
+    whether it exists or not (the answer says nothing of other paths). A -ShareName must be one
+    of this run's shadow-copy shares, hvb-<RunId>-<n>$ (SHARE_OTHER_RUN otherwise: another run's
+    share, or a SQL or VM staging share, is left alone). Writes exactly one JSON object.
 #>
 [CmdletBinding()]
 param(
     [Parameter(Mandatory)][ValidatePattern('^\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}$')][string[]]$ShadowId,
+    [Parameter(Mandatory)][ValidatePattern('^[A-Za-z0-9-]+$')][string]$RunId,
     [string[]]$LinkPath = @(),
     [ValidatePattern('^hvb-[A-Za-z0-9-]+\$$')][string[]]$ShareName = @(),
     [switch]$DryRun
@@ -50,10 +55,18 @@ try {
         }
     }
     $mounts = @($recorded | Where-Object { $_.Mount -and $ShadowId -contains $_.Id } | ForEach-Object { [System.IO.Path]::GetFullPath($_.Mount).TrimEnd('\') })
+    $ownMount = '^' + [regex]::Escape((Join-Path $env:ProgramData 'hvbackup\shadow') + '\' + $RunId + '-') + '[0-9]+$'
     foreach ($link in $LinkPath) {
+        # Decided from the record and the name alone, before the disk is looked at: an absent
+        # folder and a refused one get the same answer.
         $full = if ($link -match '^[A-Za-z]:\\') { [System.IO.Path]::GetFullPath($link).TrimEnd('\') }
-        if (-not ($full -and $mounts -contains $full) -and (Test-Path -LiteralPath $link)) {
-            throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "$link is not the recorded mount folder of shadow copy $($ShadowId -join ', ') on $env:COMPUTERNAME; hvbackup removes no other folder." }
+        if (-not ($full -and ($mounts -contains $full -or $full -match $ownMount))) {
+            throw [pscustomobject]@{ Code = 'PATH_NOT_ALLOWED'; Message = "$link is not a mount folder of shadow copy $($ShadowId -join ', ') of run $RunId on $env:COMPUTERNAME; hvbackup removes no other folder." }
+        }
+    }
+    foreach ($name in $ShareName) {
+        if ($name -notmatch ('^hvb-' + [regex]::Escape($RunId) + '-[0-9]+\$$')) {
+            throw [pscustomobject]@{ Code = 'SHARE_OTHER_RUN'; Message = "The share $name is not a shadow-copy share of run $RunId (hvb-$RunId-<n>`$) on $env:COMPUTERNAME: another run's, or a staging share, is left alone." }
         }
     }
     $shares = foreach ($name in $ShareName) {

@@ -7,6 +7,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,12 @@ class SambaServer:
     # granted to ``user`` only: share name -> the folder behind it.
     staging_shares: dict[str, Path] | None = None
     admin_share: str = "D$"  # an administrative share: administrators only
+    # A per-run shadow-copy share read with the account's own rights (no "force user"): each
+    # file's permissions apply on top of the share's Read, as NTFS ACLs do on Windows. Files
+    # left to their owner (root, mode 0600/0700) stand for entries whose inheritance is
+    # disabled; the others (0644/0755) for what inherits onboarding's Read ACE.
+    ntfs_share: str = "hvb-run2-1$"
+    ntfs_folder: Path | None = None
 
 
 SMB_USER = "hvbsmbtest"
@@ -91,6 +98,9 @@ def samba(root: Path) -> Iterator[SambaServer]:
     staging = {"hvb-run1-sql$": root / "staging-run1-sql", "hvb-run1-vm$": root / "staging-run1-vm"}
     for where in staging.values():
         where.mkdir()
+    # Outside pytest's folders (private to root): the account must reach it as itself.
+    ntfs_folder = Path(tempfile.mkdtemp(prefix="hvb-samba-ntfs-"))
+    ntfs_folder.chmod(0o755)
     staging_conf = "".join(f"""
 [{name}]
     path = {where}
@@ -141,6 +151,12 @@ def samba(root: Path) -> Iterator[SambaServer]:
     force user = root
 
 {staging_conf}
+[hvb-run2-1$]
+    path = {ntfs_folder}
+    read only = yes
+    browseable = no
+    valid users = {SMB_USER}
+
 [D$]
     path = {admin_folder}
     read only = yes
@@ -161,9 +177,10 @@ def samba(root: Path) -> Iterator[SambaServer]:
     try:
         wait_for_port(port, proc, "smbd", log)
         yield SambaServer(port, "data", folder, SMB_USER, password, run_folder=run_folder,
-                          staging_shares=staging)
+                          staging_shares=staging, ntfs_folder=ntfs_folder)
     finally:
         stop(proc)
+        shutil.rmtree(ntfs_folder, ignore_errors=True)
 
 
 @dataclass
@@ -173,11 +190,14 @@ class SshServer:
     key_file: Path
     known_hosts: Path
     root: Path  # a folder the tests may use as the baie
+    sftp_log: Path | None = None  # each SFTP request, when sshd(sftp_flags=...) asked for it
 
 
 @contextmanager
-def sshd(workdir: Path) -> Iterator[SshServer]:
-    """OpenSSH's sshd on 127.0.0.1, key authentication for the current user, internal-sftp."""
+def sshd(workdir: Path, *, sftp_flags: str | None = None) -> Iterator[SshServer]:
+    """OpenSSH's sshd on 127.0.0.1, key authentication for the current user, internal-sftp.
+    With ``sftp_flags`` (``""``, or ``-P fsync`` to refuse a request) the subsystem is the
+    sftp-server program instead, logging each request to ``SshServer.sftp_log``."""
     sshd_bin = "/usr/sbin/sshd"
     if not os.path.exists(sshd_bin):
         pytest.fail("OpenSSH server is not installed: run `make services` (make test does it)")
@@ -191,6 +211,9 @@ def sshd(workdir: Path) -> Iterator[SshServer]:
     known = workdir / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
     user = pwd.getpwuid(os.getuid()).pw_name
+    sftp_log = workdir / "sftp-server.log"
+    subsystem = "internal-sftp" if sftp_flags is None else (
+        f"/usr/lib/openssh/sftp-server {sftp_flags} -e -l VERBOSE 2>>{sftp_log}")
     config = workdir / "sshd_config"
     config.write_text(f"""
 Port {port}
@@ -204,7 +227,7 @@ PubkeyAuthentication yes
 PermitRootLogin prohibit-password
 StrictModes no
 UsePAM no
-Subsystem sftp internal-sftp
+Subsystem sftp {subsystem}
 LogLevel ERROR
 """)
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
@@ -217,6 +240,6 @@ LogLevel ERROR
     root.mkdir()
     try:
         wait_for_port(port, proc, "sshd", log)
-        yield SshServer(port, user, workdir / "client_key", known, root)
+        yield SshServer(port, user, workdir / "client_key", known, root, sftp_log)
     finally:
         stop(proc)

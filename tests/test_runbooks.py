@@ -23,7 +23,10 @@ def _script_codes() -> set[str]:
     pattern = re.compile(r"'([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|TIMEOUT)'")
     for path in [*(REPO / "powershell").glob("*.ps1"),
                  *(REPO / "powershell" / "onboarding").glob("*.ps1")]:
-        codes |= set(pattern.findall(path.read_text(encoding="utf-8")))
+        # VSS_E_... are Windows' names for VSS errors, which the scripts look for in
+        # DiskShadow's output, not codes they return.
+        codes |= {c for c in pattern.findall(path.read_text(encoding="utf-8"))
+                  if not c.startswith("VSS_E_")}
     simulator = (REPO / "orchestrator" / "hosts" / "simulated.py").read_text(encoding="utf-8")
     codes |= set(re.findall(r"\"code\": \"([A-Z_]+)\"", simulator))
     codes |= set(re.findall(r"_ScriptError\(\"([A-Z_]+)\"", simulator))

@@ -6,6 +6,13 @@
 * Writes are pipelined with large requests (paramiko's default is one 32 KiB request per
   round trip: 1 MB/s on loopback, a fraction of a slow link), to a temporary name, then
   renamed into place (``posix-rename``), so a reader never sees half a file.
+* Before the rename each upload is fsynced on the server (OpenSSH's ``fsync@openssh.com``
+  extension; paramiko has no call for it, so it is sent as an extended request), so that when
+  ``put`` returns the file is on the array's disks, not only in the server's cache: packs are
+  durable before the index and the snapshot that name them. A server that does not advertise
+  the extension, or refuses it, gets the files all the same and is said once (WARNING): their
+  durability is then the server's. SFTP has no way to sync a folder, so the rename itself is
+  as durable as the server's file system makes it (journaled on ext4, XFS, ZFS).
 * Several connections serve parallel uploads; a connection that failed is replaced.
 * Reads (restores, verification, pack headers) go through asyncssh, with the same key and the
   same known_hosts: its SFTP client pipelines reads about twice as fast as paramiko's (measured
@@ -32,16 +39,61 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import paramiko
+from paramiko.sftp import CMD_EXTENDED as _CMD_EXTENDED
+from paramiko.sftp import CMD_INIT as _CMD_INIT
+from paramiko.sftp import CMD_VERSION as _CMD_VERSION
+from paramiko.sftp import SFTP_OP_UNSUPPORTED as _SFTP_OP_UNSUPPORTED
 
 from orchestrator.baie.target import TMP_MARK, Data, Entry, check_name, is_temporary
 from orchestrator.errors import BaieAuthError, BaieError, BaieFull, BaieUnreachable
 
 log = logging.getLogger(__name__)
 
+FSYNC = "fsync@openssh.com"
+_SAID: set[str] = set()  # baies whose lack of fsync was already logged by this process
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr",
                      "aes256-ctr")
 WRITE_SLICE = 4 * 1024 * 1024
 T = TypeVar("T")
+
+
+class _SftpClient(paramiko.SFTPClient):  # type: ignore[misc]  # paramiko is untyped
+    """paramiko's client, keeping the extensions the server advertises (paramiko reads its
+    version message and drops them), and telling "operation unsupported" apart from a failure
+    (paramiko raises a bare IOError for both)."""
+
+    extensions: dict[str, bytes]
+
+    def _send_version(self) -> int:
+        init = paramiko.Message()
+        init.add_int(3)
+        self._send_packet(_CMD_INIT, init)
+        kind, data = self._read_packet()
+        if kind != _CMD_VERSION:
+            raise paramiko.SFTPError("Incompatible sftp protocol")
+        msg = paramiko.Message(data)
+        version: int = msg.get_int()
+        self.extensions = {}
+        while msg.get_remainder():
+            name = msg.get_string().decode("utf-8", "replace")
+            self.extensions[name] = msg.get_string()
+        return version
+
+    def _convert_status(self, msg: paramiko.Message) -> None:
+        code = msg.get_int()
+        text = msg.get_text()
+        if code == _SFTP_OP_UNSUPPORTED:
+            raise OSError(errno.EOPNOTSUPP, text)
+        again = paramiko.Message()
+        again.add_int(code)
+        again.add_string(text)
+        again.rewind()
+        super()._convert_status(again)
+
+    def fsync(self, handle: bytes) -> None:
+        """fsync@openssh.com on an open file: returns once the server's fsync(2) returned.
+        Raises OSError (EOPNOTSUPP, EACCES: refused; anything else: the sync failed)."""
+        self._request(_CMD_EXTENDED, FSYNC, handle)
 
 
 class SftpTarget:
@@ -68,13 +120,14 @@ class SftpTarget:
         self.root = root.rstrip("/") or "/"
         self.timeout_s = timeout_s
         self.request_size = request_size
-        self._pool: queue.LifoQueue[tuple[paramiko.Transport, paramiko.SFTPClient]] = \
+        self._pool: queue.LifoQueue[tuple[paramiko.Transport, _SftpClient]] = \
             queue.LifoQueue()
         self._slots = threading.Semaphore(connections)
         self._open: list[paramiko.Transport] = []
         self._lock = threading.Lock()
         self._dirs: set[str] = set()
         self._reader: _FastReader | None = None
+        self._fsync = True  # until the server says it will not
 
     def __repr__(self) -> str:
         return f"SftpTarget({self.label!r}, {self.user}@{self.host}:{self.port}{self.root})"
@@ -85,7 +138,7 @@ class SftpTarget:
 
     # -- connections ----------------------------------------------------------------------
 
-    def _connect(self) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+    def _connect(self) -> tuple[paramiko.Transport, _SftpClient]:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
         except OSError as exc:
@@ -100,7 +153,7 @@ class SftpTarget:
             transport.start_client(timeout=self.timeout_s)
             self._check_host_key(transport)
             transport.auth_publickey(self.user, self._load_key())
-            sftp = paramiko.SFTPClient.from_transport(transport)
+            sftp = _SftpClient.from_transport(transport)
             if sftp is None:
                 raise paramiko.SSHException("the server refused the SFTP subsystem")
             sftp.get_channel().settimeout(self.timeout_s)
@@ -148,7 +201,7 @@ class SftpTarget:
                 from None
 
     @contextmanager
-    def _sftp(self) -> Iterator[paramiko.SFTPClient]:
+    def _sftp(self) -> Iterator[_SftpClient]:
         with self._slots:
             try:
                 transport, sftp = self._pool.get_nowait()
@@ -168,7 +221,7 @@ class SftpTarget:
                 else:
                     transport.close()
 
-    def _call(self, doing: str, fn: Callable[[paramiko.SFTPClient], T]) -> T:
+    def _call(self, doing: str, fn: Callable[[_SftpClient], T]) -> T:
         with self._sftp_errors(doing), self._sftp() as sftp:
             return fn(sftp)
 
@@ -200,7 +253,7 @@ class SftpTarget:
 
     # -- the Target protocol --------------------------------------------------------------
 
-    def _makedirs(self, sftp: paramiko.SFTPClient, folder: str) -> None:
+    def _makedirs(self, sftp: _SftpClient, folder: str) -> None:
         if folder in self._dirs or folder in ("", "/"):
             return
         try:
@@ -218,7 +271,7 @@ class SftpTarget:
         parts = [data] if isinstance(data, bytes | bytearray) else data
         tmp = f"{final}{TMP_MARK}{secrets.token_hex(4)}"
 
-        def upload(sftp: paramiko.SFTPClient) -> None:
+        def upload(sftp: _SftpClient) -> None:
             self._makedirs(sftp, posixpath.dirname(final))
             try:
                 with sftp.open(tmp, "wb") as f:
@@ -228,6 +281,8 @@ class SftpTarget:
                         view = memoryview(part)
                         for start in range(0, len(view), WRITE_SLICE):
                             f.write(view[start:start + WRITE_SLICE])
+                    f.flush()  # every write sent: the server handles requests in order
+                    self._sync(sftp, f.handle)
                 sftp.posix_rename(tmp, final)
             except BaseException:
                 with suppress(OSError, paramiko.SSHException):
@@ -246,7 +301,7 @@ class SftpTarget:
     def stat(self, name: str) -> int | None:
         path = self._full(name)
 
-        def look(sftp: paramiko.SFTPClient) -> int | None:
+        def look(sftp: _SftpClient) -> int | None:
             try:
                 size = sftp.stat(path).st_size
                 return int(size) if size is not None else 0
@@ -258,7 +313,7 @@ class SftpTarget:
     def list(self, prefix: str) -> Iterator[Entry]:
         base = self._full(prefix) if prefix else self.root
 
-        def walk(sftp: paramiko.SFTPClient) -> list[Entry]:
+        def walk(sftp: _SftpClient) -> list[Entry]:
             out: list[Entry] = []
             pending = [base]
             while pending:
@@ -282,15 +337,38 @@ class SftpTarget:
     def delete(self, name: str) -> None:
         path = self._full(name)
 
-        def remove(sftp: paramiko.SFTPClient) -> None:
+        def remove(sftp: _SftpClient) -> None:
             with suppress(FileNotFoundError):
                 sftp.remove(path)
 
         self._call(f"deleting {name}", remove)
 
+    def _sync(self, sftp: _SftpClient, handle: bytes) -> None:
+        """fsync the open upload on the server; without the extension, say so once."""
+        if not self._fsync:
+            return
+        why = None
+        if FSYNC not in sftp.extensions:
+            why = "does not offer"
+        else:
+            try:
+                sftp.fsync(handle)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EACCES):
+                    raise  # the sync itself failed: the file may not be on disk
+                why = f"refuses ({exc.strerror or exc})"
+        if why is not None:
+            self._fsync = False
+            if self._where not in _SAID:
+                _SAID.add(self._where)
+                log.warning("%s: the SFTP server %s %s: files are uploaded and renamed into "
+                            "place, but their durability on the array is left to the server "
+                            "(a power cut there could lose the last ones written)",
+                            self._where, why, FSYNC)
+
     def flush(self) -> None:
-        """Each upload is complete and renamed when ``put`` returns; durability on the array
-        is the SFTP server's (OpenSSH writes through the server's page cache)."""
+        """Nothing left to do: each upload was fsynced on the server (``fsync@openssh.com``)
+        before its rename, so every file put is durable when ``put`` returns."""
 
     def close(self) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from orchestrator.capture import Exposed
 from orchestrator.config.models import FilesJob
+from orchestrator.findings import FilesUnreadable
 from orchestrator.history.recorder import RunRecorder
 from orchestrator.hosts.session import HostSession
 
@@ -33,6 +34,22 @@ def excluded(job: FilesJob) -> Callable[[str], bool] | None:
     return skip
 
 
+SHOWN_DENIED = 20  # names in the hotline's message; the run's read step keeps 100
+
+
+def files_unreadable(obj: str, denied: list[str]) -> FilesUnreadable:
+    """The warning for the files of ``obj`` that the account may not read (their NTFS ACL
+    refuses it: inheritance disabled, or an explicit deny), naming them for the hotline."""
+    shown = ", ".join(denied[:SHOWN_DENIED])
+    more = f" and {len(denied) - SHOWN_DENIED} more" if len(denied) > SHOWN_DENIED else ""
+    return FilesUnreadable(
+        obj, "HVB-SOURCE-DENIED",
+        f"{len(denied)} file(s) or folder(s) not backed up, their NTFS permissions refusing the "
+        f"backup account: {shown}{more}. Give that account Read on them (or let them inherit "
+        "from the folder the onboarding granted, Initialize-HvbHost.ps1 -ShareRoot), or "
+        "exclude them")
+
+
 @contextmanager
 def shadow_copy(host: HostSession, recorder: RunRecorder, paths: list[str], run_uid: str,
                 use_vss: bool, owner: str = "hvbackup") -> Iterator[list[Exposed]]:
@@ -48,5 +65,6 @@ def shadow_copy(host: HostSession, recorder: RunRecorder, paths: list[str], run_
     finally:
         with recorder.step("remove shadow copy", ", ".join(paths)):
             host.run("Remove-HvbShadowCopy", ShadowId=[s["id"] for s in made["shadows"]],
+                     RunId=run_uid,
                      LinkPath=[s["link"] for s in made["shadows"]],
                      ShareName=[s["share"] for s in made["shadows"]])

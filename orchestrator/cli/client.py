@@ -19,8 +19,10 @@ def register(sub: Any) -> None:
     actions = parser.add_subparsers(dest="client_command", metavar="ACTION", required=True)
     off = actions.add_parser(
         "offboard", help="end a client's contract",
-        description="From --on, no backup runs for CLIENT; 30 days later the scheduler destroys "
-                    "its data on every baie (audited). --dry-run shows what would go.",
+        description="From --on (today or later), no backup runs for CLIENT; 30 days later the "
+                    "scheduler destroys its data on every baie (audited), announced in the "
+                    "hotline's morning summary the 7 days before. Run it again with a later "
+                    "date to postpone. --dry-run shows what would go.",
     )
     add_config_argument(off)
     off.add_argument("client", metavar="CLIENT")
@@ -44,13 +46,19 @@ def run_offboard(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         on = date.fromisoformat(args.on)
     except ValueError:
         raise UsageError(f"--on {args.on!r} is not a date (YYYY-MM-DD)") from None
+    tz = loaded.config.msp.timezone
+    today = clock.now().astimezone(tz).date()
+    if on < today:
+        raise UsageError(f"--on {args.on} is in the past (today is {today.isoformat()}): "
+                         "backups stop on a day to come, and the data is destroyed 30 days "
+                         f"after it; to stop them today, give --on {today.isoformat()}")
     found = inventory(loaded, args.client)
     if args.dry_run:
         ui.print(f"dry run: backups of {args.client} would stop on {on:%d/%m/%Y}; on "
                  f"{on + DESTROY_AFTER:%d/%m/%Y} this would be destroyed:")
     else:
         ctx = context(loaded, clock)
-        destroy_on = schedule_offboard(ctx.sessions, args.client, on, actor(), clock.now())
+        destroy_on = schedule_offboard(ctx.sessions, args.client, on, actor(), clock.now(), tz)
         ui.print(f"backups of {args.client} stop on {on:%d/%m/%Y}; its data will be destroyed "
                  f"on {destroy_on:%d/%m/%Y}:")
     for item in found:

@@ -12,6 +12,7 @@ import socket
 from orchestrator.clock import Clock
 from orchestrator.config import LoadedConfig, config_path_from, load_config
 from orchestrator.jobs.context import RunContext, open_context
+from orchestrator.private import tighten
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +21,11 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args: argparse.Namespace) -> LoadedConfig:
-    """Load the configuration named by ``-c`` or ``HVBACKUP_CONFIG``; raises ConfigError."""
-    return load_config(config_path_from(args.config))
+    """Load the configuration named by ``-c`` or ``HVBACKUP_CONFIG``; raises ConfigError.
+    A state folder an older version left readable by other users is tightened (logged)."""
+    loaded = load_config(config_path_from(args.config))
+    tighten(loaded.state_dir)
+    return loaded
 
 
 def actor() -> str:

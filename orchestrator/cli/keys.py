@@ -10,20 +10,24 @@ from typing import Any
 
 from orchestrator.cli.common import add_config_argument, load_from_args
 from orchestrator.cli.interactive import ask_passphrase
+from orchestrator.cli.timefmt import snapshot_time
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.errors import StoreError, UsageError
 from orchestrator.store.keys import (
     PrivateKey,
     PublicKey,
+    WriterKeys,
     generate_private_key,
     paper_key,
     read_key_file,
+    record_signer,
+    signer_fingerprint,
     unseal,
     write_key_file,
 )
 from orchestrator.store.open import default_baie, open_for_reading
-from orchestrator.store.repository import Repository
+from orchestrator.store.repository import Repository, load_or_create_writer_secret
 
 
 def register(sub: Any) -> None:
@@ -104,13 +108,21 @@ def run_init(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     passphrase = ask_passphrase(f"New passphrase for {label}", confirm=True)
     if len(passphrase) < 12:
         raise UsageError("the passphrase must have at least 12 characters")
+    signer = None
+    if not args.escrow:  # the client's key file records who may write its backups
+        settings = loaded.repository(args.client, default_baie(loaded, args.client, None))
+        signer = WriterKeys(load_or_create_writer_secret(settings.writer_key, create=True)
+                            ).signer
     key = generate_private_key()
-    write_key_file(key_path, key, passphrase, label)
+    write_key_file(key_path, key, passphrase, label, signer=signer)
     public = key.public
     public_path.parent.mkdir(parents=True, exist_ok=True)
     public_path.write_text(PublicKey(public.raw, label.replace(" ", "_")).text() + "\n")
     ui.print(f"public key:  {public_path} (the orchestrator keeps this one)")
     ui.print(f"private key: {key_path} (give it to {label}; keep it away from the orchestrator)")
+    if signer is not None:
+        ui.print(f"orchestrator signing key recorded in the key file: {signer_fingerprint(signer)}"
+                 " (a restore refuses backups signed by any other)")
     ui.print()
     ui.print("PAPER KEY — print it and keep it in a safe; with it the backups can be read even "
              "if the key file and its passphrase are lost:")
@@ -135,12 +147,26 @@ def run_check(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         try:
             latest = repo.find_snapshot("latest")
             tree = repo.snapshot_tree(latest, key)
+            signer = repo.writer.signer
         finally:
             repo.close()
     baie = default_baie(loaded, args.client, args.baie)
     ui.print(f"OK: {args.key_file} opens the latest snapshot of {args.client} on {baie}: "
-             f"{latest.id[:12]} ({latest.meta.get('job')}, {latest.meta['time'][:16]}), "
+             f"{latest.id[:12]} ({latest.meta.get('job')}, "
+             f"{snapshot_time(latest.meta, loaded.config.msp.timezone)}), "
              f"{len(tree['files'])} file(s)")
+    if key.signer is None:
+        # Trust on first use: key files made before snapshots were signed record no signer.
+        record_signer(Path(args.key_file), key, signer)
+        ui.print(f"FIRST USE: {args.key_file} recorded no orchestrator signing key; it now "
+                 f"records this repository's, {signer_fingerprint(signer)}. Check this "
+                 "fingerprint with your provider: from now on, a repository signed by any "
+                 "other key is refused.")
+    else:
+        ui.print(f"signed by the orchestrator the key file records ({signer_fingerprint(signer)})")
+    if not latest.authenticated:
+        ui.print("note: this snapshot was written before snapshots were signed (not "
+                 "authenticated); the next backup's will be")
     return 0
 
 

@@ -28,10 +28,13 @@ from orchestrator.cli import (
     quota,
     report,
     restore,
+    restore_sql,
+    runbook,
     selfbackup,
     serve,
     service,
     snapshots,
+    usage,
     users,
     validate,
     verify,
@@ -40,11 +43,13 @@ from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import HvbError
 from orchestrator.logsetup import setup_logging
+from orchestrator.private import private_files
 
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
-            verify, prune, quota, report, client, users, serve, service, selfbackup, db)
+            restore_sql, verify, prune, quota, usage, report, runbook, client, users, serve,
+            service, selfbackup, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
@@ -70,7 +75,8 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
     setup_logging(args.verbose)
     ui = Ui()
     try:
-        code: int = args.handler(args, clock or SystemClock(), ui)
+        with private_files():
+            code: int = args.handler(args, clock or SystemClock(), ui)
         return code
     except HvbError as exc:
         ui.error(exc.message)

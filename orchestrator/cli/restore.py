@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.common import add_config_argument, load_from_args
 from orchestrator.cli.interactive import Progress, human_bytes
 from orchestrator.cli.keys import open_key
+from orchestrator.cli.timefmt import snapshot_time
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
+from orchestrator.errors import RestoreIncomplete
 from orchestrator.store.open import default_baie, open_for_reading
+from orchestrator.store.repository import Repository, SnapshotInfo
 from orchestrator.store.restore import Restorer, RestoreStats
+from orchestrator.store.restorecache import restore_cache
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "restore", help="restore files from a restore point",
         description="Restore a snapshot of CLIENT/JOB (or only --path inside it) under --to. "
-                    "Needs the client's key file (or the escrow key) and its passphrase.",
+                    "Needs the client's key file (or the escrow key) and its passphrase. Files "
+                    "already in --to are replaced only with --overwrite (or when confirmed at "
+                    "the terminal); a name that would lead outside --to is refused.",
     )
     add_config_argument(parser)
     parser.add_argument("job", metavar="CLIENT/JOB")
@@ -29,6 +36,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--path", metavar="P", help="restore only this file or folder")
     parser.add_argument("--key-file", required=True, metavar="F")
     parser.add_argument("--baie", metavar="NAME")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files already in --to")
     parser.set_defaults(handler=run)
 
 
@@ -38,8 +47,8 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     key = open_key(args.key_file)
     baie = default_baie(loaded, ref.client_name, args.baie)
     progress = Progress()
-    with tempfile.TemporaryDirectory(prefix="hvb-restore-") as cache:
-        repo = open_for_reading(loaded.repository(ref.client_name, baie), key, Path(cache))
+    with restore_cache(loaded.state_dir) as cache:
+        repo = open_for_reading(loaded.repository(ref.client_name, baie), key, cache)
         try:
             repo.sync_index()
             info = repo.find_snapshot(args.snapshot, job=ref.job_name)
@@ -48,10 +57,53 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
                 progress.show(stats.bytes, f"{stats.files} file(s), {human_bytes(stats.bytes)}")
 
             stats = Restorer(repo, key).restore(info, Path(args.to), only=args.path,
-                                                progress=show)
+                                                progress=show,
+                                                overwrite=_overwrite(args, ui))
         finally:
             progress.done()
             repo.close()
+    if stats.partials_removed:
+        ui.print(f"removed {stats.partials_removed} partial file(s) left in {args.to} by an "
+                 "interrupted restore")
     ui.print(f"restored {stats.files} file(s), {human_bytes(stats.bytes)}, from snapshot "
-             f"{info.id[:12]} ({info.meta['time'][:16]}) of {args.job} on {baie} into {args.to}")
+             f"{info.id[:12]} ({snapshot_time(info.meta, loaded.config.msp.timezone)}) of "
+             f"{args.job} on {baie} into {args.to}")
+    if stats.overwritten:
+        ui.print(f"{stats.overwritten} existing file(s) in {args.to} were overwritten")
+    for line in trust_notes(repo, [info], args.key_file):
+        ui.print(line)
+    if stats.refused:
+        lines = [f"  {refused.name}: {refused.reason}" for refused in stats.refused]
+        raise RestoreIncomplete(f"{len(stats.refused)} file(s) NOT restored: their recorded "
+                                f"name would lead outside {args.to}:\n" + "\n".join(lines))
     return 0
+
+
+def trust_notes(repo: Repository, snapshots: list[SnapshotInfo], key_file: str) -> list[str]:
+    """What is not proven about these snapshots, said plainly (empty when all is)."""
+    notes = []
+    if not repo.writer_proven:
+        notes.append(f"WARNING: {key_file} records no orchestrator signing key, so nothing "
+                     "proves who wrote this repository; run 'hvbackup keys check' once to "
+                     "record it")
+    old = [s for s in snapshots if not s.authenticated]
+    if old:
+        notes.append(f"note: {len(old)} snapshot(s) written before snapshots were signed "
+                     f"(not authenticated): {', '.join(s.id[:12] for s in old[:10])}")
+    return notes
+
+
+def _overwrite(args: argparse.Namespace, ui: Ui) -> bool | Callable[[list[str]], bool]:
+    """--overwrite: yes; at a terminal: ask; otherwise no (the restore stops, naming them)."""
+    if args.overwrite:
+        return True
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+
+    def ask(existing: list[str]) -> bool:
+        shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
+        print(f"{len(existing)} file(s) already exist in {args.to} ({shown}). "
+              "Overwrite them? [y/N] ", end="", file=ui.err, flush=True)
+        return sys.stdin.readline().strip().lower() in ("y", "yes", "o", "oui")
+
+    return ask

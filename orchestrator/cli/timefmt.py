@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -12,6 +13,14 @@ def local_str(when: datetime, tz: ZoneInfo) -> str:
     """``Mon 23/11/2026 22:00`` in ``tz``."""
     local = when.astimezone(tz)
     return f"{_DAYS[local.weekday()]} {local:%d/%m/%Y %H:%M}"
+
+
+def snapshot_time(meta: dict[str, Any], tz: ZoneInfo) -> str:
+    """When a snapshot was taken (its meta's ISO ``time``), in ``tz``."""
+    try:
+        return local_str(datetime.fromisoformat(str(meta["time"])), tz)
+    except (KeyError, ValueError):
+        return "?"
 
 
 def age_str(delta: timedelta) -> str:

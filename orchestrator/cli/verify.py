@@ -13,8 +13,9 @@ from orchestrator.cli.keys import open_key
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
 from orchestrator.errors import RepositoryCorrupt, UsageError
+from orchestrator.jobs import rollback
 from orchestrator.store.open import default_baie, open_for_reading, open_for_writing
-from orchestrator.store.verify import VerifyReport, verify
+from orchestrator.store.verify import Problem, VerifyReport, verify
 
 
 def register(sub: Any) -> None:
@@ -61,9 +62,15 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
                 else open_for_writing(loaded.repository(args.client, baie), create=False))
         try:
             report = verify(repo, subset=subset, key=key, progress=show)
+            present = rollback.listed(repo.target)
         finally:
             progress.done()
             repo.close()
+    gaps = _against_history(loaded, args.client, baie, present)
+    if gaps is None:
+        ui.print("WARNING: the history cannot be read: a rollback of this baie is not checked")
+    else:
+        report.problems += [Problem(f.message) for f in gaps.findings()]
     _record(loaded, args.client, baie, report, key is not None, subset, clock)
     ui.print(f"{args.client} on {baie}: {report.snapshots} snapshot(s), {report.packs} pack(s); "
              f"{report.packs_read} read back ({human_bytes(report.bytes_read)})"
@@ -71,6 +78,12 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     if report.strays:
         ui.print(f"{len(report.strays)} file(s) that are not the repository's, ignored: "
                  + ", ".join(report.strays[:10]))
+    if not report.writer_proven:
+        ui.print(f"WARNING: {args.key_file} records no orchestrator signing key, so nothing "
+                 "proves who wrote this repository; run 'hvbackup keys check' once to record it")
+    if report.unauthenticated:
+        ui.print(f"note: {len(report.unauthenticated)} snapshot(s) written before snapshots "
+                 f"were signed (not authenticated): {', '.join(report.unauthenticated[:10])}")
     if report.ok:
         ui.print("no problem found")
         return 0
@@ -79,6 +92,26 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         ui.print(str(problem))
     raise RepositoryCorrupt(f"verify found {len(report.problems)} problem(s) in the repository "
                             f"of {args.client} on {baie} (listed above)")
+
+
+def _against_history(loaded: Any, client: str, baie: str, present: set[str]
+                     ) -> rollback.HistoryGaps | None:
+    """The baie's snapshot names against the snapshots the history committed (None when the
+    history cannot be read)."""
+    from orchestrator.history.db import open_engine, session_factory
+
+    try:
+        engine = open_engine(loaded.database_url)
+        try:
+            with session_factory(engine)() as session:
+                return rollback.compare(session, client, baie, present)
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("history not read: %s", exc)
+        return None
 
 
 def _record(loaded: Any, client: str, baie: str, report: VerifyReport, with_key: bool,

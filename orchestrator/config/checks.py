@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _IDENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_THIS_MACHINE = {"localhost", "127.0.0.1", "::1", "[::1]"}  # no network between us and it
 _WINDOWS_JOBS = {"hyperv-vm": "Hyper-V", "sql-server": "SQL Server"}
 
 
@@ -54,6 +55,14 @@ def check_references(
             add(("baies", name), _bad_name(name))
     _check_distinct_baies(baies, add)
 
+    smtp = _dict(data.get("smtp"))
+    if smtp.get("security") == "none" and smtp.get("username") \
+            and str(smtp.get("host", "")).lower() not in _THIS_MACHINE:
+        add(("smtp", "security"),
+            f"security: none with a username: the password of {smtp['username']} would cross "
+            "the network in clear; use starttls (port 587) or tls (port 465), or a relay on "
+            "this machine (localhost)")
+
     msp = _dict(data.get("msp"))
     for client_name, client_raw in _dict(data.get("clients")).items():
         cpath: PathKey = ("clients", client_name)
@@ -74,6 +83,8 @@ def check_references(
                 add(hpath, f"{host_name!r} is not a valid host name: letters, digits, '-', "
                            "'_' and '.'")
             _check_host(_dict(host_raw), hpath, add)
+
+        _check_quota(client, msp, cpath, add)
 
         encryption = _dict(client.get("encryption"))
         if jobs and not encryption.get("public_key_file"):
@@ -146,6 +157,31 @@ def check_references(
                     "'all' already means every database: list names, or 'all' alone "
                     "(use exclude_databases to leave some out)")
     return problems
+
+
+def _check_quota(client: dict[str, Any], msp: dict[str, Any], cpath: PathKey,
+                 add: Any) -> None:
+    """A client moved up tiers has a subscribed volume that is one of the MSP's tiers."""
+    policy = _dict(client.get("quota")).get("on_overrun") or _dict(msp.get("quota")).get(
+        "on_overrun") or "block"
+    if policy != "next_tier":
+        return
+    tiers = msp.get("volume_tiers_gb")
+    where = (*cpath, "quota", "on_overrun") if "on_overrun" in _dict(client.get("quota")) \
+        else cpath
+    if not isinstance(tiers, list) or not tiers:
+        add(where, "quota.on_overrun is next_tier but msp.volume_tiers_gb lists no tiers "
+                   "(e.g. volume_tiers_gb: [100, 250, 500, 1000])")
+        return
+    volume = client.get("quota_gb")
+    if volume is None:
+        add(where, "quota.on_overrun is next_tier but the client has no quota_gb: set it to "
+                   "its subscribed tier")
+    elif isinstance(volume, int | float) and not any(
+            isinstance(t, int | float) and abs(t - volume) < 1e-9 for t in tiers):
+        shown = ", ".join(f"{t:g}" for t in tiers if isinstance(t, int | float))
+        add((*cpath, "quota_gb"), f"quota_gb {volume:g} is not one of the MSP's tiers "
+                                  f"({shown}): a client moved up tiers subscribes to one")
 
 
 def _bad_name(name: object) -> str:

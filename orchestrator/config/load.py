@@ -22,7 +22,7 @@ from orchestrator.config.checks import warnings as config_warnings
 from orchestrator.config.models import AnyJob, Client, Config, JobBase, LocalBaie
 from orchestrator.config.resolved import BaieSettings, HostSettings, RepositorySettings
 from orchestrator.config.suggest import did_you_mean
-from orchestrator.config.yamlread import PathKey, Positions, format_path, read_yaml
+from orchestrator.config.yamlread import MAX_BYTES, PathKey, Positions, format_path, read_yaml
 from orchestrator.errors import ConfigError, ConfigProblem, UsageError
 
 CONFIG_ENV = "HVBACKUP_CONFIG"
@@ -104,6 +104,10 @@ class LoadedConfig:
     def copies_of(self, client: Client, job: JobBase) -> list[str]:
         return list(job.copies or client.copies or [])
 
+    def on_overrun_of(self, client: Client) -> str:
+        """block or next_tier: the client's own choice, else the MSP's."""
+        return client.quota.on_overrun or self.config.msp.quota.on_overrun
+
     def language_of(self, client: Client) -> str:
         return client.language or self.config.msp.language
 
@@ -182,19 +186,37 @@ def load_config(path: Path | str) -> LoadedConfig:
     path = Path(path)
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # never more: a huge file is refused, not read whole
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(shown, 0, "", "file not found")]) from None
     except IsADirectoryError:
         raise ConfigError([ConfigProblem(shown, 0, "", "is a folder, not a file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [ConfigProblem(shown, 0, "", f"not UTF-8 text (byte {exc.start}); save it as UTF-8")]
-        ) from None
     except OSError as exc:
         problem = ConfigProblem(shown, 0, "", f"cannot be read: {exc.strerror}")
         raise ConfigError([problem]) from None
+    if len(raw) > MAX_BYTES:
+        size = path.stat().st_size
+        raise ConfigError([ConfigProblem(
+            shown, 0, "", f"the file holds {size / 1024 / 1024:.1f} MB: a configuration is at "
+                          f"most {MAX_BYTES // 1024 // 1024} MB")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([_not_utf8(shown, raw, exc)]) from None
     return load_config_text(text, shown, base=path)
+
+
+def _not_utf8(shown: str, raw: bytes, exc: UnicodeDecodeError) -> ConfigProblem:
+    """Where the first byte that is not UTF-8 is: its line, and its column in characters."""
+    line_start = raw.rfind(b"\n", 0, exc.start) + 1
+    line = raw.count(b"\n", 0, exc.start) + 1
+    column = len(raw[line_start:exc.start].decode("utf-8", "replace")) + 1
+    byte = raw[exc.start]
+    guess = " (saved as Latin-1 or Windows-1252?)" if byte >= 0x80 else ""
+    return ConfigProblem(shown, line, "", f"not UTF-8 text: byte 0x{byte:02x} at column "
+                                          f"{column} is not UTF-8{guess}; save the file as "
+                                          "UTF-8")
 
 
 def load_config_text(text: str, filename: str, base: Path | None = None) -> LoadedConfig:
@@ -326,6 +348,10 @@ def _message(err: Any, path: PathKey, data: Any) -> str:
         return f"{_shown(value)} is not allowed: expected {ctx.get('expected')}"
     if kind == "too_short" and ctx.get("min_length") == 1:
         return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters (got {len(value)})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {_shown(value)})"
     bounds = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
               "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
     if kind in bounds:

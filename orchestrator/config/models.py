@@ -8,6 +8,7 @@ Cross-references (a job's host, copies naming baies, ...) are checked in
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import date
 from email.utils import parseaddr
@@ -25,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from orchestrator.retention.policy import RetentionPolicy
 from orchestrator.schedule.spec import Schedule, parse_schedule
@@ -33,9 +36,36 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+# Longest text any value may be: a Windows path with the \\?\ prefix (Microsoft, "Maximum
+# Path Length Limitation": about 32,767 characters). Names have tighter limits below.
+MAX_TEXT = 32767
+DISPLAY_NAME_MAX = 200  # what a report's subject line and the dashboard can show
+VM_NAME_MAX = 100  # Hyper-V Manager refuses longer VM names
+SQL_NAME_MAX = 128  # sysname: nvarchar(128), SQL Server's limit for a database name
+QUOTA_GB_MAX = 1_000_000  # a petabyte
+MBPS_MAX = 400_000  # 400 Gbit/s, the fastest Ethernet
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True,
-                              use_attribute_docstrings=True)
+                              use_attribute_docstrings=True, str_max_length=MAX_TEXT)
+
+
+def _database_url(value: str) -> str:
+    """A URL SQLAlchemy parses, for a backend the history supports; the password, if the URL
+    holds one, is never shown."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        shown = re.sub(r":[^:@/]*@", ":***@", value)[:60]
+        raise ValueError(f"{shown!r} is not a database URL (e.g. "
+                         "sqlite:///var/lib/hvbackup/hvbackup.db or "
+                         "postgresql+psycopg://hvbackup@db.msp.example/hvbackup)") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        shown = url.render_as_string(hide_password=True)
+        raise ValueError(f"{shown!r}: the history lives in SQLite or PostgreSQL "
+                         "(sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)")
+    return value
 
 
 def _email(value: str) -> str:
@@ -99,6 +129,11 @@ TimezoneField = Annotated[
 ]
 NonEmptyNames = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1),
                           AfterValidator(_unique)]
+VmNames = Annotated[list[Annotated[str, Field(min_length=1, max_length=VM_NAME_MAX)]],
+                    Field(min_length=1), AfterValidator(_unique)]
+SqlNames = Annotated[list[Annotated[str, Field(min_length=1, max_length=SQL_NAME_MAX)]],
+                     Field(min_length=1), AfterValidator(_unique)]
+DisplayName = Annotated[str, Field(min_length=1, max_length=DISPLAY_NAME_MAX)]
 Language = Literal["fr", "en"]
 
 
@@ -120,11 +155,39 @@ class SecretRef(Model):
         return bool(self.password_env or self.password_file)
 
 
+def _increasing(values: list[float]) -> list[float]:
+    for before, after in itertools.pairwise(values):
+        if after <= before:
+            raise ValueError(f"tiers must increase: {after:g} comes after {before:g}")
+    return values
+
+
+OnOverrun = Literal["block", "next_tier"]
+VolumeGb = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class QuotaPolicy(Model):
+    on_overrun: OnOverrun = "block"
+    """What happens once a client has stayed 10 % over its subscribed volume past its 30 days:
+    block (new backups stop with an explicit ECHEC "quota dépassé") or next_tier (backups go
+    on; the subscribed volume becomes the smallest of `msp.volume_tiers_gb` that holds the
+    data, billed from the following month).
+    """
+
+
+class ClientQuotaPolicy(Model):
+    on_overrun: OnOverrun | None = None
+    """block or next_tier for this client (default: `msp.quota.on_overrun`)."""
+
+
 class Msp(Model):
-    name: str = Field(min_length=1)
+    name: DisplayName
     """The MSP's name, as the clients read it in reports."""
     hotline: list[Email] = Field(min_length=1)
     """Addresses of the hotline: alerts, the morning summary, missing reports."""
+    phone: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[0-9+ ().-]+$")] | None \
+        = None
+    """The hotline's phone number, as the clients read it at the end of their reports."""
     timezone: TimezoneField = ZoneInfo("Europe/Paris")
     """Time zone of schedules, report dates and the dashboard."""
     language: Language = "fr"
@@ -140,6 +203,13 @@ class Msp(Model):
     """Public address of the dashboard (e.g. `https://sauvegardes.msp.example`): alerts link
     to the failed run's page and to the runbook of its error code there.
     """
+    quota: QuotaPolicy = Field(default_factory=QuotaPolicy)
+    """What the contracts say about a client over its subscribed volume (each client may say
+    otherwise under its own `quota:`)."""
+    volume_tiers_gb: Annotated[list[VolumeGb], Field(min_length=1),
+                               AfterValidator(_increasing)] | None = None
+    """The volumes the MSP sells, GB, increasing (e.g. `[100, 250, 500, 1000]`); needed by
+    clients with `quota.on_overrun: next_tier`, whose `quota_gb` must be one of them."""
     heartbeat_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     """URL pinged (HTTP GET) after every scheduler cycle, healthchecks-style, so that a dead
     orchestrator is noticed by something outside it; `/fail` is added when a cycle failed.
@@ -152,7 +222,9 @@ class Smtp(SecretRef):
     port: int = Field(default=587, ge=1, le=65535)
     """Its port (587 STARTTLS, 465 TLS, 25 plain)."""
     security: Literal["starttls", "tls", "none"] = "starttls"
-    """starttls, tls (implicit, port 465) or none."""
+    """starttls, tls (implicit, port 465) or none; none with a username only to a relay on
+    this machine (localhost, 127.0.0.1, ::1): elsewhere the password would cross the network
+    in clear."""
     username: str | None = None
     """Login on the relay (then password_env or password_file)."""
     from_: Annotated[str, AfterValidator(_sender)] = Field(alias="from")
@@ -170,9 +242,9 @@ class Smtp(SecretRef):
 
 
 class Bandwidth(Model):
-    sustained_mbps: float = Field(gt=0)
+    sustained_mbps: float = Field(gt=0, le=MBPS_MAX, allow_inf_nan=False)
     """Sustained upload limit, Mbit/s."""
-    burst_mbps: float | None = Field(default=None, gt=0)
+    burst_mbps: float | None = Field(default=None, gt=0, le=MBPS_MAX, allow_inf_nan=False)
     """Short bursts up to this rate, Mbit/s (at least sustained_mbps)."""
 
     @model_validator(mode="after")
@@ -261,7 +333,7 @@ class SimulatedFault(Model):
 
     kind: Literal["guest-vss-failure", "checkpoint-failure", "merge-stuck",
                   "leftover-checkpoint", "unreachable", "staging-full",
-                  "verifyonly-failure", "slow"]
+                  "verifyonly-failure", "slow", "expose-failure"]
     """The failure to produce."""
     target: str | None = None
     """The VM, database or path it hits (all when absent)."""
@@ -381,8 +453,8 @@ def _chunk_kib(value: int) -> int:
 class HypervVmJob(JobBase):
     type: Literal["hyperv-vm"]
     """hyperv-vm: Hyper-V virtual machines, by production checkpoint."""
-    vms: NonEmptyNames
-    """VM names as Hyper-V shows them."""
+    vms: VmNames
+    """VM names as Hyper-V shows them (at most 100 characters)."""
     consistency: Literal["application", "application-or-crash"] = "application"
     """application (VSS inside the guest, else ECHEC) or application-or-crash (falls back to
     crash-consistent, reported AVERTISSEMENT).
@@ -402,8 +474,8 @@ class SqlServerJob(JobBase):
     """sql-server: native COPY_ONLY dumps, verified."""
     instance: str = Field(min_length=1)
     """Instance, e.g. `SQL01\\COMPTA` or `MSSQLSERVER`."""
-    databases: NonEmptyNames
-    """Database names, or `all` (user databases)."""
+    databases: SqlNames
+    """Database names (at most 128 characters), or `all` (user databases)."""
     exclude_databases: list[str] = Field(default_factory=list)
     """Names left out of `all`."""
     trust_server_certificate: bool = False
@@ -441,14 +513,17 @@ Job = Annotated[AnyJob, Field(discriminator="type")]
 
 
 class Client(Model):
-    name: str = Field(min_length=1)
+    name: DisplayName
     """The client's name as it reads it in its reports."""
     contacts: list[Email] = Field(min_length=1)
     """Who receives the daily report."""
     language: Language | None = None
     """fr or en (default: the MSP's)."""
-    quota_gb: float | None = Field(default=None, ge=0)
-    """Subscribed volume, GB: 10 % over it, the client is told and has 30 days."""
+    quota_gb: float | None = Field(default=None, gt=0, le=QUOTA_GB_MAX, allow_inf_nan=False)
+    """Subscribed volume, GB (more than 0, at most 1000000): 10 % over it, the client is told
+    and has 30 days."""
+    quota: ClientQuotaPolicy = Field(default_factory=ClientQuotaPolicy)
+    """What happens after those 30 days for this client (`on_overrun`)."""
     encryption: Encryption | None = None
     """The client's key (required before its first backup)."""
     copies: list[str] | None = Field(default=None, min_length=1)
@@ -471,8 +546,9 @@ class Config(Model):
     """Where the orchestrator keeps its state (history, caches); default /var/lib/hvbackup for root,
     ~/.local/state/hvbackup otherwise, %PROGRAMDATA%\\hvbackup on Windows.
     """
-    database: str | None = None
-    """SQLAlchemy URL of the history (default: SQLite in state_dir)."""
+    database: Annotated[str, AfterValidator(_database_url)] | None = None
+    """SQLAlchemy URL of the history: `sqlite:///PATH` or `postgresql+psycopg://USER@HOST/DB`
+    (default: SQLite in state_dir)."""
     msp: Msp
     """The MSP itself."""
     smtp: Smtp | None = None

@@ -22,6 +22,10 @@ except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _Loader = yaml.SafeLoader
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# A configuration for hundreds of clients holds some ten thousand values; past these, the file
+# is an accident or an attack (an alias bomb: a kilobyte that expands to a billion values).
+MAX_VALUES = 100_000
+MAX_BYTES = 5 * 1024 * 1024
 
 
 @dataclass
@@ -62,9 +66,16 @@ def format_path(path: PathKey) -> str:
 
 
 def read_yaml(text: str, filename: str) -> YamlDocument:
-    """Parse ``text``; syntax errors and duplicate keys come back as problems, never raised."""
+    """Parse ``text``; syntax errors, duplicate keys, a file too large or whose aliases expand
+    too far come back as problems, never raised."""
     positions = Positions()
     problems: list[ConfigProblem] = []
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        problems.append(ConfigProblem(
+            filename, 0, "", f"the file holds {size / 1024 / 1024:.1f} MB: a configuration is "
+                             f"at most {MAX_BYTES // 1024 // 1024} MB"))
+        return YamlDocument(None, positions, problems)
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -83,6 +94,14 @@ def read_yaml(text: str, filename: str) -> YamlDocument:
     if node is None:
         problems.append(ConfigProblem(filename, 1, "", "the file is empty"))
         return YamlDocument(None, positions, problems)
+    shared = _expands_too_far(node)
+    if shared is not None:
+        problems.append(ConfigProblem(
+            filename, shared.start_mark.line + 1, "",
+            f"the aliases (*name) of this file expand to more than {MAX_VALUES} values, "
+            "starting with the value anchored here: a configuration never needs that many "
+            "(write the values out, or repeat fewer)"))
+        return YamlDocument(None, positions, problems)
     _walk(node, (), positions, problems, filename)
     try:
         data = yaml.load(text, Loader=_Loader)
@@ -92,6 +111,40 @@ def read_yaml(text: str, filename: str) -> YamlDocument:
         problems.append(ConfigProblem(filename, line, "", f"YAML value cannot be read: {exc}"))
         return YamlDocument(None, positions, problems)
     return YamlDocument(data, positions, problems)
+
+
+def _expands_too_far(root: yaml.Node) -> yaml.Node | None:
+    """When the tree, with every alias expanded, holds more than MAX_VALUES nodes: the first
+    node (in file order) used more than once; else None. Linear in the composed nodes (each
+    shared node is sized once), so a bomb is measured without being expanded."""
+    sizes: dict[int, int] = {}
+    uses: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            continue
+        uses[key] = uses.get(key, 0) + 1
+        if key in sizes or uses[key] > 1:
+            continue
+        order.append(node)
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(_children(node)))
+    if sizes[id(root)] <= MAX_VALUES:
+        return None
+    shared = [n for n in order if uses[id(n)] > 1]
+    return min(shared, key=lambda n: n.start_mark.index) if shared else root
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _walk(

@@ -9,16 +9,27 @@ otherwise. The app answers these exceptions (app.py): the message page, or for /
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dashboard.auth import Viewer
+from orchestrator.dashboard.problems import Problem
 from orchestrator.dashboard.queries import NotFound, client_of_run
 from orchestrator.dashboard.request import csrf_ok
-from orchestrator.history.models import AlertRow, ClientRow
+from orchestrator.history.models import AlertRow, ClientRow, Role
 
 COMMENT_MAX = 1000
+
+
+def without_internal_notes(viewer: Viewer, found: list[Problem]) -> list[Problem]:
+    """The problems as ``viewer`` may read them: the hotline's acknowledgements (who, and their
+    comment) are internal notes, never shown to a client account."""
+    if viewer.staff:
+        return found
+    return [replace(p, acknowledged_by=None, acknowledged_comment=None) for p in found]
 
 
 class Refused(Exception):
@@ -41,6 +52,12 @@ class Forbidden(Refused):
 
 class Invalid(Refused):
     """400: the form is not what the action needs (``comment_needed``)."""
+
+
+def admin_only(viewer: Viewer) -> None:
+    """Invoicing figures are the MSP's: admins only (Forbidden otherwise)."""
+    if viewer.role != Role.ADMIN.value:
+        raise Forbidden("forbidden")
 
 
 def visible_client(viewer: Viewer, client: str) -> str:

@@ -10,6 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.dashboard.auth import end_sessions_of
 from orchestrator.errors import UsageError
 from orchestrator.history.models import AuditRow, ClientRow, Role, UserRow
 from orchestrator.history.queries import client_row
@@ -54,13 +55,16 @@ def set_password(sessions: sessionmaker[Session], username: str, password: str, 
     with sessions() as session, session.begin():
         user = _user(session, username)
         user.password_hash = _HASHER.hash(password)
+        end_sessions_of(session, user.id, now)  # a copied cookie dies with the old password
         session.add(AuditRow(at=now, actor=actor, action="user.passwd", target=username))
 
 
 def remove_user(sessions: sessionmaker[Session], username: str, actor: str,
                 now: datetime) -> None:
     with sessions() as session, session.begin():
-        session.delete(_user(session, username))
+        user = _user(session, username)
+        end_sessions_of(session, user.id, now)
+        session.delete(user)
         session.add(AuditRow(at=now, actor=actor, action="user.remove", target=username))
 
 

@@ -7,17 +7,23 @@ sees only its client; anything else answers 404, as for what does not exist.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from orchestrator.dashboard.access import visible_client, visible_run
+from orchestrator.dashboard.access import (
+    admin_only,
+    visible_client,
+    visible_run,
+    without_internal_notes,
+)
 from orchestrator.dashboard.problems import problems
 from orchestrator.dashboard.queries import client_page, clients, job_runs, run_page
 from orchestrator.dashboard.request import Caller, settings_of
 from orchestrator.history.models import RunRow
+from orchestrator.jobs.usage import month_usage, parse_month
 
 router = APIRouter(prefix="/api/v1", tags=["hvbackup"])
 
@@ -83,7 +89,9 @@ class QuotaOut(BaseModel):
     status: str
     used_bytes: int
     quota_bytes: int | None
-    forecast: datetime | None
+    forecast: date | None
+    grace_ends: datetime | None  # when the 30 days to act end (10 % over)
+    on_overrun: str  # block | next_tier
 
 
 class ClientDetailOut(BaseModel):
@@ -152,7 +160,8 @@ def get_client(request: Request, client: str, who: Caller) -> ClientDetailOut:
     return ClientDetailOut(
         key=page.key, name=page.name,
         quota=QuotaOut(status=q.status, used_bytes=q.used, quota_bytes=q.quota,
-                       forecast=q.forecast),
+                       forecast=q.forecast, grace_ends=q.grace_ends,
+                       on_overrun=q.on_overrun),
         jobs=[JobOut(key=j.key, type=j.type, host=j.host, schedule=j.schedule, copies=j.copies,
                      copies_parity=j.parity,
                      last_run=RunOut.of(j.last) if j.last else None,
@@ -194,7 +203,8 @@ def list_problems(request: Request, who: Caller, client: str | None = None,
     """What needs attention, worst and oldest first (the dashboard's home page)."""
     if client is not None:
         visible_client(who, client)
-    found = problems(settings_of(request).sessions, client=who.client or client)
+    found = without_internal_notes(
+        who, problems(settings_of(request).sessions, client=who.client or client))
     return [ProblemOut(client=p.client, job=p.job, status=p.status, since=p.since,
                        consecutive_failures=p.failures, last_success=p.last_success,
                        message=p.message, run_uid=p.run_uid,
@@ -202,3 +212,17 @@ def list_problems(request: Request, who: Caller, client: str | None = None,
                        acknowledged_comment=p.acknowledged_comment, baies=p.baies)
             for p in found if (status is None or p.status == status)
             and (baie is None or baie in p.baies)]
+
+
+@router.get("/usage")
+def get_usage(request: Request, who: Caller, month: str) -> dict[str, Any]:
+    """A month (``YYYY-MM``) of usage per client, for invoicing (admin accounts only)."""
+    admin_only(who)
+    settings = settings_of(request)
+    try:
+        first = parse_month(month)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    with settings.sessions() as session:
+        rows = month_usage(session, first, settings.timezone)
+    return {"month": f"{first:%Y-%m}", "clients": [r.to_dict() for r in rows]}

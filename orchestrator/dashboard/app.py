@@ -10,6 +10,7 @@ login page), NotFound (404) and Refused (403, 400) from access.py.
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -22,14 +23,13 @@ from starlette.middleware.sessions import SessionMiddleware
 from orchestrator import __version__
 from orchestrator.dashboard import api, metrics, pages
 from orchestrator.dashboard.access import Refused
-from orchestrator.dashboard.auth import Throttle
+from orchestrator.dashboard.auth import SESSION_HOURS, Throttle
 from orchestrator.dashboard.queries import NotFound
 from orchestrator.dashboard.request import DashboardSettings, LoginRequired, render, seen_viewer
 
 __all__ = ["DashboardSettings", "create_app"]
 
 SESSION_COOKIE = "hvbackup_session"
-SESSION_HOURS = 12
 CSP = ("default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -44,6 +44,8 @@ def _templates(settings: DashboardSettings) -> jinja2.Environment:
         "%d/%m/%Y %H:%M")
     env.filters["hm"] = lambda t: "-" if t is None else t.astimezone(tz).strftime("%H:%M:%S")
     env.filters["day"] = lambda d: d.strftime("%d/%m")
+    env.filters["day_full"] = lambda d: "-" if d is None else (
+        d.astimezone(tz).date() if isinstance(d, datetime) else d).strftime("%d/%m/%Y")
     env.filters["urlq"] = lambda s: quote(str(s), safe="")
     return env
 

@@ -42,6 +42,13 @@ WORDS: dict[str, dict[str, str]] = {
                       "en": "over by more than 10 %: client told, 30 days to act"},
     "quota_blocked": {"fr": "sauvegardes arrêtées : dépassement depuis plus de 30 jours",
                       "en": "backups stopped: over for more than 30 days"},
+    "quota_tier_due": {"fr": "dépassé depuis plus de 30 jours : passage à la tranche supérieure",
+                       "en": "over for more than 30 days: moving to the next tier"},
+    "until": {"fr": "jusqu'au", "en": "until"},
+    "tier_moved": {"fr": "Tranche de {old} à {new}, facturée à partir du {since} "
+                         "(décidé le {on}, après 30 jours au-dessus).",
+                   "en": "Tier moved from {old} to {new}, billed from {since} "
+                         "(decided on {on}, after 30 days over)."},
     "quota_none": {"fr": "pas de volume souscrit", "en": "no subscribed volume"},
     "no_quota": {"fr": "pas de volume souscrit", "en": "no subscribed volume"},
     "restore_points": {"fr": "Points de restauration", "en": "Restore points"},
@@ -84,8 +91,62 @@ WORDS: dict[str, dict[str, str]] = {
     "auto_refresh": {"fr": "Actualisé automatiquement chaque minute",
                      "en": "Refreshes every minute"},
     "none": {"fr": "aucun", "en": "none"},
+    "bad_month": {"fr": "Mois invalide : donnez-le sous la forme AAAA-MM (par exemple 2026-11).",
+                  "en": "Invalid month: give it as YYYY-MM (e.g. 2026-11)."},
     "by": {"fr": "par", "en": "by"},
 }
+
+
+# What the history records in English words (step names and states, triggers, consistencies),
+# shown in the page's language; a value missing here is shown as it is.
+TERMS: dict[str, dict[str, dict[str, str]]] = {
+    "step": {
+        "connect": {"fr": "connexion à l'hôte", "en": "connect to the host"},
+        "sweep leftovers": {"fr": "nettoyage des restes", "en": "sweep leftovers"},
+        "checkpoint": {"fr": "point de contrôle", "en": "checkpoint"},
+        "remove checkpoint": {"fr": "suppression du point de contrôle",
+                              "en": "remove checkpoint"},
+        "read": {"fr": "lecture", "en": "read"},
+        "sql backup": {"fr": "sauvegarde SQL", "en": "SQL backup"},
+        "remove staging": {"fr": "suppression des fichiers de transit",
+                           "en": "remove staging"},
+        "shadow copy": {"fr": "cliché instantané", "en": "shadow copy"},
+        "remove shadow copy": {"fr": "suppression du cliché instantané",
+                               "en": "remove shadow copy"},
+        "commit snapshot": {"fr": "enregistrement du point de restauration",
+                            "en": "commit restore point"},
+        "copy": {"fr": "copie", "en": "copy"},
+        "retention": {"fr": "rétention", "en": "retention"},
+        "gather orchestrator files": {"fr": "collecte des fichiers de l'orchestrateur",
+                                      "en": "gather orchestrator files"},
+    },
+    "step_status": {
+        "ok": {"fr": "réussie", "en": "ok"},
+        "failed": {"fr": "échouée", "en": "failed"},
+        "running": {"fr": "en cours", "en": "running"},
+        "skipped": {"fr": "sautée", "en": "skipped"},
+        "warning": {"fr": "à vérifier", "en": "warning"},
+    },
+    "trigger": {
+        "schedule": {"fr": "planifié", "en": "scheduled"},
+        "dashboard": {"fr": "tableau de bord", "en": "dashboard"},
+        "manual": {"fr": "manuel (ligne de commande)", "en": "manual (command line)"},
+        "self-backup": {"fr": "sauvegarde de l'orchestrateur", "en": "orchestrator self-backup"},
+    },
+    "consistency": {
+        "application": {"fr": "applicative (VSS)", "en": "application (VSS)"},
+        "crash": {"fr": "sans VSS (crash-consistent)", "en": "crash-consistent (no VSS)"},
+        "none": {"fr": "fichiers tels quels", "en": "files as they are"},
+    },
+}
+
+
+def term(kind: str, value: str | None, language: str) -> str:
+    """``value`` (a step name, a step state, a trigger, a consistency) in ``language``."""
+    if value is None:
+        return "-"
+    entry = TERMS.get(kind, {}).get(value)
+    return value if entry is None else entry.get(language, value)
 
 
 def translate(key: str, language: str, **values: object) -> str:

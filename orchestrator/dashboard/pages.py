@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated
 
@@ -17,14 +18,24 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from orchestrator.dashboard.access import (
+    Invalid,
+    admin_only,
     comment_of,
     staff_form,
     visible_alert,
     visible_client,
     visible_run,
+    without_internal_notes,
 )
 from orchestrator.dashboard.accounts import authenticate
-from orchestrator.dashboard.auth import fingerprint
+from orchestrator.dashboard.auth import (
+    DEVICE_COOKIE,
+    device_cookie,
+    end_session,
+    known_device,
+    login_keys,
+    open_session,
+)
 from orchestrator.dashboard.charts import volume_svg
 from orchestrator.dashboard.markdown import to_html
 from orchestrator.dashboard.problems import problems
@@ -51,6 +62,7 @@ from orchestrator.history.models import (
 )
 from orchestrator.history.queries import job_row
 from orchestrator.humanize import size
+from orchestrator.jobs.usage import month_usage, parse_month, to_csv
 from orchestrator.resources import runbook_files
 
 router = APIRouter(include_in_schema=False)
@@ -84,6 +96,22 @@ def runbook(request: Request, code: str = "README") -> Response:
     return render(request, settings, viewer, "runbook.html", code=code, body=body)
 
 
+@router.get("/usage.csv")
+def usage_csv(request: Request, month: str) -> Response:
+    """A month of usage per client as CSV, for invoicing (admin accounts only)."""
+    viewer = page_viewer(request)
+    admin_only(viewer)
+    settings = settings_of(request)
+    try:
+        first = parse_month(month)
+    except ValueError:
+        raise Invalid("bad_month") from None
+    with settings.sessions() as session:
+        rows = month_usage(session, first, settings.timezone)
+    return Response(to_csv(rows, first), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="hvbackup-usage-{first:%Y-%m}.csv"'})
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
     return render(request, settings_of(request), None, "login.html", next=_safe_next(next),
@@ -93,13 +121,17 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, username: Annotated[str, Form(max_length=100)],
           password: Annotated[str, Form(max_length=1000)],
-          next: Annotated[str, Form()] = "/") -> Response:
+          next: Annotated[str, Form()] = "/", csrf: Annotated[str, Form()] = "") -> Response:
     settings = settings_of(request)
+    if not csrf_ok(request, csrf):  # a login form posted from another site
+        return render(request, settings, None, "login.html", status_code=400,
+                      next=_safe_next(next), error=("csrf", 0))
     throttle = settings.throttle
     assert throttle is not None
     address = request.client.host if request.client else "?"
-    keys = (f"user:{username.lower()}", f"ip:{address}")
-    wait = throttle.wait(*keys)
+    device = known_device(settings.secret, username, request.cookies.get(DEVICE_COOKIE))
+    keys = login_keys(username, address, device)
+    wait = throttle.wait(keys)
     now = settings.now()
     if wait is not None:
         minutes = max(1, math.ceil(wait.total_seconds() / 60))
@@ -110,18 +142,26 @@ def login(request: Request, username: Annotated[str, Form(max_length=100)],
         session.add(AuditRow(at=now, actor=f"web:{username}@{address}",
                              action="login" if user else "login.failed", target=username))
     if user is None:
-        throttle.failed(*keys)
+        throttle.failed(keys)
         return render(request, settings, None, "login.html", status_code=401,
                       next=_safe_next(next), error=("bad_login", 0))
-    throttle.succeeded(keys[0])
+    throttle.succeeded(keys)
+    end_session(settings.sessions, request.session.get("sid"), now)
     request.session.clear()  # a new session at each login (no fixation)
-    request.session.update({"uid": user.id, "pv": fingerprint(user.password_hash)})
-    return RedirectResponse(_safe_next(next), status_code=303)
+    request.session["sid"] = open_session(settings.sessions, user.id, address, now)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if device is None:
+        response.set_cookie(DEVICE_COOKIE, device_cookie(settings.secret, user.username),
+                            max_age=365 * 86400, httponly=True, samesite="lax",
+                            secure=settings.secure_cookies)
+    return response
 
 
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
     if csrf_ok(request, csrf):
+        settings = settings_of(request)
+        end_session(settings.sessions, request.session.get("sid"), settings.now())
         request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
@@ -130,7 +170,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
-    found = problems(settings.sessions, client=viewer.client)
+    found = without_internal_notes(viewer, problems(settings.sessions, client=viewer.client))
     choices = {"clients": sorted({p.client for p in found}),
                "baies": sorted({b for p in found for b in p.baies})}
     shown = [p for p in found if (not client or p.client == client)
@@ -178,6 +218,8 @@ def run_view(request: Request, uid: str) -> Response:
     settings = settings_of(request)
     visible_run(settings.sessions, viewer, uid)
     page = run_page(settings.sessions, uid)
+    if not viewer.staff:  # the hotline's notes stay internal
+        page = replace(page, acknowledgements=[])
     return render(request, settings, viewer, "run.html", page=page,
                   flash=request.query_params.get("flash"))
 

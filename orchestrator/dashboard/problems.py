@@ -106,6 +106,7 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
         alerts = select(AlertRow, ClientRow).join(ClientRow).where(
             AlertRow.resolved_at.is_(None),
             AlertRow.kind.in_([AlertKind.QUOTA_WARNING.value, AlertKind.QUOTA_BLOCKED.value,
+                               AlertKind.QUOTA_TIER.value,
                                AlertKind.REPORT_MISSING.value]))
         if client is not None:
             alerts = alerts.where(ClientRow.key == client)

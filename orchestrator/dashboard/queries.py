@@ -30,7 +30,7 @@ from orchestrator.history.models import (
     UserRow,
 )
 from orchestrator.history.queries import client_row, job_row
-from orchestrator.jobs.quota import QuotaState, evaluate
+from orchestrator.jobs.quota import QuotaState, TierMove, state_of, tier_moves
 
 STRIP_DAYS = 30
 USAGE_DAYS = 120  # enough to judge the quota: the grace period is 30 days
@@ -86,6 +86,7 @@ class ClientPage:
     jobs: list[JobLine]
     quota: QuotaState
     usage: dict[str, list[tuple[datetime, int]]]  # baie -> measurements, oldest first
+    tier_moves: list[TierMove] = field(default_factory=list)  # subscribed volume moved up
 
 
 @dataclass
@@ -176,6 +177,11 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
             BaieUsageRow.client_id == owner.id,
             BaieUsageRow.measured_at >= now - timedelta(days=USAGE_DAYS)).order_by(
             BaieUsageRow.measured_at)).all()
+        usage: dict[str, list[tuple[datetime, int]]] = {}
+        for baie, when, value in usage_rows:
+            usage.setdefault(baie, []).append((when, value))
+        quota = state_of(session, client, owner.quota_bytes, owner.quota_on_overrun, now, usage)
+        moves = tier_moves(session, client)
         session.expunge_all()
     by_job: dict[int, list[RunRow]] = {}
     for run in runs:
@@ -194,14 +200,7 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
     by_id = {j.id: line for j, line in zip(jobs, lines, strict=True)}
     for job_id, baie, count, oldest, newest in points:
         by_id[job_id].points[baie] = Points(count, aware(oldest), aware(newest))
-    usage: dict[str, list[tuple[datetime, int]]] = {}
-    for baie, when, value in usage_rows:
-        usage.setdefault(baie, []).append((when, value))
-    states = [evaluate(p, owner.quota_bytes, now) for p in usage.values()] or [
-        evaluate([], owner.quota_bytes, now)]
-    order = ["none", "ok", "over", "warning", "blocked"]
-    quota = max(states, key=lambda s: (order.index(s.status), s.used))
-    return ClientPage(owner.key, owner.name, owner.language, lines, quota, usage)
+    return ClientPage(owner.key, owner.name, owner.language, lines, quota, usage, moves)
 
 
 def aware(value: datetime | str | None) -> datetime | None:

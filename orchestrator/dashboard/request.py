@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator import __version__
 from orchestrator.dashboard.auth import Throttle, Viewer, token_viewer, viewer_of
-from orchestrator.dashboard.i18n import translate
+from orchestrator.dashboard.i18n import term, translate
 from orchestrator.history.models import ClientRow
 from orchestrator.humanize import age, duration, size
 
@@ -51,11 +51,11 @@ def settings_of(request: Request) -> DashboardSettings:
 
 def session_viewer(request: Request, settings: DashboardSettings) -> Viewer | None:
     """The logged-in person, or None (their session cookie is cleared when it went stale)."""
-    user_id = request.session.get("uid")
-    if user_id is None:
+    token = request.session.get("sid")
+    if token is None:
         return None
-    with settings.sessions() as session:
-        viewer = viewer_of(session, user_id, request.session.get("pv"))
+    with settings.sessions() as session, session.begin():
+        viewer = viewer_of(session, token, settings.now())
         if viewer is not None and viewer.client is not None:
             # The portal speaks the client's language.
             request.scope["hvbackup.client_language"] = session.scalars(
@@ -141,6 +141,9 @@ class Ui:
 
     def t(self, key: str, **values: object) -> str:
         return translate(key, self.language, **values)
+
+    def term(self, kind: str, value: str | None) -> str:
+        return term(kind, value, self.language)
 
     def size(self, n: int | None) -> str:
         return "-" if n is None else size(float(n), self.language)

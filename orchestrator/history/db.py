@@ -7,8 +7,9 @@ shown with their password hidden.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import HistoryError, SchemaOutOfDate
+from orchestrator.private import tighten
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ def open_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             try:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite(Path(parsed.database))
             except OSError as exc:
                 raise HistoryError(
                     f"cannot create the folder of the history database {parsed.database}: "
@@ -60,6 +62,18 @@ def open_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _private_sqlite(path: Path) -> None:
+    """The history file (and SQLite's journal files beside it) readable by this account only:
+    created 0600 before SQLite opens it (its -wal and -shm files take its mode), an existing
+    one tightened. Its folder is created 0700 when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for each in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm",
+                                                                      "-journal"))):
+        tighten(each)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -100,6 +100,8 @@ class ClientRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(5), default="fr")
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    quota_on_overrun: Mapped[str] = mapped_column(String(20), default="block",
+                                                  server_default="block")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     offboard_on: Mapped[date | None] = mapped_column(Date)
     destroyed_at: Mapped[datetime | None]
@@ -246,6 +248,23 @@ class BaieUsageRow(Base):
     bytes_stored: Mapped[int] = mapped_column(BigInteger)
 
 
+class QuotaTierMoveRow(Base):
+    """A client's subscribed volume moved up to the next tier after its grace period
+    (``quota.on_overrun: next_tier``): from ``from_bytes`` to ``to_bytes``, decided at
+    ``decided_at``, billed from ``billed_from`` (the first day of the following month)."""
+
+    __tablename__ = "quota_tier_moves"
+    __table_args__ = (Index(None, "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    decided_at: Mapped[datetime]
+    billed_from: Mapped[date] = mapped_column(Date)
+    from_bytes: Mapped[int] = mapped_column(BigInteger)
+    to_bytes: Mapped[int] = mapped_column(BigInteger)
+    used_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
 class AlertRow(Base):
     """Something the hotline (and sometimes the client) must be told about."""
 
@@ -341,6 +360,24 @@ class ApiTokenRow(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
+
+
+class WebSessionRow(Base):
+    """A dashboard session. The cookie holds a random token; only its SHA-256 is kept here, so
+    ending a row (logout, password change, removed account) ends the session for whoever
+    holds a copy of the cookie."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index(None, "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    address: Mapped[str] = mapped_column(String(100))
 
 
 class RunRequestRow(Base):

@@ -20,12 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator import procs
-from orchestrator.errors import HvbError
+from orchestrator.errors import HostUnreachable, HvbError
 from orchestrator.findings import Finding, Interrupted, Missed, headline, status_of
 from orchestrator.history.models import RunEventRow, RunRow, RunState, RunStepRow
 from orchestrator.history.queries import known_job
 
 log = logging.getLogger(__name__)
+
+CONNECT_STEP = "connect"  # the step a run records when its host cannot be reached
 
 
 class RunAlreadyClaimed(HvbError):
@@ -94,6 +96,11 @@ class RunRecorder:
         status, code, message = "ok", None, None
         try:
             yield figures
+        except HostUnreachable as exc:
+            # Whatever this step was to do on the host, what failed is reaching it.
+            name = CONNECT_STEP
+            status, code, message = "failed", exc.code, exc.message
+            raise
         except HvbError as exc:
             status, code, message = "failed", exc.code, exc.message
             raise
@@ -103,6 +110,7 @@ class RunRecorder:
         finally:
             with self._sessions() as session, session.begin():
                 row = session.get_one(RunStepRow, step_id)
+                row.name = name
                 row.status = figures.details.pop("status", status)
                 row.finished_at = self._now()
                 row.bytes_read, row.bytes_new = figures.bytes_read, figures.bytes_new

@@ -56,6 +56,7 @@ def sync_config(session: Session, loaded: LoadedConfig, now: datetime, actor: st
             "language": loaded.language_of(client),
             "quota_bytes": int(client.quota_gb * 1_000_000_000) if client.quota_gb is not None
             else None,
+            "quota_on_overrun": loaded.on_overrun_of(client),
             "active": True,
         }
         row = clients.get(key)

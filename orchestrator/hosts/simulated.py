@@ -8,7 +8,8 @@ check as a real host's (:func:`orchestrator.hosts.scripts.interpret_result`).
 Faults are injected from the host's ``simulated.faults`` settings, optionally on given dates:
 guest VSS failure, a checkpoint that fails for another reason (checkpoint-failure), a merge
 that outlives its checkpoint (merge-stuck: the checkpoint is gone from the list, the VM still
-writes to its .avhdx), a leftover checkpoint from a crashed run,
+writes to its .avhdx), a leftover checkpoint from a crashed run, a shadow copy DiskShadow
+creates but cannot expose on its mount folder (expose-failure, target: the volume, ``D:\\``),
 the host unreachable, the staging disk full, RESTORE VERIFYONLY failing, a slow host.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -28,7 +30,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from orchestrator.errors import HostTimeout, HostUnreachable
-from orchestrator.hosts import scripts, simroots, simsql
+from orchestrator.hosts import scripts, simacl, simroots, simsql
 from orchestrator.hosts.simworld import (
     SQL_ROOT,
     SimWorld,
@@ -41,7 +43,7 @@ from orchestrator.hosts.simworld import (
 log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("guest-vss-failure", "checkpoint-failure", "merge-stuck", "leftover-checkpoint",
-               "unreachable", "staging-full", "verifyonly-failure", "slow")
+               "unreachable", "staging-full", "verifyonly-failure", "slow", "expose-failure")
 DEFAULT_STAGING = "D:\\hvbackup-staging"
 # $PSSenderInfo.ConnectedUser: the account the orchestrator connects with (onboarding's).
 CONNECTED_USER = "HV01\\hvbackup"
@@ -554,8 +556,13 @@ class SimulatedHost:
         # longer ago than ShadowOlderThanHours) left its share behind; a share of another
         # job running now is younger and its folder is there.
         run_shares = []
+        staging_roots = [r.lower() + "\\" for r in (self.roots.staging if self.roots else ())]
         for share, info in sorted(world.state.get("run_shares", {}).items()):
-            if info["run"] == KeepRunId:
+            # hvbackup's by name (hvb-<run>-sql$ / -vm$) and by place (inside a staging root),
+            # as the script finds them among every share of the host.
+            named = re.fullmatch(r"hvb-([A-Za-z0-9-]+)-(sql|vm)\$", share, re.I)
+            inside = any(info["path"].rstrip("\\").lower().startswith(r) for r in staging_roots)
+            if not named or not inside or named.group(1) == KeepRunId:
                 continue
             if self.local_path(info["path"]).exists() and info["created_utc"] >= cutoff:
                 continue
@@ -832,6 +839,7 @@ class SimulatedHost:
                                 f"{LinkRoot}\\{RunId}-{i}, shared as hvb-{RunId}-{i}$"
                                 for i, v in enumerate(volumes, 1)]}
         shadows = []
+        made_now: list[str] = []  # this call's copies: removed if a later step fails
         for i, volume in enumerate(volumes, 1):
             mount, share = f"{LinkRoot}\\{RunId}-{i}", f"hvb-{RunId}-{i}$"
             sid = next((k for k, v in world.state["shadow_copies"].items()
@@ -852,7 +860,21 @@ class SimulatedHost:
                 world.state["shadow_copies"][sid] = {
                     "volume": volume, "created_utc": _utc(self._now()), "link": mount,
                     "share": share, "run": RunId, "owner": Owner,
-                    "device_object": f"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{n}"}
+                    "device_object": f"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{n}",
+                    # The copy keeps the files' NTFS permissions as they were (simacl.py).
+                    "ntfs_protected": simacl.protected_under(world.state, volume)}
+                made_now.append(sid)
+                if self._fault("expose-failure", volume):
+                    # DiskShadow's "create" succeeded, its "expose" did not: the script finds
+                    # the copy by the ID DiskShadow printed and removes it with this call's
+                    # others, mount folders and shares included.
+                    for made in made_now:
+                        self._drop_shadow(made)
+                        _strike(world.state["shadow_record"], made)
+                    raise _ScriptError(
+                        "VSS_LINK_FAILED", f"Shadow copy of {volume} failed (diskshadow exit "
+                        f"code 1): * Shadow copy ID = {sid} %hvb{i}% ... The last operation "
+                        "failed. Returned HRESULT: 0x80042306")
                 # A volume mount point: crossed by the server itself.
                 self._link(self.local_path(mount), device)
                 self._link(self.root / "shares" / share, device)
@@ -892,7 +914,7 @@ class SimulatedHost:
         shutil.rmtree(self.root / "devices" / device, ignore_errors=True)
 
     def script_Remove_HvbShadowCopy(
-        self, *, ShadowId: list[str], LinkPath: list[str] | None = None,
+        self, *, ShadowId: list[str], RunId: str, LinkPath: list[str] | None = None,
         ShareName: list[str] | None = None, DryRun: bool = False,
     ) -> dict[str, Any]:
         world = self.world
@@ -907,16 +929,27 @@ class SimulatedHost:
                                    "alone.")
         mounts = {world.state["shadow_copies"][sid]["link"].lower() for sid in ShadowId
                   if sid in recorded and sid in world.state["shadow_copies"]}
+        # Mount folders of this run by name: a call repeated after its record lines were struck.
+        own_mount = re.compile(re.escape(f"{LINK_ROOT}\\{RunId}-") + r"[0-9]+", re.I)
         for link in LinkPath or []:
-            local = self.local_path(link)
+            # Decided before the disk is looked at: an absent folder and a refused one get the
+            # same answer (no existence oracle).
             full = simroots._full(link)
-            if not (full and full.lower() in mounts) and (local.is_symlink() or local.exists()):
-                raise _ScriptError("PATH_NOT_ALLOWED", f"{link} is not the recorded mount "
-                                   f"folder of shadow copy {', '.join(ShadowId)} on "
+            if not (full and (full.lower() in mounts or own_mount.fullmatch(full))):
+                raise _ScriptError("PATH_NOT_ALLOWED", f"{link} is not a mount folder of "
+                                   f"shadow copy {', '.join(ShadowId)} of run {RunId} on "
                                    f"{self.label}; hvbackup removes no other folder.")
+        for name in ShareName or []:
+            if not re.fullmatch(rf"hvb-{re.escape(RunId)}-[0-9]+\$", name, re.I):
+                raise _ScriptError("SHARE_OTHER_RUN", f"The share {name} is not a shadow-copy "
+                                   f"share of run {RunId} (hvb-{RunId}-<n>$) on {self.label}: "
+                                   "another run's, or a staging share, is left alone.")
         shares = []
         for name in ShareName or []:
-            local = self.root / "shares" / name
+            # Share names are case-insensitive on Windows.
+            shares_dir = self.root / "shares"
+            local = next((p for p in shares_dir.iterdir() if p.name.lower() == name.lower()),
+                         shares_dir / name) if shares_dir.is_dir() else shares_dir / name
             present = local.is_symlink()
             if present and not DryRun:
                 local.unlink()
@@ -972,7 +1005,8 @@ class SimulatedHost:
         if SwitchName and SwitchName not in self._switches():
             raise _ScriptError("SWITCH_NOT_FOUND", f"No virtual switch named '{SwitchName}' on "
                                f"{self.label} (Get-VMSwitch lists them).")
-        vm, not_restored = self._rebuild(config, disks, SwitchName, RestorePath)
+        vm, not_restored = self._rebuild(config, disks, SwitchName, RestorePath,
+                                         imported=Mode == "import")
         self.world.state["vms"][NewName] = vm
         return {"ok": True, "vm": NewName, "vm_id": vm["id"], "mode": Mode, "state": "Off",
                 "not_restored": not_restored}
@@ -998,7 +1032,7 @@ class SimulatedHost:
                         for i, n in enumerate(names)]
 
     def _rebuild(self, config: dict[str, Any], disks: list[dict[str, Any]],
-                 switch_name: str | None, restore_path: str,
+                 switch_name: str | None, restore_path: str, imported: bool = False,
                  ) -> tuple[dict[str, Any], list[str]]:
         """The new VM, built in the order and under the rules of Restore-HvbVm.ps1: a new
         VM has one SCSI controller (generation 2) or none (1); a disk goes only on a controller
@@ -1052,11 +1086,93 @@ class SimulatedHost:
                 not_restored.append(f"network adapter '{nic['name']}': MAC address "
                                     f"{nic['mac']} not known to be static; a new dynamic one "
                                     "is used.")
+            vlan = _vlan(nic)
+            if (vlan["vlan_mode"], vlan["private_vlan_mode"] if vlan["vlan_mode"] == "Private"
+                    else "") not in VLAN_MODES:
+                not_restored.append(f"network adapter '{nic['name']}': VLAN mode "
+                                    f"'{vlan['vlan_mode']}' {vlan['private_vlan_mode']} not "
+                                    "known to this script; the adapter is untagged "
+                                    "(Set-VMNetworkAdapterVlan).")
+                vlan = _vlan({})
             vm["network_adapters"].append({
                 "name": nic["name"], "switch": switch, "dynamic_mac": not static,
                 "mac": nic["mac"] if static else "00155D" + uuid.uuid4().hex[:6].upper(),
-                "vlan_id": int(nic.get("vlan_id", 0))})
+                "vlan_id": int(nic.get("vlan_id", 0)), **vlan})
+        self._restore_dvds_and_boot(config, vm, not_restored, imported)
+        self._restore_automatic_actions(config, vm, not_restored, imported)
+        for nic in vm["network_adapters"]:
+            # A static MAC kept is the original's: said when a VM of this host has it.
+            same = sorted(name for name, other in self.world.state["vms"].items()
+                          if any(n["mac"] == nic["mac"] for n in other["network_adapters"]))
+            if not nic["dynamic_mac"] and same:
+                not_restored.append(
+                    f"network adapter '{nic['name']}': its static MAC address {nic['mac']} is "
+                    f"also that of VM {', '.join(same)} on {self.label}: never run both on the "
+                    "same network, or give this one a new address "
+                    "(Set-VMNetworkAdapter -DynamicMacAddress).")
         return vm, not_restored
+
+    def _restore_dvds_and_boot(self, config: dict[str, Any], vm: dict[str, Any],
+                               not_restored: list[str], imported: bool) -> None:
+        """DVD drives at their locations (an ISO not on this host: the drive left empty), then
+        the boot order by device: Import-VM keeps both as the export has them."""
+        if "dvd_drives" not in config:
+            not_restored.append("DVD drives: not recorded by this backup; none is added.")
+        vm["dvd_drives"] = []
+        for dvd in config.get("dvd_drives", []):
+            iso = dvd.get("path") or ""
+            if iso and not imported and not self.local_path(iso).is_file():
+                not_restored.append(
+                    f"DVD drive {dvd['controller_type']} {dvd['controller_number']}:"
+                    f"{dvd['controller_location']}: the ISO {iso} is not on {self.label}; the "
+                    "drive is left empty (Set-VMDvdDrive -Path).")
+                iso = ""
+            vm["dvd_drives"].append({**dvd, "path": iso})
+        if "boot_order" not in config:
+            not_restored.append("boot order: not recorded by this backup; Hyper-V's default "
+                                "order is kept.")
+            vm["boot_order"] = _default_boot_order(vm)
+            return
+        if vm["generation"] != 2 or imported:
+            vm["boot_order"] = [dict(e) for e in config["boot_order"]]
+            return
+        entries = _boot_devices(vm)
+        wanted = []
+        for want in config["boot_order"]:
+            found = next((e for e in entries if _same_device(e, want)), None)
+            if found is not None:
+                wanted.append(found)
+            elif want["kind"] == "file":
+                not_restored.append(
+                    f"boot entry '{want.get('description', '')}' ({want.get('path', '')}): a "
+                    "loader entry the guest's own boot manager writes; it comes back at the "
+                    "first start, after the disks.")
+            else:
+                not_restored.append(f"boot entry '{want.get('description', '')}': its device "
+                                    "is not on the new VM; left out of the boot order.")
+        vm["boot_order"] = wanted + [e for e in entries if e not in wanted]
+
+    @staticmethod
+    def _restore_automatic_actions(config: dict[str, Any], vm: dict[str, Any],
+                                   not_restored: list[str], imported: bool) -> None:
+        """As recorded, except a start action Start: a copy that started with the host would
+        run beside the original."""
+        if "automatic_start_action" not in config:
+            if not imported:
+                not_restored.append("automatic start and stop actions: not recorded by this "
+                                    "backup; Hyper-V's defaults are kept.")
+            vm.update(automatic_start_action="StartIfRunning", automatic_start_delay=0,
+                      automatic_stop_action="Save")
+            return
+        vm.update(automatic_start_action=config["automatic_start_action"],
+                  automatic_start_delay=int(config.get("automatic_start_delay", 0)),
+                  automatic_stop_action=config.get("automatic_stop_action", "Save"))
+        if vm["automatic_start_action"] == "Start":
+            vm["automatic_start_action"] = "Nothing"
+            not_restored.append("automatic start action: it was Start; the copy is set to "
+                                "Nothing so that it never starts with the host beside the "
+                                "original (Set-VM -AutomaticStartAction Start once it replaces "
+                                "it).")
 
 
 def _hardware(vm: dict[str, Any]) -> dict[str, Any]:
@@ -1071,5 +1187,57 @@ def _hardware(vm: dict[str, Any]) -> dict[str, Any]:
         "scsi_controllers": vm.get("scsi_controllers", 1 if gen2 else 0),
         "network_adapters": [{"name": n["name"], "switch": n["switch"], "mac": n["mac"],
                               "dynamic_mac": n.get("dynamic_mac", True),
-                              "vlan_id": n["vlan_id"]} for n in vm["network_adapters"]],
+                              "vlan_id": n["vlan_id"], **_vlan(n)}
+                             for n in vm["network_adapters"]],
+        "dvd_drives": [dict(d) for d in vm.get("dvd_drives", [])],
+        "boot_order": [dict(e) for e in vm.get("boot_order") or _default_boot_order(vm)],
+        # Hyper-V's defaults for a new VM.
+        "automatic_start_action": vm.get("automatic_start_action", "StartIfRunning"),
+        "automatic_start_delay": int(vm.get("automatic_start_delay", 0)),
+        "automatic_stop_action": vm.get("automatic_stop_action", "Save"),
     }
+
+
+def _vlan(nic: dict[str, Any]) -> dict[str, Any]:
+    """A port's VLAN setting as Get-VMNetworkAdapterVlan gives it (the modes are exclusive:
+    Untagged, Access, Trunk, Private with Isolated, Community or Promiscuous)."""
+    return {"vlan_mode": nic.get("vlan_mode") or ("Access" if nic.get("vlan_id") else
+                                                  "Untagged"),
+            "native_vlan_id": int(nic.get("native_vlan_id", 0)),
+            "allowed_vlan_ids": nic.get("allowed_vlan_ids", ""),
+            "private_vlan_mode": nic.get("private_vlan_mode", ""),
+            "primary_vlan_id": int(nic.get("primary_vlan_id", 0)),
+            "secondary_vlan_id": int(nic.get("secondary_vlan_id", 0)),
+            "secondary_vlan_ids": nic.get("secondary_vlan_ids", "")}
+
+
+VLAN_MODES = {("Untagged", ""), ("Access", ""), ("Trunk", ""), ("Private", "Isolated"),
+              ("Private", "Community"), ("Private", "Promiscuous")}
+
+
+def _boot_devices(vm: dict[str, Any]) -> list[dict[str, Any]]:
+    """A generation 2 VM's boot entries for its devices, in Hyper-V's order for a new VM
+    (drives as attached, then network adapters)."""
+    drives = [{"kind": kind, **{k: d[k] for k in ("controller_type", "controller_number",
+                                                   "controller_location")},
+               "description": "EFI SCSI Device"}
+              for kind, key in (("disk", "disks"), ("dvd", "dvd_drives"))
+              for d in vm.get(key, []) if "controller_type" in d]
+    return drives + [{"kind": "network", "adapter": n["name"], "description": "EFI Network"}
+                     for n in vm["network_adapters"]]
+
+
+def _default_boot_order(vm: dict[str, Any]) -> list[dict[str, Any]]:
+    if vm["generation"] != 2:
+        return [{"kind": "bios", "device": d} for d in ("CD", "IDE", "LegacyNetworkAdapter",
+                                                        "Floppy")]
+    return _boot_devices(vm)
+
+
+def _same_device(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a["kind"] != b["kind"]:
+        return False
+    if a["kind"] == "network":
+        return bool(a.get("adapter") == b.get("adapter"))
+    return all(a.get(k) == b.get(k) for k in ("controller_type", "controller_number",
+                                              "controller_location"))

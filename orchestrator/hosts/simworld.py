@@ -149,6 +149,17 @@ class SimWorld:
         tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
         tmp.replace(self.state_file)
 
+    # -- NTFS permissions, as users leave them --------------------------------------------
+
+    def ntfs_protect(self, windows_path: str) -> None:
+        """Disable inheritance on a file or folder and leave it to Administrators and SYSTEM
+        (a private folder): the onboarded account's Read on the files root no longer reaches
+        it (orchestrator/hosts/simacl.py)."""
+        protected = self.state.setdefault("ntfs_protected", [])
+        if windows_path not in protected:
+            protected.append(windows_path)
+        self.save()
+
     # -- SQL Server states, as a DBA leaves them -----------------------------------------
 
     def sql_snapshot(self, instance: str, source: str, name: str) -> None:

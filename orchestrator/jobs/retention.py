@@ -20,11 +20,12 @@ from orchestrator.store.prune import forget
 def apply_retention(loaded: LoadedConfig, ref: JobRef, sessions: sessionmaker[Session],
                     now: datetime, *, dry_run: bool = False,
                     sleep: Callable[[float], None] = time.sleep) -> list[Decision]:
-    """Forget what the policy lets go, on every copy; returns every decision (kept ones too)."""
-    copies = loaded.copies_of(ref.client, ref.job)
+    """Forget what the policy lets go, on every copy, each copy deciding from its own signed
+    snapshots (what one baie shows never forgets anything on another; snapshots a baie holds
+    that its writer did not sign are never counted, nor forgotten: verify reports them).
+    Returns the decisions of the first copy that has a repository (kept ones too)."""
     decisions: list[Decision] = []
-    forgotten: dict[str, str] = {}
-    for index, baie in enumerate(copies):
+    for baie in loaded.copies_of(ref.client, ref.job):
         try:
             repo = open_for_writing(loaded.repository(ref.client_name, baie), create=False,
                                     sleep=sleep)
@@ -32,20 +33,19 @@ def apply_retention(loaded: LoadedConfig, ref: JobRef, sessions: sessionmaker[Se
             continue
         try:
             mine = [s for s in repo.snapshots() if s.meta.get("job") == ref.job_name]
-            if index == 0:
-                decisions = apply_policy([SnapshotRef(s.id, s.time) for s in mine],
-                                         ref.job.retention.policy(), now,
-                                         loaded.config.msp.timezone)
-                forgotten = {d.snapshot.id: "; ".join(d.reasons) for d in decisions
-                             if not d.keep}
+            here = apply_policy([SnapshotRef(s.id, s.time, authenticated=s.authenticated,
+                                             run=s.meta.get("run")) for s in mine],
+                                ref.job.retention.policy(), now, loaded.config.msp.timezone)
+            forgotten = {d.snapshot.id: "; ".join(d.reasons) for d in here if not d.keep}
             forget(repo, [s for s in mine if s.id in forgotten], dry_run=dry_run)
         finally:
             repo.close()
-    if forgotten and not dry_run:
-        with sessions() as session, session.begin():
-            for row in session.scalars(select(SnapshotRow).where(
-                    SnapshotRow.snapshot_id.in_(list(forgotten)),
-                    SnapshotRow.forgotten_at.is_(None))):
-                row.forgotten_at = now
-                row.forget_reason = forgotten[row.snapshot_id]
+        decisions = decisions or here
+        if forgotten and not dry_run:
+            with sessions() as session, session.begin():
+                for row in session.scalars(select(SnapshotRow).where(
+                        SnapshotRow.snapshot_id.in_(list(forgotten)), SnapshotRow.baie == baie,
+                        SnapshotRow.forgotten_at.is_(None))):
+                    row.forgotten_at = now
+                    row.forget_reason = forgotten[row.snapshot_id]
     return decisions

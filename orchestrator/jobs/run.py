@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from orchestrator.baie.open import open_target
 from orchestrator.baie.target import Target
 from orchestrator.capture import Exposed
-from orchestrator.capture.files import excluded, shadow_copy, uses_vss
+from orchestrator.capture.files import excluded, files_unreadable, shadow_copy, uses_vss
 from orchestrator.capture.selfbackup import gathered
 from orchestrator.capture.sql import native_backups
 from orchestrator.capture.vm import VmCapture, allows_crash, checkpoint, consistency_of
@@ -49,6 +49,7 @@ from orchestrator.history.queries import known_job, recent_figures, run_by_uid
 from orchestrator.history.recorder import RunRecorder, StepFigures
 from orchestrator.hosts.open import open_host
 from orchestrator.hosts.session import HostSession
+from orchestrator.jobs import rollback
 from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.copy import copy_repository, parity
 from orchestrator.jobs.offboard import offboarded
@@ -60,6 +61,7 @@ from orchestrator.report.hotline import record_run_alert
 from orchestrator.report.sanity import WINDOW, Flag, RunFigures, check
 from orchestrator.store.backup import Backup, backing_up
 from orchestrator.store.open import open_for_writing
+from orchestrator.store.repository import Repository, SnapshotInfo
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,29 @@ def _retrying(ctx: RunContext, ref: JobRef, recorder: RunRecorder, what: str,
     raise AssertionError("unreachable")
 
 
+
+def _copy(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: RunResult,
+          repo: Repository, other: str, info: SnapshotInfo) -> None:
+    """Copy to ``other`` what it lacks, then compare the two baies by content. It is opened
+    afresh (the backup may have lasted hours since the checks before it used it)."""
+    try:
+        with recorder.step("copy", other) as figures:
+            second = open_target(ctx.loaded.baie(other, ref.client_name), sleep=ctx.sleep)
+            try:
+                figures.bytes_sent = copy_repository(repo.target, second)
+                compared = parity(repo, second)
+            finally:
+                second.close()
+            figures.details = {"parity": compared.identical,
+                               "missing": compared.problems()[:20]}
+        if not compared.identical:
+            result.findings.append(CopyIncomplete(
+                other, "HVB-COPY-INCOMPLETE",
+                f"the copies differ: {compared.summary()}"))
+        _catalog(ctx, ref, uid, other, info.id, info.meta)
+    except HvbError as exc:
+        result.findings.append(CopyFailed.of(exc, other))
+
 def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: RunResult,
          deadline: datetime) -> None:
     loaded, job = ctx.loaded, ref.job
@@ -187,6 +212,13 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 swept = host.run("Clear-HvbLeftovers", KeepRunId=uid, Owner=ref.label,
                                  SkipCheckpoints=True)
                 _swept(recorder, figures, swept)
+        elif isinstance(job, SqlServerJob) and host_cfg.transport != "local":
+            # The run shares (hvb-<run>-sql$) a crashed SQL run left: the host of a SQL job may
+            # be a SQL Server VM that no VM or files job visits. No checkpoint, no shadow copy.
+            with recorder.step("sweep leftovers", host_label) as figures:
+                swept = host.run("Clear-HvbLeftovers", KeepRunId=uid, SkipCheckpoints=True,
+                                 SkipShadowCopies=True)
+                _swept(recorder, figures, swept)
         spare = _spare(ctx, ref, copies, recorder)
         try:
             repo = open_for_writing(loaded.repository(ref.client_name, copies[0]),
@@ -199,6 +231,9 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
             with backing_up(repo, f"backup {ref.label} run {uid}", other=spare,
                             **_backup_options(ctx, job)) as backup:
                 _health(recorder, result, backup, copies[0])
+                if spare is not None:  # only the checks before the backup use it
+                    spare.close()
+                    spare = None
                 _capture_all(ctx, ref, uid, recorder, result, host, source, backup,
                              host_cfg.staging_dir, deadline)
                 if backup.stats.files == 0 and result.status == RunStatus.ECHEC:
@@ -214,27 +249,12 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
             result.snapshot = info.id
             result.figures = figures
             _catalog(ctx, ref, uid, copies[0], info.id, info.meta)
+            for other in copies[1:]:
+                _copy(ctx, ref, uid, recorder, result, repo, other, info)
         finally:
             repo.close()
             if spare is not None:
                 spare.close()
-        for other in copies[1:]:
-            try:
-                with recorder.step("copy", other) as figures:
-                    second = open_target(loaded.baie(other, ref.client_name), sleep=ctx.sleep)
-                    try:
-                        figures.bytes_sent = copy_repository(repo.target, second)
-                        missing = parity(repo.target, second)
-                    finally:
-                        second.close()
-                    figures.details = {"parity": not missing, "missing": missing[:20]}
-                if missing:
-                    result.findings.append(CopyIncomplete(
-                        other, "HVB-COPY-INCOMPLETE",
-                        f"the copy lacks {len(missing)} restore point(s) of the first copy"))
-                _catalog(ctx, ref, uid, other, info.id, info.meta)
-            except HvbError as exc:
-                result.findings.append(CopyFailed.of(exc, other))
         try:
             with recorder.step("retention", ref.job.retention.policy().describe()) as figures:
                 decisions = apply_retention(loaded, ref, ctx.sessions, ctx.clock.now(),
@@ -243,6 +263,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                                    "forgotten": sum(not d.keep for d in decisions)}
         except HvbError as exc:
             result.findings.append(RetentionFailed.of(exc))
+        result.findings.extend(_against_history(ctx, ref, copies))
         try:
             state = measure_and_judge(ctx.sessions, loaded, ref.client_name, copies,
                                       ctx.clock.now())
@@ -289,13 +310,17 @@ def _swept(recorder: RunRecorder, figures: StepFigures, swept: dict[str, Any]) -
     left a checkpoint behind did not end as it should have)."""
     checkpoints = [c for c in swept.get("checkpoints", []) if c["removed"]]
     copies = [c for c in swept.get("shadow_copies", []) if c["removed"]]
+    shares = [s["name"] for s in swept.get("run_shares", []) if s["removed"]]
     figures.details = {"checkpoints": [f"{c['vm']}: {c['name']}" for c in checkpoints],
-                       "shadow_copies": [c["id"] for c in copies]}
+                       "shadow_copies": [c["id"] for c in copies], "run_shares": shares}
     for c in checkpoints:
         recorder.event("WARNING", f"{c['vm']}: removed checkpoint {c['name']!r} left by an "
                        "earlier run")
     if copies:
         recorder.event("WARNING", f"removed {len(copies)} shadow copy(ies) left by an earlier "
+                       "run")
+    if shares:
+        recorder.event("WARNING", f"removed the share(s) {', '.join(shares)} left by an earlier "
                        "run")
 
 
@@ -324,7 +349,7 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
 
                     capture = _retrying(ctx, ref, recorder, vm, deadline, take)
                     captures.append(capture)
-                    _read(recorder, source, backup, capture.exposed, None)
+                    _read(recorder, source, backup, capture.exposed, None, result.findings)
                 result.findings.extend(capture.findings)  # the merge is known on release
             except HvbError as exc:
                 result.findings.append(ObjectFailed.of(exc, vm))
@@ -332,30 +357,54 @@ def _capture_all(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder,
     elif isinstance(job, SqlServerJob):
         with native_backups(host, recorder, job, uid, staging) as dumps:
             result.findings.extend(dumps.findings)
-            _read(recorder, source, backup, dumps.exposed, None)
+            _read(recorder, source, backup, dumps.exposed, None, result.findings)
         result.consistency = "application"
     elif isinstance(job, FilesJob):
         use_vss = uses_vss(job, ref.client.hosts[job.host].transport)
         with gathered(ctx.loaded, job, recorder, ctx.clock.now()), \
                 shadow_copy(host, recorder, list(job.paths), uid, use_vss,
                             owner=ref.label) as exposed:
-            _read(recorder, source, backup, exposed, excluded(job))
+            _read(recorder, source, backup, exposed, excluded(job), result.findings)
         result.consistency = "application" if use_vss else "none"
 
 
 def _read(recorder: RunRecorder, source: Source, backup: Backup, exposed: list[Exposed],
-          skip: Callable[[str], bool] | None) -> None:
+          skip: Callable[[str], bool] | None, findings: list[Finding]) -> None:
     by_object: dict[str, list[Exposed]] = {}
     for item in exposed:
         by_object.setdefault(item.obj, []).append(item)
     for obj, items in by_object.items():
         before = backup.stats.bytes_read, backup.stats.files, backup.stats.bytes_new
+        denied_before = len(backup.denied)
         with recorder.step("read", obj) as figures:
             for item in items:
                 backup.add_path(source, item.path, shown_as=item.shown_as, skip=skip)
             figures.bytes_read = backup.stats.bytes_read - before[0]
             figures.files = backup.stats.files - before[1]
             figures.bytes_new = backup.stats.bytes_new - before[2]
+            denied = backup.denied[denied_before:]
+            if denied:
+                figures.details = {"denied": denied[:100], "denied_count": len(denied)}
+        if denied:
+            findings.append(files_unreadable(obj, denied))
+
+
+def _against_history(ctx: RunContext, ref: JobRef, copies: list[str]) -> list[Finding]:
+    """Each copy's snapshot names against the snapshots the history committed (rollback,
+    planted files); a baie that cannot be listed is left to the copy's own finding."""
+    found: list[Finding] = []
+    for baie in copies:
+        try:
+            target = open_target(ctx.loaded.baie(baie, ref.client_name), sleep=ctx.sleep)
+            try:
+                present = rollback.listed(target)
+            finally:
+                target.close()
+        except HvbError:
+            continue
+        with ctx.sessions() as session:
+            found += rollback.compare(session, ref.client_name, baie, present).findings()
+    return found
 
 
 def _catalog(ctx: RunContext, ref: JobRef, uid: str, baie: str, snapshot_id: str,

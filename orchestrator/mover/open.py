@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orchestrator.config.resolved import HostSettings
 from orchestrator.errors import SourceError
+from orchestrator.hosts import simacl
 from orchestrator.hosts.simworld import volume_path
 from orchestrator.mover.smb import SmbSource, is_run_share
 from orchestrator.mover.source import LocalSource, Source
@@ -26,6 +27,20 @@ def _run_shares_only(label: str, root: Path, windows_path: str) -> Path:
     return volume_path(root, windows_path)
 
 
+class _RunShareSource(LocalSource):
+    """The simulated host's SMB server for the onboarded account: per-run shares only, and
+    each file's NTFS permissions as the shadow copy froze them (orchestrator/hosts/simacl.py):
+    a protected entry is listed but refused, as with a Windows share whose folder enumeration
+    is Unrestricted."""
+
+    def __init__(self, label: str, root: Path) -> None:
+        super().__init__(label, mapper=partial(_run_shares_only, label, root))
+        self._root = root
+
+    def _refused(self, host_path: str) -> bool:
+        return simacl.refused(self._root, host_path)
+
+
 def open_source(settings: HostSettings) -> Source:
     """Simulated host: the folders that hold its volumes; local host: this machine; Windows
     host: SMB with the WinRM account, through the per-run shares the scripts make; drive paths
@@ -34,8 +49,7 @@ def open_source(settings: HostSettings) -> Source:
     host, label = settings.host, settings.label
     if host.transport == "simulated":
         if host.simulated is not None and host.simulated.jea:
-            return LocalSource(label, mapper=partial(_run_shares_only, label,
-                                                     settings.simulated_root))
+            return _RunShareSource(label, settings.simulated_root)
         return LocalSource(label, mapper=partial(volume_path, settings.simulated_root))
     if host.transport == "local":
         return LocalSource(label)

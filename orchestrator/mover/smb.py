@@ -12,6 +12,12 @@ An SMB client resolves symbolic links itself (MS-SMB2 2.2.2.2.1); a link to a lo
 (``\\\\?\\GLOBALROOT\\Device\\...``, what ``mklink /d`` to a shadow copy makes) cannot be
 followed from another machine, and smbprotocol refuses it: that is a permanent error here.
 
+A per-run share grants the account Read, but every file in it keeps its own NTFS ACL, and the
+stricter of the two wins: a file whose ACL refuses the account (inheritance disabled, an
+explicit deny) is answered STATUS_ACCESS_DENIED. That file, or that folder, is a
+:class:`~orchestrator.errors.SourceDenied` naming it, which the run lists (AVERTISSEMENT) while
+it reads on (docs/host-scripts.md, "Files the account may not read").
+
 Files are streamed in large reads; nothing is held whole in memory. smbprotocol exceptions
 become :class:`~orchestrator.errors.SourceError` here, with what to check.
 """
@@ -24,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import PureWindowsPath
 from typing import Any, BinaryIO
 
-from orchestrator.errors import SourceError
+from orchestrator.errors import SourceDenied, SourceError
 from orchestrator.mover.source import FileInfo
 
 log = logging.getLogger(__name__)
@@ -121,6 +127,21 @@ class SmbSource:
             self._registered = True
         return smbclient
 
+    @staticmethod
+    def _is_denied(exc: BaseException) -> bool:
+        from smbprotocol.exceptions import SMBOSError
+
+        return isinstance(exc, SMBOSError) and (
+            exc.errno == errno.EACCES or "STATUS_ACCESS_DENIED" in str(exc))
+
+    def _denied(self, path: str, unc: str) -> SourceDenied:
+        return SourceDenied(f"{self.label}: SMB {self.server}:{self.port}: access denied on "
+                            f"{unc}: the share grants {self._username} Read, but the NTFS "
+                            "permissions of this file or folder refuse it (inheritance "
+                            "disabled or an explicit deny); Initialize-HvbHost.ps1 -ShareRoot "
+                            "grants Read on the files roots, which such an entry does not "
+                            "inherit", path=path)
+
     def _translate(self, exc: BaseException, doing: str) -> SourceError:
         from smbprotocol.exceptions import (
             SMBAuthenticationError,
@@ -167,6 +188,8 @@ class SmbSource:
                                                 buffering=1024 * 1024, **self._conn())
             return handle
         except Exception as exc:
+            if self._is_denied(exc) and is_run_share(unc[2:].split("\\")[1]):
+                raise self._denied(path, unc) from None
             raise self._translate(exc, f"opening {unc}") from None
 
     def stat(self, path: str) -> FileInfo:
@@ -191,6 +214,11 @@ class SmbSource:
             try:
                 entries = sorted(client.scandir(unc, **self._conn()), key=lambda e: e.name)
             except Exception as exc:
+                if host_folder != root and self._is_denied(exc):
+                    # A folder below the root whose own ACL refuses the account: named, and
+                    # the rest of the tree is read.
+                    yield FileInfo(host_folder, 0, 0.0, is_dir=True, denied=True)
+                    return
                 raise self._translate(exc, f"listing {unc}") from None
             for entry in entries:
                 host_path = str(PureWindowsPath(host_folder, entry.name))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import BinaryIO, Protocol
 
-from orchestrator.errors import SourceError
+from orchestrator.errors import SourceDenied, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,9 @@ class FileInfo:
     size: int
     mtime: float
     is_dir: bool = False
+    # A folder listed, that the reading account may not open (its NTFS ACL refuses it): walk
+    # yields it so that the run names it, and does not go in.
+    denied: bool = False
 
 
 class Source(Protocol):
@@ -42,7 +45,8 @@ class Source(Protocol):
     def stat(self, path: str) -> FileInfo: ...
 
     def walk(self, root: str) -> Iterator[FileInfo]:
-        """Every file under ``root`` (depth first, sorted), directories not listed."""
+        """Every file under ``root`` (depth first, sorted), directories not listed, except a
+        folder below ``root`` the account may not list: yielded with ``denied`` set."""
         ...
 
     def close(self) -> None: ...
@@ -77,14 +81,22 @@ class LocalSource:
     def _local(self, path: str) -> Path:
         return self._map(path)
 
+    def _refused(self, host_path: str) -> bool:
+        """Whether the account may not open ``host_path`` although the file system lets this
+        process in (the simulated host's NTFS rule); nothing is refused here."""
+        return False
+
     def open(self, path: str) -> BinaryIO:
+        if self._refused(path):
+            raise SourceDenied(f"{self.label}: {path} cannot be read: access denied", path=path)
         try:
             # Unbuffered: each read goes straight from the kernel into the chunk's bytes.
             return self._local(path).open("rb", buffering=0)
         except FileNotFoundError:
             raise SourceError(f"{self.label}: {path} does not exist") from None
         except PermissionError:
-            raise SourceError(f"{self.label}: {path} cannot be read: permission denied") from None
+            raise SourceDenied(f"{self.label}: {path} cannot be read: permission denied",
+                               path=path) from None
         except IsADirectoryError:
             raise SourceError(f"{self.label}: {path} is a folder, not a file") from None
         except OSError as exc:
@@ -115,6 +127,12 @@ class LocalSource:
                     log.info("%s: %s was removed while it was read", self.label, host_folder)
                     return
                 raise SourceError(f"{self.label}: {root} does not exist") from None
+            except PermissionError:
+                if folder == base:
+                    raise SourceError(f"{self.label}: cannot list {root}: permission denied"
+                                      ) from None
+                yield FileInfo(host_folder, 0, 0.0, is_dir=True, denied=True)
+                return
             except OSError as exc:
                 raise SourceError(f"{self.label}: cannot list {host_folder}: {exc.strerror}",
                                   permanent=False) from None
@@ -122,6 +140,9 @@ class LocalSource:
                 host_path = join(host_folder, entry.name)
                 try:
                     if entry.is_dir(follow_symlinks=False):
+                        if self._refused(host_path):
+                            yield FileInfo(host_path, 0, 0.0, is_dir=True, denied=True)
+                            continue
                         yield from visit(Path(entry.path), host_path)
                     elif entry.is_file(follow_symlinks=False):
                         st = entry.stat(follow_symlinks=False)

@@ -69,6 +69,9 @@ class Digest:
     copies: list[str]
     parity: datetime | None = None  # last time the copies were seen identical
     verified: dict[str, Any] | None = None  # the last verification of the repository
+    msp: str = ""  # who looks after the backups, as the client knows them
+    phone: str | None = None  # the hotline's phone
+    portal: str | None = None  # the client's own page on the dashboard, when it has an address
 
     @property
     def ok_count(self) -> int:
@@ -134,9 +137,12 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
     quota = {"status": state.status, "used": state.used, "quota": state.quota,
              "percent": state.percent, "forecast": state.forecast}
     copies = list(settings.copies or [])
+    msp = loaded.config.msp
+    portal = f"{msp.dashboard_url.rstrip('/')}/clients/{client}" if msp.dashboard_url else None
     return Digest(client, settings.name, loaded.language_of(settings), night,
                   worst([line.status for line in lines], RunStatus.NON_EXECUTEE), lines, quota,
-                  list(loaded.config.msp.hotline), copies, parity, verified)
+                  list(msp.hotline), copies, parity, verified, msp=msp.name, phone=msp.phone,
+                  portal=portal)
 
 
 def _range(values: list[int]) -> tuple[float, float] | None:
@@ -160,7 +166,7 @@ def send_digest(loaded: LoadedConfig, sessions: sessionmaker[Session], client: s
     rendered = render("digest", digest.language, loaded.config.msp.timezone, d=digest)
     settings = loaded.config.clients[client]
     msg = build(loaded, rendered, list(settings.contacts), status=digest.status, client=client,
-                when=night, data=asdict(digest))
+                when=night, data=asdict(digest), kind="digest", now=now)
     email = deliver(loaded, sessions, msg, kind="digest", client=client, report_date=night,
                     name=f"{night.isoformat()}-{client}-digest", now=now, send_it=send_it)
     return digest, email

@@ -15,6 +15,7 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.findings import AlertKind, RunStatus, Severity, from_dict, worst
 from orchestrator.history.models import AlertRow, ClientRow, EmailRow, JobRow, RunRow
 from orchestrator.history.queries import night_expected, run_by_uid
+from orchestrator.jobs.offboard import destructions_ahead
 from orchestrator.report.digest import build_digest, night_bounds
 from orchestrator.report.mail import build, deliver
 from orchestrator.report.render import render
@@ -40,13 +41,15 @@ def run_link(loaded: LoadedConfig, uid: str) -> str | None:
 
 def runbook_link(loaded: LoadedConfig, code: str, language: str,
                  script_code: str | None = None) -> str:
-    """Where the runbook of ``code`` is read: the dashboard, else its place in the docs. A host
-    script's own code is a row of the HVB-SCRIPT-FAILED page, linked by its anchor."""
+    """Where the runbook of ``code`` is read: the dashboard, else ``hvbackup runbook CODE``.
+    A host script's own code is a row of the HVB-SCRIPT-FAILED page, linked by its anchor."""
     base = loaded.config.msp.dashboard_url
     anchor = f"#{script_code}" if script_code else ""
     if base:
         return f"{base.rstrip('/')}/runbooks/{code}?lang={language}{anchor}"
-    return f"docs/runbooks/{language}/{code}.md{anchor}"
+    # No dashboard: the command that shows it on the orchestrator (never a source path).
+    lang = "" if language == "fr" else f" --lang {language}"
+    return f"hvbackup runbook{lang} {code}" + (f" ({script_code})" if script_code else "")
 
 
 def record_run_alert(sessions: sessionmaker[Session], run_uid: str, now: datetime) -> None:
@@ -69,7 +72,7 @@ def record_run_alert(sessions: sessionmaker[Session], run_uid: str, now: datetim
 def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: datetime, *,
                 send_it: bool) -> int:
     """One message with every alert not yet sent; returns how many it carried."""
-    quota_notices: list[tuple[str, dict[str, Any], bool]] = []
+    quota_notices: list[tuple[str, dict[str, Any], AlertKind]] = []
     with sessions() as session, session.begin():
         rows = list(session.scalars(select(AlertRow).where(AlertRow.notified_at.is_(None))
                                     .order_by(AlertRow.created_at)))
@@ -87,10 +90,9 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
                                    if code else None))
             row.notified_at = now
             if AlertKind(row.kind).is_quota and client is not None:
-                quota_notices.append((client.key, dict(row.details),
-                                      row.kind == AlertKind.QUOTA_BLOCKED))
-    for client_key, details, blocked in quota_notices:
-        _tell_client_about_quota(loaded, sessions, client_key, details, blocked, now,
+                quota_notices.append((client.key, dict(row.details), AlertKind(row.kind)))
+    for client_key, details, kind in quota_notices:
+        _tell_client_about_quota(loaded, sessions, client_key, details, kind, now,
                                  send_it=send_it)
     if not lines:
         return 0
@@ -98,25 +100,28 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
     rendered = render("alerts", language, loaded.config.msp.timezone, alerts=lines,
                       msp=loaded.config.msp.name)
     msg = build(loaded, rendered, list(loaded.config.msp.hotline), status=RunStatus.ECHEC,
-                client="*",
-                when=now.date(), data={"alerts": [asdict(line) for line in lines]})
+                client="*", when=now.date(), data={"alerts": [asdict(line) for line in lines]},
+                kind="alerts", now=now)
+    local = now.astimezone(loaded.config.msp.timezone)  # outbox names in the MSP's time
     deliver(loaded, sessions, msg, kind="alert", client=None, report_date=now.date(),
-            name=f"{now:%Y-%m-%dT%H%M%S}-alerts", now=now, send_it=send_it)
+            name=f"{local:%Y-%m-%dT%H%M%S}-alerts", now=now, send_it=send_it)
     return len(lines)
 
 
 def send_summary(loaded: LoadedConfig, sessions: sessionmaker[Session], night: date,
                  now: datetime, *, send_it: bool) -> list[Any]:
-    """All clients' nights, worst first, to the hotline."""
+    """All clients' nights, worst first, to the hotline; first, the data destructions (contract
+    ends) due within 7 days."""
     digests = [build_digest(sessions, loaded, client, night, now)
                for client in loaded.config.clients]
     digests.sort(key=lambda d: (d.status.rank, d.client))
     rendered = render("summary", loaded.config.msp.language, loaded.config.msp.timezone,
-                      digests=digests, night=night, msp=loaded.config.msp.name)
+                      digests=digests, night=night, msp=loaded.config.msp.name,
+                      destructions=destructions_ahead(loaded, sessions, now))
     msg = build(loaded, rendered, list(loaded.config.msp.hotline),
                 status=worst([d.status for d in digests], RunStatus.REUSSIE), client="*",
                 when=night, data={"clients": [{"client": d.client, "status": d.status}
-                                              for d in digests]})
+                                              for d in digests]}, kind="summary", now=now)
     deliver(loaded, sessions, msg, kind="summary", client=None, report_date=night,
             name=f"{night.isoformat()}-summary", now=now, send_it=send_it)
     return digests
@@ -187,21 +192,28 @@ def _resolve_sent(session: Session, now: datetime, delivered: list[str]) -> None
 
 
 def _tell_client_about_quota(loaded: LoadedConfig, sessions: sessionmaker[Session], client: str,
-                             details: dict[str, Any], blocked: bool, now: datetime, *,
+                             details: dict[str, Any], kind: AlertKind, now: datetime, *,
                              send_it: bool) -> None:
-    """The client's own message: 10 % over, 30 days to act (or: backups stopped)."""
-    from datetime import timedelta
-
-    if client not in loaded.config.clients:
-        return
+    """The client's own message: 10 % over with the day its 30 days end (the grace end the
+    quota rule computed, as recorded in the alert), backups stopped, or its new tier."""
+    if client not in loaded.config.clients or details.get("largest"):
+        return  # over the largest tier: the MSP decides with the client, not a form letter
     settings = loaded.config.clients[client]
     used, quota = int(details.get("used", 0)), int(details.get("quota", 0) or 1)
+    grace = details.get("grace_ends")
+    billed = details.get("billed_from")
     rendered = render("quota", loaded.language_of(settings), loaded.config.msp.timezone,
                       name=settings.name, used=used, quota=quota, percent=100 * used / quota,
-                      blocked=blocked, deadline=now + timedelta(days=30),
+                      state=kind.value.removeprefix("quota_"),
+                      on_overrun=details.get("on_overrun", "block"),
+                      deadline=datetime.fromisoformat(grace) if grace else None,
+                      tier=int(details.get("to", 0)),
+                      billed_from=date.fromisoformat(billed) if billed else None,
                       hotline=list(loaded.config.msp.hotline))
     msg = build(loaded, rendered, list(settings.contacts), status=RunStatus.AVERTISSEMENT,
-                client=client,
-                when=now.date(), data={"used": used, "quota": quota, "blocked": blocked})
+                client=client, when=now.date(),
+                data={"used": used, "quota": quota, "state": kind.value, "grace_ends": grace,
+                      "tier": details.get("to"), "billed_from": billed}, kind="quota", now=now)
+    local = now.astimezone(loaded.config.msp.timezone)
     deliver(loaded, sessions, msg, kind="quota", client=client, report_date=now.date(),
-            name=f"{now:%Y-%m-%dT%H%M%S}-{client}-quota", now=now, send_it=send_it)
+            name=f"{local:%Y-%m-%dT%H%M%S}-{client}-quota", now=now, send_it=send_it)

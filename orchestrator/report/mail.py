@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import smtplib
 import ssl
 import time
 from collections.abc import Callable
 from datetime import date, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import MailError
 from orchestrator.history.models import EmailRow
 from orchestrator.history.queries import client_row
+from orchestrator.private import private_dir
 from orchestrator.report.render import Rendered
 from orchestrator.secrets import read_secret
 
@@ -29,14 +31,18 @@ log = logging.getLogger(__name__)
 
 
 def build(loaded: LoadedConfig, rendered: Rendered, recipients: list[str], *, status: str,
-          client: str, when: date, data: dict[str, Any]) -> EmailMessage:
+          client: str, when: date, data: dict[str, Any], kind: str,
+          now: datetime) -> EmailMessage:
+    """A message of ``kind`` (digest, alerts, summary, quota) made at ``now``: its Date is
+    that time in the MSP's time zone; ``client`` is ``*`` for the hotline's messages about
+    every client (its JSON part is then named after the kind)."""
     msg = EmailMessage()
     sender = loaded.config.smtp.from_ if loaded.config.smtp else (
         f"hvbackup <{loaded.config.msp.hotline[0]}>")
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Subject"] = rendered.subject
-    msg["Date"] = formatdate(localtime=False)
+    msg["Date"] = format_datetime(now.astimezone(loaded.config.msp.timezone))
     msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">"))
     msg["X-HVBackup-Status"] = status
     msg["X-HVBackup-Client"] = client
@@ -45,15 +51,16 @@ def build(loaded: LoadedConfig, rendered: Rendered, recipients: list[str], *, st
     msg.add_alternative(rendered.html, subtype="html")
     msg.add_attachment(json.dumps(data, default=str, indent=1, ensure_ascii=False).encode(),
                        maintype="application", subtype="json",
-                       filename=f"hvbackup-{client}-{when.isoformat()}.json")
+                       filename=f"hvbackup-{kind if client == '*' else client}-"
+                                f"{when.isoformat()}.json")
     return msg
 
 
 def outbox_copy(loaded: LoadedConfig, msg: EmailMessage, name: str) -> Path:
-    folder = loaded.state_dir / "outbox"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(loaded.state_dir / "outbox")  # client mails: this account's only
     path = folder / f"{name}.eml"
-    path.write_bytes(bytes(msg))
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(bytes(msg))
     return path
 
 

@@ -11,6 +11,11 @@ Rules, each optional, combined by union (a snapshot kept by any rule is kept):
 Days, weeks and months are read on the MSP's wall clock (``tz``). Whatever the rules say, the
 newest complete snapshot of a job is never forgotten, and a snapshot dated after ``now`` (a
 clock that was ahead) is kept.
+
+Two snapshots of one run count as one restore point (the newer one; the other shares its
+decision). Snapshots written before snapshots were signed (``authenticated`` False) are ranked
+among all the others but take no place from a signed one: the rules are applied to the signed
+snapshots alone, then to all of them for the unsigned ones.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class SnapshotRef:
     id: str
     time: datetime
     complete: bool = True
+    authenticated: bool = True
+    run: str | None = None  # the run that wrote it: one run, one restore point
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,35 @@ def apply_policy(
     for snap in ordered:
         if snap.time.tzinfo is None:
             raise ValueError(f"snapshot {snap.id} has a naive time")
+    twin: dict[str, SnapshotRef] = {}  # an older snapshot of a run -> the run's newest
+    newest_of_run: dict[str, SnapshotRef] = {}
+    for snap in ordered:
+        if snap.run is None:
+            continue
+        if snap.run in newest_of_run:
+            twin[snap.id] = newest_of_run[snap.run]
+        else:
+            newest_of_run[snap.run] = snap
+    points = [s for s in ordered if s.id not in twin]
+    signed = _reasons([s for s in points if s.authenticated], policy, now, tz)
+    everything = _reasons(points, policy, now, tz)
+    reasons = {s.id: (signed if s.authenticated else everything)[s.id] for s in points}
+    for snap_id, newer in twin.items():
+        reasons[snap_id] = [f"same run as {newer.id}"] if reasons[newer.id] else []
+
+    decisions = []
+    for snap in ordered:
+        why = reasons[snap.id]
+        if why:
+            decisions.append(Decision(snap, True, tuple(why)))
+        else:
+            decisions.append(Decision(snap, False, (f"outside policy ({policy.describe()})",)))
+    return decisions
+
+
+def _reasons(ordered: list[SnapshotRef], policy: RetentionPolicy, now: datetime,
+             tz: ZoneInfo) -> dict[str, list[str]]:
+    """Why each of ``ordered`` (newest first) is kept; an empty list: by no rule."""
     reasons: dict[str, list[str]] = {s.id: [] for s in ordered}
 
     # A snapshot dated after `now` is kept, and takes no place from the rules below.
@@ -122,11 +158,4 @@ def apply_policy(
     bucketed(policy.keep_weekly, "weekly", lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2]))
     bucketed(policy.keep_monthly, "monthly", lambda t: t.strftime("%Y-%m"))
 
-    decisions = []
-    for snap in ordered:
-        why = reasons[snap.id]
-        if why:
-            decisions.append(Decision(snap, True, tuple(why)))
-        else:
-            decisions.append(Decision(snap, False, (f"outside policy ({policy.describe()})",)))
-    return decisions
+    return reasons

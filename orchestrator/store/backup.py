@@ -26,6 +26,7 @@ from typing import Any
 import blake3
 
 from orchestrator.baie.target import Target
+from orchestrator.errors import SourceDenied
 from orchestrator.mover.source import Source
 from orchestrator.store import format as fmt
 from orchestrator.store.alloc import keep_buffers
@@ -90,6 +91,9 @@ class Backup:
                               on_pack=self._packed)
         self._ids = bytearray()
         self._files: list[dict[str, Any]] = []
+        # Files and folders the account may not read (their NTFS ACL refuses it), by their
+        # recorded names: left out of the snapshot, named in the run (AVERTISSEMENT).
+        self.denied: list[str] = []
         self._delta = ImageDelta(image_chunk, self._id_key)
         self._maps_dir = repo.cache.path.parent / "maps"
         self._new_maps: list[MapWriter] = []
@@ -102,15 +106,25 @@ class Backup:
                  skip: Callable[[str], bool] | None = None) -> None:
         """A file, or every file under a folder. ``shown_as`` is the name recorded in place of
         ``path`` (a folder read through a shadow-copy link keeps its real name); ``skip``
-        leaves out files whose recorded name it accepts (exclusion patterns)."""
+        leaves out files whose recorded name it accepts (exclusion patterns). Inside a folder,
+        a file or sub-folder the account may not read (SourceDenied) is added to ``denied``
+        and the rest is read; any other error, or a refused ``path`` itself, raises."""
         info = source.stat(path)
         if not info.is_dir:
             self._add_file(source, path, info.size, info.mtime, shown_as=shown_as)
             return
         for entry in source.walk(path):
             shown = (shown_as + entry.path[len(path):]) if shown_as else entry.path
-            if skip is None or not skip(shown):
+            if skip is not None and skip(shown):
+                continue
+            if entry.denied:
+                self.denied.append(shown)
+                continue
+            try:
                 self._add_file(source, entry.path, entry.size, entry.mtime, shown_as=shown)
+            except SourceDenied:
+                # Refused at open, before any byte: nothing of it is in the snapshot.
+                self.denied.append(shown)
 
     def _add_file(self, source: Source, path: str, size: int, mtime: float, *,
                   shown_as: str | None = None) -> None:
@@ -214,7 +228,8 @@ class Backup:
             tree_key = os.urandom(32)
             data = fmt.encode_snapshot(header, {"files": self._files}, seal(tree_key,
                                        self.repo.recipients), tree_key,
-                                       self.repo.writer.index_key)
+                                       self.repo.writer.index_key, sign=self.repo.writer.sign,
+                                       repository_id=self.repo.id)
             name = f"snapshots/{fmt.sha256(data).hex()}"
             self.repo.target.flush()  # what the snapshot refers to is on disk first
             self.repo.target.put(name, data)

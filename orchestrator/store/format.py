@@ -11,14 +11,18 @@ Pack (``data/<2 hex>/<sha256 of the whole file>``)::
 
 Index file (``index/<sha256>``): nonce || AES-256-GCM(index key, zstd(packs and entries)).
 
-Snapshot file (``snapshots/<sha256>``)::
+Snapshot file (``snapshots/<sha256>``), version 2::
 
-    "HVBSNAP1"
+    "HVBSNAP2"
     u32 length, meta: nonce || AES-GCM(index key, zstd(json))          figures, job, time
     u32 count, then count x (u32 length, nonce || AES-GCM(index key,    the chunk ids, in
         up to 2^20 chunk ids))                                          segments
     u32 length, sealed tree key
-    tree: nonce || AES-GCM(tree key, zstd(json))                        file names and ranges
+    u32 length, tree: nonce || AES-GCM(tree key, zstd(json))            file names and ranges
+    Ed25519 signature (64) of the repository id and the SHA-256 of all the above
+
+Version 1 ("HVBSNAP1", before December 2026): no tree length, no signature, other AADs; read
+and restored, never authenticated. Both are parsed strictly (a padded part is refused).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import json
 import os
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -305,37 +309,75 @@ def _u32(n: int) -> bytes:
     return struct.pack(">I", n)
 
 
+SNAP2_MAGIC = b"HVBSNAP2"
+SIGNATURE = 64  # Ed25519
+_SIGN_CONTEXT = b"hvbackup snapshot v2\0"
+# Version 2 parts have their own AADs: no part of a signed snapshot can be moved into an
+# unsigned (version 1) file.
+_AAD = {1: (b"hvb-snap-meta", b"hvb-snap-ids", b"hvb-snap-tree"),
+        2: (b"hvb-snap2-meta", b"hvb-snap2-ids", b"hvb-snap2-tree")}
+Signer = Callable[[bytes], bytes]
+
+
+def signed_message(repository_id: str, body_digest: bytes) -> bytes:
+    """What the writer signs: the repository and the SHA-256 of every byte before the
+    signature (magic, meta, each segment with its count, sealed key, tree)."""
+    return _SIGN_CONTEXT + repository_id.encode() + b"\0" + body_digest
+
+
 def encode_snapshot(header: SnapshotHeader, tree: dict[str, Any], sealed_tree_key: bytes,
-                    tree_key: bytes, index_key: bytes) -> bytes:
-    """The snapshot file. The chunk-id table is encrypted in segments, never copied whole."""
+                    tree_key: bytes, index_key: bytes, *, sign: Signer | None = None,
+                    repository_id: str = "") -> bytes:
+    """The snapshot file. The chunk-id table is encrypted in segments, never copied whole.
+    With ``sign`` (the writer's signing key): version 2, every part length-prefixed and the
+    whole file signed; without: version 1 (kept for the tests of legacy repositories)."""
+    version = 2 if sign is not None else 1
+    aad_meta, aad_ids, aad_tree = _AAD[version]
     meta = zstandard.ZstdCompressor(level=3).compress(
         json.dumps(header.meta, sort_keys=True).encode())
-    meta_ct = _seal_aead(index_key, meta, b"hvb-snap-meta")
+    meta_ct = _seal_aead(index_key, meta, aad_meta)
     ids = memoryview(header.chunk_ids)
     step = ID_SEGMENT * ID_SIZE
-    segments = [_seal_aead(index_key, ids[i:i + step], b"hvb-snap-ids" + _u32(n))
+    segments = [_seal_aead(index_key, ids[i:i + step], aad_ids + _u32(n))
                 for n, i in enumerate(range(0, len(ids), step))]
     tree_plain = zstandard.ZstdCompressor(level=3).compress(
         json.dumps(tree, separators=(",", ":")).encode())
-    tree_ct = _seal_aead(tree_key, tree_plain, b"hvb-snap-tree" + sha256(meta_ct))
-    parts = [SNAP_MAGIC, _u32(len(meta_ct)), meta_ct, _u32(len(segments))]
+    tree_ct = _seal_aead(tree_key, tree_plain, aad_tree + sha256(meta_ct))
+    parts = [SNAP2_MAGIC if sign else SNAP_MAGIC, _u32(len(meta_ct)), meta_ct,
+             _u32(len(segments))]
     for segment in segments:
         parts += [_u32(len(segment)), segment]
-    parts += [_u32(len(sealed_tree_key)), sealed_tree_key, tree_ct]
-    return b"".join(parts)
+    parts += [_u32(len(sealed_tree_key)), sealed_tree_key]
+    if sign is None:
+        return b"".join([*parts, tree_ct])
+    parts += [_u32(len(tree_ct)), tree_ct]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    signature = sign(signed_message(repository_id, digest.digest()))
+    if len(signature) != SIGNATURE:
+        raise ValueError("the signing key did not give an Ed25519 signature")
+    return b"".join([*parts, signature])
 
 
 @dataclass
 class _SnapshotParts:
+    version: int
     meta_ct: bytes
     segments: list[bytes]
     sealed: bytes
     tree_ct: bytes
+    signature: bytes = b""
+    body_len: int = 0  # bytes covered by the signature
 
 
 def _split_snapshot(data: bytes, where: str) -> _SnapshotParts:
-    if data[:8] != SNAP_MAGIC:
+    """The parts of a snapshot file, strictly: every length exact, the sealed key exactly as
+    long as its recipients, nothing after the signature (a padded part is refused)."""
+    magic = data[:8]
+    if magic not in (SNAP_MAGIC, SNAP2_MAGIC):
         raise RepositoryCorrupt(f"{where} is not a snapshot file")
+    version = 2 if magic == SNAP2_MAGIC else 1
     try:
         pos = 8
 
@@ -351,20 +393,62 @@ def _split_snapshot(data: bytes, where: str) -> _SnapshotParts:
         meta_ct = take()
         (count,) = struct.unpack_from(">I", data, pos)
         pos += 4
+        if count > (len(data) - pos) // 4:
+            raise struct.error("count")
         segments = [take() for _ in range(count)]
         sealed = take()
-        tree_ct = data[pos:]
+        if version == 1:
+            tree_ct, signature, body_len = data[pos:], b"", len(data)
+        else:
+            tree_ct = take()
+            body_len = pos
+            signature = data[pos:]
+            if len(signature) != SIGNATURE:
+                raise RepositoryCorrupt(f"{where} has {len(signature)} byte(s) after its file "
+                                        f"list instead of a {SIGNATURE}-byte signature")
     except struct.error:
         raise RepositoryCorrupt(f"{where} is truncated") from None
-    return _SnapshotParts(meta_ct, segments, sealed, tree_ct)
+    if not sealed or len(sealed) != 1 + sealed[0] * SEALED_ENTRY:
+        raise RepositoryCorrupt(f"{where}: its sealed key has {len(sealed)} bytes, not what "
+                                "its recipients take (altered or padded)")
+    return _SnapshotParts(version, meta_ct, segments, sealed, tree_ct, signature, body_len)
+
+
+SEALED_ENTRY = 8 + 32 + 12 + 48  # as keys.seal writes them: fingerprint, public, nonce, key
+
+
+def snapshot_version(data: bytes, where: str) -> int:
+    return _split_snapshot(data, where).version
+
+
+def check_snapshot_signature(data: bytes, repository_id: str,
+                             verify_signature: Callable[[bytes, bytes], bool],
+                             where: str) -> None:
+    """Raise RepositoryCorrupt unless ``data`` is a version-2 snapshot of this repository
+    whose signature ``verify_signature(signature, message)`` accepts."""
+    parts = _split_snapshot(data, where)
+    if parts.version != 2:
+        raise RepositoryCorrupt(f"{where} is a version 1 snapshot: it carries no signature")
+    message = signed_message(repository_id, sha256(memoryview(data)[:parts.body_len]))
+    if not verify_signature(parts.signature, message):
+        raise RepositoryCorrupt(f"{where} is not signed by this client's orchestrator: "
+                                "altered, or written by someone else")
 
 
 def decode_snapshot_header(data: bytes, index_key: bytes, where: str) -> SnapshotHeader:
     parts = _split_snapshot(data, where)
-    meta = json.loads(zstandard.ZstdDecompressor().decompress(
-        _open_aead(index_key, parts.meta_ct, b"hvb-snap-meta", where), max_output_size=2**26))
-    ids = b"".join(_open_aead(index_key, seg, b"hvb-snap-ids" + _u32(n), where)
+    aad_meta, aad_ids, _ = _AAD[parts.version]
+    try:
+        meta = json.loads(zstandard.ZstdDecompressor().decompress(
+            _open_aead(index_key, parts.meta_ct, aad_meta, where), max_output_size=2**26))
+    except (zstandard.ZstdError, ValueError):
+        raise RepositoryCorrupt(f"{where}: its figures are unreadable") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("time"), str):
+        raise RepositoryCorrupt(f"{where}: its figures have no time")
+    ids = b"".join(_open_aead(index_key, seg, aad_ids + _u32(n), where)
                    for n, seg in enumerate(parts.segments))
+    if len(ids) % ID_SIZE:
+        raise RepositoryCorrupt(f"{where}: its chunk ids have a bad length")
     return SnapshotHeader(meta, ids)
 
 
@@ -374,7 +458,7 @@ def snapshot_sealed_key(data: bytes, where: str) -> bytes:
 
 def decode_snapshot_tree(data: bytes, tree_key: bytes, where: str) -> dict[str, Any]:
     parts = _split_snapshot(data, where)
-    plain = _open_aead(tree_key, parts.tree_ct, b"hvb-snap-tree" + sha256(parts.meta_ct),
+    plain = _open_aead(tree_key, parts.tree_ct, _AAD[parts.version][2] + sha256(parts.meta_ct),
                        f"file list of {where}")
     decoded: dict[str, Any] = json.loads(zstandard.ZstdDecompressor().decompress(
         plain, max_output_size=2**32))

@@ -22,8 +22,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -92,6 +93,9 @@ def read_public_key(path: Path) -> PublicKey:
 @dataclass(frozen=True)
 class PrivateKey:
     key: X25519PrivateKey
+    # The public half of the signing key of the orchestrator that writes this client's
+    # backups, as the key file records it (None: not recorded yet, or a paper key).
+    signer: bytes | None = None
 
     @property
     def public(self) -> PublicKey:
@@ -109,8 +113,21 @@ def _scrypt(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
 
 
-def write_key_file(path: Path, key: PrivateKey, passphrase: str, label: str) -> None:
-    """Write the passphrase-protected private key; refuses to overwrite an existing file."""
+def _signer_mac(key: PrivateKey, signer: bytes) -> str:
+    """Binds the recorded signing key to the private key: a key file whose signer was
+    changed by someone without the private key is refused."""
+    mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"hvbackup key file",
+                   info=b"signer").derive(key.raw())
+    h = hmac.HMAC(mac_key, hashes.SHA256())
+    h.update(signer)
+    return base64.b64encode(h.finalize()[:16]).decode()
+
+
+def write_key_file(path: Path, key: PrivateKey, passphrase: str, label: str,
+                   signer: bytes | None = None) -> None:
+    """Write the passphrase-protected private key; refuses to overwrite an existing file.
+    ``signer``: the orchestrator's signing public key, recorded so that restores can prove
+    who wrote a snapshot."""
     if not passphrase:
         raise StoreError("an empty passphrase would leave the key unprotected")
     salt, nonce = os.urandom(16), os.urandom(12)
@@ -125,6 +142,9 @@ def write_key_file(path: Path, key: PrivateKey, passphrase: str, label: str) -> 
         "nonce": base64.b64encode(nonce).decode(),
         "ciphertext": base64.b64encode(sealed).decode(),
     }
+    if signer is not None:
+        doc["signer"] = base64.b64encode(signer).decode()
+        doc["signer_mac"] = _signer_mac(key, signer)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -155,7 +175,48 @@ def read_key_file(path: Path, passphrase: str) -> PrivateKey:
         raise KeyMismatch(f"wrong passphrase for key file {path}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"{path} is not an hvbackup key file ({exc})") from None
-    return PrivateKey(X25519PrivateKey.from_private_bytes(raw))
+    key = PrivateKey(X25519PrivateKey.from_private_bytes(raw))
+    if "signer" not in doc:
+        return key
+    try:
+        signer = base64.b64decode(doc["signer"], validate=True)
+        valid = len(signer) == 32 and doc.get("signer_mac") == _signer_mac(key, signer)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise StoreError(f"{path}: the orchestrator signing key it records was altered "
+                         "(it no longer matches the private key)")
+    return PrivateKey(key.key, signer)
+
+
+def record_signer(path: Path, key: PrivateKey, signer: bytes) -> None:
+    """Add the orchestrator's signing public key to an existing key file (first use, see
+    docs/repository-format.md); the file is replaced atomically, still mode 0600."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["signer"] = base64.b64encode(signer).decode()
+    doc["signer_mac"] = _signer_mac(key, signer)
+    tmp = path.with_name(path.name + ".hvbtmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def signer_fingerprint(signer: bytes) -> str:
+    """How a signing key is shown to people: 16 hex digits in groups of four."""
+    digest = hashlib.sha256(b"hvbackup-signer" + signer).hexdigest()[:16]
+    return " ".join(digest[i:i + 4] for i in range(0, 16, 4))
+
+
+def signature_valid(signer: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(signer).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 # -- paper key ----------------------------------------------------------------------------
@@ -245,6 +306,20 @@ class WriterKeys:
     @functools.cached_property
     def index_key(self) -> bytes:
         return self._derive(b"index")
+
+    @functools.cached_property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """Signs every snapshot (and nothing else): whoever holds the writer secret, the
+        orchestrator or the client, and nobody who only sees the baie."""
+        return Ed25519PrivateKey.from_private_bytes(self._derive(b"snapshot-signing"))
+
+    @functools.cached_property
+    def signer(self) -> bytes:
+        """The public half of :attr:`signing_key`, which the client records."""
+        return self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def sign(self, message: bytes) -> bytes:
+        return self.signing_key.sign(message)
 
     @functools.cached_property
     def check(self) -> str:

@@ -1,9 +1,14 @@
-"""Leases on a repository: shared for backups, exclusive for the deleting phase of prune.
+"""Leases on a repository: shared for backups and copies, exclusive for the deleting phase of
+prune.
 
 A lock is a small file under ``locks/`` with an expiry time, renewed while its holder works. A
 holder that crashed stops renewing, and its lock counts for nothing once expired: a dead run
-never blocks backups for long. To take a lock: write ours, then look at the others; if one
-conflicts, remove ours and wait (or give up with a clear error).
+never blocks backups for long. A lock taken on this very machine says more: its host, its pid,
+when that process started and the machine's boot; when that process is gone (killed, or the
+machine rebooted since) the lock is released at once, without waiting for its expiry. The start
+time guards against pid reuse: a pid now held by a later process does not keep a dead lock. To
+take a lock: write ours, then look at the others; if one conflicts, remove ours and wait (saying
+who holds it), or give up with an error that names the holders.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from types import TracebackType
 
 from orchestrator.baie.target import Target
 from orchestrator.errors import StoreError
+from orchestrator.procs import boot_id, machine_id, pid_alive, process_started
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +52,15 @@ class Lock:
         self._lease = lease
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._since = now()
 
     def _write(self) -> None:
+        pid = os.getpid()
         doc = {"kind": self.kind, "purpose": self.purpose, "host": socket.gethostname(),
-               "pid": os.getpid(), "expires": (self._now() + self._lease).isoformat()}
+               "pid": pid, "started": process_started(pid), "machine": machine_id(),
+               "boot": boot_id(),
+               "since": self._since.isoformat(),
+               "expires": (self._now() + self._lease).isoformat()}
         self.target.put(self.name, json.dumps(doc).encode())
 
     def others(self) -> list[dict[str, str]]:
@@ -67,22 +78,36 @@ class Lock:
                 log.info("removing expired lock %s (%s)", entry.name, doc.get("purpose"))
                 self.target.delete(entry.name)
                 continue
+            gone = holder_gone(doc)
+            if gone:
+                log.info("%s: removing the lock of %s: %s", self.target.label, describe(doc),
+                         gone)
+                self.target.delete(entry.name)
+                continue
             live.append(doc)
         return live
 
     def acquire(self, wait: timedelta = timedelta(0), poll_s: float = 5.0) -> Lock:
+        """Take the lock, waiting up to ``wait`` for conflicting holders (logged once, and again
+        whenever the holders change). Raises RepositoryLocked naming them when the wait ends."""
         deadline = time.monotonic() + wait.total_seconds()
+        said = ""
         while True:
             self._write()
             conflicts = [d for d in self.others()
-                         if self.kind == "exclusive" or d["kind"] == "exclusive"]
+                         if self.kind == "exclusive" or d.get("kind") == "exclusive"]
             if not conflicts:
                 break
             self.target.delete(self.name)
+            held = ", ".join(describe(d) for d in conflicts)
             if time.monotonic() >= deadline:
-                held = ", ".join(f"{d['purpose']} on {d['host']} until {d['expires']}"
-                                 for d in conflicts)
                 raise RepositoryLocked(f"{self.target.label}: the repository is locked by {held}")
+            if held != said:
+                log.info("%s: %s waiting for %s (at most until %s)", self.target.label,
+                         self.purpose, held,
+                         (self._now() + timedelta(seconds=deadline - time.monotonic()))
+                         .strftime("%H:%M:%S"))
+                said = held
             time.sleep(poll_s)
         self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease {self.name}")
         self._thread.start()
@@ -110,3 +135,44 @@ class Lock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def describe(doc: dict[str, str]) -> str:
+    """Who holds a lock, for a technician: ``prune on srv-backup (pid 4242) since 02:10:03
+    until 02:40:03``."""
+    def hour(key: str) -> str:
+        try:
+            return datetime.fromisoformat(doc[key]).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+        except (KeyError, TypeError, ValueError):
+            return "?"
+    since = f" since {hour('since')}" if doc.get("since") else ""
+    return (f"{doc.get('purpose', '?')} on {doc.get('host', '?')} (pid {doc.get('pid', '?')})"
+            f"{since} until {hour('expires')}")
+
+
+def holder_gone(doc: dict[str, str]) -> str | None:
+    """Why the process holding this lock certainly no longer runs, or None when it may.
+
+    Only a lock of this machine can be judged: same host name, and same machine id when both
+    know one (two machines may share a name). Taken before the machine's last restart: gone.
+    Else its pid is asked with :func:`pid_alive`, and a pid alive but started at another time
+    than the holder is a later process given the same number. A lock of another machine, or
+    one that does not say enough, is left to expire."""
+    if doc.get("host") != socket.gethostname():
+        return None
+    here = machine_id()
+    if doc.get("machine") and here and doc["machine"] != here:
+        return None  # another machine of the same name
+    try:
+        pid = int(doc["pid"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    boot = boot_id()
+    if doc.get("machine") and here and doc.get("boot") and boot and doc["boot"] != boot:
+        return "this machine restarted since it was taken"
+    if not pid_alive(pid):
+        return f"process {pid} is gone"
+    started = doc.get("started")
+    if started and process_started(pid) not in (None, started):
+        return f"process {pid} is gone (its pid now belongs to a later process)"
+    return None

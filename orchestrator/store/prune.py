@@ -54,12 +54,20 @@ def prune(repo: Repository, *, dry_run: bool = False,
         repo.sync_index()
         snapshots = repo.snapshots()
         damaged = repo.damaged_snapshots()
-        if damaged and not dry_run:
-            # Their chunks cannot be known: deleting anything could take what they need.
-            raise RepositoryCorrupt(
-                f"{repo.target.label}: prune stopped, {len(damaged)} snapshot file(s) are "
-                f"damaged ({', '.join(sorted(damaged)[:3])}): put them back from the other "
-                "baie or remove them (runbook HVB-STORE-CORRUPT)")
+        if damaged or repo.refused:
+            # What they reference is unknown: deleting anything could take what a real restore
+            # point needs (a dry run would count those packs as freed).
+            why = []
+            if damaged:
+                why.append(f"{len(damaged)} snapshot file(s) are damaged "
+                           f"({', '.join(sorted(damaged)[:3])}): put them back from the other "
+                           "baie or remove them (runbook HVB-STORE-CORRUPT)")
+            if repo.refused:
+                why.append(f"{len(repo.refused)} snapshot file(s) are refused (not signed by "
+                           "this client's orchestrator, see 'hvbackup verify'): remove them "
+                           "once investigated (runbook HVB-SNAPSHOT-UNKNOWN)")
+            raise RepositoryCorrupt(f"{repo.target.label}: prune stopped, nothing deleted: "
+                                    + "; ".join(why))
         report.snapshots = len(snapshots)
         referenced: set[bytes] = set()
         for info in snapshots:

@@ -32,11 +32,25 @@ from typing import Any
 import zstandard
 
 from orchestrator.baie.target import Entry, Target
-from orchestrator.errors import BaieError, KeyMismatch, RepositoryCorrupt, StoreError
+from orchestrator.errors import (
+    BaieError,
+    ForgedRepository,
+    KeyMismatch,
+    RepositoryCorrupt,
+    StoreError,
+)
 from orchestrator.store import format as fmt
 from orchestrator.store.chunker import CDC_SIZES, LEGACY_CDC_SIZES, CdcSizes, check_cdc_sizes
 from orchestrator.store.index import IndexCache
-from orchestrator.store.keys import PrivateKey, PublicKey, WriterKeys, seal, unseal
+from orchestrator.store.keys import (
+    PrivateKey,
+    PublicKey,
+    WriterKeys,
+    seal,
+    signature_valid,
+    signer_fingerprint,
+    unseal,
+)
 from orchestrator.store.names import Strays, ours
 
 log = logging.getLogger(__name__)
@@ -51,6 +65,9 @@ UNREADABLE = (zstandard.ZstdError, struct.error, ValueError, KeyError, TypeError
 class SnapshotInfo:
     name: str  # snapshots/<hex>
     meta: dict[str, Any]
+    # Signed by the writer (version 2): every part, the job and time are the writer's. False:
+    # a version 1 snapshot, written before snapshots were signed (see repository-format.md).
+    authenticated: bool = True
 
     @property
     def id(self) -> str:
@@ -92,6 +109,12 @@ class Repository:
         self._packs_listed: dict[bytes, int] | None = None
         self.indexed_before_listing: dict[bytes, int] | None = None
         self.config_repaired_from: str | None = None  # the config was copied back from there
+        # Snapshot files on the baie that are not this writer's (altered, padded, forged):
+        # left out of every listing, reported by verify. Name -> why.
+        self.refused: dict[str, str] = {}
+        # False when the client's key file records no signing key yet: the snapshots are
+        # signed by this repository's writer, but nothing proves it is the client's.
+        self.writer_proven = True
 
     @property
     def id(self) -> str:
@@ -208,9 +231,16 @@ class Repository:
         config = cls.read_config(target)
         if config is None:
             raise StoreError(f"{target.label}: no repository here (no config file)")
-        writer = unseal(base64.b64decode(config["writer_sealed"]), key)
+        writer = WriterKeys(unseal(base64.b64decode(config["writer_sealed"]), key))
+        if key.signer is not None and key.signer != writer.signer:
+            raise ForgedRepository(
+                f"{target.label}: this repository was not written by the orchestrator your key "
+                f"file records (signing key {signer_fingerprint(writer.signer)}, expected "
+                f"{signer_fingerprint(key.signer)}): it is refused; ask your provider")
         cache = IndexCache(cache_root / config["id"] / "index.sqlite")
-        return cls(target, WriterKeys(writer), [key.public], config, cache)
+        repo = cls(target, writer, [key.public], config, cache)
+        repo.writer_proven = key.signer is not None
+        return repo
 
     # -- index ----------------------------------------------------------------------------
 
@@ -322,9 +352,20 @@ class Repository:
     # -- snapshots ------------------------------------------------------------------------
 
     def snapshots(self) -> list[SnapshotInfo]:
-        """Every intact snapshot, oldest first (headers only: no key needed beyond the
-        writer's). A damaged snapshot file is named in ``damaged_files`` and left out; a file
-        that is not ours is ignored: neither stops the others being listed and restored."""
+        """Every usable snapshot, oldest first (headers only: no key needed beyond the
+        writer's). Two kinds of snapshot file are left out and named, and neither stops the
+        others being listed and restored:
+
+        * damaged: its content does not match its name, or it cannot be read (``damaged_files``;
+          the other baie may hold it intact, and the next backup copies it back from there);
+        * refused: intact as named, but not a snapshot this writer signed (altered, padded,
+          parts of two snapshots put together, another writer's) (:attr:`refused`).
+
+        A file that is not ours is ignored. Version 1 snapshots (unsigned) come with
+        ``authenticated`` False."""
+        self.refused = {}
+        for name in [n for n in self.damaged_files if n.startswith("snapshots/")]:
+            del self.damaged_files[name]
         out = []
         for _snap_id, entry in self.list_snapshots():
             info = self.read_snapshot(entry.name)
@@ -338,27 +379,52 @@ class Repository:
 
     def read_snapshot(self, name: str) -> SnapshotInfo | None:
         """One snapshot file's header, or None when it is damaged (then named in
-        ``damaged_files``)."""
+        ``damaged_files``) or refused (then named in :attr:`refused`)."""
         try:
             data = self.target.get(name)
             if fmt.sha256(data).hex() != name.rsplit("/", 1)[-1]:
                 raise RepositoryCorrupt(f"{name} is damaged (its content does not match its "
                                         "name)")
-            header = fmt.decode_snapshot_header(data, self.writer.index_key, name)
-            if not isinstance(header.meta, dict) or not isinstance(header.meta.get("time"), str):
-                raise RepositoryCorrupt(f"{name} has no readable time")
         except (RepositoryCorrupt, BaieError) as exc:
+            self.refused.pop(name, None)
             self._damaged(name, str(exc))
             return None
-        except UNREADABLE as exc:  # what only a writer holding the key could cause
-            self._damaged(name, f"{name} is unreadable ({exc})")
-            return None
         self.damaged_files.pop(name, None)
-        return SnapshotInfo(name, header.meta)
+        try:
+            info = self._snapshot_info(name, data)
+        except RepositoryCorrupt as exc:
+            self._refuse(name, str(exc))
+            return None
+        except UNREADABLE as exc:  # signed, or only a writer holding the key could cause it
+            self._refuse(name, f"{name} is unreadable ({exc})")
+            return None
+        self.refused.pop(name, None)
+        return info
+
+    def _refuse(self, name: str, why: str) -> None:
+        if name not in self.refused:
+            log.warning("%s: %s refused: %s", self.target.label, name, why)
+        self.refused[name] = why
 
     def damaged_snapshots(self) -> dict[str, str]:
         """Snapshot files found damaged by the last :meth:`snapshots` (name -> what)."""
         return {n: w for n, w in self.damaged_files.items() if n.startswith("snapshots/")}
+
+    def _signed(self, name: str, data: bytes) -> bool:
+        """True for a version 2 snapshot signed by this writer, False for a version 1 one;
+        raises RepositoryCorrupt for anything else."""
+        if fmt.snapshot_version(data, name) != 2:
+            return False
+        fmt.check_snapshot_signature(
+            data, self.id, lambda sig, msg: signature_valid(self.writer.signer, sig, msg), name)
+        return True
+
+    def _snapshot_info(self, name: str, data: bytes) -> SnapshotInfo:
+        signed = self._signed(name, data)
+        header = fmt.decode_snapshot_header(data, self.writer.index_key, name)
+        if not isinstance(header.meta, dict) or not isinstance(header.meta.get("time"), str):
+            raise RepositoryCorrupt(f"{name} has no readable time")
+        return SnapshotInfo(name, header.meta, authenticated=signed)
 
     def find_snapshot(self, ref: str, *, job: str | None = None) -> SnapshotInfo:
         """``latest`` or a (prefix of a) snapshot id, optionally among one job's snapshots."""
@@ -368,17 +434,37 @@ class Repository:
         if ref == "latest":
             return snaps[-1]
         found = [s for s in snaps if s.id.startswith(ref)]
+        refused = [n for n in self.refused if n.rsplit("/", 1)[-1].startswith(ref)]
+        if not found and refused:
+            raise RepositoryCorrupt(f"{self.target.label}: snapshot {ref} is refused: "
+                                    f"{self.refused[refused[0]]}")
+        damaged = [n for n in self.damaged_snapshots() if n.rsplit("/", 1)[-1].startswith(ref)]
+        if not found and damaged:
+            raise RepositoryCorrupt(f"{self.target.label}: snapshot {ref} is damaged on this "
+                                    f"baie ({self.damaged_files[damaged[0]]}): restore it from "
+                                    "the other baie (--baie)")
         if len(found) != 1:
             raise StoreError(f"{self.target.label}: {'no' if not found else 'several'} "
                              f"snapshot(s) match {ref!r}")
         return found[0]
 
+    def _snapshot_data(self, info: SnapshotInfo) -> bytes:
+        """The snapshot's bytes, checked again (the baie may have changed them since they
+        were listed): its name, and for a signed one its signature."""
+        data = self.target.get(info.name)
+        if fmt.sha256(data).hex() != info.id:
+            raise RepositoryCorrupt(f"{self.target.label}: {info.name} is damaged "
+                                    "(its content does not match its name)")
+        if self._signed(info.name, data) != info.authenticated:
+            raise RepositoryCorrupt(f"{self.target.label}: {info.name} changed version")
+        return data
+
     def snapshot_header(self, info: SnapshotInfo) -> fmt.SnapshotHeader:
-        return fmt.decode_snapshot_header(self.target.get(info.name), self.writer.index_key,
+        return fmt.decode_snapshot_header(self._snapshot_data(info), self.writer.index_key,
                                           info.name)
 
     def snapshot_tree(self, info: SnapshotInfo, key: PrivateKey) -> dict[str, Any]:
-        data = self.target.get(info.name)
+        data = self._snapshot_data(info)
         try:
             tree_key = unseal(fmt.snapshot_sealed_key(data, info.name), key)
         except KeyMismatch as exc:

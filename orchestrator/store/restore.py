@@ -11,15 +11,23 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from orchestrator.errors import BaieError, HvbError, RepositoryCorrupt, StoreError
+from orchestrator.errors import (
+    BaieError,
+    HvbError,
+    RepositoryCorrupt,
+    StoreError,
+    TargetExists,
+)
 from orchestrator.store import format as fmt
 from orchestrator.store.alloc import keep_buffers
 from orchestrator.store.keys import PrivateKey, unseal
 from orchestrator.store.repository import Repository, SnapshotInfo
+from orchestrator.store.restoreout import OutputDir
+from orchestrator.store.restorepath import UnsafeName, restore_parts
 
 MAX_RANGE = 16 * 1024 * 1024
 RECENT = 4  # requests kept for chunks needed again
@@ -29,16 +37,15 @@ RECENT = 4  # requests kept for chunks needed again
 class RestoreStats:
     files: int = 0
     bytes: int = 0
+    refused: list[UnsafeName] = field(default_factory=list)  # not restored, with the reason
+    overwritten: int = 0  # files that were already in ``to``
+    partials_removed: int = 0  # left by an interrupted restore into ``to``
 
 
 def local_relative(path: str) -> Path:
-    """A host path (``D:\\Partages\\a.txt``, ``/srv/x``) as a relative path under the target."""
-    if "\\" in path or (len(path) > 1 and path[1] == ":"):
-        win = PureWindowsPath(path)
-        parts = [p for p in win.parts if p not in (win.anchor, "")]
-        drive = win.drive.rstrip(":").replace("\\", "_").strip("_")
-        return Path(drive or "unc", *parts)
-    return Path(*[p for p in PurePosixPath(path).parts if p not in ("/", "..")])
+    """A host path (``D:\\Partages\\a.txt``, ``/srv/x``) as a relative path under the target;
+    raises :class:`UnsafeName` for a name that could lead outside it."""
+    return Path(*restore_parts(path))
 
 
 class Restorer:
@@ -134,8 +141,14 @@ class Restorer:
         return out
 
     def restore(self, info: SnapshotInfo, to: Path, *, only: str | None = None,
-                progress: Callable[[RestoreStats], None] | None = None) -> RestoreStats:
-        """Restore the snapshot's files (or those under ``only``) below ``to``."""
+                progress: Callable[[RestoreStats], None] | None = None,
+                overwrite: bool | Callable[[list[str]], bool] = False) -> RestoreStats:
+        """Restore the snapshot's files (or those under ``only``) below ``to``.
+
+        A name that would lead outside ``to`` (``..``, a drive-relative name, a device name, a
+        link in ``to``) is not restored: it is listed in ``stats.refused`` and the others are.
+        Files already in ``to`` are replaced when ``overwrite`` is true (or returns true for
+        their list); otherwise :class:`TargetExists` is raised before anything is written."""
         header = self.repo.snapshot_header(info)
         tree = self.repo.snapshot_tree(info, self.key)
         ids = header.chunk_ids
@@ -149,24 +162,31 @@ class Restorer:
                 raise StoreError(f"snapshot {info.id[:12]} holds nothing under {only!r}")
         sizes = self.repo.cache.packs()
         stats = RestoreStats()
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
-            for f in files:
-                target = to / local_relative(f["path"])
-                chunk_ids = [bytes(ids[i * fmt.ID_SIZE:(i + 1) * fmt.ID_SIZE])
-                             for i in range(f["first"], f["first"] + f["count"])]
-                slices = fmt.decode_slices(f.get("slices"), f["path"])
-                self._restore_file(pool, f["path"], chunk_ids, slices, target, sizes, stats,
-                                   progress)
-                os.utime(target, (f["mtime"], f["mtime"]))
-                stats.files += 1
+        with OutputDir(to) as out, ThreadPoolExecutor(self.workers,
+                                                      thread_name_prefix="restore") as pool:
+            planned = _plan(out, files, stats, overwrite)
+            stats.partials_removed = out.begin()
+            try:
+                for f, parts in planned:
+                    chunk_ids = [bytes(ids[i * fmt.ID_SIZE:(i + 1) * fmt.ID_SIZE])
+                                 for i in range(f["first"], f["first"] + f["count"])]
+                    slices = fmt.decode_slices(f.get("slices"), f["path"])
+                    try:
+                        self._restore_file(pool, f["path"], chunk_ids, slices, out, parts,
+                                           stats, sizes, progress)
+                        out.commit(parts, f["mtime"])
+                    except UnsafeName as exc:
+                        stats.refused.append(UnsafeName(f["path"], exc.reason))
+                        continue
+                    stats.files += 1
+            finally:
+                out.end()
         return stats
 
     def _restore_file(self, pool: ThreadPoolExecutor, path: str, chunk_ids: list[bytes],
-                      slices: dict[int, tuple[int, int]], target: Path,
-                      sizes: dict[bytes, int], stats: RestoreStats,
+                      slices: dict[int, tuple[int, int]], output: OutputDir,
+                      parts: tuple[str, ...], stats: RestoreStats, sizes: dict[bytes, int],
                       progress: Callable[[RestoreStats], None] | None) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".hvb-partial")
         located = self._locate(chunk_ids, path)
         # (request, picks): what to write of each chunk the request returns, in file order.
         pending: deque[tuple[Future[list[bytes]], list[_Pick]]] = deque()
@@ -174,7 +194,7 @@ class Restorer:
         # old chunk around a block that changed) is taken from them, not read again.
         recent: deque[tuple[Future[list[bytes]], list[bytes]]] = deque(maxlen=RECENT)
         try:
-            with tmp.open("wb") as out:
+            with output.open_partial(parts) as out:
                 for pack_id, offset, length, entries, at in self._ranges(located):
                     picks = [self._pick(k, at + k, entry, slices, path)
                              for k, entry in enumerate(entries)]
@@ -194,11 +214,10 @@ class Restorer:
                         self._write(out, *pending.popleft(), stats, progress)
                 while pending:
                     self._write(out, *pending.popleft(), stats, progress)
-            os.replace(tmp, target)
         except BaseException:
             for future, _picks in pending:
                 future.cancel()
-            tmp.unlink(missing_ok=True)
+            output.discard(parts)
             raise
 
     @staticmethod
@@ -227,6 +246,33 @@ class Restorer:
                 stats.bytes += pick.length
         if progress:
             progress(stats)
+
+
+def _plan(out: OutputDir, files: list[dict[str, Any]], stats: RestoreStats,
+          overwrite: bool | Callable[[list[str]], bool]
+          ) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
+    """Each restorable file with its place under ``out``; refused names go to ``stats``.
+    Raises :class:`TargetExists` when files are there and may not be overwritten."""
+    planned: list[tuple[dict[str, Any], tuple[str, ...]]] = []
+    existing: list[str] = []
+    for f in files:
+        try:
+            parts = restore_parts(f["path"])
+            if out.exists(parts):
+                existing.append(os.path.join(*parts))
+        except UnsafeName as exc:
+            stats.refused.append(UnsafeName(f["path"], exc.reason))
+            continue
+        planned.append((f, parts))
+    if existing:
+        allowed = overwrite(existing) if callable(overwrite) else overwrite
+        if not allowed:
+            shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
+            raise TargetExists(f"{len(existing)} file(s) to restore already exist in {out.root} "
+                               f"({shown}); give --overwrite to replace them, or restore into "
+                               "an empty folder")
+        stats.overwritten = len(existing)
+    return planned
 
 
 class _Pick(NamedTuple):

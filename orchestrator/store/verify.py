@@ -42,6 +42,8 @@ class VerifyReport:
     chunks_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
     strays: list[str] = field(default_factory=list)  # files that are not ours: ignored
+    unauthenticated: list[str] = field(default_factory=list)  # version 1 snapshots (unsigned)
+    writer_proven: bool = True  # False: the key file records no signing key yet
 
     @property
     def ok(self) -> bool:
@@ -60,6 +62,12 @@ def verify(repo: Repository, *, subset: float = 0.0, key: PrivateKey | None = No
         hit = ([f"snapshot {name.rsplit('/', 1)[-1][:12]}: unreadable on this baie "
                 "(restore it from the other baie)"] if name.startswith("snapshots/") else [])
         report.problems.append(Problem(what, damaged=hit))
+    report.writer_proven = repo.writer_proven
+    report.unauthenticated = [f"{s.id[:12]} ({s.meta.get('job', '')}, {s.meta['time'][:16]})"
+                              for s in snapshots if not s.authenticated]
+    for name, why in sorted(repo.refused.items()):
+        report.problems.append(Problem(f"snapshot {name.rsplit('/', 1)[-1][:12]} is refused, "
+                                       f"never restored: {why}"))
     indexed = repo.cache.packs()
     present = repo.packs_listed()
     report.packs = len(indexed)

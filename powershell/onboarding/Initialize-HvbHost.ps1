@@ -21,6 +21,11 @@
        dumps, deleted run by run), -ShareRoot (folders of files jobs), -RestoreRoot (restored
        VMs). Every host script refuses any other path (PATH_NOT_ALLOWED). Local folders only;
        never a volume root for staging or restore, never Windows, Program Files or ProgramData.
+    4c. On each -ShareRoot, one inherited ACE: the account, ReadAndExecute, ContainerInherit
+       and ObjectInherit. Files jobs read shadow copies through a share that grants the account
+       Read, but each file's NTFS ACL applies too and the stricter wins: the ACE reaches every
+       entry that inherits (a copy keeps the ACLs); an entry with inheritance disabled is
+       refused, and the run names it (HVB-SOURCE-DENIED). Access rules only (never the owner).
     5. With -SqlInstance: a SQL login for the hvbackup-sql group, dbcreator (RESTORE
        VERIFYONLY) and db_backupoperator in every writable database but tempdb (master, model
        and msdb included, for a job that names them; model passes it on to databases created
@@ -242,6 +247,44 @@ function Set-HvbRoots {
     Step 'data folder' 'updated' "$DataRoot (Administrators, SYSTEM)"
 }
 
+function Set-HvbShareRead([bool]$Revoke) {
+    # Not Backup Operators: SeBackupPrivilege (honoured over SMB with FILE_OPEN_FOR_BACKUP_INTENT)
+    # reads every file of the host, the registry hives included (docs/host-scripts.md).
+    $roots = if ($Revoke) {
+        if (Test-Path -LiteralPath $RootsFile) { @((Get-Content -LiteralPath $RootsFile -Raw | ConvertFrom-Json).shares | Where-Object { $_ }) } else { @() }
+    } else { @($ShareRoot | ForEach-Object { Test-HvbRoot $_ 'Share' }) }
+    $user = Get-LocalUser -Name $AccountName -ErrorAction SilentlyContinue
+    foreach ($root in $roots) {
+        $item = "read on $root"
+        if (-not (Test-Path -LiteralPath $root -PathType Container)) {
+            if ($Revoke) { Step $item 'absent' "$root no longer exists"; continue }
+            Fail 'PATH_NOT_FOUND' "-ShareRoot ${root}: the folder does not exist on $env:COMPUTERNAME."
+        }
+        if (-not $user) {
+            if ($Revoke) { Step $item 'absent' "no account $AccountName" } else { Step $item 'created' "$AccountName ReadAndExecute, inherited" }
+            continue
+        }
+        $folder = Get-Item -LiteralPath $root
+        $acl = $folder.GetAccessControl('Access')
+        $mine = @($acl.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier]) | Where-Object { $_.IdentityReference.Value -eq $user.SID.Value })
+        if ($Revoke) {
+            if (-not $mine.Count) { Step $item 'absent' $AccountName; continue }
+            if (-not $DryRun) { $acl.PurgeAccessRules($user.SID); $folder.SetAccessControl($acl) }
+            Step $item 'removed' "$AccountName's ACE"
+            continue
+        }
+        $read = [System.Security.AccessControl.FileSystemRights]::ReadAndExecute
+        $both = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
+        $right = @($mine | Where-Object { $_.AccessControlType -eq 'Allow' -and (($_.FileSystemRights -band $read) -eq $read) -and $_.InheritanceFlags -eq $both -and $_.PropagationFlags -eq 'None' })
+        if ($right.Count) { Step $item 'kept' "$AccountName ReadAndExecute, inherited"; continue }
+        if (-not $DryRun) {
+            $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule($user.SID, $read, $both, 'None', 'Allow')))
+            $folder.SetAccessControl($acl)
+        }
+        Step $item 'created' "$AccountName ReadAndExecute, inherited (entries with inheritance disabled stay refused)"
+    }
+}
+
 function Install-HvbModule {
     # hvbackup's scripts (the folder above this one) become the functions of the Hvbackup
     # module; the role capability makes exactly those visible.
@@ -309,6 +352,7 @@ function Remove-Hvb {
         Step 'module' 'removed' $ModuleRoot
     } else { Step 'module' 'absent' $ModuleRoot }
     foreach ($instance in $SqlInstance) { Invoke-HvbSqlGrant $instance $true }
+    Set-HvbShareRead $true  # before the roots file and the account are gone
     if (Test-Path -LiteralPath $RootsFile) {
         if (-not $DryRun) { Remove-Item -LiteralPath $RootsFile }
         Step 'roots' 'removed' $RootsFile
@@ -358,6 +402,7 @@ try {
         Set-HvbFirewall
         Set-HvbAccount
         Set-HvbRoots
+        Set-HvbShareRead $false
         $changed = Install-HvbModule
         Register-HvbEndpoint $changed
         foreach ($instance in $SqlInstance) { Invoke-HvbSqlGrant $instance $false }

@@ -60,6 +60,14 @@ Describe 'New-HvbShadowCopy' {
             $script:order += "diskshadow $volume"
             $failure = $script:fail[$volume]
             if (-not $failure -or $failure.Expose) { $script:copies += New-FakeShadow $volume $mount ($script:copies.Count + 1) }
+            if ($failure -and $failure.Created) {
+                # "create" succeeded, "expose" did not: the copy exists, on no folder, and
+                # DiskShadow printed its ID.
+                $copy = New-FakeShadow $volume '' ($script:copies.Count + 1)
+                $copy.ExposedName = $null
+                $script:copies += $copy
+                return [pscustomobject]@{ ExitCode = $failure.ExitCode; Output = "Alias hvb1 for shadow ID $($copy.ID) set as environment variable.`n* Shadow copy ID = $($copy.ID)`t%hvb1%`n$($failure.Output)" }
+            }
             if ($failure) { return [pscustomobject]@{ ExitCode = $failure.ExitCode; Output = $failure.Output } }
             [pscustomobject]@{ ExitCode = 0; Output = 'The shadow copy was successfully exposed.' }
         }
@@ -203,8 +211,16 @@ Describe 'New-HvbShadowCopy' {
 
     It 'maps the HRESULT <hresult> to <name>' -TestCases @(
         @{ hresult = '0x8004231f'; name = 'VSS_INSUFFICIENT_STORAGE' },
+        @{ hresult = '0x8004231F'; name = 'VSS_INSUFFICIENT_STORAGE' },
+        @{ hresult = '8004231f'; name = 'VSS_INSUFFICIENT_STORAGE' },
+        @{ hresult = '2147754783'; name = 'VSS_INSUFFICIENT_STORAGE' },
+        @{ hresult = '-2147212513'; name = 'VSS_INSUFFICIENT_STORAGE' },
         @{ hresult = '0x80042316'; name = 'VSS_OPERATION_IN_PROGRESS' },
-        @{ hresult = '0x80042317'; name = 'VSS_MAX_SHADOW_COPIES' }
+        @{ hresult = '-2147212522'; name = 'VSS_OPERATION_IN_PROGRESS' },
+        @{ hresult = '80042317'; name = 'VSS_MAX_SHADOW_COPIES' },
+        @{ hresult = '2147754775'; name = 'VSS_MAX_SHADOW_COPIES' },
+        @{ hresult = '0x8004231f0'; name = 'VSS_FAILED' },
+        @{ hresult = '12147754783'; name = 'VSS_FAILED' }
     ) {
         param($hresult, $name)
         $script:fail['D:\'] = @{ ExitCode = 1; Output = "The last operation failed. Returned HRESULT: $hresult" }
@@ -218,9 +234,23 @@ Describe 'New-HvbShadowCopy' {
         Should -Invoke New-SmbShare -Times 0
     }
 
-    It 'says VSS_LINK_FAILED when DiskShadow fails although the copy is exposed' {
+    It 'says VSS_LINK_FAILED when DiskShadow fails although the copy is exposed, and removes that copy' {
         $script:fail['D:\'] = @{ ExitCode = 2; Output = 'expose: the operation failed'; Expose = $true }
         (Invoke-Script 'New-HvbShadowCopy' @{ Path = @('D:\Partages'); RunId = 'r1'; LinkRoot = $script:linkRoot }).error.code | Should -Be 'VSS_LINK_FAILED'
+        @($script:copies).Count | Should -Be 0
+        Test-Path -LiteralPath (Join-Path $script:linkRoot 'r1-1') | Should -BeFalse
+    }
+
+    It 'removes the copy DiskShadow created when exposing it fails, and no other copy' {
+        $other = New-FakeShadow 'D:\' 'C:\elsewhere' 9   # another product's copy, there before
+        $script:copies = @($other)
+        $script:fail['D:\'] = @{ ExitCode = 1; Output = 'The last operation failed. Returned HRESULT: 0x80042306'; Created = $true }
+        $r = Invoke-Script 'New-HvbShadowCopy' @{ Path = @('D:\Partages'); RunId = 'r1'; LinkRoot = $script:linkRoot }
+        $r.ok | Should -BeFalse
+        $r.error.code | Should -Be 'VSS_LINK_FAILED'
+        @($script:copies | ForEach-Object ID) | Should -Be @($other.ID)
+        Test-Path -LiteralPath (Join-Path $script:linkRoot 'r1-1') | Should -BeFalse
+        Should -Invoke New-SmbShare -Times 0
     }
 
     It 'removes the share, copy and mount folder it made for one volume when the next one fails' {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -163,11 +165,16 @@ def test_damaged_and_stray_snapshot_files_leave_the_others(setup, cli, tmp_path:
     (snapshots / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     damaged = snapshots / info.id
     damaged.write_bytes(damaged.read_bytes()[:-7])
+    padded = (snapshots / second.id).read_bytes() + bytes(8)  # named by its bytes, unsigned
+    planted = hashlib.sha256(padded).hexdigest()
+    (snapshots / planted).write_bytes(padded)
     result = cli("snapshots", "-c", str(config), "acme/partages")
     assert result.code == 0, result.err
     assert "acme/partages on site-a: 1 restore point(s)" in result.out
     assert second.id[:12] in result.out
     assert f"skipped snapshots/{info.id}: snapshots/{info.id} is damaged" in result.err
+    assert f"skipped snapshots/{planted}, refused (not signed by this client's orchestrator)" \
+        in result.err
     result = cli("verify", "-c", str(config), "acme", "--key-file", str(tmp_path / "acme.key"))
     assert result.code == 4
     assert f"snapshots/{info.id} is damaged" in result.out
@@ -176,3 +183,220 @@ def test_damaged_and_stray_snapshot_files_leave_the_others(setup, cli, tmp_path:
     result = cli("restore", "-c", str(config), "acme/partages", "--to", str(out),
                  "--key-file", str(tmp_path / "acme.key"))
     assert result.code == 0, result.err
+
+
+def test_keys_init_records_the_orchestrator_signing_key(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, _src, _info, out = setup
+    from orchestrator.store.keys import WriterKeys, read_key_file, signer_fingerprint
+
+    writer = load_config(config).repository("acme", "site-a").writer_key
+    signer = WriterKeys(base64.b64decode(writer.read_text())).signer
+    assert read_key_file(tmp_path / "acme.key", PASS).signer == signer
+    assert f"orchestrator signing key recorded in the key file: {signer_fingerprint(signer)}" \
+        in out
+    assert read_key_file(tmp_path / "escrow.key", PASS).signer is None
+
+
+def test_keys_check_records_the_signing_key_on_first_use(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A key file made before snapshots were signed records no signing key: the first
+    check says so plainly and records it; the next check and restores use it."""
+    config = setup[0]
+    from orchestrator.store.keys import read_key_file, write_key_file
+
+    key = read_key_file(tmp_path / "acme.key", PASS)
+    old = tmp_path / "old.key"
+    write_key_file(old, key, PASS, "acme")  # as keys init wrote them before
+    before = cli("restore", "-c", str(config), "acme/partages", "--to", str(tmp_path / "o1"),
+                 "--key-file", str(old))
+    assert before.code == 0, before.err
+    assert "nothing proves who wrote this repository" in before.out
+    first = cli("keys", "check", "-c", str(config), "acme", "--key-file", str(old))
+    assert first.code == 0, first.err
+    assert "FIRST USE" in first.out and "Check this fingerprint with your provider" in first.out
+    assert read_key_file(old, PASS).signer == key.signer
+    assert oct(old.stat().st_mode & 0o777) == "0o600"
+    again = cli("keys", "check", "-c", str(config), "acme", "--key-file", str(old))
+    assert "FIRST USE" not in again.out and "signed by the orchestrator the key file" in again.out
+
+
+def test_a_forged_repository_is_refused_by_restore_verify_check(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The baie's owner holds the client's public key: it replaces the repository with one
+    of its own (another writer key, sealed to the client). Nothing of it is restored."""
+    config = setup[0]
+    from orchestrator.baie.local import LocalTarget
+    from orchestrator.store.keys import read_public_key
+    from orchestrator.store.repository import Repository
+
+    baie = tmp_path / "baie-a" / "acme"
+    for child in ("config", "snapshots", "index", "data"):
+        path = baie / child
+        if path.is_dir():
+            import shutil
+
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    public = read_public_key(tmp_path / "keys" / "acme.pub")
+    forged = Repository.open_for_writing(LocalTarget("site-a", baie), os.urandom(32), [public],
+                                         tmp_path / "forger-cache")
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "virement.txt").write_text("IBAN du fraudeur\n")
+    backup_paths(forged, LocalSource("l"), [str(fake)], {"client": "acme", "job": "partages",
+                                                         "run": "x"})
+    forged.close()
+    key_file = str(tmp_path / "acme.key")
+    for args in (("restore", "-c", str(config), "acme/partages", "--to", str(tmp_path / "out"),
+                  "--key-file", key_file),
+                 ("verify", "-c", str(config), "acme", "--key-file", key_file),
+                 ("keys", "check", "-c", str(config), "acme", "--key-file", key_file)):
+        result = cli(*args)
+        assert result.code == 4, (args, result.out, result.err)
+        assert "not written by the orchestrator your key file records" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_restore_refuses_names_leading_outside_and_says_which(cli, tmp_path: Path,
+                                                              setup) -> None:  # type: ignore[no-untyped-def]
+    config, src, _info, _ = setup
+    hostile = "\\".join([".."] * (len(src.parts) + 1) + ["x"])
+    (src / hostile).write_bytes(b"forged")
+    loaded = load_config(config)
+    repo = open_for_writing(loaded.repository("acme", "site-a"))
+    backup_paths(repo, LocalSource("l"), [str(src)],
+                 {"client": "acme", "job": "partages", "run": "run-2"})
+    repo.close()
+    box = tmp_path / "box"
+    result = cli("restore", "-c", str(config), "acme/partages", "--to", str(box / "to"),
+                 "--key-file", str(tmp_path / "acme.key"))
+    assert result.code == 4
+    assert "restored 30 file(s)" in result.out
+    assert "1 file(s) NOT restored: their recorded name would lead outside" in result.err
+    assert f"{src / hostile}: goes up a folder (..)" in result.err
+    assert [p.name for p in box.iterdir()] == ["to"]
+
+
+def test_restore_never_overwrites_without_being_told(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, src, _info, _ = setup
+    out = tmp_path / "out"
+    args = ("restore", "-c", str(config), "acme/partages", "--to", str(out), "--key-file",
+            str(tmp_path / "acme.key"))
+    assert cli(*args).code == 0
+    first = min(src.rglob("*.txt"))
+    restored(out, first).write_bytes(b"modified by the user since")
+    refused = cli(*args)  # not a terminal: nothing asked, nothing written
+    assert refused.code == 2
+    assert f"30 file(s) to restore already exist in {out} (" in refused.err
+    assert str(restored(out, first).relative_to(out)) in refused.err
+    assert "give --overwrite to replace them" in refused.err
+    assert restored(out, first).read_bytes() == b"modified by the user since"
+    forced = cli(*args, "--overwrite")
+    assert forced.code == 0, forced.err
+    assert f"30 existing file(s) in {out} were overwritten" in forced.out
+    assert sha_of(restored(out, first)) == sha_of(first)
+
+
+KILLED_RESTORE = """
+import os, sys, time
+from orchestrator.cli.main import main
+from orchestrator.store.restore import Restorer
+
+write = Restorer._write
+
+def write_then_hang(*args):
+    write(*args)
+    args[0].flush()
+    print("writing", flush=True)
+    time.sleep(600)
+
+Restorer._write = staticmethod(write_then_hang)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_restore_leaves_nothing_behind_the_next_one(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import glob
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.conftest import REPO
+
+    config, src, _info, _ = setup
+    out = tmp_path / "out"
+    args = ["restore", "-c", str(config), "acme/partages", "--to", str(out), "--key-file",
+            str(tmp_path / "acme.key")]
+    in_tmp = set(glob.glob(os.path.join(tempfile.gettempdir(), "hvb-restore-*")))
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RESTORE, *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line == "writing\n", proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partials = list(out.rglob("*.hvb-partial"))
+    assert len(partials) == 1  # what a killed restore leaves...
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "hvb-restore-*"))) == in_tmp
+    caches = tmp_path / "state" / "restore-cache"
+    assert [p.name for p in caches.iterdir()] == [str(proc.pid)]
+    again = cli(*args)  # ...the next restore into the same folder removes
+    assert again.code == 0, again.err
+    assert f"removed 1 partial file(s) left in {out} by an interrupted restore" in again.out
+    assert list(out.rglob("*.hvb-partial")) == [] and not (out / ".hvb-restoring").exists()
+    assert list(caches.iterdir()) == []
+    for path in src.rglob("*.txt"):
+        assert sha_of(restored(out, path)) == sha_of(path)
+
+
+def _restore_at_a_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
+    """``hvbackup ARGS`` with its stdin and stderr on a terminal (a pty), answering the first
+    question with ``answer``; returns the exit code and what the terminal showed."""
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", *args], cwd=REPO,
+                            stdin=terminal, stderr=terminal, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    os.close(terminal)
+    shown = b""
+    while b"[y/N] " not in shown:
+        try:
+            data = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the command ended without asking
+            break
+        if not data:
+            break
+        shown += data
+    if b"[y/N] " in shown:
+        os.write(controller, answer)
+    proc.wait(timeout=120)
+    try:
+        while data := os.read(controller, 4096):
+            shown += data
+    except OSError:
+        pass
+    os.close(controller)
+    return proc.returncode, shown.decode(errors="replace")
+
+
+def test_restore_at_a_terminal_asks_before_overwriting(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, src, _info, _ = setup
+    out = tmp_path / "out"
+    args = ["restore", "-c", str(config), "acme/partages", "--to", str(out), "--key-file",
+            str(tmp_path / "acme.key")]
+    assert cli(*args).code == 0
+    first = min(src.rglob("*.txt"))
+    restored(out, first).write_bytes(b"modified by the user since")
+    code, shown = _restore_at_a_terminal(args, b"n\n")
+    assert f"30 file(s) already exist in {out} (" in shown and "Overwrite them? [y/N]" in shown
+    assert code == 2
+    assert restored(out, first).read_bytes() == b"modified by the user since"
+    code, shown = _restore_at_a_terminal(args, b"oui\n")
+    assert code == 0, shown
+    assert sha_of(restored(out, first)) == sha_of(first)

@@ -46,7 +46,7 @@ CASES = [
         ("clients.acme.quota_gb", "expected a number, got text ('lots')", "quota_gb:"),
     ]),
     ("negative-quota", "quota_gb: 500", "quota_gb: -5", [
-        ("clients.acme.quota_gb", "must be at least 0", "quota_gb:"),
+        ("clients.acme.quota_gb", "must be more than 0", "quota_gb:"),
     ]),
     ("wrong-type-list", "contacts: [it@acme.example]", "contacts: it@acme.example", [
         ("clients.acme.contacts", "expected a list, got text", "contacts:"),
@@ -160,6 +160,70 @@ CASES = [
     ("retention-keeps-nothing", '"daily 22:00"', '"daily 22:00"\n        retention: {}', [
         ("clients.acme.jobs.erp.retention", "keeps nothing", "retention:"),
     ]),
+    # Numbers a backup would crash on (int(inf), OverflowError) are refused here.
+    ("infinite-quota", "quota_gb: 500", "quota_gb: .inf", [
+        ("clients.acme.quota_gb", "must be a finite number (got inf)", "quota_gb:"),
+    ]),
+    ("nan-quota", "quota_gb: 500", "quota_gb: .nan", [
+        ("clients.acme.quota_gb", "must be a finite number (got nan)", "quota_gb:"),
+    ]),
+    ("absurd-quota", "quota_gb: 500", "quota_gb: 1.0e+300", [
+        ("clients.acme.quota_gb", "must be at most 1000000", "quota_gb:"),
+    ]),
+    ("zero-quota", "quota_gb: 500", "quota_gb: 0", [
+        ("clients.acme.quota_gb", "must be more than 0", "quota_gb:"),
+    ]),
+    ("infinite-bandwidth", "    path: /srv/baie\n", "    path: /srv/baie\n    bandwidth: {sustained_mbps: .inf}\n", [
+        ("baies.site-b.bandwidth.sustained_mbps", "must be a finite number", "bandwidth:"),
+    ]),
+    ("database-not-a-url", "database: sqlite:///var/h.db", "database: not a url", [
+        ("database", "'not a url' is not a database URL (e.g. sqlite:///", "database:"),
+    ]),
+    ("database-unsupported", "database: sqlite:///var/h.db",
+     "database: mysql://hvb:S3CRET-PW@db.msp.example/hvb", [
+         ("database", "'mysql://hvb:***@db.msp.example/hvb': the history lives in SQLite or "
+          "PostgreSQL", "database:"),
+     ]),
+    ("smtp-password-in-clear", "  username: backups@msp.example\n",
+     "  security: none\n  username: backups@msp.example\n", [
+         ("smtp.security", "the password of backups@msp.example would cross the network in "
+          "clear", "security: none"),
+     ]),
+    ("vm-name-too-long", "vms: [ERP01, DC01]", "vms: [ERP01, " + "A" * 1_000_000 + "]", [
+        ("clients.acme.jobs.erp.vms[1]", "must be at most 100 characters (got 1000000)", "vms:"),
+    ]),
+    ("database-name-too-long", "databases: [all]", f"databases: [{'D' * 129}]", [
+        ("clients.acme.jobs.compta.databases[0]", "must be at most 128 characters (got 129)",
+         "databases:"),
+    ]),
+    ("path-too-long", "paths: ['D:\\Partages']", f"paths: ['D:\\{'p' * 33000}']", [
+        ("clients.acme.jobs.partages.paths[0]", "must be at most 32767 characters (got 33003)",
+         "paths:"),
+    ]),
+    ("client-display-name-too-long", "name: ACME SARL", f"name: {'ACME ' * 100}", [
+        ("clients.acme.name", "must be at most 200 characters (got 499)", "name: ACME ACME"),
+    ]),
+    # Tiers (quota.on_overrun: next_tier): increasing, and the client's volume one of them.
+    ("tiers-not-increasing", "  timezone: Europe/Paris", "  timezone: Europe/Paris\n"
+     "  volume_tiers_gb: [100, 500, 250]", [
+         ("msp.volume_tiers_gb", "tiers must increase: 250 comes after 500", "volume_tiers_gb"),
+     ]),
+    ("tier-not-a-number", "  timezone: Europe/Paris", "  timezone: Europe/Paris\n"
+     "  volume_tiers_gb: [100, lots]", [
+         ("msp.volume_tiers_gb[1]", "expected a number", "volume_tiers_gb"),
+     ]),
+    ("next-tier-without-tiers", "    quota_gb: 500", "    quota_gb: 500\n"
+     "    quota: {on_overrun: next_tier}", [
+         ("clients.acme.quota.on_overrun", "msp.volume_tiers_gb lists no tiers", "on_overrun"),
+     ]),
+    ("next-tier-volume-not-a-tier", "  timezone: Europe/Paris", "  timezone: Europe/Paris\n"
+     "  volume_tiers_gb: [100, 250, 1000]\n  quota: {on_overrun: next_tier}", [
+         ("clients.acme.quota_gb", "quota_gb 500 is not one of the MSP's tiers (100, 250, 1000)",
+          "quota_gb: 500"),
+     ]),
+    ("unknown-overrun", "    quota_gb: 500", "    quota_gb: 500\n    quota: {on_overrun: bill}", [
+         ("clients.acme.quota.on_overrun", "block", "on_overrun"),
+     ]),
 ]
 
 
@@ -180,6 +244,56 @@ def test_broken_config_is_refused_with_located_messages(
         assert matching, f"no message at {where!r} in:\n{result.err}"
         assert any(fragment in ln for ln in matching), f"{fragment!r} not in {matching}"
     assert "SECRET" not in result.err + result.out
+
+
+def test_a_huge_value_is_not_echoed_whole(cli, tmp_path: Path) -> None:
+    path = write_config(tmp_path, mutate("vms: [ERP01, DC01]", f"vms: [{'A' * 1_000_000}]"))
+    result = cli("validate", "-c", str(path))
+    assert result.code == 2
+    assert len(result.err) < 2000
+
+
+def test_smtp_without_encryption_is_fine_to_a_relay_on_this_machine(cli, tmp_path: Path) -> None:
+    text = mutate("  host: smtp.msp.example\n", "  host: localhost\n  security: none\n  port: 25\n")
+    result = cli("validate", "-c", str(write_config(tmp_path, text)))
+    assert result.code == 0, result.err
+
+
+def test_invalid_utf8_is_located_by_line_and_column(cli, tmp_path: Path) -> None:
+    text = mutate("name: ACME SARL", "name: ACME SOCI\u00c9T\u00c9")
+    raw = text.encode("utf-8").replace("SOCI\u00c9".encode(), "SOCI\u00c9".encode("latin-1"))
+    path = tmp_path / "config.yaml"
+    path.write_bytes(raw)
+    result = cli("validate", "-c", str(path))
+    assert result.code == 2
+    line = line_of(text, "ACME SOCI")
+    column = text.splitlines()[line - 1].index("\u00c9") + 1
+    assert (f"{path}:{line}: not UTF-8 text: byte 0xc9 at column {column} is not UTF-8 "
+            "(saved as Latin-1 or Windows-1252?); save the file as UTF-8") in result.err
+
+
+def test_an_alias_bomb_is_refused_quickly(cli, tmp_path: Path) -> None:
+    import time
+
+    levels = ["bomb0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):  # ten to the ninth values once expanded
+        refs = ", ".join([f"*l{i - 1}"] * 10)
+        levels.append(f"bomb{i}: &l{i} [{refs}]")
+    text = BASE + "\n".join(levels) + "\n"
+    path = write_config(tmp_path, text)
+    started = time.monotonic()
+    result = cli("validate", "-c", str(path))
+    assert time.monotonic() - started < 5
+    assert result.code == 2
+    assert (f"{path}:{line_of(text, 'bomb0:')}: the aliases (*name) of this file expand to more "
+            "than 100000 values") in result.err
+
+
+def test_a_file_of_many_megabytes_is_refused_before_it_is_parsed(cli, tmp_path: Path) -> None:
+    path = write_config(tmp_path, BASE + "# " + "x" * (6 * 1024 * 1024) + "\n")
+    result = cli("validate", "-c", str(path))
+    assert result.code == 2
+    assert f"{path}: the file holds 6.0 MB: a configuration is at most 5 MB" in result.err
 
 
 def test_every_problem_is_reported_at_once(cli, tmp_path: Path) -> None:

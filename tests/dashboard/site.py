@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
@@ -65,10 +66,17 @@ class Site:
     def browser(self) -> TestClient:
         return TestClient(self.app, follow_redirects=False)
 
+    @staticmethod
+    def post_login(web: TestClient, data: dict[str, str]) -> Any:
+        """The login form as a browser sends it: fetched first, with its CSRF token."""
+        form = web.get("/login")
+        return web.post("/login", data={**data, "csrf": csrf_of(form.text)})
+
     def login(self, username: str) -> TestClient:
         web = self.browser()
+        form = web.get("/login")
         answer = web.post("/login", data={"username": username, "password": PASSWORDS[username],
-                                          "next": "/"})
+                                          "next": "/", "csrf": csrf_of(form.text)})
         assert answer.status_code == 303, answer.text
         return web
 

@@ -27,15 +27,15 @@ def test_pages_need_a_login_and_a_wrong_password_is_refused(tmp_path: Path) -> N
     answer = web.get("/clients/acme")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/login?next=%2Fclients%2Facme"
-    bad = web.post("/login", data={"username": "marie", "password": "not it"})
+    bad = site.post_login(web, {"username": "marie", "password": "not it"})
     assert bad.status_code == 401
     assert "Identifiant ou mot de passe incorrect" in bad.text
     assert [a.target for a in _audit(site, "login.failed")] == ["marie"]
     # After login, back where the person was going, never to another site.
-    good = web.post("/login", data={"username": "marie", "password": PASSWORDS["marie"],
+    good = site.post_login(web, {"username": "marie", "password": PASSWORDS["marie"],
                                     "next": "/clients/acme"})
     assert good.headers["location"] == "/clients/acme"
-    other = site.browser().post("/login", data={
+    other = site.post_login(site.browser(), {
         "username": "marie", "password": PASSWORDS["marie"], "next": "//evil.example/"})
     assert other.headers["location"] == "/"
 
@@ -44,13 +44,13 @@ def test_login_throttled_after_five_failures_then_free_again(tmp_path: Path) -> 
     site = Site(tmp_path)
     web = site.browser()
     for _ in range(5):
-        assert web.post("/login", data={"username": "marie", "password": "guess"}
+        assert site.post_login(web, {"username": "marie", "password": "guess"}
                         ).status_code == 401
-    locked = web.post("/login", data={"username": "marie", "password": PASSWORDS["marie"]})
+    locked = site.post_login(web, {"username": "marie", "password": PASSWORDS["marie"]})
     assert locked.status_code == 429
     assert "Trop d'essais. Réessayez dans 15 min." in html.unescape(locked.text)
     site.clock.advance(timedelta(minutes=15))
-    assert web.post("/login", data={"username": "marie", "password": PASSWORDS["marie"]}
+    assert site.post_login(web, {"username": "marie", "password": PASSWORDS["marie"]}
                     ).status_code == 303
 
 
@@ -206,7 +206,7 @@ def test_run_now_is_started_by_the_scheduler(tmp_path: Path) -> None:
 def test_password_change_ends_sessions_and_cookies_are_guarded(tmp_path: Path) -> None:
     site = Site(tmp_path, secure_cookies=True)
     web = TestClient(site.app, base_url="https://dashboard.example", follow_redirects=False)
-    answer = web.post("/login", data={"username": "marie", "password": PASSWORDS["marie"]})
+    answer = site.post_login(web, {"username": "marie", "password": PASSWORDS["marie"]})
     cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie
     assert PASSWORDS["marie"] not in answer.headers["set-cookie"]
@@ -325,3 +325,41 @@ def test_quota_gauge_says_where_the_client_stands(tmp_path: Path) -> None:
     page = site.login("acme-it").get("/clients/acme").text
     assert 'id="quota-status">sauvegardes arrêtées' in page
     assert "1,2 Go / 1,0 Go (120 %)" in page
+
+
+def test_the_hotlines_notes_stay_internal(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    hotline = site.login("marie")
+    page = hotline.get(f"/runs/{site.failed.uid}")
+    hotline.post(f"/runs/{site.failed.uid}/acknowledge",
+                 data={"comment": "client pénible, rappeler demain", "csrf": csrf_of(page.text)})
+    assert "client pénible" in hotline.get(f"/runs/{site.failed.uid}").text
+    client = site.login("acme-it")
+    for path in (f"/runs/{site.failed.uid}", "/", "/clients/acme"):
+        shown = html.unescape(client.get(path).text)
+        assert "client pénible" not in shown and "marie" not in shown, path
+    for problem in site.browser().get("/api/v1/problems", headers=site.token("acme-it")).json():
+        assert problem["acknowledged_by"] is None and problem["acknowledged_comment"] is None
+
+
+def test_the_months_usage_is_for_admins(tmp_path: Path) -> None:
+    from orchestrator.dashboard.accounts import add_user
+
+    site = Site(tmp_path)
+    add_user(site.sessions, "paul", "admin password 1", "admin", None, "test", site.clock.now())
+    admin = site.browser()
+    assert site.post_login(admin, {"username": "paul", "password": "admin password 1"}
+                           ).status_code == 303
+    answer = admin.get("/usage.csv?month=2026-11")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert 'filename="hvbackup-usage-2026-11.csv"' in answer.headers["content-disposition"]
+    lines = answer.text.splitlines()
+    assert lines[0].startswith("month,client,name,subscribed_gb_start")
+    acme = [line for line in lines if line.startswith("2026-11,acme,ACME,")]
+    assert acme and all(line.endswith(",1,0,1,0") for line in acme)  # 1 REUSSIE, 1 ECHEC
+    assert admin.get("/usage.csv?month=novembre").status_code == 400
+    assert site.login("marie").get("/usage.csv?month=2026-11").status_code == 403
+    api = site.browser().get("/api/v1/usage?month=2026-11", headers=site.token("paul")).json()
+    assert [c["client"] for c in api["clients"]] == ["acme", "durand"]
+    assert site.browser().get("/api/v1/usage?month=2026-11",
+                              headers=site.token("acme-it")).status_code == 403

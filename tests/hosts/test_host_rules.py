@@ -198,3 +198,62 @@ def test_a_helper_copied_into_several_scripts_is_the_same_everywhere() -> None:
     assert "Assert-HvbRoot" in shared and "Use-HvbShadowRecord" in shared  # the scan found them
     for name, copies in shared.items():
         assert len(set(copies.values())) == 1, f"{name} differs between {sorted(copies)}"
+
+
+def _parameter(elements: list[ts.Node], name: str) -> str | None:
+    wanted = f"-{name.lower()}"
+    for i, element in enumerate(elements):
+        if element.type == "command_parameter" and element.text.decode().lower() == wanted:
+            return elements[i + 1].text.decode() if i + 1 < len(elements) else ""
+    return None
+
+
+def test_a_shadow_copy_share_lists_the_files_the_account_may_not_read() -> None:
+    """Access-based enumeration hides from a user what NTFS refuses him (windows-powershell-docs
+    smbshare/New-SmbShare.md, -FolderEnumerationMode): such a file would be left out of a files
+    backup silently. The shadow-copy share is Unrestricted, so it is listed, refused at open
+    and named in the run (HVB-SOURCE-DENIED)."""
+    shares = [els for _line, name, els in _commands("New-HvbShadowCopy")
+              if name.lower() == "new-smbshare"]
+    assert shares, "New-HvbShadowCopy makes no share"
+    assert {_parameter(els, "FolderEnumerationMode") for els in shares} == {"Unrestricted"}
+
+
+def _hresult_matcher() -> tuple[str, list[tuple[str, str]]]:
+    """New-HvbShadowCopy's Test-HvbHresult pattern (as .NET builds it) and its calls."""
+    text = (PS_DIR / "New-HvbShadowCopy.ps1").read_text(encoding="utf-8")
+    template = re.search(r"\$Text -match \((.+)\)\n", text)
+    assert template, "Test-HvbHresult's pattern not found"
+    calls = re.findall(r"Test-HvbHresult \$call\.Output '(\w+)' '([0-9A-Fa-f]{8})'", text)
+    return template.group(1), calls
+
+
+def _pattern(template: str, name: str, hex_code: str) -> str:
+    unsigned = int(hex_code, 16)
+    signed = unsigned - 2**32 if unsigned >= 2**31 else unsigned
+    values = {"$Name": name, "$Hex": hex_code, "$unsigned": str(unsigned), "$signed": str(signed)}
+    pieces = re.findall(r"'([^']*)'|(\$\w+)", template)
+    return "".join(literal or values[var] for literal, var in pieces)
+
+
+@pytest.mark.parametrize(("printed", "matches"), [
+    ("Returned HRESULT: 0x8004231f", True), ("Error 0x8004231F.", True),
+    ("Error: 8004231f", True), ("code 2147754783", True), ("hr = -2147212513", True),
+    ("- Error text: VSS_E_INSUFFICIENT_STORAGE", True), ("0x8004231f0", False),
+    ("12147754783", False), ("a8004231f", False)])
+def test_hresults_are_recognised_in_every_form_vss_prints(printed: str, matches: bool) -> None:
+    """An HRESULT reaches DiskShadow's output as 0x8004231F, without 0x, or in decimal (signed:
+    an HRESULT is an Int32): each is matched, never a longer number containing it."""
+    template, calls = _hresult_matcher()
+    assert ("VSS_E_INSUFFICIENT_STORAGE", "8004231F") in calls
+    pattern = _pattern(template, "VSS_E_INSUFFICIENT_STORAGE", "8004231F")
+    assert bool(re.search(pattern, printed, re.I)) is matches
+
+
+def test_no_hresult_is_matched_as_a_bare_literal() -> None:
+    """An HRESULT written into a -match pattern catches one form only: every one goes through
+    Test-HvbHresult, with its code as hex text (a 0x8004231F literal is a negative Int32)."""
+    for path in sorted(PS_DIR.glob("*.ps1")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"-match\s+'[^']*0x[0-9A-Fa-f]{8}", line):
+                raise AssertionError(f"{path.name}:{number}: HRESULT matched as a literal")

@@ -88,7 +88,9 @@ GUID = "{0D4E5F6A-1B2C-4D3E-8F9A-0B1C2D3E4F5A}"
 
 @pytest.mark.parametrize(("script", "params"), [
     # WQL injection: every shadow copy of the host would go.
-    ("Remove-HvbShadowCopy", {"ShadowId": ["x' OR ID <> '"]}),
+    ("Remove-HvbShadowCopy", {"ShadowId": ["x' OR ID <> '"], "RunId": "r1"}),
+    # Another run's shares, by a run id that is a pattern.
+    ("Remove-HvbShadowCopy", {"ShadowId": [GUID], "RunId": "r1*"}),
     ("Clear-HvbLeftovers", {"ShadowId": ["x' OR ID <> '"]}),
     # -like "*-*": every user checkpoint merged away.
     ("Clear-HvbLeftovers", {"Prefix": "*"}),
@@ -121,7 +123,8 @@ def test_values_the_scripts_param_blocks_refuse_never_reach_the_host(
 def test_what_hvbackup_names_still_passes_the_param_blocks() -> None:
     assert scripts.check_call("Remove-HvbCheckpoint", {
         "VMName": "ERP01", "CheckpointName": "hvbackup-20261123-2100 (crash-consistent)"})
-    assert scripts.check_call("Remove-HvbShadowCopy", {"ShadowId": [GUID.lower()]})
+    assert scripts.check_call("Remove-HvbShadowCopy", {"ShadowId": [GUID.lower()],
+                                                      "RunId": "202611232100-566799"})
     assert scripts.check_call("Restore-HvbVm", {"RestorePath": "D:\\Restore",
                                                 "NewName": "Serveur-Compta (restauré) 1.2"})
     assert scripts.check_call("Clear-HvbLeftovers", {"Prefix": "hvbackup"})
@@ -137,15 +140,15 @@ def test_only_recorded_shadow_copies_and_their_own_mount_folders_are_removed(
     record[:] = [line for line in record if line.split("\t")[0] != other["id"]]
     host.world.save()
     with pytest.raises(ScriptFailed, match="SHADOW_NOT_HVBACKUP"):
-        host.run("Remove-HvbShadowCopy", ShadowId=[mine["id"], other["id"]])
+        host.run("Remove-HvbShadowCopy", ShadowId=[mine["id"], other["id"]], RunId="r1")
     folder = host.local_path("D:\\Partages\\dossier0")
     for link in ("D:\\Partages\\dossier0", other["link"]):
         with pytest.raises(ScriptFailed, match="PATH_NOT_ALLOWED"):
-            host.run("Remove-HvbShadowCopy", ShadowId=[mine["id"]], LinkPath=[link])
+            host.run("Remove-HvbShadowCopy", ShadowId=[mine["id"]], RunId="r1", LinkPath=[link])
     assert folder.is_dir() and set(host.world.state["shadow_copies"]) == {mine["id"], other["id"]}
     swept = host.run("Clear-HvbLeftovers", ShadowId=[other["id"]], KeepRunId="r1")
     assert swept["shadow_copies"] == [] and other["id"] in host.world.state["shadow_copies"]
-    removed = host.run("Remove-HvbShadowCopy", ShadowId=[mine["id"]],
+    removed = host.run("Remove-HvbShadowCopy", ShadowId=[mine["id"]], RunId="r1",
                        LinkPath=[mine["link"].upper()])
     assert removed["shadow_copies"][0]["removed"]
     assert set(host.world.state["shadow_copies"]) == {other["id"]}
@@ -202,7 +205,7 @@ def test_the_onboarding_refuses_dangerous_roots(staging: list[str], shares: list
 CHECKED_OTHERWISE = {
     ("New-HvbShadowCopy", "LinkRoot"): r"GetFullPath\(\$LinkRoot\)\S* -ne \$ownLinkRoot",
     ("Clear-HvbLeftovers", "LinkRoot"): r"GetFullPath\(\$LinkRoot\)\S* -ne \(Join-Path",
-    ("Remove-HvbShadowCopy", "LinkPath"): r"\$mounts -contains \$full",
+    ("Remove-HvbShadowCopy", "LinkPath"): r"\$mounts -contains \$full -or \$full -match \$ownMount",
 }
 
 

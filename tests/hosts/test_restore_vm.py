@@ -74,8 +74,10 @@ def test_recreate_brings_back_controllers_firmware_tpm_mac_and_vlan(tmp_path: Pa
         "LAN", "00155D0A0B0C", False, 20)
     assert admin["switch"] == "ADMIN" and admin["dynamic_mac"] and admin["mac"] != old[
         "network_adapters"][1]["mac"]
-    # The one thing Hyper-V cannot give back is said plainly.
-    assert [m.split(":")[0] for m in result["not_restored"]] == ["vTPM"]
+    # What Hyper-V cannot give back, and the static MAC the original (still on this host)
+    # has too, are said plainly.
+    assert [m.split(":")[0] for m in result["not_restored"]] == [
+        "vTPM", "network adapter 'Prod'"]
 
 
 def test_switch_name_connects_every_adapter_and_a_missing_switch_is_said(
@@ -125,7 +127,8 @@ def test_import_uses_the_switch_asked_for(tmp_path: Path) -> None:
     result = host.run("Restore-HvbVm", RestorePath="D:\\Restore\\APP01-export",
                       NewName="APP01-imp", Mode="import", SwitchName="ISOLATED")
     assert result["mode"] == "import"
-    assert [m.split(":")[0] for m in result["not_restored"]] == ["vTPM"]
+    assert [m.split(":")[0] for m in result["not_restored"]] == [
+        "vTPM", "network adapter 'Prod'"]
     assert {n["switch"] for n in host.world.state["vms"]["APP01-imp"]["network_adapters"]} == {
         "ISOLATED"}
 
@@ -142,4 +145,101 @@ def test_the_script_does_what_the_simulator_checks() -> None:
     assert len(re.findall(r"not_restored = @\(\$notRestored\)", text)) == 2  # both modes
     recorded = (REPO / "powershell" / "New-HvbCheckpoint.ps1").read_text(encoding="utf-8")
     for key in ("secure_boot_template", "tpm_enabled", "scsi_controllers", "dynamic_mac"):
+        assert f"{key} " in recorded or f"{key} =" in recorded, key
+
+
+def _rich_vm(host: SimulatedHost) -> None:
+    """APP01 with what a recreate used to lose: a trunk port and a private (isolated) VLAN,
+    two DVD drives (one ISO on this host, one gone), a boot order starting from the network,
+    a loader entry, and a VM that starts with the host."""
+    vm = host.world.state["vms"]["APP01"]
+    iso = "D:\\ISO\\install.iso"
+    host.local_path(iso).parent.mkdir(parents=True, exist_ok=True)
+    host.local_path(iso).write_bytes(b"CD001")
+    vm["network_adapters"][0].update(vlan_mode="Trunk", vlan_id=0, native_vlan_id=10,
+                                     allowed_vlan_ids="10,20-30")
+    vm["network_adapters"][1].update(vlan_mode="Private", private_vlan_mode="Isolated",
+                                     primary_vlan_id=100, secondary_vlan_id=201)
+    vm["dvd_drives"] = [
+        {"controller_type": "SCSI", "controller_number": 0, "controller_location": 1,
+         "path": iso},
+        {"controller_type": "SCSI", "controller_number": 1, "controller_location": 0,
+         "path": "D:\\ISO\\drivers-2019.iso"}]
+    vm["boot_order"] = [
+        {"kind": "network", "adapter": "Admin", "description": "EFI Network"},
+        {"kind": "dvd", "controller_type": "SCSI", "controller_number": 0,
+         "controller_location": 1, "description": "EFI SCSI Device"},
+        {"kind": "file", "path": "\\EFI\\Microsoft\\Boot\\bootmgfw.efi",
+         "description": "Windows Boot Manager"},
+        {"kind": "disk", "controller_type": "SCSI", "controller_number": 1,
+         "controller_location": 3, "description": "EFI SCSI Device"}]
+    vm.update(automatic_start_action="Start", automatic_start_delay=120,
+              automatic_stop_action="ShutDown")
+    host.world.save()
+
+
+def test_recreate_brings_back_vlan_modes_dvd_drives_boot_order_and_start_action(
+        tmp_path: Path) -> None:
+    host = make_host(tmp_path)
+    _rich_vm(host)
+    made = host.run("New-HvbCheckpoint", VMName="APP01", RunId="r1")
+    result = host.run("Restore-HvbVm", RestorePath="D:\\Restore\\APP01", NewName="APP01-r",
+                      ConfigurationJson=json.dumps(made["configuration"]),
+                      DiskJson=json.dumps(restore_disks(host, made)))
+    new = host.world.state["vms"]["APP01-r"]
+    prod, admin = new["network_adapters"]
+    assert (prod["vlan_mode"], prod["native_vlan_id"], prod["allowed_vlan_ids"]) == (
+        "Trunk", 10, "10,20-30")
+    assert (admin["vlan_mode"], admin["private_vlan_mode"], admin["primary_vlan_id"],
+            admin["secondary_vlan_id"]) == ("Private", "Isolated", 100, 201)
+    assert new["dvd_drives"] == [
+        {"controller_type": "SCSI", "controller_number": 0, "controller_location": 1,
+         "path": "D:\\ISO\\install.iso"},
+        {"controller_type": "SCSI", "controller_number": 1, "controller_location": 0,
+         "path": ""}]
+    # The recorded order first, by device; the new VM's other entries after it.
+    assert [(e["kind"], e.get("adapter") or e.get("controller_location")) for e in
+            new["boot_order"]][:3] == [("network", "Admin"), ("dvd", 1), ("disk", 3)]
+    assert (new["automatic_start_action"], new["automatic_start_delay"],
+            new["automatic_stop_action"]) == ("Nothing", 120, "ShutDown")
+    said = result["not_restored"]
+    assert any(m.startswith("DVD drive SCSI 1:0: the ISO D:\\ISO\\drivers-2019.iso is not on")
+               for m in said), said
+    assert any(m.startswith("boot entry 'Windows Boot Manager'") for m in said), said
+    assert any(m.startswith("automatic start action: it was Start") for m in said), said
+    # The static MAC restored is the original's, which is still on this host: said.
+    assert any(m.startswith("network adapter 'Prod': its static MAC address 00155D0A0B0C is "
+                            "also that of VM APP01") for m in said), said
+    assert not any("'Admin': its static MAC" in m for m in said)  # a new dynamic one
+
+
+def test_import_says_a_duplicate_mac_and_stops_an_automatic_start(tmp_path: Path) -> None:
+    host = make_host(tmp_path)
+    _rich_vm(host)
+    made = host.run("New-HvbCheckpoint", VMName="APP01", RunId="r1", Mode="export",
+                    StagingPath="D:\\hvbackup-staging")
+    target = host.local_path("D:\\Restore\\APP01-export")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    host.local_path(made["export_path"]).rename(target)
+    result = host.run("Restore-HvbVm", RestorePath="D:\\Restore\\APP01-export",
+                      NewName="APP01-imp", Mode="import")
+    new = host.world.state["vms"]["APP01-imp"]
+    assert new["automatic_start_action"] == "Nothing"
+    assert new["network_adapters"][0]["vlan_mode"] == "Trunk"  # Import-VM keeps the ports
+    said = " ".join(result["not_restored"])
+    assert "its static MAC address 00155D0A0B0C is also that of VM APP01" in said
+    assert "automatic start action: it was Start" in said
+
+
+def test_the_script_restores_what_the_simulator_restores() -> None:
+    text = (REPO / "powershell" / "Restore-HvbVm.ps1").read_text(encoding="utf-8")
+    for needed in ("-Trunk -AllowedVlanIdList", "-Isolated -PrimaryVlanId", "-Community",
+                   "-Promiscuous -PrimaryVlanId", "Add-VMDvdDrive @drive",
+                   "Set-VMFirmware -VM $vm -BootOrder", "Set-VMBios -VM $vm -StartupOrder",
+                   "-AutomaticStartAction Nothing", "Add-HvbDuplicateMac $vm"):
+        assert needed in text, needed
+    assert text.count("Add-HvbDuplicateMac $vm") == 2  # both modes
+    recorded = (REPO / "powershell" / "New-HvbCheckpoint.ps1").read_text(encoding="utf-8")
+    for key in ("vlan_mode", "allowed_vlan_ids", "private_vlan_mode", "dvd_drives",
+                "boot_order", "automatic_start_action"):
         assert f"{key} " in recorded or f"{key} =" in recorded, key

@@ -103,3 +103,54 @@ def test_the_sweep_removes_the_shares_of_runs_that_are_over(tmp_path: Path,
     swept = host.run("Clear-HvbLeftovers", KeepRunId="now", SkipCheckpoints=True)
     assert [(s["name"], s["removed"]) for s in swept["run_shares"]] == [("hvb-old-sql$", True)]
     assert list(host.world.state["run_shares"]) == ["hvb-now-sql$"]
+
+
+def test_a_sql_job_sweeps_the_share_a_crashed_sql_run_left(tmp_path: Path) -> None:
+    """A SQL run killed after Invoke-HvbSqlBackup left hvb-<run>-sql$ behind (its folder
+    removed by hand): the next SQL job of that host removes it in its sweep, says so in the
+    run log, and keeps its own; a share that is not hvbackup's is never touched."""
+    import shutil
+
+    from sqlalchemy import select
+
+    from orchestrator.history.models import RunEventRow, RunRow, RunStepRow
+    from tests.world import SIMULATED, Setup
+
+    s = Setup(tmp_path, simulated=SIMULATED + ", jea: true", vm="\n        mode: export")
+    host = s.host()
+    host.run("Invoke-HvbSqlBackup", Instance="SQL01\\COMPTA", StagingPath=STAGING,
+             RunId="crashed")
+    shutil.rmtree(host.local_path(f"{STAGING}\\crashed"))
+    # Someone's own share of the staging folder, named like none of hvbackup's.
+    host.world.state["run_shares"]["hvb-compta$"] = {
+        "path": STAGING, "reader": "HV01\\compta", "run": "", "created_utc": "2026-01-01T00:00:00Z"}
+    host.world.save()
+    result = s.run("compta")
+    assert result.status == "REUSSIE", result
+    assert set(s.host().world.state["run_shares"]) == {"hvb-compta$"}  # the host as it is now
+    with s.sessions() as session:
+        run = session.scalars(select(RunRow).where(RunRow.uid == result.uid)).one()
+        steps = [st.name for st in session.scalars(select(RunStepRow).where(
+            RunStepRow.run_id == run.id).order_by(RunStepRow.seq))]
+        events = [e.message for e in session.scalars(select(RunEventRow).where(
+            RunEventRow.run_id == run.id))]
+    assert steps[0] == "sweep leftovers"
+    assert any("hvb-crashed-sql$" in e for e in events), events
+
+
+def test_the_sweep_takes_only_hvbackup_s_run_shares(tmp_path: Path, clock: FrozenClock) -> None:
+    """By exact name (hvb-<run>-sql$ / hvb-<run>-vm$) and by place (inside a staging root):
+    a share of the same look elsewhere, or of another name in the staging root, stays."""
+    host = make_host(tmp_path, clock)
+    old = "2026-01-01T00:00:00Z"
+    host.world.state["run_shares"] = {
+        "hvb-r9-sql$": {"path": f"{STAGING}\\r9", "run": "r9", "created_utc": old},
+        "hvb-r9-sql-copie$": {"path": f"{STAGING}\\r9", "run": "r9", "created_utc": old},
+        "hvb-r8-vm$": {"path": "D:\\Partages\\r8", "run": "r8", "created_utc": old},
+        "hvb-staging$": {"path": STAGING, "run": "", "created_utc": old}}
+    host.world.save()
+    swept = host.run("Clear-HvbLeftovers", KeepRunId="now", SkipCheckpoints=True,
+                     SkipShadowCopies=True)
+    assert [(s["name"], s["removed"]) for s in swept["run_shares"]] == [("hvb-r9-sql$", True)]
+    assert sorted(host.world.state["run_shares"]) == [
+        "hvb-r8-vm$", "hvb-r9-sql-copie$", "hvb-staging$"]

@@ -125,6 +125,6 @@ def test_a_leftover_copy_is_listed_from_its_tab_separated_line_and_struck_alone(
     swept = host.run("Clear-HvbLeftovers", KeepRunId="r3", Owner="acme/f", SkipCheckpoints=True)
     assert [s["id"] for s in swept["shadow_copies"] if s["removed"]] == [sid]
     assert [line.split("\t")[0] for line in host.world.state["shadow_record"]] == [kept]
-    host.run("Remove-HvbShadowCopy", ShadowId=[kept])
+    host.run("Remove-HvbShadowCopy", ShadowId=[kept], RunId="r2")
     assert host.world.state["shadow_record"] == []
     assert host.run("Get-HvbInventory")["leftovers"]["shadow_copies"] == []

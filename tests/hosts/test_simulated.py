@@ -249,7 +249,7 @@ def test_shadow_copy_is_frozen_while_the_share_changes(tmp_path: Path,
     assert not (host.local_path(exposed) / "dossier0" / "new.txt").exists()
     inv = host.run("Get-HvbInventory")
     assert [s["id"] for s in inv["leftovers"]["shadow_copies"]] == [made["shadows"][0]["id"]]
-    removed = host.run("Remove-HvbShadowCopy", ShadowId=[made["shadows"][0]["id"]],
+    removed = host.run("Remove-HvbShadowCopy", ShadowId=[made["shadows"][0]["id"]], RunId="r1",
                        ShareName=["hvb-r1-1$"], LinkPath=[shadow["link"]])
     assert removed["shadow_copies"][0]["removed"] and removed["shares"][0]["removed"]
     assert live.exists()  # the mount folder went alone, nothing through it
@@ -265,7 +265,7 @@ def test_two_files_jobs_of_one_host_at_once_keep_each_other_s_shadow_copy(
     a = host.run("New-HvbShadowCopy", Path=["D:\\Partages"], RunId="ra", Owner="acme/a")
     crashed = host.run("New-HvbShadowCopy", Path=["D:\\Partages"], RunId="rb0", Owner="acme/b")
     gone = host.run("New-HvbShadowCopy", Path=["D:\\Partages"], RunId="rc", Owner="acme/c")
-    host.run("Remove-HvbShadowCopy", ShadowId=[gone["shadows"][0]["id"]])  # gone, not unrecorded
+    host.run("Remove-HvbShadowCopy", ShadowId=[gone["shadows"][0]["id"]], RunId="rc")  # gone
     host.world.state["shadow_record"].append(gone["shadows"][0]["id"])
     host.world.save()
     swept = host.run("Clear-HvbLeftovers", KeepRunId="rb", Owner="acme/b", SkipCheckpoints=True)

@@ -23,6 +23,7 @@ from orchestrator.history.models import AlertRow, RunRow
 from orchestrator.history.recorder import RunRecorder, StepFigures
 from orchestrator.report.hotline import record_run_alert, send_alerts
 from tests.conftest import REPO
+from tests.dashboard.site import Site
 from tests.world import Setup
 
 
@@ -74,13 +75,12 @@ def test_the_runbook_link_of_a_script_code_leads_to_its_row(tmp_path: Path) -> N
         run = session.scalars(select(RunRow)).one()
         assert (run.error_code, run.script_code) == ("HVB-SCRIPT-FAILED", "GUEST_VSS_FAILED")
 
-    # The hotline's alert (no dashboard address: the link is the runbook file in the docs).
+    # The hotline's alert (no dashboard address: the command that shows the runbook).
     send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False)
     [mail] = sorted((tmp_path / "state" / "outbox").glob("*-alerts.eml"))
     text = mail.read_text(encoding="utf-8")
-    link = "docs/runbooks/fr/HVB-SCRIPT-FAILED.md#GUEST_VSS_FAILED"
-    assert f"que faire : {link}" in text
-    page = (REPO / link.partition("#")[0]).read_text(encoding="utf-8")
+    assert "que faire : hvbackup runbook HVB-SCRIPT-FAILED (GUEST_VSS_FAILED)" in text
+    page = (REPO / "docs/runbooks/fr/HVB-SCRIPT-FAILED.md").read_text(encoding="utf-8")
     assert "| `GUEST_VSS_FAILED` |" in page
 
     # The run's page on the dashboard links to the row, and the row is there.
@@ -89,8 +89,8 @@ def test_the_runbook_link_of_a_script_code_leads_to_its_row(tmp_path: Path) -> N
                                  secure_cookies=False)
     add_user(s.sessions, "marie", "hotline password 1", "hotline", None, "test", s.clock.now())
     web = TestClient(create_app(settings), follow_redirects=False)
-    assert web.post("/login", data={"username": "marie", "password": "hotline password 1",
-                                    "next": "/"}).status_code == 303
+    assert Site.post_login(web, {"username": "marie", "password": "hotline password 1",
+                                 "next": "/"}).status_code == 303
     shown = web.get(f"/runs/{result.uid}").text
     href = "/runbooks/HVB-SCRIPT-FAILED?lang=fr#GUEST_VSS_FAILED"
     assert f'href="{href}"' in shown

@@ -280,3 +280,54 @@ def test_links_are_left_out_but_deduplicated_files_are_read() -> None:
     assert not is_link(reparse, 0x80000017)  # IO_REPARSE_TAG_WOF: a compressed system file
     assert not is_link(reparse, 0x9000001A)  # IO_REPARSE_TAG_CLOUD: a OneDrive file
     assert not is_link(0x20, 0)  # an ordinary file
+
+
+def test_a_file_the_account_may_not_read_is_named_and_the_rest_is_backed_up(
+        smb_server: SambaServer, tmp_path: Path) -> None:
+    """The share grants Read, but a file's own permissions refuse the account: the real server
+    answers ACCESS_DENIED for it (and for a folder it may not list). Listed, refused, named in
+    ``denied``; the other files are backed up with their bytes."""
+    from orchestrator.errors import SourceDenied
+    from orchestrator.store.backup import backing_up
+    from orchestrator.store.restore import Restorer
+    from tests.store.helpers import Store
+
+    assert smb_server.ntfs_folder is not None
+    top = smb_server.ntfs_folder / "Partages"
+    (top / "Public").mkdir(parents=True)
+    (top / "Public" / "note.txt").write_bytes(b"for everyone")
+    (top / "a.txt").write_bytes(b"hello")
+    (top / "salaires.xlsx").write_bytes(b"secret")
+    (top / "Direction").mkdir()
+    (top / "Direction" / "plan.docx").write_bytes(b"private")
+    for folder in (top, top / "Public"):
+        folder.chmod(0o755)
+    for readable in (top / "a.txt", top / "Public" / "note.txt"):
+        readable.chmod(0o644)
+    (top / "salaires.xlsx").chmod(0o600)  # inheritance disabled, owner only
+    (top / "Direction").chmod(0o700)
+    root = "\\\\HV01\\hvb-run2-1$\\Partages"
+    source = _smb(smb_server)
+    try:
+        walked = {f.path: f.denied for f in source.walk(root)}
+        assert walked == {root + "\\Direction": True, root + "\\Public\\note.txt": False,
+                          root + "\\a.txt": False, root + "\\salaires.xlsx": False}
+        with pytest.raises(SourceDenied, match="NTFS permissions") as info:
+            source.open(root + "\\salaires.xlsx")
+        assert info.value.path == root + "\\salaires.xlsx" and info.value.permanent
+        store = Store(tmp_path)
+        repo = store.writer_repo()
+        with backing_up(repo, "backup f") as backup:
+            backup.add_path(source, root)
+            backup.commit({"client": "acme", "job": "f"})
+        repo.close()
+    finally:
+        source.close()
+    assert backup.stats.files == 2
+    assert backup.denied == [root + "\\Direction", root + "\\salaires.xlsx"]
+    reader = store.reader_repo()
+    out = tmp_path / "out"
+    Restorer(reader, store.key).restore(reader.find_snapshot("latest"), out)
+    reader.close()
+    contents = sorted(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert contents == [b"for everyone", b"hello"]

@@ -29,7 +29,7 @@ def test_alerts_are_grouped_and_sent_once(tmp_path: Path, smtp_server) -> None: 
     assert "acme/erp [echec] host acme/hv01 (simulated): cannot connect" in text
     assert "acme/compta [echec]" in text
     # What to do, for each: the runbook of the error code (no dashboard address configured).
-    assert text.count("que faire : docs/runbooks/fr/HVB-HOST-UNREACHABLE.md") == 2
+    assert text.count("que faire : hvbackup runbook HVB-HOST-UNREACHABLE") == 2
     assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True) == 0  # never twice
     assert len(inbox.messages) == 1
 

@@ -74,11 +74,27 @@ def scenarios() -> dict[str, dict[str, Any]]:
                 {"id": "future", "time": "2026-11-24T03:00:00+00:00", "complete": True},
             ],
         },
+        # Two unsigned (older format) points dated after the signed ones, and a second
+        # snapshot of the newest run: neither pushes a signed night out of keep_last.
+        "unsigned-and-duplicates-take-no-place": {
+            "policy": {"keep_last": 3},
+            "now": (start + timedelta(days=10)).isoformat(),
+            "snapshots": [
+                *[{**s, "run": f"r{s['id']}"} for s in _nightly(start, 4)],
+                {"id": "s003-twin", "time": (start + timedelta(days=3, hours=21)).isoformat(),
+                 "complete": True, "run": "rs003"},
+                {"id": "old-a", "time": (start + timedelta(days=5)).isoformat(),
+                 "complete": True, "authenticated": False},
+                {"id": "old-b", "time": (start + timedelta(days=6)).isoformat(),
+                 "complete": True, "authenticated": False},
+            ],
+        },
     }
 
 
 def _decide(scenario: dict[str, Any]) -> list[dict[str, Any]]:
-    snaps = [SnapshotRef(s["id"], datetime.fromisoformat(s["time"]), s["complete"])
+    snaps = [SnapshotRef(s["id"], datetime.fromisoformat(s["time"]), s["complete"],
+                         s.get("authenticated", True), s.get("run"))
              for s in scenario["snapshots"]]
     decisions = apply_policy(snaps, RetentionPolicy(**scenario["policy"]),
                              datetime.fromisoformat(scenario["now"]), PARIS)
@@ -109,6 +125,15 @@ def test_newest_complete_point_survives_a_long_outage() -> None:
     kept = [d for d in got if d["keep"]]
     assert [d["id"] for d in kept] == ["s014"]
     assert kept[0]["reasons"] == ["newest restore point"]
+
+
+def test_unsigned_points_and_twins_of_a_run_push_no_signed_point_out() -> None:
+    got = {d["id"]: d for d in _decide(scenarios()["unsigned-and-duplicates-take-no-place"])}
+    assert [i for i, d in got.items() if d["keep"]] == [
+        "old-b", "old-a", "s003-twin", "s003", "s002", "s001"]
+    assert got["s003"]["reasons"] == ["same run as s003-twin"]
+    assert got["old-a"]["reasons"] == ["last 3"]
+    assert got["s000"]["keep"] is False
 
 
 def test_empty_policy_is_refused() -> None:

@@ -473,8 +473,8 @@ def test_prune_stops_while_a_snapshot_file_is_damaged(world: World) -> None:
     packs = _files_in(world, "data")
     repo = world.writer_repo(world.target())
     try:
-        with pytest.raises(HvbError, match=rf"prune stopped, 1 snapshot file\(s\) are damaged "
-                                           rf"\(snapshots/{victim.name}\)"):
+        with pytest.raises(HvbError, match=rf"prune stopped, nothing deleted: 1 snapshot "
+                                           rf"file\(s\) are damaged \(snapshots/{victim.name}\)"):
             prune(repo)
     finally:
         repo.close()
@@ -560,3 +560,50 @@ def test_with_the_second_copy_unreachable_the_chunks_are_sent_again(world: World
     finally:
         repo.close()
     assert newest_restores(world, world.target(), _files(world.src))
+
+
+def test_damaged_and_refused_snapshot_files_are_both_named_and_skipped(world: World) -> None:
+    """A snapshot file whose bytes no longer match its name (damaged) and one named by its
+    bytes that this writer did not sign (refused: here a real snapshot with bytes appended):
+    both are left out and named, each as what it is; the intact point is listed, verified and
+    restored; prune stops naming both, deleting nothing."""
+    from orchestrator.errors import RepositoryCorrupt
+    from orchestrator.store.prune import prune
+
+    newest, oldest = list(world.points)[-1], next(iter(world.points))
+    [victim] = damage(world, "flip", "snapshots")  # the newest (see _victims)
+    assert victim.name == newest
+    padded = (world.baie_a / "snapshots" / oldest).read_bytes() + bytes(16)
+    planted = _sha(padded)
+    (world.baie_a / "snapshots" / planted).write_bytes(padded)
+    repo = world.reader(world.target())
+    try:
+        assert [s.id for s in repo.snapshots()] == [oldest]
+        assert set(repo.damaged_snapshots()) == {f"snapshots/{newest}"}
+        assert set(repo.refused) == {f"snapshots/{planted}"}
+        with pytest.raises(RepositoryCorrupt, match=rf"snapshot {newest[:12]} is damaged on "
+                                                    r"this baie .*restore it from the other"):
+            repo.find_snapshot(newest[:12])
+        with pytest.raises(RepositoryCorrupt, match=rf"snapshot {planted[:12]} is refused"):
+            repo.find_snapshot(planted[:12])
+        out = world.root / "out"
+        Restorer(repo, world.key).restore(repo.find_snapshot("latest"), out)
+        for path, sha in world.points[oldest].items():
+            assert _sha(restored(out, Path(path)).read_bytes()) == sha
+        problems = [p.what for p in verify(repo, subset=1.0, key=world.key).problems]
+        assert any(f"snapshots/{newest} is damaged" in p for p in problems), problems
+        assert any(f"snapshot {planted[:12]} is refused, never restored" in p
+                   for p in problems), problems
+    finally:
+        repo.close()
+    packs = _files_in(world, "data")
+    writer = world.writer_repo(world.target())
+    try:
+        with pytest.raises(HvbError) as stopped:
+            prune(writer)
+    finally:
+        writer.close()
+    assert "prune stopped, nothing deleted: 1 snapshot file(s) are damaged" in str(stopped.value)
+    assert "1 snapshot file(s) are refused" in str(stopped.value)
+    assert _files_in(world, "data") == packs
+    assert (world.baie_a / "snapshots" / planted).exists()  # left for whoever investigates

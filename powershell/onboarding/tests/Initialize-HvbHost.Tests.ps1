@@ -18,7 +18,7 @@ Describe 'Initialize-HvbHost' {
     BeforeEach {
         $script:state = @{ users = @(); groups = @(); rule = $null; endpoint = $null; certs = @(); listener = $null }
         Mock Get-LocalUser { $script:state.users | Where-Object Name -eq $Name }
-        Mock New-LocalUser { $script:state.users += [pscustomobject]@{ Name = $Name } }
+        Mock New-LocalUser { $script:state.users += [pscustomobject]@{ Name = $Name; SID = [System.Security.Principal.SecurityIdentifier]'S-1-5-21-1-2-3-1001' } }
         Mock Set-LocalUser { $null }
         Mock Remove-LocalUser { $script:state.users = @() }
         Mock Get-LocalGroup { $script:state.groups | Where-Object Name -eq $Name }
@@ -52,6 +52,19 @@ Describe 'Initialize-HvbHost' {
         Mock New-Item { return } -ParameterFilter { $Path -like '*ProgramData\hvbackup' }
         Mock Get-Acl { $script:state.acl }
         Mock Set-Acl { $script:state.acl = [pscustomobject]@{ AreAccessRulesProtected = $true; Access = @() } }
+        # The root's access rules, kept in $script:state: the ACE this script adds, or none.
+        $script:state.aces = @()
+        Mock Test-Path { $true } -ParameterFilter { $LiteralPath -eq 'D:\Partages' }
+        Mock Get-Item -ParameterFilter { $LiteralPath -eq 'D:\Partages' } {
+            $acl = [pscustomobject]@{} |
+                Add-Member -MemberType ScriptMethod -Name GetAccessRules -Value { param($explicit, $inherited, $type) $script:state.aces } -PassThru |
+                Add-Member -MemberType ScriptMethod -Name AddAccessRule -Value { param($rule) $script:state.aces += $rule } -PassThru |
+                Add-Member -MemberType ScriptMethod -Name PurgeAccessRules -Value { param($sid) $script:state.aces = @() } -PassThru
+            [pscustomobject]@{} |
+                Add-Member -MemberType ScriptMethod -Name GetAccessControl -Value { param($sections) $acl }.GetNewClosure() -PassThru |
+                Add-Member -MemberType ScriptMethod -Name SetAccessControl -Value { param($acl) $script:state.set += 1 } -PassThru
+        }
+        $script:state.set = 0
         Mock Get-ChildItem -ParameterFilter { $Path -eq 'Cert:\LocalMachine\My' } { $script:state.certs }
         Mock Get-ChildItem -ParameterFilter { $Path -eq 'WSMan:\localhost\Listener' } { $script:state.listener }
         Mock New-Item -ParameterFilter { $Path -eq 'WSMan:\localhost\Listener' } { $script:state.listener = [pscustomobject]@{ Name = 'Listener_1'; Keys = @('Transport=HTTPS') } }
@@ -73,6 +86,23 @@ Describe 'Initialize-HvbHost' {
         Action $again 'roots' | Should -Be 'kept'
         Action $again 'certificate' | Should -Be 'kept'
         Action $again 'data folder' | Should -Be 'kept'
+    }
+
+    It 'grants the account inherited Read on each share root, once, and takes it back with -Remove' {
+        $r = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; AccountPassword = $script:Password; ShareRoot = @('D:\Partages') }
+        Action $r 'read on D:\Partages' | Should -Be 'created'
+        $script:state.aces[0].FileSystemRights.HasFlag([System.Security.AccessControl.FileSystemRights]::ReadAndExecute) | Should -BeTrue
+        "$($script:state.aces[0].InheritanceFlags)" | Should -Be 'ContainerInherit, ObjectInherit'
+        $script:state.aces[0].IdentityReference.Value | Should -Be 'S-1-5-21-1-2-3-1001'
+        $again = Invoke-Onboarding @{ OrchestratorAddress = '10.20.0.5'; ShareRoot = @('D:\Partages') }
+        Action $again 'read on D:\Partages' | Should -Be 'kept'
+        $script:state.set | Should -Be 1
+        $dry = Invoke-Onboarding @{ Remove = $true; DryRun = $true }
+        Action $dry 'read on D:\Partages' | Should -Be 'would be removed'
+        $script:state.aces.Count | Should -Be 1
+        $gone = Invoke-Onboarding @{ Remove = $true }
+        Action $gone 'read on D:\Partages' | Should -Be 'removed'
+        $script:state.aces.Count | Should -Be 0
     }
 
     It 'remakes its certificate when an address is missing from it' {
