@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: simulated Hyper-V hosts, SQLite, two local baies.
 # Five simulated nights for two clients, through the scheduler itself on a simulated clock;
-# the scheduler is down one night (17th-18th), a guest's VSS fails on the 18th, a host does not
-# answer on the 19th and the 20th. Then a
+# the scheduler is down one night (17th-18th: jobs late, then NON EXECUTEE), a guest's VSS
+# fails on the 18th, a job is still running when the reports go out each weekday morning
+# (EN COURS, then a second message), a host does not answer on the 19th and the 20th (the
+# hotline acknowledges the outage once, after the 19th; it holds over the 20th). Then a
 # restore of a 48 MB database dump and of a share's large files from the second baie.
 # Everything it writes goes under demo-state/ at the top of the repository (made anew).
 set -euo pipefail
@@ -25,10 +27,24 @@ echo
 echo "== History database"
 $HVB db upgrade -c "$CONFIG"
 echo
-echo "== Five nights, 16 to 20 November 2026 (the scheduler is down from 22:30 on the 17th"
-echo "   to 07:45 on the 18th)"
-$HVB nights -c "$CONFIG" --start 2026-11-16 --nights 5 \
+echo "== Dashboard accounts (passwords made here, shown this once)"
+ADMIN_PASSWORD=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
+CLIENT_PASSWORD=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
+HVBACKUP_USER_PASSWORD="$ADMIN_PASSWORD" $HVB users add -c "$CONFIG" admin --role admin
+HVBACKUP_USER_PASSWORD="$CLIENT_PASSWORD" $HVB users add -c "$CONFIG" acme-it --role client \
+  --client acme
+echo
+echo "== Four nights, 16 to 19 November 2026 (the scheduler is down from 22:30 on the 17th"
+echo "   to 07:45 on the 18th; acme/bureau runs at 07:00, as the reports go out)"
+$HVB nights -c "$CONFIG" --start 2026-11-16 --nights 4 \
   --stopped 2026-11-17T22:30/2026-11-18T07:45
+echo
+echo "== The hotline acknowledges durand's outage once (hyperv1 does not answer since the 19th)"
+$HVB acknowledge -c "$CONFIG" durand/serveurs --user admin \
+  --comment "hyperv1 en panne, client prévenu, technicien sur place demain"
+echo
+echo "== The fifth night, 20 November: hyperv1 still down, the acknowledgement holds"
+$HVB nights -c "$CONFIG" --start 2026-11-20 --nights 1
 echo
 echo "== What is on a simulated host now"
 $HVB inventory -c "$CONFIG" acme/hv01
@@ -45,16 +61,11 @@ $HVB restore -c "$CONFIG" acme/partages --baie site-b --path 'D:\Partages\Archiv
   --to demo-state/restored/partages --key-file demo-state/keys/acme.key
 find demo-state/restored -type f -exec ls -lh {} + | awk '{printf "  %5s  %s\n", $5, $9}'
 echo
-echo "== Dashboard accounts (passwords made here, shown this once)"
-ADMIN_PASSWORD=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
-CLIENT_PASSWORD=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
-HVBACKUP_USER_PASSWORD="$ADMIN_PASSWORD" $HVB users add -c "$CONFIG" admin --role admin
-HVBACKUP_USER_PASSWORD="$CLIENT_PASSWORD" $HVB users add -c "$CONFIG" acme-it --role client \
-  --client acme
-echo
 cat <<TXT
 == Where to look
   configuration   $CONFIG
+  reports         demo-state/outbox/*.eml (the clients' reports, "Complément" ones for the runs
+                    in progress at 07:00, the hotline's summaries and alerts)
   history         demo-state/hvbackup.db (SQLite: runs, steps, log lines, restore points)
   baies           demo-state/baie-site-a/<client>/ and demo-state/baie-site-b/<client>/
   keys            demo-state/keys/ (private keys: passphrase "\$HVBACKUP_PASSPHRASE" above)
@@ -63,6 +74,9 @@ cat <<TXT
                     admin   / $ADMIN_PASSWORD   (hotline view, every client)
                     acme-it / $CLIENT_PASSWORD   (client portal: acme only)
                     (shown once; change them with: $HVB users passwd -c $CONFIG admin)
+                  The dashboard compares with today's date: after these November nights every
+                  job shows late and the scheduler red ("hvbackup run" is not running); durand/
+                  serveurs shows ECHEC since 19/11, acknowledged once by admin.
   a restore       HVBACKUP_PASSPHRASE="$HVBACKUP_PASSPHRASE" $HVB restore -c $CONFIG acme/partages \\
                     --to /tmp/restored --key-file demo-state/keys/acme.key
 TXT

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from orchestrator import __version__
 from orchestrator.cli import (
+    acknowledge,
     backup,
     client,
     daemon,
@@ -48,8 +49,8 @@ from orchestrator.private import private_files
 log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
-            restore_sql, verify, prune, quota, usage, report, runbook, client, users, serve,
-            service, selfbackup, db)
+            restore_sql, verify, prune, quota, usage, report, runbook, client, users,
+            acknowledge, serve, service, selfbackup, db)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

@@ -128,8 +128,13 @@ class Printer:
 
     def told(self, when: datetime, told: Told) -> None:
         for digest in told.digests:
-            self._say(when, f"report to {digest.client}: [{digest.status}] "
-                      f"{digest.ok_count}/{len(digest.jobs)}")
+            pending = ", ".join(f"{j.job} {j.state}" for j in digest.pending)
+            self._say(when, f"{'update' if digest.update else 'report'} to {digest.client}: "
+                      f"[{digest.headline}] {digest.ok_count}/{digest.due_count}"
+                      + (f" ({pending}: the client is told again when it ends)"
+                         if pending else "")
+                      + (" (the runs in progress at the first report have ended)"
+                         if digest.update else ""))
         for client in told.missing:
             self._say(when, f"report to {client} late: the hotline is alerted")
         if told.alerts:

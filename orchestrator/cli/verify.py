@@ -69,6 +69,9 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     gaps = _against_history(loaded, args.client, baie, present)
     if gaps is None:
         ui.print("WARNING: the history cannot be read: a rollback of this baie is not checked")
+    elif gaps.deferred:
+        ui.print(f"note: a backup of {args.client} is in progress: the baie's restore points are "
+                 "compared with the history at its end (run verify again after it)")
     else:
         report.problems += [Problem(f.message) for f in gaps.findings()]
     _record(loaded, args.client, baie, report, key is not None, subset, clock)

@@ -35,6 +35,7 @@ class ClientOut(BaseModel):
     worst_status: str | None
     failing_jobs: int
     last_run: datetime | None
+    late_jobs: int  # jobs with a scheduled run that has no run in the history
 
 
 class RunOut(BaseModel):
@@ -83,6 +84,8 @@ class JobOut(BaseModel):
     copies_parity: str  # identical | different | unknown (no copy in 30 days) | single
     last_run: RunOut | None
     restore_points: list[RestorePointsOut]
+    late_since: datetime | None  # the first scheduled run with no run in the history
+    missed_runs: int  # how many scheduled runs have no run (0: on time)
 
 
 class QuotaOut(BaseModel):
@@ -141,14 +144,19 @@ class ProblemOut(BaseModel):
     run_uid: str | None
     acknowledged_by: str | None
     acknowledged_comment: str | None
+    acknowledged_at: datetime | None
     baies: list[str]
+    late_since: datetime | None  # the first scheduled run with no run in the history
+    missed_runs: int  # how many scheduled runs have no run (0: on time)
 
 
 @router.get("/clients", response_model=list[ClientOut])
 def list_clients(request: Request, who: Caller) -> list[ClientOut]:
+    settings = settings_of(request)
     return [ClientOut(key=c.key, name=c.name, jobs=c.jobs, worst_status=c.worst,
-                      failing_jobs=c.failing, last_run=c.last_run)
-            for c in clients(settings_of(request).sessions, only=who.client)]
+                      failing_jobs=c.failing, last_run=c.last_run, late_jobs=c.late)
+            for c in clients(settings.sessions, tz=settings.timezone, now=settings.now(),
+                             only=who.client)]
 
 
 @router.get("/clients/{client}", response_model=ClientDetailOut)
@@ -167,7 +175,8 @@ def get_client(request: Request, client: str, who: Caller) -> ClientDetailOut:
                      last_run=RunOut.of(j.last) if j.last else None,
                      restore_points=[RestorePointsOut(baie=b, count=p.count, oldest=p.oldest,
                                                       newest=p.newest)
-                                     for b, p in sorted(j.points.items())])
+                                     for b, p in sorted(j.points.items())],
+                     late_since=j.late.since, missed_runs=len(j.late.missed))
               for j in page.jobs])
 
 
@@ -203,13 +212,16 @@ def list_problems(request: Request, who: Caller, client: str | None = None,
     """What needs attention, worst and oldest first (the dashboard's home page)."""
     if client is not None:
         visible_client(who, client)
-    found = without_internal_notes(
-        who, problems(settings_of(request).sessions, client=who.client or client))
+    settings = settings_of(request)
+    found = without_internal_notes(who, problems(
+        settings.sessions, tz=settings.timezone, now=settings.now(), client=who.client or client))
     return [ProblemOut(client=p.client, job=p.job, status=p.status, since=p.since,
                        consecutive_failures=p.failures, last_success=p.last_success,
                        message=p.message, run_uid=p.run_uid,
                        acknowledged_by=p.acknowledged_by,
-                       acknowledged_comment=p.acknowledged_comment, baies=p.baies)
+                       acknowledged_comment=p.acknowledged_comment,
+                       acknowledged_at=p.acknowledged_at, baies=p.baies,
+                       late_since=p.late_since, missed_runs=p.missed_runs)
             for p in found if (status is None or p.status == status)
             and (baie is None or baie in p.baies)]
 

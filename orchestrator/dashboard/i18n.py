@@ -19,6 +19,23 @@ WORDS: dict[str, dict[str, str]] = {
     "never_seen": {"fr": "aucune récente", "en": "none recently"},
     "error": {"fr": "Erreur", "en": "Error"},
     "acknowledged": {"fr": "Pris en charge", "en": "Acknowledged"},
+    "scheduler_seen": {"fr": "planificateur\u00a0: dernier passage il y a {ago}",
+                       "en": "scheduler: last seen {ago} ago"},
+    "scheduler_never": {"fr": "planificateur\u00a0: jamais vu (hvbackup run ne tourne pas)",
+                        "en": "scheduler: never seen (hvbackup run is not running)"},
+    "late": {"fr": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu ({n} "
+                   "manquée(s) depuis)\u00a0; le planificateur tourne-t-il\u00a0?",
+             "en": "Late: the run scheduled on {since} did not happen ({n} missed since); is "
+                   "the scheduler running?"},
+    "late_short": {"fr": "en retard depuis le {since}", "en": "late since {since}"},
+    "run_requested_no_scheduler": {
+        "fr": "Lancement demandé, mais aucun planificateur ne tourne ({seen})\u00a0: la tâche "
+              "ne démarrera qu'au retour de « hvbackup run ». Prévenez le technicien "
+              "d'astreinte.",
+        "en": "Run requested, but no scheduler is running ({seen}): the job will start only "
+              "when 'hvbackup run' is back. Tell the on-call technician."},
+    "acknowledged_by": {"fr": "{who}, le {when}\u00a0: {comment}",
+                        "en": "{who}, on {when}: {comment}"},
     "acknowledge": {"fr": "Prendre en charge", "en": "Acknowledge"},
     "comment": {"fr": "Commentaire", "en": "Comment"},
     "nothing_to_do": {"fr": "Rien à traiter : toutes les tâches ont réussi.",

@@ -1,10 +1,13 @@
 """/metrics in the Prometheus text format (0.0.4): last status per job, last success and last
-run times, bytes stored per client and baie, subscribed volume. Same authentication and scope as
+run times, whether each job is late and by how many runs (schedule/late.py: a scheduler that is
+down records nothing, this still tells), bytes stored per client and baie, subscribed volume,
+and for the MSP's own accounts when a scheduler was last seen. Same authentication and scope as
 the API (a Prometheus ``authorization: credentials`` token)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
@@ -14,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.dashboard.queries import aware, last_run_subquery
 from orchestrator.dashboard.request import Caller, settings_of
 from orchestrator.history.models import BaieUsageRow, ClientRow, JobRow, RunRow, RunStatus
+from orchestrator.history.queries import scheduler_last_seen, schedules_and_last_runs
+from orchestrator.schedule.late import ON_TIME, of_jobs
 
 router = APIRouter(include_in_schema=False)
 STATUSES = [s.value for s in RunStatus]
@@ -27,7 +32,8 @@ def _ts(value: datetime | None) -> str:
     return "NaN" if value is None else f"{value.timestamp():.0f}"
 
 
-def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
+def exposition(sessions: sessionmaker[Session], client: str | None, tz: ZoneInfo,
+               now: datetime) -> str:
     last = last_run_subquery()
     success = (select(RunRow.finished_at).where(RunRow.job_id == JobRow.id,
                                                  RunRow.status == RunStatus.REUSSIE.value)
@@ -54,6 +60,10 @@ def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
         job_rows = session.execute(jobs.order_by(ClientRow.key, JobRow.key)).all()
         usage_rows = session.execute(usage.order_by(ClientRow.key, pairs.c.baie)).all()
         quota_rows = session.execute(quotas.order_by(ClientRow.key)).all()
+        schedules = schedules_and_last_runs(session, client)
+        seen = scheduler_last_seen(session) if client is None else None
+    late = of_jobs(schedules, tz, now)
+    late_of = {(row[1], row[2]): late.get(row[0], ON_TIME) for row in schedules}
     out = ["# HELP hvbackup_job_last_status Status of the job's last finished run (1 for it).",
            "# TYPE hvbackup_job_last_status gauge"]
     for owner, job, status, _finished, _success in job_rows:
@@ -70,6 +80,24 @@ def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
     for owner, job, _status, finished, _success in job_rows:
         out.append(f'hvbackup_job_last_run_timestamp_seconds{{client="{_label(owner)}",'
                    f'job="{_label(job)}"}} {_ts(finished)}')
+    out += ["# HELP hvbackup_job_late 1 when a scheduled run of the job has no run in the "
+            "history and its window has passed.",
+            "# TYPE hvbackup_job_late gauge"]
+    for owner, job, *_rest in job_rows:
+        found = late_of.get((owner, job), ON_TIME)
+        out.append(f'hvbackup_job_late{{client="{_label(owner)}",job="{_label(job)}"}} '
+                   f'{1 if found.late else 0}')
+    out += ["# HELP hvbackup_job_missed_runs Scheduled runs with no run in the history.",
+            "# TYPE hvbackup_job_missed_runs gauge"]
+    for owner, job, *_rest in job_rows:
+        found = late_of.get((owner, job), ON_TIME)
+        out.append(f'hvbackup_job_missed_runs{{client="{_label(owner)}",job="{_label(job)}"}} '
+                   f'{len(found.missed)}')
+    if client is None:
+        out += ["# HELP hvbackup_scheduler_last_seen_timestamp_seconds When a scheduler last "
+                "finished a cycle.",
+                "# TYPE hvbackup_scheduler_last_seen_timestamp_seconds gauge",
+                f"hvbackup_scheduler_last_seen_timestamp_seconds {_ts(seen)}"]
     out += ["# HELP hvbackup_client_stored_bytes Bytes the client's repository takes on a baie.",
             "# TYPE hvbackup_client_stored_bytes gauge"]
     for owner, baie, stored in usage_rows:
@@ -84,5 +112,7 @@ def exposition(sessions: sessionmaker[Session], client: str | None) -> str:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, who: Caller) -> PlainTextResponse:
-    return PlainTextResponse(exposition(settings_of(request).sessions, who.client),
+    settings = settings_of(request)
+    return PlainTextResponse(exposition(settings.sessions, who.client, settings.timezone,
+                                        settings.now()),
                              media_type="text/plain; version=0.0.4; charset=utf-8")

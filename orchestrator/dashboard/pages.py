@@ -28,6 +28,7 @@ from orchestrator.dashboard.access import (
     without_internal_notes,
 )
 from orchestrator.dashboard.accounts import authenticate
+from orchestrator.dashboard.acknowledge import acknowledge_run
 from orchestrator.dashboard.auth import (
     DEVICE_COOKIE,
     device_cookie,
@@ -51,6 +52,7 @@ from orchestrator.dashboard.request import (
     language_of,
     page_viewer,
     render,
+    scheduler_state,
     settings_of,
 )
 from orchestrator.dashboard.statuses import PROBLEM_STATUSES
@@ -58,7 +60,6 @@ from orchestrator.history.models import (
     AcknowledgementRow,
     AuditRow,
     RunRequestRow,
-    RunRow,
 )
 from orchestrator.history.queries import job_row
 from orchestrator.humanize import size
@@ -170,7 +171,8 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
-    found = without_internal_notes(viewer, problems(settings.sessions, client=viewer.client))
+    found = without_internal_notes(viewer, problems(
+        settings.sessions, tz=settings.timezone, now=settings.now(), client=viewer.client))
     choices = {"clients": sorted({p.client for p in found}),
                "baies": sorted({b for p in found for b in p.baies})}
     shown = [p for p in found if (not client or p.client == client)
@@ -187,7 +189,7 @@ def client_list(request: Request) -> Response:
         return RedirectResponse(f"/clients/{viewer.client}", status_code=303)
     settings = settings_of(request)
     return render(request, settings, viewer, "clients.html",
-                  clients=clients(settings.sessions))
+                  clients=clients(settings.sessions, tz=settings.timezone, now=settings.now()))
 
 
 @router.get("/clients/{key}", response_class=HTMLResponse)
@@ -233,12 +235,8 @@ def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = ""
     staff_form(request, viewer, csrf)
     comment = comment_of(comment)
     now = settings.now()
-    with settings.sessions() as session, session.begin():
-        run = session.scalars(select(RunRow).where(RunRow.uid == uid)).one()
-        session.add(AcknowledgementRow(job_id=run.job_id, run_id=run.id, user_id=viewer.user_id,
-                                       at=now, comment=comment))
-        session.add(AuditRow(at=now, actor=f"web:{viewer.username}", action="run.acknowledge",
-                             target=uid, details={"comment": comment}))
+    acknowledge_run(settings.sessions, uid, viewer.user_id, comment, now,
+                    f"web:{viewer.username}")
     return RedirectResponse(f"/runs/{uid}", status_code=303)
 
 
@@ -281,4 +279,6 @@ def run_now(request: Request, key: str, job: str,
                                       requested_at=now))
             session.add(AuditRow(at=now, actor=f"web:{viewer.username}", action="job.run_now",
                                  target=f"{key}/{job}"))
-    return RedirectResponse(f"/clients/{key}?flash=run_requested", status_code=303)
+    _seen, late = scheduler_state(settings.sessions, now)
+    flash = "run_requested_no_scheduler" if late else "run_requested"
+    return RedirectResponse(f"/clients/{key}?flash={flash}", status_code=303)

@@ -1,6 +1,8 @@
 """"À traiter": what the hotline must look at first. Every job whose last run is not a clean
-REUSSIE (ECHEC, NON EXECUTEE, AVERTISSEMENT, or flagged INHABITUELLE), and every open quota or
-report alert; worst first, then the oldest. A client account sees only its own client."""
+REUSSIE (ECHEC, NON EXECUTEE, AVERTISSEMENT, or flagged INHABITUELLE), every job that is late
+(a scheduled run whose window passed with no run in the history: the scheduler was down and
+recorded nothing), and every open quota or report alert; worst first, then the oldest. A client
+account sees only its own client."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +27,8 @@ from orchestrator.history.models import (
     RunStatus,
     UserRow,
 )
+from orchestrator.history.queries import schedules_and_last_runs
+from orchestrator.schedule.late import of_jobs
 
 WINDOW = timedelta(days=10)  # runs read at once per job in trouble; longer streaks cost 2 seeks
 
@@ -42,13 +47,19 @@ class Problem:
     acknowledged_comment: str | None = None
     baies: list[str] = field(default_factory=list)  # the job's copies (filter by baie)
     alert_id: int | None = None  # quota and report problems are alerts, acknowledged as such
+    acknowledged_at: datetime | None = None
+    # Late: the first scheduled run that has no run in the history, and how many are missing.
+    late_since: datetime | None = None
+    missed_runs: int = 0
 
     def last_success_age(self, now: datetime) -> timedelta | None:
         return now - self.last_success if self.last_success else None
 
 
-def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> list[Problem]:
-    """The problems, worst and oldest first; ``client`` limits to one client (portal).
+def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
+             client: str | None = None) -> list[Problem]:
+    """The problems at ``now``, worst and oldest first; ``client`` limits to one client
+    (portal). Lateness is judged on the schedules in ``tz`` (``schedule/late.py``).
 
     A handful of statements whatever the history's length: every job's last finished run (one
     index seek per job on ``runs(job_id, scheduled_for)``), then for the jobs in trouble only
@@ -68,7 +79,6 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
             query = query.where(ClientRow.key == client)
         lasts = session.execute(query).all()
         recent: dict[int, list[tuple[str | None, bool, datetime, datetime | None]]] = {}
-        acks: dict[int | None, tuple[str | None, str]] = {}
         if lasts:
             since = min(row[9] for row in lasts) - WINDOW
             for job_id, status, is_bad, when, finished in session.execute(select(
@@ -78,31 +88,28 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
                     RunRow.scheduled_for >= since).order_by(
                     RunRow.job_id, RunRow.scheduled_for.desc())):
                 recent.setdefault(job_id, []).append((status, bool(is_bad), when, finished))
-            for run_id, user, comment in session.execute(select(
-                    AcknowledgementRow.run_id, UserRow.username, AcknowledgementRow.comment)
-                    .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
-                    .where(AcknowledgementRow.run_id.in_([row[4] for row in lasts]))
-                    .order_by(AcknowledgementRow.at)):
-                acks[run_id] = (user, comment)  # the latest one wins
         # Bad for the whole window read: the streak is counted further back.
         beyond = _streaks_beyond(session, [row[0] for row in lasts if all(
             r[1] for r in recent.get(row[0], []))])
-        for job_id, job, copies, owner, run_id, uid, status, flags, error, _when in lasts:
+        streaks: dict[int, tuple[int, datetime, datetime | None]] = {}
+        for job_id, *_rest in lasts:
             runs = recent.get(job_id, [])
             streak = list(takewhile(lambda r: r[1], runs))
             success = next((r[3] for r in runs if r[0] == RunStatus.REUSSIE), None)
-            if job_id in beyond:
-                failures, since_when, success = beyond[job_id]
-            else:
-                failures, since_when = len(streak), streak[-1][2]
+            streaks[job_id] = beyond.get(job_id) or (len(streak), streak[-1][2], success)
+        acks = _streak_acknowledgements(session, {job: s[1] for job, s in streaks.items()})
+        for job_id, job, copies, owner, _run_id, uid, status, flags, error, _when in lasts:
+            failures, since_when, success = streaks[job_id]
             # Not a clean REUSSIE: a REUSSIE last run here is one with flagged figures.
             shown = UNUSUAL if status == RunStatus.REUSSIE else status
             message = error or "; ".join(f.get("reason", "") for f in flags or []) or shown
-            ack = acks.get(run_id)
+            ack = acks.get(job_id)
             found.append(Problem(owner, job, shown, since_when, failures, success,
                                  message.splitlines()[0][:300], uid, ack[0] if ack else None,
                                  ack[1] if ack else None,
-                                 [str(b) for b in copies or []]))
+                                 [str(b) for b in copies or []],
+                                 acknowledged_at=ack[2] if ack else None))
+        found += _late(session, found, tz, now, client)
         alerts = select(AlertRow, ClientRow).join(ClientRow).where(
             AlertRow.resolved_at.is_(None),
             AlertRow.kind.in_([AlertKind.QUOTA_WARNING.value, AlertKind.QUOTA_BLOCKED.value,
@@ -111,14 +118,15 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
         if client is not None:
             alerts = alerts.where(ClientRow.key == client)
         open_alerts = session.execute(alerts).all()
-        alert_acks: dict[int | None, tuple[str | None, str]] = {}
+        alert_acks: dict[int | None, tuple[str | None, str, datetime]] = {}
         if open_alerts:
-            for alert_id, user, comment in session.execute(select(
-                    AcknowledgementRow.alert_id, UserRow.username, AcknowledgementRow.comment)
+            for alert_id, user, comment, at in session.execute(select(
+                    AcknowledgementRow.alert_id, UserRow.username, AcknowledgementRow.comment,
+                    AcknowledgementRow.at)
                     .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
                     .where(AcknowledgementRow.alert_id.in_([a.id for a, _c in open_alerts]))
                     .order_by(AcknowledgementRow.at)):
-                alert_acks[alert_id] = (user, comment)  # the latest one wins
+                alert_acks[alert_id] = (user, comment, at)  # the latest one wins
         for alert, client_row in open_alerts:
             kind = QUOTA if AlertKind(alert.kind).is_quota else REPORT
             baie = alert.details.get("baie") if isinstance(alert.details, dict) else None
@@ -126,8 +134,60 @@ def problems(sessions: sessionmaker[Session], *, client: str | None = None) -> l
             found.append(Problem(client_row.key, None, kind, alert.created_at, 1, None,
                                  alert.message, None, alert_ack[0] if alert_ack else None,
                                  alert_ack[1] if alert_ack else None,
-                                 baies=[baie] if baie else [], alert_id=alert.id))
+                                 baies=[baie] if baie else [], alert_id=alert.id,
+                                 acknowledged_at=alert_ack[2] if alert_ack else None))
     return sorted(found, key=lambda p: (SEVERITY.get(p.status, 9), p.since, p.client))
+
+
+def _late(session: Session, found: list[Problem], tz: ZoneInfo, now: datetime,
+          client: str | None) -> list[Problem]:
+    """Late jobs: marked on their problem when they have one, else a NON EXECUTEE problem of
+    their own (the last run was fine, and nothing ran since)."""
+    rows = schedules_and_last_runs(session, client)
+    late = of_jobs(rows, tz, now)
+    names = {row[0]: (row[1], row[2]) for row in rows}
+    by_job = {(p.client, p.job): p for p in found}
+    new: list[Problem] = []
+    quiet = [job_id for job_id, found_late in late.items() if found_late.late
+             and names[job_id] not in by_job]
+    successes = dict(session.execute(select(RunRow.job_id, func.max(RunRow.finished_at)).where(
+        RunRow.job_id.in_(quiet), RunRow.status == RunStatus.REUSSIE.value)
+        .group_by(RunRow.job_id)).all()) if quiet else {}
+    for job_id, lateness in late.items():
+        if not lateness.late:
+            continue
+        owner, job = names[job_id]
+        assert lateness.since is not None
+        known = by_job.get((owner, job))
+        if known is not None:
+            known.late_since, known.missed_runs = lateness.since, len(lateness.missed)
+            continue
+        new.append(Problem(owner, job, RunStatus.NON_EXECUTEE.value, lateness.since,
+                           len(lateness.missed), aware(successes.get(job_id)),
+                           f"no run since {lateness.since:%Y-%m-%d %H:%M} UTC", None,
+                           late_since=lateness.since, missed_runs=len(lateness.missed)))
+    return new
+
+
+def _streak_acknowledgements(session: Session, since: dict[int, datetime]
+                             ) -> dict[int, tuple[str | None, str, datetime]]:
+    """Per job, the latest acknowledgement of a run of its current bad streak (scheduled at or
+    after ``since[job]``): one acknowledgement holds the whole outage, over every new failure,
+    until the job succeeds again. One statement for all the jobs."""
+    if not since:
+        return {}
+    found: dict[int, tuple[str | None, str, datetime]] = {}
+    for job_id, when, user, comment, at in session.execute(select(
+            AcknowledgementRow.job_id, RunRow.scheduled_for, UserRow.username,
+            AcknowledgementRow.comment, AcknowledgementRow.at)
+            .join(RunRow, AcknowledgementRow.run_id == RunRow.id)
+            .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
+            .where(AcknowledgementRow.job_id.in_(list(since)),
+                   RunRow.scheduled_for >= min(since.values()))
+            .order_by(AcknowledgementRow.at)):
+        if job_id is not None and when >= since[job_id]:
+            found[job_id] = (user, comment, at)  # the latest one wins
+    return found
 
 
 def _bad_in_sql() -> Any:

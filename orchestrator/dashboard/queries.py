@@ -25,12 +25,14 @@ from orchestrator.history.models import (
     RunEventRow,
     RunRequestRow,
     RunRow,
+    RunStatus,
     RunStepRow,
     SnapshotRow,
     UserRow,
 )
-from orchestrator.history.queries import client_row, job_row
+from orchestrator.history.queries import client_row, job_row, schedules_and_last_runs
 from orchestrator.jobs.quota import QuotaState, TierMove, state_of, tier_moves
+from orchestrator.schedule.late import ON_TIME, Lateness, of_jobs
 
 STRIP_DAYS = 30
 USAGE_DAYS = 120  # enough to judge the quota: the grace period is 30 days
@@ -76,6 +78,7 @@ class JobLine:
     # single (the job has one copy only).
     parity: str = "single"
     pending_request: bool = False
+    late: Lateness = ON_TIME  # scheduled runs with no run in the history (schedule/late.py)
 
 
 @dataclass
@@ -95,8 +98,9 @@ class ClientSummary:
     name: str
     jobs: int
     worst: str | None  # worst last status over the client's jobs
-    failing: int
+    failing: int  # jobs whose last run failed or did not run, or that are late
     last_run: datetime | None
+    late: int = 0  # jobs late (a scheduled run with no run in the history)
 
 
 @dataclass
@@ -118,28 +122,37 @@ def last_run_subquery() -> Any:
             .scalar_subquery())
 
 
-def clients(sessions: sessionmaker[Session], only: str | None = None) -> list[ClientSummary]:
-    """Every client with the worst last status of its jobs (or just ``only``)."""
+def clients(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
+            only: str | None = None) -> list[ClientSummary]:
+    """Every client with the worst last status of its jobs (or just ``only``); a late job
+    counts as NON EXECUTEE (schedule/late.py)."""
     with sessions() as session:
         query = select(ClientRow).where(ClientRow.destroyed_at.is_(None)).order_by(ClientRow.key)
         if only is not None:
             query = query.where(ClientRow.key == only)
         rows = {c.id: ClientSummary(c.key, c.name, 0, None, 0, None)
                 for c in session.scalars(query)}
-        lasts = session.execute(select(JobRow.client_id, RunRow.status, RunRow.scheduled_for)
+        lasts = session.execute(select(JobRow.client_id, RunRow.status, RunRow.scheduled_for,
+                                       JobRow.id)
                                 .outerjoin(RunRow, RunRow.id == last_run_subquery())
                                 .where(JobRow.active.is_(True))).all()
-    for client_id, status, when in lasts:
+        late = of_jobs(schedules_and_last_runs(session, only), tz, now)
+    for client_id, status, when, job_id in lasts:
         summary = rows.get(client_id)
         if summary is None:
             continue
         summary.jobs += 1
+        if late.get(job_id, ON_TIME).late:
+            summary.late += 1
+            if status not in FAILING:
+                status = RunStatus.NON_EXECUTEE.value
         if status is None:
             continue
         if summary.worst is None or WORST.get(status, 0) < WORST.get(summary.worst, 0):
             summary.worst = status
         summary.failing += status in FAILING
-        summary.last_run = max(summary.last_run or when, when)
+        if when is not None:
+            summary.last_run = max(summary.last_run or when, when)
     return list(rows.values())
 
 
@@ -172,6 +185,7 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
             SnapshotRow.job_id, SnapshotRow.baie)).all()
         pending = set(session.scalars(select(RunRequestRow.job_id).where(
             RunRequestRow.job_id.in_(ids), RunRequestRow.started_at.is_(None))))
+        late = of_jobs(schedules_and_last_runs(session, client), tz, now)
         usage_rows = session.execute(select(
             BaieUsageRow.baie, BaieUsageRow.measured_at, BaieUsageRow.bytes_stored).where(
             BaieUsageRow.client_id == owner.id,
@@ -195,7 +209,8 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
             "identical" if details.get("parity") else "different"
         line = JobLine(job.key, job.type, job.host, job.schedule, copies,
                        _strip(mine, first_day, tz), mine[-1] if mine else None,
-                       parity=state, pending_request=job.id in pending)
+                       parity=state, pending_request=job.id in pending,
+                       late=late.get(job.id, ON_TIME))
         lines.append(line)
     by_id = {j.id: line for j, line in zip(jobs, lines, strict=True)}
     for job_id, baie, count, oldest, newest in points:

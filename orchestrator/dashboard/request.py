@@ -25,7 +25,9 @@ from orchestrator import __version__
 from orchestrator.dashboard.auth import Throttle, Viewer, token_viewer, viewer_of
 from orchestrator.dashboard.i18n import term, translate
 from orchestrator.history.models import ClientRow
+from orchestrator.history.queries import scheduler_last_seen
 from orchestrator.humanize import age, duration, size
+from orchestrator.schedule.late import scheduler_late
 
 
 @dataclass
@@ -138,6 +140,11 @@ class Ui:
         self.csrf = csrf_token(request)
         self.refresh_s = settings.refresh_s
         self.version = __version__
+        self._sessions = settings.sessions
+
+    def scheduler(self) -> tuple[datetime | None, bool]:
+        """When a scheduler was last seen, and whether that is too long ago (or never)."""
+        return scheduler_state(self._sessions, self.now)
 
     def t(self, key: str, **values: object) -> str:
         return translate(key, self.language, **values)
@@ -156,6 +163,14 @@ class Ui:
         if since is None:
             return self.t("never_seen")
         return age((self.now - since).total_seconds(), self.language)
+
+
+def scheduler_state(sessions: sessionmaker[Session], now: datetime
+                    ) -> tuple[datetime | None, bool]:
+    """When a scheduler last finished a cycle, and whether none has been seen lately."""
+    with sessions() as session:
+        seen = scheduler_last_seen(session)
+    return seen, scheduler_late(seen, now)
 
 
 def render(request: Request, settings: DashboardSettings, viewer: Viewer | None, name: str,

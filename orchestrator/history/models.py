@@ -393,3 +393,18 @@ class RunRequestRow(Base):
     requested_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     run_uid: Mapped[str | None] = mapped_column(String(40))
+
+
+class SchedulerRow(Base):
+    """A scheduler (``hvbackup run``) and when it was last seen: it writes ``seen_at`` after
+    every cycle, so the dashboard can say it stopped (nothing else would: a stopped scheduler
+    records no NON EXECUTEE)."""
+
+    __tablename__ = "schedulers"
+    __table_args__ = (Index(None, "seen_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # host:pid
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+    version: Mapped[str] = mapped_column(String(40))

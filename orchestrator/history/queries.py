@@ -21,6 +21,7 @@ from orchestrator.history.models import (
     JobRow,
     RunRequestRow,
     RunRow,
+    SchedulerRow,
 )
 
 
@@ -161,3 +162,26 @@ def night_expected(session: Session, client: str, start: datetime, end: datetime
     return session.scalars(select(RunRow.id).join(JobRow).join(ClientRow).where(
         ClientRow.key == client, RunRow.scheduled_for >= start,
         RunRow.scheduled_for < end)).first() is not None
+
+
+def schedules_and_last_runs(session: Session, client: str | None = None) -> list[Any]:
+    """Every active job of a client not destroyed, with what its lateness is judged from:
+    ``(job_id, client, job, schedule, window_hours, expected_since, last_scheduled,
+    offboard_on)``; ``last_scheduled`` is its latest run's ``scheduled_for`` whatever the run's
+    state (one index seek per job on ``runs(job_id, scheduled_for)``), None when it never ran."""
+    last = (select(RunRow.scheduled_for).where(RunRow.job_id == JobRow.id)
+            .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow).scalar_subquery())
+    query = (select(JobRow.id, ClientRow.key, JobRow.key, JobRow.schedule, JobRow.window_hours,
+                    JobRow.expected_since, last.label("last"), ClientRow.offboard_on)
+             .join(ClientRow, JobRow.client_id == ClientRow.id)
+             .where(JobRow.active.is_(True), ClientRow.active.is_(True),
+                    ClientRow.destroyed_at.is_(None)).order_by(ClientRow.key, JobRow.key))
+    if client is not None:
+        query = query.where(ClientRow.key == client)
+    return list(session.execute(query).all())
+
+
+def scheduler_last_seen(session: Session) -> datetime | None:
+    """When a scheduler last finished a cycle (any of them), None when none ever ran."""
+    return session.scalars(select(SchedulerRow.seen_at)
+                           .order_by(SchedulerRow.seen_at.desc()).limit(1)).first()

@@ -12,13 +12,16 @@ Every tick (30 s, driven by the ``schedule`` library):
   alerts.
 SIGTERM: no new run is started, running ones finish, then the daemon exits. SIGHUP: the
 configuration is read again at the next cycle; runs in progress keep the one they started with,
-and a broken file is reported and ignored (the previous configuration stays). After each cycle
-the heartbeat URL, when configured, is pinged.
+and a broken file is reported and ignored (the previous configuration stays). After each tick
+that went through, the scheduler is marked seen in the history (the dashboard says when it was
+last seen); after each cycle the heartbeat URL, when configured, is pinged.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,9 +36,9 @@ from orchestrator.errors import HvbError
 from orchestrator.history.sync import sync_config
 from orchestrator.jobs import maintenance, morning, night
 from orchestrator.jobs.context import RunContext, close_interrupted_runs
-from orchestrator.jobs.heartbeat import ping
+from orchestrator.jobs.heartbeat import ping, record_beat
 from orchestrator.jobs.night import Due
-from orchestrator.jobs.run import RunResult
+from orchestrator.jobs.run import Claim, RunResult
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class Daemon:
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self._maintained: date | None = None
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = ctx.clock.now()
 
     # -- one tick ---------------------------------------------------------------------------
 
@@ -84,12 +89,24 @@ class Daemon:
                 if night.record_not_run(self.ctx, due, now) and self.listener:
                     self.listener.missed(due)
                 continue
-            if self._start(due.host, self._run, due, replace(self.ctx)):
+            if not self._free(due.host):
+                continue  # its turn comes at a later tick
+            # Claimed here, before the morning below builds any report: a run started at this
+            # tick is told in progress, never missing.
+            claim = night.claim_due(self.ctx, due)
+            if claim is not None and self._start(due.host, self._run, due, replace(self.ctx),
+                                                 claim):
                 started.append(due)
         self._requested(now)
         self._maintenance(now)
         self._morning(now)
+        record_beat(self.ctx.sessions, self.name, self.started_at, now)
         return started
+
+    def _free(self, host: str) -> bool:
+        """Whether a run on ``host`` could start now (only this thread starts runs)."""
+        with self._lock:
+            return host not in self._running and len(self._running) < self.max_workers
 
     def _start(self, host: str, task: Callable[..., object], *args: object) -> bool:
         """Run ``task`` in the pool unless its host is busy or every worker is (its turn comes
@@ -100,8 +117,8 @@ class Daemon:
             self._running[host] = self._pool.submit(task, *args)
             return True
 
-    def _run(self, due: Due, ctx: RunContext) -> None:
-        result = night.run_due(ctx, due)
+    def _run(self, due: Due, ctx: RunContext, claim: Claim | None = None) -> None:
+        result = night.run_due(ctx, due, claim)
         if result is not None and self.listener:
             self.listener.finished(due, result)
 

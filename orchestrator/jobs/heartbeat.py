@@ -1,16 +1,40 @@
-"""The heartbeat: an HTTP GET to ``msp.heartbeat_url`` after every scheduler cycle
-(healthchecks.io, Uptime Kuma "push" monitors and the like), ``<url>/fail`` when the cycle
-failed. Whatever happens to the ping is only logged: it never stops the scheduler."""
+"""The heartbeat, after every scheduler cycle: written to the history (``schedulers.seen_at``:
+the dashboard says when the scheduler was last seen and turns red when it is late), and an
+HTTP GET to ``msp.heartbeat_url`` (healthchecks.io, Uptime Kuma "push" monitors and the like),
+``<url>/fail`` when the cycle failed. Whatever happens to either is only logged: it never stops
+the scheduler."""
 
 from __future__ import annotations
 
 import logging
 import urllib.error
 import urllib.request
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator import __version__
+from orchestrator.history.models import SchedulerRow
 
 log = logging.getLogger(__name__)
+
+
+def record_beat(sessions: sessionmaker[Session], name: str, started_at: datetime,
+                now: datetime) -> bool:
+    """This scheduler (``name``: host:pid) was seen at ``now``; True when written."""
+    try:
+        with sessions() as session, session.begin():
+            seen = session.execute(update(SchedulerRow).where(SchedulerRow.name == name)
+                                   .values(seen_at=now))
+            if not seen.rowcount:  # type: ignore[attr-defined]
+                session.add(SchedulerRow(name=name, started_at=started_at, seen_at=now,
+                                         version=__version__))
+        return True
+    except SQLAlchemyError as exc:
+        log.warning("scheduler heartbeat not written to the history: %s", exc)
+        return False
 
 
 def ping(url: str, ok: bool, timeout_s: float = 10.0) -> bool:

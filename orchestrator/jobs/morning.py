@@ -8,7 +8,13 @@ from datetime import date, datetime, timedelta
 
 from orchestrator.history.queries import night_expected, report_made
 from orchestrator.jobs.context import RunContext
-from orchestrator.report.digest import Digest, night_bounds, send_digest
+from orchestrator.report.digest import (
+    Digest,
+    build_digest,
+    night_bounds,
+    send_digest,
+    update_due,
+)
 from orchestrator.report.hotline import missing_digests, send_alerts, send_summary
 
 REPORT_HOUR = 7  # the clients' reports of the night go out from 07:00, MSP time
@@ -37,8 +43,9 @@ class Told:
 
 
 def send_reports(ctx: RunContext, night: date, now: datetime) -> list[Digest]:
-    """The report of ``night`` to every client that had jobs then and has not had it yet, then
-    the hotline's summary (once). Idempotent: the history says what was made, so a restarted
+    """The report of ``night`` to every client that had jobs then and has not had it yet (and
+    a second one, once the runs still in progress at the first one have finished), then the
+    hotline's summary (once). Idempotent: the history says what was made, so a restarted
     scheduler sends nothing twice. Raises MailError when SMTP refuses (the outbox has the
     message, and the report's absence becomes an alert after its deadline)."""
     loaded = ctx.loaded
@@ -47,11 +54,15 @@ def send_reports(ctx: RunContext, night: date, now: datetime) -> list[Digest]:
     digests = []
     for client, settings in loaded.config.clients.items():
         with ctx.sessions() as session:
+            made = report_made(session, "digest", client, night)
             due = (settings.jobs and night_expected(session, client, start, end)
-                   and not report_made(session, "digest", client, night))
-        if due:
+                   and not made)
+            again = made and update_due(session, loaded, client, night)
+        if again and build_digest(ctx.sessions, loaded, client, night, now).pending:
+            again = False  # another run of the night is not finished: told when it is
+        if due or again:
             digest, _email = send_digest(loaded, ctx.sessions, client, night, now,
-                                         send_it=send_it)
+                                         send_it=send_it, update=bool(again))
             digests.append(digest)
     with ctx.sessions() as session:
         summary_due = not report_made(session, "summary", None, night) and any(

@@ -27,7 +27,7 @@ from orchestrator.history.queries import (
 from orchestrator.history.recorder import RunAlreadyClaimed, record_missed
 from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.offboard import offboarded
-from orchestrator.jobs.run import RunResult, new_run_uid, run_job
+from orchestrator.jobs.run import Claim, RunResult, claim_run, new_run_uid, run_job
 from orchestrator.report.hotline import record_run_alert
 from orchestrator.schedule.spec import runs_between
 
@@ -102,10 +102,21 @@ def record_not_run(ctx: RunContext, due: Due, now: datetime) -> bool:
     return True
 
 
-def run_due(ctx: RunContext, due: Due) -> RunResult | None:
-    """Run ``due`` as scheduled; None when another scheduler claimed it first."""
+def claim_due(ctx: RunContext, due: Due) -> Claim | None:
+    """Claim ``due`` (from then on it shows in progress: a report built meanwhile says so);
+    None when another scheduler claimed it first."""
     try:
-        result = run_job(ctx, due.ref, scheduled_for=due.scheduled_for, trigger="schedule")
+        return claim_run(ctx, due.ref, scheduled_for=due.scheduled_for, trigger="schedule")
+    except RunAlreadyClaimed:
+        return None
+
+
+def run_due(ctx: RunContext, due: Due, claim: Claim | None = None) -> RunResult | None:
+    """Run ``due`` as scheduled (claimed already, or claimed here); None when another
+    scheduler claimed it first."""
+    try:
+        result = run_job(ctx, due.ref, scheduled_for=due.scheduled_for, trigger="schedule",
+                         claim=claim)
     except RunAlreadyClaimed:
         return None
     log.info("%s: %s", due.ref.label, result.status)

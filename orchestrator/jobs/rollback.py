@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.baie.target import Target
 from orchestrator.findings import Finding, SnapshotMissing, SnapshotUnknown
-from orchestrator.history.models import ClientRow, JobRow, SnapshotRow
+from orchestrator.history.models import ClientRow, JobRow, RunRow, RunState, SnapshotRow
 from orchestrator.store.names import content_id
 
 SHOWN = 10  # ids named in a message; the count says the rest
@@ -28,6 +28,7 @@ class HistoryGaps:
     baie: str
     missing: list[str] = field(default_factory=list)  # "id (job, time)", committed, not there
     unknown: list[str] = field(default_factory=list)  # ids there, never committed
+    deferred: bool = False  # another run of the client was in progress: judged next time
 
     def findings(self) -> list[Finding]:
         out: list[Finding] = []
@@ -50,10 +51,23 @@ def listed(target: Target) -> set[str]:
             if content_id("snapshots", e.name) is not None}
 
 
-def compare(session: Session, client: str, baie: str, present: Iterable[str]) -> HistoryGaps:
+def compare(session: Session, client: str, baie: str, present: Iterable[str],
+            current_run: str | None = None) -> HistoryGaps:
     """What ``baie`` lists (``present``, snapshot ids) against what the history committed for
     ``client``: every snapshot committed on that baie and not forgotten must be there; every
-    one there must have been committed (on any baie: a later copy brings earlier points)."""
+    one there must have been committed (on any baie: a later copy brings earlier points).
+
+    While another run of the client is in progress (``current_run`` is the asking run), its
+    snapshot may be on the baie and not yet in the history, and its retention may have
+    deleted a file it has not yet marked forgotten: nothing is judged then; the next backup or
+    ``hvbackup verify`` judges it."""
+    others = session.scalars(
+        select(RunRow.uid).join(JobRow, RunRow.job_id == JobRow.id)
+        .join(ClientRow, JobRow.client_id == ClientRow.id)
+        .where(ClientRow.key == client, RunRow.state.in_(
+            [RunState.CLAIMED.value, RunState.RUNNING.value]))).all()
+    if any(uid != current_run for uid in others):
+        return HistoryGaps(baie, deferred=True)
     there = set(present)
     rows = session.execute(
         select(SnapshotRow.snapshot_id, SnapshotRow.baie, SnapshotRow.forgotten_at,

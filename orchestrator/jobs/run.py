@@ -91,16 +91,39 @@ def new_run_uid(when: datetime) -> str:
     return f"{when:%Y%m%d%H%M}-{secrets.token_hex(3)}"
 
 
-def run_job(ctx: RunContext, ref: JobRef, *, scheduled_for: datetime | None = None,
-            trigger: str = "manual") -> RunResult:
-    """Run ``ref``; record everything; return the outcome. Raises only
-    :class:`~orchestrator.history.recorder.RunAlreadyClaimed` (nothing was done then)."""
-    now = ctx.clock.now()
-    scheduled = scheduled_for or now
+@dataclass(frozen=True)
+class Claim:
+    """A run claimed in the history (it shows in progress from then on), not yet done."""
+
+    uid: str
+    scheduled_for: datetime
+    trigger: str
+    recorder: RunRecorder
+
+
+def claim_run(ctx: RunContext, ref: JobRef, *, scheduled_for: datetime | None = None,
+              trigger: str = "manual") -> Claim:
+    """Claim the run of ``ref`` at ``scheduled_for`` (now by default). Raises
+    :class:`~orchestrator.history.recorder.RunAlreadyClaimed` (another scheduler has it)."""
+    scheduled = scheduled_for or ctx.clock.now()
     uid = new_run_uid(scheduled)
     recorder = RunRecorder(ctx.sessions, ctx.clock.now)
+    recorder.start(ref.client_name, ref.job_name, uid, scheduled,
+                   timedelta(hours=ref.job.window_hours), trigger)
+    return Claim(uid, scheduled, trigger, recorder)
+
+
+def run_job(ctx: RunContext, ref: JobRef, *, scheduled_for: datetime | None = None,
+            trigger: str = "manual", claim: Claim | None = None) -> RunResult:
+    """Run ``ref`` (claiming it first unless ``claim`` is given); record everything; return
+    the outcome. Raises only :class:`~orchestrator.history.recorder.RunAlreadyClaimed`
+    (nothing was done then)."""
+    now = ctx.clock.now()
+    if claim is None:
+        claim = claim_run(ctx, ref, scheduled_for=scheduled_for, trigger=trigger)
+    uid, scheduled, trigger, recorder = (claim.uid, claim.scheduled_for, claim.trigger,
+                                         claim.recorder)
     window = timedelta(hours=ref.job.window_hours)
-    recorder.start(ref.client_name, ref.job_name, uid, scheduled, window, trigger)
     result = RunResult(uid)
     recorder.event("INFO", f"run {uid} of {ref.label} ({ref.job.type}) started ({trigger})")
     try:
@@ -263,7 +286,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                                    "forgotten": sum(not d.keep for d in decisions)}
         except HvbError as exc:
             result.findings.append(RetentionFailed.of(exc))
-        result.findings.extend(_against_history(ctx, ref, copies))
+        result.findings.extend(_against_history(ctx, ref, uid, copies))
         try:
             state = measure_and_judge(ctx.sessions, loaded, ref.client_name, copies,
                                       ctx.clock.now())
@@ -389,7 +412,8 @@ def _read(recorder: RunRecorder, source: Source, backup: Backup, exposed: list[E
             findings.append(files_unreadable(obj, denied))
 
 
-def _against_history(ctx: RunContext, ref: JobRef, copies: list[str]) -> list[Finding]:
+def _against_history(ctx: RunContext, ref: JobRef, uid: str, copies: list[str]
+                     ) -> list[Finding]:
     """Each copy's snapshot names against the snapshots the history committed (rollback,
     planted files); a baie that cannot be listed is left to the copy's own finding."""
     found: list[Finding] = []
@@ -403,7 +427,8 @@ def _against_history(ctx: RunContext, ref: JobRef, copies: list[str]) -> list[Fi
         except HvbError:
             continue
         with ctx.sessions() as session:
-            found += rollback.compare(session, ref.client_name, baie, present).findings()
+            found += rollback.compare(session, ref.client_name, baie, present,
+                                      current_run=uid).findings()
     return found
 
 

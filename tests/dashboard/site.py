@@ -17,6 +17,7 @@ from orchestrator.dashboard.accounts import add_user
 from orchestrator.dashboard.app import DashboardSettings, create_app
 from orchestrator.dashboard.auth import create_token
 from orchestrator.history.models import ClientRow, JobRow, RunRow, RunState
+from orchestrator.jobs.heartbeat import record_beat
 from tests.world import Setup
 
 PASSWORDS = {"marie": "hotline password 1", "acme-it": "acme portal password",
@@ -34,6 +35,10 @@ class Site:
         assert self.failed.status == "ECHEC"
         self.durand_run = self._other_client()
         now = self.clock.now()
+        with self.sessions() as session, session.begin():  # added today: nothing due yet
+            for job in session.scalars(select(JobRow).where(JobRow.key.in_(["erp", "compta"]))):
+                job.expected_since = now
+        record_beat(self.sessions, "scheduler-for-tests:1", now, now)  # a scheduler runs
         add_user(self.sessions, "marie", PASSWORDS["marie"], "hotline", None, "test", now)
         add_user(self.sessions, "acme-it", PASSWORDS["acme-it"], "client", "acme", "test", now)
         add_user(self.sessions, "durand-it", PASSWORDS["durand-it"], "client", "durand", "test",

@@ -96,7 +96,8 @@ def test_hotline_sees_the_failure_opens_the_run_and_acknowledges_it(
     _shot(page, "dashboard-run.png")
     page.click("header a >> nth=1")  # À traiter
     ack = page.locator('tr.problem[data-client="acme"] td.ack').inner_text()
-    assert ack == "marie: hôte en maintenance, client prévenu"
+    assert ack.startswith("marie, le ")
+    assert ack.endswith("\u00a0: hôte en maintenance, client prévenu")
     with site.sessions() as session:  # audited
         assert session.scalars(select(AuditRow.actor).where(
             AuditRow.action == "run.acknowledge")).all() == ["web:marie"]
@@ -125,3 +126,24 @@ def test_client_cannot_cross_into_another_client(served: tuple[Site, str],
     assert [c["key"] for c in answer.json()] == ["acme"]
     page.goto(f"{base}/clients/acme")
     assert page.inner_text("#client-name").startswith("ACME")
+
+
+@pytest.mark.slow
+def test_the_header_turns_red_when_the_scheduler_is_late(served: tuple[Site, str],
+                                                         browser: Any) -> None:
+    from datetime import timedelta
+
+    site, base = served
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    _login(page, base, "marie")
+    banner = page.locator("#scheduler")
+    assert banner.inner_text() == "planificateur\u00a0: dernier passage il y a 0 h 00 min"
+    assert banner.evaluate("e => getComputedStyle(e).backgroundColor") == "rgba(0, 0, 0, 0)"
+    site.clock.advance(timedelta(minutes=20))  # no tick since: the scheduler is stopped
+    page.reload()
+    assert banner.inner_text() == "planificateur\u00a0: dernier passage il y a 0 h 20 min"
+    assert banner.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(207, 34, 46)"
+    header, box = page.locator("header").bounding_box(), banner.bounding_box()
+    assert header and box and box["y"] >= header["y"] and \
+        box["y"] + box["height"] <= header["y"] + header["height"]  # on one line, inside
+    _shot(page, "dashboard-scheduler-late.png")

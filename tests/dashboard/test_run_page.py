@@ -42,7 +42,7 @@ def test_a_warning_run_in_french(tmp_path: Path) -> None:
     assert "Déclenchement : planifié" in page
     assert "Cohérence : sans VSS (crash-consistent)" in page
     for english in ("sweep leftovers", "remove checkpoint", "commit snapshot", ">ok<",
-                    "schedule"):
+                    ": schedule"):
         assert english not in page, english
     assert "nettoyage des restes" in page and "point de contrôle" in page
     assert ">réussie<" in page

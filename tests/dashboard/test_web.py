@@ -103,7 +103,7 @@ def test_run_page_and_acknowledgement_audited(tmp_path: Path) -> None:
     [audit] = _audit(site, "run.acknowledge")
     assert (audit.actor, audit.target) == ("web:marie", site.failed.uid)
     home = web.get("/").text
-    assert "marie: client prévenu, hôte en maintenance" in home
+    assert "marie, le 24/11/2026 22:00\u00a0: client prévenu, hôte en maintenance" in home
 
 
 def test_client_account_sees_only_its_own_client(tmp_path: Path) -> None:
@@ -301,7 +301,7 @@ def test_a_quota_problem_is_acknowledged_from_the_home_page(tmp_path: Path) -> N
     assert web.post(action, data={"comment": "x", "csrf": "forged"}).status_code == 403
     done = web.post(action, data={"comment": "commercial prévenu", "csrf": csrf_of(home)})
     assert done.status_code == 303
-    assert "marie: commercial prévenu" in web.get("/?status=quota").text
+    assert "marie, le 24/11/2026 22:00\u00a0: commercial prévenu" in web.get("/?status=quota").text
     [audit] = _audit(site, "alert.acknowledge")
     assert audit.target == "acme/quota_warning"
     # A client account sees its quota problem but cannot acknowledge it, nor another's.

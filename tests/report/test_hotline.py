@@ -46,7 +46,8 @@ def test_morning_summary_worst_first(tmp_path: Path, smtp_server) -> None:  # ty
     assert msg["Subject"] == ("[ECHEC] Synthèse des sauvegardes du 23/11/2026 — 1 client(s) "
                               "en échec sur 1")
     text = msg.get_body(("plain",)).get_content()
-    assert "ECHEC  ACME (acme) : 1/2 réussis" in text
+    assert "ECHEC  ACME (acme) : 1/3 réussis" in text
+    assert "- compta : PRÉVUE le 23/11 23:00" in text  # scheduled later that night
     assert "- erp : ECHEC — ERP01: host acme/hv01 (simulated): New-HvbCheckpoint.ps1 failed " \
         "(GUEST_VSS_FAILED)" in text
 
@@ -70,7 +71,8 @@ def test_a_report_that_did_not_go_out_is_an_alert(tmp_path: Path) -> None:
     from orchestrator.dashboard.problems import problems
     from orchestrator.history.models import AlertRow, ClientRow, EmailRow
 
-    assert [p.status for p in problems(s.sessions)] == ["report"]
+    tz = s.loaded.config.msp.timezone
+    assert [p.status for p in problems(s.sessions, tz=tz, now=s.clock.now())] == ["report"]
     with s.sessions() as session, session.begin():
         acme = session.scalars(select(ClientRow).where(ClientRow.key == "acme")).one()
         session.add(EmailRow(kind="digest", client_id=acme.id, report_date=night,
@@ -80,7 +82,7 @@ def test_a_report_that_did_not_go_out_is_an_alert(tmp_path: Path) -> None:
     with s.sessions() as session:
         alert = session.scalars(select(AlertRow).where(AlertRow.kind == "report_missing")).one()
         assert alert.resolved_at == later
-    assert problems(s.sessions) == []
+    assert problems(s.sessions, tz=s.loaded.config.msp.timezone, now=s.clock.now()) == []
 
 
 def test_english_hotline_messages(tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -99,7 +101,9 @@ def test_english_hotline_messages(tmp_path: Path, smtp_server) -> None:  # type:
     assert "new problems since the last alert" in alert.get_body(("plain",)).get_content()
     assert summary["Subject"] == ("[ECHEC] Backups summary of 23/11/2026 — 1 client(s) failing "
                                   "out of 1")
-    assert "ECHEC  ACME (acme): 0/1 succeeded" in summary.get_body(("plain",)).get_content()
+    text = summary.get_body(("plain",)).get_content()
+    assert "ECHEC  ACME (acme): 0/2 succeeded" in text
+    assert "- compta: PRÉVUE for 23/11 23:00" in text
     assert summary["X-HVBackup-Status"] == "ECHEC"
 
 
