@@ -37,7 +37,10 @@ this tree at the adapter that talks to the library and never travel past it::
     │   └── BaieFull                       permanent
     ├── HistoryError              exit 6   the history database
     │   └── SchemaOutOfDate                permanent: run `hvbackup db upgrade`
-    └── MailError                 exit 7   sending e-mail
+    ├── MailError                 exit 7   sending e-mail
+    └── ServerError               exit 8   a site agent talking to the central server
+        ├── ServerUnreachable              retryable: runs wait in the agent's spool
+        └── ServerRefused                  permanent: token unknown, used, expired, revoked
 """
 
 from __future__ import annotations
@@ -219,6 +222,27 @@ class MailError(HvbError):
     code = "HVB-MAIL"
     exit_code = 7
     permanent = False
+
+
+class ServerError(HvbError):
+    """The central server answered a site agent with something it cannot use."""
+
+    code = "HVB-SERVER"
+    exit_code = 8
+
+
+class ServerUnreachable(ServerError):
+    """No answer from the central server (network, TLS, server down); nothing is lost: what
+    the agent holds waits in its spool."""
+
+    code = "HVB-SERVER-UNREACHABLE"
+    permanent = False
+
+
+class ServerRefused(ServerError):
+    """The central server refused the agent's token or request."""
+
+    code = "HVB-SERVER-REFUSED"
 
 
 def all_error_classes() -> list[type[HvbError]]:

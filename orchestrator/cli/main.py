@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from orchestrator import __version__
 from orchestrator.cli import (
     acknowledge,
+    agent,
     backup,
     client,
     daemon,
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS = (validate, plan, host, inventory, backup, daemon, nights, keys, snapshots, restore,
             restore_sql, verify, prune, quota, usage, report, runbook, client, users,
-            acknowledge, serve, service, selfbackup, db)
+            acknowledge, serve, service, selfbackup, db, agent)
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     settings = DashboardSettings(
         sessions=ctx.sessions, timezone=loaded.config.msp.timezone,
         language=loaded.config.msp.language, now=clock.now,
-        secret=session_secret(loaded.state_dir, dict(os.environ)), secure_cookies=secure)
+        secret=session_secret(loaded.state_dir, dict(os.environ)), secure_cookies=secure,
+        config=loaded)
     ui.print(f"hvbackup dashboard on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
     if secure:
         ui.print("session cookies are HTTPS-only: open the dashboard through your TLS proxy "

@@ -12,6 +12,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.config.models import CENTRAL_SITE
 from orchestrator.config.suggest import did_you_mean
 from orchestrator.config.yamlread import PathKey, Positions, format_path
 from orchestrator.errors import ConfigProblem
@@ -55,6 +56,12 @@ def check_references(
             add(("baies", name), _bad_name(name))
     _check_distinct_baies(baies, add)
 
+    sites = _dict(data.get("sites"))
+    site_names = [CENTRAL_SITE, *(str(n) for n in sites if n != CENTRAL_SITE)]
+    for name in sites:
+        if not _IDENT.match(str(name)):
+            add(("sites", name), _bad_name(name))
+
     smtp = _dict(data.get("smtp"))
     if smtp.get("security") == "none" and smtp.get("username") \
             and str(smtp.get("host", "")).lower() not in _THIS_MACHINE:
@@ -83,6 +90,10 @@ def check_references(
                 add(hpath, f"{host_name!r} is not a valid host name: letters, digits, '-', "
                            "'_' and '.'")
             _check_host(_dict(host_raw), hpath, add)
+            site = _dict(host_raw).get("site")
+            if isinstance(site, str) and site not in site_names:
+                add((*hpath, "site"), f"site {site!r} is not declared under 'sites:'"
+                    + did_you_mean(site, site_names, listed_as="declared"))
 
         _check_quota(client, msp, cpath, add)
 
@@ -254,6 +265,11 @@ def warnings(loaded: LoadedConfig, filename: str) -> list[ConfigProblem]:
 
     file_exists(("msp", "escrow_public_key_file"), cfg.msp.escrow_public_key_file,
                 "escrow public key")
+    used_sites = {h.site for c in cfg.clients.values() for h in c.hosts.values()}
+    for site in cfg.sites:
+        if site not in used_sites and site != CENTRAL_SITE:
+            warn(("sites", site), "no host names this site ('site: " + site + "'): its agent "
+                                  "would have nothing to do")
     if cfg.smtp:
         env_set(("smtp", "password_env"), cfg.smtp.password_env)
         file_exists(("smtp", "password_file"), cfg.smtp.password_file, "password file")

@@ -21,6 +21,7 @@ from orchestrator.config.checks import check_references
 from orchestrator.config.checks import warnings as config_warnings
 from orchestrator.config.models import AnyJob, Client, Config, JobBase, LocalBaie
 from orchestrator.config.resolved import BaieSettings, HostSettings, RepositorySettings
+from orchestrator.config.sitepart import site_part
 from orchestrator.config.suggest import did_you_mean
 from orchestrator.config.yamlread import MAX_BYTES, PathKey, Positions, format_path, read_yaml
 from orchestrator.errors import ConfigError, ConfigProblem, UsageError
@@ -110,6 +111,10 @@ class LoadedConfig:
 
     def language_of(self, client: Client) -> str:
         return client.language or self.config.msp.language
+
+    def site_part(self, site: str) -> dict[str, Any]:
+        """What an agent of ``site`` may receive (config/sitepart.py); UsageError if unknown."""
+        return site_part(self.config, site)
 
     # -- what each opener needs (config/resolved.py) ------------------------------------
 

@@ -378,9 +378,24 @@ class SimulatedSettings(Model):
     """
 
 
+CENTRAL_SITE = "central"  # the central server's own site: declared by nobody, always there
+
+
+class Site(Model):
+    """A place where an agent runs its site's jobs (docs/agents.md)."""
+
+    name: DisplayName | None = None
+    """The site as the hotline reads it (e.g. "ACME, siège de Lyon"; default: its key)."""
+    heartbeat_minutes: int = Field(default=15, ge=1, le=1440)
+    """Minutes without news from the site's agent after which the hotline is told."""
+
+
 class Host(Model):
     address: str = Field(min_length=1)
     """DNS name or IP address of the Hyper-V host."""
+    site: str = CENTRAL_SITE
+    """The site whose agent reaches this host (a key of `sites`); default `central`, the
+    central server itself."""
     transport: Literal["winrm", "simulated", "local"] = "winrm"
     """winrm (production), simulated (demo, tests) or local (this machine's folders)."""
     winrm: WinrmSettings | None = None
@@ -555,5 +570,8 @@ class Config(Model):
     """The mail relay (no relay: messages go to the outbox folder only)."""
     baies: dict[str, Baie] = Field(min_length=1)
     """The disk arrays, by name."""
+    sites: dict[str, Site] = Field(default_factory=dict)
+    """Sites with an agent, by key (letters, digits, - and _); hosts say which with `site:`.
+    The central server's own site, `central`, needs no declaration."""
     clients: dict[str, Client] = Field(default_factory=dict)
     """The clients, by key (letters, digits, - and _)."""

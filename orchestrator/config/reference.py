@@ -84,7 +84,7 @@ def _default(field: FieldInfo) -> str:
 def _title(model: type[BaseModel]) -> str:
     return {"Config": "top level", "Msp": "msp", "Smtp": "smtp", "SftpBaie": "baie (sftp)",
             "LocalBaie": "baie (local)", "Bandwidth": "bandwidth", "Encryption": "encryption",
-            "Client": "client", "Host": "host", "WinrmSettings": "winrm",
+            "Client": "client", "Site": "site", "Host": "host", "WinrmSettings": "winrm",
             "SimulatedSettings": "simulated", "SimulatedFault": "simulated fault",
             "Retention": "retention", "HypervVmJob": "job (hyperv-vm)",
             "SqlServerJob": "job (sql-server)", "FilesJob": "job (files)"}.get(

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator import __version__
+from orchestrator.config.load import LoadedConfig
 from orchestrator.dashboard.auth import Throttle, Viewer, token_viewer, viewer_of
 from orchestrator.dashboard.i18n import term, translate
 from orchestrator.history.models import ClientRow
@@ -40,6 +41,7 @@ class DashboardSettings:
     secure_cookies: bool = True
     throttle: Throttle | None = None
     refresh_s: int = 60
+    config: LoadedConfig | None = None  # what site agents are served (agent_api.py)
 
 
 class LoginRequired(Exception):

@@ -408,3 +408,40 @@ class SchedulerRow(Base):
     started_at: Mapped[datetime]
     seen_at: Mapped[datetime]
     version: Mapped[str] = mapped_column(String(40))
+
+
+class AgentRow(Base):
+    """A site agent (``hvbackup agent enroll``). Only the SHA-256 of its token is kept: the
+    token is given once, at enrollment. A revoked agent is kept (what it delivered stays
+    attributed) and refused everywhere. ``running`` is what its last heartbeat said it was
+    doing, ``queued_runs`` how many runs its spool still held."""
+
+    __tablename__ = "agents"
+    __table_args__ = (Index(None, "site"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    enrolled_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+    version: Mapped[str | None] = mapped_column(String(40))
+    running: Mapped[list[Any]] = mapped_column(default=list)
+    queued_runs: Mapped[int] = mapped_column(Integer, default=0)  # not delivered yet
+    revoked_at: Mapped[datetime | None]
+
+
+class AgentEnrollmentRow(Base):
+    """A single-use enrollment token for one site (``hvbackup agent token``), kept hashed;
+    ``used_at`` and ``agent_id`` say when and by which agent it was spent."""
+
+    __tablename__ = "agent_enrollments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    site: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))

@@ -35,7 +35,7 @@ from orchestrator.history.models import (
 
 TABLES = {"clients", "jobs", "runs", "run_steps", "run_events", "snapshots", "alerts", "emails",
           "acknowledgements", "users", "audit_log", "baie_usage", "api_tokens", "run_requests",
-          "web_sessions", "quota_tier_moves", "schedulers",
+          "web_sessions", "quota_tier_moves", "schedulers", "agents", "agent_enrollments",
           "alembic_version"}
 
 

@@ -1,0 +1,121 @@
+"""Runs delivered by site agents, written into the server's history exactly once.
+
+The run's ``uid`` is the key: a run delivered again (the agent never saw the first answer, or
+its spool was restored) is recognised and nothing is written twice. A run is accepted only for
+one of the delivering agent's own site's jobs.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.agent.protocol import RunIn, RunRequestOut
+from orchestrator.agent.registry import AgentIdentity
+from orchestrator.history.models import (
+    ClientRow,
+    JobRow,
+    RunEventRow,
+    RunRequestRow,
+    RunRow,
+    RunState,
+    RunStepRow,
+)
+from orchestrator.history.queries import job_row
+
+
+class NotOnSite(Exception):
+    """The job is not one of the agent's site's jobs (or does not exist: the same answer)."""
+
+
+class DeliveryConflict(Exception):
+    """The run cannot be recorded as it is; the message says why without naming anything of
+    another site."""
+
+
+def record_delivered(sessions: sessionmaker[Session], agent: AgentIdentity,
+                     jobs: set[tuple[str, str]], run: RunIn) -> bool:
+    """Record ``run`` for ``agent``, whose site holds ``jobs``. Returns True when it was
+    written, False when that uid was delivered before (idempotent). Raises NotOnSite,
+    DeliveryConflict."""
+    if (run.client, run.job) not in jobs:
+        raise NotOnSite
+    try:
+        with sessions() as session, session.begin():
+            if _delivered_before(session, run):
+                return False
+            _insert(session, agent, run)
+    except IntegrityError:
+        with sessions() as session:
+            if _delivered_before(session, run):
+                return False  # the same run, delivered twice at the same moment
+        raise DeliveryConflict(
+            f"a run of {run.client}/{run.job} scheduled for {run.scheduled_for:%Y-%m-%d %H:%M} "
+            "UTC is already in the history under another uid") from None
+    return True
+
+
+def _delivered_before(session: Session, run: RunIn) -> bool:
+    found = session.execute(select(ClientRow.key, JobRow.key).select_from(RunRow)
+                            .join(JobRow, RunRow.job_id == JobRow.id)
+                            .join(ClientRow, JobRow.client_id == ClientRow.id)
+                            .where(RunRow.uid == run.uid)).first()
+    if found is None:
+        return False
+    if tuple(found) != (run.client, run.job):
+        raise DeliveryConflict(f"uid {run.uid} is already used by another run")
+    return True
+
+
+def _insert(session: Session, agent: AgentIdentity, run: RunIn) -> None:
+    job = job_row(session, run.client, run.job)
+    if job is None:
+        raise DeliveryConflict(f"the server's history does not know job {run.client}/{run.job} "
+                               "yet: run 'hvbackup db upgrade -c FILE' on the server")
+    duration = ((run.finished_at - run.started_at).total_seconds()
+                if run.started_at else None)
+    row = RunRow(uid=run.uid, job_id=job.id, trigger=run.trigger,
+                 scheduled_for=run.scheduled_for, window_ends_at=run.window_ends_at,
+                 state=RunState.FINISHED.value, status=run.status.value,
+                 claimed_by=f"agent:{agent.name}"[:200], started_at=run.started_at,
+                 finished_at=run.finished_at, duration_s=duration, consistency=run.consistency,
+                 bytes_read=run.bytes_read, bytes_new=run.bytes_new, bytes_sent=run.bytes_sent,
+                 files=run.files, error_code=run.error_code, error_message=run.error_message,
+                 script_code=run.script_code, findings=run.findings,
+                 sanity_flags=run.sanity_flags)
+    session.add(row)
+    session.flush()
+    step_ids: dict[int, int] = {}
+    for step in run.steps:
+        step_row = RunStepRow(run_id=row.id, seq=step.seq, name=step.name, object=step.object,
+                              status=step.status, started_at=step.started_at,
+                              finished_at=step.finished_at, bytes_read=step.bytes_read,
+                              bytes_new=step.bytes_new, bytes_sent=step.bytes_sent,
+                              files=step.files, error_code=step.error_code,
+                              error_message=step.error_message, details=step.details)
+        session.add(step_row)
+        session.flush()
+        step_ids[step.seq] = step_row.id
+    for event in run.events:
+        session.add(RunEventRow(run_id=row.id, at=event.at, level=event.level,
+                                message=event.message,
+                                step_id=step_ids.get(event.step_seq or 0)))
+    if run.request_id is not None:
+        session.execute(update(RunRequestRow).where(
+            RunRequestRow.id == run.request_id, RunRequestRow.job_id == job.id,
+            RunRequestRow.started_at.is_(None)).values(
+                started_at=run.started_at or run.finished_at, run_uid=run.uid))
+
+
+def pending_requests(session: Session, jobs: set[tuple[str, str]]) -> list[RunRequestOut]:
+    """The run-now requests not started yet for ``jobs`` (one site's), oldest first."""
+    rows = session.execute(
+        select(RunRequestRow, ClientRow.key, JobRow.key)
+        .join(JobRow, RunRequestRow.job_id == JobRow.id)
+        .join(ClientRow, JobRow.client_id == ClientRow.id)
+        .where(RunRequestRow.started_at.is_(None))
+        .order_by(RunRequestRow.requested_at, RunRequestRow.id)).all()
+    return [RunRequestOut(id=r.id, client=c, job=j, requested_by=r.requested_by,
+                          requested_at=r.requested_at)
+            for r, c, j in rows if (c, j) in jobs]

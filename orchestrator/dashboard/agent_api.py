@@ -1,0 +1,134 @@
+"""/api/agent/v1: what site agents ask of the central server (docs/agents.md).
+
+Every route but ``/enroll`` needs ``Authorization: Bearer <agent token>``; an unknown or
+revoked token gets 401. An agent acts for its site only: it reads its site's part of the
+configuration and its site's run-now requests, and delivers runs and heartbeats for its
+site's jobs; a job of another site is refused (403) with the same answer as a job that does
+not exist, so nothing of another site can be learnt.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from orchestrator.agent import delivery, registry
+from orchestrator.agent.protocol import (
+    PREFIX,
+    ConfigOut,
+    EnrollIn,
+    EnrollOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    RunIn,
+    RunOut,
+    RunRequestOut,
+)
+from orchestrator.agent.registry import AgentIdentity
+from orchestrator.config.load import LoadedConfig
+from orchestrator.config.sitepart import site_jobs, site_names
+from orchestrator.dashboard.request import settings_of
+from orchestrator.errors import UsageError
+
+router = APIRouter(prefix=PREFIX, tags=["agents"])
+
+_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+# Said without the names the agent sent: an answer never repeats anything of another site.
+_NOT_ON_SITE = ("the job is not one of site {site!r}'s jobs in the server's configuration "
+                "(GET /config lists them)")
+
+
+def _config(request: Request) -> LoadedConfig:
+    loaded = settings_of(request).config
+    if loaded is None:
+        raise HTTPException(503, "this server was started without its configuration: "
+                                 "agents are not served")
+    return loaded
+
+
+def agent_caller(request: Request) -> AgentIdentity:
+    """The agent a request comes from; 401 for a missing, unknown or revoked token."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(401, "an agent token is needed (Authorization: Bearer ...)",
+                            headers=_UNAUTHORIZED)
+    settings = settings_of(request)
+    with settings.sessions() as session, session.begin():
+        agent = registry.agent_of(session, token.strip(), settings.now())
+    if agent is None:
+        raise HTTPException(401, "unknown or revoked agent token", headers=_UNAUTHORIZED)
+    return agent
+
+
+Agent = Annotated[AgentIdentity, Depends(agent_caller)]
+
+
+def _site_jobs(request: Request, agent: AgentIdentity) -> set[tuple[str, str]]:
+    loaded = _config(request)
+    if agent.site not in site_names(loaded.config):
+        raise HTTPException(403, f"site {agent.site!r} is no longer in the server's "
+                                 "configuration")
+    return site_jobs(loaded.config, agent.site)
+
+
+@router.post("/enroll", response_model=EnrollOut)
+def enroll(request: Request, body: EnrollIn) -> EnrollOut:
+    """Spend a single-use enrollment token (``hvbackup agent token``) for an agent token."""
+    settings = settings_of(request)
+    _config(request)
+    try:
+        agent, token = registry.enroll(settings.sessions, body.token, body.name, body.version,
+                                       settings.now())
+    except registry.EnrollmentRefused:
+        raise HTTPException(401, "enrollment token unknown, already used or expired: ask "
+                                 "for a new one ('hvbackup agent token --site SITE' on the "
+                                 "server)") from None
+    except UsageError as exc:
+        raise HTTPException(409, exc.message) from None
+    return EnrollOut(agent_token=token, site=agent.site, name=agent.name)
+
+
+@router.get("/config", response_model=ConfigOut)
+def get_config(request: Request, agent: Agent) -> ConfigOut:
+    """The agent's site's part of the configuration (config/sitepart.py)."""
+    _site_jobs(request, agent)
+    return ConfigOut(site=agent.site, config=_config(request).site_part(agent.site))
+
+
+@router.post("/runs", response_model=RunOut)
+def post_run(request: Request, agent: Agent, body: RunIn) -> RunOut:
+    """A finished run of one of the site's jobs. Delivering the same uid again answers 200
+    with ``recorded: false`` and writes nothing."""
+    jobs = _site_jobs(request, agent)
+    try:
+        recorded = delivery.record_delivered(settings_of(request).sessions, agent, jobs, body)
+    except delivery.NotOnSite:
+        raise HTTPException(403, _NOT_ON_SITE.format(site=agent.site)) from None
+    except delivery.DeliveryConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    return RunOut(uid=body.uid, recorded=recorded)
+
+
+@router.get("/run-requests", response_model=list[RunRequestOut])
+def get_run_requests(request: Request, agent: Agent) -> list[RunRequestOut]:
+    """The site's run-now requests not started yet, oldest first."""
+    jobs = _site_jobs(request, agent)
+    with settings_of(request).sessions() as session:
+        return delivery.pending_requests(session, jobs)
+
+
+@router.post("/heartbeat", response_model=HeartbeatOut)
+def post_heartbeat(request: Request, agent: Agent, body: HeartbeatIn) -> HeartbeatOut:
+    """The agent is alive: its version and what it is running."""
+    jobs = _site_jobs(request, agent)
+    for running in body.running:
+        if (running.client, running.job) not in jobs:
+            raise HTTPException(403, _NOT_ON_SITE.format(site=agent.site))
+    settings = settings_of(request)
+    now = settings.now()
+    with settings.sessions() as session, session.begin():
+        registry.heartbeat(session, agent, body.version,
+                           [r.model_dump(mode="json") for r in body.running],
+                           body.queued_runs, now)
+    return HeartbeatOut(site=agent.site, server_time=now)
