@@ -17,6 +17,10 @@ each instance carries the object, the codes and the hotline's message::
     │                                                     the account may not read (NTFS)
     ├── CopyFailed                   warning     copy     AVERTISSEMENT
     ├── CopyIncomplete               warning     copy     AVERTISSEMENT
+    ├── BaieDamaged                  warning     -        AVERTISSEMENT: the point is saved
+    │                                                     whole; damage found on the baie
+    │                                                     was left out, re-sent or copied
+    │                                                     back (HVB-STORE-CORRUPT)
     ├── RetentionFailed              warning     -        AVERTISSEMENT
     ├── SnapshotMissing              warning     rollback AVERTISSEMENT: a committed restore
     │                                                     point is gone from a baie
@@ -172,6 +176,15 @@ class RetentionFailed(Finding):
     kind = "retention_failed"
 
 
+class BaieDamaged(Finding):
+    """Before the backup, files of the repository were found missing or damaged on the baie
+    (store/health.py); tonight's point does not count on them, and is whole. A warning, not a
+    success: a baie that loses or changes files needs a person (disks, tampering), and older
+    restore points may have lost what only those files held."""
+
+    kind = "baie_damaged"
+
+
 class SnapshotMissing(Finding):
     kind, alert = "snapshot_missing", AlertKind.ROLLBACK
 
@@ -183,7 +196,8 @@ class SnapshotUnknown(Finding):
 KINDS: dict[str, type[Finding]] = {
     cls.kind: cls for cls in (RunFailed, ObjectFailed, Interrupted, Missed, StoppedAfterSnapshot,
                               CrashConsistent, CheckpointNotMerged, FilesUnreadable, CopyFailed,
-                              CopyIncomplete, RetentionFailed, SnapshotMissing, SnapshotUnknown)
+                              CopyIncomplete, RetentionFailed, BaieDamaged, SnapshotMissing,
+                              SnapshotUnknown)
 }
 
 

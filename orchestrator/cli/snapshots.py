@@ -34,8 +34,15 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     repo = open_for_writing(loaded.repository(ref.client_name, baie), create=False)
     try:
         snaps = [s for s in repo.snapshots() if s.meta.get("job") == ref.job_name]
+        damaged = repo.damaged_snapshots()
+        refused = dict(repo.refused)
     finally:
         repo.close()
+    for name, what in sorted(damaged.items()):  # whose job it was cannot be read: all shown
+        ui.warn(f"skipped {name}: {what}; see runbook HVB-STORE-CORRUPT")
+    for name, why in sorted(refused.items()):
+        ui.warn(f"skipped {name}, refused (not signed by this client's orchestrator): {why}; "
+                "see runbook HVB-SNAPSHOT-UNKNOWN")
     if args.json:
         ui.print(json.dumps([{"id": s.id, **s.meta} for s in snaps], indent=2))
         return 0

@@ -78,6 +78,9 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     ui.print(f"{args.client} on {baie}: {report.snapshots} snapshot(s), {report.packs} pack(s); "
              f"{report.packs_read} read back ({human_bytes(report.bytes_read)})"
              + (f", {report.chunks_checked} chunk(s) decrypted and checked" if key else ""))
+    if report.strays:
+        ui.print(f"{len(report.strays)} file(s) that are not the repository's, ignored: "
+                 + ", ".join(report.strays[:10]))
     if not report.writer_proven:
         ui.print(f"WARNING: {args.key_file} records no orchestrator signing key, so nothing "
                  "proves who wrote this repository; run 'hvbackup keys check' once to record it")

@@ -1,7 +1,9 @@
 """The second copy: repository files are immutable and named by content, so copying is by
-name — whatever the second baie lacks (or holds with another size: an upload cut short) is
-copied, packs first and snapshots last (the same commit order as a backup), and nothing is
-ever deleted there.
+name — whatever the second baie lacks (or holds with another size: an upload cut short, or
+damaged there) is copied, packs first and snapshots last (the same commit order as a backup),
+and nothing is ever deleted there. A file is copied only when its bytes match its name (damage
+on the first baie never spreads to the second). Files that are not the repository's
+(``.DS_Store``, ``Thumbs.db``: store/names.py) are left alone, on both baies.
 
 The copy holds a shared lease on both baies from its first listing to its last upload: a prune
 of the second baie meanwhile would otherwise adopt the packs just copied (no snapshot names
@@ -26,10 +28,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from orchestrator.baie.target import Target
+from orchestrator.errors import RepositoryCorrupt
 from orchestrator.store import format as fmt
 from orchestrator.store.index import IndexCache
 from orchestrator.store.locks import Lock
-from orchestrator.store.repository import Repository
+from orchestrator.store.names import content_id
+from orchestrator.store.repository import UNREADABLE, Repository
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +65,16 @@ def copy_repository(source: Target, destination: Target, *, wait: timedelta = WA
                 continue
             present = {e.name: e.size for e in destination.list(prefix)}
             for entry in source.list(prefix):
-                if present.get(entry.name) != entry.size:  # absent, or cut short there
-                    data = source.get(entry.name)
-                    destination.put(entry.name, data)
-                    copied += len(data)
+                wanted = content_id(prefix, entry.name)
+                if wanted is None or present.get(entry.name) == entry.size:
+                    continue  # not ours; or there whole (not absent, not cut short there)
+                data = source.get(entry.name)
+                if fmt.sha256(data) != wanted:
+                    log.warning("%s: %s is damaged: not copied to %s", source.label,
+                                entry.name, destination.label)
+                    continue
+                destination.put(entry.name, data)
+                copied += len(data)
         destination.flush()
     return copied
 
@@ -111,8 +121,10 @@ def parity(source: Repository, destination: Target, *, wait: timedelta = WAIT) -
     try:
         with leased(first, second, "parity check", wait):
             source.sync_index()
-            _sync_index(second, other, source.writer.index_key)
-            snaps = {t.label: {e.name for e in t.list("snapshots")} for t in (first, second)}
+            damaged = _sync_index(second, other, source.writer.index_key)
+            snaps = {t.label: {e.name for e in t.list("snapshots")
+                               if content_id("snapshots", e.name) is not None}
+                     for t in (first, second)}
             for here, there in ((first, second), (second, first)):
                 result.lacking_snapshots[here.label] = sorted(
                     n.rsplit("/", 1)[-1] for n in snaps[there.label] - snaps[here.label])
@@ -121,6 +133,7 @@ def parity(source: Repository, destination: Target, *, wait: timedelta = WAIT) -
                 referenced.update(source.snapshot_header(info).ids())
             for target, cache in ((first, source.cache), (second, other)):
                 result.bad_packs[target.label] = _bad_packs(target, cache, referenced)
+            result.bad_packs[second.label] += damaged
     finally:
         other.close()
     if not result.identical:
@@ -129,20 +142,34 @@ def parity(source: Repository, destination: Target, *, wait: timedelta = WAIT) -
     return result
 
 
-def _sync_index(target: Target, cache: IndexCache, index_key: bytes) -> None:
-    """Bring ``cache`` to what ``target``'s index files say (read-only: nothing is adopted)."""
+def _sync_index(target: Target, cache: IndexCache, index_key: bytes) -> list[str]:
+    """Bring ``cache`` to what ``target``'s index files say (read-only: nothing is adopted).
+    Files that are not ours are left out; a damaged index file is skipped (and read again
+    next time): returns one line for each."""
     known = cache.known_index_files()
-    names = [e.name for e in target.list("index")]
+    names = [e.name for e in target.list("index") if content_id("index", e.name) is not None]
     if known - set(names):  # a prune rewrote the index: start again from what remains
         cache.remove_packs(list(cache.packs()))
         cache.forget_index_files(known)
         known = set()
+    damaged = []
     for name in names:
-        if name not in known:
-            for pack_id, size, entries in fmt.decode_index(target.get(name), index_key,
-                                                           f"{target.label}: {name}"):
-                cache.add_pack(pack_id, size, entries)
-            cache.mark_index_files([name])
+        if name in known:
+            continue
+        try:
+            blob = target.get(name)
+            if fmt.sha256(blob).hex() != name.rsplit("/", 1)[-1]:
+                raise RepositoryCorrupt(f"{name} is damaged (its content does not match its "
+                                        "name)")
+            packs = list(fmt.decode_index(blob, index_key, f"{target.label}: {name}"))
+        except (RepositoryCorrupt, *UNREADABLE) as exc:
+            log.warning("%s: index file %s skipped: %s", target.label, name, exc)
+            damaged.append(f"index file {name} is damaged, skipped ({exc})")
+            continue
+        for pack_id, size, entries in packs:
+            cache.add_pack(pack_id, size, entries)
+        cache.mark_index_files([name])
+    return damaged
 
 
 def _bad_packs(target: Target, cache: IndexCache, referenced: set[bytes]) -> list[str]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from orchestrator.baie.target import Target
 from orchestrator.findings import Finding, SnapshotMissing, SnapshotUnknown
 from orchestrator.history.models import ClientRow, JobRow, RunRow, RunState, SnapshotRow
+from orchestrator.store.names import content_id
 
 SHOWN = 10  # ids named in a message; the count says the rest
 
@@ -44,8 +45,10 @@ class HistoryGaps:
 
 
 def listed(target: Target) -> set[str]:
-    """The snapshot ids a baie lists (names only)."""
-    return {e.name.rsplit("/", 1)[-1] for e in target.list("snapshots")}
+    """The snapshot ids a baie lists (names only). A file that is not the repository's
+    (``.DS_Store``: store/names.py) is no snapshot, planted or not: it is left out."""
+    return {e.name.rsplit("/", 1)[-1] for e in target.list("snapshots")
+            if content_id("snapshots", e.name) is not None}
 
 
 def compare(session: Session, client: str, baie: str, present: Iterable[str],

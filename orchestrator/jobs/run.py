@@ -5,7 +5,8 @@ clients and the hotline read it, is derived from them:
 * ECHEC — no restorable point for at least one object (VM, database, folder), or the run could
   not happen at all; the error code and a sentence say what to check;
 * AVERTISSEMENT — finished, but something needs a look: crash-consistent fallback, a checkpoint
-  not merged, a second copy that failed;
+  not merged, a second copy that failed, files found damaged or missing on the baie (the point
+  is whole: it did not count on them);
 * REUSSIE — everything done.
 Every step and log line is in the history; the run record is closed whatever happens.
 """
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from orchestrator.baie.open import open_target
+from orchestrator.baie.target import Target
 from orchestrator.capture import Exposed
 from orchestrator.capture.files import excluded, files_unreadable, shadow_copy, uses_vss
 from orchestrator.capture.selfbackup import gathered
@@ -30,6 +32,7 @@ from orchestrator.config.load import JobRef
 from orchestrator.config.models import AnyJob, FilesJob, HypervVmJob, SqlServerJob
 from orchestrator.errors import HvbError
 from orchestrator.findings import (
+    BaieDamaged,
     CopyFailed,
     CopyIncomplete,
     Finding,
@@ -187,7 +190,8 @@ def _retrying(ctx: RunContext, ref: JobRef, recorder: RunRecorder, what: str,
 
 def _copy(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: RunResult,
           repo: Repository, other: str, info: SnapshotInfo) -> None:
-    """Copy to ``other`` what it lacks, then compare the two baies by content."""
+    """Copy to ``other`` what it lacks, then compare the two baies by content. It is opened
+    afresh (the backup may have lasted hours since the checks before it used it)."""
     try:
         with recorder.step("copy", other) as figures:
             second = open_target(ctx.loaded.baie(other, ref.client_name), sleep=ctx.sleep)
@@ -238,11 +242,21 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 swept = host.run("Clear-HvbLeftovers", KeepRunId=uid, SkipCheckpoints=True,
                                  SkipShadowCopies=True)
                 _swept(recorder, figures, swept)
-        repo = open_for_writing(loaded.repository(ref.client_name, copies[0]),
-                                sleep=ctx.sleep)
+        spare = _spare(ctx, ref, copies, recorder)
         try:
-            with backing_up(repo, f"backup {ref.label} run {uid}", **_backup_options(ctx, job)
-                            ) as backup:
+            repo = open_for_writing(loaded.repository(ref.client_name, copies[0]),
+                                    sleep=ctx.sleep, other=spare)
+        except BaseException:
+            if spare is not None:
+                spare.close()
+            raise
+        try:
+            with backing_up(repo, f"backup {ref.label} run {uid}", other=spare,
+                            **_backup_options(ctx, job)) as backup:
+                _health(recorder, result, backup, copies[0])
+                if spare is not None:  # only the checks before the backup use it
+                    spare.close()
+                    spare = None
                 _capture_all(ctx, ref, uid, recorder, result, host, source, backup,
                              host_cfg.staging_dir, deadline)
                 if backup.stats.files == 0 and result.status == RunStatus.ECHEC:
@@ -262,6 +276,8 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 _copy(ctx, ref, uid, recorder, result, repo, other, info)
         finally:
             repo.close()
+            if spare is not None:
+                spare.close()
         try:
             with recorder.step("retention", ref.job.retention.policy().describe()) as figures:
                 decisions = apply_retention(loaded, ref, ctx.sessions, ctx.clock.now(),
@@ -281,6 +297,35 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
             recorder.event("WARNING", f"the volume used could not be measured: {exc.message}")
     finally:
         host.close()
+
+
+def _spare(ctx: RunContext, ref: JobRef, copies: list[str], recorder: RunRecorder
+           ) -> Target | None:
+    """The second copy, opened to copy back what the first baie lost (store/health.py); None
+    when there is none or it cannot be reached (the backup then sends the chunks again)."""
+    if len(copies) < 2:
+        return None
+    try:
+        return open_target(ctx.loaded.baie(copies[1], ref.client_name), sleep=ctx.sleep)
+    except HvbError as exc:
+        recorder.event("INFO", f"{copies[1]} not reachable to repair {copies[0]} from it: "
+                       f"{exc.message}")
+        return None
+
+
+def _health(recorder: RunRecorder, result: RunResult, backup: Backup, baie: str) -> None:
+    """What the checks of the baie found before reading: a finding, and the details kept."""
+    health = backup.health
+    if health is None:
+        return
+    recorder.event("INFO", f"{baie}: {health.packs_checked} pack(s) read back and "
+                   f"{health.headers_checked} header(s) checked before the backup")
+    if health.strays:
+        recorder.event("INFO", f"{baie}: {len(health.strays)} file(s) that are not the "
+                       f"repository's, ignored: {', '.join(health.strays[:10])}")
+    if health.found:
+        result.findings.append(BaieDamaged(baie, "HVB-STORE-CORRUPT", health.summary()))
+        recorder.event("WARNING", f"{baie}: {health.summary()}")
 
 
 def _swept(recorder: RunRecorder, figures: StepFigures, swept: dict[str, Any]) -> None:

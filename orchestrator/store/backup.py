@@ -5,8 +5,9 @@ chunk already in the repository costs only that hash. A disk image is read regio
 against its map, and only what changed is sent (store/imagedelta.py). New chunks go to the pack
 pipeline (store/packer.py), which compresses, encrypts and uploads them while reading goes on
 and writes an index checkpoint every few packs. The snapshot is written last: it is the commit
-point. The sequence, as jobs/run.py runs it: a shared lock, ``repo.sync_index()``, then
-:class:`Backup`, :meth:`~Backup.add_path` for each file or folder, :meth:`~Backup.commit`
+point. The sequence, as jobs/run.py runs it: a shared lock, ``repo.sync_index()``, the checks
+of what the baie really holds (store/health.py), then :class:`Backup`,
+:meth:`~Backup.add_path` for each file or folder, :meth:`~Backup.commit`
 (:meth:`~Backup.close` instead on any failure); :func:`backup_paths` is that sequence.
 """
 
@@ -24,11 +25,13 @@ from typing import Any
 
 import blake3
 
+from orchestrator.baie.target import Target
 from orchestrator.errors import SourceDenied
 from orchestrator.mover.source import Source
 from orchestrator.store import format as fmt
 from orchestrator.store.alloc import keep_buffers
 from orchestrator.store.chunker import DEFAULT_IMAGE_CHUNK, chunks_for, fixed_chunks, is_image
+from orchestrator.store.health import Health, check
 from orchestrator.store.imagedelta import ImageDelta
 from orchestrator.store.imagemap import MapReader, MapWriter, Piece, Region, map_path
 from orchestrator.store.keys import seal
@@ -95,6 +98,7 @@ class Backup:
         self._maps_dir = repo.cache.path.parent / "maps"
         self._new_maps: list[MapWriter] = []
         self._last_progress = 0.0
+        self.health: Health | None = None  # what the checks before it found (backing_up)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -230,6 +234,7 @@ class Backup:
             self.repo.target.flush()  # what the snapshot refers to is on disk first
             self.repo.target.put(name, data)
             self.repo.target.flush()
+            self.repo.cache.mark_snapshot_files([(name, len(data), int(time.time()))])
             for image_map in self._new_maps:
                 image_map.commit()  # the next backup compares with what this one stored
             self._new_maps = []
@@ -248,15 +253,20 @@ class Backup:
 
 
 @contextmanager
-def backing_up(repo: Repository, holder: str, **options: Any) -> Iterator[Backup]:
+def backing_up(repo: Repository, holder: str, *, other: Target | None = None,
+               **options: Any) -> Iterator[Backup]:
     """The backup sequence, as every backup runs it (jobs/run.py, the tests, the benchmark):
     a shared lock on the repository held by ``holder`` (prune waits for it), the index brought
-    up to date with the baie, then a :class:`Backup` (``options`` go to it) for the body to
-    fill and commit. When the body raises, the backup is dropped (nothing is committed; packs
-    already sent are reused next time) and the error goes on up."""
+    up to date with the baie, the packs it names checked against the baie (missing or damaged
+    ones dropped, or copied back from ``other``, the second copy, when it holds them intact:
+    ``Backup.health`` says what was found), then a :class:`Backup` (``options`` go to it) for
+    the body to fill and commit. When the body raises, the backup is dropped (nothing is
+    committed; packs already sent are reused next time) and the error goes on up."""
     with Lock(repo.target, "shared", holder).acquire():
         repo.sync_index()
+        health = check(repo, other=other)
         run = Backup(repo, **options)
+        run.health = health
         try:
             yield run
         except BaseException:

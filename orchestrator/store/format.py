@@ -89,6 +89,8 @@ def _seal_aead(key: bytes, plain: bytes | memoryview, aad: bytes) -> bytes:
 
 
 def _open_aead(key: bytes, blob: bytes | memoryview, aad: bytes, what: str) -> bytes:
+    if len(blob) < NONCE + TAG:  # empty or cut short: damage, not a programming error
+        raise RepositoryCorrupt(f"{what} is truncated")
     try:
         view = memoryview(blob)  # no copy of the ciphertext before it is decrypted
         return AESGCM(key).decrypt(view[:NONCE], view[NONCE:], aad)

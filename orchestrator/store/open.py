@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.baie.open import open_target
+from orchestrator.baie.target import Target
 from orchestrator.config.load import LoadedConfig
 from orchestrator.config.resolved import RepositorySettings
-from orchestrator.errors import StoreError, UsageError
+from orchestrator.errors import RepositoryCorrupt, StoreError, UsageError
 from orchestrator.store.keys import PrivateKey, PublicKey, read_public_key
 from orchestrator.store.repository import Repository, load_or_create_writer_secret
 
@@ -44,11 +45,21 @@ def default_baie(loaded: LoadedConfig, client: str, baie: str | None) -> str:
 
 def open_for_writing(settings: RepositorySettings, *, dry_run: bool = False,
                      create: bool = True,
-                     sleep: Callable[[float], None] = time.sleep) -> Repository:
+                     sleep: Callable[[float], None] = time.sleep,
+                     other: Target | None = None) -> Repository:
     """Open with the writer key; ``create``: make the repository if the baie has none
-    (backups), else raise NoRepository (retention, prune, listings)."""
+    (backups), else raise NoRepository (retention, prune, listings). ``other``: the second
+    copy, from which a missing or damaged config is copied back."""
     target = open_target(settings.baie, dry_run=dry_run, sleep=sleep)
-    exists = Repository.read_config(target) is not None
+    try:
+        exists = Repository.read_config(target) is not None
+    except RepositoryCorrupt:
+        if other is None:
+            target.close()
+            raise
+        exists = True  # the other copy's config is put back (Repository.open_for_writing)
+    if not exists and other is not None and Repository.read_config(other) is not None:
+        exists = True
     if not exists and not create:
         target.close()
         raise NoRepository(f"{settings.client} has no repository on baie {settings.baie.name} "
@@ -58,7 +69,12 @@ def open_for_writing(settings: RepositorySettings, *, dry_run: bool = False,
     except StoreError:
         target.close()
         raise
-    return Repository.open_for_writing(target, secret, recipients(settings), settings.cache)
+    try:
+        return Repository.open_for_writing(target, secret, recipients(settings),
+                                           settings.cache, other=other)
+    except StoreError:
+        target.close()
+        raise
 
 
 def open_for_reading(settings: RepositorySettings, key: PrivateKey, cache: Path) -> Repository:

@@ -53,11 +53,21 @@ def prune(repo: Repository, *, dry_run: bool = False,
     with Lock(repo.target, "exclusive", "prune").acquire(wait=wait):
         repo.sync_index()
         snapshots = repo.snapshots()
-        if repo.refused:  # what they reference is unknown: deleting could lose a real point
-            raise RepositoryCorrupt(
-                f"{repo.target.label}: prune stopped, nothing deleted: {len(repo.refused)} "
-                "snapshot file(s) are refused (not signed by this client's orchestrator, see "
-                "'hvbackup verify'); remove them once investigated")
+        damaged = repo.damaged_snapshots()
+        if damaged or repo.refused:
+            # What they reference is unknown: deleting anything could take what a real restore
+            # point needs (a dry run would count those packs as freed).
+            why = []
+            if damaged:
+                why.append(f"{len(damaged)} snapshot file(s) are damaged "
+                           f"({', '.join(sorted(damaged)[:3])}): put them back from the other "
+                           "baie or remove them (runbook HVB-STORE-CORRUPT)")
+            if repo.refused:
+                why.append(f"{len(repo.refused)} snapshot file(s) are refused (not signed by "
+                           "this client's orchestrator, see 'hvbackup verify'): remove them "
+                           "once investigated (runbook HVB-SNAPSHOT-UNKNOWN)")
+            raise RepositoryCorrupt(f"{repo.target.label}: prune stopped, nothing deleted: "
+                                    + "; ".join(why))
         report.snapshots = len(snapshots)
         referenced: set[bytes] = set()
         for info in snapshots:

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from orchestrator.errors import RepositoryCorrupt, StoreError, TargetExists
+from orchestrator.errors import (
+    BaieError,
+    HvbError,
+    RepositoryCorrupt,
+    StoreError,
+    TargetExists,
+)
 from orchestrator.store import format as fmt
 from orchestrator.store.alloc import keep_buffers
 from orchestrator.store.keys import PrivateKey, unseal
@@ -90,6 +96,34 @@ class Restorer:
 
     def _fetch(self, pack_id: bytes, offset: int, length: int, entries: list[fmt.PackEntry],
                sizes: dict[bytes, int], where: str) -> list[bytes]:
+        """The plaintext of ``entries``, read in one request. When that fails (a pack missing,
+        truncated or damaged on the baie), each chunk is read alone, then from the other packs
+        that hold it; the first error is raised when no place gives it intact."""
+        try:
+            return self._read(pack_id, offset, length, entries, sizes, where)
+        except (RepositoryCorrupt, BaieError) as exc:
+            if isinstance(exc, BaieError) and not exc.permanent:
+                raise  # the baie is unreachable: no other place would answer either
+            return [self._elsewhere(pack_id, entry, sizes, where, exc, alone=len(entries) > 1)
+                    for entry in entries]
+
+    def _elsewhere(self, failed: bytes, entry: fmt.PackEntry, sizes: dict[bytes, int],
+                   where: str, error: HvbError, *, alone: bool) -> bytes:
+        places = [(failed, entry)] if alone else []
+        places += [(p, e) for p, e in self.repo.cache.locations(entry.chunk_id) if p != failed]
+        for pack_id, place in places:
+            try:
+                return self._read(pack_id, place.offset, place.length, [place], sizes,
+                                  where)[0]
+            except (RepositoryCorrupt, BaieError):
+                continue
+        if isinstance(error, RepositoryCorrupt) and where in error.message:
+            raise error
+        raise RepositoryCorrupt(f"{where}: chunk {entry.chunk_id.hex()[:16]} cannot be read "
+                                f"({error.message})") from None
+
+    def _read(self, pack_id: bytes, offset: int, length: int, entries: list[fmt.PackEntry],
+              sizes: dict[bytes, int], where: str) -> list[bytes]:
         data = self.repo.target.get(fmt.pack_name(pack_id), offset, length)
         if len(data) != length:
             raise RepositoryCorrupt(f"{where}: pack {pack_id.hex()[:16]} is truncated")

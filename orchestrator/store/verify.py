@@ -41,6 +41,7 @@ class VerifyReport:
     bytes_read: int = 0
     chunks_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    strays: list[str] = field(default_factory=list)  # files that are not ours: ignored
     unauthenticated: list[str] = field(default_factory=list)  # version 1 snapshots (unsigned)
     writer_proven: bool = True  # False: the key file records no signing key yet
 
@@ -57,6 +58,10 @@ def verify(repo: Repository, *, subset: float = 0.0, key: PrivateKey | None = No
     repo.sync_index()
     snapshots = repo.snapshots()
     report.snapshots = len(snapshots)
+    for name, what in sorted(repo.damaged_files.items()):
+        hit = ([f"snapshot {name.rsplit('/', 1)[-1][:12]}: unreadable on this baie "
+                "(restore it from the other baie)"] if name.startswith("snapshots/") else [])
+        report.problems.append(Problem(what, damaged=hit))
     report.writer_proven = repo.writer_proven
     report.unauthenticated = [f"{s.id[:12]} ({s.meta.get('job', '')}, {s.meta['time'][:16]})"
                               for s in snapshots if not s.authenticated]
@@ -64,7 +69,7 @@ def verify(repo: Repository, *, subset: float = 0.0, key: PrivateKey | None = No
         report.problems.append(Problem(f"snapshot {name.rsplit('/', 1)[-1][:12]} is refused, "
                                        f"never restored: {why}"))
     indexed = repo.cache.packs()
-    present = {bytes.fromhex(e.name.rsplit("/", 1)[-1]): e.size for e in repo.target.list("data")}
+    present = repo.packs_listed()
     report.packs = len(indexed)
     bad_packs: dict[bytes, str] = {}
     for pack_id, size in indexed.items():
@@ -98,8 +103,11 @@ def verify(repo: Repository, *, subset: float = 0.0, key: PrivateKey | None = No
     trees: dict[str, dict[str, object]] = {}
     for pack_id, what in sorted(bad_packs.items(), key=lambda kv: kv[1]):
         ids = {e.chunk_id for e in repo.cache.pack_entries(pack_id)}
-        # With the key, exactly the chunks that failed; without it, all the pack holds.
+        # With the key, exactly the chunks that failed; without it, all the pack holds; less
+        # those another pack holds too (a restore reads them there).
         affected = {c for c in ids if c in bad_chunks} or ids
+        affected = {c for c in affected if not any(
+            p != pack_id and p not in bad_packs for p, _e in repo.cache.locations(c))}
         report.problems.append(Problem(what, pack_id.hex(), _damaged(
             repo, snapshots, headers, affected, key, trees)))
     for name, lost in missing_chunks.items():
@@ -107,6 +115,7 @@ def verify(repo: Repository, *, subset: float = 0.0, key: PrivateKey | None = No
         report.problems.append(Problem(
             f"{len(lost)} chunk(s) needed by snapshot {info.id[:12]} are in no pack",
             damaged=_damaged(repo, [info], headers, set(lost), key, trees)))
+    report.strays = list(repo.strays.names)
     return report
 
 

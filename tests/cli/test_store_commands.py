@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -151,6 +152,37 @@ def test_passphrase_needed_without_a_terminal(cli, tmp_path: Path) -> None:
                  "--key-file", str(tmp_path / "k"))
     assert result.code == 2
     assert "set HVBACKUP_PASSPHRASE" in result.err
+
+
+def test_damaged_and_stray_snapshot_files_leave_the_others(setup, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config, src, info, _ = setup
+    loaded = load_config(config)
+    repo = open_for_writing(loaded.repository("acme", "site-a"))
+    second, _ = backup_paths(repo, LocalSource("l"), [str(src)],
+                             {"client": "acme", "job": "partages", "run": "run-2"})
+    repo.close()
+    snapshots = tmp_path / "baie-a" / "acme" / "snapshots"
+    (snapshots / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    damaged = snapshots / info.id
+    damaged.write_bytes(damaged.read_bytes()[:-7])
+    padded = (snapshots / second.id).read_bytes() + bytes(8)  # named by its bytes, unsigned
+    planted = hashlib.sha256(padded).hexdigest()
+    (snapshots / planted).write_bytes(padded)
+    result = cli("snapshots", "-c", str(config), "acme/partages")
+    assert result.code == 0, result.err
+    assert "acme/partages on site-a: 1 restore point(s)" in result.out
+    assert second.id[:12] in result.out
+    assert f"skipped snapshots/{info.id}: snapshots/{info.id} is damaged" in result.err
+    assert f"skipped snapshots/{planted}, refused (not signed by this client's orchestrator)" \
+        in result.err
+    result = cli("verify", "-c", str(config), "acme", "--key-file", str(tmp_path / "acme.key"))
+    assert result.code == 4
+    assert f"snapshots/{info.id} is damaged" in result.out
+    assert "1 file(s) that are not the repository's, ignored: snapshots/.DS_Store" in result.out
+    out = tmp_path / "out"
+    result = cli("restore", "-c", str(config), "acme/partages", "--to", str(out),
+                 "--key-file", str(tmp_path / "acme.key"))
+    assert result.code == 0, result.err
 
 
 def test_keys_init_records_the_orchestrator_signing_key(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -141,3 +141,45 @@ def test_parity_names_the_restore_points_either_baie_lacks(tmp_path: Path) -> No
     assert compared.lacking_snapshots == {"site-a": [sid], "site-b": []}
     assert compared.problems() == [f"site-a lacks restore point {sid[:12]}"]
     assert compared.summary() == "1 restore point(s) are not on both baies"
+
+
+def test_the_copy_spreads_no_damage_and_no_stray_and_parity_says_so(tmp_path: Path) -> None:
+    """A pack damaged on the first baie (same size) before the second holds it is not copied
+    there; files that are not the repository's are copied nowhere and compared with nothing;
+    an index file damaged on the second baie is named by parity, not an error."""
+    s = Setup(tmp_path)
+    assert s.run("partages").status == "REUSSIE"
+    first = open_for_writing(s.loaded.repository("acme", "site-a"))
+    a, b = tmp_path / "baie-a" / "acme", tmp_path / "baie-b" / "acme"
+    before = {p for p in (a / "data").rglob("*") if p.is_file()}
+    src = tmp_path / "nouveau"
+    src.mkdir()
+    (src / "rapport.txt").write_bytes(REPORT)
+    backup_paths(first, LocalSource("l"), [str(src)],
+                 {"client": "acme", "job": "manual", "run": "r2"})
+    [new_pack] = sorted({p for p in (a / "data").rglob("*") if p.is_file()} - before)
+    raw = bytearray(new_pack.read_bytes())
+    raw[len(raw) // 2] ^= 0x08
+    new_pack.write_bytes(bytes(raw))
+    (a / "snapshots" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (b / "index" / "desktop.ini").write_text("[.ShellClassInfo]\r\n")
+    second = LocalTarget("site-b", b)
+    first_night = set((b / "index").iterdir())
+    copy_repository(first.target, second)
+    name = new_pack.relative_to(a).as_posix()
+    assert not (b / name).exists()  # not copied damaged
+    assert not (b / "snapshots" / ".DS_Store").exists()
+    [index] = sorted(p for p in (b / "index").iterdir()
+                     if p.name != "desktop.ini" and p not in first_night)  # tonight's
+    raw = bytearray(index.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # same size: the next copy leaves it, parity reads it
+    index.write_bytes(bytes(raw))
+    compared = parity(first, second)
+    first.close()
+    assert not compared.identical
+    problems = compared.problems()
+    assert any(f"site-b: index file index/{index.name} is damaged, skipped" in p
+               for p in problems), problems
+    assert any(p.startswith("site-b: ") and "are in no index" in p for p in problems), problems
+    assert compared.bad_packs["site-a"] == []
+    assert compared.lacking_snapshots == {"site-a": [], "site-b": []}  # .DS_Store is none
