@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy import select
+
 from orchestrator.baie.open import open_target
 from orchestrator.baie.target import Target
 from orchestrator.capture import Exposed
@@ -44,7 +46,7 @@ from orchestrator.findings import (
     headline,
     status_of,
 )
-from orchestrator.history.models import SnapshotRow
+from orchestrator.history.models import ClientRow, JobRow, RunRow, SnapshotRow
 from orchestrator.history.queries import known_job, recent_figures, run_by_uid
 from orchestrator.history.recorder import RunRecorder, StepFigures
 from orchestrator.hosts.open import open_host
@@ -427,9 +429,54 @@ def _against_history(ctx: RunContext, ref: JobRef, uid: str, copies: list[str]
         except HvbError:
             continue
         with ctx.sessions() as session:
-            found += rollback.compare(session, ref.client_name, baie, present,
-                                      current_run=uid).findings()
+            gaps = rollback.compare(session, ref.client_name, baie, present, current_run=uid)
+        if not gaps.deferred and _adopt_uncatalogued(ctx, ref, baie, present):
+            with ctx.sessions() as session:
+                gaps = rollback.compare(session, ref.client_name, baie, present,
+                                        current_run=uid)
+        found += gaps.findings()
     return found
+
+
+def _adopt_uncatalogued(ctx: RunContext, ref: JobRef, baie: str, present: set[str]) -> int:
+    """Snapshots a run committed that an interruption kept out of the history (the process
+    was killed between writing the snapshot and recording it): signed by this client's writer
+    and naming a run of this client in the history, they are its restore points, catalogued
+    now rather than alerted as planted. Returns how many."""
+    with ctx.sessions() as session:
+        known = set(session.scalars(select(SnapshotRow.snapshot_id).join(
+            ClientRow, SnapshotRow.client_id == ClientRow.id).where(
+            ClientRow.key == ref.client_name, SnapshotRow.baie == baie)))
+    unknown = present - known  # not recorded on this baie: usually nothing (no read then)
+    if not unknown:
+        return 0
+    try:
+        repo = open_for_writing(ctx.loaded.repository(ref.client_name, baie), create=False,
+                                sleep=ctx.sleep)
+    except HvbError:
+        return 0
+    try:
+        infos = [i for i in repo.snapshots() if i.id in unknown and i.authenticated]
+    finally:
+        repo.close()
+    adopted = 0
+    with ctx.sessions() as session, session.begin():
+        for info in infos:
+            run = session.scalars(select(RunRow).where(
+                RunRow.uid == str(info.meta.get("run")))).first()
+            job = session.get(JobRow, run.job_id) if run is not None else None
+            owner = session.get(ClientRow, job.client_id) if job is not None else None
+            if run is None or job is None or owner is None or owner.key != ref.client_name \
+                    or job.key != info.meta.get("job"):
+                continue
+            session.add(SnapshotRow(
+                snapshot_id=info.id, baie=baie, client_id=owner.id, job_id=job.id,
+                run_id=run.id, taken_at=info.time, bytes_total=info.meta.get("bytes"),
+                files=info.meta.get("files"), objects=[]))
+            adopted += 1
+            log.warning("%s: restore point %s of run %s (interrupted before it was recorded) "
+                        "is on baie %s: recorded now", ref.label, info.id[:12], run.uid, baie)
+    return adopted
 
 
 def _catalog(ctx: RunContext, ref: JobRef, uid: str, baie: str, snapshot_id: str,

@@ -99,3 +99,24 @@ def test_verify_compares_the_baie_with_the_history(tmp_path: Path, cli) -> None:
     assert rolled.code == 4
     assert "1 restore point(s) the history committed are gone from baie site-b" in rolled.out
     assert str(second.snapshot)[:12] in rolled.out
+
+
+def test_a_point_written_by_a_run_killed_before_recording_it_is_adopted_not_alerted(
+        tmp_path: Path) -> None:
+    """A backup killed between writing its snapshot and recording it: the point is this
+    client's (signed, naming its run); the next backup records it instead of calling it
+    planted, and it keeps being judged like any other."""
+    from orchestrator.history.models import SnapshotRow
+
+    s = Setup(tmp_path)
+    first = s.run("partages")
+    with s.sessions() as session, session.begin():  # what the kill left: no catalogue row
+        for row in session.scalars(select(SnapshotRow)):
+            session.delete(row)
+    s.clock.advance(timedelta(days=1))
+    second = s.run("partages")
+    assert [f.kind for f in second.findings if f.kind.startswith("snapshot_")] == []
+    assert second.status == "REUSSIE"
+    with s.sessions() as session:
+        rows = {(r.snapshot_id, r.baie) for r in session.scalars(select(SnapshotRow))}
+    assert (str(first.snapshot), "site-a") in rows and (str(first.snapshot), "site-b") in rows
