@@ -156,8 +156,10 @@ def had_jobs(session: Session, client: str, before: datetime) -> bool:
 
 def night_expected(session: Session, client: str, start: datetime, end: datetime) -> bool:
     """Whether ``client`` owes a report for the night ``[start, end)``: one of its jobs existed
-    when it began, or one ran (or was recorded NON EXECUTEE) during it."""
-    if had_jobs(session, client, start):
+    when it began (and its contract had not ended: nothing is expected after its end date),
+    or one ran (or was recorded NON EXECUTEE) during it."""
+    ended = offboard_date(session, client)
+    if had_jobs(session, client, start) and (ended is None or ended > start.date()):
         return True
     return session.scalars(select(RunRow.id).join(JobRow).join(ClientRow).where(
         ClientRow.key == client, RunRow.scheduled_for >= start,

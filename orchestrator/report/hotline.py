@@ -112,8 +112,10 @@ def send_summary(loaded: LoadedConfig, sessions: sessionmaker[Session], night: d
                  now: datetime, *, send_it: bool) -> list[Any]:
     """All clients' nights, worst first, to the hotline; first, the data destructions (contract
     ends) due within 7 days."""
-    digests = [build_digest(sessions, loaded, client, night, now)
-               for client in loaded.config.clients]
+    bounds = night_bounds(loaded, night)
+    with sessions() as session:  # a client whose contract ended owes no night (see above)
+        owing = [c for c in loaded.config.clients if night_expected(session, c, *bounds)]
+    digests = [build_digest(sessions, loaded, client, night, now) for client in owing]
     digests.sort(key=lambda d: (d.status.rank, d.client))
     rendered = render("summary", loaded.config.msp.language, loaded.config.msp.timezone,
                       digests=digests, night=night, msp=loaded.config.msp.name,

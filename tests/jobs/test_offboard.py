@@ -133,6 +133,13 @@ def test_the_hotline_summary_announces_the_destruction_the_days_before(
     assert ("   - DESTRUCTION PRÉVUE le 30/12/2026 (dans 7 jours) : toutes les sauvegardes de "
             "ACME (acme) sur site-a, site-b ; sauvegardes arrêtées depuis le 30/11/2026. "
             "Pour reporter : hvbackup client offboard acme --on AAAA-MM-JJ") in text
+    assert "NON EXECUTEE" not in text and "ECHEC" not in text  # nothing was expected of acme
+    from orchestrator.history.queries import night_expected
+    from orchestrator.report.digest import night_bounds
+
+    with s.sessions() as session:  # no client report is owed after the contract's end
+        assert not night_expected(session, "acme", *night_bounds(s.loaded, date(2026, 12, 22)))
+        assert night_expected(session, "acme", *night_bounds(s.loaded, date(2026, 11, 29)))
     assert "(dans 3 jours)" in summary_text(s, inbox, morning + timedelta(days=5))
     assert "le 30/12/2026 (demain)" in summary_text(s, inbox, morning + timedelta(days=7))
     assert "(aujourd'hui, à la maintenance du jour)" in summary_text(
