@@ -111,9 +111,12 @@ class Parity:
         return "; ".join(parts)
 
 
-def parity(source: Repository, destination: Target, *, wait: timedelta = WAIT) -> Parity:
+def parity(source: Repository, destination: Target, *, wait: timedelta = WAIT,
+           in_progress: set[str] | None = None) -> Parity:
     """Compare ``source`` with ``destination``, the same repository on another baie, under
-    shared leases (module docstring). Raises RepositoryLocked, BaieError, RepositoryCorrupt."""
+    shared leases (module docstring). The restore points of runs still ``in_progress`` (run
+    uids: another job of the client, whose own copy has not happened yet) are left out.
+    Raises RepositoryLocked, BaieError, RepositoryCorrupt."""
     first, second = source.target, destination
     result = Parity(first.label, second.label)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in second.label)
@@ -125,12 +128,16 @@ def parity(source: Repository, destination: Target, *, wait: timedelta = WAIT) -
             snaps = {t.label: {e.name for e in t.list("snapshots")
                                if content_id("snapshots", e.name) is not None}
                      for t in (first, second)}
+            infos = source.snapshots()
+            pending = {i.name for i in infos if i.meta.get("run") in (in_progress or set())}
             for here, there in ((first, second), (second, first)):
                 result.lacking_snapshots[here.label] = sorted(
-                    n.rsplit("/", 1)[-1] for n in snaps[there.label] - snaps[here.label])
+                    n.rsplit("/", 1)[-1]
+                    for n in snaps[there.label] - snaps[here.label] - pending)
             referenced: set[bytes] = set()
-            for info in source.snapshots():
-                referenced.update(source.snapshot_header(info).ids())
+            for info in infos:
+                if info.name not in pending:
+                    referenced.update(source.snapshot_header(info).ids())
             for target, cache in ((first, source.cache), (second, other)):
                 result.bad_packs[target.label] = _bad_packs(target, cache, referenced)
             result.bad_packs[second.label] += damaged

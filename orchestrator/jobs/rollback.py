@@ -51,6 +51,15 @@ def listed(target: Target) -> set[str]:
             if content_id("snapshots", e.name) is not None}
 
 
+def others_in_progress(session: Session, client: str, current_run: str | None) -> set[str]:
+    """The uids of the client's runs claimed or running, but ``current_run``."""
+    return set(session.scalars(
+        select(RunRow.uid).join(JobRow, RunRow.job_id == JobRow.id)
+        .join(ClientRow, JobRow.client_id == ClientRow.id)
+        .where(ClientRow.key == client, RunRow.uid != (current_run or ""), RunRow.state.in_(
+            [RunState.CLAIMED.value, RunState.RUNNING.value]))))
+
+
 def compare(session: Session, client: str, baie: str, present: Iterable[str],
             current_run: str | None = None) -> HistoryGaps:
     """What ``baie`` lists (``present``, snapshot ids) against what the history committed for
@@ -61,12 +70,7 @@ def compare(session: Session, client: str, baie: str, present: Iterable[str],
     snapshot may be on the baie and not yet in the history, and its retention may have
     deleted a file it has not yet marked forgotten: nothing is judged then; the next backup or
     ``hvbackup verify`` judges it."""
-    others = session.scalars(
-        select(RunRow.uid).join(JobRow, RunRow.job_id == JobRow.id)
-        .join(ClientRow, JobRow.client_id == ClientRow.id)
-        .where(ClientRow.key == client, RunRow.state.in_(
-            [RunState.CLAIMED.value, RunState.RUNNING.value]))).all()
-    if any(uid != current_run for uid in others):
+    if others_in_progress(session, client, current_run):
         return HistoryGaps(baie, deferred=True)
     there = set(present)
     rows = session.execute(

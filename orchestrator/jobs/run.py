@@ -199,7 +199,9 @@ def _copy(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result:
             second = open_target(ctx.loaded.baie(other, ref.client_name), sleep=ctx.sleep)
             try:
                 figures.bytes_sent = copy_repository(repo.target, second)
-                compared = parity(repo, second)
+                with ctx.sessions() as session:  # their points reach it with their own copy
+                    running = rollback.others_in_progress(session, ref.client_name, uid)
+                compared = parity(repo, second, in_progress=running)
             finally:
                 second.close()
             figures.details = {"parity": compared.identical,

@@ -56,16 +56,23 @@ class IndexCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache, whatever the size
-        if self._db.execute("PRAGMA user_version").fetchone()[0] != CACHE_VERSION:
-            # A cache of another layout: it is only a cache, start it again.
-            self._db.executescript("DROP TABLE IF EXISTS chunks; DROP TABLE IF EXISTS packs; "
-                                   "DROP TABLE IF EXISTS index_files; "
-                                   "DROP TABLE IF EXISTS spare; "
-                                   "DROP TABLE IF EXISTS damaged_packs; "
-                                   "DROP TABLE IF EXISTS checked; "
-                                   "DROP TABLE IF EXISTS snapshot_files;")
-            self._db.execute(f"PRAGMA user_version = {CACHE_VERSION}")
-        self._db.executescript(_SCHEMA)
+        # One exclusive transaction: two runs of a client opening a new cache at once must not
+        # drop each other's tables (one would find 'no such table').
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] != CACHE_VERSION:
+                # A cache of another layout: it is only a cache, start it again.
+                for table in ("chunks", "packs", "index_files", "spare", "damaged_packs",
+                              "checked", "snapshot_files"):
+                    self._db.execute(f"DROP TABLE IF EXISTS {table}")
+                self._db.execute(f"PRAGMA user_version = {CACHE_VERSION}")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._lock = threading.RLock()  # one connection, used by the uploader threads too
 
     def close(self) -> None:
