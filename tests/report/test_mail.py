@@ -76,7 +76,7 @@ def test_digest_is_received_with_all_its_parts(cli, tmp_path: Path, smtp_server,
     else:
         assert "Last verification: 23/11 10:00 (site-a), no problem" in text
     assert "<script" not in html and "http://" not in html and "https://" not in html
-    assert html.count('style="width:12px;height:') == 3  # one bar per job in the 30-day chart
+    assert html.count('class="bar"') == 3  # one bar per job in the 30-day chart
     [data] = [p for p in msg.iter_attachments() if p.get_content_type() == "application/json"]
     payload = json.loads(data.get_content())
     assert payload["client"] == "acme" and len(payload["jobs"]) == 3
