@@ -162,3 +162,33 @@ def test_alerts_link_to_the_dashboard_when_its_address_is_known(tmp_path: Path) 
     assert f"exécution\u00a0: https://sauvegardes.msp.example/runs/{uid}" in text
     assert ("que faire\u00a0: https://sauvegardes.msp.example/runbooks/HVB-HOST-UNREACHABLE?lang=fr"
             in text)
+
+
+def test_alerts_and_summary_are_styled_like_the_digest_with_links(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: unreachable}")
+    s.config.write_text(s.config.read_text().replace(
+        "  hotline: [hotline@msp.example]",
+        "  hotline: [hotline@msp.example]\n  dashboard_url: https://sauvegardes.msp.example/"))
+    s.reload()
+    uid = s.run("erp").uid
+    send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False)
+    send_summary(s.loaded, s.sessions, date(2026, 11, 23), s.clock.now(), send_it=False)
+    outbox = tmp_path / "state" / "outbox"
+    [alerts] = [_html(p) for p in outbox.glob("*alerts.eml")]
+    [summary] = [_html(p) for p in outbox.glob("*summary.eml")]
+    for html in (alerts, summary):
+        assert "<pre" not in html  # not the text part in a box
+        assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+        assert "max-width:760px" in html and "background:#c0392b" in html
+    assert f'<a href="https://sauvegardes.msp.example/runs/{uid}">Voir l&#39;exécution</a>' in alerts
+    assert ('<a href="https://sauvegardes.msp.example/runbooks/HVB-HOST-UNREACHABLE?lang=fr">'
+            "Que faire</a>") in alerts
+    assert "<strong>ACME</strong> (acme), tâche erp" in alerts
+    assert "sauvegarde en échec" in alerts
+    assert '<a href="https://sauvegardes.msp.example/clients/acme">ACME</a>' in summary
+    assert "Échec" in summary and "host acme/hv01 (simulated): cannot connect" in summary
+
+
+def _html(path: Path) -> str:
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    return message.get_body(("html",)).get_content()  # type: ignore[union-attr,no-any-return]
