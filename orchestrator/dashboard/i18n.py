@@ -15,6 +15,7 @@ WORDS: dict[str, dict[str, str]] = {
     "filter": {"fr": "Filtrer", "en": "Filter"},
     "failing_since": {"fr": "En échec depuis", "en": "Failing since"},
     "runs_in_a_row": {"fr": "exécutions de suite", "en": "runs in a row"},
+    "my_backups": {"fr": "Mes sauvegardes", "en": "My backups"},
     "last_success": {"fr": "Dernière réussite", "en": "Last success"},
     "never_seen": {"fr": "aucune récente", "en": "none recently"},
     "error": {"fr": "Erreur", "en": "Error"},

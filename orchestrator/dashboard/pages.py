@@ -170,6 +170,8 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
     viewer = page_viewer(request)
+    if viewer.client is not None:  # "À traiter" is the hotline's: a client lands on its page
+        return RedirectResponse(f"/clients/{viewer.client}", status_code=303)
     settings = settings_of(request)
     found = without_internal_notes(viewer, problems(
         settings.sessions, tz=settings.timezone, now=settings.now(), client=viewer.client))

@@ -109,8 +109,9 @@ def test_run_page_and_acknowledgement_audited(tmp_path: Path) -> None:
 def test_client_account_sees_only_its_own_client(tmp_path: Path) -> None:
     site = Site(tmp_path)
     web = site.login("acme-it")
-    home = web.get("/").text
-    assert 'data-client="acme"' in home and "durand" not in home.lower()
+    assert web.get("/").headers["location"] == "/clients/acme"  # its own page, not "À traiter"
+    home = web.get("/clients/acme").text
+    assert "acme" in home and "durand" not in home.lower()
     assert web.get("/clients").headers["location"] == "/clients/acme"
     assert web.get("/clients/acme").status_code == 200
     for path in ("/clients/durand", "/clients/durand/jobs/serveurs",
