@@ -72,5 +72,5 @@ def nice_step(highest: float) -> float:
     if highest <= 0:
         return 1.0
     raw = highest / 4
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)

@@ -180,7 +180,8 @@ def test_alerts_and_summary_are_styled_like_the_digest_with_links(tmp_path: Path
         assert "<pre" not in html  # not the text part in a box
         assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
         assert "max-width:760px" in html and "background:#c0392b" in html
-    assert f'<a href="https://sauvegardes.msp.example/runs/{uid}">Voir l&#39;exécution</a>' in alerts
+    assert (f'<a href="https://sauvegardes.msp.example/runs/{uid}">Voir l&#39;exécution</a>'
+            in alerts)
     assert ('<a href="https://sauvegardes.msp.example/runbooks/HVB-HOST-UNREACHABLE?lang=fr">'
             "Que faire</a>") in alerts
     assert "<strong>ACME</strong> (acme), tâche erp" in alerts
