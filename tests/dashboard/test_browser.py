@@ -80,7 +80,8 @@ def test_hotline_sees_the_failure_opens_the_run_and_acknowledges_it(
     _login(page, base, "marie")
     row = page.locator('tr.problem[data-client="acme"][data-job="partages"]')
     assert row.get_attribute("data-status") == "ECHEC"
-    assert row.locator("td.ack").inner_text() == "-"
+    assert row.locator("td.ack form.ack-run").count() == 1  # not acknowledged yet
+    assert row.locator("td.actions form.relaunch").count() == 1
     red = (0xCF, 0x22, 0x2E)  # the ECHEC badge
     shot = _shot(page, "dashboard-home.png")
     assert any(c == red for _n, c in Image.open(shot).convert("RGB").getcolors(1_000_000) or [])
