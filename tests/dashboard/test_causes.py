@@ -71,6 +71,7 @@ def test_a_failed_run_is_acknowledged_and_relaunched_from_its_row(tmp_path: Path
     web = _web(s, "marie")
     home = web.get("/").text
     [row] = [r for r in _rows(home) if 'data-job="erp"' in r]
+    assert "1 exécution<" in row and "exécutions" not in row  # one run: singular
     assert f'action="/runs/{uid}/acknowledge"' in row
     assert 'action="/clients/acme/jobs/erp/run"' in row and "Relancer" in row
 

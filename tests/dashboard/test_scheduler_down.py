@@ -75,7 +75,7 @@ def test_a_scheduler_stopped_for_days_shows_on_every_page(tmp_path: Path) -> Non
     assert "Rien à traiter" not in home
     late = rows(home)
     assert late["partages"] == ("NON EXECUTEE", "En retard\u00a0: l'exécution prévue le "
-                                "24/11/2026 21:00 n'a pas eu lieu (3 manquée(s) depuis)\u00a0; "
+                                "24/11/2026 21:00 n'a pas eu lieu (3 manquées depuis)\u00a0; "
                                 "le planificateur tourne-t-il\u00a0?")
     assert set(late) == {"partages", "erp", "compta"}
     banner = re.search(r'<span id="scheduler" class="([a-z]+)">([^<]*)</span>', home)
