@@ -68,7 +68,7 @@ def age(seconds: float, language: str) -> str:
 
 
 _UNIT_AFTER_NUMBER = re.compile(
-    r"(?<=\d) (?=(?:o|Ko|Mo|Go|To|%|s|min|h|j)(?![\w]))")
+    r"(?<=\d) (?=(?:o|Ko|Mo|Go|To|%|s|min|h|j|jours?)(?![\w]))")
 _HOURS_MINUTES = re.compile(r"(?<=\d\u00a0h) (?=\d\d\b)")
 _BEFORE_COLON = re.compile(r"[ \u00a0\u202f]+:(?=\s|$)")
 _BEFORE_PUNCT = re.compile(r"[ \u00a0\u202f]+([;!?])(?=\s|$|[\"'<)])")

@@ -89,7 +89,9 @@ def render(kind: str, language: str, tz: ZoneInfo, **context: Any) -> Rendered:
     # would capture it as markup and leave what the host or the configuration said unescaped.
     html = env.get_template(f"{language}/{kind}.html").render(subject=subject, text_part=text,
                                                                **context)
-    # French typography (no-break spaces before ":" and in "134 Mo") on everything the reader
-    # sees, the technical text quoted in it included; English is left as written.
-    return Rendered(typography(" ".join(subject.split()), language),
-                    typography(text, language), typography(html, language))
+    # French typography (no-break spaces before ":" and in "134 Mo") on the parts the reader
+    # reads, the technical text quoted in them included; English is left as written. Not on
+    # the subject: Python's header folding drops the space between two encoded words, and a
+    # no-break space makes a long subject one (``volumesouscrit``).
+    return Rendered(" ".join(subject.split()), typography(text, language),
+                    typography(html, language))

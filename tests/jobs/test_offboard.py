@@ -129,11 +129,12 @@ def test_the_hotline_summary_announces_the_destruction_the_days_before(
     morning = datetime(2026, 12, 22, 7, 0, tzinfo=UTC)  # 08:00 in Paris, 8 days before
     assert "DESTRUCTION" not in summary_text(s, inbox, morning)
     text = summary_text(s, inbox, morning + timedelta(days=1))
-    assert text.startswith("À NOTER — fin de contrat, destruction des données :\n")
-    assert ("   - DESTRUCTION PRÉVUE le 30/12/2026 (dans 7 jours) : toutes les sauvegardes de "
-            "ACME (acme) sur site-a, site-b ; sauvegardes arrêtées depuis le 30/11/2026. "
-            "Pour reporter : hvbackup client offboard acme --on AAAA-MM-JJ") in text
-    assert "(dans 3 jours)" in summary_text(s, inbox, morning + timedelta(days=5))
+    assert text.startswith("À NOTER — fin de contrat, destruction des données\u00a0:\n")
+    assert ("   - DESTRUCTION PRÉVUE le 30/12/2026 (dans 7\u00a0jours)\u00a0: toutes les "
+            "sauvegardes d'ACME (acme) sur site-a, site-b\u202f; sauvegardes arrêtées depuis le "
+            "30/11/2026. Pour reporter\u00a0: hvbackup client offboard acme --on AAAA-MM-JJ"
+            ) in text
+    assert "(dans 3\u00a0jours)" in summary_text(s, inbox, morning + timedelta(days=5))
     assert "le 30/12/2026 (demain)" in summary_text(s, inbox, morning + timedelta(days=7))
     assert "(aujourd'hui, à la maintenance du jour)" in summary_text(
         s, inbox, morning + timedelta(days=8))

