@@ -10,6 +10,8 @@ Pure functions of their arguments, no dependencies: any layer may import this mo
 
 from __future__ import annotations
 
+import re
+
 _UNITS = {"fr": ("o", "Ko", "Mo", "Go", "To"), "en": ("B", "KB", "MB", "GB", "TB")}
 
 
@@ -41,11 +43,18 @@ def size(n: float, language: str, *, decimals: int | None = None) -> str:
 
 
 def duration(seconds: float, language: str) -> str:
-    """How long a run took, to the minute: ``4 min`` (1 min at least), from two hours on
-    ``3 h 05``. The same in both languages: ``min`` and ``h`` are SI symbols."""
+    """How long a run took, true to what happened: under a minute in seconds (``0,1 s``,
+    ``8,4 s``, ``42 s``; a decimal comma in French), then to the minute (``4 min``), from two
+    hours on ``3 h 05``. ``s``, ``min`` and ``h`` are SI symbols in both languages."""
+    if seconds < 59.5:
+        if seconds <= 0:
+            return "0 s"
+        digits = 1 if seconds < 10 else 0
+        text = f"{max(seconds, 0.1):.{digits}f} s"
+        return text.replace(".", ",") if _french(language) else text
     minutes = round(seconds / 60)
     if minutes < 120:
-        return f"{max(minutes, 1)} min"
+        return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60:02d}"
 
 
@@ -56,3 +65,23 @@ def age(seconds: float, language: str) -> str:
     if hours >= 48:
         return f"{hours // 24} {'j' if _french(language) else 'd'} {hours % 24} h"
     return f"{hours} h {int(seconds % 3600 // 60):02d} min"
+
+
+_UNIT_AFTER_NUMBER = re.compile(
+    r"(?<=\d) (?=(?:o|Ko|Mo|Go|To|%|s|min|h|j|jours?)(?![\w]))")
+_HOURS_MINUTES = re.compile(r"(?<=\d\u00a0h) (?=\d\d\b)")
+_BEFORE_COLON = re.compile(r"[ \u00a0\u202f]+:(?=\s|$)")
+_BEFORE_PUNCT = re.compile(r"[ \u00a0\u202f]+([;!?])(?=\s|$|[\"'<)])")
+
+
+def typography(text: str, language: str) -> str:
+    """French typography on text made for a reader: a no-break space (U+00A0) before ":" and
+    between a number and its unit (``134\u00a0Mo``, ``10\u00a0%``, ``3\u00a0h\u00a005``), a
+    narrow one (U+202F) before ";", "!" and "?". Only where a space was written: ``ERP01:``,
+    ``http://`` and ``a;b`` are left as they are. Any other language: unchanged."""
+    if not _french(language):
+        return text
+    text = _UNIT_AFTER_NUMBER.sub("\u00a0", text)
+    text = _HOURS_MINUTES.sub("\u00a0", text)
+    text = _BEFORE_COLON.sub("\u00a0:", text)
+    return _BEFORE_PUNCT.sub("\u202f\\1", text)

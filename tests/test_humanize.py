@@ -44,18 +44,22 @@ def test_the_cli_human_bytes_is_the_same_formatter() -> None:
     assert human_bytes(12_345_678_900) == "12.3 GB" and human_bytes(999) == "999 B"
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0, "1 min"),  # a run that took seconds still took a minute to the reader
-    (89, "1 min"),
-    (91, "2 min"),
-    (54 * 60, "54 min"),
-    (119 * 60 + 29, "119 min"),
-    (2 * 3600, "2 h 00"),
-    (3 * 3600 + 5 * 60, "3 h 05"),
-    (26 * 3600, "26 h 00"),
+@pytest.mark.parametrize(("seconds", "fr", "en"), [
+    (0, "0 s", "0 s"),
+    (0.04, "0,1 s", "0.1 s"),  # a run of seconds is told in seconds, never "1 min"
+    (0.1, "0,1 s", "0.1 s"),
+    (8.44, "8,4 s", "8.4 s"),
+    (42, "42 s", "42 s"),
+    (89, "1 min", "1 min"),
+    (91, "2 min", "2 min"),
+    (54 * 60, "54 min", "54 min"),
+    (119 * 60 + 29, "119 min", "119 min"),
+    (2 * 3600, "2 h 00", "2 h 00"),
+    (3 * 3600 + 5 * 60, "3 h 05", "3 h 05"),
+    (26 * 3600, "26 h 00", "26 h 00"),
 ])
-def test_duration_is_the_same_in_both_languages(seconds: float, text: str) -> None:
-    assert duration(seconds, "fr") == duration(seconds, "en") == text
+def test_duration_is_true_to_the_run(seconds: float, fr: str, en: str) -> None:
+    assert (duration(seconds, "fr"), duration(seconds, "en")) == (fr, en)
 
 
 @pytest.mark.parametrize(("seconds", "fr", "en"), [

@@ -14,7 +14,13 @@ WORDS: dict[str, dict[str, str]] = {
     "all": {"fr": "Tous", "en": "All"},
     "filter": {"fr": "Filtrer", "en": "Filter"},
     "failing_since": {"fr": "En échec depuis", "en": "Failing since"},
-    "runs_in_a_row": {"fr": "exécutions de suite", "en": "runs in a row"},
+    "runs_in_a_row": {"fr": "{n} exécutions de suite", "fr_one": "{n} exécution",
+                      "en": "{n} runs in a row", "en_one": "{n} run"},
+    "my_backups": {"fr": "Mes sauvegardes", "en": "My backups"},
+    "same_cause": {"fr": "{n} tâches, une même cause\u00a0: {host} ({code})",
+                   "en": "{n} jobs, one cause: {host} ({code})"},
+    "acknowledge_all": {"fr": "Prendre en charge les {n}", "en": "Acknowledge all {n}"},
+    "relaunch": {"fr": "Relancer", "en": "Run again"},
     "last_success": {"fr": "Dernière réussite", "en": "Last success"},
     "never_seen": {"fr": "aucune récente", "en": "none recently"},
     "error": {"fr": "Erreur", "en": "Error"},
@@ -24,7 +30,9 @@ WORDS: dict[str, dict[str, str]] = {
     "scheduler_never": {"fr": "planificateur\u00a0: jamais vu (hvbackup run ne tourne pas)",
                         "en": "scheduler: never seen (hvbackup run is not running)"},
     "late": {"fr": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu ({n} "
-                   "manquée(s) depuis)\u00a0; le planificateur tourne-t-il\u00a0?",
+                   "manquées depuis)\u00a0; le planificateur tourne-t-il\u00a0?",
+             "fr_one": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu ({n} "
+                       "manquée depuis)\u00a0; le planificateur tourne-t-il\u00a0?",
              "en": "Late: the run scheduled on {since} did not happen ({n} missed since); is "
                    "the scheduler running?"},
     "late_short": {"fr": "en retard depuis le {since}", "en": "late since {since}"},
@@ -171,4 +179,8 @@ def translate(key: str, language: str, **values: object) -> str:
     if entry is None:
         return key
     text = entry.get(language) or entry["fr"]
+    count = values.get("n")
+    # One thing is singular (in French, zero too): "1 exécution", "2 exécutions".
+    if isinstance(count, int) and (count == 1 or (count == 0 and language == "fr")):
+        text = entry.get(f"{language}_one") or text
     return text.format(**values) if values else text

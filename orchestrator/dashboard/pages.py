@@ -39,7 +39,7 @@ from orchestrator.dashboard.auth import (
 )
 from orchestrator.dashboard.charts import volume_svg
 from orchestrator.dashboard.markdown import to_html
-from orchestrator.dashboard.problems import problems
+from orchestrator.dashboard.problems import by_cause, problems
 from orchestrator.dashboard.queries import (
     NotFound,
     client_page,
@@ -170,6 +170,8 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, client: str = "", status: str = "", baie: str = "") -> Response:
     viewer = page_viewer(request)
+    if viewer.client is not None:  # "À traiter" is the hotline's: a client lands on its page
+        return RedirectResponse(f"/clients/{viewer.client}", status_code=303)
     settings = settings_of(request)
     found = without_internal_notes(viewer, problems(
         settings.sessions, tz=settings.timezone, now=settings.now(), client=viewer.client))
@@ -178,6 +180,7 @@ def home(request: Request, client: str = "", status: str = "", baie: str = "") -
     shown = [p for p in found if (not client or p.client == client)
              and (not status or p.status == status) and (not baie or baie in p.baies)]
     return render(request, settings, viewer, "home.html", problems=shown, total=len(found),
+                  rows=by_cause(shown), flash=request.query_params.get("flash"),
                   choices=choices, statuses=PROBLEM_STATUSES,
                   chosen={"client": client, "status": status, "baie": baie})
 
@@ -226,9 +229,29 @@ def run_view(request: Request, uid: str) -> Response:
                   flash=request.query_params.get("flash"))
 
 
+@router.post("/runs/acknowledge", response_class=HTMLResponse)
+def acknowledge_cause(request: Request, uid: Annotated[list[str], Form()],
+                      comment: Annotated[str, Form()] = "",
+                      csrf: Annotated[str, Form()] = "") -> Response:
+    """The jobs of one cause (one host down, its jobs failing alike), acknowledged at once
+    from their row on the home page: one acknowledgement per run, each checked and audited."""
+    viewer = page_viewer(request)
+    settings = settings_of(request)
+    for one in uid:
+        visible_run(settings.sessions, viewer, one)
+    staff_form(request, viewer, csrf)
+    comment = comment_of(comment)
+    now = settings.now()
+    for one in dict.fromkeys(uid):
+        acknowledge_run(settings.sessions, one, viewer.user_id, comment, now,
+                        f"web:{viewer.username}")
+    return RedirectResponse("/", status_code=303)
+
+
 @router.post("/runs/{uid}/acknowledge", response_class=HTMLResponse)
 def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = "",
-                csrf: Annotated[str, Form()] = "") -> Response:
+                csrf: Annotated[str, Form()] = "",
+                next: Annotated[str, Form()] = "") -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
     visible_run(settings.sessions, viewer, uid)
@@ -237,7 +260,7 @@ def acknowledge(request: Request, uid: str, comment: Annotated[str, Form()] = ""
     now = settings.now()
     acknowledge_run(settings.sessions, uid, viewer.user_id, comment, now,
                     f"web:{viewer.username}")
-    return RedirectResponse(f"/runs/{uid}", status_code=303)
+    return RedirectResponse(_safe_next(next) if next else f"/runs/{uid}", status_code=303)
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_class=HTMLResponse)
@@ -260,7 +283,7 @@ def acknowledge_alert(request: Request, alert_id: int, comment: Annotated[str, F
 
 @router.post("/clients/{key}/jobs/{job}/run", response_class=HTMLResponse)
 def run_now(request: Request, key: str, job: str,
-            csrf: Annotated[str, Form()] = "") -> Response:
+            csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "") -> Response:
     viewer = page_viewer(request)
     settings = settings_of(request)
     visible_client(viewer, key)
@@ -281,4 +304,5 @@ def run_now(request: Request, key: str, job: str,
                                  target=f"{key}/{job}"))
     _seen, late = scheduler_state(settings.sessions, now)
     flash = "run_requested_no_scheduler" if late else "run_requested"
-    return RedirectResponse(f"/clients/{key}?flash={flash}", status_code=303)
+    back = _safe_next(next) if next else f"/clients/{key}"  # the home page's "relancer"
+    return RedirectResponse(f"{back}?flash={flash}", status_code=303)

@@ -51,6 +51,15 @@ class Problem:
     # Late: the first scheduled run that has no run in the history, and how many are missing.
     late_since: datetime | None = None
     missed_runs: int = 0
+    host: str | None = None  # the job's host (a run's problem)
+    error_code: str | None = None  # its last run's HVB-... code
+
+    @property
+    def cause(self) -> tuple[str, str, str] | None:
+        """What problems with one cause share: the same host failing with the same code."""
+        if self.host and self.error_code and self.run_uid:
+            return (self.client, self.host, self.error_code)
+        return None
 
     def last_success_age(self, now: datetime) -> timedelta | None:
         return now - self.last_success if self.last_success else None
@@ -71,7 +80,7 @@ def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
     with sessions() as session:
         query = (select(JobRow.id, JobRow.key, JobRow.copies, ClientRow.key, RunRow.id,
                         RunRow.uid, RunRow.status, RunRow.sanity_flags, RunRow.error_message,
-                        RunRow.scheduled_for)
+                        RunRow.scheduled_for, JobRow.host, RunRow.error_code)
                  .join(ClientRow, JobRow.client_id == ClientRow.id)
                  .join(RunRow, RunRow.id == last_run)
                  .where(JobRow.active.is_(True), _bad_in_sql()))
@@ -98,7 +107,8 @@ def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
             success = next((r[3] for r in runs if r[0] == RunStatus.REUSSIE), None)
             streaks[job_id] = beyond.get(job_id) or (len(streak), streak[-1][2], success)
         acks = _streak_acknowledgements(session, {job: s[1] for job, s in streaks.items()})
-        for job_id, job, copies, owner, _run_id, uid, status, flags, error, _when in lasts:
+        for (job_id, job, copies, owner, _run_id, uid, status, flags, error, _when, host,
+             code) in lasts:
             failures, since_when, success = streaks[job_id]
             # Not a clean REUSSIE: a REUSSIE last run here is one with flagged figures.
             shown = UNUSUAL if status == RunStatus.REUSSIE else status
@@ -108,7 +118,8 @@ def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
                                  message.splitlines()[0][:300], uid, ack[0] if ack else None,
                                  ack[1] if ack else None,
                                  [str(b) for b in copies or []],
-                                 acknowledged_at=ack[2] if ack else None))
+                                 acknowledged_at=ack[2] if ack else None, host=host,
+                                 error_code=code))
         found += _late(session, found, tz, now, client)
         alerts = select(AlertRow, ClientRow).join(ClientRow).where(
             AlertRow.resolved_at.is_(None),
@@ -223,4 +234,46 @@ def _streaks_beyond(session: Session, job_ids: list[int]
     for job_id, count, first in counts:
         end = good.get(job_id, (None, None))[1]
         out[job_id] = (int(count), aware(first) or datetime.now(UTC), aware(end))
+    return out
+
+
+@dataclass
+class Cause:
+    """Problems of several jobs that share one cause (one host unreachable: every job on it
+    fails with the same code), shown and acknowledged as one."""
+
+    client: str
+    host: str
+    code: str
+    problems: list[Problem]
+
+    @property
+    def first(self) -> Problem:
+        return self.problems[0]
+
+    @property
+    def jobs(self) -> list[str]:
+        return [p.job or "" for p in self.problems]
+
+    @property
+    def acknowledged(self) -> bool:
+        return all(p.acknowledged_by for p in self.problems)
+
+
+def by_cause(found: list[Problem]) -> list[Problem | Cause]:
+    """``found`` with the problems of one cause (same client, host and error code, two jobs
+    or more) gathered into one ``Cause`` where the first of them stood; the order is kept."""
+    shared: dict[tuple[str, str, str], list[Problem]] = {}
+    for problem in found:
+        if problem.cause is not None:
+            shared.setdefault(problem.cause, []).append(problem)
+    out: list[Problem | Cause] = []
+    placed: set[tuple[str, str, str]] = set()
+    for problem in found:
+        key = problem.cause
+        if key is None or len(shared[key]) < 2:
+            out.append(problem)
+        elif key not in placed:
+            placed.add(key)
+            out.append(Cause(*key, shared[key]))
     return out

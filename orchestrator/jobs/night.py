@@ -89,10 +89,12 @@ def expected(ctx: RunContext, now: datetime) -> list[Due]:
 def record_not_run(ctx: RunContext, due: Due, now: datetime) -> bool:
     """Record ``due`` NON EXECUTEE (and alert the hotline); False when another scheduler
     recorded it first."""
+    tz = ctx.loaded.config.msp.timezone  # the hotline reads its own time, not UTC
     finding = Missed(None, "HVB-RUN-MISSED", (
-        f"NON EXECUTEE: the run scheduled at {due.scheduled_for:%Y-%m-%d %H:%M} UTC did not "
-        f"start before the end of its window ({due.window_end:%H:%M} UTC): the orchestrator "
-        "was stopped or busy, or the job waited for its host"))
+        f"NON EXECUTEE: the run scheduled on "
+        f"{due.scheduled_for.astimezone(tz):%d/%m/%Y at %H:%M} did not start before the end "
+        f"of its window ({due.window_end.astimezone(tz):%H:%M}): the orchestrator was stopped "
+        "or busy, or the job waited for its host"))
     uid = new_run_uid(due.scheduled_for)
     if not record_missed(ctx.sessions, due.ref.client_name, due.ref.job_name, uid,
                          due.scheduled_for, due.window_end, now, finding):

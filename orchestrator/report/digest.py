@@ -138,7 +138,8 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
                                       "newest": max((s.taken_at for s in snaps), default=None)}
             if not finished:
                 lines.append(_unfinished_line(job, runs, start, end, now, tz, history,
-                                              points, loaded.language_of(settings)))
+                                              points, loaded.language_of(settings),
+                                              loaded.config.msp.language))
                 continue
             run = min(finished, key=lambda r: RunStatus(str(r.status)).rank)
             status = RunStatus(str(run.status))
@@ -178,9 +179,20 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
                   phone=msp.phone, portal=portal)
 
 
+def missed_message(since: datetime, tz: Any, language: str) -> str:
+    """The hotline's sentence for a run that never started, at the MSP's local time."""
+    local = since.astimezone(tz)
+    if language == "fr":
+        return (f"aucune exécution de celle prévue le {local:%d/%m/%Y à %H:%M}, et sa plage "
+                "horaire est passée : le planificateur tournait-il ?")
+    return (f"no run of the one scheduled on {local:%d/%m/%Y at %H:%M}, and its window has "
+            "passed: was the scheduler running?")
+
+
 def _unfinished_line(job: JobRow, runs: list[RunRow], start: datetime, end: datetime,
                      now: datetime, tz: Any, history: list[tuple[date, int, RunStatus]],
-                     points: dict[str, Any], language: str) -> JobLine:
+                     points: dict[str, Any], language: str,
+                     hotline_language: str = "fr") -> JobLine:
     """A job with no finished run this night: in progress, waiting for its turn, not run at
     all (its window passed: NON EXECUTEE, whether or not a scheduler was there to record it),
     or not due (nothing scheduled that night)."""
@@ -199,8 +211,7 @@ def _unfinished_line(job: JobRow, runs: list[RunRow], start: datetime, end: date
                      expected_since=max(job.expected_since, start), now=now, until=end)
     if found.late:
         line.status, line.state, line.since = RunStatus.NON_EXECUTEE, DONE, found.since
-        line.error = (f"no run of the one scheduled at {found.since:%Y-%m-%d %H:%M} UTC, and "
-                      "its window has passed: was the scheduler running?")
+        line.error = missed_message(found.since or start, tz, hotline_language)
         line.said = client_sentences([], RunStatus.NON_EXECUTEE, language)
         return line
     if found.waiting is not None:

@@ -15,6 +15,7 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.findings import AlertKind, RunStatus, Severity, from_dict, worst
 from orchestrator.history.models import AlertRow, ClientRow, EmailRow, JobRow, RunRow
 from orchestrator.history.queries import night_expected, run_by_uid
+from orchestrator.humanize import size
 from orchestrator.jobs.offboard import destructions_ahead
 from orchestrator.report.digest import build_digest, night_bounds
 from orchestrator.report.mail import build, deliver
@@ -31,6 +32,52 @@ class AlertLine:
     when: datetime
     run: str | None = None  # link to the run's page, when the dashboard's address is known
     runbook: str | None = None  # what to do: the runbook of the error code
+    name: str = ""  # the client's name, as the hotline says it on the phone
+    what: str = ""  # the kind of alert in words, in the hotline's language
+
+
+# What each kind of alert is, in the hotline's words (the kind itself stays in the JSON part).
+KIND_WORDS = {
+    "fr": {AlertKind.ECHEC: "sauvegarde en échec", AlertKind.NON_EXECUTEE: "sauvegarde non "
+           "exécutée", AlertKind.COPY: "seconde copie en échec",
+           AlertKind.QUOTA_WARNING: "quota dépassé", AlertKind.QUOTA_BLOCKED:
+           "quota dépassé, sauvegardes arrêtées", AlertKind.QUOTA_TIER:
+           "passage à la tranche supérieure", AlertKind.REPORT_MISSING:
+           "rapport client non envoyé", AlertKind.ROLLBACK: "point de restauration manquant "
+           "ou inconnu sur une baie"},
+    "en": {AlertKind.ECHEC: "backup failed", AlertKind.NON_EXECUTEE: "backup not run",
+           AlertKind.COPY: "second copy failed", AlertKind.QUOTA_WARNING: "quota exceeded",
+           AlertKind.QUOTA_BLOCKED: "quota exceeded, backups stopped",
+           AlertKind.QUOTA_TIER: "moved up a volume tier",
+           AlertKind.REPORT_MISSING: "client report not sent",
+           AlertKind.ROLLBACK: "restore point missing or unknown on a baie"},
+}
+
+
+def _quota_message(kind: AlertKind, name: str, details: dict[str, Any], language: str,
+                   tz: Any) -> str | None:
+    """A quota alert told from its figures, sizes as people read them, in the hotline's
+    language (the stored message is the technician's English)."""
+    if "used" not in details or "quota" not in details:
+        return None
+    used, quota = size(float(details["used"]), language), size(float(details["quota"] or 0),
+                                                                  language)
+    grace = details.get("grace_ends")
+    day = datetime.fromisoformat(grace).astimezone(tz).strftime("%d/%m/%Y") if grace else None
+    fr = language == "fr"
+    if kind == AlertKind.QUOTA_TIER:
+        tier = size(float(details.get("to") or details["quota"]), language)
+        return (f"{name} occupe {used} : volume souscrit porté à {tier}" if fr else
+                f"{name} uses {used}: subscribed volume moved to {tier}")
+    if fr:
+        text = f"{name} occupe {used} pour {quota} souscrits"
+        if kind == AlertKind.QUOTA_BLOCKED:
+            return text + " ; nouvelles sauvegardes arrêtées"
+        return text + (f" ; à régler avant le {day}" if day else "")
+    text = f"{name} uses {used} of {quota} subscribed"
+    if kind == AlertKind.QUOTA_BLOCKED:
+        return text + "; new backups stopped"
+    return text + (f"; to settle by {day}" if day else "")
 
 
 
@@ -73,6 +120,7 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
                 send_it: bool) -> int:
     """One message with every alert not yet sent; returns how many it carried."""
     quota_notices: list[tuple[str, dict[str, Any], AlertKind]] = []
+    language = loaded.config.msp.language
     with sessions() as session, session.begin():
         rows = list(session.scalars(select(AlertRow).where(AlertRow.notified_at.is_(None))
                                     .order_by(AlertRow.created_at)))
@@ -82,12 +130,19 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
             job = session.get(JobRow, row.job_id) if row.job_id else None
             run = session.get(RunRow, row.run_id) if row.run_id else None
             code = run.error_code if run is not None else None
+            kind = AlertKind(row.kind)
+            message = row.message
+            if kind.is_quota and client is not None:
+                message = _quota_message(kind, client.name, dict(row.details or {}),
+                                         language, loaded.config.msp.timezone) or message
             lines.append(AlertLine(client.key if client else "-", job.key if job else None,
-                                   row.kind, row.message, row.created_at,
+                                   row.kind, message, row.created_at,
                                    run_link(loaded, run.uid) if run is not None else None,
                                    runbook_link(loaded, code, loaded.config.msp.language,
                                                 run.script_code if run else None)
-                                   if code else None))
+                                   if code else None,
+                                   name=client.name if client else "",
+                                   what=KIND_WORDS["fr" if language == "fr" else "en"][kind]))
             row.notified_at = now
             if AlertKind(row.kind).is_quota and client is not None:
                 quota_notices.append((client.key, dict(row.details), AlertKind(row.kind)))
@@ -96,7 +151,6 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
                                  send_it=send_it)
     if not lines:
         return 0
-    language = loaded.config.msp.language
     rendered = render("alerts", language, loaded.config.msp.timezone, alerts=lines,
                       msp=loaded.config.msp.name)
     msg = build(loaded, rendered, list(loaded.config.msp.hotline), status=RunStatus.ECHEC,

@@ -63,3 +63,19 @@ def test_short_passwords_are_refused(cli, tmp_path: Path,  # type: ignore[no-unt
     monkeypatch.setenv("HVBACKUP_USER_PASSWORD", "short")
     result = cli("users", "add", "-c", str(s.config), "x", "--role", "admin")
     assert result.code == 2 and "at least 12 characters" in result.err
+
+
+def test_a_client_account_lands_on_its_own_page(tmp_path: Path) -> None:
+    from tests.dashboard.site import PASSWORDS, Site, csrf_of
+
+    site = Site(tmp_path)
+    web = site.browser()
+    form = web.get("/login").text
+    answer = web.post("/login", data={"username": "acme-it", "password": PASSWORDS["acme-it"],
+                                      "next": "/", "csrf": csrf_of(form)})
+    assert answer.status_code == 303
+    landed = web.get(answer.headers["location"], follow_redirects=True)
+    assert landed.url.path == "/clients/acme"
+    assert "À traiter" not in landed.text.split("</nav>")[-1]
+    hotline = site.login("marie")
+    assert hotline.get("/").url.path == "/"  # the hotline's home is still "À traiter"

@@ -52,4 +52,4 @@ def test_an_acknowledged_outage_stays_acknowledged_until_the_job_succeeds(
         site.clock.now().date())
     assert site.s.run("partages").status == "ECHEC"  # a new outage: not acknowledged yet
     web = site.login("marie")
-    assert _ack_cell(web.get("/").text, "partages") == "-"
+    assert _ack_cell(web.get("/").text, "partages") == "Prendre en charge"  # its form

@@ -80,7 +80,8 @@ def test_hotline_sees_the_failure_opens_the_run_and_acknowledges_it(
     _login(page, base, "marie")
     row = page.locator('tr.problem[data-client="acme"][data-job="partages"]')
     assert row.get_attribute("data-status") == "ECHEC"
-    assert row.locator("td.ack").inner_text() == "-"
+    assert row.locator("td.ack form.ack-run").count() == 1  # not acknowledged yet
+    assert row.locator("td.actions form.relaunch").count() == 1
     red = (0xCF, 0x22, 0x2E)  # the ECHEC badge
     shot = _shot(page, "dashboard-home.png")
     assert any(c == red for _n, c in Image.open(shot).convert("RGB").getcolors(1_000_000) or [])
@@ -147,3 +148,22 @@ def test_the_header_turns_red_when_the_scheduler_is_late(served: tuple[Site, str
     assert header and box and box["y"] >= header["y"] and \
         box["y"] + box["height"] <= header["y"] + header["height"]  # on one line, inside
     _shot(page, "dashboard-scheduler-late.png")
+
+
+@pytest.mark.slow
+def test_a_client_on_a_phone_lands_on_its_page_and_it_fits(served: tuple[Site, str],
+                                                           browser: Any) -> None:
+    _site, base = served
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                has_touch=True, device_scale_factor=2)
+    page = phone.new_page()
+    _login(page, base, "acme-it")
+    assert page.url == f"{base}/clients/acme"  # its own page, not the hotline's "À traiter"
+    _shot(page, "dashboard-client-phone.png")
+    assert page.evaluate("window.innerWidth") == 390  # laid out for the phone, not shrunk
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the client page is {width} px wide on a 390 px phone"
+    assert page.locator("svg.chart polyline.series").count() == 2
+    dates = page.locator('tr.job[data-job="partages"] .strip-dates').inner_text()
+    assert dates == "26/10 → 24/11", dates  # the strip says which nights it shows
+    phone.close()

@@ -75,15 +75,16 @@ def test_a_scheduler_stopped_for_days_shows_on_every_page(tmp_path: Path) -> Non
     assert "Rien à traiter" not in home
     late = rows(home)
     assert late["partages"] == ("NON EXECUTEE", "En retard\u00a0: l'exécution prévue le "
-                                "24/11/2026 21:00 n'a pas eu lieu (3 manquée(s) depuis)\u00a0; "
+                                "24/11/2026 21:00 n'a pas eu lieu (3 manquées depuis)\u00a0; "
                                 "le planificateur tourne-t-il\u00a0?")
     assert set(late) == {"partages", "erp", "compta"}
     banner = re.search(r'<span id="scheduler" class="([a-z]+)">([^<]*)</span>', home)
     assert banner and banner.groups() == (
         "late", "planificateur\u00a0: dernier passage il y a 3 j 3 h")
 
-    assert "Rien à traiter" not in portal.get("/").text  # the client's portal too
-    assert 'id="scheduler"' not in portal.get("/").text  # the MSP's machinery is not theirs
+    own = portal.get("/clients/acme").text
+    assert "Rien à traiter" not in own  # the client's portal too
+    assert 'id="scheduler"' not in own  # the MSP's machinery is not theirs
     client = portal.get("/clients/acme").text
     assert client.count("en retard depuis le ") == 3
     assert "en retard depuis le 24/11/2026 22:00" in client  # erp, scheduled 22:00

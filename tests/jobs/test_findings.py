@@ -78,8 +78,12 @@ def test_the_runbook_link_of_a_script_code_leads_to_its_row(tmp_path: Path) -> N
     # The hotline's alert (no dashboard address: the command that shows the runbook).
     send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False)
     [mail] = sorted((tmp_path / "state" / "outbox").glob("*-alerts.eml"))
-    text = mail.read_text(encoding="utf-8")
-    assert "que faire : hvbackup runbook HVB-SCRIPT-FAILED (GUEST_VSS_FAILED)" in text
+    import email
+    import email.policy
+
+    message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "que faire\u00a0: hvbackup runbook HVB-SCRIPT-FAILED (GUEST_VSS_FAILED)" in text
     page = (REPO / "docs/runbooks/fr/HVB-SCRIPT-FAILED.md").read_text(encoding="utf-8")
     assert "| `GUEST_VSS_FAILED` |" in page
 

@@ -129,10 +129,11 @@ def test_the_hotline_summary_announces_the_destruction_the_days_before(
     morning = datetime(2026, 12, 22, 7, 0, tzinfo=UTC)  # 08:00 in Paris, 8 days before
     assert "DESTRUCTION" not in summary_text(s, inbox, morning)
     text = summary_text(s, inbox, morning + timedelta(days=1))
-    assert text.startswith("À NOTER — fin de contrat, destruction des données :\n")
-    assert ("   - DESTRUCTION PRÉVUE le 30/12/2026 (dans 7 jours) : toutes les sauvegardes de "
-            "ACME (acme) sur site-a, site-b ; sauvegardes arrêtées depuis le 30/11/2026. "
-            "Pour reporter : hvbackup client offboard acme --on AAAA-MM-JJ") in text
+    assert text.startswith("À NOTER — fin de contrat, destruction des données\u00a0:\n")
+    assert ("   - DESTRUCTION PRÉVUE le 30/12/2026 (dans 7\u00a0jours)\u00a0: toutes les "
+            "sauvegardes d'ACME (acme) sur site-a, site-b\u202f; sauvegardes arrêtées depuis le "
+            "30/11/2026. Pour reporter\u00a0: hvbackup client offboard acme --on AAAA-MM-JJ"
+            ) in text
     assert "NON EXECUTEE" not in text and "ECHEC" not in text  # nothing was expected of acme
     from orchestrator.history.queries import night_expected
     from orchestrator.report.digest import night_bounds
@@ -140,7 +141,7 @@ def test_the_hotline_summary_announces_the_destruction_the_days_before(
     with s.sessions() as session:  # no client report is owed after the contract's end
         assert not night_expected(session, "acme", *night_bounds(s.loaded, date(2026, 12, 22)))
         assert night_expected(session, "acme", *night_bounds(s.loaded, date(2026, 11, 29)))
-    assert "(dans 3 jours)" in summary_text(s, inbox, morning + timedelta(days=5))
+    assert "(dans 3\u00a0jours)" in summary_text(s, inbox, morning + timedelta(days=5))
     assert "le 30/12/2026 (demain)" in summary_text(s, inbox, morning + timedelta(days=7))
     assert "(aujourd'hui, à la maintenance du jour)" in summary_text(
         s, inbox, morning + timedelta(days=8))

@@ -74,7 +74,7 @@ def test_without_a_dashboard_the_hotline_is_told_how_to_read_the_runbook(
     [msg] = _outbox(tmp_path).values()
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "docs/runbooks" not in text
-    assert "que faire : hvbackup runbook HVB-HOST-UNREACHABLE" in text
+    assert "que faire\u00a0: hvbackup runbook HVB-HOST-UNREACHABLE" in text
     shown = cli("runbook", "HVB-HOST-UNREACHABLE")
     assert shown.code == 0 and "WinRM" in shown.out
     english = cli("runbook", "--lang", "en", "HVB-HOST-UNREACHABLE")

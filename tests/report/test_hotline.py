@@ -23,13 +23,15 @@ def test_alerts_are_grouped_and_sent_once(tmp_path: Path, smtp_server) -> None: 
     s.run("compta")
     assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True) == 2
     [msg] = inbox.messages
-    assert msg["Subject"] == "[hvbackup] 2 problèmes : acme"
+    assert msg["Subject"] == "[hvbackup] 2 problèmes : ACME"
     assert msg["To"] == "hotline@msp.example"
     text = msg.get_body(("plain",)).get_content()
-    assert "acme/erp [echec] host acme/hv01 (simulated): cannot connect" in text
-    assert "acme/compta [echec]" in text
+    assert ("ACME (acme), tâche erp — sauvegarde en échec\u00a0: host acme/hv01 (simulated): "
+            "cannot connect") in text
+    assert "ACME (acme), tâche compta — sauvegarde en échec" in text
+    assert "[echec]" not in text
     # What to do, for each: the runbook of the error code (no dashboard address configured).
-    assert text.count("que faire : hvbackup runbook HVB-HOST-UNREACHABLE") == 2
+    assert text.count("que faire\u00a0: hvbackup runbook HVB-HOST-UNREACHABLE") == 2
     assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True) == 0  # never twice
     assert len(inbox.messages) == 1
 
@@ -43,12 +45,12 @@ def test_morning_summary_worst_first(tmp_path: Path, smtp_server) -> None:  # ty
     s.run("erp")
     send_summary(s.loaded, s.sessions, date(2026, 11, 23), s.clock.now(), send_it=True)
     [msg] = inbox.messages
-    assert msg["Subject"] == ("[ECHEC] Synthèse des sauvegardes du 23/11/2026 — 1 client(s) "
+    assert msg["Subject"] == ("[ECHEC] Synthèse des sauvegardes du 23/11/2026 — 1 client "
                               "en échec sur 1")
     text = msg.get_body(("plain",)).get_content()
-    assert "ECHEC  ACME (acme) : 1/3 réussis" in text
-    assert "- compta : PRÉVUE le 23/11 23:00" in text  # scheduled later that night
-    assert "- erp : ECHEC — ERP01: host acme/hv01 (simulated): New-HvbCheckpoint.ps1 failed " \
+    assert "Échec — ACME (acme)\u00a0: 1/3 tâches réussies" in text
+    assert "- compta\u00a0: prévue le 23/11 23:00" in text  # scheduled later that night
+    assert "- erp\u00a0: Échec — ERP01: host acme/hv01 (simulated): New-HvbCheckpoint.ps1 failed " \
         "(GUEST_VSS_FAILED)" in text
 
 
@@ -63,7 +65,12 @@ def test_a_report_that_did_not_go_out_is_an_alert(tmp_path: Path) -> None:
     assert missing_digests(s.loaded, s.sessions, night, after) == []  # alerted once
     assert send_alerts(s.loaded, s.sessions, after, send_it=False) == 1
     outbox = sorted((tmp_path / "state" / "outbox").glob("*-alerts.eml"))
-    assert outbox and b"report_missing" in outbox[-1].read_bytes()
+    sent = email.message_from_bytes(outbox[-1].read_bytes(), policy=email.policy.default)
+    said = sent.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "ACME (acme) — rapport client non envoyé\u00a0: the report of 23/11/2026" in said
+    assert "report_missing" not in said  # the kind's token stays in the JSON part only
+    [data] = [p for p in sent.iter_attachments() if p.get_content_type() == "application/json"]
+    assert b'"kind": "report_missing"' in data.get_content()
     # The report goes out later (resent by hand, relay back): the alert closes by itself and
     # the hotline's page stops showing it.
     from sqlalchemy import select
@@ -97,13 +104,14 @@ def test_english_hotline_messages(tmp_path: Path, smtp_server) -> None:  # type:
     send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True)
     send_summary(s.loaded, s.sessions, date(2026, 11, 23), s.clock.now(), send_it=True)
     alert, summary = inbox.messages
-    assert alert["Subject"] == "[hvbackup] 1 problem: acme"
+    assert alert["Subject"] == "[hvbackup] 1 problem: ACME"
     assert "new problems since the last alert" in alert.get_body(("plain",)).get_content()
-    assert summary["Subject"] == ("[ECHEC] Backups summary of 23/11/2026 — 1 client(s) failing "
+    assert summary["Subject"] == ("[ECHEC] Backups summary of 23/11/2026 — 1 client failing "
                                   "out of 1")
     text = summary.get_body(("plain",)).get_content()
-    assert "ECHEC  ACME (acme): 0/2 succeeded" in text
-    assert "- compta: PRÉVUE for 23/11 23:00" in text
+    assert "Failed — ACME (acme): 0/2 jobs succeeded" in text
+    assert "- compta: scheduled for 23/11 23:00" in text
+    assert "\u00a0" not in text and "\u202f" not in text  # no French spacing in English
     assert summary["X-HVBackup-Status"] == "ECHEC"
 
 
@@ -151,6 +159,37 @@ def test_alerts_link_to_the_dashboard_when_its_address_is_known(tmp_path: Path) 
     [sent] = (tmp_path / "state" / "outbox").glob("*alerts*.eml")
     message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert f"exécution : https://sauvegardes.msp.example/runs/{uid}" in text
-    assert ("que faire : https://sauvegardes.msp.example/runbooks/HVB-HOST-UNREACHABLE?lang=fr"
+    assert f"exécution\u00a0: https://sauvegardes.msp.example/runs/{uid}" in text
+    assert ("que faire\u00a0: https://sauvegardes.msp.example/runbooks/HVB-HOST-UNREACHABLE?lang=fr"
             in text)
+
+
+def test_alerts_and_summary_are_styled_like_the_digest_with_links(tmp_path: Path) -> None:
+    s = Setup(tmp_path, faults="{kind: unreachable}")
+    s.config.write_text(s.config.read_text().replace(
+        "  hotline: [hotline@msp.example]",
+        "  hotline: [hotline@msp.example]\n  dashboard_url: https://sauvegardes.msp.example/"))
+    s.reload()
+    uid = s.run("erp").uid
+    send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False)
+    send_summary(s.loaded, s.sessions, date(2026, 11, 23), s.clock.now(), send_it=False)
+    outbox = tmp_path / "state" / "outbox"
+    [alerts] = [_html(p) for p in outbox.glob("*alerts.eml")]
+    [summary] = [_html(p) for p in outbox.glob("*summary.eml")]
+    for html in (alerts, summary):
+        assert "<pre" not in html  # not the text part in a box
+        assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+        assert "max-width:760px" in html and "background:#c0392b" in html
+    assert (f'<a href="https://sauvegardes.msp.example/runs/{uid}">Voir l&#39;exécution</a>'
+            in alerts)
+    assert ('<a href="https://sauvegardes.msp.example/runbooks/HVB-HOST-UNREACHABLE?lang=fr">'
+            "Que faire</a>") in alerts
+    assert "<strong>ACME</strong> (acme), tâche erp" in alerts
+    assert "sauvegarde en échec" in alerts
+    assert '<a href="https://sauvegardes.msp.example/clients/acme">ACME</a>' in summary
+    assert "Échec" in summary and "host acme/hv01 (simulated): cannot connect" in summary
+
+
+def _html(path: Path) -> str:
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    return message.get_body(("html",)).get_content()  # type: ignore[union-attr,no-any-return]

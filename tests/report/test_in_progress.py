@@ -56,13 +56,13 @@ def test_a_run_in_progress_at_report_time_is_en_cours_then_told_when_it_ends(
     assert digest["X-HVBackup-Status"] == "EN COURS"
     text = text_of(digest)
     assert "ECHEC" not in text and "Erreur" not in text
-    assert "== erp (ERP01, DC01) : EN COURS" in text
+    assert "== erp (ERP01, DC01)\u00a0: En cours" in text
     assert ("Sauvegarde en cours depuis le 23/11 22:02\u202f; vous recevrez un complément dès "
             "qu'elle sera terminée.") in text
-    assert ">EN COURS</span> — erp" in html_of(digest)
+    assert ">En cours</span> — erp" in html_of(digest)
     [summary] = outbox(tmp_path, "2026-11-23-summary.eml")
     assert "ECHEC" not in summary["Subject"]
-    assert "- erp : EN COURS depuis le 23/11 22:02" in text_of(summary)
+    assert "- erp\u00a0: en cours depuis le 23/11 22:02" in text_of(summary)
 
     s.clock.advance(timedelta(minutes=30))
     tell(s.ctx, s.clock.now())  # still running: nothing more is sent
@@ -77,10 +77,10 @@ def test_a_run_in_progress_at_report_time_is_en_cours_then_told_when_it_ends(
     assert update["Subject"] == ("Complément — [REUSSIE] ACME — sauvegardes du 23/11/2026 — "
                                  "3/3 réussies")
     text = text_of(update)
-    assert text.startswith("Compte rendu des sauvegardes de ACME — nuit du 23/11/2026\n"
+    assert text.startswith("Compte rendu des sauvegardes d'ACME — nuit du 23/11/2026\n"
                            "Complément au compte rendu de ce matin\u00a0: les sauvegardes qui "
                            "étaient encore en cours sont terminées")
-    assert "== erp (ERP01, DC01) : REUSSIE" in text
+    assert "== erp (ERP01, DC01)\u00a0: Réussie" in text
     tell(s.ctx, s.clock.now() + timedelta(minutes=1))  # told once
     assert len(outbox(tmp_path, "2026-11-23-acme-digest-update-*.eml")) == 1
 

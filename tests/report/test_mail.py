@@ -69,14 +69,14 @@ def test_digest_is_received_with_all_its_parts(cli, tmp_path: Path, smtp_server,
     assert msg["To"] == "it@acme.example"
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
-    assert ("Points de restauration : 1" if language == "fr" else "Restore points: 1") in text
+    assert ("Points de restauration\u00a0: 1" if language == "fr" else "Restore points: 1") in text
     if language == "fr":
-        assert "Copies : site-a et site-b, identiques au 23/11 22:00" in text
-        assert "Dernière vérification : 23/11 10:00 (site-a), sans problème" in text
+        assert "Copies\u00a0: site-a et site-b, identiques au 23/11 22:00" in text
+        assert "Dernière vérification\u00a0: 23/11 10:00 (site-a), sans problème" in text
     else:
         assert "Last verification: 23/11 10:00 (site-a), no problem" in text
     assert "<script" not in html and "http://" not in html and "https://" not in html
-    assert html.count('style="width:12px;height:') == 3  # one bar per job in the 30-day chart
+    assert html.count('class="bar"') == 3  # one bar per job in the 30-day chart
     [data] = [p for p in msg.iter_attachments() if p.get_content_type() == "application/json"]
     payload = json.loads(data.get_content())
     assert payload["client"] == "acme" and len(payload["jobs"]) == 3
@@ -97,10 +97,10 @@ def test_failed_job_digest_says_what_to_do(cli, tmp_path: Path, smtp_server) -> 
                               "1 pas encore terminée")
     text = msg.get_body(("plain",)).get_content()
     # The client reads what happened in its words; the technical text is the hotline's.
-    assert ("Erreur : La sauvegarde n'a pas pu être faite cette nuit\u202f; notre hotline est "
+    assert ("Erreur\u00a0: La sauvegarde n'a pas pu être faite cette nuit\u202f; notre hotline est "
             "prévenue et s'en occupe.") in text
     assert "simulated" not in text and "WinRM" not in text and "HVB-" not in text
-    assert "Que faire : notre hotline est prévenue" in text
+    assert "Que faire\u00a0: notre hotline est prévenue" in text
 
 
 def test_smtp_down_keeps_the_message_in_the_outbox(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
