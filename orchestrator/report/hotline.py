@@ -81,8 +81,9 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
             client = session.get(ClientRow, row.client_id) if row.client_id else None
             job = session.get(JobRow, row.job_id) if row.job_id else None
             run = session.get(RunRow, row.run_id) if row.run_id else None
-            code = run.error_code if run is not None else None
-            lines.append(AlertLine(client.key if client else "-", job.key if job else None,
+            code = run.error_code if run is not None else (row.details or {}).get("code")
+            where = client.key if client else str((row.details or {}).get("site", "-"))
+            lines.append(AlertLine(where, job.key if job else None,
                                    row.kind, row.message, row.created_at,
                                    run_link(loaded, run.uid) if run is not None else None,
                                    runbook_link(loaded, code, loaded.config.msp.language,
