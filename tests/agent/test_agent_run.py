@@ -5,6 +5,7 @@ received (or kept, when the server is down), and the run reaches the server's hi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -76,19 +77,21 @@ class Ran:
     err: str
 
 
-def agent_run(folder: Path, at: str) -> Ran:
+def agent_run(folder: Path, at: str, env: dict[str, str] | None = None) -> Ran:
     done = subprocess.run([sys.executable, "-c", AGENT, at, "agent", "run", "--once",
                            "--state-dir", str(folder)], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=300, check=False, env={**os.environ, **(env or {})})
     return Ran(done.returncode, done.stdout, done.stderr)
 
 
-def central_of(root: Path, clock) -> Central:  # type: ignore[no-untyped-def]
+def central_of(root: Path, clock, hosts: str = "", jobs: str = "") -> Central:  # type: ignore[no-untyped-def]
     for baie in ("baie-acme", "baie-msp"):
         (root / baie).mkdir(parents=True, exist_ok=True)
     (root / "acme.pub").write_text(generate_private_key().public.text() + "\n")
     path = root / "hvbackup.yaml"
-    path.write_text(CONFIG.format(root=root), encoding="utf-8")
+    text = CONFIG.format(root=root)
+    text = text.replace("    jobs:\n", hosts + "    jobs:\n") + jobs
+    path.write_text(text, encoding="utf-8")
     return Central(root, clock, config=path)
 
 
@@ -209,3 +212,50 @@ def test_the_kept_part_holds_no_other_site_and_the_server_no_secret(cli, tmp_pat
     assert set(part["clients"]["acme"]["hosts"]) == {"hv01"}
     assert set(part["baies"]) == {"baie-acme"}
     assert "database" not in part and "state_dir" not in part
+
+
+SECRET = "Tr0ub4dor-acme-winrm-only-on-site"
+WINRM_HOST = """\
+      hv02:
+        address: 127.0.0.1
+        site: acme-siege
+        transport: winrm
+        winrm: {{port: {port}, connect_retries: 0, username: 'ACME\\svc',
+                password_env: ACME_WINRM_PASSWORD}}
+"""
+WINRM_JOB = """\
+      donnees:
+        type: files
+        host: hv02
+        paths: ['D:\\Donnees']
+        schedule: "daily 21:30"
+"""
+
+
+def test_a_password_env_is_read_on_the_agents_machine_and_never_reaches_the_server(
+        cli, tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+    assert "ACME_WINRM_PASSWORD" not in os.environ  # the server's side has no such variable
+    central = central_of(tmp_path, clock, hosts=WINRM_HOST.format(port=free_port()),
+                         jobs=WINRM_JOB)
+    folder = tmp_path / "agent"
+    with serve_tls(central.app, tmp_path) as (url, ca):
+        enroll(cli, central, url, ca, folder)
+        assert agent_run(folder, "2026-11-22T19:00:00+00:00").code == 0
+        # First night, the agent's machine lacks the variable: the run says so.
+        assert agent_run(folder, "2026-11-22T21:05:00+00:00").code == 0
+        # Second night, it has it: the run goes past the password, to the host (which
+        # nothing answers for here).
+        assert agent_run(folder, "2026-11-23T21:05:00+00:00",
+                         env={"ACME_WINRM_PASSWORD": SECRET}).code == 0
+    with central.sessions() as session:
+        found = session.execute(select(RunRow.scheduled_for, RunRow.error_code)
+                                .join(JobRow, RunRow.job_id == JobRow.id)
+                                .where(JobRow.key == "donnees")
+                                .order_by(RunRow.scheduled_for)).all()
+    assert [code for _when, code in found] == ["HVB-SECRET", "HVB-HOST-UNREACHABLE"]
+    # Everything the server's SQLite holds: the file and its write-ahead log, if any.
+    database = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("central.db*")))
+    assert b"ACME_WINRM_PASSWORD" in database  # the reference is there (the error says it)
+    assert SECRET.encode() not in database
+    part = (folder / "part.json").read_text(encoding="utf-8")
+    assert '"password_env": "ACME_WINRM_PASSWORD"' in part and SECRET not in part
