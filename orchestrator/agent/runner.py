@@ -61,10 +61,6 @@ HISTORY_FILE = "history.db"
 INTERVAL_S = 60
 
 
-class NoPart(ServerUnreachable):
-    """The server cannot be reached and no part was ever received: nothing to run yet."""
-
-
 # -- the site's part ------------------------------------------------------------------------
 
 def fetch_part(server: Server, folder: Path) -> tuple[dict[str, Any], str | None]:
@@ -75,8 +71,9 @@ def fetch_part(server: Server, folder: Path) -> tuple[dict[str, Any], str | None
         answer = server.config()
     except ServerUnreachable as exc:
         if not kept.exists():
-            raise NoPart(f"{exc.message}; no configuration was ever received from the server "
-                         "(the agent runs nothing until it is)") from None
+            raise ServerUnreachable(f"{exc.message}; no configuration was ever received "
+                                    "from the server (the agent runs nothing until it is)"
+                                    ) from None
         return json.loads(kept.read_text(encoding="utf-8")), exc.message
     tmp = kept.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -219,8 +216,9 @@ class Agent:
             uids = session.scalars(select(RunRow.uid).where(
                 RunRow.state == RunState.FINISHED.value,
                 RunRow.started_at.is_not(None))).all()
+            queued = self.spool.uids()
             for uid in uids:
-                if self.spool.has(uid):
+                if uid in queued:
                     continue
                 run = run_payload(session, uid, self.spool.request_of(uid))
                 self.spool.add(run, self.clock.now())

@@ -68,9 +68,10 @@ class Spool:
                 (run.uid, run.model_dump_json(), now.isoformat()))
             return cursor.rowcount == 1
 
-    def has(self, uid: str) -> bool:
+    def uids(self) -> set[str]:
+        """Every run ever queued, delivered or not."""
         with self._db() as db:
-            return db.execute("SELECT 1 FROM runs WHERE uid = ?", (uid,)).fetchone() is not None
+            return {uid for (uid,) in db.execute("SELECT uid FROM runs")}
 
     def request_taken(self, request_id: int) -> bool:
         """Whether the server's run-now request ``request_id`` was run already."""

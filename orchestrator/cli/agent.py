@@ -33,7 +33,7 @@ from orchestrator.errors import ServerRefused, ServerUnreachable, UsageError
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "agent", help="site agents (enrollment tokens, list, revoke)",
+        "agent", help="site agents (tokens, list, revoke; enroll, deliver, run on the site)",
         description="Site agents run their site's jobs where the data lives and deliver the "
                     "runs to this server (docs/agents.md).")
     actions = parser.add_subparsers(dest="agent_command", metavar="ACTION", required=True)

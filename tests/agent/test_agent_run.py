@@ -259,3 +259,15 @@ def test_a_password_env_is_read_on_the_agents_machine_and_never_reaches_the_serv
     assert SECRET.encode() not in database
     part = (folder / "part.json").read_text(encoding="utf-8")
     assert '"password_env": "ACME_WINRM_PASSWORD"' in part and SECRET not in part
+
+
+def test_an_agent_that_never_received_its_part_runs_nothing_and_says_so(
+        cli, tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+    central = central_of(tmp_path, clock)
+    folder = tmp_path / "agent"
+    with serve_tls(central.app, tmp_path) as (url, ca):
+        enroll(cli, central, url, ca, folder)
+    down = agent_run(folder, "2026-11-23T21:05:00+00:00")
+    assert down.code == 8
+    assert "no configuration was ever received from the server" in down.err
+    assert not (folder / "part.json").exists() and not any((tmp_path / "baie-acme").rglob("*"))
