@@ -77,7 +77,7 @@ class Severity(IntEnum):
 
 class AlertKind(StrEnum):
     """What the hotline is alerted of (``alerts.kind`` in the history): a run's (from its
-    findings) or a client's (its quota, its report)."""
+    findings), a client's (its quota, its report) or a site agent's (silent)."""
 
     ECHEC = "echec"
     NON_EXECUTEE = "non_executee"
@@ -87,6 +87,7 @@ class AlertKind(StrEnum):
     QUOTA_TIER = "quota_tier"  # still over 30 days later: moved up a tier (next_tier contracts)
     REPORT_MISSING = "report_missing"  # the client's report did not go out by its deadline
     ROLLBACK = "rollback"  # a baie lacks a committed snapshot, or holds one never committed
+    AGENT_SILENT = "agent_silent"  # a site agent silent past its site's heartbeat_minutes
 
     @property
     def is_quota(self) -> bool:

@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS runs (
     delivered_at TEXT,
     refused_at TEXT,
     last_error TEXT
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    run_uid TEXT NOT NULL,
+    taken_at TEXT NOT NULL
 )
 """
 
@@ -48,7 +53,7 @@ class Spool:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._db() as db:
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -62,6 +67,28 @@ class Spool:
                 "INSERT OR IGNORE INTO runs (uid, body, queued_at) VALUES (?, ?, ?)",
                 (run.uid, run.model_dump_json(), now.isoformat()))
             return cursor.rowcount == 1
+
+    def uids(self) -> set[str]:
+        """Every run ever queued, delivered or not."""
+        with self._db() as db:
+            return {uid for (uid,) in db.execute("SELECT uid FROM runs")}
+
+    def request_taken(self, request_id: int) -> bool:
+        """Whether the server's run-now request ``request_id`` was run already."""
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM requests WHERE id = ?",
+                              (request_id,)).fetchone() is not None
+
+    def take_request(self, request_id: int, run_uid: str, now: datetime) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR IGNORE INTO requests (id, run_uid, taken_at) VALUES (?, ?, ?)",
+                       (request_id, run_uid, now.isoformat()))
+
+    def request_of(self, run_uid: str) -> int | None:
+        """The run-now request ``run_uid`` answered, if any."""
+        with self._db() as db:
+            row = db.execute("SELECT id FROM requests WHERE run_uid = ?", (run_uid,)).fetchone()
+        return int(row[0]) if row else None
 
     def waiting(self) -> list[RunIn]:
         """Runs still to deliver, oldest first."""

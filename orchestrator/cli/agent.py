@@ -1,13 +1,16 @@
 """``hvbackup agent``: site agents. On the central server: ``token`` (a single-use enrollment
 token for a site, printed once), ``list`` and ``revoke``. On the site's machine: ``enroll``
-and ``deliver`` (the spool's runs to the server). See docs/agents.md."""
+``deliver`` (the spool's runs to the server) and ``run`` (the agent's service: its site's jobs
+on their schedule). See docs/agents.md."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +20,7 @@ from orchestrator.agent import server as door
 from orchestrator.agent import state as agent_state
 from orchestrator.agent.protocol import EnrollIn
 from orchestrator.agent.registry import ENROLLMENT_HOURS_MAX, create_enrollment, list_agents, revoke
+from orchestrator.agent.runner import Agent, Cycle
 from orchestrator.agent.spool import Spool, deliver
 from orchestrator.cli.common import actor, add_config_argument, context, load_from_args
 from orchestrator.cli.timefmt import local_str
@@ -29,7 +33,7 @@ from orchestrator.errors import ServerRefused, ServerUnreachable, UsageError
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "agent", help="site agents (enrollment tokens, list, revoke)",
+        "agent", help="site agents (tokens, list, revoke; enroll, deliver, run on the site)",
         description="Site agents run their site's jobs where the data lives and deliver the "
                     "runs to this server (docs/agents.md).")
     actions = parser.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
@@ -63,6 +67,13 @@ def register(sub: Any) -> None:
                               "wait in the spool")
     _state_argument(send)
     send.set_defaults(handler=run_deliver)
+    service = actions.add_parser("run", help="on the site's machine: the agent's service (its "
+                                 "site's jobs on their schedule, delivered to the server)")
+    _state_argument(service)
+    service.add_argument("--once", action="store_true",
+                         help="one cycle (configuration, due runs, run-now requests, delivery, "
+                              "heartbeat), then exit")
+    service.set_defaults(handler=run_service)
 
 
 ENROLL_TOKEN_ENV = "HVBACKUP_AGENT_ENROLL_TOKEN"
@@ -150,3 +161,43 @@ def run_deliver(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         return ServerUnreachable.exit_code
     ui.print(f"{result.delivered} run(s) delivered to {enrolled.server}, none waiting")
     return ServerRefused.exit_code if result.refused else 0
+
+
+def _told(ui: Ui, done: Cycle) -> None:
+    for uid in done.ran:
+        ui.print(f"run {uid} finished")
+    if done.delivery is not None:
+        for line in done.delivery.refused:
+            ui.error(f"refused by the server, kept in the spool and no longer sent: {line}")
+        if done.delivery.delivered:
+            ui.print(f"{done.delivery.delivered} run(s) delivered")
+    if done.offline:
+        ui.error(f"the server cannot be reached, the runs wait in the spool: {done.offline}")
+
+
+def run_service(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
+    folder = agent_state.agent_dir(args.state_dir)
+    enrolled, token = agent_state.load(folder)
+    with door.HttpServer(enrolled.server, enrolled.ca_path, token) as server:
+        agent = Agent(folder, server, clock)
+        if args.once:
+            done = agent.cycle()
+            _told(ui, done)
+            waiting = len(agent.spool.waiting())
+            ui.print(f"agent {enrolled.name} (site {enrolled.site}): {len(done.ran)} run(s), "
+                     f"{waiting} waiting in the spool")
+            if done.delivery is not None and done.delivery.refused:
+                return ServerRefused.exit_code
+            return ServerUnreachable.exit_code if done.offline else 0
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            ui.print(f"{signal.Signals(signum).name}: stopping after the run in progress")
+            agent.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        ui.print(f"hvbackup agent {enrolled.name} for site {enrolled.site} of "
+                 f"{enrolled.server}; SIGTERM to stop")
+        agent.serve(report=lambda done: _told(ui, done))
+        ui.print("stopped")
+    return 0

@@ -79,14 +79,21 @@ def visible_run(sessions: sessionmaker[Session], viewer: Viewer, uid: str) -> st
 
 def visible_alert(sessions: sessionmaker[Session], viewer: Viewer,
                   alert_id: int) -> tuple[AlertRow, str]:
-    """The alert and its client's key; raises NotFound when there is no such alert or it is
-    not the viewer's to see."""
+    """The alert and its client's key (a site agent's alert, which has no client: its site,
+    seen by the hotline only); raises NotFound when there is no such alert or it is not the
+    viewer's to see."""
     with sessions() as session:
-        found = session.execute(select(AlertRow, ClientRow.key).join(
+        found = session.execute(select(AlertRow, ClientRow.key).outerjoin(
             ClientRow, AlertRow.client_id == ClientRow.id).where(AlertRow.id == alert_id)).first()
-    if found is None or not viewer.may_see(found[1]):
+    if found is None:
         raise NotFound(f"no alert {alert_id}")
     alert, owner = found
+    if owner is None:
+        if not viewer.staff:
+            raise NotFound(f"no alert {alert_id}")
+        return alert, f"site {(alert.details or {}).get('site', '-')}"
+    if not viewer.may_see(owner):
+        raise NotFound(f"no alert {alert_id}")
     return alert, owner
 
 

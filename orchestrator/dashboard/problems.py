@@ -16,7 +16,7 @@ from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dashboard.queries import aware, last_run_subquery
-from orchestrator.dashboard.statuses import QUOTA, REPORT, SEVERITY, UNUSUAL
+from orchestrator.dashboard.statuses import AGENT, QUOTA, REPORT, SEVERITY, UNUSUAL
 from orchestrator.findings import AlertKind
 from orchestrator.history.models import (
     AcknowledgementRow,
@@ -147,7 +147,29 @@ def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
                                  alert_ack[1] if alert_ack else None,
                                  baies=[baie] if baie else [], alert_id=alert.id,
                                  acknowledged_at=alert_ack[2] if alert_ack else None))
+        if client is None:  # the hotline's: a client's portal does not show the agents
+            found += _silent_agents(session)
     return sorted(found, key=lambda p: (SEVERITY.get(p.status, 9), p.since, p.client))
+
+
+def _silent_agents(session: Session) -> list[Problem]:
+    """An open "agent injoignable" alert, on the row of each client of its site."""
+    out = []
+    for alert in session.scalars(select(AlertRow).where(
+            AlertRow.kind == AlertKind.AGENT_SILENT.value, AlertRow.resolved_at.is_(None))):
+        details = alert.details if isinstance(alert.details, dict) else {}
+        ack = session.execute(select(UserRow.username, AcknowledgementRow.comment,
+                                     AcknowledgementRow.at)
+                              .select_from(AcknowledgementRow)
+                              .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
+                              .where(AcknowledgementRow.alert_id == alert.id)
+                              .order_by(AcknowledgementRow.at.desc())).first()
+        for owner in details.get("clients") or [str(details.get("site", "-"))]:
+            out.append(Problem(str(owner), None, AGENT, alert.created_at, 1, None,
+                               alert.message, None, ack[0] if ack else None,
+                               ack[1] if ack else None, alert_id=alert.id,
+                               acknowledged_at=ack[2] if ack else None))
+    return out
 
 
 def _late(session: Session, found: list[Problem], tz: ZoneInfo, now: datetime,

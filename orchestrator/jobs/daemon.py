@@ -4,6 +4,10 @@ Every tick (30 s, driven by the ``schedule`` library):
 * runs left 'running' by a stopped orchestrator are closed (the watchdog);
 * the night (``night.py``): due runs are claimed and started, late if the orchestrator was
   down; those whose window passed are recorded NON EXECUTEE; "run now" requests start;
+  the jobs of a site that has its own agent (``site:``, docs/agents.md) are left to it: the
+  agent runs them and delivers them, this scheduler only records them NON EXECUTEE when
+  nothing arrived by the end of their window; an agent silent past its site's
+  ``heartbeat_minutes`` is an alert (``agent/silence.py``);
   at most ``max_workers`` runs at once, and one run at a time per host;
 * after 11:00 (MSP time), once a day, maintenance (``maintenance.py``) in the background;
 * the morning (``morning.py``): from 07:00 the clients' reports of the night and the
@@ -31,6 +35,7 @@ from typing import Protocol
 
 import schedule
 
+from orchestrator.agent.silence import silent_agents
 from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import HvbError
 from orchestrator.history.sync import sync_config
@@ -89,6 +94,8 @@ class Daemon:
                 if night.record_not_run(self.ctx, due, now) and self.listener:
                     self.listener.missed(due)
                 continue
+            if night.agent_runs(due.ref):
+                continue  # its site's agent runs it; NON EXECUTEE above if it never delivers
             if not self._free(due.host):
                 continue  # its turn comes at a later tick
             # Claimed here, before the morning below builds any report: a run started at this
@@ -98,6 +105,7 @@ class Daemon:
                                                  claim):
                 started.append(due)
         self._requested(now)
+        self._silent_agents(now)
         self._maintenance(now)
         self._morning(now)
         record_beat(self.ctx.sessions, self.name, self.started_at, now)
@@ -134,6 +142,8 @@ class Daemon:
                     log.warning("run requested by %s for %s/%s: that job is no longer in the "
                                 "configuration", request.by, request.client, request.job)
                 continue
+            if night.agent_runs(ref):
+                continue  # its site's agent reads it (GET /api/agent/v1/run-requests)
             host = f"{ref.client_name}/{ref.job.host}"
             with self._lock:
                 if host in self._running or len(self._running) >= self.max_workers:
@@ -143,6 +153,11 @@ class Daemon:
                 log.info("%s: run requested by %s from the dashboard", ref.label, request.by)
                 self._running[host] = self._pool.submit(night.run_requested, replace(self.ctx),
                                                         ref, request)
+
+    def _silent_agents(self, now: datetime) -> None:
+        """Agents silent past their site's heartbeat_minutes: an alert each (told below)."""
+        for name in silent_agents(self.ctx.loaded, self.ctx.sessions, now):
+            log.warning("site agent %s gives no news: the hotline is alerted", name)
 
     def _morning(self, now: datetime) -> None:
         try:

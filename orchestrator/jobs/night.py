@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 
 from orchestrator.config.load import JobRef
+from orchestrator.config.models import CENTRAL_SITE
 from orchestrator.findings import Missed
 from orchestrator.history.models import RunRequestRow
 from orchestrator.history.queries import (
@@ -51,6 +52,13 @@ class Due:
     def host(self) -> str:
         """The host it runs on: one run at a time per host."""
         return f"{self.ref.client_name}/{self.ref.job.host}"
+
+
+def agent_runs(ref: JobRef) -> bool:
+    """Whether ``ref`` runs at a site agent (its host is on a site of its own), not on the
+    central server's scheduler."""
+    host = ref.client.hosts.get(ref.job.host)
+    return host is not None and host.site != CENTRAL_SITE
 
 
 def due_runs(refs: list[JobRef], tz: ZoneInfo, since: datetime, now: datetime) -> list[Due]:

@@ -44,13 +44,14 @@ KIND_WORDS = {
            "quota dépassé, sauvegardes arrêtées", AlertKind.QUOTA_TIER:
            "passage à la tranche supérieure", AlertKind.REPORT_MISSING:
            "rapport client non envoyé", AlertKind.ROLLBACK: "point de restauration manquant "
-           "ou inconnu sur une baie"},
+           "ou inconnu sur une baie", AlertKind.AGENT_SILENT: "agent de site injoignable"},
     "en": {AlertKind.ECHEC: "backup failed", AlertKind.NON_EXECUTEE: "backup not run",
            AlertKind.COPY: "second copy failed", AlertKind.QUOTA_WARNING: "quota exceeded",
            AlertKind.QUOTA_BLOCKED: "quota exceeded, backups stopped",
            AlertKind.QUOTA_TIER: "moved up a volume tier",
            AlertKind.REPORT_MISSING: "client report not sent",
-           AlertKind.ROLLBACK: "restore point missing or unknown on a baie"},
+           AlertKind.ROLLBACK: "restore point missing or unknown on a baie",
+           AlertKind.AGENT_SILENT: "site agent unreachable"},
 }
 
 
@@ -129,13 +130,14 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
             client = session.get(ClientRow, row.client_id) if row.client_id else None
             job = session.get(JobRow, row.job_id) if row.job_id else None
             run = session.get(RunRow, row.run_id) if row.run_id else None
-            code = run.error_code if run is not None else None
+            code = run.error_code if run is not None else (row.details or {}).get("code")
             kind = AlertKind(row.kind)
             message = row.message
             if kind.is_quota and client is not None:
                 message = _quota_message(kind, client.name, dict(row.details or {}),
                                          language, loaded.config.msp.timezone) or message
-            lines.append(AlertLine(client.key if client else "-", job.key if job else None,
+            where = client.key if client else str((row.details or {}).get("site", "-"))
+            lines.append(AlertLine(where, job.key if job else None,
                                    row.kind, message, row.created_at,
                                    run_link(loaded, run.uid) if run is not None else None,
                                    runbook_link(loaded, code, loaded.config.msp.language,

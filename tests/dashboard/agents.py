@@ -22,9 +22,10 @@ API = "/api/agent/v1"
 
 
 class Central:
-    def __init__(self, folder: Path, clock: FrozenClock, database: str | None = None) -> None:
+    def __init__(self, folder: Path, clock: FrozenClock, database: str | None = None,
+                 config: Path | None = None) -> None:
         self.clock = clock
-        path = write_two_sites(folder)
+        path = config or write_two_sites(folder)
         if database is not None:
             text = path.read_text(encoding="utf-8")
             path.write_text(text.replace(f"sqlite:///{folder / 'history.db'}", database),

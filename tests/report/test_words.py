@@ -158,3 +158,11 @@ def test_a_run_that_never_started_is_told_in_the_hotlines_language_and_time(
             "22:00, et sa plage horaire est passée\u00a0: le planificateur tournait-il\u202f?"
             ) in text
     assert "UTC" not in text and "was the scheduler" not in text
+
+
+def test_every_alert_kind_has_its_words() -> None:
+    from orchestrator.findings import AlertKind
+    from orchestrator.report.hotline import KIND_WORDS
+
+    for language in ("fr", "en"):
+        assert set(KIND_WORDS[language]) == set(AlertKind), language
