@@ -39,6 +39,8 @@ class JobAlreadyRunning(RunAlreadyClaimed):
     """Another run of the same job is in progress (a second `hvbackup backup`, a run now during
     the scheduled run): two runs of one job would sweep each other's checkpoints."""
 
+    code = "HVB-JOB-RUNNING"
+
 
 @dataclass
 class StepFigures:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.config.load import LoadedConfig
 from orchestrator.findings import AlertKind, RunStatus, Severity, from_dict, worst
 from orchestrator.history.models import AlertRow, ClientRow, EmailRow, JobRow, RunRow
-from orchestrator.history.queries import night_expected, run_by_uid
+from orchestrator.history.queries import night_expected, offboard_date, run_by_uid
 from orchestrator.humanize import size
 from orchestrator.jobs.offboard import destructions_ahead
 from orchestrator.report.digest import build_digest, night_bounds
@@ -168,9 +168,9 @@ def send_summary(loaded: LoadedConfig, sessions: sessionmaker[Session], night: d
                  now: datetime, *, send_it: bool) -> list[Any]:
     """All clients' nights, worst first, to the hotline; first, the data destructions (contract
     ends) due within 7 days."""
-    bounds = night_bounds(loaded, night)
-    with sessions() as session:  # a client whose contract ended owes no night (see above)
-        owing = [c for c in loaded.config.clients if night_expected(session, c, *bounds)]
+    with sessions() as session:  # a client whose contract ended before the night: none
+        owing = [c for c in loaded.config.clients
+                 if (ended := offboard_date(session, c)) is None or ended > night]
     digests = [build_digest(sessions, loaded, client, night, now) for client in owing]
     digests.sort(key=lambda d: (d.status.rank, d.client))
     rendered = render("summary", loaded.config.msp.language, loaded.config.msp.timezone,

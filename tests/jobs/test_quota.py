@@ -67,7 +67,7 @@ def test_a_client_over_its_volume_is_told_then_stopped(tmp_path: Path, cli) -> N
     notice = email.message_from_bytes(raw, policy=policy.default)
     assert notice["To"] == "it@acme.example"
     body = notice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "Vous avez 30 jours pour agir\u00a0: sans changement d'ici le 23/12/2026" in body
+    assert "Vous avez 30\u00a0jours pour agir\u00a0: sans changement d'ici le 23/12/2026" in body
     shown = cli("quota", "-c", str(s.config))
     assert "10 % OVER: client told, 30 days to act" in shown.out
     s.clock.advance(timedelta(days=31))
