@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 _STILL_ACTIVE = 259
 _PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
@@ -77,3 +81,29 @@ def machine_id() -> str | None:
         if found:
             return found
     return None
+
+
+_PATH_LOCKS: dict[str, threading.Lock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def machine_lock(path: Path) -> Iterator[None]:
+    """Held by one holder at a time on this machine, across threads and processes: a
+    ``flock`` on ``path`` (created if needed) where the platform has it, a lock per path
+    across the threads of this process always. Released when its holder dies."""
+    key = os.path.abspath(path)
+    with _PATH_LOCKS_GUARD:
+        in_process = _PATH_LOCKS.setdefault(key, threading.Lock())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with in_process, path.open("a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: one orchestrator process per machine there
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -19,11 +19,9 @@ import json
 import logging
 import re
 import shutil
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path, PureWindowsPath
@@ -39,6 +37,7 @@ from orchestrator.hosts.simworld import (
     next_database_id,
     service_sid,
 )
+from orchestrator.procs import machine_lock
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +54,6 @@ CHECKPOINT_MODE_REFUSED = (
 SQL_DATA = "D:\\SQL\\Restored"
 # New-HvbShadowCopy mounts its copies here, and nowhere else (-LinkRoot may only name it).
 LINK_ROOT = "C:\\ProgramData\\hvbackup\\shadow"
-
-
-_THREAD_LOCK = threading.Lock()
-
-
-@contextmanager
-def _host_lock(path: Path) -> Iterator[None]:
-    """Exclusive across processes (flock) where the platform has it, across threads always."""
-    with _THREAD_LOCK, path.open("a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: one process drives the simulator there
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -187,8 +167,10 @@ class SimulatedHost:
         return self.world.local_path(windows_path)
 
     def close(self) -> None:
-        if self._world is not None:
-            self._world.save()
+        # Nothing to save: each script saved the state under the host lock before releasing
+        # it. Saving the copy held here would write back a state another session (a second
+        # job on the same host) has changed since, as a real host never loses its own state.
+        self._world = None
 
     def _root(self, path: str, kind: str) -> str:
         """``path`` if inside the host's ``kind`` roots (Assert-HvbRoot), else RootRefused."""
@@ -225,7 +207,7 @@ class SimulatedHost:
         self.root.mkdir(parents=True, exist_ok=True)
         # One script at a time on a host, whoever calls (two schedulers, two jobs): the state
         # is read afresh under the lock and saved before it is released.
-        with _host_lock(self.root / ".host.lock"):
+        with machine_lock(self.root / ".host.lock"):
             self._world = None
             try:
                 result = method(**sent)

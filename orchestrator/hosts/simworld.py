@@ -13,7 +13,9 @@ the date, so tests can recompute what the host held on any day. State is kept in
 from __future__ import annotations
 
 import json
+import os
 import random
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -145,7 +147,7 @@ class SimWorld:
         return volume_path(self.root, windows_path)
 
     def save(self) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
+        tmp = self.state_file.with_name(f".state.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
         tmp.replace(self.state_file)
 

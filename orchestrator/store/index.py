@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from orchestrator.procs import machine_lock
 from orchestrator.store.format import PackEntry
 
 # The tables added since (spare, damaged_packs, checked) start empty in an older cache, which
@@ -53,11 +54,18 @@ class IndexCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Opened by one at a time on this machine: two runs of a client opening a new cache
+        # at once would meet 'database is locked' on the switch to WAL (which does not wait)
+        # or drop each other's tables.
+        with machine_lock(path.with_name(f".{path.name}.open.lock")):
+            self._prepare()
+        self._lock = threading.RLock()  # one connection, used by the uploader threads too
+
+    def _prepare(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache, whatever the size
-        # One exclusive transaction: two runs of a client opening a new cache at once must not
-        # drop each other's tables (one would find 'no such table').
+        # Checked and made in one transaction: a cache of another layout is started again.
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if self._db.execute("PRAGMA user_version").fetchone()[0] != CACHE_VERSION:
@@ -73,7 +81,6 @@ class IndexCache:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._lock = threading.RLock()  # one connection, used by the uploader threads too
 
     def close(self) -> None:
         self._db.close()

@@ -11,6 +11,7 @@ from orchestrator.baie.target import Target
 from orchestrator.config.load import LoadedConfig
 from orchestrator.config.resolved import RepositorySettings
 from orchestrator.errors import RepositoryCorrupt, StoreError, UsageError
+from orchestrator.procs import machine_lock
 from orchestrator.store.keys import PrivateKey, PublicKey, read_public_key
 from orchestrator.store.repository import Repository, load_or_create_writer_secret
 
@@ -51,6 +52,15 @@ def open_for_writing(settings: RepositorySettings, *, dry_run: bool = False,
     (backups), else raise NoRepository (retention, prune, listings). ``other``: the second
     copy, from which a missing or damaged config is copied back."""
     target = open_target(settings.baie, dry_run=dry_run, sleep=sleep)
+    # Two runs of one client on this machine (two hosts, two schedulers) may both find no
+    # repository on its first night: one creates it, the other then opens what it made,
+    # never a second repository with other keys over the first.
+    with machine_lock(settings.writer_key.with_name(f".{settings.writer_key.name}.lock")):
+        return _open_for_writing(settings, target, create=create, other=other)
+
+
+def _open_for_writing(settings: RepositorySettings, target: Target, *, create: bool,
+                      other: Target | None) -> Repository:
     try:
         exists = Repository.read_config(target) is not None
     except RepositoryCorrupt:

@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,9 +90,21 @@ def load_or_create_writer_secret(path: Path, create: bool) -> bytes:
             "'hvbackup keys writer-restore -c FILE CLIENT --key-file F'")
     secret = os.urandom(32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(secret).decode() + "\n")
+    # Written whole under a name of its own, then linked into place: two runs of a new client
+    # starting together never read a half-written key, and the second keeps the first's.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(secret).decode() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return base64.b64decode(path.read_text().strip())
+    finally:
+        tmp.unlink(missing_ok=True)
     return secret
 
 
