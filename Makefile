@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest services venv clean bench bench-dashboard
+.PHONY: demo test lint typecheck pytest services venv clean bench bench-dashboard bench-agents
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench: venv services
 
 bench-dashboard: venv services
 	$(BIN)/python bench/dashboard_bench.py $(BENCH_ARGS)
+
+bench-agents: venv services
+	$(BIN)/python bench/agents_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-state .pytest_cache .mypy_cache .ruff_cache

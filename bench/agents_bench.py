@@ -1,0 +1,346 @@
+"""A night of site agents delivering to two central server processes on one PostgreSQL.
+
+    make bench-agents
+    .venv/bin/python bench/agents_bench.py [--agents 1000] [--jobs 5] [--concurrency 32]
+
+Builds a configuration of ``--agents`` sites (one client, one host and ``--jobs`` jobs each),
+a fresh PostgreSQL database through the real migrations, and starts two real ``hvbackup
+serve`` processes on it. Every agent enrolls (single-use token), sends a heartbeat and
+delivers its night: one finished run per job, with its steps and log lines, as the agent's
+spool sends it. A bounded load generator (``--concurrency`` requests in flight) plays the
+agents over loopback; halfway through the night the first server process is killed
+(SIGKILL), and agents whose request it held send the same run again to the other, as an
+agent retries its spool. Afterwards the history must hold every run exactly once, and the
+dashboard pages are timed on the surviving process.
+
+Goals (issue "site agents"): ingestion p95 under 100 ms, no run lost or duplicated with one
+of the two processes killed, dashboard pages p95 under 150 ms afterwards. Plain HTTP on
+loopback: in production the server sits behind a TLS reverse proxy (docs/agents.md), whose
+cost is not the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+
+from orchestrator.agent.registry import create_enrollment  # noqa: E402
+from orchestrator.clock import SystemClock  # noqa: E402
+from orchestrator.config.load import load_config  # noqa: E402
+from orchestrator.dashboard.accounts import add_user  # noqa: E402
+from orchestrator.history.db import open_engine, upgrade  # noqa: E402
+from orchestrator.history.models import RunEventRow, RunRow, RunStepRow  # noqa: E402
+from orchestrator.jobs.context import open_context  # noqa: E402
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+API = "/api/agent/v1"
+PASSWORD = "un mot de passe de banc d'essai"
+JOBS = [("vm", "hyperv-vm"), ("sql", "sql-server"), ("fichiers", "files"),
+        ("serveurs", "hyperv-vm"), ("mails", "files")]
+
+
+def _config(folder: Path, database: str, agents: int, jobs: int) -> Path:
+    lines = ["version: 1", f"database: {database}", f"state_dir: {folder / 'state'}",
+             "msp:", "  name: MSP Banc", "  hotline: [hotline@msp.example]",
+             "  timezone: Europe/Paris", "baies:", f"  baie-1: {{type: local, path: {folder}/b1}}",
+             f"  baie-2: {{type: local, path: {folder}/b2}}", "sites:"]
+    for n in range(agents):
+        lines += [f"  site-{n:04d}:", f"    name: Site {n}", "    heartbeat_minutes: 30"]
+    lines.append("clients:")
+    for n in range(agents):
+        lines += [f"  c{n:04d}:", f"    name: Client {n}", f"    contacts: [it@c{n:04d}.example]",
+                  f"    encryption: {{public_key_file: {folder}/client.pub}}",
+                  "    copies: [baie-1, baie-2]", "    hosts:", "      hv:",
+                  f"        address: hv.c{n:04d}.lan", f"        site: site-{n:04d}",
+                  "        winrm: {username: 'svc', password_env: HVB_BENCH_WINRM}",
+                  "    jobs:"]
+        for j, (name, kind) in enumerate(JOBS[:jobs]):
+            what = {"hyperv-vm": [f"vms: [SRV{j:02d}]"],
+                    "sql-server": ["instance: 'HV\\\\SQL'", "databases: [all]"],
+                    "files": [f"paths: ['D:\\\\Partages{j}']"]}[kind]
+            lines += [f"      {name}:", f"        type: {kind}", "        host: hv",
+                      *(f"        {w}" for w in what),
+                      f"        schedule: \"daily {20 + j % 4}:00\""]
+    path = folder / "hvbackup.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _public_key(folder: Path) -> None:
+    from orchestrator.store.keys import PublicKey, generate_private_key
+
+    key = generate_private_key()
+    (folder / "client.pub").write_text(PublicKey(key.public.raw, "banc").text() + "\n")
+
+
+def _a_run(uid: str, client: str, job: str, night: datetime, steps: int,
+           lines: int) -> dict[str, Any]:
+    start = night
+    end = start + timedelta(minutes=42)
+    return {
+        "uid": uid, "client": client, "job": job, "scheduled_for": start.isoformat(),
+        "window_ends_at": (start + timedelta(hours=8)).isoformat(),
+        "started_at": start.isoformat(), "finished_at": end.isoformat(), "status": "REUSSIE",
+        "consistency": "application", "bytes_read": 40_000_000_000,
+        "bytes_new": 1_200_000_000, "bytes_sent": 700_000_000, "files": 3,
+        "steps": [{"seq": s + 1, "name": "upload", "object": f"disque-{s}", "status": "ok",
+                   "started_at": start.isoformat(), "finished_at": end.isoformat(),
+                   "bytes_read": 8_000_000_000, "bytes_new": 240_000_000,
+                   "bytes_sent": 140_000_000} for s in range(steps)],
+        "events": [{"at": start.isoformat(), "level": "INFO",
+                    "message": f"disque-{e % steps}: 240 MB new, 140 MB sent", "step_seq":
+                    e % steps + 1} for e in range(lines)],
+    }
+
+
+class Servers:
+    """Two ``hvbackup serve`` processes on one database; ``alive`` the ones not killed."""
+
+    def __init__(self, config: Path, ports: list[int], env: dict[str, str]) -> None:
+        self.urls = [f"http://127.0.0.1:{p}" for p in ports]
+        self.procs = [subprocess.Popen(
+            [str(REPO / ".venv" / "bin" / "hvbackup"), "serve", "-c", str(config),
+             "--port", str(p), "--cookie-secure", "no"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for p in ports]
+        self.alive = list(self.urls)
+
+    def wait_up(self, deadline_s: float = 120) -> None:
+        end = time.monotonic() + deadline_s
+        for url, proc in zip(self.urls, self.procs, strict=True):
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"server {url} exited: {proc.stderr.read().decode()[-2000:]}"
+                                     if proc.stderr else f"server {url} exited")
+                try:
+                    if httpx.get(url + "/login", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > end:
+                    raise SystemExit(f"server {url} did not start")
+                time.sleep(0.2)
+
+    def kill_first(self) -> None:
+        self.procs[0].send_signal(signal.SIGKILL)
+        self.procs[0].wait()
+        self.alive.remove(self.urls[0])
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+async def _send(client: httpx.AsyncClient, servers: Servers, index: int, method: str,
+                path: str, **kw: Any) -> tuple[httpx.Response, float]:
+    """As an agent does: the same request again, to the other server, until one answers."""
+    attempt = 0
+    while True:
+        url = servers.alive[(index + attempt) % len(servers.alive)]
+        started = time.perf_counter()
+        try:
+            answer = await client.request(method, url + path, **kw)
+        except httpx.TransportError:
+            attempt += 1
+            await asyncio.sleep(0)  # the other server, at once
+            continue
+        if answer.status_code >= 500:
+            attempt += 1
+            continue
+        return answer, (time.perf_counter() - started) * 1000
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def _night(servers: Servers, tokens: list[tuple[str, str]], jobs: int, concurrency: int,
+                 steps: int, lines: int) -> dict[str, Any]:
+    night = datetime.now(UTC).replace(hour=20, minute=0, second=0, microsecond=0) \
+        - timedelta(days=1)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    timings: dict[str, list[float]] = {"enroll": [], "heartbeat": [], "run": []}
+    recorded = {"true": 0, "false": 0}
+    done = 0
+    total_runs = len(tokens) * jobs
+    killed_at: int | None = None
+    queue: asyncio.Queue[tuple[str, int, Any]] = asyncio.Queue()
+    agent_tokens: dict[int, str] = {}
+
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        async def enroll(i: int) -> None:
+            _site, token = tokens[i]
+            answer, ms = await _send(client, servers, i, "POST", f"{API}/enroll", json={
+                "token": token, "name": f"agent-{i:04d}", "version": "1.0.0"})
+            assert answer.status_code == 200, answer.text
+            agent_tokens[i] = answer.json()["agent_token"]
+            timings["enroll"].append(ms)
+
+        async def worker() -> None:
+            nonlocal done, killed_at
+            while True:
+                try:
+                    kind, i, body = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                headers = {"Authorization": f"Bearer {agent_tokens[i]}"}
+                if kind == "heartbeat":
+                    answer, ms = await _send(client, servers, i, "POST", f"{API}/heartbeat",
+                                             json=body, headers=headers)
+                    assert answer.status_code == 200, answer.text
+                    timings["heartbeat"].append(ms)
+                    continue
+                answer, ms = await _send(client, servers, i, "POST", f"{API}/runs", json=body,
+                                         headers=headers)
+                assert answer.status_code == 200, f"{answer.status_code} {answer.text}"
+                recorded["true" if answer.json()["recorded"] else "false"] += 1
+                timings["run"].append(ms)
+                done += 1
+                if killed_at is None and done >= total_runs // 2:
+                    killed_at = done
+                    servers.kill_first()
+
+        for start in range(0, len(tokens), concurrency):
+            await asyncio.gather(*(enroll(i) for i in range(start, min(len(tokens),
+                                                                        start + concurrency))))
+        for i in range(len(tokens)):
+            queue.put_nowait(("heartbeat", i, {"version": "1.0.0", "running": [],
+                                               "queued_runs": jobs}))
+            for j, (name, _kind) in enumerate(JOBS[:jobs]):
+                uid = f"{night:%Y%m%d}{20 + j % 4:02d}00-a{i:04d}{j}"
+                queue.put_nowait(("run", i, _a_run(uid, f"c{i:04d}", name,
+                                                   night + timedelta(hours=j % 4),
+                                                   steps, lines)))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"timings": timings, "recorded": recorded, "killed_at": killed_at,
+            "elapsed": elapsed, "total": total_runs}
+
+
+def _pages(url: str, client_keys: list[str], requests: int) -> dict[str, list[float]]:
+    with httpx.Client(base_url=url, timeout=60, follow_redirects=False) as web:
+        form = web.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        data = {"username": "hotline", "password": PASSWORD}
+        if csrf:
+            data["csrf"] = csrf.group(1)
+        answer = web.post("/login", data=data)
+        assert answer.status_code in (302, 303), answer.text[:500]
+        pages = {"/": "À traiter", "/clients/{c}": "client", "/api/v1/problems": "API problems"}
+        timings: dict[str, list[float]] = {name: [] for name in pages.values()}
+        for n in range(requests):
+            for path, name in pages.items():
+                started = time.perf_counter()
+                got = web.get(path.format(c=client_keys[n % len(client_keys)]))
+                timings[name].append((time.perf_counter() - started) * 1000)
+                assert got.status_code == 200, f"{path}: {got.status_code}"
+    return timings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=5, choices=range(1, 6))
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=4, help="steps per run")
+    parser.add_argument("--lines", type=int, default=40, help="log lines per run")
+    parser.add_argument("--page-requests", type=int, default=60)
+    args = parser.parse_args()
+
+    from tests.servers import free_port
+
+    name = f"hvb_agents_bench_{os.getpid()}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    servers: Servers | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="hvb-agents-bench-") as tmp:
+            folder = Path(tmp)
+            _public_key(folder)
+            config = _config(folder, database, args.agents, args.jobs)
+            loaded = load_config(config)
+            engine = open_engine(loaded.database_url)
+            upgrade(engine)
+            engine.dispose()
+            ctx = open_context(loaded, SystemClock(), "bench")
+            now = datetime.now(UTC)
+            tokens = [(f"site-{n:04d}", create_enrollment(ctx.sessions, f"site-{n:04d}", 24,
+                                                          "bench", now)[0])
+                      for n in range(args.agents)]
+            add_user(ctx.sessions, "hotline", PASSWORD, "hotline", None, "bench", now)
+            env = dict(os.environ, HVB_BENCH_WINRM="unused", HVBACKUP_DASHBOARD_SECRET="x" * 40)
+            servers = Servers(config, [free_port(), free_port()], env)
+            servers.wait_up()
+            result = asyncio.run(_night(servers, tokens, args.jobs, args.concurrency,
+                                        args.steps, args.lines))
+            with ctx.sessions() as session:
+                stored = session.scalar(select(func.count()).select_from(RunRow))
+                distinct = session.scalar(select(func.count(func.distinct(RunRow.uid))))
+                steps = session.scalar(select(func.count()).select_from(RunStepRow))
+                events = session.scalar(select(func.count()).select_from(RunEventRow))
+            pages = _pages(servers.alive[0], [f"c{n:04d}" for n in range(args.agents)],
+                           args.page_requests)
+    finally:
+        if servers is not None:
+            servers.stop()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    t = result["timings"]
+    total = result["total"]
+    print(f"agents: {args.agents}, runs: {total} ({args.steps} steps and {args.lines} log lines "
+          f"each), {args.concurrency} requests in flight, two server processes on PostgreSQL")
+    print(f"first server killed (SIGKILL) after {result['killed_at']} runs; night delivered in "
+          f"{result['elapsed']:.1f} s ({total / result['elapsed']:.0f} runs/s)")
+    for kind in ("enroll", "heartbeat", "run"):
+        values = t[kind]
+        print(f"  {kind:<10} n={len(values):>5}  p50 {statistics.median(values):6.1f} ms  "
+              f"p95 {_pct(values, 95):6.1f} ms  p99 {_pct(values, 99):6.1f} ms  "
+              f"max {max(values):7.1f} ms")
+    lost = total - distinct
+    duplicated = stored - distinct
+    print(f"history: {stored} runs ({distinct} distinct uids), {steps} steps, {events} log lines; "
+          f"answers recorded=true {result['recorded']['true']}, "
+          f"recorded=false (sent again) {result['recorded']['false']}")
+    print(f"  lost {lost}, duplicated {duplicated}")
+    for page, values in pages.items():
+        print(f"  page {page:<13} n={len(values):>4}  p50 {statistics.median(values):6.1f} ms  "
+              f"p95 {_pct(values, 95):6.1f} ms  max {max(values):7.1f} ms")
+    run_p95 = _pct(t["run"], 95)
+    page_p95 = max(_pct(v, 95) for v in pages.values())
+    goals = [("ingestion p95 < 100 ms", run_p95 < 100),
+             ("no run lost or duplicated", lost == 0 and duplicated == 0),
+             ("dashboard pages p95 < 150 ms", page_p95 < 150)]
+    for goal, met in goals:
+        print(f"goal {goal}: {'met' if met else 'NOT MET'}")
+    return 0 if all(met for _goal, met in goals) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
