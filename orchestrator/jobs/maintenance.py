@@ -32,11 +32,14 @@ def prune_client(ctx: RunContext, client: str, now: datetime, *, dry_run: bool) 
     loaded = ctx.loaded
     done = Pruned(client, 0)
     baies: list[str] = []
+    # A dry run forgets nothing: the prune that follows counts as gone what retention would
+    # forget, so that it says what the real one will delete.
+    forgetting: dict[str, set[str]] = {}
     for ref in loaded.jobs():
         if ref.client_name != client:
             continue
         decisions = apply_retention(loaded, ref, ctx.sessions, now, dry_run=dry_run,
-                                    sleep=ctx.sleep)
+                                    sleep=ctx.sleep, forgetting=forgetting)
         done.forgotten += sum(not d.keep for d in decisions)
         baies += [b for b in loaded.copies_of(ref.client, ref.job) if b not in baies]
     for baie in baies:
@@ -46,7 +49,8 @@ def prune_client(ctx: RunContext, client: str, now: datetime, *, dry_run: bool) 
         except NoRepository:
             continue
         try:
-            done.baies[baie] = prune(repo, dry_run=dry_run)
+            done.baies[baie] = prune(repo, dry_run=dry_run,
+                                     forgotten=forgetting.get(baie, set()) if dry_run else None)
         finally:
             repo.close()
     return done

@@ -19,11 +19,13 @@ from orchestrator.store.prune import forget
 
 def apply_retention(loaded: LoadedConfig, ref: JobRef, sessions: sessionmaker[Session],
                     now: datetime, *, dry_run: bool = False,
-                    sleep: Callable[[float], None] = time.sleep) -> list[Decision]:
+                    sleep: Callable[[float], None] = time.sleep,
+                    forgetting: dict[str, set[str]] | None = None) -> list[Decision]:
     """Forget what the policy lets go, on every copy, each copy deciding from its own signed
     snapshots (what one baie shows never forgets anything on another; snapshots a baie holds
     that its writer did not sign are never counted, nor forgotten: verify reports them).
-    Returns the decisions of the first copy that has a repository (kept ones too)."""
+    Returns the decisions of the first copy that has a repository (kept ones too).
+    ``forgetting``: filled with the snapshots forgotten (or, dry, that would be) per baie."""
     decisions: list[Decision] = []
     for baie in loaded.copies_of(ref.client, ref.job):
         try:
@@ -38,6 +40,8 @@ def apply_retention(loaded: LoadedConfig, ref: JobRef, sessions: sessionmaker[Se
                                 ref.job.retention.policy(), now, loaded.config.msp.timezone)
             forgotten = {d.snapshot.id: "; ".join(d.reasons) for d in here if not d.keep}
             forget(repo, [s for s in mine if s.id in forgotten], dry_run=dry_run)
+            if forgetting is not None:
+                forgetting.setdefault(baie, set()).update(forgotten)
         finally:
             repo.close()
         decisions = decisions or here

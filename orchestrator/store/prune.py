@@ -47,8 +47,11 @@ def forget(repo: Repository, snapshots: list[SnapshotInfo], *, dry_run: bool = F
 
 
 def prune(repo: Repository, *, dry_run: bool = False,
-          wait: timedelta = timedelta(minutes=30)) -> PruneReport:
-    """Delete unreferenced packs (see module docstring). Returns what was (or would be) done."""
+          wait: timedelta = timedelta(minutes=30),
+          forgotten: set[str] | None = None) -> PruneReport:
+    """Delete unreferenced packs (see module docstring). Returns what was (or would be) done.
+    ``forgotten`` (dry runs): snapshots a real retention would have forgotten first, counted as
+    gone."""
     report = PruneReport(dry_run=dry_run)
     with Lock(repo.target, "exclusive", "prune").acquire(wait=wait):
         repo.sync_index()
@@ -68,6 +71,8 @@ def prune(repo: Repository, *, dry_run: bool = False,
                            "once investigated (runbook HVB-SNAPSHOT-UNKNOWN)")
             raise RepositoryCorrupt(f"{repo.target.label}: prune stopped, nothing deleted: "
                                     + "; ".join(why))
+        if forgotten:
+            snapshots = [info for info in snapshots if info.id not in forgotten]
         report.snapshots = len(snapshots)
         referenced: set[bytes] = set()
         for info in snapshots:

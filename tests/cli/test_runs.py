@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.world import Setup
@@ -75,3 +76,32 @@ def test_prune_command_dry_run_then_for_real(cli, tmp_path: Path) -> None:  # ty
     out = tmp_path / "out"
     s.restore("partages", out)
     assert len(list(out.rglob("*.txt"))) == len(list(live.rglob("*.txt")))
+
+
+def test_a_prune_dry_run_counts_what_retention_would_forget(cli, clock, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A technician shortens a job's retention, asks what a prune would do, then prunes: the
+    dry run announces what the real prune deletes."""
+    from datetime import timedelta
+
+    s = Setup(tmp_path)
+    s.run("partages")
+    s.clock.advance(timedelta(days=1))
+    live = s.host().local_path("D:\\Partages")
+    for path in sorted(live.rglob("*.txt"))[:26]:
+        path.unlink()
+    s.run("partages")
+    s.config.write_text(s.config.read_text().replace(
+        '        schedule: "daily 21:00"',
+        '        schedule: "daily 21:00"\n        retention: {keep_last: 1}'))
+    clock.set(s.clock.now() + timedelta(hours=1))  # the next morning, as the technician
+    dry = cli("prune", "-c", str(s.config), "--client", "acme", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "acme: would forget 1 restore point(s)" in dry.out
+    announced = re.search(r"site-a: 1 restore point\(s\) kept, (\d+) pack\(s\) would be deleted",
+                          dry.out)
+    assert announced, dry.out
+    real = cli("prune", "-c", str(s.config), "--client", "acme")
+    assert real.code == 0, real.err
+    assert "acme: forgot 1 restore point(s)" in real.out
+    assert f"site-a: 1 restore point(s) kept, {announced.group(1)} pack(s) deleted" in real.out
+    assert int(announced.group(1)) >= 1
