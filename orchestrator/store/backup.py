@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import blake3
@@ -40,6 +40,10 @@ from orchestrator.store.packer import PACK_SIZE, Packer
 from orchestrator.store.repository import Repository, SnapshotInfo
 
 log = logging.getLogger(__name__)
+
+# How long a backup waits for a prune of its baie to finish deleting (prune, for its part,
+# waits for running backups before it starts: store/prune.py).
+PRUNE_WAIT = timedelta(minutes=30)
 
 
 @dataclass
@@ -254,6 +258,7 @@ class Backup:
 
 @contextmanager
 def backing_up(repo: Repository, holder: str, *, other: Target | None = None,
+               wait: timedelta = PRUNE_WAIT, poll_s: float = 5.0,
                **options: Any) -> Iterator[Backup]:
     """The backup sequence, as every backup runs it (jobs/run.py, the tests, the benchmark):
     a shared lock on the repository held by ``holder`` (prune waits for it), the index brought
@@ -261,8 +266,10 @@ def backing_up(repo: Repository, holder: str, *, other: Target | None = None,
     ones dropped, or copied back from ``other``, the second copy, when it holds them intact:
     ``Backup.health`` says what was found), then a :class:`Backup` (``options`` go to it) for
     the body to fill and commit. When the body raises, the backup is dropped (nothing is
-    committed; packs already sent are reused next time) and the error goes on up."""
-    with Lock(repo.target, "shared", holder).acquire():
+    committed; packs already sent are reused next time) and the error goes on up. A prune
+    deleting on the baie (its exclusive lease) is waited for, up to ``wait``: its deleting
+    phase lasts minutes, and failing at once would miss the night."""
+    with Lock(repo.target, "shared", holder).acquire(wait=wait, poll_s=poll_s):
         repo.sync_index()
         health = check(repo, other=other)
         run = Backup(repo, **options)

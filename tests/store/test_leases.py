@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -120,3 +121,36 @@ def test_a_lease_from_before_a_restart_is_released_but_not_one_of_a_namesake(
     target.put(lease.name, json.dumps({**doc, "boot": "before-the-restart"}).encode())
     with Lock(target, "shared", "backup acme/erp").acquire():
         pass
+
+
+def test_a_backup_that_meets_a_prune_waits_for_it_then_backs_up(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A prune deleting on the baie when a backup starts: the backup waits for its end
+    (a missed night otherwise), then runs whole."""
+    import threading
+
+    from orchestrator.mover.source import LocalSource
+    from orchestrator.store.backup import backup_paths
+    from tests.store.helpers import Store
+
+    repo = Store(tmp_path).writer_repo()
+    source = tmp_path / "partages"
+    source.mkdir()
+    (source / "devis.txt").write_bytes(b"devis 2026 " * 5000)
+    caplog.set_level(logging.INFO, "orchestrator.store.locks")
+    prune = Lock(repo.target, "exclusive", "prune").acquire()
+    done: list[object] = []
+    backup = threading.Thread(target=lambda: done.append(backup_paths(
+        repo, LocalSource("l"), [str(source)], {"job": "partages"},
+        poll_s=0.05)))
+    backup.start()
+    deadline = time.monotonic() + 30
+    while not any("backup partages waiting for prune" in r.getMessage() for r in caplog.records):
+        assert backup.is_alive() and time.monotonic() < deadline, "the backup did not wait"
+        time.sleep(0.01)
+    assert done == []
+    prune.release()
+    backup.join(timeout=60)
+    assert len(done) == 1
+    assert len(repo.snapshots()) == 1
+    repo.close()
