@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.cli.common import add_config_argument, load_from_args
 from orchestrator.cli.interactive import Progress, human_bytes
@@ -14,7 +18,10 @@ from orchestrator.cli.keys import open_key
 from orchestrator.cli.timefmt import snapshot_time
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock
-from orchestrator.errors import RestoreIncomplete
+from orchestrator.config.load import LoadedConfig
+from orchestrator.errors import HvbError, RepositoryCorrupt, RestoreIncomplete
+from orchestrator.history.db import open_engine, session_factory
+from orchestrator.history.models import ClientRow, JobRow, SnapshotRow
 from orchestrator.store.open import default_baie, open_for_reading
 from orchestrator.store.repository import Repository, SnapshotInfo
 from orchestrator.store.restore import Restorer, RestoreStats
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         try:
             repo.sync_index()
             info = repo.find_snapshot(args.snapshot, job=ref.job_name)
+            if args.snapshot == "latest":
+                _check_newest(loaded, ref.client_name, ref.job_name, baie, repo, info)
 
             def show(stats: RestoreStats) -> None:
                 progress.show(stats.bytes, f"{stats.files} file(s), {human_bytes(stats.bytes)}")
@@ -77,6 +86,52 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         raise RestoreIncomplete(f"{len(stats.refused)} file(s) NOT restored: their recorded "
                                 f"name would lead outside {args.to}:\n" + "\n".join(lines))
     return 0
+
+
+def _newest_recorded(loaded: LoadedConfig, client: str, job: str, baie: str
+                     ) -> tuple[str, datetime] | None:
+    """The newest restore point of ``client/job`` the history records on ``baie`` (not
+    forgotten), or None when the history has none or cannot be read (a restore never needs
+    it: the check is only skipped)."""
+    try:
+        engine = open_engine(loaded.database_url)
+    except HvbError:
+        return None
+    try:
+        with session_factory(engine)() as session:
+            row = session.execute(
+                select(SnapshotRow.snapshot_id, SnapshotRow.taken_at)
+                .join(JobRow, SnapshotRow.job_id == JobRow.id)
+                .join(ClientRow, JobRow.client_id == ClientRow.id)
+                .where(ClientRow.key == client, JobRow.key == job, SnapshotRow.baie == baie,
+                       SnapshotRow.forgotten_at.is_(None))
+                .order_by(SnapshotRow.taken_at.desc()).limit(1)).first()
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    return (row[0], row[1]) if row else None
+
+
+def _check_newest(loaded: LoadedConfig, client: str, job: str, baie: str, repo: Repository,
+                  found: SnapshotInfo) -> None:
+    """``latest`` means the newest point the history recorded: if the baie no longer shows it
+    (deleted, damaged, rolled back, refused), an older one is not restored in its place."""
+    recorded = _newest_recorded(loaded, client, job, baie)
+    if recorded is None:
+        return
+    snapshot_id, taken_at = recorded
+    listed = {s.id for s in repo.snapshots() if s.meta.get("job") == job}
+    if snapshot_id in listed or snapshot_id == found.id:
+        return
+    tz = loaded.config.msp.timezone
+    when = (taken_at if taken_at.tzinfo else taken_at.replace(tzinfo=UTC)).astimezone(tz)
+    raise RepositoryCorrupt(
+        f"{baie}: the newest restore point of {client}/{job}, {snapshot_id[:12]} of "
+        f"{when:%d/%m/%Y %H:%M}, is not readable on this baie (missing, damaged or refused: "
+        f"'hvbackup verify' says which); the newest one here is {found.id[:12]} "
+        f"({snapshot_time(found.meta, tz)}). Restore the newest from the other baie (--baie), "
+        f"or this older one by naming it (--snapshot {found.id[:12]})")
 
 
 def trust_notes(repo: Repository, snapshots: list[SnapshotInfo], key_file: str) -> list[str]:

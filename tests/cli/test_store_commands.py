@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -400,3 +401,46 @@ def test_restore_at_a_terminal_asks_before_overwriting(setup, cli, tmp_path: Pat
     code, shown = _restore_at_a_terminal(args, b"oui\n")
     assert code == 0, shown
     assert sha_of(restored(out, first)) == sha_of(first)
+
+
+def test_restore_latest_refuses_an_older_point_when_the_newest_is_gone_from_the_baie(
+        cli, clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The newest restore point's file deleted (or rolled back) on the first baie: 'latest'
+    does not quietly restore the day before; the message says which point is missing and how
+    to get it (the other baie) or to take the older one knowingly."""
+    from datetime import timedelta
+
+    from tests.world import Setup
+
+    monkeypatch.setenv("HVBACKUP_PASSPHRASE", "passphrase of acme")
+    s = Setup(tmp_path / "w")
+    s.run("partages")
+    s.clock.advance(timedelta(days=1))
+    s.run("partages")
+    clock.set(s.clock.now() + timedelta(hours=2))
+    from orchestrator.store.open import open_for_reading
+
+    repo = open_for_reading(s.loaded.repository("acme", "site-a"), s.key, tmp_path / "rc")
+    newest = repo.find_snapshot("latest", job="partages")
+    repo.target.delete(newest.name)
+    repo.close()
+    repo.target.close()
+    newest = newest.id
+    key = str(tmp_path / "w" / "acme.key")
+    refused = cli("restore", "-c", str(s.config), "acme/partages", "--to",
+                  str(tmp_path / "o1"), "--key-file", key)
+    assert refused.code != 0
+    assert f"the newest restore point of acme/partages, {newest[:12]} of 24/11/2026" \
+        in refused.err
+    assert "is not readable on this baie" in refused.err and "--baie" in refused.err
+    assert not (tmp_path / "o1").exists() or not any((tmp_path / "o1").iterdir())
+    older = re.search(r"--snapshot ([0-9a-f]{12})", refused.err)
+    assert older, refused.err
+    other = cli("restore", "-c", str(s.config), "acme/partages", "--to", str(tmp_path / "o2"),
+                "--key-file", key, "--baie", "site-b")
+    assert other.code == 0, other.err
+    assert f"from snapshot {newest[:12]}" in other.out
+    chosen = cli("restore", "-c", str(s.config), "acme/partages", "--to",
+                 str(tmp_path / "o3"), "--key-file", key, "--snapshot", older.group(1))
+    assert chosen.code == 0, chosen.err
+    assert f"from snapshot {older.group(1)}" in chosen.out
