@@ -8,7 +8,10 @@ anything, the packs the index names are checked against the baie, cheaply:
 * every run, the headers of a few packs picked at random (``HEADER_CHECKS``, two small
   ranged reads each): they must decrypt and list the entries the index has;
 * every run, a rolling sample read back whole: the packs checked longest ago (never first),
-  up to ``FULL_CHECK_BYTES`` (at least one pack); the SHA-256 must be the pack's name.
+  up to ``FULL_CHECK_BYTES`` (at least one pack); the SHA-256 must be the pack's name. The
+  same packs are read back on the other baie too, when the run has one: a flip there that
+  keeps the file's size is seen by no listing, and the copy would never send the pack again.
+  A pack damaged there is put back from this baie, whose copy was just found intact.
 
 A pack that fails is dropped from the index cache (its chunks' other places, if any, take
 over), so the backup sends again whatever the source still holds of it. When the other baie
@@ -25,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from orchestrator.baie.target import Target
-from orchestrator.errors import BaieError, RepositoryCorrupt
+from orchestrator.errors import BaieError, RepositoryCorrupt, StoreError
 from orchestrator.store import format as fmt
 from orchestrator.store.repository import Repository
 
@@ -61,6 +64,9 @@ class Health:
 
     baie: str
     packs: list[PackDamage] = field(default_factory=list)
+    # Packs of the rolling sample found damaged on the other baie (repaired_from: this one).
+    other_packs: list[PackDamage] = field(default_factory=list)
+    other: str | None = None  # the other baie's name, when it was read
     files: dict[str, str] = field(default_factory=dict)  # damaged index / snapshot files
     repaired_files: list[str] = field(default_factory=list)  # copied back from the other
     strays: list[str] = field(default_factory=list)  # files that are not ours, ignored
@@ -70,7 +76,7 @@ class Health:
 
     @property
     def found(self) -> bool:
-        return bool(self.packs or self.files)
+        return bool(self.packs or self.files or self.other_packs)
 
     @property
     def repaired(self) -> list[PackDamage]:
@@ -95,6 +101,13 @@ class Health:
         if unrepaired:
             parts.append(f"{len(unrepaired)} damaged file(s) skipped: "
                          + "; ".join(sorted(unrepaired.values())[:5]))
+        if self.other_packs:
+            fixed = [d for d in self.other_packs if d.repaired_from]
+            parts.append(f"{len(self.other_packs)} damaged pack(s) on {self.other}, found "
+                         f"by reading them back: {len(fixed)} put back from {self.baie}"
+                         + ("" if len(fixed) == len(self.other_packs) else
+                            f", {len(self.other_packs) - len(fixed)} could not be (see the "
+                            "run's log)"))
         details = "; ".join(str(d) for d in self.packs[:5])
         return "; ".join(parts) + (f" [{details}]" if details else "")
 
@@ -127,11 +140,14 @@ def check(repo: Repository, *, other: Target | None = None, rng: random.Random |
         full.append(pack_id)
         budget += indexed[pack_id]
     rest = [p for p in indexed if p not in bad and p not in full]
+    intact: list[bytes] = []
     for pack_id in full:
-        problem = _read_back(repo, pack_id, health)
+        problem = _read_back(repo, pack_id, health, intact)
         if problem:
             bad[pack_id] = problem
     repo.cache.mark_checked([p for p in full if p not in bad], int(now or time.time()))
+    if other is not None:
+        other = _read_back_other(repo, other, intact, health)
     for pack_id in rng.sample(rest, min(header_checks, len(rest))):
         problem = _header(repo, pack_id, indexed[pack_id], health)
         if problem:
@@ -188,7 +204,8 @@ def _check_snapshots(repo: Repository, now: int) -> None:
     repo.cache.mark_snapshot_files(seen)
 
 
-def _read_back(repo: Repository, pack_id: bytes, health: Health) -> str | None:
+def _read_back(repo: Repository, pack_id: bytes, health: Health,
+               intact: list[bytes]) -> str | None:
     name = fmt.pack_name(pack_id)
     try:
         data = repo.target.get(name)
@@ -200,7 +217,45 @@ def _read_back(repo: Repository, pack_id: bytes, health: Health) -> str | None:
     health.bytes_read += len(data)
     if fmt.sha256(data) != pack_id:
         return "is damaged (its content does not match its name)"
+    intact.append(pack_id)
     return None
+
+
+def _read_back_other(repo: Repository, other: Target, intact: list[bytes],
+                     health: Health) -> Target | None:
+    """Read back on ``other`` the packs just found intact here; a damaged one there is put
+    back from here. Returns ``other``, or None when it cannot be reached (it is then not used
+    to repair this baie either: the backup sends again what it must)."""
+    health.other = other.label
+    for pack_id in intact:
+        name = fmt.pack_name(pack_id)
+        try:
+            if other.stat(name) is None:
+                continue  # not copied there yet: the copy sends it
+            data = other.get(name)
+        except BaieError as exc:
+            if exc.permanent:
+                continue
+            log.warning("%s: not read back: %s", other.label, exc)
+            return None
+        health.bytes_read += len(data)
+        if fmt.sha256(data) == pack_id:
+            continue
+        damage = PackDamage(pack_id, "is damaged (its content does not match its name)")
+        health.other_packs.append(damage)
+        log.warning("%s: pack %s %s", other.label, pack_id.hex()[:16], damage.what)
+        try:
+            good = repo.target.get(name)  # read again: not held in memory meanwhile
+            if fmt.sha256(good) != pack_id:
+                raise StoreError(f"it changed on {repo.target.label} too")
+            other.put(name, good)
+            other.flush()
+        except (BaieError, StoreError) as exc:
+            log.warning("%s: pack %s not put back from %s: %s", other.label,
+                        pack_id.hex()[:16], repo.target.label, exc)
+            continue
+        damage.repaired_from = repo.target.label
+    return other
 
 
 def _header(repo: Repository, pack_id: bytes, size: int, health: Health) -> str | None:

@@ -98,3 +98,28 @@ def test_a_damaged_config_is_copied_back_from_the_second_baie(tmp_path: Path) ->
     assert config.read_bytes() == next((tmp_path / "baie-b").rglob("config")).read_bytes()
     s.restore("partages", tmp_path / "out")
     assert _tree(tmp_path / "out") == _share(s)
+
+
+def test_a_flip_on_the_second_baie_that_keeps_the_size_is_found_and_put_back(
+        tmp_path: Path) -> None:
+    """Every pack of the second baie altered in place, sizes kept: no listing shows it and the
+    copy would never send them again. The nightly read-back of the sample reads them on both
+    baies, says so, and puts back the first baie's intact copies."""
+    s = Setup(tmp_path)
+    assert s.run("partages").status == RunStatus.REUSSIE
+    originals = {}
+    for pack in _packs(tmp_path / "baie-b"):
+        originals[pack] = pack.read_bytes()
+        raw = bytearray(originals[pack])
+        raw[len(raw) // 2] ^= 0x01
+        pack.write_bytes(bytes(raw))
+    result = _next_night(s)
+    assert result.status == RunStatus.AVERTISSEMENT
+    [finding] = [f for f in result.findings if f.kind == "baie_damaged"]
+    assert finding.code == "HVB-STORE-CORRUPT"
+    assert (f"{len(originals)} damaged pack(s) on site-b, found by reading them back: "
+            f"{len(originals)} put back from site-a") in finding.message
+    assert {p: p.read_bytes() for p in originals} == originals
+    s.restore("partages", tmp_path / "after-b", baie="site-b")
+    assert _tree(tmp_path / "after-b") == _share(s)
+    assert _next_night(s).status == RunStatus.REUSSIE
