@@ -65,9 +65,17 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
             def show(stats: RestoreStats) -> None:
                 progress.show(stats.bytes, f"{stats.files} file(s), {human_bytes(stats.bytes)}")
 
-            stats = Restorer(repo, key).restore(info, Path(args.to), only=args.path,
-                                                progress=show,
-                                                overwrite=_overwrite(args, ui))
+            try:
+                stats = Restorer(repo, key).restore(info, Path(args.to), only=args.path,
+                                                    progress=show,
+                                                    overwrite=_overwrite(args, ui))
+            except RepositoryCorrupt as exc:
+                others = [b for b in loaded.copies_of(ref.client, ref.job) if b != baie]
+                if others:
+                    exc.message += (f". The other copy may hold it intact: the same command "
+                                    f"with --baie {others[0]} (files already restored are "
+                                    "kept; add --overwrite to replace them)")
+                raise
         finally:
             progress.done()
             repo.close()

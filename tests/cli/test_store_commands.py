@@ -444,3 +444,26 @@ def test_restore_latest_refuses_an_older_point_when_the_newest_is_gone_from_the_
                  str(tmp_path / "o3"), "--key-file", key, "--snapshot", older.group(1))
     assert chosen.code == 0, chosen.err
     assert f"from snapshot {older.group(1)}" in chosen.out
+
+
+def test_a_restore_that_meets_a_damaged_pack_names_the_other_baie(
+        cli, clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.world import Setup
+
+    monkeypatch.setenv("HVBACKUP_PASSPHRASE", "passphrase of acme")
+    s = Setup(tmp_path / "w")
+    s.run("partages")
+    clock.set(s.clock.now())
+    for pack in sorted((tmp_path / "w" / "baie-a").rglob("data/*/*")):
+        raw = bytearray(pack.read_bytes())
+        raw[len(raw) // 2] ^= 0x01
+        pack.write_bytes(bytes(raw))
+    key = str(tmp_path / "w" / "acme.key")
+    failed = cli("restore", "-c", str(s.config), "acme/partages", "--to", str(tmp_path / "o"),
+                 "--key-file", key)
+    assert failed.code != 0
+    assert "The other copy may hold it intact: the same command with --baie site-b" \
+        in failed.err
+    again = cli("restore", "-c", str(s.config), "acme/partages", "--to", str(tmp_path / "o"),
+                "--key-file", key, "--baie", "site-b", "--overwrite")
+    assert again.code == 0, again.err
