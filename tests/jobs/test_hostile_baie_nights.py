@@ -120,3 +120,34 @@ def test_a_point_written_by_a_run_killed_before_recording_it_is_adopted_not_aler
     with s.sessions() as session:
         rows = {(r.snapshot_id, r.baie) for r in session.scalars(select(SnapshotRow))}
     assert (str(first.snapshot), "site-a") in rows and (str(first.snapshot), "site-b") in rows
+
+
+def test_a_point_known_lost_is_marked_once_and_no_longer_reported(
+        tmp_path: Path, cli, clock) -> None:  # type: ignore[no-untyped-def]
+    """After the alert, the technician records that the point is lost (with why); the next
+    nights are REUSSIE again instead of repeating the alert for ever."""
+    s = Setup(tmp_path)
+    s.run("partages")
+    s.clock.advance(timedelta(days=1))
+    second = s.run("partages")
+    for baie in ("baie-a", "baie-b"):
+        (tmp_path / baie / "acme" / "snapshots" / str(second.snapshot)).unlink()
+    s.clock.advance(timedelta(days=1))
+    assert s.run("partages").status == "AVERTISSEMENT"
+    clock.set(s.clock.now())
+    lost = str(second.snapshot)[:12]
+    refused = cli("snapshots", "-c", str(s.config), "acme/partages", "--mark-lost", lost)
+    assert refused.code == 2 and "needs --reason" in refused.err
+    present = _snapshot_ids(s, "site-a")[0][:12]
+    kept = cli("snapshots", "-c", str(s.config), "acme/partages", "--mark-lost", present,
+               "--reason", "essai")
+    assert kept.code == 2 and "is on site-a, readable: it is not lost" in kept.err
+    for baie in ("site-a", "site-b"):
+        done = cli("snapshots", "-c", str(s.config), "acme/partages", "--baie", baie,
+                   "--mark-lost", lost, "--reason", "baie restaurée d'une sauvegarde du 24/11")
+        assert done.code == 0, done.err
+        assert f"restore point {lost} of acme/partages" in done.out
+        assert f"recorded as lost on {baie}" in done.out
+    s.clock.advance(timedelta(days=1))
+    fourth = s.run("partages")
+    assert fourth.status == "REUSSIE", [f.message for f in fourth.findings]
