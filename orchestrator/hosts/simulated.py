@@ -834,11 +834,13 @@ class SimulatedHost:
                 n = world.state["shadow_seq"] = world.state.get("shadow_seq", 0) + 1
                 device = self.root / "devices" / f"HarddiskVolumeShadowCopy{n}"
                 device.mkdir(parents=True)
-                # The frozen view: the folders asked for, as they are now, on the device.
+                # The frozen view: the folders asked for, as they are now, on the device. A
+                # shadow copy is the volume's blocks: a link stays a link (a reparse point),
+                # never the content of what it points to.
                 for p in paths:
                     if by_path[p] == volume:
                         shutil.copytree(self.local_path(p), device / p[len(volume):],
-                                        dirs_exist_ok=True)
+                                        dirs_exist_ok=True, symlinks=True)
                 world.state["shadow_copies"][sid] = {
                     "volume": volume, "created_utc": _utc(self._now()), "link": mount,
                     "share": share, "run": RunId, "owner": Owner,

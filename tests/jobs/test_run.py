@@ -346,3 +346,21 @@ def test_a_second_run_of_a_job_in_progress_is_refused(tmp_path: Path, cli) -> No
     with s.sessions() as session:
         assert [r.uid for r in session.scalars(select(RunRow).join(JobRow).where(
             JobRow.key == "erp"))] == [first.uid]
+
+
+def test_a_link_in_a_share_to_a_file_elsewhere_is_not_backed_up(tmp_path: Path) -> None:
+    """A symbolic link left in a shared folder, pointing at a file outside it: the shadow
+    copy keeps it a link, and the backup does not take what it points to."""
+    s = Setup(tmp_path)
+    secret = tmp_path / "ailleurs" / "mots-de-passe.txt"
+    secret.parent.mkdir()
+    secret.write_text("le contenu d'un fichier hors du partage\n")
+    share = s.host().local_path("D:\\Partages")
+    (share / "raccourci.txt").symlink_to(secret)
+    assert s.run("partages").status == "REUSSIE"
+    out = tmp_path / "restored"
+    s.restore("partages", out)
+    restored = [p for p in out.rglob("*") if p.is_file()]
+    assert restored, "nothing restored"
+    assert not [p for p in restored if p.name == "raccourci.txt"]
+    assert all(b"hors du partage" not in p.read_bytes() for p in restored)
