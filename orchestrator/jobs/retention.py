@@ -35,7 +35,8 @@ def apply_retention(loaded: LoadedConfig, ref: JobRef, sessions: sessionmaker[Se
             continue
         try:
             mine = [s for s in repo.snapshots() if s.meta.get("job") == ref.job_name]
-            here = apply_policy([SnapshotRef(s.id, s.time, authenticated=s.authenticated,
+            here = apply_policy([SnapshotRef(s.id, s.time, complete=not s.meta.get("incomplete"),
+                                             authenticated=s.authenticated,
                                              run=s.meta.get("run")) for s in mine],
                                 ref.job.retention.policy(), now, loaded.config.msp.timezone)
             forgotten = {d.snapshot.id: "; ".join(d.reasons) for d in here if not d.keep}

@@ -266,9 +266,16 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
                 if backup.stats.files == 0 and result.status == RunStatus.ECHEC:
                     backup.close()
                     return  # nothing at all to commit: every object failed
+                # A VM or database that failed: the point is partial, and retention gives it
+                # no place of a complete one (retention/policy.py).
+                failed = sorted({f.object for f in result.findings
+                                 if isinstance(f, ObjectFailed) and f.object})
+                meta: dict[str, Any] = {"client": ref.client_name, "job": ref.job_name,
+                                        "run": uid, "host": job.host}
+                if failed:
+                    meta["incomplete"] = failed
                 with recorder.step("commit snapshot", copies[0]) as figures:
-                    info = backup.commit({"client": ref.client_name, "job": ref.job_name,
-                                          "run": uid, "host": job.host})
+                    info = backup.commit(meta)
                     figures.bytes_read = backup.stats.bytes_read
                     figures.bytes_new = backup.stats.bytes_new
                     figures.bytes_sent = backup.stats.bytes_stored

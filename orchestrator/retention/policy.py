@@ -12,6 +12,12 @@ Days, weeks and months are read on the MSP's wall clock (``tz``). Whatever the r
 newest complete snapshot of a job is never forgotten, and a snapshot dated after ``now`` (a
 clock that was ahead) is kept.
 
+A partial snapshot (``complete`` False: a VM or a database of the job failed that night, the
+others were saved) takes no place from a complete one: ``keep_last`` and the daily, weekly
+and monthly slots go to complete snapshots. A partial one is kept while it is newer than the
+newest complete one (it holds the newest copy of what did succeed), and by ``keep_days``.
+When a job has no complete snapshot at all, the partial ones take the slots.
+
 Two snapshots of one run count as one restore point (the newer one; the other shares its
 decision). Snapshots written before snapshots were signed (``authenticated`` False) are ranked
 among all the others but take no place from a signed one: the rules are applied to the signed
@@ -133,20 +139,26 @@ def _reasons(ordered: list[SnapshotRef], policy: RetentionPolicy, now: datetime,
     newest_complete = next((s for s in past if s.complete), None)
     if newest_complete is not None:
         reasons[newest_complete.id].append("newest restore point")
+        for snap in past:
+            if snap.time <= newest_complete.time:
+                break
+            reasons[snap.id].append("partial, newer than the newest complete restore point")
+    # The slots go to complete snapshots (all of them when there is none).
+    ranked = [s for s in past if s.complete] or past
     if policy.keep_days:
         cutoff = now - timedelta(days=policy.keep_days)
         for snap in past:
             if snap.time > cutoff:
                 reasons[snap.id].append(f"within {policy.keep_days} days")
     if policy.keep_last:
-        for snap in past[: policy.keep_last]:
+        for snap in ranked[: policy.keep_last]:
             reasons[snap.id].append(f"last {policy.keep_last}")
 
     def bucketed(count: int | None, label: str, bucket: Callable[[datetime], str]) -> None:
         if not count:
             return
         seen: set[str] = set()
-        for snap in past:
+        for snap in ranked:
             if len(seen) >= count:
                 break
             key = bucket(snap.time.astimezone(tz))

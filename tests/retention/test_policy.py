@@ -152,3 +152,26 @@ def test_forecast_counts_points_in_steady_state(schedule: str, policy: Retention
                                                 points: int) -> None:
     at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     assert forecast_retention(parse_schedule(schedule), policy, PARIS, at).points == points
+
+
+def test_partial_points_take_no_slot_from_complete_ones() -> None:
+    """keep_last: 2 while one VM of the job failed on the last three nights: the two newest
+    complete points are kept (not pushed out by three partial ones), and of the partial
+    points only those newer than the newest complete one."""
+    start = datetime(2026, 11, 1, 21, 0, tzinfo=UTC)
+    snaps = [SnapshotRef(f"s{i}", start + timedelta(days=i), complete=i not in (3, 5, 6))
+             for i in range(7)]
+    decisions = apply_policy(snaps, RetentionPolicy(keep_last=2), start + timedelta(days=7),
+                             PARIS)
+    kept = {d.snapshot.id: d.reasons for d in decisions if d.keep}
+    assert sorted(kept) == ["s2", "s4", "s5", "s6"]
+    assert kept["s6"] == ("partial, newer than the newest complete restore point",)
+    assert "last 2" in kept["s2"] and "newest restore point" in kept["s4"]
+
+
+def test_partial_points_take_the_daily_slots_only_when_nothing_is_complete() -> None:
+    start = datetime(2026, 11, 1, 21, 0, tzinfo=UTC)
+    snaps = [SnapshotRef(f"p{i}", start + timedelta(days=i), complete=False) for i in range(5)]
+    decisions = apply_policy(snaps, RetentionPolicy(keep_daily=3), start + timedelta(days=5),
+                             PARIS)
+    assert [d.snapshot.id for d in decisions if d.keep] == ["p4", "p3", "p2"]
