@@ -29,12 +29,31 @@ WORDS: dict[str, dict[str, str]] = {
                        "en": "scheduler: last seen {ago} ago"},
     "scheduler_never": {"fr": "planificateur\u00a0: jamais vu (hvbackup run ne tourne pas)",
                         "en": "scheduler: never seen (hvbackup run is not running)"},
-    "late": {"fr": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu ({n} "
-                   "manquées depuis)\u00a0; le planificateur tourne-t-il\u00a0?",
-             "fr_one": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu ({n} "
-                       "manquée depuis)\u00a0; le planificateur tourne-t-il\u00a0?",
-             "en": "Late: the run scheduled on {since} did not happen ({n} missed since); is "
-                   "the scheduler running?"},
+    # {n} counts every scheduled run missed, the one of {since} included.
+    "late": {"fr": "En retard\u00a0: {n} exécutions prévues n'ont pas eu lieu, la première le "
+                   "{since}\u00a0; le planificateur tourne-t-il\u00a0?",
+             "fr_one": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu\u00a0; "
+                       "le planificateur tourne-t-il\u00a0?",
+             "en": "Late: {n} scheduled runs did not happen, the first on {since}; is the "
+                   "scheduler running?",
+             "en_one": "Late: the run scheduled on {since} did not happen; is the scheduler "
+                       "running?"},
+    "same_cause_scheduler": {"fr": "{n} tâches, une même cause\u00a0: le planificateur ne "
+                                   "tourne pas",
+                             "en": "{n} jobs, one cause: the scheduler is not running"},
+    "same_cause_late": {"fr": "{n} tâches en retard sur {host}",
+                        "en": "{n} jobs late on {host}"},
+    "acknowledge_others": {"fr": "Prendre en charge les {n} autres",
+                           "fr_one": "Prendre en charge l'autre",
+                           "en": "Acknowledge the other {n}", "en_one": "Acknowledge the other"},
+    "status_REUSSIE": {"fr": "Réussie", "en": "Succeeded"},
+    "status_ECHEC": {"fr": "Échec", "en": "Failed"},
+    "status_NON EXECUTEE": {"fr": "Non exécutée", "en": "Not run"},
+    "status_AVERTISSEMENT": {"fr": "Avertissement", "en": "Warning"},
+    "status_INHABITUELLE": {"fr": "Inhabituelle", "en": "Unusual"},
+    "status_quota": {"fr": "Volume souscrit dépassé", "en": "Subscribed volume exceeded"},
+    "status_report": {"fr": "Rapport non envoyé", "en": "Report not sent"},
+    "status_agent": {"fr": "Agent de site injoignable", "en": "Site agent silent"},
     "late_short": {"fr": "en retard depuis le {since}", "en": "late since {since}"},
     "run_requested_no_scheduler": {
         "fr": "Lancement demandé, mais aucun planificateur ne tourne ({seen})\u00a0: la tâche "
