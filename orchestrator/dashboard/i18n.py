@@ -138,7 +138,24 @@ WORDS: dict[str, dict[str, str]] = {
     "bad_month": {"fr": "Mois invalide : donnez-le sous la forme AAAA-MM (par exemple 2026-11).",
                   "en": "Invalid month: give it as YYYY-MM (e.g. 2026-11)."},
     "by": {"fr": "par", "en": "by"},
+    "run_of": {"fr": "Sauvegarde du {when}", "en": "Backup of {when}"},
+    "run_id": {"fr": "réf. {uid}", "en": "ref. {uid}"},
+    "missed_day": {"fr": "non exécutée", "en": "not run"},
+    "no_run_day": {"fr": "pas de sauvegarde prévue", "en": "no backup scheduled"},
+    "what_happened": {"fr": "Ce qui s'est passé", "en": "What happened"},
+    "support": {"fr": "Une question sur vos sauvegardes\u202f? {msp} vous répond{phone}.",
+                "en": "A question about your backups? {msp} answers{phone}."},
+    "support_phone": {"fr": " au {phone}", "en": " on {phone}"},
+    "support_title": {"fr": "Assistance", "en": "Support"},
+    "every_day": {"fr": "chaque jour à {at}", "en": "every day at {at}"},
+    "weekdays": {"fr": "du lundi au vendredi à {at}", "en": "Monday to Friday at {at}"},
+    "weekends": {"fr": "le samedi et le dimanche à {at}", "en": "Saturday and Sunday at {at}"},
+    "some_days": {"fr": "le {days} à {at}", "en": "on {days} at {at}"},
 }
+
+DAY_NAMES = {"fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+             "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+                    "Sunday")}
 
 
 # What the history records in English words (step names and states, triggers, consistencies),
@@ -183,6 +200,29 @@ TERMS: dict[str, dict[str, dict[str, str]]] = {
         "none": {"fr": "fichiers tels quels", "en": "files as they are"},
     },
 }
+
+
+def schedule_words(text: str, language: str) -> str:
+    """A job's schedule ("weekdays 20:00") as a client reads it ("du lundi au vendredi à
+    20:00")."""
+    from orchestrator.schedule.spec import ScheduleSyntaxError, parse_schedule
+
+    try:
+        schedule = parse_schedule(text)
+    except ScheduleSyntaxError:
+        return text
+    at = schedule.at.strftime("%H:%M")
+    if schedule.days == frozenset(range(7)):
+        return translate("every_day", language, at=at)
+    if schedule.days == frozenset(range(5)):
+        return translate("weekdays", language, at=at)
+    if schedule.days == frozenset({5, 6}):
+        return translate("weekends", language, at=at)
+    names = DAY_NAMES.get(language, DAY_NAMES["fr"])
+    days = [names[d] for d in sorted(schedule.days)]
+    joined = days[0] if len(days) == 1 else ", ".join(days[:-1]) + (
+        " et " if language == "fr" else " and ") + days[-1]
+    return translate("some_days", language, days=joined, at=at)
 
 
 def term(kind: str, value: str | None, language: str) -> str:

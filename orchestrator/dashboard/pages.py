@@ -61,7 +61,7 @@ from orchestrator.history.models import (
     AuditRow,
     RunRequestRow,
 )
-from orchestrator.history.queries import job_row
+from orchestrator.history.queries import client_row, job_row
 from orchestrator.humanize import size
 from orchestrator.jobs.usage import month_usage, parse_month, to_csv
 from orchestrator.resources import runbook_files
@@ -216,7 +216,11 @@ def job_view(request: Request, key: str, job: str) -> Response:
     settings = settings_of(request)
     visible_client(viewer, key)
     runs = job_runs(settings.sessions, key, job, limit=100)
-    return render(request, settings, viewer, "job.html", client=key, job=job, runs=runs)
+    with settings.sessions() as session:
+        owner = client_row(session, key)
+        name = owner.name if owner is not None else key
+    return render(request, settings, viewer, "job.html", client=key, client_name=name, job=job,
+                  runs=runs)
 
 
 @router.get("/runs/{uid}", response_class=HTMLResponse)

@@ -230,24 +230,23 @@ def _job_acknowledgements(session: Session, found: list[Problem]) -> None:
     """Acknowledgements of a job rather than of a run (a late job has no run to acknowledge):
     one holds until the job succeeds again, so one made after its last success applies, over
     a run's acknowledgement made earlier. One statement for all the jobs."""
-    jobs = {p.job_id: p for p in found if p.job_id is not None}
+    jobs: dict[int | None, Problem] = {p.job_id: p for p in found if p.job_id is not None}
     if not jobs:
         return
     for job_id, user, comment, at in session.execute(select(
             AcknowledgementRow.job_id, UserRow.username, AcknowledgementRow.comment,
             AcknowledgementRow.at)
             .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
-            .where(AcknowledgementRow.job_id.in_(list(jobs)),
+            .where(AcknowledgementRow.job_id.in_([job for job in jobs if job is not None]),
                    AcknowledgementRow.run_id.is_(None), AcknowledgementRow.alert_id.is_(None))
             .order_by(AcknowledgementRow.at)):
         problem = jobs[job_id]
-        at = aware(at)
-        assert at is not None
-        if problem.last_success is not None and at < problem.last_success:
+        when = aware(at)
+        if when is None or (problem.last_success is not None and when < problem.last_success):
             continue  # an earlier outage's
-        if problem.acknowledged_at is None or at >= problem.acknowledged_at:
+        if problem.acknowledged_at is None or when >= problem.acknowledged_at:
             problem.acknowledged_by, problem.acknowledged_comment = user, comment
-            problem.acknowledged_at = at
+            problem.acknowledged_at = when
 
 
 def _streak_acknowledgements(session: Session, since: dict[int, datetime]
