@@ -30,14 +30,18 @@ WORDS: dict[str, dict[str, str]] = {
     "scheduler_never": {"fr": "planificateur\u00a0: jamais vu (hvbackup run ne tourne pas)",
                         "en": "scheduler: never seen (hvbackup run is not running)"},
     # {n} counts every scheduled run missed, the one of {since} included.
+    # {n} counts every scheduled run missed, the one of {since} included.
     "late": {"fr": "En retard\u00a0: {n} exécutions prévues n'ont pas eu lieu, la première le "
-                   "{since}\u00a0; le planificateur tourne-t-il\u00a0?",
-             "fr_one": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu\u00a0; "
-                       "le planificateur tourne-t-il\u00a0?",
+                   "{since}\u202f; le planificateur tourne-t-il\u202f?",
+             "fr_one": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu\u202f; "
+                       "le planificateur tourne-t-il\u202f?",
              "en": "Late: {n} scheduled runs did not happen, the first on {since}; is the "
                    "scheduler running?",
              "en_one": "Late: the run scheduled on {since} did not happen; is the scheduler "
                        "running?"},
+    "late_all": {"fr": "En retard\u00a0: aucune exécution prévue n'a eu lieu depuis le {since}",
+                 "en": "Late: no scheduled run has happened since {since}"},
+    "missed_n": {"fr": "{n} manquées", "fr_one": "{n} manquée", "en": "{n} missed"},
     "same_cause_scheduler": {"fr": "{n} tâches, une même cause\u00a0: le planificateur ne "
                                    "tourne pas",
                              "en": "{n} jobs, one cause: the scheduler is not running"},

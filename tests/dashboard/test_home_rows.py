@@ -124,6 +124,9 @@ def test_a_late_job_alone_has_its_acknowledge_and_relaunch(tmp_path: Path) -> No
     home = hotline.get("/").text
     [row] = [r for r in _rows(home) if 'data-job="partages"' in r]
     assert 'data-status="NON EXECUTEE"' in row
+    # The nights of the 24th, 25th and 26th: three missed, the first of them included.
+    assert ("En retard\u00a0: 3 exécutions prévues n'ont pas eu lieu, la première le "
+            "24/11/2026 21:00\u202f; le planificateur tourne-t-il\u202f?") in _text(row)
     assert 'action="/jobs/acknowledge"' in row and 'value="acme/partages"' in row
     assert 'action="/clients/acme/jobs/partages/run"' in row and "Relancer" in row
     answer = hotline.post("/jobs/acknowledge", data={

@@ -79,8 +79,11 @@ def test_a_scheduler_stopped_for_days_shows_on_every_page(tmp_path: Path) -> Non
     assert 'data-code="HVB-RUN-MISSED"' in cause and 'data-status="NON EXECUTEE"' in cause
     text = unescape(re.sub(r"<[^>]+>", " ", cause))
     assert "3 tâches, une même cause\u00a0: le planificateur ne tourne pas" in text
-    assert ("En retard\u00a0: 3 exécutions prévues n'ont pas eu lieu, la première le "
-            "24/11/2026 21:00\u00a0; le planificateur tourne-t-il\u00a0?") in text
+    assert "En retard\u00a0: aucune exécution prévue n'a eu lieu depuis le 24/11/2026 21:00" \
+        in text
+    said = re.search(r'<span class="late-jobs">(.*?)</span>', cause)
+    assert said and sorted(said.group(1).split(" · ")) == [
+        "compta (3 manquées)", "erp (3 manquées)", "partages (3 manquées)"]  # the first too
     assert "manquées depuis" not in text
     assert '>ACME</a> <span class="muted client-key">acme</span>' in cause  # its name
     assert "Prendre en charge les 3" in cause
