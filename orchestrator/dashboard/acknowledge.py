@@ -32,6 +32,18 @@ def acknowledge_run(sessions: sessionmaker[Session], uid: str, user_id: int | No
                              details={"comment": comment}))
 
 
+def acknowledge_job(sessions: sessionmaker[Session], client: str, job: str,
+                    user_id: int | None, comment: str, now: datetime, actor: str) -> None:
+    """Record the acknowledgement of job ``client/job`` itself, late with no run to
+    acknowledge (the scheduler is down): it holds until the job succeeds again."""
+    with sessions() as session, session.begin():
+        found = known_job(session, client, job)
+        session.add(AcknowledgementRow(job_id=found.id, run_id=None, user_id=user_id,
+                                       at=now, comment=comment))
+        session.add(AuditRow(at=now, actor=actor, action="job.acknowledge",
+                             target=f"{client}/{job}", details={"comment": comment}))
+
+
 def staff_user(session: Session, username: str) -> UserRow:
     """The admin or hotline account ``username``; raises UsageError naming what is wrong."""
     user = session.scalars(select(UserRow).where(UserRow.username == username)).one_or_none()

@@ -29,12 +29,35 @@ WORDS: dict[str, dict[str, str]] = {
                        "en": "scheduler: last seen {ago} ago"},
     "scheduler_never": {"fr": "planificateur\u00a0: jamais vu (hvbackup run ne tourne pas)",
                         "en": "scheduler: never seen (hvbackup run is not running)"},
-    "late": {"fr": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu ({n} "
-                   "manquées depuis)\u00a0; le planificateur tourne-t-il\u00a0?",
-             "fr_one": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu ({n} "
-                       "manquée depuis)\u00a0; le planificateur tourne-t-il\u00a0?",
-             "en": "Late: the run scheduled on {since} did not happen ({n} missed since); is "
-                   "the scheduler running?"},
+    # {n} counts every scheduled run missed, the one of {since} included.
+    # {n} counts every scheduled run missed, the one of {since} included.
+    "late": {"fr": "En retard\u00a0: {n} exécutions prévues n'ont pas eu lieu, la première le "
+                   "{since}\u202f; le planificateur tourne-t-il\u202f?",
+             "fr_one": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu\u202f; "
+                       "le planificateur tourne-t-il\u202f?",
+             "en": "Late: {n} scheduled runs did not happen, the first on {since}; is the "
+                   "scheduler running?",
+             "en_one": "Late: the run scheduled on {since} did not happen; is the scheduler "
+                       "running?"},
+    "late_all": {"fr": "En retard\u00a0: aucune exécution prévue n'a eu lieu depuis le {since}",
+                 "en": "Late: no scheduled run has happened since {since}"},
+    "missed_n": {"fr": "{n} manquées", "fr_one": "{n} manquée", "en": "{n} missed"},
+    "same_cause_scheduler": {"fr": "{n} tâches, une même cause\u00a0: le planificateur ne "
+                                   "tourne pas",
+                             "en": "{n} jobs, one cause: the scheduler is not running"},
+    "same_cause_late": {"fr": "{n} tâches en retard sur {host}",
+                        "en": "{n} jobs late on {host}"},
+    "acknowledge_others": {"fr": "Prendre en charge les {n} autres",
+                           "fr_one": "Prendre en charge l'autre",
+                           "en": "Acknowledge the other {n}", "en_one": "Acknowledge the other"},
+    "status_REUSSIE": {"fr": "Réussie", "en": "Succeeded"},
+    "status_ECHEC": {"fr": "Échec", "en": "Failed"},
+    "status_NON EXECUTEE": {"fr": "Non exécutée", "en": "Not run"},
+    "status_AVERTISSEMENT": {"fr": "Avertissement", "en": "Warning"},
+    "status_INHABITUELLE": {"fr": "Inhabituelle", "en": "Unusual"},
+    "status_quota": {"fr": "Volume souscrit dépassé", "en": "Subscribed volume exceeded"},
+    "status_report": {"fr": "Rapport non envoyé", "en": "Report not sent"},
+    "status_agent": {"fr": "Agent de site injoignable", "en": "Site agent silent"},
     "late_short": {"fr": "en retard depuis le {since}", "en": "late since {since}"},
     "run_requested_no_scheduler": {
         "fr": "Lancement demandé, mais aucun planificateur ne tourne ({seen})\u00a0: la tâche "
@@ -119,7 +142,24 @@ WORDS: dict[str, dict[str, str]] = {
     "bad_month": {"fr": "Mois invalide : donnez-le sous la forme AAAA-MM (par exemple 2026-11).",
                   "en": "Invalid month: give it as YYYY-MM (e.g. 2026-11)."},
     "by": {"fr": "par", "en": "by"},
+    "run_of": {"fr": "Sauvegarde du {when}", "en": "Backup of {when}"},
+    "run_id": {"fr": "réf. {uid}", "en": "ref. {uid}"},
+    "missed_day": {"fr": "non exécutée", "en": "not run"},
+    "no_run_day": {"fr": "pas de sauvegarde prévue", "en": "no backup scheduled"},
+    "what_happened": {"fr": "Ce qui s'est passé", "en": "What happened"},
+    "support": {"fr": "Une question sur vos sauvegardes\u202f? {msp} vous répond{phone}.",
+                "en": "A question about your backups? {msp} answers{phone}."},
+    "support_phone": {"fr": " au {phone}", "en": " on {phone}"},
+    "support_title": {"fr": "Assistance", "en": "Support"},
+    "every_day": {"fr": "chaque jour à {at}", "en": "every day at {at}"},
+    "weekdays": {"fr": "du lundi au vendredi à {at}", "en": "Monday to Friday at {at}"},
+    "weekends": {"fr": "le samedi et le dimanche à {at}", "en": "Saturday and Sunday at {at}"},
+    "some_days": {"fr": "le {days} à {at}", "en": "on {days} at {at}"},
 }
+
+DAY_NAMES = {"fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+             "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+                    "Sunday")}
 
 
 # What the history records in English words (step names and states, triggers, consistencies),
@@ -164,6 +204,29 @@ TERMS: dict[str, dict[str, dict[str, str]]] = {
         "none": {"fr": "fichiers tels quels", "en": "files as they are"},
     },
 }
+
+
+def schedule_words(text: str, language: str) -> str:
+    """A job's schedule ("weekdays 20:00") as a client reads it ("du lundi au vendredi à
+    20:00")."""
+    from orchestrator.schedule.spec import ScheduleSyntaxError, parse_schedule
+
+    try:
+        schedule = parse_schedule(text)
+    except ScheduleSyntaxError:
+        return text
+    at = schedule.at.strftime("%H:%M")
+    if schedule.days == frozenset(range(7)):
+        return translate("every_day", language, at=at)
+    if schedule.days == frozenset(range(5)):
+        return translate("weekdays", language, at=at)
+    if schedule.days == frozenset({5, 6}):
+        return translate("weekends", language, at=at)
+    names = DAY_NAMES.get(language, DAY_NAMES["fr"])
+    days = [names[d] for d in sorted(schedule.days)]
+    joined = days[0] if len(days) == 1 else ", ".join(days[:-1]) + (
+        " et " if language == "fr" else " and ") + days[-1]
+    return translate("some_days", language, days=joined, at=at)
 
 
 def term(kind: str, value: str | None, language: str) -> str:

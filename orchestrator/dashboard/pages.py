@@ -28,7 +28,7 @@ from orchestrator.dashboard.access import (
     without_internal_notes,
 )
 from orchestrator.dashboard.accounts import authenticate
-from orchestrator.dashboard.acknowledge import acknowledge_run
+from orchestrator.dashboard.acknowledge import acknowledge_job, acknowledge_run
 from orchestrator.dashboard.auth import (
     DEVICE_COOKIE,
     device_cookie,
@@ -61,7 +61,7 @@ from orchestrator.history.models import (
     AuditRow,
     RunRequestRow,
 )
-from orchestrator.history.queries import job_row
+from orchestrator.history.queries import client_row, job_row
 from orchestrator.humanize import size
 from orchestrator.jobs.usage import month_usage, parse_month, to_csv
 from orchestrator.resources import runbook_files
@@ -175,12 +175,14 @@ def home(request: Request, client: str = "", status: str = "", baie: str = "") -
     settings = settings_of(request)
     found = without_internal_notes(viewer, problems(
         settings.sessions, tz=settings.timezone, now=settings.now(), client=viewer.client))
-    choices = {"clients": sorted({p.client for p in found}),
+    choices = {"clients": sorted({(p.client, p.name) for p in found}, key=lambda c: c[1]),
                "baies": sorted({b for p in found for b in p.baies})}
     shown = [p for p in found if (not client or p.client == client)
              and (not status or p.status == status) and (not baie or baie in p.baies)]
-    return render(request, settings, viewer, "home.html", problems=shown, total=len(found),
-                  rows=by_cause(shown), flash=request.query_params.get("flash"),
+    # What the operator sees is counted: one row per cause.
+    rows = by_cause(shown)
+    return render(request, settings, viewer, "home.html", rows=rows,
+                  total=len(by_cause(found)), flash=request.query_params.get("flash"),
                   choices=choices, statuses=PROBLEM_STATUSES,
                   chosen={"client": client, "status": status, "baie": baie})
 
@@ -214,7 +216,11 @@ def job_view(request: Request, key: str, job: str) -> Response:
     settings = settings_of(request)
     visible_client(viewer, key)
     runs = job_runs(settings.sessions, key, job, limit=100)
-    return render(request, settings, viewer, "job.html", client=key, job=job, runs=runs)
+    with settings.sessions() as session:
+        owner = client_row(session, key)
+        name = owner.name if owner is not None else key
+    return render(request, settings, viewer, "job.html", client=key, client_name=name, job=job,
+                  runs=runs)
 
 
 @router.get("/runs/{uid}", response_class=HTMLResponse)
@@ -244,6 +250,31 @@ def acknowledge_cause(request: Request, uid: Annotated[list[str], Form()],
     now = settings.now()
     for one in dict.fromkeys(uid):
         acknowledge_run(settings.sessions, one, viewer.user_id, comment, now,
+                        f"web:{viewer.username}")
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/jobs/acknowledge", response_class=HTMLResponse)
+def acknowledge_jobs(request: Request, job: Annotated[list[str], Form()],
+                     comment: Annotated[str, Form()] = "",
+                     csrf: Annotated[str, Form()] = "") -> Response:
+    """Late jobs (no run to acknowledge: the scheduler is down), one or all of one cause,
+    acknowledged from their row on the home page; ``job`` values are ``client/job``."""
+    viewer = page_viewer(request)
+    settings = settings_of(request)
+    wanted = []
+    for one in dict.fromkeys(job):
+        owner, _slash, key = one.partition("/")
+        visible_client(viewer, owner)
+        wanted.append((owner, key))
+    staff_form(request, viewer, csrf)
+    comment = comment_of(comment)
+    now = settings.now()
+    for owner, key in wanted:
+        with settings.sessions() as session:
+            if job_row(session, owner, key) is None:
+                raise NotFound(f"no job {owner}/{key}")
+        acknowledge_job(settings.sessions, owner, key, viewer.user_id, comment, now,
                         f"web:{viewer.username}")
     return RedirectResponse("/", status_code=303)
 

@@ -27,9 +27,10 @@ from orchestrator.history.models import (
     RunStatus,
     UserRow,
 )
-from orchestrator.history.queries import schedules_and_last_runs
-from orchestrator.schedule.late import of_jobs
+from orchestrator.history.queries import scheduler_last_seen, schedules_and_last_runs
+from orchestrator.schedule.late import of_jobs, scheduler_late
 
+MISSED = "HVB-RUN-MISSED"  # the code of a scheduled run that did not happen
 WINDOW = timedelta(days=10)  # runs read at once per job in trouble; longer streaks cost 2 seeks
 
 
@@ -53,12 +54,25 @@ class Problem:
     missed_runs: int = 0
     host: str | None = None  # the job's host (a run's problem)
     error_code: str | None = None  # its last run's HVB-... code
+    job_id: int | None = None
+    client_name: str = ""  # the client's name, as people call it (``client`` is its key)
+    # Late with no run to show, while no scheduler runs: the cause of every such job.
+    scheduler_down: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.client_name or self.client
 
     @property
     def cause(self) -> tuple[str, str, str] | None:
-        """What problems with one cause share: the same host failing with the same code."""
+        """What problems with one cause share: the same host failing with the same code; for
+        jobs late with no run, the stopped scheduler (every client's), else their host."""
         if self.host and self.error_code and self.run_uid:
             return (self.client, self.host, self.error_code)
+        if self.job and self.run_uid is None and self.late_since is not None:
+            if self.scheduler_down:
+                return ("", "", MISSED)
+            return (self.client, self.host or "", MISSED)
         return None
 
     def last_success_age(self, now: datetime) -> timedelta | None:
@@ -119,8 +133,9 @@ def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
                                  ack[1] if ack else None,
                                  [str(b) for b in copies or []],
                                  acknowledged_at=ack[2] if ack else None, host=host,
-                                 error_code=code))
+                                 error_code=code, job_id=job_id))
         found += _late(session, found, tz, now, client)
+        _job_acknowledgements(session, found)
         alerts = select(AlertRow, ClientRow).join(ClientRow).where(
             AlertRow.resolved_at.is_(None),
             AlertRow.kind.in_([AlertKind.QUOTA_WARNING.value, AlertKind.QUOTA_BLOCKED.value,
@@ -149,6 +164,10 @@ def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
                                  acknowledged_at=alert_ack[2] if alert_ack else None))
         if client is None:  # the hotline's: a client's portal does not show the agents
             found += _silent_agents(session)
+        names = dict(session.execute(select(ClientRow.key, ClientRow.name).where(
+            ClientRow.key.in_({p.client for p in found}))).all()) if found else {}
+    for problem in found:
+        problem.client_name = names.get(problem.client, problem.client)
     return sorted(found, key=lambda p: (SEVERITY.get(p.status, 9), p.since, p.client))
 
 
@@ -179,6 +198,7 @@ def _late(session: Session, found: list[Problem], tz: ZoneInfo, now: datetime,
     rows = schedules_and_last_runs(session, client)
     late = of_jobs(rows, tz, now)
     names = {row[0]: (row[1], row[2]) for row in rows}
+    down = scheduler_late(scheduler_last_seen(session), now)
     by_job = {(p.client, p.job): p for p in found}
     new: list[Problem] = []
     quiet = [job_id for job_id, found_late in late.items() if found_late.late
@@ -186,6 +206,8 @@ def _late(session: Session, found: list[Problem], tz: ZoneInfo, now: datetime,
     successes = dict(session.execute(select(RunRow.job_id, func.max(RunRow.finished_at)).where(
         RunRow.job_id.in_(quiet), RunRow.status == RunStatus.REUSSIE.value)
         .group_by(RunRow.job_id)).all()) if quiet else {}
+    hosts = dict(session.execute(select(JobRow.id, JobRow.host).where(
+        JobRow.id.in_(quiet))).all()) if quiet else {}
     for job_id, lateness in late.items():
         if not lateness.late:
             continue
@@ -198,8 +220,33 @@ def _late(session: Session, found: list[Problem], tz: ZoneInfo, now: datetime,
         new.append(Problem(owner, job, RunStatus.NON_EXECUTEE.value, lateness.since,
                            len(lateness.missed), aware(successes.get(job_id)),
                            f"no run since {lateness.since:%Y-%m-%d %H:%M} UTC", None,
-                           late_since=lateness.since, missed_runs=len(lateness.missed)))
+                           late_since=lateness.since, missed_runs=len(lateness.missed),
+                           host=hosts.get(job_id), error_code=MISSED, job_id=job_id,
+                           scheduler_down=down))
     return new
+
+
+def _job_acknowledgements(session: Session, found: list[Problem]) -> None:
+    """Acknowledgements of a job rather than of a run (a late job has no run to acknowledge):
+    one holds until the job succeeds again, so one made after its last success applies, over
+    a run's acknowledgement made earlier. One statement for all the jobs."""
+    jobs: dict[int | None, Problem] = {p.job_id: p for p in found if p.job_id is not None}
+    if not jobs:
+        return
+    for job_id, user, comment, at in session.execute(select(
+            AcknowledgementRow.job_id, UserRow.username, AcknowledgementRow.comment,
+            AcknowledgementRow.at)
+            .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
+            .where(AcknowledgementRow.job_id.in_([job for job in jobs if job is not None]),
+                   AcknowledgementRow.run_id.is_(None), AcknowledgementRow.alert_id.is_(None))
+            .order_by(AcknowledgementRow.at)):
+        problem = jobs[job_id]
+        when = aware(at)
+        if when is None or (problem.last_success is not None and when < problem.last_success):
+            continue  # an earlier outage's
+        if problem.acknowledged_at is None or when >= problem.acknowledged_at:
+            problem.acknowledged_by, problem.acknowledged_comment = user, comment
+            problem.acknowledged_at = when
 
 
 def _streak_acknowledgements(session: Session, since: dict[int, datetime]
@@ -280,6 +327,31 @@ class Cause:
     @property
     def acknowledged(self) -> bool:
         return all(p.acknowledged_by for p in self.problems)
+
+    @property
+    def scheduler(self) -> bool:
+        """Jobs late because no scheduler runs (every client's)."""
+        return self.code == MISSED and not self.client
+
+    @property
+    def clients(self) -> list[tuple[str, str]]:
+        """(key, name) of the clients concerned, in order."""
+        return list(dict.fromkeys((p.client, p.name) for p in self.problems))
+
+    @property
+    def acknowledgements(self) -> list[tuple[str | None, datetime, str, list[str]]]:
+        """Each acknowledgement shown on the row, oldest first, with the jobs it holds for (one
+        holds per job until that job succeeds: an earlier night's shows here)."""
+        seen: dict[tuple[str | None, datetime, str], list[str]] = {}
+        for p in self.problems:
+            if p.acknowledged_by is not None and p.acknowledged_at is not None:
+                seen.setdefault((p.acknowledged_by, p.acknowledged_at,
+                                 p.acknowledged_comment or ""), []).append(p.job or "")
+        return [(*key, jobs) for key, jobs in sorted(seen.items(), key=lambda i: i[0][1])]
+
+    @property
+    def unacknowledged(self) -> list[Problem]:
+        return [p for p in self.problems if not p.acknowledged_by]
 
 
 def by_cause(found: list[Problem]) -> list[Problem | Cause]:

@@ -32,7 +32,8 @@ from orchestrator.history.models import (
 )
 from orchestrator.history.queries import client_row, job_row, schedules_and_last_runs
 from orchestrator.jobs.quota import QuotaState, TierMove, state_of, tier_moves
-from orchestrator.schedule.late import ON_TIME, Lateness, of_jobs
+from orchestrator.schedule.late import ON_TIME, Lateness, lateness, of_jobs
+from orchestrator.schedule.spec import parse_schedule
 
 STRIP_DAYS = 30
 USAGE_DAYS = 120  # enough to judge the quota: the grace period is 30 days
@@ -50,6 +51,7 @@ class Day:
     run_uid: str | None = None
     bytes_read: int | None = None
     unusual: bool = False
+    missed: bool = False  # no run, and a scheduled one's window passed (schedule/late.py)
 
     @property
     def shown(self) -> str | None:
@@ -207,8 +209,11 @@ def client_page(sessions: sessionmaker[Session], client: str, tz: ZoneInfo,
         details = parity.get(job.id)
         state = "single" if len(copies) < 2 else "unknown" if details is None else \
             "identical" if details.get("parity") else "different"
+        strip = _strip(mine, first_day, tz)
+        if owner.offboard_on is None or owner.offboard_on > today:
+            _mark_missed(strip, job, mine, late.get(job.id, ON_TIME), tz, now)
         line = JobLine(job.key, job.type, job.host, job.schedule, copies,
-                       _strip(mine, first_day, tz), mine[-1] if mine else None,
+                       strip, mine[-1] if mine else None,
                        parity=state, pending_request=job.id in pending,
                        late=late.get(job.id, ON_TIME))
         lines.append(line)
@@ -237,6 +242,28 @@ def _strip(runs: list[RunRow], first_day: date, tz: ZoneInfo) -> list[Day]:
             cell.status, cell.run_uid, cell.bytes_read = run.status, run.uid, run.bytes_read
             cell.unusual = bool(run.sanity_flags)
     return list(days.values())
+
+
+def _mark_missed(strip: list[Day], job: JobRow, runs: list[RunRow], late: Lateness,
+                 tz: ZoneInfo, now: datetime) -> None:
+    """Mark the days of ``strip`` with no run but a scheduled one missed: between two of its
+    finished ``runs``, and since the last run (``late``: the scheduler down records
+    nothing)."""
+    schedule = parse_schedule(job.schedule)
+    window = timedelta(hours=job.window_hours)
+    expected = max(aware(job.expected_since) or now,
+                   datetime.combine(strip[0].day, datetime.min.time(), tz))
+    days = {d.day: d for d in strip}
+    missed = list(late.missed)
+    previous: datetime | None = None
+    for run in runs:
+        missed += lateness(schedule, window, tz, last_run=previous, expected_since=expected,
+                           now=now, until=run.scheduled_for).missed
+        previous = run.scheduled_for
+    for instant in missed:
+        cell = days.get(instant.astimezone(tz).date())
+        if cell is not None and cell.status is None:
+            cell.missed = True
 
 
 def job_runs(sessions: sessionmaker[Session], client: str, job: str, limit: int,

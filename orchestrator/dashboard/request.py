@@ -23,11 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator import __version__
 from orchestrator.config.load import LoadedConfig
+from orchestrator.config.models import Msp
 from orchestrator.dashboard.auth import Throttle, Viewer, token_viewer, viewer_of
-from orchestrator.dashboard.i18n import term, translate
+from orchestrator.dashboard.i18n import schedule_words, term, translate
+from orchestrator.findings import RunStatus, from_dict
 from orchestrator.history.models import ClientRow
 from orchestrator.history.queries import scheduler_last_seen
-from orchestrator.humanize import age, duration, size
+from orchestrator.humanize import age, duration, size, typography
+from orchestrator.report.outcomes import client_sentences
 from orchestrator.schedule.late import scheduler_late
 
 
@@ -42,6 +45,7 @@ class DashboardSettings:
     throttle: Throttle | None = None
     refresh_s: int = 60
     config: LoadedConfig | None = None  # what site agents are served (agent_api.py)
+    msp: Msp | None = None  # its name and phone, on the client portal's pages
 
 
 class LoginRequired(Exception):
@@ -143,6 +147,25 @@ class Ui:
         self.refresh_s = settings.refresh_s
         self.version = __version__
         self._sessions = settings.sessions
+        msp = settings.msp or (settings.config.config.msp if settings.config else None)
+        self.msp_name = msp.name if msp else ""
+        self.msp_phone = msp.phone if msp and msp.phone else ""
+
+    @property
+    def staff(self) -> bool:
+        """Hotline and admin accounts read the technical detail; a client reads its words."""
+        return self.viewer is not None and self.viewer.staff
+
+    def said(self, run: Any) -> list[str]:
+        """What the client is told of a finished run (report/outcomes.py), in the page's
+        language: no host, path or code."""
+        if run.status is None or (run.status == RunStatus.REUSSIE.value and not run.findings):
+            return []
+        return [typography(text, self.language) for text in client_sentences(
+            [from_dict(f) for f in run.findings or []], RunStatus(run.status), self.language)]
+
+    def schedule(self, text: str) -> str:
+        return schedule_words(text, self.language)
 
     def scheduler(self) -> tuple[datetime | None, bool]:
         """When a scheduler was last seen, and whether that is too long ago (or never)."""

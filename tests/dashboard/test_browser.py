@@ -4,6 +4,7 @@ another client's pages and API routes. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,17 @@ def _login(page: Any, base: str, username: str) -> None:
     page.fill("input[name=password]", PASSWORDS[username])
     page.click("button[type=submit]")
     page.wait_for_selector("#whoami")
+
+
+def _contrast(one: str, two: str) -> float:
+    """WCAG contrast ratio of two computed CSS colours ("rgb(r, g, b)")."""
+    def luminance(css: str) -> float:
+        channels = [int(v) / 255 for v in re.findall(r"\d+", css)[:3]]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+                  for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    light, dark = sorted((luminance(one), luminance(two)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
 
 
 def _shot(page: Any, name: str) -> Path:
@@ -144,6 +156,10 @@ def test_the_header_turns_red_when_the_scheduler_is_late(served: tuple[Site, str
     page.reload()
     assert banner.inner_text() == "planificateur\u00a0: dernier passage il y a 0 h 20 min"
     assert banner.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(207, 34, 46)"
+    text, back = banner.evaluate(
+        "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+    ratio = _contrast(text, back)
+    assert ratio >= 4.5, f"the late scheduler badge is {text} on {back}: {ratio:.2f}:1"
     header, box = page.locator("header").bounding_box(), banner.bounding_box()
     assert header and box and box["y"] >= header["y"] and \
         box["y"] + box["height"] <= header["y"] + header["height"]  # on one line, inside
@@ -166,4 +182,26 @@ def test_a_client_on_a_phone_lands_on_its_page_and_it_fits(served: tuple[Site, s
     assert page.locator("svg.chart polyline.series").count() == 2
     dates = page.locator('tr.job[data-job="partages"] .strip-dates').inner_text()
     assert dates == "26/10 → 24/11", dates  # the strip says which nights it shows
+    phone.close()
+
+
+@pytest.mark.slow
+def test_the_hotline_home_fits_a_phone(served: tuple[Site, str], browser: Any) -> None:
+    _site, base = served
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                has_touch=True, device_scale_factor=2)
+    page = phone.new_page()
+    _login(page, base, "marie")
+    assert page.url == f"{base}/"
+    assert page.locator("tr.problem").count() >= 2
+    _shot(page, "dashboard-home-phone.png")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the home page is {width} px wide on a 390 px phone"
+    table = page.evaluate("(() => { const t = document.getElementById('problems');"
+                          " return [t.scrollWidth, t.clientWidth]; })()")
+    assert table[0] <= table[1], f"the problems table scrolls sideways: {table}"
+    row = page.locator('tr.problem[data-client="acme"][data-job="partages"]')
+    box = row.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert row.locator("form.ack-run button").is_visible()
     phone.close()

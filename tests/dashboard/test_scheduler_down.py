@@ -73,11 +73,21 @@ def test_a_scheduler_stopped_for_days_shows_on_every_page(tmp_path: Path) -> Non
 
     home = hotline.get("/").text
     assert "Rien à traiter" not in home
-    late = rows(home)
-    assert late["partages"] == ("NON EXECUTEE", "En retard\u00a0: l'exécution prévue le "
-                                "24/11/2026 21:00 n'a pas eu lieu (3 manquées depuis)\u00a0; "
-                                "le planificateur tourne-t-il\u00a0?")
-    assert set(late) == {"partages", "erp", "compta"}
+    # Every job late because the scheduler is down: one cause, one row (and one in the count).
+    assert rows(home) == {}
+    [cause] = re.findall(r'<tr class="problem cause"[^>]*>.*?</tr>', home, re.S)
+    assert 'data-code="HVB-RUN-MISSED"' in cause and 'data-status="NON EXECUTEE"' in cause
+    text = unescape(re.sub(r"<[^>]+>", " ", cause))
+    assert "3 tâches, une même cause\u00a0: le planificateur ne tourne pas" in text
+    assert "En retard\u00a0: aucune exécution prévue n'a eu lieu depuis le 24/11/2026 21:00" \
+        in text
+    said = re.search(r'<span class="late-jobs">(.*?)</span>', cause)
+    assert said and sorted(said.group(1).split(" · ")) == [
+        "compta (3 manquées)", "erp (3 manquées)", "partages (3 manquées)"]  # the first too
+    assert "manquées depuis" not in text
+    assert '>ACME</a> <span class="muted client-key">acme</span>' in cause  # its name
+    assert "Prendre en charge les 3" in cause
+    assert re.search(r"<h1>À traiter <span class=\"muted\">\(1\) ", home)
     banner = re.search(r'<span id="scheduler" class="([a-z]+)">([^<]*)</span>', home)
     assert banner and banner.groups() == (
         "late", "planificateur\u00a0: dernier passage il y a 3 j 3 h")
