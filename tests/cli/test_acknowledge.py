@@ -39,3 +39,22 @@ def test_acknowledge_the_last_failure_once_for_the_outage(cli, tmp_path: Path) -
     fine = cli("acknowledge", "-c", str(s.config), "acme/partages", "--user", "marie",
                "--comment", "x")
     assert fine.code != 0 and "nothing to acknowledge" in fine.err
+
+
+def test_a_job_late_after_a_success_is_acknowledged_itself(cli, clock, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The scheduler stopped after a good night: no failed run, but nights are missing. The
+    job itself is acknowledged, and the dashboard shows who took it."""
+    s = Setup(tmp_path)
+    add_user(s.sessions, "marie", "hotline password 1", "hotline", None, "t", s.clock.now())
+    assert s.run("erp").status == "REUSSIE"
+    clock.set(s.clock.now() + timedelta(days=3))  # three nights without a scheduler
+    done = cli("acknowledge", "-c", str(s.config), "acme/erp", "--user", "marie",
+               "--comment", "planificateur relancé")
+    assert done.code == 0, done.err
+    assert "acme/erp: late since " in done.out and "acknowledged by marie" in done.out
+    with s.sessions() as session:
+        [audit] = session.scalars(select(AuditRow).where(AuditRow.action == "job.acknowledge"))
+        assert audit.target == "acme/erp"
+    tz = s.loaded.config.msp.timezone
+    erp = [p for p in problems(s.sessions, tz=tz, now=clock.now()) if p.job == "erp"]
+    assert erp and erp[0].acknowledged_by == "marie"
