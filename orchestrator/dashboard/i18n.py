@@ -27,6 +27,9 @@ WORDS: dict[str, dict[str, str]] = {
     "acknowledged": {"fr": "Pris en charge", "en": "Acknowledged"},
     "scheduler_seen": {"fr": "planificateur\u00a0: dernier passage il y a {ago}",
                        "en": "scheduler: last seen {ago} ago"},
+    "scheduler_leads": {"fr": "planificateur\u00a0: {who}, dernier passage il y a {ago}",
+                        "en": "scheduler: {who}, last seen {ago} ago"},
+    "scheduler_who": {"fr": "{host} (pid {pid})", "en": "{host} (pid {pid})"},
     "scheduler_never": {"fr": "planificateur\u00a0: jamais vu (hvbackup run ne tourne pas)",
                         "en": "scheduler: never seen (hvbackup run is not running)"},
     "late": {"fr": "En retard\u00a0: l'exécution prévue le {since} n'a pas eu lieu ({n} "

@@ -398,7 +398,8 @@ class RunRequestRow(Base):
 class SchedulerRow(Base):
     """A scheduler (``hvbackup run``) and when it was last seen: it writes ``seen_at`` after
     every cycle, so the dashboard can say it stopped (nothing else would: a stopped scheduler
-    records no NON EXECUTEE)."""
+    records no NON EXECUTEE). ``leading_since`` is set on the one that plans (the leader,
+    jobs/leader.py) and cleared on the others (followers)."""
 
     __tablename__ = "schedulers"
     __table_args__ = (Index(None, "seen_at"),)
@@ -408,6 +409,7 @@ class SchedulerRow(Base):
     started_at: Mapped[datetime]
     seen_at: Mapped[datetime]
     version: Mapped[str] = mapped_column(String(40))
+    leading_since: Mapped[datetime | None]
 
 
 class AgentRow(Base):
