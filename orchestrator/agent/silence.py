@@ -27,6 +27,16 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def heard_at(agent: AgentRow) -> datetime:
+    """When ``agent`` was last heard: its last contact, or its enrollment if it never called."""
+    return _aware(agent.last_seen_at or agent.enrolled_at)
+
+
+def is_silent(agent: AgentRow, heartbeat_minutes: int, now: datetime) -> bool:
+    """Whether ``agent`` has been silent for longer than its site's ``heartbeat_minutes``."""
+    return now - heard_at(agent) > timedelta(minutes=heartbeat_minutes)
+
+
 def silent_agents(loaded: LoadedConfig, sessions: sessionmaker[Session],
                   now: datetime) -> list[str]:
     """Record an alert for each agent newly silent, resolve those heard again; returns the
@@ -45,8 +55,8 @@ def silent_agents(loaded: LoadedConfig, sessions: sessionmaker[Session],
                 if alert is not None:
                     alert.resolved_at = now  # revoked, or its site is gone: nothing to wait for
                 continue
-            heard = _aware(agent.last_seen_at or agent.enrolled_at)
-            if now - heard <= timedelta(minutes=site.heartbeat_minutes):
+            heard = heard_at(agent)
+            if not is_silent(agent, site.heartbeat_minutes, now):
                 if alert is not None:
                     alert.resolved_at = now
                 continue
