@@ -182,7 +182,11 @@ class Daemon:
     def _silent_agents(self, now: datetime) -> None:
         """Agents silent past their site's heartbeat_minutes: an alert each (told below)."""
         for name in silent_agents(self.ctx.loaded, self.ctx.sessions, now):
-            log.warning("site agent %s gives no news: the hotline is alerted", name)
+            if name.startswith("site:"):
+                log.warning("site %s has jobs and no agent enrolled: the hotline is alerted",
+                            name.removeprefix("site:"))
+            else:
+                log.warning("site agent %s gives no news: the hotline is alerted", name)
 
     def _morning(self, now: datetime) -> None:
         try:
