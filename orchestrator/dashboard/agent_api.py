@@ -113,7 +113,9 @@ def post_run(request: Request, agent: Agent, body: RunIn) -> RunOut:
     with ``recorded: false`` and writes nothing."""
     jobs = _site_jobs(request, agent)
     try:
-        recorded = delivery.record_delivered(settings_of(request).sessions, agent, jobs, body)
+        settings = settings_of(request)
+        recorded = delivery.record_delivered(settings.sessions, agent, jobs, body,
+                                             settings.now())
     except delivery.NotOnSite:
         raise HTTPException(403, _NOT_ON_SITE.format(site=agent.site)) from None
     except delivery.DeliveryConflict as exc:

@@ -169,6 +169,9 @@ class RunRow(Base):
     script_code: Mapped[str | None] = mapped_column(String(60))  # the host script's own code
     findings: Mapped[list[Any]] = mapped_column(default=list)  # findings.Finding.to_dict()
     sanity_flags: Mapped[list[Any]] = mapped_column(default=list)
+    # When a run a site agent delivered late replaced the NON EXECUTEE the server had recorded
+    # for its slot (the client is then sent a "Complément").
+    replaced_at: Mapped[datetime | None]
 
     job: Mapped[JobRow] = relationship()
     steps: Mapped[list[RunStepRow]] = relationship(

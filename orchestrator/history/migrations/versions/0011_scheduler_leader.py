@@ -1,4 +1,5 @@
-"""schedulers.leading_since: which scheduler plans (the leader), shown on the dashboard
+"""schedulers.leading_since: which scheduler plans (the leader), shown on the dashboard;
+runs.replaced_at: when a run delivered late by a site agent replaced the NON EXECUTEE recorded
 
 Revision ID: 0011
 Revises: 0010
@@ -21,8 +22,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("leading_since", sa.DateTime(timezone=True), nullable=True))
     # Before leaders, every scheduler planned.
     op.execute("UPDATE schedulers SET leading_since = started_at")
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("replaced_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("replaced_at")
     with op.batch_alter_table("schedulers") as batch:
         batch.drop_column("leading_since")
