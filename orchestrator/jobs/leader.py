@@ -60,52 +60,54 @@ class AlwaysLeader:
 
 
 class AdvisoryLock:
-    """PostgreSQL: the lead is a session-level advisory lock on a connection of its own."""
+    """PostgreSQL: the lead is a session-level advisory lock on a connection of its own (a
+    follower keeps its connection too, and tries the lock on it)."""
 
     def __init__(self, engine: Engine, key: int = LEADER_KEY) -> None:
         self._engine = engine
         self._key = key
         self._conn: Connection | None = None
+        self._held = False
 
     def lead(self) -> bool:
-        if self._conn is not None:
-            try:
-                self._conn.execute(text("SELECT 1"))
-                return True
-            except SQLAlchemyError as exc:
+        try:
+            conn = self._connection()
+            if self._held:
+                conn.execute(text("SELECT 1"))
+            else:
+                self._held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                               {"k": self._key}).scalar())
+            return self._held
+        except SQLAlchemyError as exc:
+            if self._held:
                 log.warning("the database connection that held the lead is lost (%s): "
                             "planning stops until the lead is taken again", _first_line(exc))
-                self._drop()
-        try:
+            else:
+                log.debug("cannot reach the database to take the lead: %s", exc)
+            self._drop()
+            return False
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
             conn = self._engine.execution_options(isolation_level="AUTOCOMMIT").connect()
-        except SQLAlchemyError as exc:
-            log.debug("cannot reach the database to take the lead: %s", exc)
-            return False
-        try:
-            conn.detach()  # closing it closes the session, and PostgreSQL frees the lock
-            for statement in _KEEPALIVES:
-                conn.execute(text(statement))
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                    {"k": self._key}).scalar())
-        except SQLAlchemyError as exc:
-            log.debug("taking the lead failed: %s", exc)
-            conn.close()
-            return False
-        if not got:
-            conn.close()
-            return False
-        self._conn = conn
-        return True
+            try:
+                conn.detach()  # closing it closes the session, and PostgreSQL frees the lock
+                for statement in _KEEPALIVES:
+                    conn.execute(text(statement))
+            except SQLAlchemyError:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
 
     def release(self) -> None:
-        if self._conn is None:
-            return
-        with suppress(SQLAlchemyError):  # closing below frees it all the same
-            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+        if self._conn is not None and self._held:
+            with suppress(SQLAlchemyError):  # closing below frees it all the same
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
         self._drop()
 
     def _drop(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._held = self._conn, None, False
         if conn is not None:
             with suppress(SQLAlchemyError):
                 conn.close()

@@ -209,3 +209,31 @@ def test_one_scheduler_leads_and_the_other_takes_over_when_it_is_killed(
     assert _rows(sessions)[leader].leading_since is None  # the header names the new one
     assert _duplicate_reports(sessions) == []
     assert len(_runs(sessions)["partages"]) == len(runs["partages"])  # nothing run twice
+
+
+def test_a_leader_whose_connection_is_cut_stops_leading_and_the_other_takes_the_lead(
+        postgres_url: str) -> None:
+    from sqlalchemy import text
+
+    from orchestrator.jobs.leader import AdvisoryLock
+
+    engine = open_engine(postgres_url)
+    first, second = AdvisoryLock(engine), AdvisoryLock(engine)
+    try:
+        assert first.lead() and first.lead()  # it keeps it
+        assert not second.lead()
+        with engine.connect() as admin:  # the database server ends the leader's session
+            cut = admin.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())")).scalars().all()
+        assert cut == [True]
+        assert not first.lead()  # noticed at once: it plans nothing more
+        await_("the other takes the lead", second.lead, 10)
+        assert not first.lead()
+        second.release()
+        assert first.lead()  # released: free at once
+    finally:
+        first.release()
+        second.release()
+        engine.dispose()
