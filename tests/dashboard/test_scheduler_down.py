@@ -139,3 +139,25 @@ def test_a_running_scheduler_is_shown_on_time(tmp_path: Path) -> None:
     assert banner and banner.groups() == (
         "ok", f"planificateur\u00a0: {WHO}, dernier passage il y a 0 h 01 min")
     assert 'id="nothing"' in home  # nothing due yet: nothing late
+
+
+def test_followers_alone_do_not_make_the_header_green(tmp_path: Path) -> None:
+    """A follower plans nothing: its beats do not count, the header names the leader that
+    stopped and turns red."""
+    from orchestrator.jobs.heartbeat import record_beat
+
+    s = Setup(tmp_path, start=utc(23, 19))
+    record_beat(s.sessions, "srv-a:101", utc(23, 9), utc(23, 9))  # the leader, then gone
+    record_beat(s.sessions, "srv-b:202", utc(23, 9), utc(23, 9), leading=False)
+    s.clock.set(utc(23, 19))
+    record_beat(s.sessions, "srv-b:202", utc(23, 9), utc(23, 19), leading=False)
+    hotline, _portal = dashboard(s)
+    banner = re.search(r'<span id="scheduler" class="([a-z]+)">([^<]*)</span>',
+                       hotline.get("/").text)
+    assert banner and banner.groups() == (
+        "late", "planificateur\u00a0: srv-a (pid 101), dernier passage il y a 10 h 00 min")
+    record_beat(s.sessions, "srv-b:202", utc(23, 9), utc(23, 19), leading=True)  # takes over
+    banner = re.search(r'<span id="scheduler" class="([a-z]+)">([^<]*)</span>',
+                       hotline.get("/").text)
+    assert banner and banner.groups() == (
+        "ok", "planificateur\u00a0: srv-b (pid 202), dernier passage il y a 0 h 00 min")
