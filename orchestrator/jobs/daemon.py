@@ -69,7 +69,7 @@ class Daemon:
                  reload: Callable[[], LoadedConfig] | None = None,
                  leadership: Leadership | None = None) -> None:
         self.ctx = ctx
-        self.leadership = leadership or leadership_for(ctx.sessions.kw["bind"])
+        self.leadership = leadership or leadership_for(ctx.sessions.kw.get("bind"))
         self.leading: bool | None = None  # not known before the first tick
         self._reload = reload
         self._reload_asked = threading.Event()

@@ -113,9 +113,9 @@ class AdvisoryLock:
                 conn.close()
 
 
-def leadership_for(engine: Engine) -> Leadership:
+def leadership_for(engine: Engine | None) -> Leadership:
     """The leadership that fits the history's database."""
-    if engine.dialect.name == "postgresql":
+    if engine is not None and engine.dialect.name == "postgresql":
         return AdvisoryLock(engine)
     return AlwaysLeader()
 
