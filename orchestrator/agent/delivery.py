@@ -3,16 +3,25 @@
 The run's ``uid`` is the key: a run delivered again (the agent never saw the first answer, or
 its spool was restored) is recognised and nothing is written twice. A run is accepted only for
 one of the delivering agent's own site's jobs.
+
+A run delivered for a slot the server already recorded NON EXECUTEE (the agent was cut off past
+the run's window: the server judged from its schedule, and the client's report said so) is the
+truth arriving late: it replaces the missed record (same row, so the alert and anything else
+pointing at it stay), ``replaced_at`` says when, and the client's report of that night gets a
+"Complément" (report/digest.py ``update_due``). A real run already there is never replaced.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.agent.protocol import RunIn, RunRequestOut
 from orchestrator.agent.registry import AgentIdentity
+from orchestrator.findings import RunStatus
 from orchestrator.history.models import (
     ClientRow,
     JobRow,
@@ -35,7 +44,7 @@ class DeliveryConflict(Exception):
 
 
 def record_delivered(sessions: sessionmaker[Session], agent: AgentIdentity,
-                     jobs: set[tuple[str, str]], run: RunIn) -> bool:
+                     jobs: set[tuple[str, str]], run: RunIn, now: datetime) -> bool:
     """Record ``run`` for ``agent``, whose site holds ``jobs``. Returns True when it was
     written, False when that uid was delivered before (idempotent). Raises NotOnSite,
     DeliveryConflict."""
@@ -45,7 +54,7 @@ def record_delivered(sessions: sessionmaker[Session], agent: AgentIdentity,
         with sessions() as session, session.begin():
             if _delivered_before(session, run):
                 return False
-            _insert(session, agent, run)
+            _insert(session, agent, run, now)
     except IntegrityError:
         with sessions() as session:
             if _delivered_before(session, run):
@@ -68,24 +77,51 @@ def _delivered_before(session: Session, run: RunIn) -> bool:
     return True
 
 
-def _insert(session: Session, agent: AgentIdentity, run: RunIn) -> None:
+def _missed_record(row: RunRow) -> bool:
+    """Whether ``row`` is the NON EXECUTEE the server recorded itself (nothing ran)."""
+    return (row.status == RunStatus.NON_EXECUTEE.value and row.started_at is None
+            and row.claimed_by is None)
+
+
+def _insert(session: Session, agent: AgentIdentity, run: RunIn, now: datetime) -> None:
     job = job_row(session, run.client, run.job)
     if job is None:
         raise DeliveryConflict(f"the server's history does not know job {run.client}/{run.job} "
                                "yet: run 'hvbackup db upgrade -c FILE' on the server")
     duration = ((run.finished_at - run.started_at).total_seconds()
                 if run.started_at else None)
-    row = RunRow(uid=run.uid, job_id=job.id, trigger=run.trigger,
-                 scheduled_for=run.scheduled_for, window_ends_at=run.window_ends_at,
-                 state=RunState.FINISHED.value, status=run.status.value,
-                 claimed_by=f"agent:{agent.name}"[:200], started_at=run.started_at,
-                 finished_at=run.finished_at, duration_s=duration, consistency=run.consistency,
-                 bytes_read=run.bytes_read, bytes_new=run.bytes_new, bytes_sent=run.bytes_sent,
-                 files=run.files, error_code=run.error_code, error_message=run.error_message,
-                 script_code=run.script_code, findings=run.findings,
-                 sanity_flags=run.sanity_flags)
-    session.add(row)
-    session.flush()
+    values = dict(uid=run.uid, trigger=run.trigger, window_ends_at=run.window_ends_at,
+                  state=RunState.FINISHED.value, status=run.status.value,
+                  claimed_by=f"agent:{agent.name}"[:200], started_at=run.started_at,
+                  finished_at=run.finished_at, duration_s=duration,
+                  consistency=run.consistency, bytes_read=run.bytes_read,
+                  bytes_new=run.bytes_new, bytes_sent=run.bytes_sent, files=run.files,
+                  error_code=run.error_code, error_message=run.error_message,
+                  script_code=run.script_code, findings=run.findings,
+                  sanity_flags=run.sanity_flags)
+    missed = session.scalars(select(RunRow).where(
+        RunRow.job_id == job.id, RunRow.scheduled_for == run.scheduled_for)).first()
+    if missed is not None and run.trigger == "schedule" and _missed_record(missed) \
+            and run.started_at is not None:
+        recorded_at = missed.finished_at
+        # Conditional: of two deliveries racing for the slot, one replaces it; the other
+        # finds it taken (the same run: recorded already; another: a conflict).
+        taken = session.execute(update(RunRow).where(
+            RunRow.id == missed.id, RunRow.started_at.is_(None), RunRow.claimed_by.is_(None))
+            .values(**values, replaced_at=now).execution_options(synchronize_session=False))
+        if not taken.rowcount:  # type: ignore[attr-defined]
+            raise IntegrityError("runs", None, Exception("slot taken meanwhile"))
+        session.execute(delete(RunEventRow).where(RunEventRow.run_id == missed.id))
+        row = missed
+        session.add(RunEventRow(run_id=row.id, at=now, level="INFO", message=(
+            f"delivered late by agent {agent.name}: replaces the NON EXECUTEE the server "
+            f"recorded at {recorded_at:%Y-%m-%d %H:%M} UTC" if recorded_at else
+            f"delivered late by agent {agent.name}: replaces the NON EXECUTEE the server "
+            "recorded")))
+    else:
+        row = RunRow(job_id=job.id, scheduled_for=run.scheduled_for, **values)
+        session.add(row)
+        session.flush()
     # Steps and log lines in one statement each (a night of a thousand agents: round trips
     # per line would be most of the server's work).
     step_ids: dict[int, int] = {}

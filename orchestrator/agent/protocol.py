@@ -41,6 +41,9 @@ class EnrollOut(Message):
 class ConfigOut(Message):
     site: str
     config: dict[str, Any]  # config/sitepart.py: the site's part, YAML keys
+    # "client/job" -> since when the server expects it (the job's arrival in the server's
+    # configuration, or its last change of schedule): the agent runs what the server awaits.
+    expected_since: dict[str, AwareDatetime] = Field(default_factory=dict)
 
 
 class StepIn(Message):

@@ -8,7 +8,8 @@ One cycle (every minute, or once with ``--once``):
 2. the part is loaded as a configuration of its own, with the agent's state folder as its
    ``state_dir`` and a local SQLite history (``history.db``) in it: the run machinery of the
    central scheduler (claims, steps, log lines, figures, findings) is reused as it is, and
-   secrets (``password_env``, ``password_file``) are read on this machine only;
+   secrets (``password_env``, ``password_file``) are read on this machine only; each job
+   is expected from when the server expects it (the server says so with the part);
 3. the due runs are run, one at a time; a run whose window passed is recorded missed locally
    and not delivered (the server records NON EXECUTEE from the schedule itself);
 4. the run-now requests of the server are run (each request once: the spool keeps which);
@@ -63,9 +64,19 @@ INTERVAL_S = 60
 
 # -- the site's part ------------------------------------------------------------------------
 
-def fetch_part(server: Server, folder: Path) -> tuple[dict[str, Any], str | None]:
-    """The site's part: from the server (kept then in ``part.json``), else the one kept last.
-    Returns it with why the server was not asked (None when it answered)."""
+@dataclass
+class Part:
+    """The site's part, why the server was not asked (None when it answered), and since when
+    the server expects each job (empty when it was not asked: the local history keeps what
+    it said last)."""
+
+    config: dict[str, Any]
+    offline: str | None
+    expected_since: dict[str, datetime] = field(default_factory=dict)
+
+
+def fetch_part(server: Server, folder: Path) -> Part:
+    """The site's part: from the server (kept then in ``part.json``), else the one kept last."""
     kept = folder / PART_FILE
     try:
         answer = server.config()
@@ -74,13 +85,13 @@ def fetch_part(server: Server, folder: Path) -> tuple[dict[str, Any], str | None
             raise ServerUnreachable(f"{exc.message}; no configuration was ever received "
                                     "from the server (the agent runs nothing until it is)"
                                     ) from None
-        return json.loads(kept.read_text(encoding="utf-8")), exc.message
+        return Part(json.loads(kept.read_text(encoding="utf-8")), exc.message)
     tmp = kept.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(answer.config, f, ensure_ascii=False, indent=1)
     tmp.replace(kept)
-    return answer.config, None
+    return Part(answer.config, None, dict(answer.expected_since))
 
 
 def load_part(part: dict[str, Any], folder: Path) -> LoadedConfig:
@@ -98,8 +109,12 @@ def load_part(part: dict[str, Any], folder: Path) -> LoadedConfig:
                           f"this agent: {exc.message}") from None
 
 
-def open_local(loaded: LoadedConfig, clock: Clock, previous: RunContext | None) -> RunContext:
-    """The agent's own history (created or upgraded as needed), synced with ``loaded``."""
+def open_local(loaded: LoadedConfig, clock: Clock, previous: RunContext | None,
+               expected_since: dict[str, datetime] | None = None) -> RunContext:
+    """The agent's own history (created or upgraded as needed), synced with ``loaded``; each
+    job is expected from when the server expects it (``expected_since``, "client/job" ->
+    when), not from the agent's first cycle: an agent enrolled at 22:05 still runs the job the
+    server awaits at 22:00, and never the nights before the server had the job."""
     sessions = previous.sessions if previous else None
     if sessions is None:
         engine = open_engine(loaded.database_url)
@@ -107,6 +122,11 @@ def open_local(loaded: LoadedConfig, clock: Clock, previous: RunContext | None) 
         sessions = session_factory(engine)
     with sessions() as session, session.begin():
         sync_config(session, loaded, clock.now(), "agent")
+        if expected_since:
+            for job, client in session.execute(select(JobRow, ClientRow.key).join(ClientRow)):
+                when = expected_since.get(f"{client}/{job.key}")
+                if when is not None:
+                    job.expected_since = when
     return RunContext(loaded, clock, sessions)
 
 
@@ -162,8 +182,10 @@ class Agent:
 
     def cycle(self) -> Cycle:
         out = Cycle()
-        part, out.offline = fetch_part(self.server, self.folder)
-        self.ctx = ctx = open_local(load_part(part, self.folder), self.clock, self.ctx)
+        part = fetch_part(self.server, self.folder)
+        out.offline = part.offline
+        self.ctx = ctx = open_local(load_part(part.config, self.folder), self.clock, self.ctx,
+                                    part.expected_since)
         close_interrupted_runs(ctx.sessions, self.clock.now())
         self._beat(out)
         for due in night.expected(ctx, self.clock.now()):

@@ -60,6 +60,13 @@ def admin_only(viewer: Viewer) -> None:
         raise Forbidden("forbidden")
 
 
+def staff_only(viewer: Viewer) -> None:
+    """The MSP's machinery (its agents, its schedulers) is for hotline and admins: Forbidden
+    for a client account."""
+    if not viewer.staff:
+        raise Forbidden("forbidden")
+
+
 def visible_client(viewer: Viewer, client: str) -> str:
     """``client``, when the viewer may see it; raises NotFound otherwise. Whether the client
     exists is for the query that follows to say (by raising NotFound too)."""

@@ -9,6 +9,7 @@ not exist, so nothing of another site can be learnt.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -30,6 +31,7 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.config.sitepart import site_jobs, site_names
 from orchestrator.dashboard.request import settings_of
 from orchestrator.errors import UsageError
+from orchestrator.history.queries import jobs_expected_since
 
 router = APIRouter(prefix=PREFIX, tags=["agents"])
 
@@ -91,9 +93,18 @@ def enroll(request: Request, body: EnrollIn) -> EnrollOut:
 
 @router.get("/config", response_model=ConfigOut)
 def get_config(request: Request, agent: Agent) -> ConfigOut:
-    """The agent's site's part of the configuration (config/sitepart.py)."""
-    _site_jobs(request, agent)
-    return ConfigOut(site=agent.site, config=_config(request).site_part(agent.site))
+    """The agent's site's part of the configuration (config/sitepart.py), and since when the
+    server expects each of its jobs."""
+    jobs = _site_jobs(request, agent)
+    with settings_of(request).sessions() as session:
+        since = jobs_expected_since(session)
+    return ConfigOut(site=agent.site, config=_config(request).site_part(agent.site),
+                     expected_since={f"{c}/{j}": _utc(when) for (c, j), when in since.items()
+                                     if (c, j) in jobs})
+
+
+def _utc(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @router.post("/runs", response_model=RunOut)
@@ -102,7 +113,9 @@ def post_run(request: Request, agent: Agent, body: RunIn) -> RunOut:
     with ``recorded: false`` and writes nothing."""
     jobs = _site_jobs(request, agent)
     try:
-        recorded = delivery.record_delivered(settings_of(request).sessions, agent, jobs, body)
+        settings = settings_of(request)
+        recorded = delivery.record_delivered(settings.sessions, agent, jobs, body,
+                                             settings.now())
     except delivery.NotOnSite:
         raise HTTPException(403, _NOT_ON_SITE.format(site=agent.site)) from None
     except delivery.DeliveryConflict as exc:

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from orchestrator import __version__
-from orchestrator.dashboard import agent_api, api, metrics, pages
+from orchestrator.dashboard import agent_api, api, metrics, pages, sites
 from orchestrator.dashboard.access import Refused
 from orchestrator.dashboard.auth import SESSION_HOURS, Throttle
 from orchestrator.dashboard.queries import NotFound
@@ -96,4 +96,5 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(metrics.router)
     app.include_router(agent_api.router)
+    app.include_router(sites.router)
     return app

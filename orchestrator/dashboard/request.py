@@ -28,7 +28,7 @@ from orchestrator.dashboard.auth import Throttle, Viewer, token_viewer, viewer_o
 from orchestrator.dashboard.i18n import schedule_words, term, translate
 from orchestrator.findings import RunStatus, from_dict
 from orchestrator.history.models import ClientRow
-from orchestrator.history.queries import scheduler_last_seen
+from orchestrator.history.queries import scheduler_last_seen, scheduler_leader
 from orchestrator.humanize import age, duration, size, typography
 from orchestrator.report.outcomes import client_sentences
 from orchestrator.schedule.late import scheduler_late
@@ -170,6 +170,15 @@ class Ui:
     def scheduler(self) -> tuple[datetime | None, bool]:
         """When a scheduler was last seen, and whether that is too long ago (or never)."""
         return scheduler_state(self._sessions, self.now)
+
+    def leader(self) -> str | None:
+        """The scheduler that plans, as "host (pid N)", None when none ever led."""
+        with self._sessions() as session:
+            row = scheduler_leader(session)
+        if row is None:
+            return None
+        host, _, pid = row.name.rpartition(":")
+        return self.t("scheduler_who", host=host, pid=pid) if host else row.name
 
     def t(self, key: str, **values: object) -> str:
         return translate(key, self.language, **values)

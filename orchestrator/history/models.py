@@ -169,6 +169,9 @@ class RunRow(Base):
     script_code: Mapped[str | None] = mapped_column(String(60))  # the host script's own code
     findings: Mapped[list[Any]] = mapped_column(default=list)  # findings.Finding.to_dict()
     sanity_flags: Mapped[list[Any]] = mapped_column(default=list)
+    # When a run a site agent delivered late replaced the NON EXECUTEE the server had recorded
+    # for its slot (the client is then sent a "Complément").
+    replaced_at: Mapped[datetime | None]
 
     job: Mapped[JobRow] = relationship()
     steps: Mapped[list[RunStepRow]] = relationship(
@@ -398,7 +401,8 @@ class RunRequestRow(Base):
 class SchedulerRow(Base):
     """A scheduler (``hvbackup run``) and when it was last seen: it writes ``seen_at`` after
     every cycle, so the dashboard can say it stopped (nothing else would: a stopped scheduler
-    records no NON EXECUTEE)."""
+    records no NON EXECUTEE). ``leading_since`` is set on the one that plans (the leader,
+    jobs/leader.py) and cleared on the others (followers)."""
 
     __tablename__ = "schedulers"
     __table_args__ = (Index(None, "seen_at"),)
@@ -408,6 +412,7 @@ class SchedulerRow(Base):
     started_at: Mapped[datetime]
     seen_at: Mapped[datetime]
     version: Mapped[str] = mapped_column(String(40))
+    leading_since: Mapped[datetime | None]
 
 
 class AgentRow(Base):

@@ -184,6 +184,18 @@ def schedules_and_last_runs(session: Session, client: str | None = None) -> list
 
 
 def scheduler_last_seen(session: Session) -> datetime | None:
-    """When a scheduler last finished a cycle (any of them), None when none ever ran."""
-    return session.scalars(select(SchedulerRow.seen_at)
+    """When the leading scheduler (the one that plans) last finished a cycle, None when none
+    ever led: followers alone plan nothing."""
+    leader = scheduler_leader(session)
+    return leader.seen_at if leader is not None else None
+
+
+def scheduler_leader(session: Session) -> SchedulerRow | None:
+    """The scheduler that leads (the latest seen of those marked leading), None when none."""
+    return session.scalars(select(SchedulerRow).where(SchedulerRow.leading_since.is_not(None))
                            .order_by(SchedulerRow.seen_at.desc()).limit(1)).first()
+
+
+def schedulers(session: Session) -> list[SchedulerRow]:
+    """Every scheduler ever seen, the latest seen first."""
+    return list(session.scalars(select(SchedulerRow).order_by(SchedulerRow.seen_at.desc())))

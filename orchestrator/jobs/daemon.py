@@ -14,6 +14,10 @@ Every tick (30 s, driven by the ``schedule`` library):
   hotline's summary, once (the history says which went out; a scheduler that was down over
   a morning sends them late); at every tick the reports late past their deadline, and the
   alerts.
+Several schedulers may share one PostgreSQL history (for availability): only the leader
+(``leader.py``: an advisory lock) ticks as above; the others are followers, which beat and try
+every second to take the lead, and take over when the leader dies. On SQLite every scheduler
+leads, as before.
 SIGTERM: no new run is started, running ones finish, then the daemon exits. SIGHUP: the
 configuration is read again at the next cycle; runs in progress keep the one they started with,
 and a broken file is reported and ignored (the previous configuration stays). After each tick
@@ -42,6 +46,7 @@ from orchestrator.history.sync import sync_config
 from orchestrator.jobs import maintenance, morning, night
 from orchestrator.jobs.context import RunContext, close_interrupted_runs
 from orchestrator.jobs.heartbeat import ping, record_beat
+from orchestrator.jobs.leader import Leadership, leadership_for
 from orchestrator.jobs.night import Due
 from orchestrator.jobs.run import Claim, RunResult
 
@@ -61,8 +66,11 @@ class Listener(Protocol):
 class Daemon:
     def __init__(self, ctx: RunContext, max_workers: int = 2,
                  listener: Listener | None = None,
-                 reload: Callable[[], LoadedConfig] | None = None) -> None:
+                 reload: Callable[[], LoadedConfig] | None = None,
+                 leadership: Leadership | None = None) -> None:
         self.ctx = ctx
+        self.leadership = leadership or leadership_for(ctx.sessions.kw.get("bind"))
+        self.leading: bool | None = None  # not known before the first tick
         self._reload = reload
         self._reload_asked = threading.Event()
         self.max_workers = max_workers
@@ -79,8 +87,11 @@ class Daemon:
 
     def tick(self) -> list[Due]:
         """Start what is due, record what was missed, tell and maintain when it is time;
-        returns the runs started."""
+        returns the runs started. A follower (another scheduler leads) only beats."""
         now = self.ctx.clock.now()
+        if not self._lead():
+            record_beat(self.ctx.sessions, self.name, self.started_at, now, leading=False)
+            return []
         with self._lock:
             self._running = {h: f for h, f in self._running.items() if not f.done()}
         for uid in close_interrupted_runs(self.ctx.sessions, now):
@@ -110,6 +121,20 @@ class Daemon:
         self._morning(now)
         record_beat(self.ctx.sessions, self.name, self.started_at, now)
         return started
+
+    def _lead(self) -> bool:
+        """Whether this scheduler leads now (taking the lead when it is free); logged when
+        that changes."""
+        leading = self.leadership.lead()
+        if leading != self.leading:
+            if leading:
+                log.warning("scheduler %s leads: it plans the runs, the reports and the "
+                            "maintenance", self.name)
+            else:
+                log.warning("scheduler %s follows: another scheduler leads (it takes over "
+                            "if that one stops)", self.name)
+            self.leading = leading
+        return leading
 
     def _free(self, host: str) -> bool:
         """Whether a run on ``host`` could start now (only this thread starts runs)."""
@@ -157,7 +182,11 @@ class Daemon:
     def _silent_agents(self, now: datetime) -> None:
         """Agents silent past their site's heartbeat_minutes: an alert each (told below)."""
         for name in silent_agents(self.ctx.loaded, self.ctx.sessions, now):
-            log.warning("site agent %s gives no news: the hotline is alerted", name)
+            if name.startswith("site:"):
+                log.warning("site %s has jobs and no agent enrolled: the hotline is alerted",
+                            name.removeprefix("site:"))
+            else:
+                log.warning("site agent %s gives no news: the hotline is alerted", name)
 
     def _morning(self, now: datetime) -> None:
         try:
@@ -206,7 +235,7 @@ class Daemon:
             ok = False
             log.error("scheduler cycle failed: %s", exc, exc_info=not isinstance(exc, HvbError))
         url = self.ctx.loaded.config.msp.heartbeat_url
-        if url:
+        if url and (self.leading or not ok):  # a follower plans nothing: its beat would lie
             ping(url, ok)
         return ok
 
@@ -238,11 +267,14 @@ class Daemon:
         while not self.stopping.is_set():
             if self._reload_asked.is_set():
                 self.cycle()  # a reload is not left waiting for the next 30 s
+            elif not self.leading and self.leadership.lead():
+                self.cycle()  # the leader is gone: take over now, not at the next 30 s
             runner.run_pending()
             self.stopping.wait(1.0)
         log.info("stopping: waiting for the runs in progress")
         self.wait_idle()
         self._pool.shutdown(wait=True)
+        self.leadership.release()
 
     def stop(self) -> None:
         self.stopping.set()

@@ -1,5 +1,6 @@
 """The heartbeat, after every scheduler cycle: written to the history (``schedulers.seen_at``:
-the dashboard says when the scheduler was last seen and turns red when it is late), and an
+the dashboard says which scheduler leads, when it was last seen, and turns red when it is
+late), and an
 HTTP GET to ``msp.heartbeat_url`` (healthchecks.io, Uptime Kuma "push" monitors and the like),
 ``<url>/fail`` when the cycle failed. Whatever happens to either is only logged: it never stops
 the scheduler."""
@@ -11,7 +12,7 @@ import urllib.error
 import urllib.request
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,15 +23,25 @@ log = logging.getLogger(__name__)
 
 
 def record_beat(sessions: sessionmaker[Session], name: str, started_at: datetime,
-                now: datetime) -> bool:
-    """This scheduler (``name``: host:pid) was seen at ``now``; True when written."""
+                now: datetime, leading: bool = True) -> bool:
+    """This scheduler (``name``: host:pid) was seen at ``now``, leading or following (a
+    leader clears the others' ``leading_since``: only one leads); True when written."""
     try:
         with sessions() as session, session.begin():
-            seen = session.execute(update(SchedulerRow).where(SchedulerRow.name == name)
-                                   .values(seen_at=now))
-            if not seen.rowcount:  # type: ignore[attr-defined]
-                session.add(SchedulerRow(name=name, started_at=started_at, seen_at=now,
-                                         version=__version__))
+            row = session.scalars(select(SchedulerRow).where(SchedulerRow.name == name)
+                                  ).first()
+            if row is None:
+                row = SchedulerRow(name=name, started_at=started_at, seen_at=now,
+                                   version=__version__)
+                session.add(row)
+            row.seen_at = now
+            if not leading:
+                row.leading_since = None
+            elif row.leading_since is None:
+                row.leading_since = now
+                session.flush()
+                session.execute(update(SchedulerRow).where(SchedulerRow.name != name)
+                                .values(leading_since=None))
         return True
     except SQLAlchemyError as exc:
         log.warning("scheduler heartbeat not written to the history: %s", exc)

@@ -81,6 +81,9 @@ class Digest:
     phone: str | None = None  # the hotline's phone
     portal: str | None = None  # the client's own page on the dashboard, when it has an address
     update: bool = False  # a second message: the runs in progress at the first one ended
+    # ... or a run the first one said NON EXECUTEE did happen at the site: its agent delivered
+    # it late (agent/delivery.py)
+    delivered_late: bool = False
 
     @property
     def ok_count(self) -> int:
@@ -245,6 +248,9 @@ def send_digest(loaded: LoadedConfig, sessions: sessionmaker[Session], client: s
 
     digest = build_digest(sessions, loaded, client, night, now)
     digest.update = update
+    if update:
+        with sessions() as session:
+            digest.delivered_late = delivered_late(session, loaded, client, night)
     rendered = render("digest", digest.language, loaded.config.msp.timezone, d=digest)
     settings = loaded.config.clients[client]
     msg = build(loaded, rendered, list(settings.contacts), status=digest.headline,
@@ -276,5 +282,23 @@ def update_due(session: Session, loaded: LoadedConfig, client: str, night: date)
     ends = list(session.scalars(select(RunRow.finished_at).join(JobRow).join(ClientRow).where(
         ClientRow.key == client, JobRow.active.is_(True), RunRow.trigger == "schedule",
         RunRow.scheduled_for >= start, RunRow.scheduled_for < end,
-        or_(RunRow.finished_at.is_(None), RunRow.finished_at > last))))
+        or_(RunRow.finished_at.is_(None), RunRow.finished_at > last,
+            RunRow.replaced_at > last))))
     return bool(ends) and all(e is not None for e in ends)
+
+
+def delivered_late(session: Session, loaded: LoadedConfig, client: str, night: date) -> bool:
+    """Whether a run of ``night`` was delivered by a site agent after the server had told the
+    client it was NON EXECUTEE, since the last report of that night."""
+    from orchestrator.history.models import EmailRow
+
+    last = session.scalars(select(EmailRow.created_at).join(
+        ClientRow, EmailRow.client_id == ClientRow.id).where(
+        ClientRow.key == client, EmailRow.report_date == night,
+        EmailRow.kind.in_(["digest", UPDATE_KIND])).order_by(EmailRow.created_at.desc())).first()
+    if last is None:
+        return False
+    start, end = night_bounds(loaded, night)
+    return session.scalars(select(RunRow.id).join(JobRow).join(ClientRow).where(
+        ClientRow.key == client, RunRow.scheduled_for >= start, RunRow.scheduled_for < end,
+        RunRow.replaced_at > last).limit(1)).first() is not None

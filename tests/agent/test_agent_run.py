@@ -240,12 +240,12 @@ def test_a_password_env_is_read_on_the_agents_machine_and_never_reaches_the_serv
     folder = tmp_path / "agent"
     with serve_tls(central.app, tmp_path) as (url, ca):
         enroll(cli, central, url, ca, folder)
-        assert agent_run(folder, "2026-11-22T19:00:00+00:00").code == 0
+        assert agent_run(folder, "2026-11-23T19:00:00+00:00").code == 0
         # First night, the agent's machine lacks the variable: the run says so.
-        assert agent_run(folder, "2026-11-22T21:05:00+00:00").code == 0
+        assert agent_run(folder, "2026-11-23T21:05:00+00:00").code == 0
         # Second night, it has it: the run goes past the password, to the host (which
         # nothing answers for here).
-        assert agent_run(folder, "2026-11-23T21:05:00+00:00",
+        assert agent_run(folder, "2026-11-24T21:05:00+00:00",
                          env={"ACME_WINRM_PASSWORD": SECRET}).code == 0
     with central.sessions() as session:
         found = session.execute(select(RunRow.scheduled_for, RunRow.error_code)

@@ -150,11 +150,13 @@ def test_the_header_turns_red_when_the_scheduler_is_late(served: tuple[Site, str
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     _login(page, base, "marie")
     banner = page.locator("#scheduler")
-    assert banner.inner_text() == "planificateur\u00a0: dernier passage il y a 0 h 00 min"
+    assert banner.inner_text() == ("planificateur\u00a0: scheduler-for-tests (pid 1), "
+                                   "dernier passage il y a 0 h 00 min")
     assert banner.evaluate("e => getComputedStyle(e).backgroundColor") == "rgba(0, 0, 0, 0)"
     site.clock.advance(timedelta(minutes=20))  # no tick since: the scheduler is stopped
     page.reload()
-    assert banner.inner_text() == "planificateur\u00a0: dernier passage il y a 0 h 20 min"
+    assert banner.inner_text() == ("planificateur\u00a0: scheduler-for-tests (pid 1), "
+                                   "dernier passage il y a 0 h 20 min")
     assert banner.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(207, 34, 46)"
     text, back = banner.evaluate(
         "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")

@@ -6,7 +6,9 @@ scheduler was last seen and turns red when it is late."""
 from __future__ import annotations
 
 import email
+import os
 import re
+import socket
 from datetime import UTC, date, datetime
 from email.policy import default
 from html import unescape
@@ -22,6 +24,7 @@ from orchestrator.report.digest import send_digest
 from tests.dashboard.site import Site, csrf_of
 from tests.world import Setup
 
+WHO = f"{socket.gethostname()} (pid {os.getpid()})"  # the scheduler that leads: this test
 PASSWORDS = {"marie": "hotline password 1", "acme-it": "acme portal password"}
 
 
@@ -90,7 +93,7 @@ def test_a_scheduler_stopped_for_days_shows_on_every_page(tmp_path: Path) -> Non
     assert re.search(r"<h1>À traiter <span class=\"muted\">\(1\) ", home)
     banner = re.search(r'<span id="scheduler" class="([a-z]+)">([^<]*)</span>', home)
     assert banner and banner.groups() == (
-        "late", "planificateur\u00a0: dernier passage il y a 3 j 3 h")
+        "late", f"planificateur\u00a0: {WHO}, dernier passage il y a 3 j 3 h")
 
     own = portal.get("/clients/acme").text
     assert "Rien à traiter" not in own  # the client's portal too
@@ -144,5 +147,27 @@ def test_a_running_scheduler_is_shown_on_time(tmp_path: Path) -> None:
     home = hotline.get("/").text
     banner = re.search(r'<span id="scheduler" class="([a-z]+)">([^<]*)</span>', home)
     assert banner and banner.groups() == (
-        "ok", "planificateur\u00a0: dernier passage il y a 0 h 01 min")
+        "ok", f"planificateur\u00a0: {WHO}, dernier passage il y a 0 h 01 min")
     assert 'id="nothing"' in home  # nothing due yet: nothing late
+
+
+def test_followers_alone_do_not_make_the_header_green(tmp_path: Path) -> None:
+    """A follower plans nothing: its beats do not count, the header names the leader that
+    stopped and turns red."""
+    from orchestrator.jobs.heartbeat import record_beat
+
+    s = Setup(tmp_path, start=utc(23, 19))
+    record_beat(s.sessions, "srv-a:101", utc(23, 9), utc(23, 9))  # the leader, then gone
+    record_beat(s.sessions, "srv-b:202", utc(23, 9), utc(23, 9), leading=False)
+    s.clock.set(utc(23, 19))
+    record_beat(s.sessions, "srv-b:202", utc(23, 9), utc(23, 19), leading=False)
+    hotline, _portal = dashboard(s)
+    banner = re.search(r'<span id="scheduler" class="([a-z]+)">([^<]*)</span>',
+                       hotline.get("/").text)
+    assert banner and banner.groups() == (
+        "late", "planificateur\u00a0: srv-a (pid 101), dernier passage il y a 10 h 00 min")
+    record_beat(s.sessions, "srv-b:202", utc(23, 9), utc(23, 19), leading=True)  # takes over
+    banner = re.search(r'<span id="scheduler" class="([a-z]+)">([^<]*)</span>',
+                       hotline.get("/").text)
+    assert banner and banner.groups() == (
+        "ok", "planificateur\u00a0: srv-b (pid 202), dernier passage il y a 0 h 00 min")
