@@ -228,7 +228,8 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
                 script_code=run.script_code, details=details, **points))
         for line in lines:
             if line.status not in (None, RunStatus.REUSSIE):
-                line.acknowledged = acknowledged_outage(session, jobs[line.job].id, now)
+                line.acknowledged = acknowledged_outage(session, jobs[line.job].id,
+                                                        line.since or end)
     with sessions() as session:
         parity = session.scalars(
             select(RunStepRow.finished_at).join(RunRow).join(JobRow).join(ClientRow)
@@ -324,17 +325,19 @@ def _told(findings: list[Finding], status: RunStatus, run: RunRow, tz: Any,
     return told, details
 
 
-def acknowledged_outage(session: Session, job_id: int, now: datetime) -> Acknowledged | None:
-    """The latest acknowledgement of the job's current outage: made on a run scheduled after
-    its last REUSSIE (an acknowledgement holds until the job succeeds again)."""
+def acknowledged_outage(session: Session, job_id: int, until: datetime) -> Acknowledged | None:
+    """The latest acknowledgement of the job's outage that includes its run scheduled at
+    ``until``: one made on a run of the job scheduled after its last REUSSIE before
+    ``until`` and not after ``until`` (an acknowledgement holds until the job succeeds
+    again). When it was made is not bounded: the hotline may acknowledge at any time."""
     last_ok = session.scalars(select(RunRow.scheduled_for).where(
-        RunRow.job_id == job_id, RunRow.status == RunStatus.REUSSIE.value)
-        .order_by(RunRow.scheduled_for.desc()).limit(1)).first()
+        RunRow.job_id == job_id, RunRow.status == RunStatus.REUSSIE.value,
+        RunRow.scheduled_for < until).order_by(RunRow.scheduled_for.desc()).limit(1)).first()
     query = (select(UserRow.username, AcknowledgementRow.at, AcknowledgementRow.comment)
              .select_from(AcknowledgementRow)
              .join(RunRow, AcknowledgementRow.run_id == RunRow.id)
              .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
-             .where(AcknowledgementRow.job_id == job_id, AcknowledgementRow.at <= now)
+             .where(AcknowledgementRow.job_id == job_id, RunRow.scheduled_for <= until)
              .order_by(AcknowledgementRow.at.desc()).limit(1))
     if last_ok is not None:
         query = query.where(RunRow.scheduled_for > last_ok)

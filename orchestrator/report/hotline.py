@@ -244,9 +244,11 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
             night = _night_of(run.scheduled_for, tz) if run is not None else None
             key = (where, job.host, str(code), kind.value) if job and code and run else None
             if key is not None and key in by_cause:
-                assert job is not None
-                _join(by_cause[key], job.key, night, run.uid if run else None, row.created_at,
-                      detail)
+                assert job is not None and run is not None
+                _join(by_cause[key], job.key, night, run.uid, row.created_at, detail)
+                if by_cause[key].acknowledged is None:  # any of the cause's jobs
+                    by_cause[key].acknowledged = _ack_words(
+                        acknowledged_outage(session, job.id, run.scheduled_for), language, tz)
                 continue
             line = AlertLine(where, job.key if job else None, row.kind, row.message,
                              row.created_at, run_where(loaded, run.uid, language)
@@ -260,7 +262,8 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
                              runs=[run.uid] if run is not None else [],
                              host=job.host if job else None)
             if job is not None:
-                found = acknowledged_outage(session, job.id, now)
+                found = acknowledged_outage(session, job.id,
+                                            run.scheduled_for if run is not None else now)
                 line.acknowledged = _ack_words(found, language, tz)
             lines.append(line)
             if key is not None:
