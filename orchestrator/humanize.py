@@ -78,8 +78,9 @@ _INSIDE_QUOTES = (re.compile(r"«[ \u00a0\u202f]+"), re.compile(r"[ \u00a0\u202f
 def typography(text: str, language: str) -> str:
     """French typography on text made for a reader: a no-break space (U+00A0) before ":" and
     between a number and its unit (``134\u00a0Mo``, ``10\u00a0%``, ``3\u00a0h\u00a005``), a
-    narrow one (U+202F) before ";", "!" and "?", a no-break one inside « guillemets ». Only where a space was written: ``ERP01:``,
-    ``http://`` and ``a;b`` are left as they are. Any other language: unchanged."""
+    narrow one (U+202F) before ";", "!" and "?", a no-break one inside « guillemets ». Only
+    where a space was written: ``ERP01:``, ``http://`` and ``a;b`` are left as they are. Any
+    other language: unchanged."""
     if not _french(language):
         return text
     text = _UNIT_AFTER_NUMBER.sub("\u00a0", text)

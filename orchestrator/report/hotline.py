@@ -190,6 +190,12 @@ class SummaryLinks:
         return max((j.acknowledged for j in group if j.acknowledged is not None),
                    key=lambda a: a.at, default=None)
 
+    @staticmethod
+    def acknowledged_only(group: list[Any]) -> str:
+        """The jobs of a group that are acknowledged, when not all of them are (else "")."""
+        done = [j.job for j in group if j.acknowledged is not None]
+        return ", ".join(done) if len(done) < len(group) else ""
+
     def runbook(self, job: Any) -> str | None:
         if not job.code:
             return None
@@ -230,6 +236,7 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
                                     .order_by(AlertRow.created_at)))
         lines: list[AlertLine] = []
         by_cause: dict[tuple[str, str, str, str], AlertLine] = {}
+        acks: dict[int, dict[str, Acknowledged]] = {}  # per line, per job: its outage's
         for row in rows:
             client = session.get(ClientRow, row.client_id) if row.client_id else None
             job = session.get(JobRow, row.job_id) if row.job_id else None
@@ -246,9 +253,9 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
             if key is not None and key in by_cause:
                 assert job is not None and run is not None
                 _join(by_cause[key], job.key, night, run.uid, row.created_at, detail)
-                if by_cause[key].acknowledged is None:  # any of the cause's jobs
-                    by_cause[key].acknowledged = _ack_words(
-                        acknowledged_outage(session, job.id, run.scheduled_for), language, tz)
+                found = acknowledged_outage(session, job.id, run.scheduled_for)
+                if found is not None:
+                    acks.setdefault(id(by_cause[key]), {})[job.key] = found
                 continue
             line = AlertLine(where, job.key if job else None, row.kind, row.message,
                              row.created_at, run_where(loaded, run.uid, language)
@@ -264,12 +271,18 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
             if job is not None:
                 found = acknowledged_outage(session, job.id,
                                             run.scheduled_for if run is not None else now)
-                line.acknowledged = _ack_words(found, language, tz)
+                if found is not None:
+                    acks.setdefault(id(line), {})[job.key] = found
             lines.append(line)
             if key is not None:
                 by_cause[key] = line
         for line in lines:
             line.scope = _scope(line, language)
+            seen = acks.get(id(line), {})
+            if seen:  # the latest; naming the jobs it covers when not all of them
+                only = [j for j in line.jobs if j in seen] if len(seen) < len(line.jobs) else []
+                line.acknowledged = _ack_words(max(seen.values(), key=lambda a: a.at),
+                                               language, tz, only)
             line.run_links = runs_where(loaded, line.runs, language)
     for client_key, details, kind in quota_notices:
         _tell_client_about_quota(loaded, sessions, client_key, details, kind, now,
@@ -320,18 +333,21 @@ def _scope(line: AlertLine, language: str) -> str:
             f"{len(nights)} night{'s' if len(nights) > 1 else ''} ({days})")
 
 
-def _ack_words(found: Acknowledged | None, language: str, tz: Any) -> str | None:
-    """Who acknowledged the outage and when, in the hotline's language."""
+def _ack_words(found: Acknowledged | None, language: str, tz: Any,
+               only: list[str] | None = None) -> str | None:
+    """Who acknowledged the outage and when, in the hotline's language; ``only``: the jobs
+    it covers, when not all those of the line."""
     if found is None:
         return None
     at = found.at.astimezone(tz)
     comment = found.comment.strip()
+    jobs = f" ({', '.join(only)})" if only else ""
     if language == "fr":
         who = f" par {found.by}" if found.by else ""
-        return (f"déjà acquittée{who} le {at:%d/%m à %H:%M}"
+        return (f"déjà acquittée{jobs}{who} le {at:%d/%m à %H:%M}"
                 + (f" : « {comment} »" if comment else ""))
     who = f" by {found.by}" if found.by else ""
-    return f"already acknowledged{who} on {at:%d/%m at %H:%M}" + (
+    return f"already acknowledged{jobs}{who} on {at:%d/%m at %H:%M}" + (
         f': "{comment}"' if comment else "")
 
 
