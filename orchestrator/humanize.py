@@ -72,16 +72,19 @@ _UNIT_AFTER_NUMBER = re.compile(
 _HOURS_MINUTES = re.compile(r"(?<=\d\u00a0h) (?=\d\d\b)")
 _BEFORE_COLON = re.compile(r"[ \u00a0\u202f]+:(?=\s|$)")
 _BEFORE_PUNCT = re.compile(r"[ \u00a0\u202f]+([;!?])(?=\s|$|[\"'<)])")
+_INSIDE_QUOTES = (re.compile(r"«[ \u00a0\u202f]+"), re.compile(r"[ \u00a0\u202f]+»"))
 
 
 def typography(text: str, language: str) -> str:
     """French typography on text made for a reader: a no-break space (U+00A0) before ":" and
     between a number and its unit (``134\u00a0Mo``, ``10\u00a0%``, ``3\u00a0h\u00a005``), a
-    narrow one (U+202F) before ";", "!" and "?". Only where a space was written: ``ERP01:``,
-    ``http://`` and ``a;b`` are left as they are. Any other language: unchanged."""
+    narrow one (U+202F) before ";", "!" and "?", a no-break one inside « guillemets ». Only
+    where a space was written: ``ERP01:``, ``http://`` and ``a;b`` are left as they are. Any
+    other language: unchanged."""
     if not _french(language):
         return text
     text = _UNIT_AFTER_NUMBER.sub("\u00a0", text)
     text = _HOURS_MINUTES.sub("\u00a0", text)
     text = _BEFORE_COLON.sub("\u00a0:", text)
+    text = _INSIDE_QUOTES[1].sub("\u00a0»", _INSIDE_QUOTES[0].sub("«\u00a0", text))
     return _BEFORE_PUNCT.sub("\u202f\\1", text)

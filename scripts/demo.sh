@@ -2,8 +2,9 @@
 # The main job on the embedded default: simulated Hyper-V hosts, SQLite, two local baies.
 # Five simulated nights for two clients, through the scheduler itself on a simulated clock;
 # the scheduler is down one night (17th-18th: jobs late, then NON EXECUTEE), a guest's VSS
-# fails on the 18th, a job is still running when the reports go out each weekday morning
-# (EN COURS, then a second message), a host does not answer on the 19th and the 20th (the
+# fails on the 18th, a job due at 06:00 on the 18th is run late when the scheduler comes back
+# at 07:45 and is still running as the late reports go out (en cours, then a second message,
+# « Complément »), a host does not answer on the 19th and the 20th (the
 # hotline acknowledges the outage once, after the 19th; it holds over the 20th). Then a
 # restore of a 48 MB database dump and of a share's large files from the second baie.
 # Everything it writes goes under demo-state/ at the top of the repository (made anew).
@@ -35,7 +36,7 @@ HVBACKUP_USER_PASSWORD="$CLIENT_PASSWORD" $HVB users add -c "$CONFIG" acme-it --
   --client acme
 echo
 echo "== Four nights, 16 to 19 November 2026 (the scheduler is down from 22:30 on the 17th"
-echo "   to 07:45 on the 18th; acme/bureau runs at 07:00, as the reports go out)"
+echo "   to 07:45 on the 18th; acme/bureau, due at 06:00, runs late then, as the reports go out)"
 $HVB nights -c "$CONFIG" --start 2026-11-16 --nights 4 \
   --stopped 2026-11-17T22:30/2026-11-18T07:45
 echo
@@ -64,8 +65,8 @@ echo
 cat <<TXT
 == Where to look
   configuration   $CONFIG
-  reports         demo-state/outbox/*.eml (the clients' reports, "Complément" ones for the runs
-                    in progress at 07:00, the hotline's summaries and alerts)
+  reports         demo-state/outbox/*.eml (the clients' reports, a "Complément" one for the run
+                    in progress at 07:45 on the 18th, the hotline's summaries and alerts)
   history         demo-state/hvbackup.db (SQLite: runs, steps, log lines, restore points)
   baies           demo-state/baie-site-a/<client>/ and demo-state/baie-site-b/<client>/
   keys            demo-state/keys/ (private keys: passphrase "\$HVBACKUP_PASSPHRASE" above)

@@ -11,18 +11,20 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.config.load import LoadedConfig
-from orchestrator.findings import RunStatus, from_dict, worst
+from orchestrator.findings import Finding, RunFailed, RunStatus, from_dict, worst
 from orchestrator.history.models import (
+    AcknowledgementRow,
     AuditRow,
     ClientRow,
     JobRow,
     RunRow,
     RunStepRow,
     SnapshotRow,
+    UserRow,
 )
 from orchestrator.history.queries import last_successes, runs_between
 from orchestrator.jobs.quota import client_state
-from orchestrator.report.outcomes import client_sentences
+from orchestrator.report.outcomes import client_sentences, hotline_sentence, technical
 from orchestrator.report.sanity import WINDOW
 from orchestrator.schedule.late import lateness
 from orchestrator.schedule.spec import local_instant, next_runs, parse_schedule
@@ -31,6 +33,16 @@ from orchestrator.schedule.spec import local_instant, next_runs, parse_schedule
 # progress, a run due whose turn has not come (its host busy, the queue long), a run scheduled
 # later in the night, or nothing due that night (a weekday job on Sunday).
 DONE, RUNNING, WAITING, UPCOMING, NOT_DUE = "done", "running", "waiting", "upcoming", "not_due"
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """A hotline operator's "seen, I am on it" on a job's current outage (it holds until the
+    job succeeds again)."""
+
+    by: str | None
+    at: datetime
+    comment: str
 
 
 @dataclass
@@ -56,7 +68,17 @@ class JobLine:
     newest: datetime | None
     history: list[tuple[date, int, RunStatus]] = field(default_factory=list)  # 30 days
     state: str = DONE  # DONE | RUNNING | WAITING | UPCOMING | NOT_DUE
-    since: datetime | None = None  # RUNNING: its start; WAITING, UPCOMING: when it is due
+    # RUNNING: its start; WAITING, UPCOMING, and a NON EXECUTEE: when it was due
+    since: datetime | None = None
+    # For the hotline: what the run found in its words (report/outcomes.py), the run, the host,
+    # the error code that names the runbook, and who acknowledged the job's outage.
+    told: list[str] = field(default_factory=list)
+    run: str | None = None
+    host: str | None = None
+    code: str | None = None
+    script_code: str | None = None
+    details: list[str] = field(default_factory=list)  # codes and original messages
+    acknowledged: Acknowledged | None = None
 
     @property
     def pending(self) -> bool:
@@ -94,6 +116,10 @@ class Digest:
         return sum(j.status is not None and not j.status.succeeded for j in self.jobs)
 
     @property
+    def warned_count(self) -> int:
+        return sum(j.status == RunStatus.AVERTISSEMENT for j in self.jobs)
+
+    @property
     def due_count(self) -> int:
         """The jobs something was expected of this night (every job but those not due)."""
         return sum(j.state != NOT_DUE for j in self.jobs)
@@ -103,12 +129,49 @@ class Digest:
         return [j for j in self.jobs if j.pending]
 
     @property
+    def counts(self) -> dict[str, int]:
+        """How many jobs of the night ended each way, or are not finished (by state), in the
+        order the reader is told them; only what happened (no zero)."""
+        found: dict[str, int] = {}
+        for key in TALLY_ORDER:
+            n = sum((j.status.value if j.status is not None else j.state) == key
+                    for j in self.jobs)
+            if n:
+                found[key] = n
+        return found
+
+    @property
     def headline(self) -> str:
-        """The overall result: the worst status, or EN COURS while nothing failed and a run is
-        not finished (never REUSSIE before every run is)."""
-        if self.status == RunStatus.REUSSIE and self.pending:
-            return "EN COURS"
-        return self.status.value
+        """The bracketed tag of the subject and ``X-HVBackup-Status``, for mail filters: the
+        most serious thing that did happen to a job of the night, never a guess about a run
+        that is not finished. In this order:
+
+        * ECHEC: a job ran and failed (it has no restore point tonight);
+        * NON EXECUTEE: else, a job did not run at all (its window passed);
+        * AVERTISSEMENT: else, a job made its restore point with a reservation;
+        * EN COURS: else, a job is not finished yet (in progress, waiting for its host, due
+          later in the night): the client is told again when it ends;
+        * REUSSIE: every job due this night succeeded (never before every run is finished).
+
+        The words beside the tag say what happened to each job, in counts
+        (``2 réussies, 1 non exécutée, 1 en cours``): the tag never stands for the night
+        alone."""
+        return tag_of(self.status, bool(self.pending))
+
+
+# The order in which a night's jobs are counted for the reader (statuses, then states).
+TALLY_ORDER = (RunStatus.REUSSIE.value, RunStatus.AVERTISSEMENT.value, RunStatus.ECHEC.value,
+               RunStatus.NON_EXECUTEE.value, RUNNING, WAITING, UPCOMING)
+# Tags, most serious first (see ``Digest.headline``); the summary's tag is its first client's.
+TAGS = (RunStatus.ECHEC.value, RunStatus.NON_EXECUTEE.value, RunStatus.AVERTISSEMENT.value,
+        "EN COURS", RunStatus.REUSSIE.value)
+
+
+def tag_of(worst_status: RunStatus, pending: bool) -> str:
+    """``Digest.headline`` from the worst finished status and whether a job is unfinished."""
+    if worst_status == RunStatus.REUSSIE and pending:
+        return "EN COURS"
+    return worst_status.value
 
 
 def night_bounds(loaded: LoadedConfig, night: date) -> tuple[datetime, datetime]:
@@ -147,18 +210,29 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
             run = min(finished, key=lambda r: RunStatus(str(r.status)).rank)
             status = RunStatus(str(run.status))
             past = last_successes(session, job.id, start, WINDOW)
+            findings = [from_dict(f) for f in run.findings or []]
+            told, details = _told(findings, status, run, tz, loaded.config.msp.language)
             lines.append(JobLine(
                 job=key, type=job.type, objects=list(job.objects), status=status,
-                started=run.started_at, finished=run.finished_at, duration_s=run.duration_s,
+                # A run that never started (recorded NON EXECUTEE) has no end either.
+                started=run.started_at,
+                finished=run.finished_at if run.started_at is not None else None,
+                duration_s=run.duration_s if run.started_at is not None else None,
                 bytes_read=run.bytes_read, bytes_sent=run.bytes_sent, files=run.files,
                 consistency=run.consistency,
                 flags=[f["reason"] for f in run.sanity_flags or []],
                 error=run.error_message,
-                said=client_sentences([from_dict(f) for f in run.findings or []],
-                                      status, loaded.language_of(settings)),
+                said=client_sentences(findings, status, loaded.language_of(settings)),
                 usual_read=_range([r.bytes_read for r in past if r.bytes_read is not None]),
                 usual_files=_range([r.files for r in past if r.files is not None]),
-                history=history, **points))
+                history=history, since=run.scheduled_for, told=told, run=run.uid,
+                host=job.host, code=run.error_code or (findings[0].code if findings and
+                                                        status != RunStatus.REUSSIE else None),
+                script_code=run.script_code, details=details, **points))
+        for line in lines:
+            if line.status not in (None, RunStatus.REUSSIE):
+                line.acknowledged = acknowledged_outage(session, jobs[line.job].id,
+                                                        line.since or end)
     with sessions() as session:
         parity = session.scalars(
             select(RunStepRow.finished_at).join(RunRow).join(JobRow).join(ClientRow)
@@ -207,6 +281,7 @@ def _unfinished_line(job: JobRow, runs: list[RunRow], start: datetime, end: date
         run = runs[-1]
         line.state, line.since, line.started = RUNNING, run.started_at or run.scheduled_for, \
             run.started_at
+        line.run, line.host = run.uid, job.host
         return line
     schedule = parse_schedule(job.schedule)
     window = timedelta(hours=job.window_hours)
@@ -215,6 +290,8 @@ def _unfinished_line(job: JobRow, runs: list[RunRow], start: datetime, end: date
     if found.late:
         line.status, line.state, line.since = RunStatus.NON_EXECUTEE, DONE, found.since
         line.error = missed_message(found.since or start, tz, hotline_language)
+        line.told, line.code, line.host = [line.error], "HVB-RUN-MISSED", job.host
+        line.details = ["HVB-RUN-MISSED: no run recorded"]
         line.said = client_sentences([], RunStatus.NON_EXECUTEE, language)
         return line
     if found.waiting is not None:
@@ -226,6 +303,49 @@ def _unfinished_line(job: JobRow, runs: list[RunRow], start: datetime, end: date
     else:
         line.state = NOT_DUE
     return line
+
+
+def _told(findings: list[Finding], status: RunStatus, run: RunRow, tz: Any,
+          language: str) -> tuple[list[str], list[str]]:
+    """What the hotline reads of a finished run, in its language (one sentence per finding,
+    from the findings' kinds, objects and codes), and the technician's lines (codes and the
+    original messages)."""
+    if status == RunStatus.NON_EXECUTEE:  # told from when it was due, in the MSP's time
+        told = [missed_message(run.scheduled_for, tz, language)]
+    else:
+        told = []
+        for finding in findings:
+            sentence = hotline_sentence(finding, language)
+            if sentence not in told:
+                told.append(sentence)
+    if not told and status != RunStatus.REUSSIE:
+        told = [hotline_sentence(Finding(None, run.error_code or "HVB-ERROR", ""), language)
+                if status == RunStatus.AVERTISSEMENT else
+                hotline_sentence(RunFailed(None, run.error_code or "HVB-ERROR", ""), language)]
+    details = [technical(f) for f in findings if f.message]
+    if not details and run.error_message:
+        details = [f"{run.error_code or 'HVB-ERROR'}: {run.error_message}"]
+    return told, details
+
+
+def acknowledged_outage(session: Session, job_id: int, until: datetime) -> Acknowledged | None:
+    """The latest acknowledgement of the job's outage that includes its run scheduled at
+    ``until``: one made on a run of the job scheduled after its last REUSSIE before
+    ``until`` and not after ``until`` (an acknowledgement holds until the job succeeds
+    again). When it was made is not bounded: the hotline may acknowledge at any time."""
+    last_ok = session.scalars(select(RunRow.scheduled_for).where(
+        RunRow.job_id == job_id, RunRow.status == RunStatus.REUSSIE.value,
+        RunRow.scheduled_for < until).order_by(RunRow.scheduled_for.desc()).limit(1)).first()
+    query = (select(UserRow.username, AcknowledgementRow.at, AcknowledgementRow.comment)
+             .select_from(AcknowledgementRow)
+             .join(RunRow, AcknowledgementRow.run_id == RunRow.id)
+             .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
+             .where(AcknowledgementRow.job_id == job_id, RunRow.scheduled_for <= until)
+             .order_by(AcknowledgementRow.at.desc()).limit(1))
+    if last_ok is not None:
+        query = query.where(RunRow.scheduled_for > last_ok)
+    found = session.execute(query).first()
+    return None if found is None else Acknowledged(found[0], found[1], found[2])
 
 
 def _range(values: list[int]) -> tuple[float, float] | None:

@@ -33,6 +33,9 @@ def _environment(language: str, tz: ZoneInfo) -> jinja2.Environment:
     env.filters["word"] = lambda status: status_word(status, language)
     env.filters["what"] = lambda job: objects_words(job.type, job.objects, language)
     env.filters["de"] = lambda name: of_name(str(name), language)
+    env.filters["tally"] = lambda d, form="subject": tally(d.counts, d.due_count, language, form)
+    env.filters["clients"] = lambda digests: clients_tally(
+        [d.headline for d in digests], language)
     return env
 
 
@@ -48,6 +51,67 @@ _ALL_OBJECTS = {"fr": {"sql-server": "toutes les bases", "hyperv-vm": "toutes le
                        "files": "tous les dossiers"},
                 "en": {"sql-server": "all databases", "hyperv-vm": "all VMs",
                        "files": "all folders"}}
+
+
+# How a count of jobs is said (singular, plural), by status or state (report/digest.py).
+_TALLY_WORDS = {
+    "fr": {"REUSSIE": ("réussie", "réussies"),
+           "AVERTISSEMENT": ("avec avertissement", "avec avertissement"),
+           "ECHEC": ("en échec", "en échec"), "NON EXECUTEE": ("non exécutée", "non exécutées"),
+           "running": ("en cours", "en cours"), "waiting": ("en attente", "en attente"),
+           "upcoming": ("prévue plus tard", "prévues plus tard")},
+    "en": {"REUSSIE": ("succeeded", "succeeded"),
+           "AVERTISSEMENT": ("with a warning", "with warnings"),
+           "ECHEC": ("failed", "failed"), "NON EXECUTEE": ("not run", "not run"),
+           "running": ("in progress", "in progress"), "waiting": ("waiting", "waiting"),
+           "upcoming": ("due later", "due later")},
+}
+# How a count of clients is said in the hotline's summary, by the tag of their night.
+_CLIENT_WORDS = {
+    "fr": {"ECHEC": "en échec", "NON EXECUTEE": "avec une sauvegarde non exécutée",
+           "AVERTISSEMENT": "avec un avertissement", "EN COURS": "avec une sauvegarde en cours",
+           "REUSSIE": "sans problème"},
+    "en": {"ECHEC": "failing", "NON EXECUTEE": "with a backup not run",
+           "AVERTISSEMENT": "with a warning", "EN COURS": "with a backup in progress",
+           "REUSSIE": "fine"},
+}
+
+
+def tally(counts: dict[str, int], due: int, language: str, form: str = "subject") -> str:
+    """A night's jobs in counts, as the reader says them: ``2 réussies, 1 non exécutée, 1 en
+    cours``; ``3/3 réussies`` when every due job succeeded. ``form="rest"``: what follows
+    "2/4 tâches réussies" (the jobs not succeeded, and those with a warning among the
+    succeeded), e.g. ``, 1 non exécutée, 1 en cours``."""
+    fr = language == "fr"
+    words = _TALLY_WORDS["fr" if fr else "en"]
+
+    def said(key: str, n: int) -> str:
+        return f"{n} {words[key][n > 1]}"
+
+    if form == "rest":
+        parts = [said(k, n) for k, n in counts.items() if k not in ("REUSSIE", "AVERTISSEMENT")]
+        if "AVERTISSEMENT" in counts:
+            warned = said("AVERTISSEMENT", counts["AVERTISSEMENT"])
+            parts.insert(0, f"dont {warned}" if fr else f"{warned} among them")
+        return "".join(f", {p}" for p in parts)
+    if due and counts.get("REUSSIE") == due:
+        return f"{due}/{due} {words['REUSSIE'][due > 1]}"
+    if not counts:
+        return "aucune sauvegarde prévue" if fr else "no backup due"
+    return ", ".join(said(k, n) for k, n in counts.items())
+
+
+def clients_tally(tags: list[str], language: str) -> str:
+    """The summary's clients in counts by the tag of their night, most serious first: ``3
+    clients : 1 en échec, 1 avec une sauvegarde en cours, 1 sans problème``."""
+    from orchestrator.report.digest import TAGS
+
+    fr = language == "fr"
+    words = _CLIENT_WORDS["fr" if fr else "en"]
+    parts = [f"{tags.count(t)} {words[t]}" for t in TAGS if t in tags]
+    n = len(tags)
+    head = f"{n} client{'s' if n > 1 else ''}"
+    return f"{head}{' :' if fr else ':'} {', '.join(parts)}" if parts else head
 
 
 def status_word(status: object, language: str) -> str:

@@ -130,7 +130,7 @@ def test_a_scheduler_stopped_for_days_shows_on_every_page(tmp_path: Path) -> Non
                                  s.clock.now(), send_it=False)
     eml = (tmp_path / "state" / "outbox" / "2026-11-26-acme-digest.eml").read_bytes()
     msg = email.message_from_bytes(eml, policy=default)
-    assert msg["Subject"] == "[NON EXECUTEE] ACME — sauvegardes du 26/11/2026 — 3 échecs sur 3"
+    assert msg["Subject"] == "[NON EXECUTEE] ACME — sauvegardes du 26/11/2026 — 3 non exécutées"
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert text.count("Erreur\u00a0: La sauvegarde n'a pas démarré dans sa plage horaire") == 3
     assert [(j.job, j.status) for j in digest.jobs] == [

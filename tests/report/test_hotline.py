@@ -23,15 +23,18 @@ def test_alerts_are_grouped_and_sent_once(tmp_path: Path, smtp_server) -> None: 
     s.run("compta")
     assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True) == 2
     [msg] = inbox.messages
-    assert msg["Subject"] == "[hvbackup] 2 problèmes : ACME"
+    assert msg["Subject"] == "[hvbackup] 1 problème : ACME"  # one host down: one cause
     assert msg["To"] == "hotline@msp.example"
-    text = msg.get_body(("plain",)).get_content()
-    assert ("ACME (acme), tâche erp — sauvegarde en échec\u00a0: host acme/hv01 (simulated): "
-            "cannot connect") in text
-    assert "ACME (acme), tâche compta — sauvegarde en échec" in text
+    text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    # French first, from the findings; the code and the host's English on a line of its own.
+    assert ("ACME (acme), tâches erp, compta — sauvegarde en échec\u00a0: la sauvegarde n'a pas "
+            "pu se faire (hôte injoignable)\n"
+            "  même cause, serveur hv01\u00a0: 2 tâches, 1 nuit (23/11)\n"
+            "  technique\u00a0: HVB-HOST-UNREACHABLE: host acme/hv01 (simulated): cannot connect"
+            ) in text
     assert "[echec]" not in text
-    # What to do, for each: the runbook of the error code (no dashboard address configured).
-    assert text.count("que faire\u00a0: hvbackup runbook HVB-HOST-UNREACHABLE") == 2
+    # What to do: the runbook of the error code (no dashboard address configured), once.
+    assert text.count("que faire\u00a0: hvbackup runbook HVB-HOST-UNREACHABLE") == 1
     assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=True) == 0  # never twice
     assert len(inbox.messages) == 1
 
@@ -45,13 +48,15 @@ def test_morning_summary_worst_first(tmp_path: Path, smtp_server) -> None:  # ty
     s.run("erp")
     send_summary(s.loaded, s.sessions, date(2026, 11, 23), s.clock.now(), send_it=True)
     [msg] = inbox.messages
-    assert msg["Subject"] == ("[ECHEC] Synthèse des sauvegardes du 23/11/2026 — 1 client "
-                              "en échec sur 1")
-    text = msg.get_body(("plain",)).get_content()
-    assert "Échec — ACME (acme)\u00a0: 1/3 tâches réussies" in text
+    assert msg["Subject"] == ("[ECHEC] Synthèse des sauvegardes du 23/11/2026 — 1 client : 1 "
+                              "en échec")
+    text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "Échec — ACME (acme)\u00a0: 1 réussie, 1 en échec, 1 prévue plus tard" in text
     assert "- compta\u00a0: prévue le 23/11 23:00" in text  # scheduled later that night
-    assert "- erp\u00a0: Échec — ERP01: host acme/hv01 (simulated): New-HvbCheckpoint.ps1 failed " \
-        "(GUEST_VSS_FAILED)" in text
+    assert ("- erp\u00a0: Échec — ERP01 n'a pas été sauvegardé (un script de l'hôte a signalé "
+            "une erreur)\n"
+            "       technique\u00a0: HVB-SCRIPT-FAILED GUEST_VSS_FAILED: ERP01: host acme/hv01 "
+            "(simulated): New-HvbCheckpoint.ps1 failed (GUEST_VSS_FAILED)") in text
 
 
 def test_a_report_that_did_not_go_out_is_an_alert(tmp_path: Path) -> None:
@@ -67,7 +72,8 @@ def test_a_report_that_did_not_go_out_is_an_alert(tmp_path: Path) -> None:
     outbox = sorted((tmp_path / "state" / "outbox").glob("*-alerts.eml"))
     sent = email.message_from_bytes(outbox[-1].read_bytes(), policy=email.policy.default)
     said = sent.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "ACME (acme) — rapport client non envoyé\u00a0: the report of 23/11/2026" in said
+    assert ("ACME (acme) — rapport client non envoyé\u00a0: le compte rendu du 23/11/2026 n'est "
+            "pas parti chez ACME avant 08:00\u00a0: le client n'a pas de nouvelles") in said
     assert "report_missing" not in said  # the kind's token stays in the JSON part only
     [data] = [p for p in sent.iter_attachments() if p.get_content_type() == "application/json"]
     assert b'"kind": "report_missing"' in data.get_content()
@@ -106,10 +112,10 @@ def test_english_hotline_messages(tmp_path: Path, smtp_server) -> None:  # type:
     alert, summary = inbox.messages
     assert alert["Subject"] == "[hvbackup] 1 problem: ACME"
     assert "new problems since the last alert" in alert.get_body(("plain",)).get_content()
-    assert summary["Subject"] == ("[ECHEC] Backups summary of 23/11/2026 — 1 client failing "
-                                  "out of 1")
+    assert summary["Subject"] == "[ECHEC] Backups summary of 23/11/2026 — 1 client: 1 failing"
     text = summary.get_body(("plain",)).get_content()
-    assert "Failed — ACME (acme): 0/2 jobs succeeded" in text
+    assert "Failed — ACME (acme): 1 failed, 1 due later" in text
+    assert "- erp: Failed — the backup could not be made (host unreachable)" in text
     assert "- compta: scheduled for 23/11 23:00" in text
     assert "\u00a0" not in text and "\u202f" not in text  # no French spacing in English
     assert summary["X-HVBackup-Status"] == "ECHEC"

@@ -51,8 +51,8 @@ def test_a_run_in_progress_at_report_time_is_en_cours_then_told_when_it_ends(
     s.clock.set(MORNING)
     tell(s.ctx, MORNING)
     [digest] = outbox(tmp_path, "2026-11-23-acme-digest.eml")
-    assert digest["Subject"] == ("[EN COURS] ACME — sauvegardes du 23/11/2026 — 2/3 réussies, "
-                                 "1 pas encore terminée")
+    assert digest["Subject"] == ("[EN COURS] ACME — sauvegardes du 23/11/2026 — 2 réussies, "
+                                 "1 en cours")
     assert digest["X-HVBackup-Status"] == "EN COURS"
     text = text_of(digest)
     assert "ECHEC" not in text and "Erreur" not in text
@@ -102,6 +102,7 @@ def test_a_job_waiting_for_its_host_at_report_time_is_not_a_failure(tmp_path: Pa
     s.clock.set(MORNING)
     tell(s.ctx, MORNING)
     [digest] = outbox(tmp_path, "2026-11-23-acme-digest.eml")
-    assert digest["Subject"].startswith("[EN COURS] ACME — sauvegardes du 23/11/2026 — 2/3")
+    assert digest["Subject"] == ("[EN COURS] ACME — sauvegardes du 23/11/2026 — 2 réussies, "
+                                 "1 en attente")
     assert ("Prévue le 24/11 07:00, elle attend son tour (une seule sauvegarde à la fois par "
             "serveur)\u202f; vous recevrez un complément") in text_of(digest)

@@ -93,8 +93,8 @@ def test_failed_job_digest_says_what_to_do(cli, tmp_path: Path, smtp_server) -> 
     assert cli("report", "-c", str(s.config), "acme", "--date", "2026-11-23", "--send").code == 0
     [msg] = inbox.messages
     # compta runs later that night; partages was not due yet when the job was added
-    assert msg["Subject"] == ("[ECHEC] ACME — sauvegardes du 23/11/2026 — 1 échec sur 2, "
-                              "1 pas encore terminée")
+    assert msg["Subject"] == ("[ECHEC] ACME — sauvegardes du 23/11/2026 — 1 en échec, "
+                              "1 prévue plus tard")
     text = msg.get_body(("plain",)).get_content()
     # The client reads what happened in its words; the technical text is the hotline's.
     assert ("Erreur\u00a0: La sauvegarde n'a pas pu être faite cette nuit\u202f; notre hotline est "

@@ -101,7 +101,7 @@ def test_french_messages_are_in_french_typography(tmp_path: Path, smtp_server) -
             assert not re.search(r"\u00a0[;!?]", text), where  # those take the narrow one
     digest = found["digest"]["text"]
     assert digest.startswith("Compte rendu des sauvegardes d'ACME — nuit du 23/11/2026")
-    assert "Résultat\u00a0: Échec (2/3 tâches réussies)" in digest
+    assert "Résultat\u00a0: Échec (2/3 tâches réussies, 1 en échec)" in digest
     assert "== compta (toutes les bases)\u00a0: Réussie" in digest
     assert "(all)" not in digest and "ECHEC" not in digest and "REUSSIE" not in digest
     assert "durée 1\u00a0min" not in digest  # the simulated runs take no time
@@ -126,7 +126,7 @@ def test_english_messages_have_no_french_spacing(tmp_path: Path, smtp_server) ->
             assert "\u202f" not in text and not re.search(r"\u00a0[:;!?%]", text), (kind, part)
             assert not re.search(rf"\d\u00a0{UNITS}\b", text), (kind, part)
     digest = found["digest"]["text"]
-    assert "Result: Failed (2/3 jobs succeeded)" in digest
+    assert "Result: Failed (2/3 jobs succeeded, 1 failed)" in digest
     assert "== compta (all databases): Succeeded" in digest
     assert "ACME (acme) — quota exceeded: ACME uses" in found["alerts"]["text"]
 
