@@ -61,7 +61,7 @@ def test_a_run_delivered_after_its_night_was_reported_missed_replaces_it_with_a_
     daemon.wait_idle()
     [first] = _digests(ctx)
     assert _mail(first)["Subject"] == ("[NON EXECUTEE] ACME SARL — sauvegardes du 23/11/2026 "
-                                       "— 2 échecs sur 2")
+                                       "— 2 non exécutées")
 
     clock.set(datetime(2026, 11, 24, 8, 0, tzinfo=UTC))
     with serve_tls(central.app, tmp_path, port):
@@ -89,7 +89,7 @@ def test_a_run_delivered_after_its_night_was_reported_missed_replaces_it_with_a_
     assert complement.kind == "digest_update"
     message = _mail(complement)
     assert message["Subject"] == ("Complément — [NON EXECUTEE] ACME SARL — sauvegardes du "
-                                  "23/11/2026 — 1 échec sur 2")
+                                  "23/11/2026 — 1 réussie, 1 non exécutée")
     text = _text(message)
     assert (f"Complément au compte rendu du 23/11/2026{NBSP}: une sauvegarde annoncée NON "
             f"EXECUTEE a bien eu lieu sur votre site{NNBSP}; son résultat vient seulement de "
