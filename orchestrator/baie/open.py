@@ -28,7 +28,7 @@ def open_target(settings: BaieSettings, *, dry_run: bool = False, retry: bool = 
         target = SftpTarget(
             settings.name, baie.host, user=baie.user, key_file=settings.key_file,
             known_hosts=settings.known_hosts, root=settings.root, port=baie.port,
-            connections=baie.connections,
+            connections=baie.connections, append_only=baie.append_only,
         )
     if baie.bandwidth is not None:
         target = LimitTarget(target, baie.bandwidth.sustained_mbps, baie.bandwidth.burst_mbps)

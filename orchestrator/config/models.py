@@ -273,6 +273,11 @@ class SftpBaie(Model):
     """Upload limit towards this baie."""
     connections: int = Field(default=4, ge=1, le=32)
     """SSH connections used in parallel for uploads."""
+    append_only: bool = False
+    """The account may only add files (a site agent's access, made by scripts/baie-setup.sh
+    --client): files are written under their final names, leases expire instead of being
+    removed, and each night a canary checks that deleting and overwriting are refused. The
+    maintenance (prune) needs the full access."""
 
 
 class LocalBaie(Model):
