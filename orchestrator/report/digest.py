@@ -81,6 +81,7 @@ class Digest:
     phone: str | None = None  # the hotline's phone
     portal: str | None = None  # the client's own page on the dashboard, when it has an address
     update: bool = False  # a second message: the runs in progress at the first one ended
+    protected: datetime | None = None  # the canary last refused (baie/canary.py), if it was
 
     @property
     def ok_count(self) -> int:
@@ -166,6 +167,15 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
             .order_by(AuditRow.at.desc())).first()
         verified = None if audit is None else {"at": audit.at, "ok": audit.details.get("ok"),
                                                "baie": (audit.target or "").split("/")[-1]}
+        # The last canary tried (a step that could not reach the baie says nothing): refused,
+        # the copy is protected against deletion since then; allowed, nothing is claimed.
+        canaries = session.scalars(
+            select(RunStepRow).join(RunRow).join(JobRow).join(ClientRow)
+            .where(ClientRow.key == client, RunStepRow.name == "canary",
+                   RunStepRow.finished_at.is_not(None))
+            .order_by(RunStepRow.finished_at.desc()).limit(20))
+        tried = next((c for c in canaries if "protected" in (c.details or {})), None)
+        protected = tried.finished_at if tried and tried.details["protected"] else None
     state = client_state(sessions, loaded, client, now)
     quota = {"status": state.status, "used": state.used, "quota": state.quota,
              "percent": state.percent, "forecast": state.forecast}
@@ -176,7 +186,7 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
                   worst([line.status for line in lines if line.status is not None],
                         RunStatus.REUSSIE if lines else RunStatus.NON_EXECUTEE),
                   lines, quota, list(msp.hotline), copies, parity, verified, msp=msp.name,
-                  phone=msp.phone, portal=portal)
+                  phone=msp.phone, portal=portal, protected=protected)
 
 
 def missed_message(since: datetime, tz: Any, language: str) -> str:

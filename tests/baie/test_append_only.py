@@ -6,6 +6,7 @@ maintenance account prunes what the agent wrote."""
 from __future__ import annotations
 
 import base64
+import html
 import os
 import shutil
 import stat
@@ -260,3 +261,55 @@ def test_leases_through_the_append_only_account_expire_and_block_prune_while_liv
         agent.close()
         maint.close()
     assert not list((baie.data / baie.client / "locks").iterdir())
+
+
+def test_the_nightly_canary_is_told_in_the_digest_or_alerts_the_hotline(
+        baie: Baie, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from orchestrator.history.models import AlertRow
+    from orchestrator.jobs.maintenance import prune_client
+    from orchestrator.jobs.morning import tell
+    from tests.report.test_in_progress import html_of, outbox, text_of
+    from tests.world import Setup
+
+    s = Setup(tmp_path / "world")
+    agent = f"user: hvb-{baie.client}, key_file: {baie.tmp / 'agent'}"
+    sftp = (f"site-a: {{type: sftp, host: 127.0.0.1, port: {baie.port}, {agent}, "
+            f"known_hosts: {baie.tmp / 'known_hosts'}, path: /data, append_only: true, "
+            f"maintenance: {{user: hvb-{baie.client}-maint, key_file: {baie.tmp / 'maint'}}}}}")
+    local = f"site-a: {{type: local, path: {s.root}/baie-a}}"
+    assert local in s.config.read_text()
+    s.config.write_text(s.config.read_text().replace(local, sftp))
+    s.reload()
+    night = s.run("erp")
+    assert night.status == "REUSSIE", night.findings
+    assert ("canary", "site-a", "ok") in s.steps(night.uid)
+    assert (baie.data / "acme" / CANARY).read_bytes() == CANARY_BYTES
+    tell(s.ctx, datetime(2026, 11, 24, 6, 0, tzinfo=UTC))
+    [digest] = outbox(s.root, "2026-11-23-acme-digest.eml")
+    said = "Copie protégée contre l'effacement\u00a0: vérifié le 23/11/2026"
+    assert said in text_of(digest) and said in html.unescape(html_of(digest))
+    # The server's maintenance goes through the maintenance access: it can prune.
+    pruned = prune_client(s.ctx, "acme", s.clock.now(), dry_run=False)
+    assert "site-a" in pruned.baies
+    # The next night the agent's account is a full one (sshd's Match block lost): it is said.
+    s.config.write_text(s.config.read_text().replace(
+        agent, f"user: hvb-{baie.client}-maint, key_file: {baie.tmp / 'maint'}", 1))
+    s.reload()
+    s.clock.set(datetime(2026, 11, 24, 21, 0, tzinfo=UTC))
+    night = s.run("erp")
+    assert night.status == "AVERTISSEMENT"
+    assert ("canary", "site-a", "failed") in s.steps(night.uid)
+    with s.sessions() as session:
+        [alert] = session.scalars(select(AlertRow).where(AlertRow.kind == "baie_unprotected"))
+        assert "NOT protected against deletion" in alert.message and "remove" in alert.message
+    tell(s.ctx, datetime(2026, 11, 25, 6, 0, tzinfo=UTC))
+    [digest] = outbox(s.root, "2026-11-24-acme-digest.eml")
+    text = text_of(digest)
+    assert "Copie protégée" not in text
+    assert ("la copie sur site-a n'est pas protégée contre l'effacement comme prévu\u202f; notre "
+            "hotline est prévenue et corrige.") in text
+    summaries = [text_of(m) for m in outbox(s.root, "*.eml") if "acme-digest" not in str(
+        m["Subject"]) and "ACME —" not in str(m["Subject"])]
+    assert any("copie non protégée contre l'effacement" in t for t in summaries), summaries
