@@ -22,6 +22,7 @@ import pytest
 from orchestrator.baie.canary import CANARY, CANARY_BYTES
 from orchestrator.baie.sftp import SftpTarget
 from orchestrator.errors import BaieError
+from orchestrator.store import format as fmt
 from orchestrator.store.prune import forget, prune
 from orchestrator.store.restore import Restorer
 from tests.conftest import REPO
@@ -201,8 +202,21 @@ def test_a_backup_and_its_restore_go_through_the_append_only_account(
                 assert sha_of(restored(out, path)) == sha_of(path), path
     finally:
         repo.close()
+    # An upload cut short (the agent's machine lost power): part of a pack under its final
+    # name. The agent's next backup leaves it aside, without calling it damage...
+    whole = os.urandom(3000)
+    cut = fmt.pack_name(fmt.sha256(whole))
+    store.target.put(cut, whole[:1000])
+    store.backup([src])
+    repo = store.writer_repo()
+    try:
+        repo.sync_index()
+        assert repo.cache.damaged() == {} and repo.damaged_files == {}
+    finally:
+        repo.close()
     store.target.close()
-    # The maintenance prunes: the first point forgotten, its packs and the leases gone.
+    # The maintenance prunes: the first point forgotten, its packs and the leases gone, and
+    # the upload cut short removed.
     maint = Store(tmp_path / "store", target=baie.target("maint", append_only=False))
     maint.key, maint.writer = store.key, store.writer
     repo = maint.writer_repo()
@@ -214,9 +228,11 @@ def test_a_backup_and_its_restore_go_through_the_append_only_account(
         repo.close()
         maint.target.close()
     assert report.index_files_replaced >= 1
+    assert report.incomplete_removed == [cut]
     left = [p for p in (baie.data / baie.client).rglob("*") if p.is_file()]
     assert not [p for p in left if p.parent.name == "locks"]  # released leases cleared
     assert not [p for p in left if p.name == first.name.split("/")[-1]]
+    assert not (baie.data / baie.client / cut).exists()
     # And the agent goes on backing up into what the maintenance rewrote.
     store.target = baie.target()
     third, _ = store.backup([src])
