@@ -141,6 +141,7 @@ def test_the_agents_account_is_refused_every_request_that_destroys(baie: Baie) -
             _refused(f.truncate, 0)
             assert f.read() == b"encrypted pack bytes"  # reading is allowed
         _refused(sftp.rmdir, folder)
+        _refused(sftp.mkdir, folder)  # there already: nothing replaces it
         _refused(sftp.symlink, path, folder + "/link")
         channel = sftp
         # Opened for reading with SSH_FXF_TRUNC: refused by the file's mode as well.
