@@ -24,8 +24,11 @@ each instance carries the object, the codes and the hotline's message::
     ├── RetentionFailed              warning     -        AVERTISSEMENT
     ├── SnapshotMissing              warning     rollback AVERTISSEMENT: a committed restore
     │                                                     point is gone from a baie
-    └── SnapshotUnknown              warning     rollback AVERTISSEMENT: a baie holds a
-                                                          snapshot no run committed
+    ├── SnapshotUnknown              warning     rollback AVERTISSEMENT: a baie holds a
+    │                                                     snapshot no run committed
+    └── BaieUnprotected              warning     unprotected  AVERTISSEMENT: the writer's
+                                                          append-only account could destroy
+                                                          the canary file (baie/canary.py)
 
 Nothing downstream reads a message to decide anything: the status comes from
 :func:`status_of`, the alert from ``alert``, the runbook from ``code`` and ``script_code``, and
@@ -88,6 +91,7 @@ class AlertKind(StrEnum):
     REPORT_MISSING = "report_missing"  # the client's report did not go out by its deadline
     ROLLBACK = "rollback"  # a baie lacks a committed snapshot, or holds one never committed
     AGENT_SILENT = "agent_silent"  # a site agent silent past its site's heartbeat_minutes
+    UNPROTECTED = "baie_unprotected"  # an append-only access let the canary be destroyed
 
     @property
     def is_quota(self) -> bool:
@@ -194,11 +198,19 @@ class SnapshotUnknown(Finding):
     kind, alert = "snapshot_unknown", AlertKind.ROLLBACK
 
 
+class BaieUnprotected(Finding):
+    """The canary (baie/canary.py): the baie let the writer's account, meant to be
+    append-only, remove, overwrite or rename a file. The point is saved; but whoever holds
+    that account (a site agent's machine) could erase the copies on that baie."""
+
+    kind, alert = "baie_unprotected", AlertKind.UNPROTECTED
+
+
 KINDS: dict[str, type[Finding]] = {
     cls.kind: cls for cls in (RunFailed, ObjectFailed, Interrupted, Missed, StoppedAfterSnapshot,
                               CrashConsistent, CheckpointNotMerged, FilesUnreadable, CopyFailed,
                               CopyIncomplete, RetentionFailed, BaieDamaged, SnapshotMissing,
-                              SnapshotUnknown)
+                              SnapshotUnknown, BaieUnprotected)
 }
 
 

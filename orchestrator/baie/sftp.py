@@ -5,7 +5,15 @@
 * AES-GCM ciphers first (fastest where AES-NI exists), key authentication only.
 * Writes are pipelined with large requests (paramiko's default is one 32 KiB request per
   round trip: 1 MB/s on loopback, a fraction of a slow link), to a temporary name, then
-  renamed into place (``posix-rename``), so a reader never sees half a file.
+  renamed into place (``posix-rename``), so a reader never sees half a file. Every file is
+  created read-only (mode 0444 asked, the account's umask applied), so that an account that
+  may only add files (below) can never open one for writing afterwards.
+* ``append_only``: the account may add files and read them, never remove, rename or change
+  one (docs/baie-setup.md: sshd refuses those requests). Each file is then written once,
+  directly under its final name, created exclusively (``SSH_FXF_EXCL``: an existing file is
+  never opened for writing); a name already taken holds either the same bytes (a file put
+  again: done) or the remains of an upload cut short, which only the maintenance access can
+  clear. While an upload is under way its name is left out of this process's listings.
 * Before the rename each upload is fsynced on the server (OpenSSH's ``fsync@openssh.com``
   extension; paramiko has no call for it, so it is sent as an extended request), so that when
   ``put`` returns the file is on the array's disks, not only in the server's cache: packs are
@@ -44,7 +52,15 @@ from paramiko.sftp import CMD_INIT as _CMD_INIT
 from paramiko.sftp import CMD_VERSION as _CMD_VERSION
 from paramiko.sftp import SFTP_OP_UNSUPPORTED as _SFTP_OP_UNSUPPORTED
 
-from orchestrator.baie.target import TMP_MARK, Data, Entry, check_name, is_temporary
+from orchestrator.baie.canary import CANARY, CANARY_BYTES, CanaryResult
+from orchestrator.baie.target import (
+    TMP_MARK,
+    Data,
+    Entry,
+    check_name,
+    is_temporary,
+    joined,
+)
 from orchestrator.errors import BaieAuthError, BaieError, BaieFull, BaieUnreachable
 
 log = logging.getLogger(__name__)
@@ -54,6 +70,11 @@ _SAID: set[str] = set()  # baies whose lack of fsync was already logged by this 
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr",
                      "aes256-ctr")
 WRITE_SLICE = 4 * 1024 * 1024
+READ_ONLY = 0o444  # every file uploaded: written once, never opened for writing again
+# Uploads under way in this process, by server and full path: an append-only upload is
+# written under its final name, and a listing must not show it before it is whole.
+_WRITING: set[tuple[str, int, str, str]] = set()
+_WRITING_LOCK = threading.Lock()
 T = TypeVar("T")
 
 
@@ -90,6 +111,18 @@ class _SftpClient(paramiko.SFTPClient):  # type: ignore[misc]  # paramiko is unt
         again.rewind()
         super()._convert_status(again)
 
+    def create(self, path: str, *, exclusive: bool, perm: int = READ_ONLY) -> paramiko.SFTPFile:
+        """Open ``path`` for writing, created with the permissions ``perm`` (the server's
+        umask applied): exclusively (SSH_FXF_EXCL, fails when it exists) or truncating it."""
+        flags = paramiko.sftp.SFTP_FLAG_WRITE | paramiko.sftp.SFTP_FLAG_CREATE | (
+            paramiko.sftp.SFTP_FLAG_EXCL if exclusive else paramiko.sftp.SFTP_FLAG_TRUNC)
+        attrs = paramiko.SFTPAttributes()
+        attrs.st_mode = perm
+        kind, msg = self._request(paramiko.sftp.CMD_OPEN, self._adjust_cwd(path), flags, attrs)
+        if kind != paramiko.sftp.CMD_HANDLE:
+            raise paramiko.SFTPError("Expected handle")
+        return paramiko.SFTPFile(self, msg.get_binary(), "wb", -1)
+
     def fsync(self, handle: bytes) -> None:
         """fsync@openssh.com on an open file: returns once the server's fsync(2) returned.
         Raises OSError (EOPNOTSUPP, EACCES: refused; anything else: the sync failed)."""
@@ -110,8 +143,10 @@ class SftpTarget:
         connections: int = 4,
         timeout_s: float = 30,
         request_size: int = 255 * 1024,
+        append_only: bool = False,
     ) -> None:
         self.label = label
+        self.append_only = append_only
         self.host = host
         self.port = port
         self.user = user
@@ -267,6 +302,9 @@ class SftpTarget:
         self._dirs.add(folder)
 
     def put(self, name: str, data: Data) -> None:
+        if self.append_only:
+            self._put_new(name, data)
+            return
         final = self._full(name)
         parts = [data] if isinstance(data, bytes | bytearray) else data
         tmp = f"{final}{TMP_MARK}{secrets.token_hex(4)}"
@@ -274,15 +312,8 @@ class SftpTarget:
         def upload(sftp: _SftpClient) -> None:
             self._makedirs(sftp, posixpath.dirname(final))
             try:
-                with sftp.open(tmp, "wb") as f:
-                    f.set_pipelined(True)
-                    f.MAX_REQUEST_SIZE = self.request_size
-                    for part in parts:
-                        view = memoryview(part)
-                        for start in range(0, len(view), WRITE_SLICE):
-                            f.write(view[start:start + WRITE_SLICE])
-                    f.flush()  # every write sent: the server handles requests in order
-                    self._sync(sftp, f.handle)
+                with sftp.create(tmp, exclusive=False) as f:
+                    self._write(sftp, f, parts)
                 sftp.posix_rename(tmp, final)
             except BaseException:
                 with suppress(OSError, paramiko.SSHException):
@@ -290,6 +321,53 @@ class SftpTarget:
                 raise
 
         self._call(f"writing {name}", upload)
+
+    def _write(self, sftp: _SftpClient, f: paramiko.SFTPFile, parts: list[Any]) -> None:
+        f.set_pipelined(True)
+        f.MAX_REQUEST_SIZE = self.request_size
+        for part in parts:
+            view = memoryview(part)
+            for start in range(0, len(view), WRITE_SLICE):
+                f.write(view[start:start + WRITE_SLICE])
+        f.flush()  # every write sent: the server handles requests in order
+        self._sync(sftp, f.handle)
+
+    def _put_new(self, name: str, data: Data) -> None:
+        """Append-only: written once under its final name, created exclusively."""
+        final = self._full(name)
+        parts = [data] if isinstance(data, bytes | bytearray) else data
+        key = (self.host, self.port, self.user, final)
+
+        def upload(sftp: _SftpClient) -> bool:
+            self._makedirs(sftp, posixpath.dirname(final))
+            try:
+                f = sftp.create(final, exclusive=True)
+            except OSError:
+                if self._stat_or_none(sftp, final) is None:
+                    raise  # refused for another reason than the name being taken
+                return False
+            with f:
+                self._write(sftp, f, parts)
+            return True
+
+        with _WRITING_LOCK:
+            _WRITING.add(key)
+        try:
+            written = self._call(f"writing {name}", upload)
+        finally:
+            with _WRITING_LOCK:
+                _WRITING.discard(key)
+        if not written and self.get(name) != joined(data):
+            raise BaieError(
+                f"{self._where}: {name} is already there with other bytes (an upload cut "
+                "short?); this account may only add files: the maintenance access removes it")
+
+    @staticmethod
+    def _stat_or_none(sftp: _SftpClient, path: str) -> int | None:
+        try:
+            return int(sftp.stat(path).st_size or 0)
+        except FileNotFoundError:
+            return None
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         if self._reader is None:
@@ -328,6 +406,8 @@ class SftpTarget:
                         pending.append(full)
                     else:
                         rel = posixpath.relpath(full, self.root)
+                        if (self.host, self.port, self.user, full) in _WRITING:
+                            continue  # an append-only upload of this process, not whole yet
                         if not is_temporary(rel):
                             out.append(Entry(rel, item.st_size or 0))
             return sorted(out, key=lambda e: e.name)
@@ -342,6 +422,42 @@ class SftpTarget:
                 sftp.remove(path)
 
         self._call(f"deleting {name}", remove)
+
+    def canary(self) -> CanaryResult:
+        """With this very account, try to destroy the canary file (made the first time): remove
+        it, open it truncating, rename it away. Each must be refused, and the file stay whole.
+        Raises BaieError when the baie cannot be reached (nothing then was tried)."""
+        path = self._full(CANARY)
+
+        def attempt(sftp: _SftpClient) -> CanaryResult:
+            self._makedirs(sftp, self.root)
+            size = self._stat_or_none(sftp, path)
+            if size is None:
+                with sftp.create(path, exclusive=True) as f:
+                    f.write(CANARY_BYTES)
+                size = len(CANARY_BYTES)
+            allowed = []
+            tries: list[tuple[str, Callable[[], object]]] = [
+                ("remove", lambda: sftp.remove(path)),
+                ("overwrite", lambda: sftp.create(path, exclusive=False).close()),
+                ("rename", lambda: sftp.rename(path, f"{path}.moved")),
+                ("posix-rename", lambda: sftp.posix_rename(path, f"{path}.moved")),
+            ]
+            for request, call in tries:
+                try:
+                    call()
+                except OSError:
+                    continue  # refused, as it must be
+                allowed.append(request)
+                moved = self._stat_or_none(sftp, f"{path}.moved")
+                if moved is not None:  # put it back for the next attempts and nights
+                    with suppress(OSError):
+                        sftp.posix_rename(f"{path}.moved", path)
+            if self._stat_or_none(sftp, path) != size and "remove" not in allowed:
+                allowed.append("changed")
+            return CanaryResult(allowed)
+
+        return self._call("trying to destroy the canary file", attempt)
 
     def _sync(self, sftp: _SftpClient, handle: bytes) -> None:
         """fsync the open upload on the server; without the extension, say so once."""

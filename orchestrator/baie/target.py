@@ -2,7 +2,11 @@
 
 Names are relative POSIX paths (``data/ab/abcdef...``). Every file is written once, whole,
 under a temporary name then renamed, so a reader never sees half a file, and is never
-modified afterwards. Implementations translate their library's exceptions into
+modified afterwards. A target whose ``append_only`` is true (an SFTP account that may only add
+files: docs/baie-setup.md) writes each file directly under its final name instead, created
+exclusively, and cannot delete: the store then never deletes nor replaces anything through
+it (leases expire instead of being removed), and a reader tells an upload cut short by its
+content, which does not match its name. Implementations translate their library's exceptions into
 :class:`~orchestrator.errors.BaieError` kinds: unreachable (retryable), authentication or
 unknown host key (permanent), full (permanent).
 """
@@ -64,6 +68,11 @@ class Target(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def is_append_only(target: object) -> bool:
+    """Whether ``target`` may only add files (no delete, no rename, no overwrite)."""
+    return bool(getattr(target, "append_only", False))
 
 
 TMP_MARK = ".hvbtmp-"

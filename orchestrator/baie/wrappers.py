@@ -12,7 +12,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from orchestrator.baie.target import Data, Entry, Target, check_name, joined, size_of
+from orchestrator.baie.target import (
+    Data,
+    Entry,
+    Target,
+    check_name,
+    is_append_only,
+    joined,
+    size_of,
+)
 from orchestrator.errors import BaieError, HvbError
 
 log = logging.getLogger(__name__)
@@ -27,6 +35,7 @@ class RetryTarget:
                  max_delay_s: float = 120.0, sleep: Callable[[float], None] = time.sleep) -> None:
         self.inner = inner
         self.label = inner.label
+        self.append_only = is_append_only(inner)
         self.attempts = attempts
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
@@ -105,6 +114,7 @@ class LimitTarget:
                  slice_bytes: int = 256 * 1024, bucket: TokenBucket | None = None) -> None:
         self.inner = inner
         self.label = inner.label
+        self.append_only = is_append_only(inner)
         rate = sustained_mbps * 1_000_000 / 8
         burst = (burst_mbps or sustained_mbps) * 1_000_000 / 8
         self.bucket = bucket or TokenBucket(rate, burst)
@@ -147,6 +157,7 @@ class DryRunTarget:
     def __init__(self, inner: Target) -> None:
         self.inner = inner
         self.label = inner.label + " (dry run)"
+        self.append_only = False  # nothing is written: no write path, no canary
         self.written: dict[str, bytes] = {}
         self.deleted: set[str] = set()
         self._lock = threading.Lock()

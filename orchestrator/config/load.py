@@ -147,8 +147,10 @@ class LoadedConfig:
                              + did_you_mean(name, self.config.baies, listed_as="baies"))
         if isinstance(settings, LocalBaie):
             return BaieSettings(name, client, settings, self.resolve(settings.path), None, None)
+        maintenance = settings.maintenance
         return BaieSettings(name, client, settings, None, self.resolve(settings.key_file),
-                            self.resolve(settings.known_hosts))
+                            self.resolve(settings.known_hosts),
+                            self.resolve(maintenance.key_file) if maintenance else None)
 
     def repository(self, client: str, baie: str) -> RepositorySettings:
         """``client``'s repository on ``baie``, with the keys that write it."""

@@ -254,6 +254,13 @@ class Bandwidth(Model):
         return self
 
 
+class SftpMaintenance(Model):
+    user: str = Field(min_length=1)
+    """The maintenance account (scripts/baie-setup.sh --client makes ``hvb-<client>-maint``)."""
+    key_file: str = Field(min_length=1)
+    """The central server's private SSH key for it (never on a site agent)."""
+
+
 class SftpBaie(Model):
     type: Literal["sftp"]
     """sftp: a baie reached over SSH (OpenSSH sshd)."""
@@ -273,6 +280,15 @@ class SftpBaie(Model):
     """Upload limit towards this baie."""
     connections: int = Field(default=4, ge=1, le=32)
     """SSH connections used in parallel for uploads."""
+    append_only: bool = False
+    """The account may only add files (a site agent's access, made by scripts/baie-setup.sh
+    --client): files are written under their final names, leases expire instead of being
+    removed, and each night a canary checks that deleting and overwriting are refused. The
+    maintenance (retention, prune) needs the full access: ``maintenance``."""
+    maintenance: SftpMaintenance | None = None
+    """The full access to the same folder that the central server's maintenance uses
+    (retention and prune) when ``append_only`` is set; without it nothing is forgotten nor
+    pruned on this baie."""
 
 
 class LocalBaie(Model):

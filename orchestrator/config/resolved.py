@@ -43,6 +43,7 @@ class BaieSettings:
     mount: Path | None  # a local baie's folder
     key_file: Path | None  # an SFTP baie's private key
     known_hosts: Path | None  # and its known_hosts
+    maintenance_key: Path | None = None  # an append-only SFTP baie's maintenance key
 
     @property
     def root(self) -> str:

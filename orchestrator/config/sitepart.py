@@ -7,8 +7,9 @@ references (``password_env``, ``password_file``), which the agent resolves on it
 no secret value is ever in the configuration, so none can be in its part.
 
 What stays on the server: the history's URL and the state folder (the agent has its own), the
-mail relay (the server sends the reports), the MSP's heartbeat URL (it may carry a token), and
-every other site's clients, hosts, jobs and baies.
+mail relay (the server sends the reports), the MSP's heartbeat URL (it may carry a token), a
+baie's maintenance access (the account that may delete: the agent writes through the
+append-only one), and every other site's clients, hosts, jobs and baies.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def site_part(config: Config, site: str) -> dict[str, Any]:
     part: dict[str, Any] = {
         "version": whole["version"],
         "msp": {k: v for k, v in whole["msp"].items() if k not in _MSP_KEPT_OUT},
-        "baies": {name: whole["baies"][name] for name in config.baies if name in used_baies},
+        "baies": {name: {k: v for k, v in whole["baies"][name].items() if k != "maintenance"}
+                  for name in config.baies if name in used_baies},
         "clients": clients,
     }
     if site in whole.get("sites", {}):

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from orchestrator.baie.target import is_append_only
 from orchestrator.errors import HvbError
 from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.offboard import Destruction, destroy_due, offboarded
@@ -39,14 +40,20 @@ def prune_client(ctx: RunContext, client: str, now: datetime, *, dry_run: bool) 
         if ref.client_name != client:
             continue
         decisions = apply_retention(loaded, ref, ctx.sessions, now, dry_run=dry_run,
-                                    sleep=ctx.sleep, forgetting=forgetting)
+                                    sleep=ctx.sleep, maintenance=True,
+                                    forgetting=forgetting)
         done.forgotten += sum(not d.keep for d in decisions)
         baies += [b for b in loaded.copies_of(ref.client, ref.job) if b not in baies]
     for baie in baies:
         try:
             repo = open_for_writing(loaded.repository(client, baie), create=False,
-                                    sleep=ctx.sleep)
+                                    sleep=ctx.sleep, maintenance=True)
         except NoRepository:
+            continue
+        if is_append_only(repo.target):
+            log.warning("%s: not pruned: the baie's access is append-only and it names no "
+                        "maintenance access (docs/baie-setup.md)", baie)
+            repo.close()
             continue
         try:
             done.baies[baie] = prune(repo, dry_run=dry_run,

@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
+from orchestrator.baie.canary import probe
 from orchestrator.baie.open import open_target
-from orchestrator.baie.target import Target
+from orchestrator.baie.target import Target, is_append_only
 from orchestrator.capture import Exposed
 from orchestrator.capture.files import excluded, files_unreadable, shadow_copy, uses_vss
 from orchestrator.capture.selfbackup import gathered
@@ -35,6 +36,7 @@ from orchestrator.config.models import AnyJob, FilesJob, HypervVmJob, SqlServerJ
 from orchestrator.errors import HvbError
 from orchestrator.findings import (
     BaieDamaged,
+    BaieUnprotected,
     CopyFailed,
     CopyIncomplete,
     Finding,
@@ -285,6 +287,7 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
             _catalog(ctx, ref, uid, copies[0], info.id, info.meta)
             for other in copies[1:]:
                 _copy(ctx, ref, uid, recorder, result, repo, other, info)
+            _canary(recorder, result, repo.target, copies[0])
         finally:
             repo.close()
             if spare is not None:
@@ -308,6 +311,31 @@ def _run(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result: 
             recorder.event("WARNING", f"the volume used could not be measured: {exc.message}")
     finally:
         host.close()
+
+
+def _canary(recorder: RunRecorder, result: RunResult, target: Target, baie: str) -> None:
+    """Through an append-only access: try to destroy the canary file with the very account
+    that wrote tonight's point (baie/canary.py). Refused: the step is ok and the client's
+    digest says the copy is protected. Allowed: a finding, and the hotline is alerted."""
+    if not is_append_only(target):
+        return
+    try:
+        with recorder.step("canary", baie) as figures:
+            tried = probe(target)
+            if tried is None:
+                return
+            figures.details = tried.to_dict()
+            if not tried.protected:
+                figures.details["status"] = "failed"
+    except HvbError as exc:
+        recorder.event("WARNING", f"the canary could not be tried on {baie}: {exc.message}")
+        return
+    if not tried.protected:
+        result.findings.append(BaieUnprotected(
+            baie, "HVB-BAIE-UNPROTECTED",
+            f"the append-only account on {baie} was allowed to {', '.join(tried.allowed)} the "
+            "canary file: the copies there are NOT protected against deletion; check the "
+            "account's sshd Match block (docs/baie-setup.md)"))
 
 
 def _spare(ctx: RunContext, ref: JobRef, copies: list[str], recorder: RunRecorder

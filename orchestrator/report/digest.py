@@ -106,6 +106,7 @@ class Digest:
     # ... or a run the first one said NON EXECUTEE did happen at the site: its agent delivered
     # it late (agent/delivery.py)
     delivered_late: bool = False
+    protected: datetime | None = None  # the canary last refused (baie/canary.py), if it was
 
     @property
     def ok_count(self) -> int:
@@ -243,6 +244,15 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
             .order_by(AuditRow.at.desc())).first()
         verified = None if audit is None else {"at": audit.at, "ok": audit.details.get("ok"),
                                                "baie": (audit.target or "").split("/")[-1]}
+        # The last canary tried (a step that could not reach the baie says nothing): refused,
+        # the copy is protected against deletion since then; allowed, nothing is claimed.
+        canaries = session.scalars(
+            select(RunStepRow).join(RunRow).join(JobRow).join(ClientRow)
+            .where(ClientRow.key == client, RunStepRow.name == "canary",
+                   RunStepRow.finished_at.is_not(None))
+            .order_by(RunStepRow.finished_at.desc()).limit(20))
+        tried = next((c for c in canaries if "protected" in (c.details or {})), None)
+        protected = tried.finished_at if tried and tried.details["protected"] else None
     state = client_state(sessions, loaded, client, now)
     quota = {"status": state.status, "used": state.used, "quota": state.quota,
              "percent": state.percent, "forecast": state.forecast}
@@ -253,7 +263,7 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
                   worst([line.status for line in lines if line.status is not None],
                         RunStatus.REUSSIE if lines else RunStatus.NON_EXECUTEE),
                   lines, quota, list(msp.hotline), copies, parity, verified, msp=msp.name,
-                  phone=msp.phone, portal=portal)
+                  phone=msp.phone, portal=portal, protected=protected)
 
 
 def missed_message(since: datetime, tz: Any, language: str) -> str:

@@ -63,14 +63,16 @@ KIND_WORDS = {
            "quota dépassé, sauvegardes arrêtées", AlertKind.QUOTA_TIER:
            "passage à la tranche supérieure", AlertKind.REPORT_MISSING:
            "rapport client non envoyé", AlertKind.ROLLBACK: "point de restauration manquant "
-           "ou inconnu sur une baie", AlertKind.AGENT_SILENT: "agent de site injoignable"},
+           "ou inconnu sur une baie", AlertKind.AGENT_SILENT: "agent de site injoignable",
+           AlertKind.UNPROTECTED: "copie non protégée contre l'effacement"},
     "en": {AlertKind.ECHEC: "backup failed", AlertKind.NON_EXECUTEE: "backup not run",
            AlertKind.COPY: "second copy failed", AlertKind.QUOTA_WARNING: "quota exceeded",
            AlertKind.QUOTA_BLOCKED: "quota exceeded, backups stopped",
            AlertKind.QUOTA_TIER: "moved up a volume tier",
            AlertKind.REPORT_MISSING: "client report not sent",
            AlertKind.ROLLBACK: "restore point missing or unknown on a baie",
-           AlertKind.AGENT_SILENT: "site agent unreachable"},
+           AlertKind.AGENT_SILENT: "site agent unreachable",
+           AlertKind.UNPROTECTED: "copy not protected against deletion"},
 }
 
 

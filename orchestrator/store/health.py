@@ -27,7 +27,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from orchestrator.baie.target import Target
+from orchestrator.baie.target import Target, is_append_only
 from orchestrator.errors import BaieError, RepositoryCorrupt, StoreError
 from orchestrator.store import format as fmt
 from orchestrator.store.repository import Repository
@@ -244,6 +244,11 @@ def _read_back_other(repo: Repository, other: Target, intact: list[bytes],
         damage = PackDamage(pack_id, "is damaged (its content does not match its name)")
         health.other_packs.append(damage)
         log.warning("%s: pack %s %s", other.label, pack_id.hex()[:16], damage.what)
+        if is_append_only(other):  # only adds files: the maintenance removes the bad one
+            log.warning("%s: pack %s not put back: the access only adds files; the "
+                        "maintenance must remove it, the copy then sends it again",
+                        other.label, pack_id.hex()[:16])
+            continue
         try:
             good = repo.target.get(name)  # read again: not held in memory meanwhile
             if fmt.sha256(good) != pack_id:
@@ -278,6 +283,12 @@ def _copy_back(repo: Repository, other: Target, pack_id: bytes,
     """Put back the pack from ``other`` when it holds it intact; index it again. Raises
     BaieError when ``other`` cannot be reached (or the first baie cannot be written)."""
     name = fmt.pack_name(pack_id)
+    if is_append_only(repo.target) and repo.target.stat(name) is not None:
+        # The damaged file cannot be replaced through an access that only adds files: its
+        # chunks are sent again in new packs, and the maintenance deals with the old one.
+        log.info("%s: pack %s not copied back (append-only access)", repo.target.label,
+                 pack_id.hex()[:16])
+        return False
     try:
         if other.stat(name) is None:
             return False

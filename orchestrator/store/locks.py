@@ -9,6 +9,12 @@ machine rebooted since) the lock is released at once, without waiting for its ex
 time guards against pid reuse: a pid now held by a later process does not keep a dead lock. To
 take a lock: write ours, then look at the others; if one conflicts, remove ours and wait (saying
 who holds it), or give up with an error that names the holders.
+
+Through an append-only access (a site agent's: it may add files, never remove or replace one) a
+lease is a series of files, ``locks/<lease>.<n>``, each written once: a renewal is the next
+one, and releasing writes a last one that says so. What counts is each lease's newest file.
+Nothing is removed through that access: expired leases stay until a holder with the full
+access (the server's maintenance) takes a lock and clears them.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
-from orchestrator.baie.target import Target
+from orchestrator.baie.target import Target, is_append_only
 from orchestrator.errors import StoreError
 from orchestrator.procs import boot_id, machine_id, pid_alive, process_started
 
@@ -47,45 +53,88 @@ class Lock:
         self.target = target
         self.kind = kind
         self.purpose = purpose
-        self.name = f"locks/{secrets.token_hex(16)}"
+        self.lease_id = secrets.token_hex(16)
+        self.append_only = is_append_only(target)
+        self._seq = 0
+        self.name = self._next_name()
         self._now = now
         self._lease = lease
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._since = now()
 
-    def _write(self) -> None:
-        pid = os.getpid()
-        doc = {"kind": self.kind, "purpose": self.purpose, "host": socket.gethostname(),
-               "pid": pid, "started": process_started(pid), "machine": machine_id(),
-               "boot": boot_id(),
-               "since": self._since.isoformat(),
-               "expires": (self._now() + self._lease).isoformat()}
-        self.target.put(self.name, json.dumps(doc).encode())
+    def _next_name(self) -> str:
+        if not self.append_only:
+            return f"locks/{self.lease_id}"
+        self._seq += 1
+        return f"locks/{self.lease_id}.{self._seq}"
 
-    def others(self) -> list[dict[str, str]]:
-        """Live locks held by others (expired ones are ignored, and removed)."""
-        live = []
+    def _write(self, released: bool = False) -> None:
+        pid = os.getpid()
+        doc: dict[str, object] = {
+            "kind": self.kind, "purpose": self.purpose, "host": socket.gethostname(),
+            "pid": pid, "started": process_started(pid), "machine": machine_id(),
+            "boot": boot_id(), "since": self._since.isoformat(),
+            "expires": (self._now() + self._lease).isoformat(),
+            "lease": self.lease_id, "seq": self._seq}
+        if released:
+            doc["released"] = True
+        self.target.put(self.name, json.dumps(doc).encode())
+        if self.append_only:
+            self.name = self._next_name()  # the next renewal is a file of its own
+
+    def _leases(self) -> dict[str, tuple[dict[str, object], list[str]]]:
+        """Each lease's newest document, and every file it has, by lease."""
+        newest: dict[str, tuple[dict[str, object], list[str]]] = {}
         for entry in self.target.list("locks"):
-            if entry.name == self.name:
-                continue
             try:
                 doc = json.loads(self.target.get(entry.name))
-                expires = datetime.fromisoformat(doc["expires"])
-            except (ValueError, KeyError, StoreError):
+                datetime.fromisoformat(doc["expires"])
+            except (ValueError, KeyError, TypeError, StoreError):
                 continue  # half-written or vanished: not a lock we can honour
-            if expires < self._now():
-                log.info("removing expired lock %s (%s)", entry.name, doc.get("purpose"))
-                self.target.delete(entry.name)
+            lease = str(doc.get("lease") or entry.name)
+            seen, names = newest.get(lease, (None, []))
+            names.append(entry.name)
+            if seen is None or int(str(doc.get("seq", 0))) >= int(str(seen.get("seq", 0))):
+                seen = doc
+            newest[lease] = (seen, names)
+        return newest
+
+    def _clear(self, names: list[str]) -> None:
+        if not self.append_only:
+            for name in names:
+                self.target.delete(name)
+
+    def others(self) -> list[dict[str, str]]:
+        """Live locks held by others (expired or released ones are ignored, and removed when
+        this access may remove files)."""
+        live = []
+        for lease, (doc, names) in self._leases().items():
+            if lease == self.lease_id or any(n == self.name for n in names):
                 continue
-            gone = holder_gone(doc)
+            if doc.get("released"):
+                self._clear(names)
+                continue
+            if datetime.fromisoformat(str(doc["expires"])) < self._now():
+                log.info("removing expired lock %s (%s)", lease, doc.get("purpose"))
+                self._clear(names)
+                continue
+            text = {k: str(v) for k, v in doc.items()}
+            gone = holder_gone(text)
             if gone:
-                log.info("%s: removing the lock of %s: %s", self.target.label, describe(doc),
+                log.info("%s: removing the lock of %s: %s", self.target.label, describe(text),
                          gone)
-                self.target.delete(entry.name)
+                self._clear(names)
                 continue
-            live.append(doc)
+            live.append(text)
         return live
+
+    def _drop(self) -> None:
+        """Give the lease up: its file removed, or, append-only, a last file that says so."""
+        if self.append_only:
+            self._write(released=True)
+        else:
+            self.target.delete(self.name)
 
     def acquire(self, wait: timedelta = timedelta(0), poll_s: float = 5.0) -> Lock:
         """Take the lock, waiting up to ``wait`` for conflicting holders (logged once, and again
@@ -98,7 +147,7 @@ class Lock:
                          if self.kind == "exclusive" or d.get("kind") == "exclusive"]
             if not conflicts:
                 break
-            self.target.delete(self.name)
+            self._drop()
             held = ", ".join(describe(d) for d in conflicts)
             if time.monotonic() >= deadline:
                 raise RepositoryLocked(f"{self.target.label}: the repository is locked by {held}")
@@ -125,7 +174,7 @@ class Lock:
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
-            self.target.delete(self.name)
+            self._drop()
         except StoreError as exc:  # it expires by itself
             log.warning("could not remove lock %s: %s", self.name, exc)
 

@@ -47,11 +47,12 @@ def default_baie(loaded: LoadedConfig, client: str, baie: str | None) -> str:
 def open_for_writing(settings: RepositorySettings, *, dry_run: bool = False,
                      create: bool = True,
                      sleep: Callable[[float], None] = time.sleep,
-                     other: Target | None = None) -> Repository:
+                     other: Target | None = None, maintenance: bool = False) -> Repository:
     """Open with the writer key; ``create``: make the repository if the baie has none
     (backups), else raise NoRepository (retention, prune, listings). ``other``: the second
-    copy, from which a missing or damaged config is copied back."""
-    target = open_target(settings.baie, dry_run=dry_run, sleep=sleep)
+    copy, from which a missing or damaged config is copied back. ``maintenance``: through
+    the baie's maintenance access when it is append-only (the central server's)."""
+    target = open_target(settings.baie, dry_run=dry_run, sleep=sleep, maintenance=maintenance)
     # Two runs of one client on this machine (two hosts, two schedulers) may both find no
     # repository on its first night: one creates it, the other then opens what it made,
     # never a second repository with other keys over the first.

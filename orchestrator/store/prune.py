@@ -6,6 +6,9 @@
   exclusive: it waits for running backups to finish (their lease), re-reads everything under
   the exclusive lease, writes the new index first, then removes the old index files, then the
   packs. A crash at any point leaves a correct repository (at worst some garbage left).
+  Under that lease it also removes the packs that an upload cut short left (an append-only
+  access writes under the final name: a crash leaves part of a pack there, which no index
+  names and which ends without a pack's trailer).
   Packs mostly wasted (at least ``REPACK_WASTE`` of their bytes unreferenced) are rewritten:
   their live blobs are copied as they are, still encrypted, into new packs that carry the
   sealed keys of the packs they came from. The orchestrator never needs (nor has) those keys.
@@ -17,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from orchestrator.errors import RepositoryCorrupt
+from orchestrator.errors import BaieError, RepositoryCorrupt
 from orchestrator.store import format as fmt
 from orchestrator.store.locks import Lock
 from orchestrator.store.repository import Repository, SnapshotInfo
@@ -35,6 +38,7 @@ class PruneReport:
     packs_repacked: int = 0
     bytes_freed: int = 0
     index_files_replaced: int = 0
+    incomplete_removed: list[str] = field(default_factory=list)  # uploads cut short
     dry_run: bool = False
 
 
@@ -71,6 +75,11 @@ def prune(repo: Repository, *, dry_run: bool = False,
                            "once investigated (runbook HVB-SNAPSHOT-UNKNOWN)")
             raise RepositoryCorrupt(f"{repo.target.label}: prune stopped, nothing deleted: "
                                     + "; ".join(why))
+        report.incomplete_removed = _cut_short(repo)
+        if not dry_run:
+            for name in report.incomplete_removed:
+                repo.target.delete(name)
+                repo.cache.forget_damaged(bytes.fromhex(name[-64:]))
         if forgotten:
             snapshots = [info for info in snapshots if info.id not in forgotten]
         report.snapshots = len(snapshots)
@@ -118,6 +127,31 @@ def prune(repo: Repository, *, dry_run: bool = False,
     log.info("%s: pruned %d pack(s), %d bytes freed", repo.target.label,
              len(report.packs_deleted), report.bytes_freed)
     return report
+
+
+def _cut_short(repo: Repository) -> list[str]:
+    """Packs on the baie that no index names, whose bytes do not match their name and that do
+    not end with a pack's trailer: uploads cut short (the end never written). A pack damaged
+    later (its trailer whole) is kept, for verify to report."""
+    indexed = repo.cache.packs()
+    out = []
+    for pack_id, size in repo.packs_listed().items():
+        if pack_id in indexed:
+            continue
+        name = fmt.pack_name(pack_id)
+        try:
+            data = repo.target.get(name)
+        except BaieError:
+            continue
+        if fmt.sha256(data) == pack_id:
+            continue
+        try:
+            fmt.trailer_length(data[-16:], name)
+        except RepositoryCorrupt:
+            log.info("%s: %s is an upload cut short (%d bytes): removed", repo.target.label,
+                     name, size)
+            out.append(name)
+    return out
 
 
 def _repack(repo: Repository, rewrite: list[tuple[bytes, int, list[fmt.PackEntry]]],

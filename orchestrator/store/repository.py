@@ -32,7 +32,7 @@ from typing import Any
 
 import zstandard
 
-from orchestrator.baie.target import Entry, Target
+from orchestrator.baie.target import Entry, Target, is_append_only
 from orchestrator.errors import (
     BaieError,
     ForgedRepository,
@@ -329,6 +329,12 @@ class Repository:
                 entries, _sealed = fmt.parse_trailer(
                     data[-fmt.trailer_length(data[-16:], name):], self.writer.index_key, name)
             except RepositoryCorrupt as exc:
+                if is_append_only(self.target):
+                    # Written under its final name: an upload cut short, or still under way
+                    # from another process. Left aside this time, not remembered as damaged.
+                    log.info("%s: pack %s left aside (incomplete?): %s", self.target.label,
+                             name, exc)
+                    continue
                 log.warning("%s: pack %s left aside: %s", self.target.label, name, exc)
                 self.cache.mark_damaged(pack_id, str(exc))
                 continue

@@ -44,6 +44,20 @@ def test_the_part_of_a_site_loads_as_a_configuration_of_its_own() -> None:
     assert part.clients["bobco"].hosts["hv-bob"].winrm.password_env == "BOBCO_WINRM_PASSWORD"
 
 
+def test_a_baies_maintenance_access_stays_on_the_server() -> None:
+    sftp = ("baie-acme-2: {type: sftp, host: baie2.msp.example, user: hvb-acme, append_only: "
+            "true, key_file: /etc/hvbackup/baie-key, known_hosts: /etc/hvbackup/known_hosts, "
+            "path: /data, maintenance: {user: hvb-acme-maint, key_file: /etc/hvbackup/maint-key}}")
+    text = TWO_SITES.replace("baie-acme-2: {type: local, path: /srv/acme-2}", sftp)
+    assert text != TWO_SITES
+    part = load_config_text(text, "hvbackup.yaml").site_part("acme-siege")
+    assert part["baies"]["baie-acme-2"]["user"] == "hvb-acme"
+    assert part["baies"]["baie-acme-2"]["append_only"] is True
+    dumped = json.dumps(part)
+    assert "hvb-acme-maint" not in dumped and "maint-key" not in dumped
+    assert Config.model_validate(part).baies["baie-acme-2"].maintenance is None  # type: ignore[union-attr]
+
+
 def test_hosts_without_a_site_belong_to_the_central_server() -> None:
     loaded = load_config_text(TWO_SITES, "hvbackup.yaml")
     assert loaded.config.clients["acme"].hosts["hv-acme-annexe"].site == "central"
