@@ -38,10 +38,12 @@ from datetime import date, datetime
 from typing import Protocol
 
 import schedule
+from sqlalchemy import select
 
 from orchestrator.agent.silence import silent_agents
 from orchestrator.config.load import LoadedConfig
 from orchestrator.errors import HvbError
+from orchestrator.history.models import AuditRow
 from orchestrator.history.sync import sync_config
 from orchestrator.jobs import maintenance, morning, night
 from orchestrator.jobs.context import RunContext, close_interrupted_runs
@@ -206,7 +208,23 @@ class Daemon:
             if "maintenance" in self._running:
                 return
             self._maintained = local.date()
+            if not self._claim_maintenance(local.date(), now):
+                return  # another scheduler (the leader before this one) did it today
             self._running["maintenance"] = self._pool.submit(self._maintain, now)
+
+    def _claim_maintenance(self, day: date, now: datetime) -> bool:
+        """The day's maintenance, recorded in the history before it starts (audit
+        ``maintenance.day``): a scheduler that takes the lead later that day does not run it
+        again. False when it is already recorded."""
+        with self.ctx.sessions() as session, session.begin():
+            done = session.scalars(select(AuditRow.id).where(
+                AuditRow.action == "maintenance.day", AuditRow.target == day.isoformat())
+            ).first()
+            if done is not None:
+                return False
+            session.add(AuditRow(at=now, actor=f"scheduler {self.name}"[:200],
+                                 action="maintenance.day", target=day.isoformat()))
+        return True
 
     def _maintain(self, now: datetime) -> None:
         done = maintenance.maintain(self.ctx, now)

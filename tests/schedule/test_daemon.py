@@ -261,3 +261,38 @@ def test_reports_of_mornings_the_scheduler_missed_go_out_late_and_the_hotline_is
     with s.sessions() as session:
         assert session.scalars(select(func.count()).select_from(EmailRow).where(
             EmailRow.kind == "digest")).one() == 2
+
+
+class _Maintenances:
+    def __init__(self) -> None:
+        self.days: list[datetime] = []
+
+    def started(self, *args: object) -> None: ...
+    def finished(self, *args: object) -> None: ...
+    def missed(self, *args: object) -> None: ...
+    def told(self, *args: object) -> None: ...
+
+    def maintained(self, when: datetime, done: object) -> None:
+        self.days.append(when)
+
+
+def test_a_scheduler_taking_over_in_the_afternoon_does_not_maintain_the_day_again(
+        tmp_path: Path) -> None:
+    """The day's maintenance (retention, prune, destruction) ran on the first scheduler; a
+    second one that leads later that day (the first stopped) does not run it again, and does
+    the next day."""
+    s = Setup(tmp_path, start=datetime(2026, 11, 24, 10, 30, tzinfo=UTC))  # 11:30 in Paris
+    first, second = _Maintenances(), _Maintenances()
+    one = Daemon(RunContext(s.loaded, s.clock, s.sessions), listener=first)  # type: ignore[arg-type]
+    one.tick()
+    one.wait_idle()
+    assert len(first.days) == 1
+    s.clock.set(datetime(2026, 11, 24, 14, 0, tzinfo=UTC))
+    two = Daemon(RunContext(s.loaded, s.clock, s.sessions), listener=second)  # type: ignore[arg-type]
+    two.tick()
+    two.wait_idle()
+    assert second.days == []
+    s.clock.set(datetime(2026, 11, 25, 10, 30, tzinfo=UTC))
+    two.tick()
+    two.wait_idle()
+    assert len(second.days) == 1
