@@ -15,7 +15,12 @@ from orchestrator.report.digest import (
     send_digest,
     update_due,
 )
-from orchestrator.report.hotline import missing_digests, send_alerts, send_summary
+from orchestrator.report.hotline import (
+    missing_digests,
+    remind_quota,
+    send_alerts,
+    send_summary,
+)
 
 REPORT_HOUR = 7  # the clients' reports of the night go out from 07:00, MSP time
 CATCH_UP = 7  # nights whose reports a scheduler that was down still sends, late
@@ -82,4 +87,5 @@ def tell(ctx: RunContext, now: datetime) -> Told:
         told.missing += missing_digests(ctx.loaded, ctx.sessions, night, now)
     told.alerts = send_alerts(ctx.loaded, ctx.sessions, now,
                               send_it=ctx.loaded.config.smtp is not None)
+    remind_quota(ctx.loaded, ctx.sessions, now, send_it=ctx.loaded.config.smtp is not None)
     return told

@@ -493,11 +493,54 @@ def _resolve_sent(session: Session, now: datetime, delivered: list[str]) -> None
             alert.resolved_at = now
 
 
+# A client still over its volume is reminded this many days before its grace ends.
+REMINDER_DAYS = 7
+
+
+def remind_quota(loaded: LoadedConfig, sessions: sessionmaker[Session], now: datetime, *,
+                 send_it: bool) -> int:
+    """A week before the 30 days end, a client still over its subscribed volume gets one
+    reminder with the same date (the grace end recorded in its warning). Returns how many."""
+    from orchestrator.jobs.quota import client_state
+
+    due: list[tuple[int, str]] = []
+    with sessions() as session:
+        for alert, client in session.execute(
+                select(AlertRow, ClientRow).join(ClientRow, AlertRow.client_id == ClientRow.id)
+                .where(AlertRow.kind == AlertKind.QUOTA_WARNING.value,
+                       AlertRow.resolved_at.is_(None))):
+            details = alert.details if isinstance(alert.details, dict) else {}
+            grace = details.get("grace_ends")
+            if details.get("reminded") or not grace or client.key not in loaded.config.clients:
+                continue
+            if datetime.fromisoformat(grace) - timedelta(days=REMINDER_DAYS) <= now:
+                due.append((alert.id, client.key))
+    sent = 0
+    for alert_id, key in due:
+        state = client_state(sessions, loaded, key, now)
+        if state.status != "warning" or state.grace_ends is None or state.quota is None:
+            continue  # back under, or blocked already: the other messages say so
+        if state.grace_ends <= now:
+            continue
+        days_left = max(1, (state.grace_ends.astimezone(loaded.config.msp.timezone).date()
+                            - now.astimezone(loaded.config.msp.timezone).date()).days)
+        _tell_client_about_quota(loaded, sessions, key, {
+            "used": state.used, "quota": state.quota, "grace_ends": state.grace_ends.isoformat(),
+            "on_overrun": state.on_overrun, "days_left": days_left}, None, now,
+            send_it=send_it)
+        with sessions() as session, session.begin():
+            alert = session.get_one(AlertRow, alert_id)
+            alert.details = {**(alert.details or {}), "reminded": now.isoformat()}
+        sent += 1
+    return sent
+
+
 def _tell_client_about_quota(loaded: LoadedConfig, sessions: sessionmaker[Session], client: str,
-                             details: dict[str, Any], kind: AlertKind, now: datetime, *,
+                             details: dict[str, Any], kind: AlertKind | None, now: datetime, *,
                              send_it: bool) -> None:
     """The client's own message: 10 % over with the day its 30 days end (the grace end the
-    quota rule computed, as recorded in the alert), backups stopped, or its new tier."""
+    quota rule computed, as recorded in the alert), backups stopped, or its new tier; ``kind``
+    None: the reminder a week before the grace ends."""
     if client not in loaded.config.clients or details.get("largest"):
         return  # over the largest tier: the MSP decides with the client, not a form letter
     settings = loaded.config.clients[client]
@@ -506,7 +549,8 @@ def _tell_client_about_quota(loaded: LoadedConfig, sessions: sessionmaker[Sessio
     billed = details.get("billed_from")
     rendered = render("quota", loaded.language_of(settings), loaded.config.msp.timezone,
                       name=settings.name, used=used, quota=quota, percent=100 * used / quota,
-                      state=kind.value.removeprefix("quota_"),
+                      state=kind.value.removeprefix("quota_") if kind else "reminder",
+                      days_left=int(details.get("days_left", 0)),
                       on_overrun=details.get("on_overrun", "block"),
                       deadline=datetime.fromisoformat(grace) if grace else None,
                       tier=int(details.get("to", 0)),
@@ -514,7 +558,8 @@ def _tell_client_about_quota(loaded: LoadedConfig, sessions: sessionmaker[Sessio
                       hotline=list(loaded.config.msp.hotline))
     msg = build(loaded, rendered, list(settings.contacts), status=RunStatus.AVERTISSEMENT,
                 client=client, when=now.date(),
-                data={"used": used, "quota": quota, "state": kind.value, "grace_ends": grace,
+                data={"used": used, "quota": quota,
+                      "state": kind.value if kind else "quota_reminder", "grace_ends": grace,
                       "tier": details.get("to"), "billed_from": billed}, kind="quota", now=now)
     local = now.astimezone(loaded.config.msp.timezone)
     deliver(loaded, sessions, msg, kind="quota", client=client, report_date=now.date(),

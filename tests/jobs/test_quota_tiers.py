@@ -192,3 +192,26 @@ def test_a_block_client_is_told_the_same_date_it_is_stopped_on(tmp_path: Path) -
         open_alerts = [a.kind for a in session.scalars(select(AlertRow).where(
             AlertRow.resolved_at.is_(None)))]
     assert open_alerts.count("quota_blocked") == 1 and "quota_warning" not in open_alerts
+
+
+def test_a_client_still_over_is_reminded_once_a_week_before_the_date(tmp_path: Path) -> None:
+    from orchestrator.report.hotline import remind_quota
+
+    s = Setup(tmp_path)
+    s.config.write_text(s.config.read_text().replace(
+        "    contacts: [it@acme.example]", "    contacts: [it@acme.example]\n    quota_gb: 0.001"))
+    s.reload()
+    s.run("erp")  # 23/11 21:00: over, the 30 days end on 23/12
+    send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False)
+    s.clock.advance(timedelta(days=22, hours=23))  # 16/12 20:00: eight days left
+    assert remind_quota(s.loaded, s.sessions, s.clock.now(), send_it=False) == 0
+    s.clock.advance(timedelta(hours=2))  # 16/12 22:00: within the last week
+    assert remind_quota(s.loaded, s.sessions, s.clock.now(), send_it=False) == 1
+    assert remind_quota(s.loaded, s.sessions, s.clock.now(), send_it=False) == 0  # once
+    notice, reminder = _quota_mails(tmp_path)
+    assert "rappel : volume de sauvegarde dépassé, échéance le 23/12/2026" in reminder["Subject"]
+    body = reminder.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Rappel\u00a0: il reste 7\u00a0jours avant le 23/12/2026." in body
+    assert "sans changement d'ici le 23/12/2026" in body  # the same date as the notice
+    assert "sans changement d'ici le 23/12/2026" in notice.get_body(  # type: ignore[union-attr]
+        ("plain",)).get_content()
