@@ -71,7 +71,7 @@ def test_digest_is_received_with_all_its_parts(cli, tmp_path: Path, smtp_server,
     html = msg.get_body(("html",)).get_content()
     assert ("Points de restauration\u00a0: 1" if language == "fr" else "Restore points: 1") in text
     if language == "fr":
-        assert "Copies\u00a0: site-a et site-b, identiques au 23/11 22:00" in text
+        assert "Copies\u00a0: site-a et site-b, mêmes points de restauration au 23/11 22:00" in text
         assert "Dernière vérification\u00a0: 23/11 10:00 (site-a), sans problème" in text
     else:
         assert "Last verification: 23/11 10:00 (site-a), no problem" in text
