@@ -19,17 +19,31 @@ from orchestrator.dashboard.auth import Viewer
 from orchestrator.dashboard.problems import Problem
 from orchestrator.dashboard.queries import NotFound, client_of_run
 from orchestrator.dashboard.request import csrf_ok
+from orchestrator.findings import RunStatus
 from orchestrator.history.models import AlertRow, ClientRow, Role
+from orchestrator.report.outcomes import client_sentences
 
 COMMENT_MAX = 1000
 
 
-def without_internal_notes(viewer: Viewer, found: list[Problem]) -> list[Problem]:
-    """The problems as ``viewer`` may read them: the hotline's acknowledgements (who, and their
-    comment) are internal notes, never shown to a client account."""
+def without_internal_notes(viewer: Viewer, found: list[Problem],
+                           language: str = "fr") -> list[Problem]:
+    """The problems as ``viewer`` may read them: the hotline's acknowledgements (who, when,
+    their comment) are internal notes, and codes, hosts and the technical message are the
+    hotline's: a client account reads the sentence its report gives (report/outcomes.py)."""
     if viewer.staff:
         return found
-    return [replace(p, acknowledged_by=None, acknowledged_comment=None) for p in found]
+    return [replace(p, acknowledged_by=None, acknowledged_comment=None, acknowledged_at=None,
+                    error_code=None, host=None, message=_in_client_words(p, language))
+            for p in found]
+
+
+def _in_client_words(problem: Problem, language: str) -> str:
+    try:
+        status = RunStatus(problem.status)
+    except ValueError:  # a quota or report alert: said to the client by its own mail
+        status = RunStatus.AVERTISSEMENT
+    return " ".join(client_sentences([], status, language))
 
 
 class Refused(Exception):

@@ -19,6 +19,7 @@ from orchestrator.dashboard.access import (
     visible_run,
     without_internal_notes,
 )
+from orchestrator.dashboard.auth import Viewer
 from orchestrator.dashboard.problems import problems
 from orchestrator.dashboard.queries import client_page, clients, job_runs, run_page
 from orchestrator.dashboard.request import Caller, settings_of
@@ -186,8 +187,15 @@ def list_runs(request: Request, client: str, job: str, who: Caller,
               before: datetime | None = None) -> list[RunOut]:
     """The job's runs, newest first; page with ``before`` = the last ``scheduled_for``."""
     visible_client(who, client)
-    return [RunOut.of(r) for r in job_runs(settings_of(request).sessions, client, job, limit,
-                                           before)]
+    return [_as_seen(who, RunOut.of(r)) for r in job_runs(settings_of(request).sessions, client,
+                                                         job, limit, before)]
+
+
+def _as_seen(who: Viewer, run: RunOut) -> RunOut:
+    """A client account gets the figures and the status, not the hotline's technical text."""
+    if who.staff:
+        return run
+    return run.model_copy(update={"error_code": None, "error_message": None})
 
 
 @router.get("/runs/{uid}", response_model=RunDetailOut)
@@ -195,15 +203,18 @@ def get_run(request: Request, uid: str, who: Caller) -> RunDetailOut:
     settings = settings_of(request)
     visible_run(settings.sessions, who, uid)
     page = run_page(settings.sessions, uid)
-    base = RunOut.of(page.run).model_dump()
+    base = _as_seen(who, RunOut.of(page.run)).model_dump()
+    staff = who.staff  # a client reads figures and states; the technical text is the hotline's
     return RunDetailOut(
         **base, client=page.client, job=page.job,
         steps=[StepOut(seq=s.seq, name=s.name, object=s.object, status=s.status,
                        started_at=s.started_at, finished_at=s.finished_at,
                        bytes_read=s.bytes_read, bytes_new=s.bytes_new, bytes_sent=s.bytes_sent,
-                       files=s.files, error_code=s.error_code, error_message=s.error_message,
-                       details=s.details or {}) for s in page.steps],
-        log=[EventOut(at=e.at, level=e.level, message=e.message) for e in page.events])
+                       files=s.files, error_code=s.error_code if staff else None,
+                       error_message=s.error_message if staff else None,
+                       details=(s.details or {}) if staff else {}) for s in page.steps],
+        log=[EventOut(at=e.at, level=e.level, message=e.message) for e in page.events]
+        if staff else [])
 
 
 @router.get("/problems", response_model=list[ProblemOut])
@@ -214,7 +225,8 @@ def list_problems(request: Request, who: Caller, client: str | None = None,
         visible_client(who, client)
     settings = settings_of(request)
     found = without_internal_notes(who, problems(
-        settings.sessions, tz=settings.timezone, now=settings.now(), client=who.client or client))
+        settings.sessions, tz=settings.timezone, now=settings.now(), client=who.client or client),
+        settings.language)
     return [ProblemOut(client=p.client, job=p.job, status=p.status, since=p.since,
                        consecutive_failures=p.failures, last_success=p.last_success,
                        message=p.message, run_uid=p.run_uid,

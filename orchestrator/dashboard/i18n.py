@@ -171,6 +171,7 @@ WORDS: dict[str, dict[str, str]] = {
     "support": {"fr": "Une question sur vos sauvegardes\u202f? {msp} vous répond{phone}.",
                 "en": "A question about your backups? {msp} answers{phone}."},
     "support_phone": {"fr": " au {phone}", "en": " on {phone}"},
+    "support_mail": {"fr": " à {mail}", "en": " at {mail}"},
     "support_title": {"fr": "Assistance", "en": "Support"},
     "every_day": {"fr": "chaque jour à {at}", "en": "every day at {at}"},
     "weekdays": {"fr": "du lundi au vendredi à {at}", "en": "Monday to Friday at {at}"},

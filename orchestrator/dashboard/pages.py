@@ -22,6 +22,7 @@ from orchestrator.dashboard.access import (
     admin_only,
     comment_of,
     staff_form,
+    staff_only,
     visible_alert,
     visible_client,
     visible_run,
@@ -84,8 +85,10 @@ def healthz() -> Response:
 @router.get("/runbooks", response_class=HTMLResponse)
 @router.get("/runbooks/{code}", response_class=HTMLResponse)
 def runbook(request: Request, code: str = "README") -> Response:
-    """What an error code means and what to do: any logged-in person may read them."""
+    """What an error code means and what to do, for the hotline and technicians (they name
+    commands and settings): a client account is refused (its pages say it in its words)."""
     viewer = page_viewer(request)
+    staff_only(viewer)
     settings = settings_of(request)
     language = language_of(request, settings, viewer)
     if not re.fullmatch(r"README|HVB-[A-Z0-9-]{2,40}", code):

@@ -150,6 +150,8 @@ class Ui:
         msp = settings.msp or (settings.config.config.msp if settings.config else None)
         self.msp_name = msp.name if msp else ""
         self.msp_phone = msp.phone if msp and msp.phone else ""
+        # Without a phone, the hotline's address: the client always has a way to reach it.
+        self.msp_mail = ", ".join(msp.hotline) if msp and msp.hotline else ""
 
     @property
     def staff(self) -> bool:

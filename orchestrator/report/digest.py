@@ -3,7 +3,7 @@ range, its restore points and the state of the subscribed volume. Built from the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -233,7 +233,7 @@ def build_digest(sessions: sessionmaker[Session], loaded: LoadedConfig, client: 
         for line in lines:
             if line.status not in (None, RunStatus.REUSSIE):
                 line.acknowledged = acknowledged_outage(session, jobs[line.job].id,
-                                                        line.since or end)
+                                                        line.since or end, now)
     with sessions() as session:
         parity = session.scalars(
             select(RunStepRow.finished_at).join(RunRow).join(JobRow).join(ClientRow)
@@ -338,11 +338,13 @@ def _told(findings: list[Finding], status: RunStatus, run: RunRow, tz: Any,
     return told, details
 
 
-def acknowledged_outage(session: Session, job_id: int, until: datetime) -> Acknowledged | None:
+def acknowledged_outage(session: Session, job_id: int, until: datetime,
+                        told_at: datetime | None = None) -> Acknowledged | None:
     """The latest acknowledgement of the job's outage that includes its run scheduled at
     ``until``: one made on a run of the job scheduled after its last REUSSIE before
     ``until`` and not after ``until`` (an acknowledgement holds until the job succeeds
-    again). When it was made is not bounded: the hotline may acknowledge at any time."""
+    again), and made by ``told_at``, the time of the message that tells it (a message never
+    tells of an acknowledgement made after it)."""
     last_ok = session.scalars(select(RunRow.scheduled_for).where(
         RunRow.job_id == job_id, RunRow.status == RunStatus.REUSSIE.value,
         RunRow.scheduled_for < until).order_by(RunRow.scheduled_for.desc()).limit(1)).first()
@@ -352,6 +354,8 @@ def acknowledged_outage(session: Session, job_id: int, until: datetime) -> Ackno
              .outerjoin(UserRow, AcknowledgementRow.user_id == UserRow.id)
              .where(AcknowledgementRow.job_id == job_id, RunRow.scheduled_for <= until)
              .order_by(AcknowledgementRow.at.desc()).limit(1))
+    if told_at is not None:
+        query = query.where(AcknowledgementRow.at <= told_at)
     if last_ok is not None:
         query = query.where(RunRow.scheduled_for > last_ok)
     found = session.execute(query).first()
@@ -371,8 +375,6 @@ def send_digest(loaded: LoadedConfig, sessions: sessionmaker[Session], client: s
                 now: datetime, *, send_it: bool, update: bool = False) -> tuple[Digest, Any]:
     """Build, render and deliver one client's digest (outbox always; SMTP when asked).
     ``update``: the second message of a night whose first one had runs in progress."""
-    from dataclasses import asdict
-
     from orchestrator.report.mail import build, deliver
     from orchestrator.report.render import render
 
@@ -384,7 +386,7 @@ def send_digest(loaded: LoadedConfig, sessions: sessionmaker[Session], client: s
     rendered = render("digest", digest.language, loaded.config.msp.timezone, d=digest)
     settings = loaded.config.clients[client]
     msg = build(loaded, rendered, list(settings.contacts), status=digest.headline,
-                client=client, when=night, data=asdict(digest), kind="digest", now=now)
+                client=client, when=night, data=client_data(digest), kind="digest", now=now)
     kind = UPDATE_KIND if update else "digest"
     suffix = f"-update-{now:%Y%m%dT%H%M%S}" if update else ""
     email = deliver(loaded, sessions, msg, kind=kind, client=client, report_date=night,
@@ -432,3 +434,26 @@ def delivered_late(session: Session, loaded: LoadedConfig, client: str, night: d
     return session.scalars(select(RunRow.id).join(JobRow).join(ClientRow).where(
         ClientRow.key == client, RunRow.scheduled_for >= start, RunRow.scheduled_for < end,
         RunRow.replaced_at > last).limit(1)).first() is not None
+
+
+# What of a job's line the client's own JSON part holds: its figures and the words it is told,
+# never the hotline's (codes, technical messages, who acknowledged what, internal phrases).
+_CLIENT_JOB_FIELDS = ("job", "type", "status", "state", "started", "finished", "duration_s",
+                      "bytes_read", "bytes_sent", "files", "consistency", "said", "points",
+                      "oldest", "newest", "since")
+
+
+def client_data(digest: Digest) -> dict[str, Any]:
+    """The digest's machine-readable part, as the client may read it."""
+    whole = asdict(digest)
+    jobs = [{k: job[k] for k in _CLIENT_JOB_FIELDS} for job in whole["jobs"]]
+    kept = {k: whole[k] for k in ("client", "name", "language", "night", "status", "copies",
+                                  "parity", "msp", "phone", "portal", "update",
+                                  "delivered_late", "protected")}
+    quota = whole.get("quota") or {}
+    kept["quota"] = {k: quota.get(k) for k in ("used", "quota", "percent", "forecast")
+                     if k in quota}
+    verified = whole.get("verified")
+    kept["verified"] = ({"at": verified.get("at"), "ok": verified.get("ok")}
+                        if isinstance(verified, dict) else None)
+    return {**kept, "jobs": jobs}

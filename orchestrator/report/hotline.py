@@ -255,7 +255,7 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
             if key is not None and key in by_cause:
                 assert job is not None and run is not None
                 _join(by_cause[key], job.key, night, run.uid, row.created_at, detail)
-                found = acknowledged_outage(session, job.id, run.scheduled_for)
+                found = acknowledged_outage(session, job.id, run.scheduled_for, now)
                 if found is not None:
                     acks.setdefault(id(by_cause[key]), {})[job.key] = found
                 continue
@@ -272,7 +272,7 @@ def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: date
                              host=job.host if job else None)
             if job is not None:
                 found = acknowledged_outage(session, job.id,
-                                            run.scheduled_for if run is not None else now)
+                                            run.scheduled_for if run is not None else now, now)
                 if found is not None:
                     acks.setdefault(id(line), {})[job.key] = found
             lines.append(line)

@@ -113,3 +113,13 @@ def test_a_client_reads_its_words_and_the_hotline_the_detail(tmp_path: Path) -> 
     assert 'id="support"' not in page  # the hotline is the support
     own = hotline.get("/clients/acme").text
     assert "files · hv01 · daily 21:00" in own
+
+
+def test_without_a_phone_the_portal_gives_the_hotlines_address(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.settings.msp = site.s.loaded.config.msp.model_copy(
+        update={"name": "Infogérance Démo", "phone": None})
+    own = site.login("acme-it").get("/clients/acme").text
+    hotline = ", ".join(site.s.loaded.config.msp.hotline)
+    assert ("Une question sur vos sauvegardes\u202f? Infogérance Démo vous répond à "
+            f"{hotline}.") in _text(own)

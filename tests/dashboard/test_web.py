@@ -340,8 +340,21 @@ def test_the_hotlines_notes_stay_internal(tmp_path: Path) -> None:
     for path in (f"/runs/{site.failed.uid}", "/", "/clients/acme"):
         shown = html.unescape(client.get(path).text)
         assert "client pénible" not in shown and "marie" not in shown, path
-    for problem in site.browser().get("/api/v1/problems", headers=site.token("acme-it")).json():
+    api = site.browser()
+    problems_seen = api.get("/api/v1/problems", headers=site.token("acme-it")).json()
+    assert problems_seen
+    for problem in problems_seen:
         assert problem["acknowledged_by"] is None and problem["acknowledged_comment"] is None
+        assert problem["acknowledged_at"] is None  # not even that someone acknowledged
+        assert "HVB-" not in problem["message"] and problem["message"], problem
+    run = api.get(f"/api/v1/runs/{site.failed.uid}", headers=site.token("acme-it")).json()
+    assert run["error_code"] is None and run["error_message"] is None and run["log"] == []
+    assert all(step["error_message"] is None for step in run["steps"])
+    staff = api.get(f"/api/v1/runs/{site.failed.uid}", headers=site.token("marie")).json()
+    assert staff["error_code"] and staff["log"]  # the hotline keeps everything
+    # The runbooks name commands and settings: the hotline's, not the client's.
+    assert client.get("/runbooks/HVB-RUN-MISSED").status_code == 403
+    assert hotline.get("/runbooks/HVB-RUN-MISSED").status_code == 200
 
 
 def test_the_months_usage_is_for_admins(tmp_path: Path) -> None:

@@ -235,3 +235,31 @@ def test_one_cause_is_one_line_and_the_acknowledgement_is_told(tmp_path: Path,
             "prévenu\u00a0»") in summary["text"]
     assert "Acquittée (erp) par marie le 24/11 09:15\u00a0: «\u00a0hv01 en panne" in summary["html"]
     english_only_on_technical_lines(summary["text"], "cannot connect", "technique")
+
+
+def test_the_clients_json_part_holds_no_hotline_note_and_no_mail_tells_a_later_one(
+        tmp_path: Path, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """hv01 down: the client's report (its JSON part too) says nothing of the hotline's note,
+    the code or the host's English; an acknowledgement made after a mail is not in it."""
+    port, inbox = smtp_server
+    s = Setup(tmp_path, faults="{kind: unreachable}")
+    with_smtp(s, port)
+    s.reload()
+    s.run("erp")
+    add_user(s.sessions, "marie", "un mot de passe assez long", "hotline", None, "test",
+             s.clock.now())
+    with s.sessions() as session:
+        user, run_uid = staff_user(session, "marie").id, last_bad_run(session, "acme", "erp")
+    alerts_at = s.clock.now() + timedelta(minutes=5)
+    # Recorded first (a replay of the night, as the demo does), made an hour after the mail.
+    acknowledge_run(s.sessions, run_uid, user, "technicien sur place demain",
+                    alerts_at + timedelta(hours=1), "marie")
+    assert send_alerts(s.loaded, s.sessions, alerts_at, send_it=True) >= 1
+    send_digest(s.loaded, s.sessions, "acme", NIGHT, REPORTS, send_it=True)
+    found = {kind_of(m): m for m in inbox.messages}
+    assert "acquitt" not in parts(found["alerts"])["text"]  # made after that mail
+    [data] = [json.dumps(json.loads(p.get_content())) for p in found["digest"].iter_attachments()]
+    for internal in ("technicien sur place", "marie", "HVB-", "cannot connect", "WinRM",
+                     "acknowledged", "hv01"):
+        assert internal not in data, internal
+    assert json.loads(data)["jobs"] and "said" in json.loads(data)["jobs"][0]
