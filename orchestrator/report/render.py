@@ -94,11 +94,20 @@ def tally(counts: dict[str, int], due: int, language: str, form: str = "subject"
             warned = said("AVERTISSEMENT", counts["AVERTISSEMENT"])
             parts.insert(0, f"dont {warned}" if fr else f"{warned} among them")
         return "".join(f", {p}" for p in parts)
-    if due and counts.get("REUSSIE") == due:
-        return f"{due}/{due} {words['REUSSIE'][due > 1]}"
     if not counts:
         return "aucune sauvegarde prévue" if fr else "no backup due"
-    return ", ".join(said(k, n) for k, n in counts.items())
+    # As the body says it: a job with a warning succeeded ("3/3 réussies, dont 1 avec
+    # avertissement"), the others after.
+    ok = counts.get("REUSSIE", 0) + counts.get("AVERTISSEMENT", 0)
+    parts = []
+    if ok:
+        parts.append(f"{due}/{due} {words['REUSSIE'][due > 1]}" if ok == due
+                     else said("REUSSIE", ok))
+        if counts.get("AVERTISSEMENT"):
+            warned = said("AVERTISSEMENT", counts["AVERTISSEMENT"])
+            parts.append(f"dont {warned}" if fr else f"{warned} among them")
+    parts += [said(k, n) for k, n in counts.items() if k not in ("REUSSIE", "AVERTISSEMENT")]
+    return ", ".join(parts)
 
 
 def clients_tally(tags: list[str], language: str) -> str:

@@ -147,7 +147,7 @@ def test_a_warning_says_what_to_do(tmp_path: Path, smtp_server) -> None:  # type
     [msg] = inbox.messages
     digest = parts(msg)
     assert digest["subject"] == ("[AVERTISSEMENT] ACME — sauvegardes du 23/11/2026 — "
-                                 "2 réussies, 1 avec avertissement")
+                                 "3/3 réussies, dont 1 avec avertissement")
     advice = ("Que faire\u00a0: rien d'urgent de votre côté, les points de restauration de "
               "cette nuit sont utilisables. Notre hotline examine ce qui est signalé ci-dessus "
               "et revient vers vous s'il y a quelque chose à faire\u202f; vous pouvez la "
