@@ -31,7 +31,7 @@ WORDS: dict[str, dict[str, str]] = {
     "baie": {"fr": "Baie", "en": "Baie"},
     "all": {"fr": "Tous", "en": "All"},
     "filter": {"fr": "Filtrer", "en": "Filter"},
-    "failing_since": {"fr": "En échec depuis", "en": "Failing since"},
+    "failing_since": {"fr": "Depuis", "en": "Since"},  # a failure, a late job, an alert
     "runs_in_a_row": {"fr": "{n} exécutions de suite", "fr_one": "{n} exécution",
                       "en": "{n} runs in a row", "en_one": "{n} run"},
     "my_backups": {"fr": "Mes sauvegardes", "en": "My backups"},
@@ -138,6 +138,8 @@ WORDS: dict[str, dict[str, str]] = {
     "step": {"fr": "Étape", "en": "Step"},
     "object": {"fr": "Objet", "en": "Object"},
     "started": {"fr": "Début", "en": "Started"},
+    "never_started": {"fr": "prévue le {at}, elle n'a pas démarré",
+                      "en": "due {at}, it never started"},
     "finished": {"fr": "Fin", "en": "Finished"},
     "duration": {"fr": "Durée", "en": "Duration"},
     "read": {"fr": "Lu", "en": "Read"},

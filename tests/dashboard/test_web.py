@@ -378,3 +378,23 @@ def test_the_months_usage_is_for_admins(tmp_path: Path) -> None:
     assert [c["client"] for c in api["clients"]] == ["acme", "durand"]
     assert site.browser().get("/api/v1/usage?month=2026-11",
                               headers=site.token("acme-it")).status_code == 403
+
+
+def test_a_run_that_never_started_says_when_it_was_due_not_an_end(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from orchestrator.history.models import JobRow, RunState
+
+    site = Site(tmp_path)
+    due = site.clock.now() - timedelta(hours=9)
+    with site.sessions() as session, session.begin():
+        job = session.scalars(select(JobRow).where(JobRow.key == "partages")).one()
+        session.add(RunRow(uid="202611240000-n0n0n0", job_id=job.id, trigger="schedule",
+                           scheduled_for=due, state=RunState.FINISHED.value,
+                           status="NON EXECUTEE", finished_at=site.clock.now(),
+                           error_code="HVB-RUN-MISSED",
+                           error_message="NON EXECUTEE: the run did not start"))
+    page = html.unescape(site.login("marie").get("/runs/202611240000-n0n0n0").text)
+    local = due.astimezone(ZoneInfo("Europe/Paris"))
+    assert f"prévue le {local:%d/%m/%Y %H:%M}, elle n'a pas démarré" in page
+    assert "Fin " not in page.split("<table")[0]
