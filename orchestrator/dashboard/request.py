@@ -26,11 +26,11 @@ from orchestrator.config.load import LoadedConfig
 from orchestrator.config.models import Msp
 from orchestrator.dashboard.auth import Throttle, Viewer, token_viewer, viewer_of
 from orchestrator.dashboard.i18n import schedule_words, term, translate
-from orchestrator.findings import RunStatus, from_dict
+from orchestrator.findings import Finding, RunStatus, from_dict
 from orchestrator.history.models import ClientRow
 from orchestrator.history.queries import scheduler_last_seen, scheduler_leader
 from orchestrator.humanize import age, duration, size, typography
-from orchestrator.report.outcomes import client_sentences
+from orchestrator.report.outcomes import client_sentences, hotline_sentence
 from orchestrator.schedule.late import scheduler_late
 
 
@@ -165,6 +165,22 @@ class Ui:
             return []
         return [typography(text, self.language) for text in client_sentences(
             [from_dict(f) for f in run.findings or []], RunStatus(run.status), self.language)]
+
+    def told(self, run: Any) -> list[str]:
+        """What the hotline reads first of a run that did not succeed, in the page's language
+        (report/outcomes.py); the code and the original message follow apart."""
+        if run.status is None or run.status == RunStatus.REUSSIE.value:
+            return []
+        findings = [from_dict(f) for f in run.findings or []]
+        if not findings:
+            findings = [Finding(None, run.error_code or "HVB-ERROR", "")]
+        out: list[str] = []
+        for finding in findings:
+            text = hotline_sentence(finding, self.language)
+            text = typography(text[:1].upper() + text[1:], self.language)
+            if text not in out:
+                out.append(text)
+        return out
 
     def schedule(self, text: str) -> str:
         return schedule_words(text, self.language)

@@ -241,9 +241,11 @@ def test_run_page_links_to_the_runbook_of_its_error(tmp_path: Path) -> None:
     site = Site(tmp_path)
     page = site.login("marie").get(f"/runs/{site.failed.uid}").text
     assert 'href="/runbooks/HVB-HOST-UNREACHABLE?lang=fr"' in page
-    web = site.login("acme-it")  # the client's run page says it in words, with no link...
-    assert "/runbooks/" not in web.get(f"/runs/{site.failed.uid}").text
-    runbook = web.get("/runbooks/HVB-HOST-UNREACHABLE?lang=fr")  # ...but may read them
+    client = site.login("acme-it")  # the client's run page says it in words, with no link,
+    assert "/runbooks/" not in client.get(f"/runs/{site.failed.uid}").text
+    assert client.get("/runbooks/HVB-HOST-UNREACHABLE").status_code == 403  # nor the pages
+    web = site.login("marie")
+    runbook = web.get("/runbooks/HVB-HOST-UNREACHABLE?lang=fr")
     assert runbook.status_code == 200
     assert "<h1>HVB-HOST-UNREACHABLE — Hôte injoignable</h1>" in runbook.text
     assert "<h2>Que vérifier</h2>" in runbook.text and "<code>hvbackup host check</code>" in \
@@ -283,7 +285,7 @@ def test_a_refusal_says_why_to_the_person_still_logged_in(tmp_path: Path) -> Non
         "detail": "no client 'durand'"}
     assert hotline.get("/api/v1/clients/acme/jobs/nope/runs").json() == {
         "detail": "no job acme/nope"}
-    assert 'id="message">Not found.</p>' in portal.get("/runbooks/HVB-NOPE?lang=en").text
+    assert 'id="message">Not found.</p>' in hotline.get("/runbooks/HVB-NOPE?lang=en").text
 
 
 def test_a_quota_problem_is_acknowledged_from_the_home_page(tmp_path: Path) -> None:
@@ -398,3 +400,6 @@ def test_a_run_that_never_started_says_when_it_was_due_not_an_end(tmp_path: Path
     local = due.astimezone(ZoneInfo("Europe/Paris"))
     assert f"prévue le {local:%d/%m/%Y %H:%M}, elle n'a pas démarré" in page
     assert "Fin " not in page.split("<table")[0]
+    told = page.split('id="run-told"><b>')[1].split("</b>")[0]  # French first, for the hotline
+    assert told and "NON EXECUTEE:" not in told and "the run" not in told, told
+    assert "HVB-RUN-MISSED — NON EXECUTEE: the run did not start" in page  # then the detail
