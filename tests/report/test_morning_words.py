@@ -156,6 +156,9 @@ def test_a_warning_says_what_to_do(tmp_path: Path, smtp_server) -> None:  # type
     assert "Résultat\u00a0: Avertissement (3/3 tâches réussies, dont 1 avec avertissement)" \
         in digest["text"]
     assert "notre hotline est prévenue et revient vers vous" not in digest["text"]  # ECHEC's
+    for part in ("text", "html"):  # the consistency in the client's words, not the jargon
+        assert "sans VSS, comme après une coupure de courant" in digest[part]
+        assert "crash-consistent" not in digest[part]
 
 
 def test_the_hotline_reads_french_first_and_where_to_look(tmp_path: Path,
