@@ -215,3 +215,27 @@ def test_a_client_still_over_is_reminded_once_a_week_before_the_date(tmp_path: P
     assert "sans changement d'ici le 23/12/2026" in body  # the same date as the notice
     assert "sans changement d'ici le 23/12/2026" in notice.get_body(  # type: ignore[union-attr]
         ("plain",)).get_content()
+
+
+def test_a_blocked_clients_report_says_what_it_can_do(tmp_path: Path) -> None:
+    """Stopped for volume: the ECHEC report tells the client it is its move (raise the volume
+    or back up less), not that the hotline handles it."""
+    from orchestrator.report.digest import send_digest
+
+    s = Setup(tmp_path)
+    s.config.write_text(s.config.read_text().replace(
+        "    contacts: [it@acme.example]", "    contacts: [it@acme.example]\n    quota_gb: 0.001"))
+    s.reload()
+    s.run("erp")
+    s.clock.advance(timedelta(days=30, hours=1))
+    assert s.run("partages").status == "ECHEC"
+    send_digest(s.loaded, s.sessions, "acme", s.clock.now().date(), s.clock.now(),
+                send_it=False)
+    [path] = sorted((tmp_path / "state" / "outbox").glob("*acme-digest*.eml"))
+    mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    for part in (text, html):
+        assert "les nouvelles sauvegardes sont arrêtées car le volume souscrit est dépassé" \
+            in part.replace("\u00a0", " ").replace("\u202f", " ")
+        assert "notre hotline est prévenue et revient vers vous" not in part
