@@ -212,7 +212,9 @@ def test_a_client_still_over_is_reminded_once_a_week_before_the_date(tmp_path: P
     assert "rappel : volume de sauvegarde dépassé, échéance le 23/12/2026" in reminder["Subject"]
     body = reminder.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Rappel\u00a0: il reste 7\u00a0jours avant le 23/12/2026." in body
-    assert "sans changement d'ici le 23/12/2026" in body  # the same date as the notice
+    assert "Sans changement d'ici le 23/12/2026, les nouvelles sauvegardes s'arrêteront." \
+        in body  # the same date as the notice
+    assert "30 jours pour agir" not in body  # a week is left, not thirty days
     assert "sans changement d'ici le 23/12/2026" in notice.get_body(  # type: ignore[union-attr]
         ("plain",)).get_content()
 
