@@ -108,7 +108,7 @@ ensure_account() {  # name [supplementary group]
 match_block() {  # account, then what internal-sftp is given
   printf '%s\n' "Match User $1
     ChrootDirectory $CHROOT
-    ForceCommand internal-sftp -d /data $2
+    ForceCommand internal-sftp -d /data${2:+ $2}
     AuthorizedKeysFile $KEYS_DIR/$1
     AuthenticationMethods publickey
     PasswordAuthentication no
@@ -226,19 +226,7 @@ else
 fi
 
 snippet="# hvbackup baie account $USER_NAME (scripts/baie-setup.sh): SFTP only, chrooted, key only.
-Match User $USER_NAME
-    ChrootDirectory $CHROOT
-    ForceCommand internal-sftp -d /data
-    AuthorizedKeysFile $KEYS
-    AuthenticationMethods publickey
-    PasswordAuthentication no
-    KbdInteractiveAuthentication no
-    PermitTTY no
-    AllowTcpForwarding no
-    AllowAgentForwarding no
-    AllowStreamLocalForwarding no
-    PermitTunnel no
-    X11Forwarding no"
+$(match_block "$USER_NAME" "")"
 run mkdir -p "$SSHD_DIR"
 if [ -f "$SNIPPET" ] && [ "$(cat "$SNIPPET")" = "$snippet" ]; then
   say "kept $SNIPPET"

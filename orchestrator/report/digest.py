@@ -398,16 +398,21 @@ def send_digest(loaded: LoadedConfig, sessions: sessionmaker[Session], client: s
 UPDATE_KIND = "digest_update"
 
 
+def _last_report(session: Session, client: str, night: date) -> datetime | None:
+    """When the last report of ``night`` (the digest or its Complément) was made."""
+    from orchestrator.history.models import EmailRow
+
+    return session.scalars(select(EmailRow.created_at).join(
+        ClientRow, EmailRow.client_id == ClientRow.id).where(
+        ClientRow.key == client, EmailRow.report_date == night,
+        EmailRow.kind.in_(["digest", UPDATE_KIND])).order_by(EmailRow.created_at.desc())).first()
+
+
 def update_due(session: Session, loaded: LoadedConfig, client: str, night: date) -> bool:
     """Whether the client is owed a second report of ``night``: a scheduled run of that night
     was not finished when the last report of it was made (in progress, or waiting for its
     turn), and every such run has finished since."""
-    from orchestrator.history.models import EmailRow
-
-    last = session.scalars(select(EmailRow.created_at).join(
-        ClientRow, EmailRow.client_id == ClientRow.id).where(
-        ClientRow.key == client, EmailRow.report_date == night,
-        EmailRow.kind.in_(["digest", UPDATE_KIND])).order_by(EmailRow.created_at.desc())).first()
+    last = _last_report(session, client, night)
     if last is None:
         return False
     start, end = night_bounds(loaded, night)
@@ -422,12 +427,7 @@ def update_due(session: Session, loaded: LoadedConfig, client: str, night: date)
 def delivered_late(session: Session, loaded: LoadedConfig, client: str, night: date) -> bool:
     """Whether a run of ``night`` was delivered by a site agent after the server had told the
     client it was NON EXECUTEE, since the last report of that night."""
-    from orchestrator.history.models import EmailRow
-
-    last = session.scalars(select(EmailRow.created_at).join(
-        ClientRow, EmailRow.client_id == ClientRow.id).where(
-        ClientRow.key == client, EmailRow.report_date == night,
-        EmailRow.kind.in_(["digest", UPDATE_KIND])).order_by(EmailRow.created_at.desc())).first()
+    last = _last_report(session, client, night)
     if last is None:
         return False
     start, end = night_bounds(loaded, night)

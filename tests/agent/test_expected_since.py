@@ -12,14 +12,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from orchestrator.clock import FrozenClock
-from orchestrator.dashboard.accounts import add_user
 from orchestrator.history.models import AlertRow, ClientRow, EmailRow, JobRow, RunRow
 from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.daemon import Daemon
 from tests.agent.served import serve_tls
 from tests.agent.test_agent_run import agent_run, central_of, enroll, runs
+from tests.agent.test_silent_agent import hotline_logged_in
 from tests.dashboard.agents import API
-from tests.dashboard.site import csrf_of
 
 NBSP = "\u00a0"
 NNBSP = "\u202f"
@@ -34,13 +33,7 @@ def _never_enrolled(ctx: RunContext) -> list[AlertRow]:
 def test_a_site_whose_agent_never_enrolled_is_alerted_and_its_jobs_not_run(
         tmp_path: Path, clock: FrozenClock) -> None:
     central = central_of(tmp_path, clock)  # configured on 23/11/2026 at 10:00 in Paris
-    add_user(central.sessions, "marie", "hotline password 1", "hotline", None, "test",
-             clock.now())
-    web = TestClient(central.app, follow_redirects=False)
-    form = web.get("/login")
-    assert web.post("/login", data={"username": "marie", "password": "hotline password 1",
-                                    "next": "/", "csrf": csrf_of(form.text)}
-                    ).status_code == 303
+    web = hotline_logged_in(central, clock)
     scheduler = FrozenClock(datetime(2026, 11, 23, 9, 30, tzinfo=UTC))  # 30 min: the limit
     daemon = Daemon(RunContext(central.loaded, scheduler, central.sessions))
     daemon.tick()

@@ -17,6 +17,7 @@ from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.daemon import Daemon
 from tests.agent.served import serve_tls
 from tests.agent.test_agent_run import agent_run, central_of, enroll
+from tests.dashboard.agents import Central
 from tests.dashboard.site import csrf_of
 
 NBSP = "\u00a0"
@@ -33,9 +34,8 @@ def _home(web: TestClient) -> str:
     return page.text
 
 
-def test_a_silent_agent_is_alerted_once_and_closed_when_it_is_back(
-        cli, tmp_path: Path, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
-    central = central_of(tmp_path, clock)  # clock: 23/11/2026 09:00 UTC, 10:00 in Paris
+def hotline_logged_in(central: Central, clock: FrozenClock) -> TestClient:
+    """A hotline account on the central server's dashboard, logged in."""
     add_user(central.sessions, "marie", "hotline password 1", "hotline", None, "test",
              clock.now())
     web = TestClient(central.app, follow_redirects=False)
@@ -43,6 +43,13 @@ def test_a_silent_agent_is_alerted_once_and_closed_when_it_is_back(
     assert web.post("/login", data={"username": "marie", "password": "hotline password 1",
                                     "next": "/", "csrf": csrf_of(form.text)}
                     ).status_code == 303
+    return web
+
+
+def test_a_silent_agent_is_alerted_once_and_closed_when_it_is_back(
+        cli, tmp_path: Path, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
+    central = central_of(tmp_path, clock)  # clock: 23/11/2026 09:00 UTC, 10:00 in Paris
+    web = hotline_logged_in(central, clock)
     folder = tmp_path / "agent"
     scheduler = FrozenClock(clock.now())
     daemon = Daemon(RunContext(central.loaded, scheduler, central.sessions))

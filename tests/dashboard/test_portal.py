@@ -9,18 +9,14 @@ import re
 from html import unescape
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
-from orchestrator.dashboard.app import DashboardSettings, create_app
 from orchestrator.jobs.daemon import Daemon
 from tests.dashboard.site import Site
 from tests.dashboard.test_scheduler_down import (
-    PASSWORDS,
     dashboard,
+    logged_in,
     one_good_night_then_the_scheduler_stops,
     utc,
 )
-from tests.world import Setup
 
 
 def _text(html: str) -> str:
@@ -50,7 +46,7 @@ def test_missed_nights_show_as_not_run_in_the_strip(tmp_path: Path) -> None:
         s.clock.set(when)
         daemon.tick()
         daemon.wait_idle()
-    _hotline, portal = dashboard_again(s)
+    _hotline, portal = logged_in(s)
     days = dict((title[:5], cls) for cls, title in _strip(
         portal.get("/clients/acme").text, "partages"))
     assert days["27/11"] == "s-REUSSIE"
@@ -58,20 +54,6 @@ def test_missed_nights_show_as_not_run_in_the_strip(tmp_path: Path) -> None:
     assert "s-NON-EXECUTEE" in days["24/11"] and "s-NON-EXECUTEE" in days["25/11"]
     assert "s-NON-EXECUTEE" in days["26/11"]
     assert days["22/11"] == "s-none"  # before the job existed: nothing was due
-
-
-def dashboard_again(s: Setup) -> tuple[TestClient, TestClient]:
-    """The same accounts, logged in anew (a day later, their sessions have expired)."""
-    app = create_app(DashboardSettings(
-        sessions=s.sessions, timezone=s.loaded.config.msp.timezone, language="fr",
-        now=s.clock.now, secret="a secret for tests", secure_cookies=False))
-    out = []
-    for name in ("marie", "acme-it"):
-        web = TestClient(app, follow_redirects=False)
-        assert Site.post_login(web, {"username": name, "password": PASSWORDS[name],
-                                     "next": "/"}).status_code == 303
-        out.append(web)
-    return out[0], out[1]
 
 
 def test_a_client_reads_its_words_and_the_hotline_the_detail(tmp_path: Path) -> None:

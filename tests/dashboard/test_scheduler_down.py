@@ -47,6 +47,12 @@ def one_good_night_then_the_scheduler_stops(root: Path) -> Setup:
 def dashboard(s: Setup) -> tuple[TestClient, TestClient]:
     for name, role, client in (("marie", "hotline", None), ("acme-it", "client", "acme")):
         add_user(s.sessions, name, PASSWORDS[name], role, client, "test", s.clock.now())
+    return logged_in(s)
+
+
+def logged_in(s: Setup) -> tuple[TestClient, TestClient]:
+    """The hotline's and the client's accounts, logged in now (again after a day: their
+    sessions expire)."""
     app = create_app(DashboardSettings(
         sessions=s.sessions, timezone=s.loaded.config.msp.timezone, language="fr",
         now=s.clock.now, secret="a secret for tests", secure_cookies=False))

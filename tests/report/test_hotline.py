@@ -154,12 +154,18 @@ def test_starttls_with_the_relays_private_ca(tmp_path: Path) -> None:
 
 
 
-def test_alerts_link_to_the_dashboard_when_its_address_is_known(tmp_path: Path) -> None:
+def host_down_with_a_dashboard_address(tmp_path: Path) -> Setup:
+    """hv01 unreachable, and the dashboard's public address configured."""
     s = Setup(tmp_path, faults="{kind: unreachable}")
     s.config.write_text(s.config.read_text().replace(
         "  hotline: [hotline@msp.example]",
         "  hotline: [hotline@msp.example]\n  dashboard_url: https://sauvegardes.msp.example/"))
     s.reload()
+    return s
+
+
+def test_alerts_link_to_the_dashboard_when_its_address_is_known(tmp_path: Path) -> None:
+    s = host_down_with_a_dashboard_address(tmp_path)
     uid = s.run("erp").uid
     assert send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False) == 1
     [sent] = (tmp_path / "state" / "outbox").glob("*alerts*.eml")
@@ -171,11 +177,7 @@ def test_alerts_link_to_the_dashboard_when_its_address_is_known(tmp_path: Path) 
 
 
 def test_alerts_and_summary_are_styled_like_the_digest_with_links(tmp_path: Path) -> None:
-    s = Setup(tmp_path, faults="{kind: unreachable}")
-    s.config.write_text(s.config.read_text().replace(
-        "  hotline: [hotline@msp.example]",
-        "  hotline: [hotline@msp.example]\n  dashboard_url: https://sauvegardes.msp.example/"))
-    s.reload()
+    s = host_down_with_a_dashboard_address(tmp_path)
     uid = s.run("erp").uid
     send_alerts(s.loaded, s.sessions, s.clock.now(), send_it=False)
     send_summary(s.loaded, s.sessions, date(2026, 11, 23), s.clock.now(), send_it=False)
