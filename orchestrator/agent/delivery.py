@@ -13,9 +13,11 @@ pointing at it stay), ``replaced_at`` says when, and the client's report of that
 
 from __future__ import annotations
 
+from collections.abc import Set
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +33,6 @@ from orchestrator.history.models import (
     RunState,
     RunStepRow,
 )
-from orchestrator.history.queries import job_row
 
 
 class NotOnSite(Exception):
@@ -44,7 +45,7 @@ class DeliveryConflict(Exception):
 
 
 def record_delivered(sessions: sessionmaker[Session], agent: AgentIdentity,
-                     jobs: set[tuple[str, str]], run: RunIn, now: datetime) -> bool:
+                     jobs: Set[tuple[str, str]], run: RunIn, now: datetime) -> bool:
     """Record ``run`` for ``agent``, whose site holds ``jobs``. Returns True when it was
     written, False when that uid was delivered before (idempotent). Raises NotOnSite,
     DeliveryConflict."""
@@ -77,15 +78,22 @@ def _delivered_before(session: Session, run: RunIn) -> bool:
     return True
 
 
-def _missed_record(row: RunRow) -> bool:
+def _missed_record(row: Any) -> bool:
     """Whether ``row`` is the NON EXECUTEE the server recorded itself (nothing ran)."""
     return (row.status == RunStatus.NON_EXECUTEE.value and row.started_at is None
             and row.claimed_by is None)
 
 
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
 def _insert(session: Session, agent: AgentIdentity, run: RunIn, now: datetime) -> None:
-    job = job_row(session, run.client, run.job)
-    if job is None:
+    # Core statements on the tables, not the ORM's unit of work: a night of a thousand agents
+    # is thousands of these, and the ORM's bookkeeping would be most of the server's work.
+    job_id = session.scalar(select(JobRow.id).join(ClientRow).where(
+        ClientRow.key == run.client, JobRow.key == run.job))
+    if job_id is None:
         raise DeliveryConflict(f"the server's history does not know job {run.client}/{run.job} "
                                "yet: run 'hvbackup db upgrade -c FILE' on the server")
     duration = ((run.finished_at - run.started_at).total_seconds()
@@ -99,35 +107,39 @@ def _insert(session: Session, agent: AgentIdentity, run: RunIn, now: datetime) -
                   error_code=run.error_code, error_message=run.error_message,
                   script_code=run.script_code, findings=run.findings,
                   sanity_flags=run.sanity_flags)
-    missed = session.scalars(select(RunRow).where(
-        RunRow.job_id == job.id, RunRow.scheduled_for == run.scheduled_for)).first()
+    runs = _table(RunRow)
+    missed = session.execute(select(runs.c.id, runs.c.status, runs.c.started_at,
+                                    runs.c.claimed_by, runs.c.finished_at).where(
+        runs.c.job_id == job_id, runs.c.scheduled_for == run.scheduled_for)).first()
     if missed is not None and run.trigger == "schedule" and _missed_record(missed) \
             and run.started_at is not None:
-        recorded_at = missed.finished_at
         # Conditional: of two deliveries racing for the slot, one replaces it; the other
         # finds it taken (the same run: recorded already; another: a conflict).
-        taken = session.execute(update(RunRow).where(
-            RunRow.id == missed.id, RunRow.started_at.is_(None), RunRow.claimed_by.is_(None))
-            .values(**values, replaced_at=now).execution_options(synchronize_session=False))
+        taken = session.execute(update(runs).where(
+            runs.c.id == missed.id, runs.c.started_at.is_(None), runs.c.claimed_by.is_(None))
+            .values(**values, replaced_at=now))
         if not taken.rowcount:  # type: ignore[attr-defined]
             raise IntegrityError("runs", None, Exception("slot taken meanwhile"))
-        session.execute(delete(RunEventRow).where(RunEventRow.run_id == missed.id))
-        row = missed
-        session.add(RunEventRow(run_id=row.id, at=now, level="INFO", message=(
-            f"delivered late by agent {agent.name}: replaces the NON EXECUTEE the server "
-            f"recorded at {recorded_at:%Y-%m-%d %H:%M} UTC" if recorded_at else
-            f"delivered late by agent {agent.name}: replaces the NON EXECUTEE the server "
-            "recorded")))
+        run_id = missed.id
+        session.execute(delete(RunEventRow).where(RunEventRow.run_id == run_id))
+        recorded_at = missed.finished_at
+        session.execute(insert(_table(RunEventRow)).values(
+            run_id=run_id, at=now, level="INFO", message=(
+                f"delivered late by agent {agent.name}: replaces the NON EXECUTEE the server "
+                f"recorded at {recorded_at:%Y-%m-%d %H:%M} UTC" if recorded_at else
+                f"delivered late by agent {agent.name}: replaces the NON EXECUTEE the server "
+                "recorded")))
     else:
-        row = RunRow(job_id=job.id, scheduled_for=run.scheduled_for, **values)
-        session.add(row)
-        session.flush()
-    # Steps and log lines in one statement each (a night of a thousand agents: round trips
-    # per line would be most of the server's work).
+        run_id = session.execute(insert(runs).values(
+            job_id=job_id, scheduled_for=run.scheduled_for, **values)
+            .returning(runs.c.id)).scalar_one()
+    # Steps and log lines in one statement each (round trips per line would be most of the
+    # server's work).
     step_ids: dict[int, int] = {}
     if run.steps:
-        made = session.execute(insert(RunStepRow).returning(RunStepRow.seq, RunStepRow.id), [
-            {"run_id": row.id, "seq": step.seq, "name": step.name, "object": step.object,
+        steps = _table(RunStepRow)
+        made = session.execute(insert(steps).returning(steps.c.seq, steps.c.id), [
+            {"run_id": run_id, "seq": step.seq, "name": step.name, "object": step.object,
              "status": step.status, "started_at": step.started_at,
              "finished_at": step.finished_at, "bytes_read": step.bytes_read,
              "bytes_new": step.bytes_new, "bytes_sent": step.bytes_sent, "files": step.files,
@@ -135,17 +147,17 @@ def _insert(session: Session, agent: AgentIdentity, run: RunIn, now: datetime) -
              "details": step.details} for step in run.steps])
         step_ids = {seq: step_id for seq, step_id in made}
     if run.events:
-        session.execute(insert(RunEventRow), [
-            {"run_id": row.id, "at": event.at, "level": event.level, "message": event.message,
+        session.execute(insert(_table(RunEventRow)), [
+            {"run_id": run_id, "at": event.at, "level": event.level, "message": event.message,
              "step_id": step_ids.get(event.step_seq or 0)} for event in run.events])
     if run.request_id is not None:
         session.execute(update(RunRequestRow).where(
-            RunRequestRow.id == run.request_id, RunRequestRow.job_id == job.id,
+            RunRequestRow.id == run.request_id, RunRequestRow.job_id == job_id,
             RunRequestRow.started_at.is_(None)).values(
                 started_at=run.started_at or run.finished_at, run_uid=run.uid))
 
 
-def pending_requests(session: Session, jobs: set[tuple[str, str]]) -> list[RunRequestOut]:
+def pending_requests(session: Session, jobs: Set[tuple[str, str]]) -> list[RunRequestOut]:
     """The run-now requests not started yet for ``jobs`` (one site's), oldest first."""
     rows = session.execute(
         select(RunRequestRow, ClientRow.key, JobRow.key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -24,6 +24,9 @@ from orchestrator.history.models import AgentEnrollmentRow, AgentRow, AuditRow
 ENROLLMENT_PREFIX = "hve_"
 AGENT_PREFIX = "hva_"
 ENROLLMENT_HOURS_MAX = 24 * 7  # a token left lying around a week is a token to throw away
+# An agent's "last seen" is rewritten when it is older than this: a night of deliveries would
+# otherwise be one more write per request (the heartbeat, every few minutes, always writes).
+SEEN_EVERY = timedelta(minutes=1)
 
 
 def sha256(token: str) -> str:
@@ -109,13 +112,16 @@ def _active(session: Session, name: str) -> AgentRow | None:
 
 
 def agent_of(session: Session, token: str, now: datetime) -> AgentIdentity | None:
-    """The agent a token is, None when it is unknown or revoked; marks the agent seen."""
+    """The agent a token is, None when it is unknown or revoked; marks the agent seen (to
+    the minute)."""
     if not token.startswith(AGENT_PREFIX):
         return None
     row = session.scalars(select(AgentRow).where(AgentRow.token_sha256 == sha256(token))).first()
     if row is None or row.revoked_at is not None:
         return None
-    row.last_seen_at = now
+    seen = row.last_seen_at
+    if seen is None or now - (seen if seen.tzinfo else seen.replace(tzinfo=UTC)) >= SEEN_EVERY:
+        row.last_seen_at = now
     return AgentIdentity(row.id, row.site, row.name)
 
 

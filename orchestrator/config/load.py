@@ -21,7 +21,7 @@ from orchestrator.config.checks import check_references
 from orchestrator.config.checks import warnings as config_warnings
 from orchestrator.config.models import AnyJob, Client, Config, JobBase, LocalBaie
 from orchestrator.config.resolved import BaieSettings, HostSettings, RepositorySettings
-from orchestrator.config.sitepart import site_part
+from orchestrator.config.sitepart import all_site_jobs, site_part
 from orchestrator.config.suggest import did_you_mean
 from orchestrator.config.yamlread import MAX_BYTES, PathKey, Positions, format_path, read_yaml
 from orchestrator.errors import ConfigError, ConfigProblem, UsageError
@@ -55,6 +55,8 @@ class LoadedConfig:
     path: Path
     positions: Positions
     warnings: list[ConfigProblem] = field(default_factory=list)
+    _site_jobs: dict[str, frozenset[tuple[str, str]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def base_dir(self) -> Path:
@@ -115,6 +117,14 @@ class LoadedConfig:
     def site_part(self, site: str) -> dict[str, Any]:
         """What an agent of ``site`` may receive (config/sitepart.py); UsageError if unknown."""
         return site_part(self.config, site)
+
+    def site_jobs(self, site: str) -> frozenset[tuple[str, str]] | None:
+        """``(client, job)`` of every job on ``site``, None when the site is not configured.
+        Worked out once per site: the server asks it of every agent request, and a loaded
+        configuration does not change (a new file is a new LoadedConfig)."""
+        if not self._site_jobs:
+            self._site_jobs.update(all_site_jobs(self.config))
+        return self._site_jobs.get(site)
 
     # -- what each opener needs (config/resolved.py) ------------------------------------
 

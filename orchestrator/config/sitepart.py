@@ -66,8 +66,12 @@ def site_part(config: Config, site: str) -> dict[str, Any]:
     return part
 
 
-def site_jobs(config: Config, site: str) -> set[tuple[str, str]]:
-    """``(client, job)`` of every job on ``site``'s hosts."""
-    return {(cname, jname) for cname, client in config.clients.items()
-            for jname, job in client.jobs.items()
-            if job.host in client.hosts and client.hosts[job.host].site == site}
+def all_site_jobs(config: Config) -> dict[str, frozenset[tuple[str, str]]]:
+    """Every site (those without a job too), with the ``(client, job)`` of every job on its
+    hosts."""
+    found: dict[str, set[tuple[str, str]]] = {site: set() for site in site_names(config)}
+    for cname, client in config.clients.items():
+        for jname, job in client.jobs.items():
+            if job.host in client.hosts:
+                found.setdefault(client.hosts[job.host].site, set()).add((cname, jname))
+    return {site: frozenset(jobs) for site, jobs in found.items()}

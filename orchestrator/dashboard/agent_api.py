@@ -28,7 +28,6 @@ from orchestrator.agent.protocol import (
 )
 from orchestrator.agent.registry import AgentIdentity
 from orchestrator.config.load import LoadedConfig
-from orchestrator.config.sitepart import site_jobs, site_names
 from orchestrator.dashboard.request import settings_of
 from orchestrator.errors import UsageError
 from orchestrator.history.queries import jobs_expected_since
@@ -66,12 +65,12 @@ def agent_caller(request: Request) -> AgentIdentity:
 Agent = Annotated[AgentIdentity, Depends(agent_caller)]
 
 
-def _site_jobs(request: Request, agent: AgentIdentity) -> set[tuple[str, str]]:
-    loaded = _config(request)
-    if agent.site not in site_names(loaded.config):
+def _site_jobs(request: Request, agent: AgentIdentity) -> frozenset[tuple[str, str]]:
+    jobs = _config(request).site_jobs(agent.site)
+    if jobs is None:
         raise HTTPException(403, f"site {agent.site!r} is no longer in the server's "
                                  "configuration")
-    return site_jobs(loaded.config, agent.site)
+    return jobs
 
 
 @router.post("/enroll", response_model=EnrollOut)

@@ -27,8 +27,12 @@ from orchestrator.history.models import (
     RunStatus,
     UserRow,
 )
-from orchestrator.history.queries import scheduler_last_seen, schedules_and_last_runs
-from orchestrator.schedule.late import of_jobs, scheduler_late
+from orchestrator.history.queries import (
+    schedule_kinds,
+    scheduler_last_seen,
+    schedules_and_last_runs,
+)
+from orchestrator.schedule.late import due_edges, of_jobs, scheduler_late
 
 MISSED = "HVB-RUN-MISSED"  # the code of a scheduled run that did not happen
 WINDOW = timedelta(days=10)  # runs read at once per job in trouble; longer streaks cost 2 seeks
@@ -102,8 +106,8 @@ def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
             query = query.where(ClientRow.key == client)
         lasts = session.execute(query).all()
         recent: dict[int, list[tuple[str | None, bool, datetime, datetime | None]]] = {}
+        since = min(row[9] for row in lasts) - WINDOW if lasts else None
         if lasts:
-            since = min(row[9] for row in lasts) - WINDOW
             for job_id, status, is_bad, when, finished in session.execute(select(
                     RunRow.job_id, RunRow.status, _bad_in_sql(), RunRow.scheduled_for,
                     RunRow.finished_at).where(
@@ -111,9 +115,10 @@ def problems(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
                     RunRow.scheduled_for >= since).order_by(
                     RunRow.job_id, RunRow.scheduled_for.desc())):
                 recent.setdefault(job_id, []).append((status, bool(is_bad), when, finished))
-        # Bad for the whole window read: the streak is counted further back.
-        beyond = _streaks_beyond(session, [row[0] for row in lasts if all(
-            r[1] for r in recent.get(row[0], []))])
+        # Bad for the whole window read, and runs before it: the streak is counted further
+        # back.
+        beyond = _streaks_beyond(session, _older_runs(session, [row[0] for row in lasts if all(
+            r[1] for r in recent.get(row[0], []))], since))
         streaks: dict[int, tuple[int, datetime, datetime | None]] = {}
         for job_id, *_rest in lasts:
             runs = recent.get(job_id, [])
@@ -195,7 +200,8 @@ def _late(session: Session, found: list[Problem], tz: ZoneInfo, now: datetime,
           client: str | None) -> list[Problem]:
     """Late jobs: marked on their problem when they have one, else a NON EXECUTEE problem of
     their own (the last run was fine, and nothing ran since)."""
-    rows = schedules_and_last_runs(session, client)
+    rows = schedules_and_last_runs(session, client,
+                                   late_by=due_edges(schedule_kinds(session), tz, now))
     late = of_jobs(rows, tz, now)
     names = {row[0]: (row[1], row[2]) for row in rows}
     down = scheduler_late(scheduler_last_seen(session), now)
@@ -275,6 +281,17 @@ def _bad_in_sql() -> Any:
     database: no JSON decoded for the runs that are fine, which are nearly all of them."""
     flagged = func.coalesce(cast(RunRow.sanity_flags, String), "[]") != "[]"
     return or_(RunRow.status != RunStatus.REUSSIE.value, flagged)
+
+
+def _older_runs(session: Session, job_ids: list[int], before: datetime | None) -> list[int]:
+    """Those of ``job_ids`` with a finished run scheduled before ``before`` (one index seek
+    each): a job whose every run is in the window read has its whole streak there."""
+    if not job_ids or before is None:
+        return []
+    older = (select(RunRow.id).where(RunRow.job_id == JobRow.id, RunRow.status.is_not(None),
+                                     RunRow.scheduled_for < before)
+             .correlate(JobRow).exists())
+    return list(session.scalars(select(JobRow.id).where(JobRow.id.in_(job_ids), older)))
 
 
 def _streaks_beyond(session: Session, job_ids: list[int]

@@ -30,9 +30,14 @@ from orchestrator.history.models import (
     SnapshotRow,
     UserRow,
 )
-from orchestrator.history.queries import client_row, job_row, schedules_and_last_runs
+from orchestrator.history.queries import (
+    client_row,
+    job_row,
+    schedule_kinds,
+    schedules_and_last_runs,
+)
 from orchestrator.jobs.quota import QuotaState, TierMove, state_of, tier_moves
-from orchestrator.schedule.late import ON_TIME, Lateness, lateness, of_jobs
+from orchestrator.schedule.late import ON_TIME, Lateness, due_edges, lateness, of_jobs
 from orchestrator.schedule.spec import parse_schedule
 
 STRIP_DAYS = 30
@@ -138,7 +143,8 @@ def clients(sessions: sessionmaker[Session], *, tz: ZoneInfo, now: datetime,
                                        JobRow.id)
                                 .outerjoin(RunRow, RunRow.id == last_run_subquery())
                                 .where(JobRow.active.is_(True))).all()
-        late = of_jobs(schedules_and_last_runs(session, only), tz, now)
+        late = of_jobs(schedules_and_last_runs(
+            session, only, late_by=due_edges(schedule_kinds(session), tz, now)), tz, now)
     for client_id, status, when, job_id in lasts:
         summary = rows.get(client_id)
         if summary is None:

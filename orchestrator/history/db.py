@@ -61,7 +61,18 @@ def open_engine(url: str) -> Engine:
         raise HistoryError(f"cannot use database {shown_url(url)}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "connect", _postgresql_settings)
     return engine
+
+
+def _postgresql_settings(dbapi_connection: Any, _record: Any) -> None:
+    """No JIT compilation: the history's statements are short, and PostgreSQL's cost estimate
+    for a correlated subquery per job (the dashboard's) makes it compile for tens of
+    milliseconds a statement that runs in one."""
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET jit = off")
+    dbapi_connection.commit()
 
 
 def _private_sqlite(path: Path) -> None:

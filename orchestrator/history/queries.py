@@ -6,10 +6,11 @@ plain values; none commits. Client and job are named by their configuration keys
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from orchestrator.errors import HvbError
@@ -166,11 +167,18 @@ def night_expected(session: Session, client: str, start: datetime, end: datetime
         RunRow.scheduled_for < end)).first() is not None
 
 
-def schedules_and_last_runs(session: Session, client: str | None = None) -> list[Any]:
+def schedules_and_last_runs(session: Session, client: str | None = None, *,
+                            late_by: Mapping[tuple[str, float], datetime] | None = None
+                            ) -> list[Any]:
     """Every active job of a client not destroyed, with what its lateness is judged from:
     ``(job_id, client, job, schedule, window_hours, expected_since, last_scheduled,
     offboard_on)``; ``last_scheduled`` is its latest run's ``scheduled_for`` whatever the run's
-    state (one index seek per job on ``runs(job_id, scheduled_for)``), None when it never ran."""
+    state (one index seek per job on ``runs(job_id, scheduled_for)``), None when it never ran.
+
+    ``late_by`` (``schedule.late.due_edges``) keeps only the jobs that may be late: for each
+    ``(schedule, window_hours)``, those expected before its last instant whose window has
+    passed and with no run from that instant on. The others cannot be late, and a server of
+    thousands of jobs has only a few late ones to work out."""
     last = (select(RunRow.scheduled_for).where(RunRow.job_id == JobRow.id)
             .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow).scalar_subquery())
     query = (select(JobRow.id, ClientRow.key, JobRow.key, JobRow.schedule, JobRow.window_hours,
@@ -180,7 +188,24 @@ def schedules_and_last_runs(session: Session, client: str | None = None) -> list
                     ClientRow.destroyed_at.is_(None)).order_by(ClientRow.key, JobRow.key))
     if client is not None:
         query = query.where(ClientRow.key == client)
+    if late_by is not None:
+        if not late_by:
+            return []
+        query = query.where(or_(*(
+            and_(JobRow.schedule == text, JobRow.window_hours == window,
+                 JobRow.expected_since <= edge,
+                 ~select(RunRow.id).where(RunRow.job_id == JobRow.id,
+                                          RunRow.scheduled_for >= edge)
+                 .correlate(JobRow).exists())
+            for (text, window), edge in late_by.items())))
     return list(session.execute(query).all())
+
+
+def schedule_kinds(session: Session) -> list[tuple[str, float]]:
+    """The ``(schedule, window_hours)`` pairs of the active jobs, each once."""
+    return [(text, window) for text, window in session.execute(
+        select(JobRow.schedule, JobRow.window_hours).where(JobRow.active.is_(True))
+        .distinct()).all()]
 
 
 def scheduler_last_seen(session: Session) -> datetime | None:

@@ -79,18 +79,40 @@ def lateness(schedule: Schedule, window: timedelta, tz: ZoneInfo, *,
     return Lateness(missed, waiting) if missed or waiting else ON_TIME
 
 
+def due_edges(kinds: list[tuple[str, float]], tz: ZoneInfo, now: datetime
+              ) -> dict[tuple[str, float], datetime]:
+    """For each ``(schedule, window_hours)``: its latest instant whose window has passed at
+    ``now``. A job is late exactly when it was expected before that instant and has no run
+    from it on (``lateness``: what is missed lies after the last run and after
+    ``expected_since``, and ends at the last such instant)."""
+    out = {}
+    for text, window_h in kinds:
+        edge = now - timedelta(hours=window_h)
+        instants = list(runs_between(parse_schedule(text), tz, edge - timedelta(days=8), edge))
+        if instants:  # every schedule has an instant a week; an empty one is never late
+            out[(text, window_h)] = instants[-1]
+    return out
+
+
 def of_jobs(rows: list[Any], tz: ZoneInfo, now: datetime) -> dict[int, Lateness]:
     """Each job's lateness, from ``history.queries.schedules_and_last_runs`` rows. Nothing is
-    expected of a client whose contract has ended."""
+    expected of a client whose contract has ended. Jobs alike (the same schedule, window,
+    last run and start) are worked out once: a server of a thousand clients has a few
+    schedules and nights for thousands of jobs."""
     today = now.astimezone(tz).date()
     out = {}
+    seen: dict[tuple[Any, ...], Lateness] = {}
     for job_id, _client, _job, text, window_h, since, last, offboard_on in rows:
         if offboard_on is not None and offboard_on <= today:
             out[job_id] = ON_TIME
             continue
-        out[job_id] = lateness(parse_schedule(text), timedelta(hours=window_h), tz,
-                               last_run=_aware(last), expected_since=_aware(since) or now,
-                               now=now)
+        key = (text, window_h, since, last)
+        found = seen.get(key)
+        if found is None:
+            found = seen[key] = lateness(parse_schedule(text), timedelta(hours=window_h), tz,
+                                         last_run=_aware(last),
+                                         expected_since=_aware(since) or now, now=now)
+        out[job_id] = found
     return out
 
 
