@@ -7,11 +7,12 @@ Builds a configuration of ``--agents`` sites (one client, one host and ``--jobs`
 a fresh PostgreSQL database through the real migrations, and starts two real ``hvbackup
 serve`` processes on it. Every agent enrolls (single-use token), sends a heartbeat and
 delivers its night (3 % of runs failed, 2 % warned): one finished run per job, with its steps
-and log lines, as the agent's spool sends it. A bounded load generator plays the agents over loopback: requests leave at
-``--rate`` per second (a real night spreads its runs over hours: 5,000 runs in ten hours is
-0.14 a second; the default is a few hundred times that, all the agents reconnecting after an
-outage at once), never more than ``--concurrency`` in flight; a latency counts from when the
-request was due, so a generator falling behind shows as latency, not as a gentler load.
+and log lines, as the agent's spool sends it. A bounded load generator plays the agents over
+loopback: requests leave at ``--rate`` per second (a real night spreads its runs over hours:
+5,000 runs in ten hours is 0.14 a second; the default is a few hundred times that, all the
+agents reconnecting after an outage at once), never more than ``--concurrency`` in flight; a
+latency counts from when the request was due, so a generator falling behind shows as
+latency, not as a gentler load.
 ``--rate 0`` sends flat out: that measures capacity, and its latencies are mostly waiting in
 line. Halfway through the night the first server process is killed (SIGKILL), and agents
 whose request it held send the same run again to the other, as an agent retries its spool.
@@ -21,13 +22,17 @@ on the surviving process.
 Goals (issue "site agents"): ingestion p95 under 100 ms, no run lost or duplicated with one
 of the two processes killed, dashboard pages p95 under 150 ms afterwards. Plain HTTP on
 loopback: in production the server sits behind a TLS reverse proxy (docs/agents.md), whose
-cost is not the server's.
+cost is not the server's. Every commit waits for PostgreSQL to flush its log to the disk (a
+run the server answered for is the agent's to forget); on a virtual disk whose flushes stall
+now and then, that is most of the tail: ``--commit no-wait`` measures the same night without
+it, to tell the two apart (``HVB_BENCH_TRACE=1`` prints the latency ten seconds at a time).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import signal
@@ -190,7 +195,9 @@ async def _night(servers: Servers, tokens: list[tuple[str, str]], jobs: int, con
     night = datetime.now(UTC).replace(hour=20, minute=0, second=0, microsecond=0) \
         - timedelta(days=1)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    timings: dict[str, list[float]] = {"enroll": [], "heartbeat": [], "run": []}
+    timings: dict[str, list[float]] = {"enroll": [], "heartbeat": [], "run": [],
+                                       "run-before-kill": [], "run-after-kill": []}
+    trace: list[tuple[float, float]] = []  # (seconds into the night, ms) of each run
     recorded = {"true": 0, "false": 0}
     done = 0
     total_runs = len(tokens) * jobs
@@ -216,6 +223,8 @@ async def _night(servers: Servers, tokens: list[tuple[str, str]], jobs: int, con
                     kind, i, body = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
+                if kind == "run":
+                    body = _a_run(*body[:4], steps, lines, body[4])
                 due = None
                 if rate > 0:
                     due = started + sent / rate
@@ -233,6 +242,9 @@ async def _night(servers: Servers, tokens: list[tuple[str, str]], jobs: int, con
                 assert answer.status_code == 200, f"{answer.status_code} {answer.text}"
                 recorded["true" if answer.json()["recorded"] else "false"] += 1
                 timings["run"].append(ms)
+                (timings["run-after-kill"] if killed_at is not None
+                 else timings["run-before-kill"]).append(ms)
+                trace.append((time.perf_counter() - started, ms))
                 done += 1
                 if killed_at is None and done >= total_runs // 2:
                     killed_at = done
@@ -250,13 +262,17 @@ async def _night(servers: Servers, tokens: list[tuple[str, str]], jobs: int, con
                 n = i * jobs + j
                 status = ("ECHEC" if n % 100 < 3 else "AVERTISSEMENT" if n % 100 < 5
                           else "REUSSIE")
-                queue.put_nowait(("run", i, _a_run(uid, f"c{i:04d}", name,
-                                                   night + timedelta(hours=j % 4),
-                                                   steps, lines, status)))
+                queue.put_nowait(("run", i, (uid, f"c{i:04d}", name,
+                                             night + timedelta(hours=j % 4), status)))
+        # The generator's own pauses would count as the server's latency: what it holds for
+        # the whole night is kept out of the garbage collector's way, and a run's body (40
+        # log lines) is made just before it is sent.
+        gc.collect()
+        gc.freeze()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"timings": timings, "recorded": recorded, "killed_at": killed_at,
+    return {"timings": timings, "trace": trace, "recorded": recorded, "killed_at": killed_at,
             "elapsed": elapsed, "total": total_runs}
 
 
@@ -290,6 +306,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4, help="steps per run")
     parser.add_argument("--lines", type=int, default=40, help="log lines per run")
     parser.add_argument("--page-requests", type=int, default=60)
+    parser.add_argument("--commit", choices=["wait", "no-wait"], default="wait",
+                        help="wait: each commit waits for the disk, as in production; no-wait: "
+                             "synchronous_commit off on the bench's database, to tell the "
+                             "server's own time from the disk's flush latency")
     args = parser.parse_args()
 
     from tests.servers import free_port
@@ -298,6 +318,8 @@ def main() -> int:
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+        if args.commit == "no-wait":
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     database = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     servers: Servers | None = None
     try:
@@ -325,8 +347,9 @@ def main() -> int:
                 distinct = session.scalar(select(func.count(func.distinct(RunRow.uid))))
                 steps = session.scalar(select(func.count()).select_from(RunStepRow))
                 events = session.scalar(select(func.count()).select_from(RunEventRow))
-            # The morning after: PostgreSQL's autovacuum has analysed the night's rows by then
-            # (a database filled in two minutes would otherwise be planned from empty tables).
+            # The morning after, PostgreSQL's autovacuum has analysed the night's rows (it is off
+            # on some test machines; a database filled in two minutes would otherwise be
+            # planned as if its tables were empty).
             with ctx.sessions() as session:
                 session.execute(text("ANALYZE"))
                 session.commit()
@@ -343,14 +366,22 @@ def main() -> int:
     total = result["total"]
     print(f"agents: {args.agents}, runs: {total} ({args.steps} steps and {args.lines} log lines "
           f"each), {f'{args.rate:g} requests/s' if args.rate > 0 else 'flat out'}, at most "
-          f"{args.concurrency} in flight, two server processes on PostgreSQL")
+          f"{args.concurrency} in flight, two server processes on PostgreSQL, commits "
+          f"{'waiting for the disk' if args.commit == 'wait' else 'not waiting for the disk'}")
     print(f"first server killed (SIGKILL) after {result['killed_at']} runs; night delivered in "
           f"{result['elapsed']:.1f} s ({total / result['elapsed']:.0f} runs/s)")
-    for kind in ("enroll", "heartbeat", "run"):
+    for kind in ("enroll", "heartbeat", "run", "run-before-kill", "run-after-kill"):
         values = t[kind]
-        print(f"  {kind:<10} n={len(values):>5}  p50 {statistics.median(values):6.1f} ms  "
+        print(f"  {kind:<15} n={len(values):>5}  p50 {statistics.median(values):6.1f} ms  "
               f"p95 {_pct(values, 95):6.1f} ms  p99 {_pct(values, 99):6.1f} ms  "
               f"max {max(values):7.1f} ms")
+    if os.environ.get("HVB_BENCH_TRACE"):
+        by_ten: dict[int, list[float]] = {}
+        for at, ms in result["trace"]:
+            by_ten.setdefault(int(at // 10), []).append(ms)
+        for tens, values in sorted(by_ten.items()):
+            print(f"    {tens * 10:>4}-{tens * 10 + 10:<4} s  n={len(values):>4}  p95 "
+                  f"{_pct(values, 95):6.1f} ms  max {max(values):7.1f} ms")
     lost = total - distinct
     duplicated = stored - distinct
     print(f"history: {stored} runs ({distinct} distinct uids), {steps} steps, {events} log lines; "
