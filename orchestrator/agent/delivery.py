@@ -33,6 +33,7 @@ from orchestrator.history.models import (
     RunState,
     RunStepRow,
 )
+from orchestrator.report.hotline import add_run_alert
 
 
 class NotOnSite(Exception):
@@ -56,6 +57,9 @@ def record_delivered(sessions: sessionmaker[Session], agent: AgentIdentity,
             if _delivered_before(session, run):
                 return False
             _insert(session, agent, run, now)
+            # The hotline is told of a delivered ECHEC as of one run here (an agent killed
+            # mid-run delivers its HVB-RUN-INTERRUPTED like any other).
+            add_run_alert(session, run.uid, now)
     except IntegrityError:
         with sessions() as session:
             if _delivered_before(session, run):

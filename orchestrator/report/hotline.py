@@ -212,17 +212,23 @@ def record_run_alert(sessions: sessionmaker[Session], run_uid: str, now: datetim
     """After a run closes: the most serious alert its findings call for (an ECHEC, a NON
     EXECUTEE, a second copy in trouble), at most one per run."""
     with sessions() as session, session.begin():
-        run = run_by_uid(session, run_uid)
-        job = session.get_one(JobRow, run.job_id)
-        alerting = [f for f in map(from_dict, run.findings or []) if f.alert is not None]
-        if not alerting:
-            return
-        top = max(alerting, key=lambda f: f.severity)
-        assert top.alert is not None
-        session.add(AlertRow(kind=top.alert.value,
-                             severity="warning" if top.severity == Severity.WARNING else "error",
-                             client_id=job.client_id, job_id=job.id, run_id=run.id,
-                             created_at=now, message=top.headline))
+        add_run_alert(session, run_uid, now)
+
+
+def add_run_alert(session: Session, run_uid: str, now: datetime) -> None:
+    """``record_run_alert`` in the caller's transaction (a run delivered by a site agent: the
+    run and its alert are written together, or neither)."""
+    run = run_by_uid(session, run_uid)
+    job = session.get_one(JobRow, run.job_id)
+    alerting = [f for f in map(from_dict, run.findings or []) if f.alert is not None]
+    if not alerting:
+        return
+    top = max(alerting, key=lambda f: f.severity)
+    assert top.alert is not None
+    session.add(AlertRow(kind=top.alert.value,
+                         severity="warning" if top.severity == Severity.WARNING else "error",
+                         client_id=job.client_id, job_id=job.id, run_id=run.id,
+                         created_at=now, message=top.headline))
 
 
 def send_alerts(loaded: LoadedConfig, sessions: sessionmaker[Session], now: datetime, *,

@@ -17,6 +17,7 @@ from orchestrator.dashboard.accounts import add_user
 from orchestrator.dashboard.auth import create_token
 from orchestrator.history.models import (
     AgentRow,
+    AlertRow,
     ClientRow,
     JobRow,
     RunEventRow,
@@ -195,6 +196,28 @@ def test_the_same_run_delivered_twice_is_recorded_once(central: Central) -> None
     assert body["duration_s"] == 42 * 60
     assert [s["name"] for s in body["steps"]] == ["checkpoint", "upload"]
     assert [e["message"] for e in body["log"]][-1] == "run finished"
+
+
+def test_a_delivered_echec_is_alerted_once_however_often_it_comes(central: Central) -> None:
+    acme = central.enroll("acme-siege", "srv-acme")
+    failed = a_run("202611222200-acme02", "acme", "erp-acme", status="ECHEC",
+                   error_code="HVB-HOST-UNREACHABLE", error_message="hv01 does not answer",
+                   findings=[{"kind": "run_failed", "object": None,
+                              "code": "HVB-HOST-UNREACHABLE", "script_code": None,
+                              "message": "hv01 does not answer on 5986"}])
+    for _ in range(2):
+        answer = central.web.post(f"{API}/runs", headers=acme, json=failed)
+        assert answer.status_code == 200, answer.text
+    with central.sessions() as session:
+        [alert] = session.scalars(select(AlertRow))
+        run = session.scalars(select(RunRow)).one()
+    assert (alert.kind, alert.run_id, alert.severity) == ("echec", run.id, "error")
+    assert "hv01 does not answer on 5986" in alert.message
+    fine = a_run("202611232200-acme03", "acme", "erp-acme",
+                 scheduled_for="2026-11-23T21:00:00+00:00")
+    assert central.web.post(f"{API}/runs", headers=acme, json=fine).status_code == 200
+    with central.sessions() as session:  # a REUSSIE alerts no one
+        assert session.scalar(select(func.count()).select_from(AlertRow)) == 1
 
 
 def test_a_delivered_run_answers_its_run_now_request(central: Central) -> None:
