@@ -45,4 +45,4 @@ bench-agents: venv services
 	$(BIN)/python bench/agents_bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo-state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-state demo-site-durand .pytest_cache .mypy_cache .ruff_cache

@@ -7,14 +7,17 @@
 # « Complément »), a host does not answer on the 19th and the 20th (the
 # hotline acknowledges the outage once, after the 19th; it holds over the 20th). Then a
 # restore of a 48 MB database dump and of a share's large files from the second baie.
-# Everything it writes goes under demo-state/ at the top of the repository (made anew).
+# Durand's jobs run through a site agent (a process of its own, state in demo-site-durand/);
+# acme's on the central server. Everything else it writes goes under demo-state/ at the top
+# of the repository (both made anew).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HVB=.venv/bin/hvbackup
 CONFIG=config/demo.yaml
 export HVBACKUP_PASSPHRASE="demo: not a real passphrase"
 
-rm -rf demo-state
+AGENT=demo-site-durand  # the state folder of durand's site agent ("another machine")
+rm -rf demo-state "$AGENT"
 mkdir -p demo-state/baie-site-a demo-state/baie-site-b  # the two arrays, "mounted"
 echo "== Checking $CONFIG"
 $HVB validate -c "$CONFIG" -q && echo "valid"
@@ -35,9 +38,27 @@ HVBACKUP_USER_PASSWORD="$ADMIN_PASSWORD" $HVB users add -c "$CONFIG" admin --rol
 HVBACKUP_USER_PASSWORD="$CLIENT_PASSWORD" $HVB users add -c "$CONFIG" acme-it --role client \
   --client acme
 echo
-echo "== Four nights, 16 to 19 November 2026 (the scheduler is down from 22:30 on the 17th"
-echo "   to 07:45 on the 18th; acme/bureau, due at 06:00, runs late then, as the reports go out)"
-$HVB nights -c "$CONFIG" --start 2026-11-16 --nights 4 \
+echo "== Durand's site agent: a single-use token made on the server, spent by the agent"
+PORT=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); \
+print(s.getsockname()[1])")
+TOKEN=$($HVB agent token -c "$CONFIG" --site durand-bureaux | grep "^hve_")
+$HVB serve -c "$CONFIG" --port "$PORT" >demo-state/serve.log 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  .venv/bin/python -c "import httpx; httpx.get('http://127.0.0.1:$PORT/login')" 2>/dev/null \
+    && break
+  sleep 0.2
+done
+$HVB agent enroll --server "http://127.0.0.1:$PORT" --token "$TOKEN" --name agent-durand \
+  --state-dir "$AGENT"
+kill $SERVER && wait $SERVER 2>/dev/null || true
+trap - EXIT
+echo
+echo "== Four nights, 16 to 19 November 2026. The central server is down from 22:30 on the 17th"
+echo "   to 07:45 on the 18th: acme/bureau, due at 06:00, runs late then, as the reports go out;"
+echo "   durand's agent backs up on time all the same and its runs reach the server at 07:45."
+$HVB nights -c "$CONFIG" --start 2026-11-16 --nights 4 --agent "$AGENT" \
   --stopped 2026-11-17T22:30/2026-11-18T07:45
 echo
 echo "== The hotline acknowledges durand's outage once (hyperv1 does not answer since the 19th)"
@@ -45,7 +66,7 @@ $HVB acknowledge -c "$CONFIG" durand/serveurs --user admin \
   --comment "hyperv1 en panne, client prévenu, technicien sur place demain"
 echo
 echo "== The fifth night, 20 November: hyperv1 still down, the acknowledgement holds"
-$HVB nights -c "$CONFIG" --start 2026-11-20 --nights 1
+$HVB nights -c "$CONFIG" --start 2026-11-20 --nights 1 --agent "$AGENT"
 echo
 echo "== What is on a simulated host now"
 $HVB inventory -c "$CONFIG" acme/hv01
@@ -70,7 +91,11 @@ cat <<TXT
   history         demo-state/hvbackup.db (SQLite: runs, steps, log lines, restore points)
   baies           demo-state/baie-site-a/<client>/ and demo-state/baie-site-b/<client>/
   keys            demo-state/keys/ (private keys: passphrase "\$HVBACKUP_PASSPHRASE" above)
-  simulated hosts demo-state/simulated/<client>/<host>/ (their disks, databases and shares)
+  simulated hosts demo-state/simulated/acme/<host>/ (their disks, databases and shares)
+  durand's agent  $AGENT/ (its state folder: part.json, the site's part of the
+                    configuration it received; history.db, its own runs; spool.db, what it
+                    delivered; simulated/durand/hyperv1/, the site's host); its runs are in
+                    the server's history too, "agent:agent-durand" as who ran them
   dashboard       $HVB serve -c $CONFIG   then open http://127.0.0.1:8080/
                     admin   / $ADMIN_PASSWORD   (hotline view, every client)
                     acme-it / $CLIENT_PASSWORD   (client portal: acme only)

@@ -39,7 +39,7 @@ from orchestrator.agent.server import Server
 from orchestrator.agent.spool import Delivery, Spool, deliver
 from orchestrator.clock import Clock
 from orchestrator.config.load import LoadedConfig, load_config_text
-from orchestrator.errors import ConfigError, ServerError, ServerUnreachable
+from orchestrator.errors import ConfigError, ServerError, ServerUnreachable, UsageError
 from orchestrator.history.db import open_engine, session_factory, upgrade
 from orchestrator.history.models import (
     ClientRow,
@@ -171,8 +171,11 @@ class Cycle:
 
 
 class Agent:
-    def __init__(self, folder: Path, server: Server, clock: Clock) -> None:
+    def __init__(self, folder: Path, server: Server, clock: Clock,
+                 simulated_only: bool = False) -> None:
         self.folder = folder
+        # A cycle on a simulated clock (``agent run --once --at``) drives simulated hosts only.
+        self.simulated_only = simulated_only
         self.server = server
         self.clock = clock
         self.spool = Spool(folder / "spool.db")
@@ -184,8 +187,14 @@ class Agent:
         out = Cycle()
         part = fetch_part(self.server, self.folder)
         out.offline = part.offline
-        self.ctx = ctx = open_local(load_part(part.config, self.folder), self.clock, self.ctx,
-                                    part.expected_since)
+        loaded = load_part(part.config, self.folder)
+        if self.simulated_only:
+            real = [f"{c}/{h}" for c, client in loaded.config.clients.items()
+                    for h, host in client.hosts.items() if host.transport != "simulated"]
+            if real:
+                raise UsageError("a cycle at a chosen time (--at) only drives simulated hosts; "
+                                 f"not simulated: {', '.join(real)}")
+        self.ctx = ctx = open_local(loaded, self.clock, self.ctx, part.expected_since)
         close_interrupted_runs(ctx.sessions, self.clock.now())
         self._beat(out)
         for due in night.expected(ctx, self.clock.now()):

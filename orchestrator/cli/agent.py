@@ -9,6 +9,7 @@ import argparse
 import os
 import signal
 import socket
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,7 +26,7 @@ from orchestrator.agent.spool import Spool, deliver
 from orchestrator.cli.common import actor, add_config_argument, context, load_from_args
 from orchestrator.cli.timefmt import local_str
 from orchestrator.cli.ui import Ui
-from orchestrator.clock import Clock
+from orchestrator.clock import Clock, SimulatedClock
 from orchestrator.config.sitepart import site_names
 from orchestrator.config.suggest import did_you_mean
 from orchestrator.errors import ServerRefused, ServerUnreachable, UsageError
@@ -73,6 +74,10 @@ def register(sub: Any) -> None:
     service.add_argument("--once", action="store_true",
                          help="one cycle (configuration, due runs, run-now requests, delivery, "
                               "heartbeat), then exit")
+    service.add_argument("--at", metavar="WHEN",
+                         help="with --once, on simulated hosts only ('hvbackup nights', the "
+                              "demo): run the cycle as if it were WHEN (ISO time with its "
+                              "offset, e.g. 2026-11-17T23:00:00+01:00)")
     service.set_defaults(handler=run_service)
 
 
@@ -175,11 +180,26 @@ def _told(ui: Ui, done: Cycle) -> None:
         ui.error(f"the server cannot be reached, the runs wait in the spool: {done.offline}")
 
 
+def _simulated_at(value: str) -> SimulatedClock:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise UsageError(f"--at {value!r}: expected an ISO time with its offset, e.g. "
+                         "2026-11-17T23:00:00+01:00")
+    return SimulatedClock(when)
+
+
 def run_service(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
+    if args.at and not args.once:
+        raise UsageError("--at goes with --once (one simulated cycle)")
+    if args.at:
+        clock = _simulated_at(args.at)
     folder = agent_state.agent_dir(args.state_dir)
     enrolled, token = agent_state.load(folder)
     with door.HttpServer(enrolled.server, enrolled.ca_path, token) as server:
-        agent = Agent(folder, server, clock)
+        agent = Agent(folder, server, clock, simulated_only=bool(args.at))
         if args.once:
             done = agent.cycle()
             _told(ui, done)

@@ -19,6 +19,13 @@ from zoneinfo import ZoneInfo
 
 from orchestrator.cli.common import add_config_argument, context, load_from_args
 from orchestrator.cli.interactive import human_bytes
+from orchestrator.cli.nightagents import (
+    NightAgent,
+    ServedApi,
+    agent_instants,
+    night_agents,
+    run_agent,
+)
 from orchestrator.cli.timefmt import local_str
 from orchestrator.cli.ui import Ui
 from orchestrator.clock import Clock, SimulatedClock
@@ -48,6 +55,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--stopped", action="append", default=[], metavar="FROM/TO",
                         help="the scheduler is down from FROM to TO (MSP time, e.g. "
                              "2026-11-17T22:30/2026-11-18T07:45); may be repeated")
+    parser.add_argument("--agent", action="append", default=[], metavar="DIR",
+                        help="the state folder of a site's agent enrolled with "
+                             "http://127.0.0.1:PORT: the agents' server is served there on the "
+                             "simulated clock (down while --stopped: the central server is "
+                             "stopped too), and the agent runs in a process of its own at its "
+                             "site's scheduled times; may be repeated")
     parser.set_defaults(handler=run)
 
 
@@ -172,19 +185,70 @@ def run(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         backdate_jobs(session, start)  # the simulated hosts hold these jobs from the start
     printer = Printer(ui, tz)
     daemon = Daemon(ctx, listener=printer)
+    agents = night_agents(loaded, args.agent)
     skipped = _already_run(ctx, loaded, start, end)
     for when, label in skipped:
         ui.print(f"{local_str(when, tz)}  {label:<20} skipped: the "
                  f"{when:%Y-%m-%d %H:%M} UTC run of {label} is already in the history")
-    for when in instants(loaded, start, end, stopped):
-        sim.set(max(when, sim.now()))
-        while daemon.tick():  # a job that waited for its host starts when the host is free
-            daemon.wait_idle()
-        daemon.wait_idle()
+    ticks = instants(loaded, start, end, stopped)
+    comebacks = [s.end for s in stopped]
+    agent_times = {a.folder: set(agent_instants(loaded, a, start, end, comebacks))
+                   for a in agents}
+    api = ServedApi(loaded, ctx.sessions, sim, agents[0].host, agents[0].port) \
+        if agents else None
+    try:
+        for when in sorted(set(ticks).union(*agent_times.values())):
+            sim.set(max(when, sim.now()))
+            if api is not None:  # the central server is down while the scheduler is
+                if any(when in s for s in stopped):
+                    api.stop()
+                else:
+                    api.start()
+            for agent in agents:  # first: a run it delivers now is in the history at once
+                if when in agent_times[agent.folder]:
+                    at = sim.now()
+                    _code, said = run_agent(agent, at)
+                    for line in said:
+                        ui.print(f"{local_str(at, tz)}  agent {agent.name}: {line}")
+            if when in ticks:
+                while daemon.tick():  # a job that waited for its host starts when it is free
+                    daemon.wait_idle()
+                daemon.wait_idle()
+    finally:
+        if api is not None:
+            api.stop()
+    printer.rows += _agent_rows(ctx, loaded, agents, start, end)
     ui.print()
     ui.table(["SCHEDULED", "JOB", "STATUS", "CONSISTENCY", "READ", "SENT", "FILES", "NOTE"],
              [row for _when, _label, row in sorted(printer.rows, key=lambda r: r[:2])])
     return 0
+
+
+def _agent_rows(ctx: Any, loaded: LoadedConfig, agents: list[NightAgent], start: datetime,
+                end: datetime) -> list[tuple[datetime, str, list[str]]]:
+    """The table's lines for the runs the agents delivered (as the server recorded them)."""
+    from sqlalchemy import select
+
+    from orchestrator.history.models import ClientRow, JobRow, RunRow
+
+    tz = loaded.config.msp.timezone
+    rows = []
+    with ctx.sessions() as session:
+        for agent in agents:
+            for run, client, job in session.execute(
+                    select(RunRow, ClientRow.key, JobRow.key)
+                    .join(JobRow, RunRow.job_id == JobRow.id)
+                    .join(ClientRow, JobRow.client_id == ClientRow.id)
+                    .where(RunRow.scheduled_for > start, RunRow.scheduled_for <= end,
+                           RunRow.claimed_by == f"agent:{agent.name}")):
+                when = run.scheduled_for
+                note = f"agent {agent.name}" + (
+                    f"; {run.error_message.splitlines()[0]}"[:60] if run.error_message else "")
+                rows.append((when, f"{client}/{job}", [
+                    local_str(when, tz), f"{client}/{job}", run.status or "-",
+                    run.consistency or "-", human_bytes(run.bytes_read or 0),
+                    human_bytes(run.bytes_sent or 0), str(run.files or 0), note]))
+    return rows
 
 
 def _already_run(ctx: Any, loaded: LoadedConfig, start: datetime,

@@ -353,8 +353,9 @@ class SimulatedFault(Model):
     """The failure to produce."""
     target: str | None = None
     """The VM, database or path it hits (all when absent)."""
-    dates: list[date] = Field(default_factory=list)
-    """Nights it happens (MSP time zone); every night when empty."""
+    dates: list[Annotated[date, Field(strict=False)]] = Field(default_factory=list)
+    """Nights it happens (MSP time zone); every night when empty. (An ISO text is taken
+    too: a site's part travels as JSON, which has no dates.)"""
     delay_s: float = Field(default=2.0, ge=0, le=3600)
     """For `slow`: seconds added to each call."""
 

@@ -44,6 +44,21 @@ def test_the_part_of_a_site_loads_as_a_configuration_of_its_own() -> None:
     assert part.clients["bobco"].hosts["hv-bob"].winrm.password_env == "BOBCO_WINRM_PASSWORD"
 
 
+def test_a_part_with_dates_loads_on_the_agent_as_it_travels_in_json(tmp_path: Path) -> None:
+    # A simulated host failing on given nights (the demo's durand): JSON has no dates.
+    text = TWO_SITES.replace(
+        "        site: acme-siege\n        winrm: {username: 'ACME\\\\svc', password_env: "
+        "ACME_WINRM_PASSWORD}\n", "        site: acme-siege\n        transport: simulated\n"
+        "        simulated: {faults: [{kind: unreachable, dates: [2026-11-19]}]}\n", 1)
+    assert text != TWO_SITES
+    loaded = load_config_text(text, "hvbackup.yaml")
+    travelled = json.dumps(loaded.site_part("acme-siege"))
+    again = load_config_text(travelled, str(tmp_path / "part.json"))
+    faults = [f for c in again.config.clients.values() for h in c.hosts.values()
+              if h.simulated for f in h.simulated.faults]
+    assert [str(d) for f in faults for d in f.dates] == ["2026-11-19"]
+
+
 def test_a_baies_maintenance_access_stays_on_the_server() -> None:
     sftp = ("baie-acme-2: {type: sftp, host: baie2.msp.example, user: hvb-acme, append_only: "
             "true, key_file: /etc/hvbackup/baie-key, known_hosts: /etc/hvbackup/known_hosts, "
