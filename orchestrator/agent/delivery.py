@@ -32,6 +32,7 @@ from orchestrator.history.models import (
     RunRow,
     RunState,
     RunStepRow,
+    SnapshotRow,
 )
 from orchestrator.report.hotline import add_run_alert
 
@@ -154,6 +155,13 @@ def _insert(session: Session, agent: AgentIdentity, run: RunIn, now: datetime) -
         session.execute(insert(_table(RunEventRow)), [
             {"run_id": run_id, "at": event.at, "level": event.level, "message": event.message,
              "step_id": step_ids.get(event.step_seq or 0)} for event in run.events])
+    if run.snapshots:
+        client_id = session.scalar(select(JobRow.client_id).where(JobRow.id == job_id))
+        session.execute(insert(_table(SnapshotRow)), [
+            {"snapshot_id": snap.snapshot_id, "baie": snap.baie, "client_id": client_id,
+             "job_id": job_id, "run_id": run_id, "taken_at": snap.taken_at,
+             "bytes_total": snap.bytes_total, "files": snap.files, "objects": []}
+            for snap in run.snapshots])
     if run.request_id is not None:
         session.execute(update(RunRequestRow).where(
             RunRequestRow.id == run.request_id, RunRequestRow.job_id == job_id,

@@ -46,6 +46,15 @@ class ConfigOut(Message):
     expected_since: dict[str, AwareDatetime] = Field(default_factory=dict)
 
 
+class WriterKeysOut(Message):
+    """The writer key of each client of the site (base64, as in ``<state_dir>/keys``): the
+    server keeps every client's writer key and prunes with it; the agent writes with the same
+    one, so that the repository it creates is the server's to maintain and the signer recorded
+    in the client's key file (``keys init``) is the one that signs."""
+
+    keys: dict[str, str]
+
+
 class StepIn(Message):
     seq: Annotated[int, Field(ge=1)]
     name: Annotated[str, Field(min_length=1, max_length=100)]
@@ -67,6 +76,17 @@ class EventIn(Message):
     level: Annotated[str, Field(min_length=1, max_length=10)]
     message: str
     step_seq: Annotated[int, Field(ge=1)] | None = None  # the step it belongs to, if any
+
+
+class SnapshotIn(Message):
+    """A restore point the run committed on one of its job's baies: the server catalogues it
+    as its own runs' (reports, dashboard, verify's check of what a baie lists)."""
+
+    snapshot_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16,64}$")]
+    baie: Name
+    taken_at: AwareDatetime
+    bytes_total: Figure | None = None
+    files: Figure | None = None
 
 
 class RunIn(Message):
@@ -94,6 +114,7 @@ class RunIn(Message):
     sanity_flags: list[dict[str, Any]] = Field(default_factory=list)
     steps: Annotated[list[StepIn], Field(max_length=10_000)] = Field(default_factory=list)
     events: Annotated[list[EventIn], Field(max_length=100_000)] = Field(default_factory=list)
+    snapshots: Annotated[list[SnapshotIn], Field(max_length=1000)] = Field(default_factory=list)
 
 
 class RunOut(Message):

@@ -19,6 +19,7 @@ One cycle (every minute, or once with ``--once``):
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -34,7 +35,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator import __version__
-from orchestrator.agent.protocol import EventIn, HeartbeatIn, RunIn, RunningJob, StepIn
+from orchestrator.agent.protocol import (
+    EventIn,
+    HeartbeatIn,
+    RunIn,
+    RunningJob,
+    SnapshotIn,
+    StepIn,
+)
 from orchestrator.agent.server import Server
 from orchestrator.agent.spool import Delivery, Spool, deliver
 from orchestrator.clock import Clock
@@ -48,12 +56,14 @@ from orchestrator.history.models import (
     RunRow,
     RunState,
     RunStepRow,
+    SnapshotRow,
 )
 from orchestrator.history.sync import sync_config
 from orchestrator.jobs import night
 from orchestrator.jobs.context import RunContext, close_interrupted_runs
 from orchestrator.jobs.run import run_job
 from orchestrator.store.backup import BackupStats
+from orchestrator.store.repository import load_or_create_writer_secret, save_writer_secret
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +102,33 @@ def fetch_part(server: Server, folder: Path) -> Part:
         json.dump(answer.config, f, ensure_ascii=False, indent=1)
     tmp.replace(kept)
     return Part(answer.config, None, dict(answer.expected_since))
+
+
+def _writer_key(folder: Path, client: str) -> Path:
+    return folder / "keys" / f"{client}.writer"  # where LoadedConfig.repository looks
+
+
+def take_writer_keys(server: Server, folder: Path) -> None:
+    """Keep the writer keys the server has for the site's clients. A key already here is never
+    replaced (a repository was written with it): one that is not the server's is said, as the
+    server cannot maintain what it writes."""
+    try:
+        answer = server.writer_keys()
+    except ServerUnreachable as exc:
+        log.warning("writer keys not fetched (the ones kept are used): %s", exc.message)
+        return
+    for client, text in answer.keys.items():
+        secret = base64.b64decode(text)
+        path = _writer_key(folder, client)
+        if path.exists():
+            if load_or_create_writer_secret(path, create=False) != secret:
+                log.error("%s: the writer key on this agent (%s) is not the server's: the "
+                          "server cannot prune what this agent writes until it holds this "
+                          "one: on the server, 'hvbackup keys writer-restore -c FILE %s "
+                          "--key-file F' (with the client's key) takes the key the repository "
+                          "was written with", client, path, client)
+            continue
+        save_writer_secret(path, secret)
 
 
 def load_part(part: dict[str, Any], folder: Path) -> LoadedConfig:
@@ -194,6 +231,13 @@ class Agent:
             if real:
                 raise UsageError("a cycle at a chosen time (--at) only drives simulated hosts; "
                                  f"not simulated: {', '.join(real)}")
+        if part.offline is None:
+            take_writer_keys(self.server, self.folder)
+        missing = [c for c in loaded.config.clients if not _writer_key(self.folder, c).exists()]
+        if missing:
+            raise ServerError(f"the writer key of {', '.join(missing)} was never received from "
+                              "the server: its jobs do not run until it is (the server keeps "
+                              "every client's writer key and prunes with it)")
         self.ctx = ctx = open_local(loaded, self.clock, self.ctx, part.expected_since)
         close_interrupted_runs(ctx.sessions, self.clock.now())
         self._beat(out)
@@ -316,6 +360,8 @@ def run_payload(session: Session, uid: str, request_id: int | None = None) -> Ru
     seq_of = {s.id: s.seq for s in steps}
     events = session.scalars(select(RunEventRow).where(RunEventRow.run_id == run.id)
                              .order_by(RunEventRow.id)).all()
+    snapshots = session.scalars(select(SnapshotRow).where(SnapshotRow.run_id == run.id)
+                                .order_by(SnapshotRow.id)).all()
     trigger = run.trigger if run.trigger in ("schedule", "manual", "dashboard") else "manual"
     finished = _aware(run.finished_at) or _aware(run.started_at)
     return RunIn(
@@ -336,5 +382,8 @@ def run_payload(session: Session, uid: str, request_id: int | None = None) -> Ru
                for s in steps],
         events=[EventIn(at=_aware(e.at), level=e.level, message=e.message,
                         step_seq=seq_of.get(e.step_id) if e.step_id else None)
-                for e in events])
+                for e in events],
+        snapshots=[SnapshotIn(snapshot_id=s.snapshot_id, baie=s.baie,
+                              taken_at=_aware(s.taken_at), bytes_total=s.bytes_total,
+                              files=s.files) for s in snapshots])
 

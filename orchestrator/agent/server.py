@@ -26,6 +26,7 @@ from orchestrator.agent.protocol import (
     RunIn,
     RunOut,
     RunRequestOut,
+    WriterKeysOut,
 )
 from orchestrator.errors import ServerError, ServerRefused, ServerUnreachable
 
@@ -47,6 +48,7 @@ class Server(Protocol):
     def post_run(self, run: RunIn) -> RunOut: ...
     def run_requests(self) -> list[RunRequestOut]: ...
     def heartbeat(self, beat: HeartbeatIn) -> HeartbeatOut: ...
+    def writer_keys(self) -> WriterKeysOut: ...
 
 
 def _verify(ca_file: Path | None) -> ssl.SSLContext | bool:
@@ -139,3 +141,7 @@ class HttpServer:
     def heartbeat(self, beat: HeartbeatIn) -> HeartbeatOut:
         answer = _check(_send(self._client, "POST", "/heartbeat", beat.model_dump(mode="json")))
         return HeartbeatOut.model_validate(answer.json())
+
+    def writer_keys(self) -> WriterKeysOut:
+        return WriterKeysOut.model_validate(_check(_send(self._client, "GET",
+                                                         "/writer-keys")).json())

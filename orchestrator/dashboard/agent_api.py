@@ -9,6 +9,7 @@ not exist, so nothing of another site can be learnt.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -25,12 +26,14 @@ from orchestrator.agent.protocol import (
     RunIn,
     RunOut,
     RunRequestOut,
+    WriterKeysOut,
 )
 from orchestrator.agent.registry import AgentIdentity
 from orchestrator.config.load import LoadedConfig
 from orchestrator.dashboard.request import settings_of
 from orchestrator.errors import UsageError
 from orchestrator.history.queries import jobs_expected_since
+from orchestrator.store.repository import load_or_create_writer_secret
 
 router = APIRouter(prefix=PREFIX, tags=["agents"])
 
@@ -106,11 +109,33 @@ def _utc(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+@router.get("/writer-keys", response_model=WriterKeysOut)
+def get_writer_keys(request: Request, agent: Agent) -> WriterKeysOut:
+    """The writer keys of the clients with a host on the agent's site, made here when a
+    client has none yet (never any other client's)."""
+    jobs = _site_jobs(request, agent)
+    loaded = _config(request)
+    clients = sorted({client for client, _job in jobs})
+    keys = {}
+    for client in clients:
+        path = loaded.state_dir / "keys" / f"{client}.writer"
+        secret = load_or_create_writer_secret(path, create=True)
+        keys[client] = base64.b64encode(secret).decode()
+    return WriterKeysOut(keys=keys)
+
+
 @router.post("/runs", response_model=RunOut)
 def post_run(request: Request, agent: Agent, body: RunIn) -> RunOut:
     """A finished run of one of the site's jobs. Delivering the same uid again answers 200
     with ``recorded: false`` and writes nothing."""
     jobs = _site_jobs(request, agent)
+    if (body.client, body.job) in jobs and body.snapshots:
+        client = _config(request).config.clients[body.client]
+        copies = set(client.jobs[body.job].copies or client.copies or [])
+        strays = sorted({s.baie for s in body.snapshots} - copies)
+        if strays:
+            raise HTTPException(422, f"restore points on {', '.join(strays)}, not a baie this "
+                                     "job copies to in the server's configuration")
     try:
         settings = settings_of(request)
         recorded = delivery.record_delivered(settings.sessions, agent, jobs, body,

@@ -88,7 +88,12 @@ def load_or_create_writer_secret(path: Path, create: bool) -> bytes:
             f"the writer key {path} is missing while the repository exists: restore it from "
             "the orchestrator's self-backup, or with the client's key: "
             "'hvbackup keys writer-restore -c FILE CLIENT --key-file F'")
-    secret = os.urandom(32)
+    return save_writer_secret(path, os.urandom(32))
+
+
+def save_writer_secret(path: Path, secret: bytes) -> bytes:
+    """Keep ``secret`` as the writer key at ``path`` unless one is there already; returns the
+    one in place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written whole under a name of its own, then linked into place: two runs of a new client
     # starting together never read a half-written key, and the second keeps the first's.

@@ -9,8 +9,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from orchestrator.agent import state as agent_state
-from orchestrator.history.models import RunEventRow, RunRow
+from orchestrator.history.models import EmailRow, RunEventRow, RunRow, SnapshotRow
 from tests.agent.test_agent_run import central_of
+from tests.agent.test_killed_agent import _text
+from tests.agent.test_late_delivery import NBSP
 from tests.servers import free_port
 
 
@@ -35,6 +37,10 @@ def test_a_night_with_the_server_stopped_arrives_late_but_whole(  # type: ignore
                "the server cannot be reached, the runs wait in the spool" in ln
                for ln in lines), done.out
     assert "Wed 25/11/2026 07:30  agent srv-acme: 1 run(s) delivered" in done.out
+    # The server maintains what the agent wrote: the agent writes with the server's key.
+    assert "prune of acme failed" not in done.out + done.err, done.out
+    kept = central.loaded.state_dir / "keys" / "acme.writer"
+    assert (folder / "keys" / "acme.writer").read_text() == kept.read_text()
 
     with central.sessions() as session:
         got = {(r.scheduled_for.day, r.claimed_by or ""): r for r in session.scalars(
@@ -47,5 +53,15 @@ def test_a_night_with_the_server_stopped_arrives_late_but_whole(  # type: ignore
         central_runs = session.scalars(select(RunRow.status).where(
             RunRow.claimed_by.is_not(None), RunRow.claimed_by != "agent:srv-acme")).all()
     assert late.files and late.files >= 12 and late.bytes_read  # whole: its figures...
-    assert any("finished: REUSSIE" in m for m in lines_kept)  # ...and its log
+    assert any("finished: REUSSIE" in m for m in lines_kept)  # ...and its log...
+    with central.sessions() as session:  # ...and its restore point, catalogued by the server
+        points = session.execute(select(SnapshotRow.baie, SnapshotRow.run_id).where(
+            SnapshotRow.run_id.in_([r.id for r in got.values()]))
+            .order_by(SnapshotRow.taken_at)).all()
+        digests = {m.created_at.day: m for m in session.scalars(
+            select(EmailRow).where(EmailRow.kind == "digest"))}
+    assert points == [("baie-acme", got[(23, "agent:srv-acme")].id), ("baie-acme", late.id)]
+    report = _text(digests[25])
+    partages = report[report.index("== partages"):]
+    assert f"Points de restauration{NBSP}: 2" in partages.split("\n\n")[0], report
     assert len(central_runs) == 1  # the server's own job ran the night it was up only

@@ -24,6 +24,7 @@ from orchestrator.history.models import (
     RunRequestRow,
     RunRow,
     RunStepRow,
+    SnapshotRow,
 )
 from tests.config.two_sites import BOBCO_TRACES
 from tests.dashboard.agents import API, Central, a_run, later
@@ -105,6 +106,8 @@ def test_another_sites_token_learns_nothing_of_that_site(central: Central) -> No
         ("POST", f"{API}/heartbeat"): lambda: central.web.post(
             f"{API}/heartbeat", headers=acme, json={"version": "1.0.0", "running": [
                 {"client": "bobco", "job": "usine-compta"}]}),
+        ("GET", f"{API}/writer-keys"): lambda: central.web.get(f"{API}/writer-keys",
+                                                               headers=acme),
     }
     routes = {(method.upper(), path) for path, item in central.app.openapi()["paths"].items()
               if path.startswith(API) and path != f"{API}/enroll" for method in item}
@@ -120,6 +123,14 @@ def test_another_sites_token_learns_nothing_of_that_site(central: Central) -> No
     assert calls[("GET", f"{API}/run-requests")]().json() == []
     assert calls[("POST", f"{API}/runs")]().status_code == 403
     assert calls[("POST", f"{API}/heartbeat")]().status_code == 403
+    # The writer keys: ACME's only, the one the server keeps; BobCo's is BobCo's agent's.
+    acme_keys = calls[("GET", f"{API}/writer-keys")]().json()["keys"]
+    assert list(acme_keys) == ["acme"]
+    kept = central.loaded.state_dir / "keys" / "acme.writer"
+    assert acme_keys["acme"] == kept.read_text().strip()
+    assert kept.stat().st_mode & 0o777 == 0o600
+    bob_keys = central.web.get(f"{API}/writer-keys", headers=bob).json()["keys"]
+    assert list(bob_keys) == ["bobco"] and bob_keys["bobco"] != acme_keys["acme"]
 
     # A job that exists nowhere gets the same answer as another site's job.
     nowhere = central.web.post(f"{API}/runs", headers=acme,
@@ -218,6 +229,26 @@ def test_a_delivered_echec_is_alerted_once_however_often_it_comes(central: Centr
     assert central.web.post(f"{API}/runs", headers=acme, json=fine).status_code == 200
     with central.sessions() as session:  # a REUSSIE alerts no one
         assert session.scalar(select(func.count()).select_from(AlertRow)) == 1
+
+
+def test_a_delivered_runs_restore_points_are_catalogued_on_its_jobs_baies_only(
+        central: Central) -> None:
+    acme = central.enroll("acme-siege", "srv-acme")
+    point = {"snapshot_id": "ab" * 32, "baie": "baie-bob", "taken_at": "2026-11-22T21:40:00Z",
+             "bytes_total": 40_000_000_000, "files": 3}
+    stray = a_run("202611222200-acme04", "acme", "erp-acme", snapshots=[point])
+    answer = central.web.post(f"{API}/runs", headers=acme, json=stray)
+    assert answer.status_code == 422
+    assert "not a baie this job copies to" in answer.text
+    assert _runs(central) == 0
+    point["baie"] = "baie-acme-1"
+    answer = central.web.post(f"{API}/runs", headers=acme, json=stray)
+    assert answer.status_code == 200, answer.text
+    with central.sessions() as session:
+        [row] = session.scalars(select(SnapshotRow))
+        run = session.scalars(select(RunRow)).one()
+    assert (row.snapshot_id, row.baie, row.run_id, row.files) == ("ab" * 32, "baie-acme-1",
+                                                                  run.id, 3)
 
 
 def test_a_delivered_run_answers_its_run_now_request(central: Central) -> None:
