@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from orchestrator.baie.target import is_append_only
+from orchestrator.config.models import CENTRAL_SITE
 from orchestrator.errors import HvbError
 from orchestrator.jobs.context import RunContext
 from orchestrator.jobs.offboard import Destruction, destroy_due, offboarded
+from orchestrator.jobs.quota import measure_and_judge
 from orchestrator.jobs.retention import apply_retention
 from orchestrator.store.open import NoRepository, open_for_writing
 from orchestrator.store.prune import PruneReport, prune
@@ -70,6 +72,21 @@ class Maintained:
     destroyed: list[Destruction] = field(default_factory=list)
 
 
+def _measure_agent_client(ctx: RunContext, client: str, now: datetime) -> None:
+    """A client backed up by a site's agent: its volume measured here, once a day after the
+    prune (the agent measures on its own machine, for its own history): the reports, the
+    dashboard and the quota contract read the server's history."""
+    settings = ctx.loaded.config.clients[client]
+    if all(host.site == CENTRAL_SITE for host in settings.hosts.values()):
+        return  # measured after each of its runs, here
+    baies = sorted({b for job in settings.jobs.values() for b in job.copies or settings.copies
+                    or []})
+    try:
+        measure_and_judge(ctx.sessions, ctx.loaded, client, baies, now)
+    except HvbError as exc:
+        log.warning("volume of %s not measured: %s", client, exc)
+
+
 def maintain(ctx: RunContext, now: datetime, actor: str = "scheduler") -> Maintained:
     """Prune every client whose contract runs, then destroy what is due. Never raises: what
     failed is logged and returned, and tried again the next day."""
@@ -84,6 +101,7 @@ def maintain(ctx: RunContext, now: datetime, actor: str = "scheduler") -> Mainta
         except HvbError as exc:
             done.failed[client] = exc.message
             log.warning("prune of %s failed: %s", client, exc)
+        _measure_agent_client(ctx, client, now)
     try:
         done.destroyed = destroy_due(loaded, ctx.sessions, now, actor)
     except HvbError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from orchestrator.agent import state as agent_state
-from orchestrator.history.models import EmailRow, RunEventRow, RunRow, SnapshotRow
+from orchestrator.history.models import BaieUsageRow, EmailRow, RunEventRow, RunRow, SnapshotRow
 from tests.agent.test_agent_run import central_of
 from tests.agent.test_killed_agent import _text
 from tests.agent.test_late_delivery import NBSP
@@ -60,7 +60,11 @@ def test_a_night_with_the_server_stopped_arrives_late_but_whole(  # type: ignore
             .order_by(SnapshotRow.taken_at)).all()
         digests = {m.created_at.day: m for m in session.scalars(
             select(EmailRow).where(EmailRow.kind == "digest"))}
+        measured = session.execute(select(BaieUsageRow.baie, BaieUsageRow.bytes_stored)
+                                   .where(BaieUsageRow.baie == "baie-acme")).all()
     assert points == [("baie-acme", got[(23, "agent:srv-acme")].id), ("baie-acme", late.id)]
+    # The server measured the volume the agent's baie holds (reports, dashboard, quota).
+    assert measured and all(size > 10_000 for _baie, size in measured), measured
     report = _text(digests[25])
     partages = report[report.index("== partages"):]
     assert f"Points de restauration{NBSP}: 2" in partages.split("\n\n")[0], report
