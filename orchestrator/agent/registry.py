@@ -95,6 +95,14 @@ def enroll(sessions: sessionmaker[Session], enrollment_token: str, name: str, ve
         if _active(session, name) is not None:
             raise UsageError(f"an agent named {name!r} is already enrolled: revoke it first "
                              f"('hvbackup agent revoke {name}') or choose another name")
+        serving = session.scalars(select(AgentRow.name).where(
+            AgentRow.site == site, AgentRow.revoked_at.is_(None))).first()
+        if serving is not None:
+            # Two agents of one site would both run its jobs (the host captured twice a night,
+            # one of the two runs refused): one agent a site, replaced by revoking it.
+            raise UsageError(f"site {site!r} already has an enrolled agent, {serving!r}: "
+                             f"revoke it first ('hvbackup agent revoke {serving}' on the "
+                             "server) to replace it; the token is not spent")
         row = AgentRow(site=site, name=name, token_sha256=sha256(token), enrolled_at=now,
                        last_seen_at=now, version=version[:40], running=[], queued_runs=0)
         session.add(row)

@@ -203,6 +203,7 @@ class Progress:
 @dataclass
 class Cycle:
     ran: list[str] = field(default_factory=list)  # uids run in this cycle
+    status: dict[str, str] = field(default_factory=dict)  # uid -> its status
     offline: str | None = None  # why the server was not reached, when it was not
     delivery: Delivery | None = None
 
@@ -252,6 +253,7 @@ class Agent:
                 result = night.run_due(ctx, due)
             if result is not None:
                 out.ran.append(result.uid)
+                out.status[result.uid] = result.status.value
         if out.offline is None:
             self._requests(ctx, out)
         self._queue(ctx)
@@ -284,6 +286,7 @@ class Agent:
                 result = run_job(ctx, ref, trigger="dashboard")
             self.spool.take_request(request.id, result.uid, self.clock.now())
             out.ran.append(result.uid)
+            out.status[result.uid] = result.status.value
 
     def _queue(self, ctx: RunContext) -> None:
         """Every finished run of the local history not in the spool yet, queued whole."""

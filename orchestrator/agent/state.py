@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from orchestrator.config.load import default_state_dir
-from orchestrator.errors import ServerRefused, UsageError
+from orchestrator.errors import UsageError
 from orchestrator.private import private_dir
 
 STATE_FILE = "agent.json"
@@ -37,8 +37,9 @@ class AgentState:
 
 def agent_dir(value: str | None) -> Path:
     """The agent's state folder: ``--state-dir``, else ``agent`` in the platform's state
-    folder (so that an agent on the central server keeps apart from it)."""
-    return Path(value) if value else default_state_dir() / "agent"
+    folder (so that an agent on the central server keeps apart from it). Made absolute: the
+    folder is the base of the part's relative paths, its own included."""
+    return Path(value).absolute() if value else default_state_dir() / "agent"
 
 
 def server_url(value: str) -> str:
@@ -81,6 +82,7 @@ def load(folder: Path) -> tuple[AgentState, str]:
         raw = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
         token = (folder / TOKEN_FILE).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise ServerRefused(f"no agent is enrolled in {folder}: run 'hvbackup agent enroll "
-                            "--server URL --token TOKEN' first") from None
+        raise UsageError(f"no agent is enrolled in {folder}: run 'hvbackup agent enroll "
+                         "--server URL --token TOKEN' first (or give the --state-dir it was "
+                         "enrolled with)") from None
     return AgentState(**raw), token

@@ -170,7 +170,7 @@ def run_deliver(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
 
 def _told(ui: Ui, done: Cycle) -> None:
     for uid in done.ran:
-        ui.print(f"run {uid} finished")
+        ui.print(f"run {uid} finished: {done.status.get(uid, '?')}")
     if done.delivery is not None:
         for line in done.delivery.refused:
             ui.error(f"refused by the server, kept in the spool and no longer sent: {line}")

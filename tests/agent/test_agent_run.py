@@ -173,7 +173,7 @@ def test_with_the_server_down_the_agent_backs_up_and_delivers_once_when_it_is_ba
 
 def test_an_agent_never_enrolled_and_never_configured_says_so(tmp_path: Path) -> None:
     ran = agent_run(tmp_path / "agent", "2026-11-23T21:05:00+00:00")
-    assert ran.code == 8
+    assert ran.code == 2  # a usage error: the wrong --state-dir, or not enrolled yet
     assert "no agent is enrolled in" in ran.err and "hvbackup agent enroll" in ran.err
 
 
@@ -271,3 +271,20 @@ def test_an_agent_that_never_received_its_part_runs_nothing_and_says_so(
     assert down.code == 8
     assert "no configuration was ever received from the server" in down.err
     assert not (folder / "part.json").exists() and not any((tmp_path / "baie-acme").rglob("*"))
+
+
+def test_a_relative_state_dir_is_one_folder_whatever_the_cwd(tmp_path: Path,
+                                                             monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The folder is the base of the part's relative paths, its own state_dir included: a
+    # relative one would nest (agent1/agent1/history.db).
+    from orchestrator.agent.runner import load_part
+    from orchestrator.agent.state import agent_dir
+
+    monkeypatch.chdir(tmp_path)
+    folder = agent_dir("agent1")
+    assert folder == tmp_path / "agent1"
+    loaded = load_part({"version": 1, "msp": {"name": "MSP", "hotline": ["h@msp.example"]},
+                        "baies": {"b": {"type": "local", "path": "/srv/b"}}, "clients": {}},
+                       folder)
+    assert loaded.state_dir == tmp_path / "agent1"
+    assert loaded.database_url == f"sqlite:///{tmp_path / 'agent1' / 'history.db'}"

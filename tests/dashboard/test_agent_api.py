@@ -80,14 +80,31 @@ def test_an_enrollment_token_is_spent_once_and_expires(central: Central) -> None
 def test_a_name_already_enrolled_is_refused_without_spending_the_token(
         central: Central) -> None:
     central.enroll("acme-siege", "srv-acme")
-    token = central.enrollment("acme-siege")
+    token = central.enrollment("bobco-usine")
     taken = central.web.post(f"{API}/enroll", json={"token": token, "name": "srv-acme",
                                                     "version": "1.0.0"})
     assert taken.status_code == 409
     assert "hvbackup agent revoke srv-acme" in taken.json()["detail"]
-    other = central.web.post(f"{API}/enroll", json={"token": token, "name": "srv-acme-2",
+    other = central.web.post(f"{API}/enroll", json={"token": token, "name": "srv-bob",
                                                     "version": "1.0.0"})
     assert other.status_code == 200, other.text
+
+
+def test_a_second_agent_for_a_site_is_refused_until_the_first_is_revoked(
+        central: Central, cli) -> None:  # type: ignore[no-untyped-def]
+    central.enroll("acme-siege", "srv-acme")
+    token = central.enrollment("acme-siege")
+    second = central.web.post(f"{API}/enroll", json={"token": token, "name": "pc-atelier",
+                                                     "version": "1.0.0"})
+    assert second.status_code == 409
+    assert second.json()["detail"] == (
+        "site 'acme-siege' already has an enrolled agent, 'srv-acme': revoke it first "
+        "('hvbackup agent revoke srv-acme' on the server) to replace it; the token is not "
+        "spent")
+    assert cli("agent", "revoke", "-c", str(central.path), "srv-acme").code == 0
+    again = central.web.post(f"{API}/enroll", json={"token": token, "name": "pc-atelier",
+                                                    "version": "1.0.0"})
+    assert again.status_code == 200, again.text
 
 
 def test_another_sites_token_learns_nothing_of_that_site(central: Central) -> None:
