@@ -10,7 +10,7 @@ not exist, so nothing of another site can be learnt.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -32,12 +32,13 @@ from orchestrator.agent.registry import AgentIdentity
 from orchestrator.config.load import LoadedConfig
 from orchestrator.dashboard.request import settings_of
 from orchestrator.errors import UsageError
-from orchestrator.history.queries import jobs_expected_since
+from orchestrator.history.queries import jobs_expected_since, last_scheduled_runs
 from orchestrator.store.repository import load_or_create_writer_secret
 
 router = APIRouter(prefix=PREFIX, tags=["agents"])
 
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+_JUST_AFTER = timedelta(microseconds=1)
 # Said without the names the agent sent: an answer never repeats anything of another site.
 _NOT_ON_SITE = ("the job is not one of site {site!r}'s jobs in the server's configuration "
                 "(GET /config lists them)")
@@ -100,9 +101,20 @@ def get_config(request: Request, agent: Agent) -> ConfigOut:
     jobs = _site_jobs(request, agent)
     with settings_of(request).sessions() as session:
         since = jobs_expected_since(session)
+        recorded = last_scheduled_runs(session)
+    expected = {}
+    for key, when in since.items():
+        if key not in jobs:
+            continue
+        # A slot the history has a run for is not expected again: an agent that replaced a
+        # revoked one, or whose state folder was put back from an old copy, does not run (and
+        # write to the baie) what the server already has.
+        last = recorded.get(key)
+        if last is not None and _utc(last) >= _utc(when):
+            when = last + _JUST_AFTER
+        expected[f"{key[0]}/{key[1]}"] = _utc(when)
     return ConfigOut(site=agent.site, config=_config(request).site_part(agent.site),
-                     expected_since={f"{c}/{j}": _utc(when) for (c, j), when in since.items()
-                                     if (c, j) in jobs})
+                     expected_since=expected)
 
 
 def _utc(when: datetime) -> datetime:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from orchestrator.errors import HvbError
@@ -71,6 +71,15 @@ def jobs_expected_since(session: Session) -> dict[tuple[str, str], datetime]:
     rows = session.execute(select(ClientRow.key, JobRow.key, JobRow.expected_since)
                            .join(ClientRow)).all()
     return {(client, job): since for client, job, since in rows}
+
+
+def last_scheduled_runs(session: Session) -> dict[tuple[str, str], datetime]:
+    """Each job's latest scheduled run in the history (whatever its state or who ran it)."""
+    rows = session.execute(select(ClientRow.key, JobRow.key, func.max(RunRow.scheduled_for))
+                           .join(JobRow, RunRow.job_id == JobRow.id).join(ClientRow)
+                           .where(RunRow.trigger == "schedule")
+                           .group_by(ClientRow.key, JobRow.key)).all()
+    return {(client, job): when for client, job, when in rows if when is not None}
 
 
 def runs_scheduled_since(session: Session, since: datetime) -> set[tuple[str, str, datetime]]:

@@ -288,3 +288,25 @@ def test_a_relative_state_dir_is_one_folder_whatever_the_cwd(tmp_path: Path,
                        folder)
     assert loaded.state_dir == tmp_path / "agent1"
     assert loaded.database_url == f"sqlite:///{tmp_path / 'agent1' / 'history.db'}"
+
+
+def test_an_agent_replacing_a_revoked_one_does_not_run_what_the_server_has(
+        cli, tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+    central = central_of(tmp_path, clock)
+    with serve_tls(central.app, tmp_path) as (url, ca):
+        enroll(cli, central, url, ca, tmp_path / "agent")
+        first = agent_run(tmp_path / "agent", "2026-11-23T21:05:00+00:00")  # 22:05: partages
+        assert first.code == 0 and "1 run(s) delivered" in first.out, first.err
+        assert cli("agent", "revoke", "-c", str(central.path), "srv-acme").code == 0
+        # The site's machine replaced: a new agent, a new (empty) state folder, same night.
+        result = cli("agent", "enroll", "--server", url, "--token",
+                     central.enrollment("acme-siege"), "--ca-file", str(ca), "--name",
+                     "srv-acme-neuf", "--state-dir", str(tmp_path / "new"))
+        assert result.code == 0, result.err
+        again = agent_run(tmp_path / "new", "2026-11-23T21:30:00+00:00")
+        assert again.code == 0, again.err
+        assert "0 run(s), 0 waiting" in again.out  # the server has that night's run
+        night = agent_run(tmp_path / "new", "2026-11-24T21:05:00+00:00")  # the next one runs
+        assert night.code == 0 and "1 run(s) delivered" in night.out, night.err
+    assert [(r.scheduled_for.day, r.claimed_by) for r in runs(central)] == [
+        (23, "agent:srv-acme"), (24, "agent:srv-acme-neuf")]
