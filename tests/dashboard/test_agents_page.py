@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from orchestrator.clock import FrozenClock
 from orchestrator.dashboard.accounts import add_user
+from tests.config.two_sites import write_two_sites
 from tests.dashboard.agents import API, Central
 from tests.dashboard.site import csrf_of
 
@@ -41,13 +42,22 @@ def _rows(html: str) -> dict[str, list[str]]:
 
 def test_the_hotline_reads_every_agent_and_a_client_is_refused(tmp_path: Path,
                                                                clock: FrozenClock) -> None:
-    central = Central(tmp_path, clock)  # 23/11/2026 10:00 in Paris
+    # One agent a site: ACME's annex gets a site (and an agent) of its own here.
+    path = write_two_sites(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    annex = text.replace("sites:\n", "sites:\n  acme-annexe:\n    name: ACME, annexe\n"
+                         "    heartbeat_minutes: 30\n", 1).replace(
+        "        address: hv02.annexe-acme.local\n",
+        "        address: hv02.annexe-acme.local\n        site: acme-annexe\n", 1)
+    assert "  acme-annexe:\n" in annex and "site: acme-annexe" in annex
+    path.write_text(annex, encoding="utf-8")
+    central = Central(tmp_path, clock, config=path)  # 23/11/2026 10:00 in Paris
     add_user(central.sessions, "marie", "hotline password 1", "hotline", None, "test",
              clock.now())
     add_user(central.sessions, "acme-it", "acme portal password", "client", "acme", "test",
              clock.now())
     busy = central.enroll("acme-siege", "srv-acme")
-    central.enroll("acme-siege", "srv-acme-old")  # enrolled, never called since
+    central.enroll("acme-annexe", "srv-acme-old")  # enrolled, never called since
     clock.advance(timedelta(minutes=30))
     assert central.web.post(f"{API}/heartbeat", headers=busy, json={
         "version": "1.4.2", "queued_runs": 2, "running": [
@@ -66,7 +76,7 @@ def test_the_hotline_reads_every_agent_and_a_client_is_refused(tmp_path: Path,
                                 "2"]
     assert 'data-agent="srv-acme" data-silent="no"' in page.text
     assert rows["srv-acme-old"] == [
-        "ACME, siège de Lyon acme-siege", "srv-acme-old", "1.0.0",
+        "ACME, annexe acme-annexe", "srv-acme-old", "1.0.0",
         f"23/11/2026 10:00 · silencieux depuis 0 h 31 min (attendu toutes les 30{NBSP}min)",
         "rien", "0"]
     assert re.search(r'<td class="seen late">23/11/2026 10:00', page.text)  # in red
@@ -74,7 +84,7 @@ def test_the_hotline_reads_every_agent_and_a_client_is_refused(tmp_path: Path,
         "BobCo, usine bobco-usine",
         f"aucun agent enrôlé{NBSP}: rien de ce site n'arrive (hvbackup agent token --site "
         "bobco-usine)"]
-    assert list(rows) == ["srv-acme", "srv-acme-old", "site:bobco-usine"]
+    assert list(rows) == ["srv-acme-old", "srv-acme", "site:bobco-usine"]
 
     portal = _login(central, "acme-it", "acme portal password")
     refused = portal.get("/agents")
