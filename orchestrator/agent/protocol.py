@@ -38,12 +38,27 @@ class EnrollOut(Message):
     name: str
 
 
+class KnownSnapshot(Message):
+    """A restore point of one of the site's jobs in the server's catalogue (whoever wrote
+    it: this agent, one it replaced, or this agent before its state folder was put back)."""
+
+    client: str
+    job: str
+    snapshot_id: str
+    baie: str
+    taken_at: AwareDatetime
+    forgotten: bool = False  # let go by the server's retention (and pruned)
+
+
 class ConfigOut(Message):
     site: str
     config: dict[str, Any]  # config/sitepart.py: the site's part, YAML keys
     # "client/job" -> since when the server expects it (the job's arrival in the server's
     # configuration, or its last change of schedule): the agent runs what the server awaits.
     expected_since: dict[str, AwareDatetime] = Field(default_factory=dict)
+    # The server's catalogue of the site's restore points: the agent checks its baies against
+    # it (a point it does not know would be "planted", one it knows gone "missing").
+    snapshots: list[KnownSnapshot] = Field(default_factory=list)
 
 
 class WriterKeysOut(Message):

@@ -38,6 +38,7 @@ from orchestrator import __version__
 from orchestrator.agent.protocol import (
     EventIn,
     HeartbeatIn,
+    KnownSnapshot,
     RunIn,
     RunningJob,
     SnapshotIn,
@@ -83,6 +84,7 @@ class Part:
     config: dict[str, Any]
     offline: str | None
     expected_since: dict[str, datetime] = field(default_factory=dict)
+    snapshots: list[KnownSnapshot] = field(default_factory=list)
 
 
 def fetch_part(server: Server, folder: Path) -> Part:
@@ -101,7 +103,7 @@ def fetch_part(server: Server, folder: Path) -> Part:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(answer.config, f, ensure_ascii=False, indent=1)
     tmp.replace(kept)
-    return Part(answer.config, None, dict(answer.expected_since))
+    return Part(answer.config, None, dict(answer.expected_since), list(answer.snapshots))
 
 
 def _writer_key(folder: Path, client: str) -> Path:
@@ -165,6 +167,31 @@ def open_local(loaded: LoadedConfig, clock: Clock, previous: RunContext | None,
                 if when is not None:
                     job.expected_since = when
     return RunContext(loaded, clock, sessions)
+
+
+def adopt_snapshots(ctx: RunContext, known: list[KnownSnapshot], now: datetime) -> None:
+    """The server's catalogue into the agent's: restore points another agent of the site
+    wrote (one this agent replaced), or this agent before its state folder was put back, are
+    known; those the server's retention let go are forgotten here too. Nothing is removed."""
+    if not known:
+        return
+    with ctx.sessions() as session, session.begin():
+        jobs = {(c, j): (job_id, client_id) for job_id, client_id, c, j in session.execute(
+            select(JobRow.id, JobRow.client_id, ClientRow.key, JobRow.key).join(ClientRow))}
+        have = {(r.snapshot_id, r.baie): r for r in session.scalars(select(SnapshotRow))}
+        for point in known:
+            row = have.get((point.snapshot_id, point.baie))
+            if row is None:
+                ids = jobs.get((point.client, point.job))
+                if ids is None:
+                    continue
+                row = SnapshotRow(snapshot_id=point.snapshot_id, baie=point.baie,
+                                  client_id=ids[1], job_id=ids[0], run_id=None,
+                                  taken_at=point.taken_at, objects=[])
+                session.add(row)
+                have[(point.snapshot_id, point.baie)] = row
+            if point.forgotten and row.forgotten_at is None:
+                row.forgotten_at, row.forget_reason = now, "retention on the server"
 
 
 # -- what the agent runs now (for its heartbeat) --------------------------------------------
@@ -240,6 +267,7 @@ class Agent:
                               "the server: its jobs do not run until it is (the server keeps "
                               "every client's writer key and prunes with it)")
         self.ctx = ctx = open_local(loaded, self.clock, self.ctx, part.expected_since)
+        adopt_snapshots(ctx, part.snapshots, self.clock.now())
         close_interrupted_runs(ctx.sessions, self.clock.now())
         self._beat(out)
         for due in night.expected(ctx, self.clock.now()):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from sqlalchemy import select
 
 from orchestrator.agent import delivery, registry
 from orchestrator.agent.protocol import (
@@ -23,6 +24,7 @@ from orchestrator.agent.protocol import (
     EnrollOut,
     HeartbeatIn,
     HeartbeatOut,
+    KnownSnapshot,
     RunIn,
     RunOut,
     RunRequestOut,
@@ -32,6 +34,7 @@ from orchestrator.agent.registry import AgentIdentity
 from orchestrator.config.load import LoadedConfig
 from orchestrator.dashboard.request import settings_of
 from orchestrator.errors import UsageError
+from orchestrator.history.models import ClientRow, JobRow, SnapshotRow
 from orchestrator.history.queries import jobs_expected_since, last_scheduled_runs
 from orchestrator.store.repository import load_or_create_writer_secret
 
@@ -102,6 +105,14 @@ def get_config(request: Request, agent: Agent) -> ConfigOut:
     with settings_of(request).sessions() as session:
         since = jobs_expected_since(session)
         recorded = last_scheduled_runs(session)
+        known = [KnownSnapshot(client=c, job=j, snapshot_id=row.snapshot_id, baie=row.baie,
+                               taken_at=_utc(row.taken_at),
+                               forgotten=row.forgotten_at is not None)
+                 for row, c, j in session.execute(
+                     select(SnapshotRow, ClientRow.key, JobRow.key)
+                     .join(JobRow, SnapshotRow.job_id == JobRow.id)
+                     .join(ClientRow, JobRow.client_id == ClientRow.id)
+                     .order_by(SnapshotRow.id)) if (c, j) in jobs]
     expected = {}
     for key, when in since.items():
         if key not in jobs:
@@ -114,7 +125,7 @@ def get_config(request: Request, agent: Agent) -> ConfigOut:
             when = last + _JUST_AFTER
         expected[f"{key[0]}/{key[1]}"] = _utc(when)
     return ConfigOut(site=agent.site, config=_config(request).site_part(agent.site),
-                     expected_since=expected)
+                     expected_since=expected, snapshots=known)
 
 
 def _utc(when: datetime) -> datetime:

@@ -310,3 +310,7 @@ def test_an_agent_replacing_a_revoked_one_does_not_run_what_the_server_has(
         assert night.code == 0 and "1 run(s) delivered" in night.out, night.err
     assert [(r.scheduled_for.day, r.claimed_by) for r in runs(central)] == [
         (23, "agent:srv-acme"), (24, "agent:srv-acme-neuf")]
+    # The restore point the first agent wrote is the server's, hence known to the new one:
+    # not "a backup we did not make" on the baie.
+    second = runs(central)[1]
+    assert (second.status, second.error_code) == ("REUSSIE", None), second.findings
