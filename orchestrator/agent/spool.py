@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -46,6 +46,9 @@ class Delivery:
     refused: list[str]  # "uid: reason" of runs refused for good in this pass
     waiting: int  # runs still to deliver
     unreachable: str | None  # why delivery stopped early, None when it went through
+    # The runs delivered in this pass: (uid, "client/job", scheduled_for, finished_at, steps,
+    # log lines), for the agent to say which arrived late.
+    sent: list[tuple[str, str, datetime, datetime, int, int]] = field(default_factory=list)
 
 
 class Spool:
@@ -118,6 +121,7 @@ def deliver(spool: Spool, server: Server, now: datetime) -> Delivery:
     """Post every waiting run to ``server``. Stops at the first ServerUnreachable (the rest
     waits for the next pass); ServerRefused (the agent's token) goes up."""
     delivered, refused = 0, []
+    sent: list[tuple[str, str, datetime, datetime, int, int]] = []
     for run in spool.waiting():
         try:
             server.post_run(run)
@@ -127,7 +131,9 @@ def deliver(spool: Spool, server: Server, now: datetime) -> Delivery:
             continue
         except ServerUnreachable as exc:
             spool.mark(run.uid, None, now, exc.message)
-            return Delivery(delivered, refused, len(spool.waiting()), exc.message)
+            return Delivery(delivered, refused, len(spool.waiting()), exc.message, sent)
         spool.mark(run.uid, "delivered_at", now, None)
         delivered += 1
-    return Delivery(delivered, refused, 0, None)
+        sent.append((run.uid, f"{run.client}/{run.job}", run.scheduled_for, run.finished_at,
+                     len(run.steps), len(run.events)))
+    return Delivery(delivered, refused, 0, None, sent)

@@ -9,10 +9,11 @@ import argparse
 import os
 import signal
 import socket
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -168,7 +169,10 @@ def run_deliver(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     return ServerRefused.exit_code if result.refused else 0
 
 
-def _told(ui: Ui, done: Cycle) -> None:
+LATE = timedelta(minutes=15)  # a run delivered this long after it ended is said late
+
+
+def _told(ui: Ui, done: Cycle, tz: ZoneInfo, now: datetime) -> None:
     for uid in done.ran:
         ui.print(f"run {uid} finished: {done.status.get(uid, '?')}")
     if done.delivery is not None:
@@ -176,6 +180,11 @@ def _told(ui: Ui, done: Cycle) -> None:
             ui.error(f"refused by the server, kept in the spool and no longer sent: {line}")
         if done.delivery.delivered:
             ui.print(f"{done.delivery.delivered} run(s) delivered")
+        for uid, job, scheduled, finished, steps, lines in done.delivery.sent:
+            if now - finished >= LATE:
+                ui.print(f"  delivered late: {job} of {local_str(scheduled, tz)} (run {uid}, "
+                         f"ended {local_str(finished, tz)}), whole: {steps} step(s), "
+                         f"{lines} log line(s)")
     if done.offline:
         ui.error(f"the server cannot be reached, the runs wait in the spool: {done.offline}")
 
@@ -191,6 +200,10 @@ def _simulated_at(value: str) -> SimulatedClock:
     return SimulatedClock(when)
 
 
+def _tz(agent: Agent) -> ZoneInfo:
+    return agent.ctx.loaded.config.msp.timezone if agent.ctx is not None else ZoneInfo("UTC")
+
+
 def run_service(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
     if args.at and not args.once:
         raise UsageError("--at goes with --once (one simulated cycle)")
@@ -202,7 +215,7 @@ def run_service(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         agent = Agent(folder, server, clock, simulated_only=bool(args.at))
         if args.once:
             done = agent.cycle()
-            _told(ui, done)
+            _told(ui, done, _tz(agent), clock.now())
             waiting = len(agent.spool.waiting())
             ui.print(f"agent {enrolled.name} (site {enrolled.site}): {len(done.ran)} run(s), "
                      f"{waiting} waiting in the spool")
@@ -218,6 +231,6 @@ def run_service(args: argparse.Namespace, clock: Clock, ui: Ui) -> int:
         signal.signal(signal.SIGINT, stop)
         ui.print(f"hvbackup agent {enrolled.name} for site {enrolled.site} of "
                  f"{enrolled.server}; SIGTERM to stop")
-        agent.serve(report=lambda done: _told(ui, done))
+        agent.serve(report=lambda done: _told(ui, done, _tz(agent), clock.now()))
         ui.print("stopped")
     return 0

@@ -37,6 +37,10 @@ def test_a_night_with_the_server_stopped_arrives_late_but_whole(  # type: ignore
                "the server cannot be reached, the runs wait in the spool" in ln
                for ln in lines), done.out
     assert "Wed 25/11/2026 07:30  agent srv-acme: 1 run(s) delivered" in done.out
+    late_line = next(ln for ln in lines if "delivered late" in ln)
+    assert late_line.startswith("Wed 25/11/2026 07:30  agent srv-acme: delivered late: "
+                                "acme/partages of Tue 24/11/2026 22:00 (run "), late_line
+    assert "), whole: " in late_line and "step(s)" in late_line
     # The server maintains what the agent wrote: the agent writes with the server's key.
     assert "prune of acme failed" not in done.out + done.err, done.out
     kept = central.loaded.state_dir / "keys" / "acme.writer"
