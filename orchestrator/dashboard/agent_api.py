@@ -104,7 +104,9 @@ def get_config(request: Request, agent: Agent) -> ConfigOut:
     jobs = _site_jobs(request, agent)
     with settings_of(request).sessions() as session:
         since = jobs_expected_since(session)
-        recorded = last_scheduled_runs(session)
+        recorded = last_scheduled_runs(session, jobs)
+        # The site's clients only (an agent asks every minute; the catalogue is every
+        # client's restore points).
         known = [KnownSnapshot(client=c, job=j, snapshot_id=row.snapshot_id, baie=row.baie,
                                taken_at=_utc(row.taken_at),
                                forgotten=row.forgotten_at is not None)
@@ -112,6 +114,7 @@ def get_config(request: Request, agent: Agent) -> ConfigOut:
                      select(SnapshotRow, ClientRow.key, JobRow.key)
                      .join(JobRow, SnapshotRow.job_id == JobRow.id)
                      .join(ClientRow, JobRow.client_id == ClientRow.id)
+                     .where(ClientRow.key.in_({c for c, _j in jobs}))
                      .order_by(SnapshotRow.id)) if (c, j) in jobs]
     expected = {}
     for key, when in since.items():

@@ -6,11 +6,11 @@ plain values; none commits. Client and job are named by their configuration keys
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from orchestrator.errors import HvbError
@@ -73,13 +73,20 @@ def jobs_expected_since(session: Session) -> dict[tuple[str, str], datetime]:
     return {(client, job): since for client, job, since in rows}
 
 
-def last_scheduled_runs(session: Session) -> dict[tuple[str, str], datetime]:
-    """Each job's latest scheduled run in the history (whatever its state or who ran it)."""
-    rows = session.execute(select(ClientRow.key, JobRow.key, func.max(RunRow.scheduled_for))
-                           .join(JobRow, RunRow.job_id == JobRow.id).join(ClientRow)
-                           .where(RunRow.trigger == "schedule")
-                           .group_by(ClientRow.key, JobRow.key)).all()
-    return {(client, job): when for client, job, when in rows if when is not None}
+def last_scheduled_runs(session: Session, jobs: Iterable[tuple[str, str]]
+                        ) -> dict[tuple[str, str], datetime]:
+    """The latest scheduled run in the history (whatever its state or who ran it) of each of
+    ``jobs`` (``(client, job)``): one index seek per job on ``runs(job_id, scheduled_for)``."""
+    wanted = set(jobs)
+    if not wanted:
+        return {}
+    last = (select(RunRow.scheduled_for).where(RunRow.job_id == JobRow.id,
+                                               RunRow.trigger == "schedule")
+            .order_by(RunRow.scheduled_for.desc()).limit(1).correlate(JobRow).scalar_subquery())
+    rows = session.execute(select(ClientRow.key, JobRow.key, last).join(ClientRow).where(
+        ClientRow.key.in_({client for client, _job in wanted}))).all()
+    return {(client, job): when for client, job, when in rows
+            if when is not None and (client, job) in wanted}
 
 
 def runs_scheduled_since(session: Session, since: datetime) -> set[tuple[str, str, datetime]]:
