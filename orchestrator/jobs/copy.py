@@ -22,7 +22,7 @@ one's, so that only its new index files are read each night. Reading the packs b
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -112,10 +112,12 @@ class Parity:
 
 
 def parity(source: Repository, destination: Target, *, wait: timedelta = WAIT,
-           in_progress: set[str] | None = None) -> Parity:
+           in_progress: Callable[[], set[str]] | None = None) -> Parity:
     """Compare ``source`` with ``destination``, the same repository on another baie, under
     shared leases (module docstring). The restore points of runs still ``in_progress`` (run
-    uids: another job of the client, whose own copy has not happened yet) are left out.
+    uids: another job of the client, whose own copy has not happened yet) are left out: asked
+    before the listings and again after them, so that a run that began meanwhile is left out
+    too.
     Raises RepositoryLocked, BaieError, RepositoryCorrupt."""
     first, second = source.target, destination
     result = Parity(first.label, second.label)
@@ -123,13 +125,15 @@ def parity(source: Repository, destination: Target, *, wait: timedelta = WAIT,
     other = IndexCache(source.cache.path.with_name(f"index-of-{safe}.sqlite"))
     try:
         with leased(first, second, "parity check", wait):
+            running = set(in_progress()) if in_progress else set()
             source.sync_index()
             damaged = _sync_index(second, other, source.writer.index_key)
             snaps = {t.label: {e.name for e in t.list("snapshots")
                                if content_id("snapshots", e.name) is not None}
                      for t in (first, second)}
             infos = source.snapshots()
-            pending = {i.name for i in infos if i.meta.get("run") in (in_progress or set())}
+            running |= set(in_progress()) if in_progress else set()
+            pending = {i.name for i in infos if i.meta.get("run") in running}
             for here, there in ((first, second), (second, first)):
                 result.lacking_snapshots[here.label] = sorted(
                     n.rsplit("/", 1)[-1]

@@ -201,8 +201,11 @@ def _copy(ctx: RunContext, ref: JobRef, uid: str, recorder: RunRecorder, result:
             second = open_target(ctx.loaded.baie(other, ref.client_name), sleep=ctx.sleep)
             try:
                 figures.bytes_sent = copy_repository(repo.target, second)
-                with ctx.sessions() as session:  # their points reach it with their own copy
-                    running = rollback.others_in_progress(session, ref.client_name, uid)
+
+                def running() -> set[str]:  # their points reach it with their own copy
+                    with ctx.sessions() as session:
+                        return rollback.others_in_progress(session, ref.client_name, uid)
+
                 compared = parity(repo, second, in_progress=running)
             finally:
                 second.close()

@@ -183,3 +183,24 @@ def test_the_copy_spreads_no_damage_and_no_stray_and_parity_says_so(tmp_path: Pa
     assert any(p.startswith("site-b: ") and "are in no index" in p for p in problems), problems
     assert compared.bad_packs["site-a"] == []
     assert compared.lacking_snapshots == {"site-a": [], "site-b": []}  # .DS_Store is none
+
+
+def test_parity_leaves_out_a_run_that_began_while_it_listed(tmp_path: Path) -> None:
+    # Another job of the client starts after the copy asked which runs are in progress, and
+    # commits before the listing: its own copy has not happened yet, so its restore point is
+    # not "lacking" on the second baie (the two-daemon nights met this).
+    s = Setup(tmp_path)
+    result = s.run("partages")
+    assert result.status == "REUSSIE" and result.snapshot
+    root = tmp_path / "baie-b" / "acme"
+    for snap in (root / "snapshots").rglob(f"{result.snapshot}*"):
+        snap.unlink()  # as if its copy to site-b were still to come
+    first = open_for_writing(s.loaded.repository("acme", "site-a"))
+    second = LocalTarget("site-b", root)
+    answers = iter([set(), {result.uid}])  # not running when first asked; running after
+    compared = parity(first, second, in_progress=lambda: next(answers))
+    assert compared.lacking_snapshots["site-b"] == [], compared.problems()
+    assert compared.identical, compared.problems()
+    lacking = parity(first, second, in_progress=lambda: set())  # a finished run: judged
+    assert [sid[:12] for sid in lacking.lacking_snapshots["site-b"]] == [result.snapshot[:12]]
+    first.close()

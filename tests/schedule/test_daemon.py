@@ -73,7 +73,9 @@ def test_two_daemons_never_run_a_job_twice(tmp_path: Path) -> None:
         counts = session.execute(select(RunRow.job_id, RunRow.scheduled_for, func.count())
                                  .group_by(RunRow.job_id, RunRow.scheduled_for)).all()
     assert counts and all(n == 1 for _job, _when, n in counts)
-    assert set(statuses(s).values()) == {"REUSSIE"}
+    with s.sessions() as session:  # what a run found, should one not be REUSSIE
+        found = [(r.uid, r.status, r.findings) for r in session.scalars(select(RunRow))]
+    assert set(statuses(s).values()) == {"REUSSIE"}, found
     assert len(counts) == 3  # partages 21:00, erp 22:00, compta 23:00
 
 
