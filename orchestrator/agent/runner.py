@@ -106,11 +106,7 @@ def fetch_part(server: Server, folder: Path) -> Part:
     return Part(answer.config, None, dict(answer.expected_since), list(answer.snapshots))
 
 
-def _writer_key(folder: Path, client: str) -> Path:
-    return folder / "keys" / f"{client}.writer"  # where LoadedConfig.repository looks
-
-
-def take_writer_keys(server: Server, folder: Path) -> None:
+def take_writer_keys(server: Server, loaded: LoadedConfig) -> None:
     """Keep the writer keys the server has for the site's clients. A key already here is never
     replaced (a repository was written with it): one that is not the server's is said, as the
     server cannot maintain what it writes."""
@@ -121,7 +117,7 @@ def take_writer_keys(server: Server, folder: Path) -> None:
         return
     for client, text in answer.keys.items():
         secret = base64.b64decode(text)
-        path = _writer_key(folder, client)
+        path = loaded.writer_key(client)
         if path.exists():
             if load_or_create_writer_secret(path, create=False) != secret:
                 log.error("%s: the writer key on this agent (%s) is not the server's: the "
@@ -260,8 +256,8 @@ class Agent:
                 raise UsageError("a cycle at a chosen time (--at) only drives simulated hosts; "
                                  f"not simulated: {', '.join(real)}")
         if part.offline is None:
-            take_writer_keys(self.server, self.folder)
-        missing = [c for c in loaded.config.clients if not _writer_key(self.folder, c).exists()]
+            take_writer_keys(self.server, loaded)
+        missing = [c for c in loaded.config.clients if not loaded.writer_key(c).exists()]
         if missing:
             raise ServerError(f"the writer key of {', '.join(missing)} was never received from "
                               "the server: its jobs do not run until it is (the server keeps "

@@ -162,6 +162,10 @@ class LoadedConfig:
                             self.resolve(settings.known_hosts),
                             self.resolve(maintenance.key_file) if maintenance else None)
 
+    def writer_key(self, client: str) -> Path:
+        """Where this orchestrator (or agent) keeps ``client``'s writer key."""
+        return self.state_dir / "keys" / f"{client}.writer"
+
     def repository(self, client: str, baie: str) -> RepositorySettings:
         """``client``'s repository on ``baie``, with the keys that write it."""
         settings = self.config.clients.get(client)
@@ -176,7 +180,7 @@ class LoadedConfig:
             public_key=self.resolve(encryption.public_key_file) if encryption else None,
             escrow_key=self.resolve(escrow_file) if escrow and escrow_file else None,
             escrow_missing=escrow and not escrow_file,
-            writer_key=self.state_dir / "keys" / f"{client}.writer",
+            writer_key=self.writer_key(client),
             cache=self.state_dir / "cache" / client)
 
 

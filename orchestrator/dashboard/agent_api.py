@@ -144,8 +144,7 @@ def get_writer_keys(request: Request, agent: Agent) -> WriterKeysOut:
     clients = sorted({client for client, _job in jobs})
     keys = {}
     for client in clients:
-        path = loaded.state_dir / "keys" / f"{client}.writer"
-        secret = load_or_create_writer_secret(path, create=True)
+        secret = load_or_create_writer_secret(loaded.writer_key(client), create=True)
         keys[client] = base64.b64encode(secret).decode()
     return WriterKeysOut(keys=keys)
 
